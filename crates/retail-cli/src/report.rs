@@ -1,0 +1,312 @@
+//! Text renderings of runs, status, the asset graph, quality and headline figures.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use retail_lake::arrow::array::{AsArray as _, RecordBatch};
+use retail_lake::arrow::datatypes::{Decimal128Type, Int64Type};
+use retail_lake::schema::{self as tables, TableSpec};
+use retail_pipeline::assets::ASSETS;
+use retail_pipeline::{PipelineStatus, RunKind, RunRecord};
+use rust_decimal::Decimal;
+
+use crate::Platform;
+
+fn kind(run: &RunRecord) -> &'static str {
+    match run.kind {
+        RunKind::Ingest => "ingestion",
+        RunKind::Pipeline => "pipeline run",
+    }
+}
+
+/// Describes one run for a terminal.
+pub(crate) fn run_text(run: &RunRecord) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} {} in {} ms",
+        kind(run),
+        run.run_id,
+        run.status.as_str(),
+        run.duration_ms.unwrap_or(0)
+    );
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "  error: {error}");
+    }
+    match run.kind {
+        RunKind::Ingest => {
+            for file in &run.detail.files {
+                if file.skipped {
+                    let _ = writeln!(out, "  skipped {} (content already ingested)", file.path);
+                }
+            }
+            let ingested = run.detail.files.iter().filter(|f| !f.skipped).count();
+            let malformed: u64 = run.detail.files.iter().map(|f| f.malformed).sum();
+            let skipped = run.detail.files.len() - ingested;
+            let _ = writeln!(
+                out,
+                "  {} rows from {ingested} files into bronze ({malformed} malformed kept), {skipped} files skipped",
+                run.rows_out
+            );
+        }
+        RunKind::Pipeline => {
+            if let Some((after, to)) = run.detail.bronze_versions {
+                let from = after.map_or("the start".to_owned(), |v| format!("version {v}"));
+                let _ = writeln!(out, "  bronze after {from} up to version {to}");
+            }
+            let _ = writeln!(
+                out,
+                "  read {} bronze rows: {} to silver, {} quarantined, {} duplicates",
+                run.rows_in, run.rows_out, run.quarantined, run.duplicates
+            );
+            if let Some(quality) = &run.detail.quality {
+                for (reason, rows) in &quality.quarantine_by_reason {
+                    let _ = writeln!(out, "    quarantined {reason:<22} {rows}");
+                }
+            }
+            for asset in &run.detail.assets {
+                let version = asset
+                    .version
+                    .map_or(String::new(), |v| format!(" (version {v})"));
+                let _ = writeln!(
+                    out,
+                    "  {:<40} {:<12} {:>9} rows{version}",
+                    asset.asset, asset.status, asset.rows
+                );
+            }
+            if run.status == retail_pipeline::RunStatus::UpToDate {
+                let _ = writeln!(out, "  nothing new: every table was already up to date");
+            }
+            if let Some(reconciliation) = &run.detail.reconciliation {
+                let _ = writeln!(out, "  reconciliation: {reconciliation}");
+            }
+        }
+    }
+    out
+}
+
+/// Lists runs, one line each.
+pub(crate) fn runs_text(runs: &[RunRecord]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<36}  {:<9}  {:<10}  {:<20}  {:>8}  {:>9}  {:>9}  {:>8}  {:>8}",
+        "run", "kind", "status", "started (UTC)", "ms", "rows in", "rows out", "quarant.", "dupl."
+    );
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "{:<36}  {:<9}  {:<10}  {:<20}  {:>8}  {:>9}  {:>9}  {:>8}  {:>8}",
+            run.run_id,
+            match run.kind {
+                RunKind::Ingest => "ingest",
+                RunKind::Pipeline => "pipeline",
+            },
+            run.status.as_str(),
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            run.duration_ms.unwrap_or(0),
+            run.rows_in,
+            run.rows_out,
+            run.quarantined,
+            run.duplicates
+        );
+        if let Some(error) = &run.error {
+            let _ = writeln!(out, "    error: {error}");
+        }
+    }
+    if runs.is_empty() {
+        let _ = writeln!(out, "(no runs recorded yet)");
+    }
+    out
+}
+
+/// Describes where the pipeline stands.
+pub(crate) fn status_text(status: &PipelineStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<40} {:>8} {:>10} {:>11}",
+        "table", "version", "rows", "built from"
+    );
+    for table in &status.tables {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>8} {:>10} {:>11}",
+            table.table,
+            table.version.map_or("-".to_owned(), |v| v.to_string()),
+            table.rows,
+            table.built_from.map_or("-".to_owned(), |v| v.to_string())
+        );
+    }
+    let flag = |current: bool| {
+        if current {
+            "up to date"
+        } else {
+            "behind (run `retail pipeline run`)"
+        }
+    };
+    let _ = writeln!(out, "silver: {}", flag(status.silver_up_to_date));
+    let _ = writeln!(out, "gold:   {}", flag(status.gold_up_to_date));
+    let _ = writeln!(out, "reconciliation: {}", status.reconciliation);
+    match &status.latest_run {
+        Some(run) => {
+            let _ = writeln!(
+                out,
+                "latest run: {} {} at {}",
+                run.run_id,
+                run.status.as_str(),
+                run.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+        None => {
+            let _ = writeln!(out, "latest run: none");
+        }
+    }
+    out
+}
+
+/// Lists the asset graph.
+pub(crate) fn assets_text() -> String {
+    let mut out = String::new();
+    for asset in ASSETS {
+        let upstream = if asset.upstream.is_empty() {
+            "(source: ingestion)".to_owned()
+        } else {
+            asset.upstream.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "{:<40} {:<7} <- {upstream}",
+            asset.table.name,
+            asset.stage.as_str()
+        );
+    }
+    out
+}
+
+/// Prints (and optionally writes) the quality report of a run.
+pub(crate) fn quality_report(
+    platform: &Platform,
+    run_id: Option<&str>,
+    json: bool,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let run = match run_id {
+        Some(id) => platform
+            .store
+            .run(id)?
+            .with_context(|| format!("no run with id {id}"))?,
+        None => platform
+            .store
+            .runs(Some(RunKind::Pipeline), 1000)?
+            .into_iter()
+            .find(|run| run.detail.quality.is_some())
+            .context("no pipeline run has processed data yet: run `retail pipeline run` first")?,
+    };
+    let Some(quality) = &run.detail.quality else {
+        bail!(
+            "run {} processed no data, so it has no quality report",
+            run.run_id
+        );
+    };
+    let encoded = serde_json::to_string_pretty(quality)?;
+    if let Some(output) = output {
+        std::fs::write(output, &encoded)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+    }
+    if json {
+        println!("{encoded}");
+    } else {
+        print!("{}", quality.to_text());
+    }
+    Ok(())
+}
+
+fn sum_decimal(batches: &[RecordBatch], column: &str) -> Decimal {
+    let total: i128 = batches
+        .iter()
+        .filter_map(|b| b.column_by_name(column))
+        .map(|c| {
+            c.as_primitive::<Decimal128Type>()
+                .iter()
+                .flatten()
+                .sum::<i128>()
+        })
+        .sum();
+    Decimal::from_i128_with_scale(total, 3)
+}
+
+fn sum_int(batches: &[RecordBatch], column: &str) -> i64 {
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name(column))
+        .map(|c| c.as_primitive::<Int64Type>().iter().flatten().sum::<i64>())
+        .sum()
+}
+
+async fn rows_of(platform: &Platform, table: &TableSpec) -> anyhow::Result<u64> {
+    Ok(platform.lake.count_rows(table).await?)
+}
+
+/// Headline figures of the lake, from the gold tables.
+pub(crate) async fn summary_text(platform: &Platform) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let reconciliation = platform.pipeline.reconciliation().await?;
+    let _ = writeln!(out, "\nlake at {}", platform.lake.root());
+    for table in tables::ALL_TABLES {
+        let _ = writeln!(
+            out,
+            "  {:<40} {:>9} rows   {}",
+            table.name,
+            rows_of(platform, &table).await?,
+            platform.lake.table_url(&table)
+        );
+    }
+    let _ = writeln!(out, "reconciliation: {reconciliation}");
+    if platform
+        .lake
+        .open(&tables::GOLD_DAILY_SALES)
+        .await?
+        .is_none()
+    {
+        return Ok(out);
+    }
+    let daily = platform.lake.read_all(&tables::GOLD_DAILY_SALES).await?;
+    let customers = platform.lake.count_rows(&tables::GOLD_CUSTOMER_RFM).await?;
+    let _ = writeln!(out, "headline figures (gold):");
+    let _ = writeln!(
+        out,
+        "  net revenue      {}",
+        sum_decimal(&daily, "net_revenue")
+    );
+    let _ = writeln!(
+        out,
+        "  gross revenue    {}",
+        sum_decimal(&daily, "gross_revenue")
+    );
+    let _ = writeln!(
+        out,
+        "  returns          {}",
+        sum_decimal(&daily, "returns_amount")
+    );
+    let _ = writeln!(out, "  units sold       {}", sum_int(&daily, "units"));
+    let _ = writeln!(out, "  lines            {}", sum_int(&daily, "lines"));
+    let _ = writeln!(out, "  customers (RFM)  {customers}");
+    let _ = writeln!(
+        out,
+        "  products         {}",
+        rows_of(platform, &tables::GOLD_DIM_PRODUCT).await?
+    );
+    let _ = writeln!(
+        out,
+        "  countries        {}",
+        rows_of(platform, &tables::GOLD_DIM_COUNTRY).await?
+    );
+    let _ = writeln!(
+        out,
+        "  days             {}",
+        rows_of(platform, &tables::GOLD_DIM_DATE).await?
+    );
+    Ok(out)
+}

@@ -1,0 +1,76 @@
+use deltalake::DeltaTableError;
+use retail_domain::error::{Classify, ErrorKind};
+
+/// Errors of the lake adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configured root is neither a usable directory nor a URL.
+    #[error("invalid lake root {root:?}: {reason}")]
+    InvalidRoot {
+        /// The configured root.
+        root: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A Delta operation on a table failed.
+    #[error("failed to {operation} table {table}")]
+    Table {
+        /// What was being done (`open`, `commit`, `read`, ...).
+        operation: &'static str,
+        /// The table's name, such as `silver/retail_transactions`.
+        table: String,
+        /// The cause.
+        #[source]
+        source: DeltaTableError,
+    },
+    /// A batch did not fit the table's schema or could not be encoded.
+    #[error("failed to {operation} table {table}")]
+    Arrow {
+        /// What was being done.
+        operation: &'static str,
+        /// The table's name.
+        table: String,
+        /// The cause.
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+    /// A Parquet file of a table could not be read.
+    #[error("failed to read file {file} of table {table}")]
+    Parquet {
+        /// The table's name.
+        table: String,
+        /// The file, relative to the table's root.
+        file: String,
+        /// The cause.
+        #[source]
+        source: deltalake::parquet::errors::ParquetError,
+    },
+    /// A table that must exist does not.
+    #[error("table {table} does not exist yet")]
+    MissingTable {
+        /// The table's name.
+        table: String,
+    },
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidRoot { .. } => ErrorKind::InvalidInput,
+            Self::MissingTable { .. } => ErrorKind::NotFound,
+            Self::Table { source, .. } => match source {
+                DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. } => {
+                    ErrorKind::Conflict
+                }
+                DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. } => {
+                    ErrorKind::Unavailable
+                }
+                _ => ErrorKind::Internal,
+            },
+            Self::Arrow { .. } | Self::Parquet { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The lake adapter's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

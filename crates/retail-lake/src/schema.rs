@@ -1,0 +1,420 @@
+//! The tables of the lake and their Arrow schemas, as `DATA_CONTRACT.md` names them.
+//!
+//! Money is `Decimal128(18, 3)` (exact, three fractional digits as the contract allows), quality
+//! scores `Decimal128(3, 2)`, shop-local times `Timestamp(µs)` without a zone (Delta
+//! `timestamp_ntz`) and ingestion times `Timestamp(µs, UTC)`.
+
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// A table of the lake: its name (also its path below the root), schema and partitioning.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    /// `layer/name`, for example `silver/retail_transactions`.
+    pub name: &'static str,
+    /// Builds the table's Arrow schema.
+    pub schema: fn() -> SchemaRef,
+    /// Partition columns (strings), in order.
+    pub partition_columns: &'static [&'static str],
+}
+
+impl TableSpec {
+    /// Returns the table's Arrow schema.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        (self.schema)()
+    }
+}
+
+impl std::fmt::Display for TableSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Decimal type of money columns.
+pub const MONEY: DataType = DataType::Decimal128(18, 3);
+/// Decimal type of quality scores.
+pub const SCORE: DataType = DataType::Decimal128(3, 2);
+
+/// Type of shop-local timestamps (no time zone).
+pub fn local_timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
+}
+
+/// Type of UTC instants.
+pub fn utc_timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
+fn utf8(name: &str) -> Field {
+    field(name, DataType::Utf8, false)
+}
+
+fn utf8_null(name: &str) -> Field {
+    field(name, DataType::Utf8, true)
+}
+
+/// The eight business columns' canonical names, in contract order.
+pub const BUSINESS_COLUMNS: [&str; 8] = [
+    "invoice",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country",
+];
+
+/// Lineage columns that bronze rows carry and silver, quarantine and duplicates keep.
+fn lineage_fields() -> Vec<Field> {
+    vec![
+        utf8("ingestion_id"),
+        utf8("batch_id"),
+        utf8("source_system"),
+        utf8("source_location"),
+        field("source_row", DataType::Int64, false),
+        field("ingested_at", utc_timestamp(), false),
+    ]
+}
+
+fn bronze_schema() -> SchemaRef {
+    let mut fields = lineage_fields();
+    fields.push(utf8("record_hash"));
+    fields.extend(BUSINESS_COLUMNS.iter().map(|name| utf8_null(name)));
+    fields.push(utf8_null("extra_columns"));
+    fields.push(utf8_null("raw_text"));
+    fields.push(utf8_null("parse_error"));
+    Arc::new(Schema::new(fields))
+}
+
+fn silver_schema() -> SchemaRef {
+    let mut fields = vec![
+        utf8("transaction_id"),
+        utf8("invoice"),
+        utf8("stock_code"),
+        utf8_null("description"),
+        field("quantity", DataType::Int64, false),
+        field("invoice_date", local_timestamp(), false),
+        field("unit_price", MONEY, false),
+        utf8_null("customer_id"),
+        utf8("country"),
+        utf8("country_name"),
+        utf8_null("country_code"),
+        field("total_amount", MONEY, false),
+        field("is_return", DataType::Boolean, false),
+        field("is_cancellation", DataType::Boolean, false),
+        utf8("line_type"),
+        field("data_quality_score", SCORE, false),
+        utf8_null("email"),
+        utf8_null("extra_columns"),
+    ];
+    fields.extend(lineage_fields());
+    fields.push(utf8("run_id"));
+    fields.push(utf8("region"));
+    fields.push(utf8("invoice_month"));
+    Arc::new(Schema::new(fields))
+}
+
+fn quarantine_schema() -> SchemaRef {
+    let mut fields = lineage_fields();
+    fields.push(utf8("record_hash"));
+    fields.extend(BUSINESS_COLUMNS.iter().map(|name| utf8_null(name)));
+    fields.push(utf8_null("extra_columns"));
+    fields.push(utf8_null("raw_text"));
+    fields.push(utf8_null("parse_error"));
+    fields.push(field(
+        "reasons",
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        false,
+    ));
+    fields.push(utf8("run_id"));
+    fields.push(field("quarantined_at", utc_timestamp(), false));
+    Arc::new(Schema::new(fields))
+}
+
+fn duplicates_schema() -> SchemaRef {
+    let mut fields = vec![utf8("transaction_id")];
+    fields.extend(lineage_fields());
+    fields.push(utf8("record_hash"));
+    fields.push(utf8("run_id"));
+    Arc::new(Schema::new(fields))
+}
+
+fn fact_sales_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("transaction_id"),
+        field("date_key", DataType::Int32, false),
+        field("customer_key", DataType::Int64, false),
+        field("product_key", DataType::Int64, false),
+        field("country_key", DataType::Int64, false),
+        utf8("invoice"),
+        field("invoice_date", local_timestamp(), false),
+        field("quantity", DataType::Int64, false),
+        field("unit_price", MONEY, false),
+        field("total_amount", MONEY, false),
+        field("is_return", DataType::Boolean, false),
+        field("is_cancellation", DataType::Boolean, false),
+        utf8("line_type"),
+        field("data_quality_score", SCORE, false),
+    ]))
+}
+
+fn dim_customer_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("customer_key", DataType::Int64, false),
+        utf8("customer_id"),
+        utf8("country_name"),
+        field("country_key", DataType::Int64, false),
+        field("version", DataType::Int32, false),
+        field("valid_from", local_timestamp(), false),
+        field("valid_to", local_timestamp(), true),
+        field("is_current", DataType::Boolean, false),
+    ]))
+}
+
+fn dim_product_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("product_key", DataType::Int64, false),
+        utf8("stock_code"),
+        utf8_null("description"),
+        utf8("line_type"),
+        field("first_sale_date", DataType::Date32, true),
+        field("last_sale_date", DataType::Date32, true),
+    ]))
+}
+
+fn dim_country_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("country_key", DataType::Int64, false),
+        utf8("country_name"),
+        utf8_null("country_code"),
+        utf8("region"),
+    ]))
+}
+
+fn dim_date_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("date_key", DataType::Int32, false),
+        field("date", DataType::Date32, false),
+        field("year", DataType::Int32, false),
+        field("quarter", DataType::Int32, false),
+        field("month", DataType::Int32, false),
+        utf8("month_name"),
+        field("iso_year", DataType::Int32, false),
+        field("iso_week", DataType::Int32, false),
+        field("day_of_week", DataType::Int32, false),
+        utf8("day_name"),
+        field("is_weekend", DataType::Boolean, false),
+    ]))
+}
+
+fn daily_sales_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("date", DataType::Date32, false),
+        field("date_key", DataType::Int32, false),
+        utf8("country_name"),
+        field("gross_revenue", MONEY, false),
+        field("returns_amount", MONEY, false),
+        field("net_revenue", MONEY, false),
+        field("orders", DataType::Int64, false),
+        field("units", DataType::Int64, false),
+        field("customers", DataType::Int64, false),
+        field("lines", DataType::Int64, false),
+    ]))
+}
+
+fn product_monthly_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("month"),
+        utf8("stock_code"),
+        field("net_revenue", MONEY, false),
+        field("units_sold", DataType::Int64, false),
+        field("units_returned", DataType::Int64, false),
+        field("orders", DataType::Int64, false),
+        field("return_rate", DataType::Float64, true),
+    ]))
+}
+
+fn customer_rfm_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("customer_id"),
+        field("reference_date", DataType::Date32, false),
+        field("last_purchase_date", DataType::Date32, false),
+        field("recency_days", DataType::Int64, false),
+        field("frequency", DataType::Int64, false),
+        field("monetary", MONEY, false),
+        field("r_score", DataType::Int32, false),
+        field("f_score", DataType::Int32, false),
+        field("m_score", DataType::Int32, false),
+        utf8("segment"),
+    ]))
+}
+
+fn cohort_retention_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("cohort_month"),
+        field("month_offset", DataType::Int32, false),
+        utf8("activity_month"),
+        field("cohort_size", DataType::Int64, false),
+        field("active_customers", DataType::Int64, false),
+        field("retention", DataType::Float64, false),
+    ]))
+}
+
+/// `bronze/retail_transactions`: everything that arrived, as it arrived.
+pub const BRONZE_TRANSACTIONS: TableSpec = TableSpec {
+    name: "bronze/retail_transactions",
+    schema: bronze_schema,
+    partition_columns: &[],
+};
+
+/// `silver/retail_transactions`: cleansed, deduplicated transactions.
+pub const SILVER_TRANSACTIONS: TableSpec = TableSpec {
+    name: "silver/retail_transactions",
+    schema: silver_schema,
+    partition_columns: &["region", "invoice_month"],
+};
+
+/// `silver/retail_transactions_quarantine`: rows that broke a required rule, with every reason.
+pub const SILVER_QUARANTINE: TableSpec = TableSpec {
+    name: "silver/retail_transactions_quarantine",
+    schema: quarantine_schema,
+    partition_columns: &[],
+};
+
+/// `silver/retail_transactions_duplicates`: bronze rows dropped as duplicates of a kept row.
+pub const SILVER_DUPLICATES: TableSpec = TableSpec {
+    name: "silver/retail_transactions_duplicates",
+    schema: duplicates_schema,
+    partition_columns: &[],
+};
+
+/// `gold/fact_sales`.
+pub const GOLD_FACT_SALES: TableSpec = TableSpec {
+    name: "gold/fact_sales",
+    schema: fact_sales_schema,
+    partition_columns: &[],
+};
+
+/// `gold/dim_customer` (type 2).
+pub const GOLD_DIM_CUSTOMER: TableSpec = TableSpec {
+    name: "gold/dim_customer",
+    schema: dim_customer_schema,
+    partition_columns: &[],
+};
+
+/// `gold/dim_product`.
+pub const GOLD_DIM_PRODUCT: TableSpec = TableSpec {
+    name: "gold/dim_product",
+    schema: dim_product_schema,
+    partition_columns: &[],
+};
+
+/// `gold/dim_country`.
+pub const GOLD_DIM_COUNTRY: TableSpec = TableSpec {
+    name: "gold/dim_country",
+    schema: dim_country_schema,
+    partition_columns: &[],
+};
+
+/// `gold/dim_date`.
+pub const GOLD_DIM_DATE: TableSpec = TableSpec {
+    name: "gold/dim_date",
+    schema: dim_date_schema,
+    partition_columns: &[],
+};
+
+/// `gold/daily_sales`.
+pub const GOLD_DAILY_SALES: TableSpec = TableSpec {
+    name: "gold/daily_sales",
+    schema: daily_sales_schema,
+    partition_columns: &[],
+};
+
+/// `gold/product_monthly`.
+pub const GOLD_PRODUCT_MONTHLY: TableSpec = TableSpec {
+    name: "gold/product_monthly",
+    schema: product_monthly_schema,
+    partition_columns: &[],
+};
+
+/// `gold/customer_rfm`.
+pub const GOLD_CUSTOMER_RFM: TableSpec = TableSpec {
+    name: "gold/customer_rfm",
+    schema: customer_rfm_schema,
+    partition_columns: &[],
+};
+
+/// `gold/cohort_retention`.
+pub const GOLD_COHORT_RETENTION: TableSpec = TableSpec {
+    name: "gold/cohort_retention",
+    schema: cohort_retention_schema,
+    partition_columns: &[],
+};
+
+/// Every gold table, dimensions first.
+pub const GOLD_TABLES: [TableSpec; 9] = [
+    GOLD_DIM_DATE,
+    GOLD_DIM_COUNTRY,
+    GOLD_DIM_PRODUCT,
+    GOLD_DIM_CUSTOMER,
+    GOLD_FACT_SALES,
+    GOLD_DAILY_SALES,
+    GOLD_PRODUCT_MONTHLY,
+    GOLD_CUSTOMER_RFM,
+    GOLD_COHORT_RETENTION,
+];
+
+/// Every table of the lake.
+pub const ALL_TABLES: [TableSpec; 13] = [
+    BRONZE_TRANSACTIONS,
+    SILVER_TRANSACTIONS,
+    SILVER_QUARANTINE,
+    SILVER_DUPLICATES,
+    GOLD_DIM_DATE,
+    GOLD_DIM_COUNTRY,
+    GOLD_DIM_PRODUCT,
+    GOLD_DIM_CUSTOMER,
+    GOLD_FACT_SALES,
+    GOLD_DAILY_SALES,
+    GOLD_PRODUCT_MONTHLY,
+    GOLD_CUSTOMER_RFM,
+    GOLD_COHORT_RETENTION,
+];
+
+/// Finds a table by its name (`silver/retail_transactions`).
+pub fn find_table(name: &str) -> Option<TableSpec> {
+    ALL_TABLES.iter().copied().find(|table| table.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_column_is_a_string_column_of_its_table() {
+        for table in ALL_TABLES {
+            let schema = table.arrow_schema();
+            for column in table.partition_columns {
+                let found = schema
+                    .field_with_name(column)
+                    .expect("partition column exists");
+                assert_eq!(found.data_type(), &DataType::Utf8, "{table}.{column}");
+            }
+        }
+    }
+
+    #[test]
+    fn table_names_are_unique_and_found_by_name() {
+        for table in ALL_TABLES {
+            assert_eq!(find_table(table.name).map(|t| t.name), Some(table.name));
+        }
+        assert!(find_table("gold/nope").is_none());
+    }
+}

@@ -1,0 +1,565 @@
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use deltalake::arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::arrow::error::ArrowError;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, StructType, Transaction, Version};
+#[allow(deprecated)] // the replacement (a hand-written AsyncFileReader) is not worth it yet
+use deltalake::parquet::arrow::async_reader::{
+    ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use tracing::{debug, instrument};
+use url::Url;
+
+use crate::config::LakeConfig;
+use crate::error::{Error, Result};
+use crate::schema::TableSpec;
+
+/// Handle to the lake: resolves table locations and runs Delta operations on them.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: Url,
+    storage_options: HashMap<String, String>,
+    batch_rows: usize,
+}
+
+impl Lake {
+    /// Resolves the configured root; a local root directory is created when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRoot`] when the root is not a URL and cannot be made a local directory.
+    pub fn new(config: &LakeConfig) -> Result<Self> {
+        let root = resolve_root(&config.root)?;
+        Ok(Self {
+            root,
+            storage_options: config
+                .storage_options
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+            batch_rows: config.batch_rows.max(1024),
+        })
+    }
+
+    /// Returns the lake's root URL (always ending with `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// Returns how many rows the lake puts in one streamed batch.
+    pub fn batch_rows(&self) -> usize {
+        self.batch_rows
+    }
+
+    /// Returns the location of a table.
+    pub fn table_url(&self, table: &TableSpec) -> Url {
+        self.root
+            .join(&format!("{}/", table.name))
+            .expect("table names are valid relative URL paths")
+    }
+
+    fn builder(&self, table: &TableSpec) -> Result<DeltaTableBuilder> {
+        DeltaTableBuilder::from_url(self.table_url(table))
+            .map(|builder| builder.with_storage_options(self.storage_options.clone()))
+            .map_err(|source| table_error("open", table, source))
+    }
+
+    /// Opens a table at its latest version, or returns `None` when it was never written.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn open(&self, table: &TableSpec) -> Result<Option<DeltaTable>> {
+        let mut delta = self
+            .builder(table)?
+            .build()
+            .map_err(|source| table_error("open", table, source))?;
+        let exists = delta
+            .verify_deltatable_existence()
+            .await
+            .map_err(|source| table_error("open", table, source))?;
+        if !exists {
+            return Ok(None);
+        }
+        match delta.load().await {
+            Ok(()) => Ok(Some(delta)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(source) => Err(table_error("open", table, source)),
+        }
+    }
+
+    /// Opens a table at a given version.
+    ///
+    /// # Errors
+    ///
+    /// When the table or the version does not exist.
+    pub async fn open_at(&self, table: &TableSpec, version: Version) -> Result<DeltaTable> {
+        self.builder(table)?
+            .with_version(version)
+            .load()
+            .await
+            .map_err(|source| table_error("open", table, source))
+    }
+
+    /// Returns the latest version of a table, `None` when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn latest_version(&self, table: &TableSpec) -> Result<Option<Version>> {
+        Ok(self.open(table).await?.and_then(|delta| delta.version()))
+    }
+
+    /// Opens a table, creating it empty with its schema and partitioning when missing.
+    ///
+    /// # Errors
+    ///
+    /// When the table cannot be read or created.
+    pub async fn ensure_table(&self, table: &TableSpec) -> Result<DeltaTable> {
+        if let Some(delta) = self.open(table).await? {
+            return Ok(delta);
+        }
+        let schema: StructType =
+            table
+                .arrow_schema()
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|source| Error::Arrow {
+                    operation: "create",
+                    table: table.name.to_owned(),
+                    source,
+                })?;
+        let delta = self
+            .builder(table)?
+            .build()
+            .map_err(|source| table_error("create", table, source))?;
+        let created = delta
+            .create()
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(table.partition_columns.iter().copied())
+            .with_table_name(table.name.replace('/', "."))
+            .await;
+        match created {
+            Ok(delta) => Ok(delta),
+            // Another process created it first: use theirs.
+            Err(DeltaTableError::VersionAlreadyExists(_)) => {
+                self.open(table).await?.ok_or_else(|| Error::MissingTable {
+                    table: table.name.to_owned(),
+                })
+            }
+            Err(source) => Err(table_error("create", table, source)),
+        }
+    }
+
+    /// Starts a streaming write that appends to a table when committed.
+    ///
+    /// # Errors
+    ///
+    /// When the table cannot be opened or created.
+    pub async fn appender(&self, table: &TableSpec) -> Result<TableAppender> {
+        TableAppender::new(*table, self.ensure_table(table).await?, SaveMode::Append)
+    }
+
+    /// Starts a streaming write that replaces a table's content when committed.
+    ///
+    /// # Errors
+    ///
+    /// When the table cannot be opened or created.
+    pub async fn overwriter(&self, table: &TableSpec) -> Result<TableAppender> {
+        TableAppender::new(*table, self.ensure_table(table).await?, SaveMode::Overwrite)
+    }
+
+    /// Returns the last version an application recorded on a table (`txn` action), if any.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn app_version(&self, table: &TableSpec, app_id: &str) -> Result<Option<i64>> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        self.app_version_in(&delta, table, app_id).await
+    }
+
+    /// Returns the last version an application recorded in an already opened table.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn app_version_in(
+        &self,
+        delta: &DeltaTable,
+        table: &TableSpec,
+        app_id: &str,
+    ) -> Result<Option<i64>> {
+        let snapshot = delta
+            .snapshot()
+            .map_err(|source| table_error("read", table, source))?;
+        snapshot
+            .transaction_version(delta.log_store().as_ref(), app_id)
+            .await
+            .map_err(|source| table_error("read", table, source))
+    }
+
+    /// Streams a whole table (partition columns included), optionally only some columns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingTable`] when the table was never written, or when it cannot be scanned.
+    pub async fn scan(
+        &self,
+        table: &TableSpec,
+        columns: Option<&[&str]>,
+    ) -> Result<BoxStream<'static, deltalake::datafusion::error::Result<RecordBatch>>> {
+        let delta = self.open(table).await?.ok_or_else(|| Error::MissingTable {
+            table: table.name.to_owned(),
+        })?;
+        let mut load = delta.scan_table();
+        if let Some(columns) = columns {
+            load = load.with_columns(columns.iter().copied());
+        }
+        let (_, stream) = load
+            .await
+            .map_err(|source| table_error("scan", table, source))?;
+        let spec = *table;
+        Ok(stream
+            .map(move |batch| {
+                batch.and_then(|batch| {
+                    conform(batch, &spec)
+                        .map_err(deltalake::datafusion::error::DataFusionError::from)
+                })
+            })
+            .boxed())
+    }
+
+    /// Reads a whole table into memory. For small tables (dimensions, aggregates) and tests.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lake::scan`], plus any error while reading.
+    pub async fn read_all(&self, table: &TableSpec) -> Result<Vec<RecordBatch>> {
+        let stream = self.scan(table, None).await?;
+        stream.try_collect().await.map_err(|source| Error::Table {
+            operation: "read",
+            table: table.name.to_owned(),
+            source: source.into(),
+        })
+    }
+
+    /// Counts a table's rows from the Delta log's file statistics, without reading data.
+    /// A missing table has zero rows.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn count_rows(&self, table: &TableSpec) -> Result<u64> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(0);
+        };
+        let snapshot = delta
+            .snapshot()
+            .map_err(|source| table_error("count", table, source))?;
+        Ok(snapshot
+            .log_data()
+            .into_iter()
+            .map(|file| file.num_records().unwrap_or(0) as u64)
+            .sum())
+    }
+
+    /// Lists the data files a table gained after `after` (all files when `None`), oldest first,
+    /// together with the version they were read at. Meant for append-only tables (bronze).
+    ///
+    /// # Errors
+    ///
+    /// When either version of the log cannot be read.
+    pub async fn files_added_after(
+        &self,
+        table: &TableSpec,
+        after: Option<Version>,
+    ) -> Result<Option<(Version, Vec<String>)>> {
+        let Some(latest) = self.open(table).await? else {
+            return Ok(None);
+        };
+        let version = latest.version().unwrap_or_default();
+        let seen: HashSet<String> = match after {
+            Some(after) if after >= version => return Ok(Some((version, Vec::new()))),
+            Some(after) => active_files(&self.open_at(table, after).await?, table)?
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect(),
+            None => HashSet::new(),
+        };
+        let mut added: Vec<(String, i64)> = active_files(&latest, table)?
+            .into_iter()
+            .filter(|(path, _)| !seen.contains(path))
+            .collect();
+        added.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(Some((
+            version,
+            added.into_iter().map(|(path, _)| path).collect(),
+        )))
+    }
+
+    /// Streams one data file of an unpartitioned table.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened or is not Parquet.
+    pub async fn read_file(
+        &self,
+        table: &TableSpec,
+        delta: &DeltaTable,
+        file: &str,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let parquet_error = |source| Error::Parquet {
+            table: table.name.to_owned(),
+            file: file.to_owned(),
+            source,
+        };
+        let path = deltalake::Path::parse(file).map_err(|error| Error::Parquet {
+            table: table.name.to_owned(),
+            file: file.to_owned(),
+            source: deltalake::parquet::errors::ParquetError::External(Box::new(error)),
+        })?;
+        #[allow(deprecated)]
+        let reader = ParquetObjectReader::new(delta.object_store(), path);
+        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(parquet_error)?
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(parquet_error)?;
+        let spec = *table;
+        let file = file.to_owned();
+        Ok(stream
+            .map(move |batch| {
+                let batch = batch.map_err(|source| Error::Parquet {
+                    table: spec.name.to_owned(),
+                    file: file.clone(),
+                    source,
+                })?;
+                conform(batch, &spec).map_err(|source| Error::Arrow {
+                    operation: "read",
+                    table: spec.name.to_owned(),
+                    source,
+                })
+            })
+            .boxed())
+    }
+}
+
+fn active_files(delta: &DeltaTable, table: &TableSpec) -> Result<Vec<(String, i64)>> {
+    let snapshot = delta
+        .snapshot()
+        .map_err(|source| table_error("list", table, source))?;
+    Ok(snapshot
+        .log_data()
+        .into_iter()
+        .map(|file| {
+            (
+                file.object_store_path().to_string(),
+                file.modification_time(),
+            )
+        })
+        .collect())
+}
+
+/// Casts the columns of a batch read back from a table to the types of the table's schema
+/// (readers may return equivalent encodings, such as string views for strings).
+fn conform(batch: RecordBatch, table: &TableSpec) -> Result<RecordBatch, ArrowError> {
+    let schema = table.arrow_schema();
+    let mut changed = false;
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match schema.field_with_name(field.name()) {
+            Ok(expected) if expected.data_type() != column.data_type() => {
+                changed = true;
+                columns.push(cast(column, expected.data_type())?);
+                fields.push(Field::new(
+                    field.name(),
+                    expected.data_type().clone(),
+                    field.is_nullable(),
+                ));
+            }
+            _ => {
+                columns.push(Arc::clone(column));
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    if !changed {
+        return Ok(batch);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+fn table_error(operation: &'static str, table: &TableSpec, source: DeltaTableError) -> Error {
+    Error::Table {
+        operation,
+        table: table.name.to_owned(),
+        source,
+    }
+}
+
+fn resolve_root(root: &str) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidRoot {
+        root: root.to_owned(),
+        reason,
+    };
+    let url = if root.contains("://") {
+        Url::parse(root).map_err(|error| invalid(error.to_string()))?
+    } else {
+        let path = Path::new(root);
+        std::fs::create_dir_all(path).map_err(|error| invalid(error.to_string()))?;
+        let absolute = std::fs::canonicalize(path).map_err(|error| invalid(error.to_string()))?;
+        Url::from_directory_path(&absolute)
+            .map_err(|()| invalid("not an absolute directory path".to_owned()))?
+    };
+    if url.scheme() == "file" {
+        let path = url
+            .to_file_path()
+            .map_err(|()| invalid("not a local path".to_owned()))?;
+        std::fs::create_dir_all(&path).map_err(|error| invalid(error.to_string()))?;
+    }
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
+/// A streaming write into one table: batches are encoded to Parquet files as they arrive and
+/// become visible only at [`TableAppender::commit`], atomically, together with the
+/// application-transaction markers given there. Dropping it uncommitted leaves the table as it
+/// was (the written files stay unreferenced until a vacuum).
+pub struct TableAppender {
+    table: TableSpec,
+    delta: DeltaTable,
+    writer: RecordBatchWriter,
+    mode: SaveMode,
+    schema: SchemaRef,
+    rows: u64,
+}
+
+impl std::fmt::Debug for TableAppender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableAppender")
+            .field("table", &self.table.name)
+            .field("mode", &self.mode)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl TableAppender {
+    fn new(table: TableSpec, delta: DeltaTable, mode: SaveMode) -> Result<Self> {
+        let writer = RecordBatchWriter::for_table(&delta)
+            .map_err(|source| table_error("write", &table, source))?;
+        Ok(Self {
+            table,
+            delta,
+            writer,
+            mode,
+            schema: table.arrow_schema(),
+            rows: 0,
+        })
+    }
+
+    /// Returns the schema batches must have.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Returns the rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Encodes one batch (not yet visible to readers).
+    ///
+    /// # Errors
+    ///
+    /// When the batch does not fit the table's schema or cannot be written.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|source| table_error("write", &self.table, source))
+    }
+
+    /// Commits what was written as one new table version, with `app_versions` recorded as
+    /// application transactions (`txn` actions) in the same commit. An append of nothing with
+    /// no markers commits nothing and returns `None`.
+    ///
+    /// # Errors
+    ///
+    /// When the files cannot be finalised or the commit fails; the table is then unchanged.
+    #[instrument(skip_all, fields(table = %self.table, rows = self.rows))]
+    pub async fn commit(mut self, app_versions: &[(String, i64)]) -> Result<Option<Version>> {
+        let table = self.table;
+        let adds = self
+            .writer
+            .flush()
+            .await
+            .map_err(|source| table_error("write", &table, source))?;
+        if adds.is_empty() && app_versions.is_empty() && self.mode == SaveMode::Append {
+            return Ok(None);
+        }
+        let snapshot = self
+            .delta
+            .snapshot()
+            .map_err(|source| table_error("commit", &table, source))?;
+        let mut actions: Vec<Action> = Vec::with_capacity(adds.len());
+        if self.mode == SaveMode::Overwrite {
+            actions.extend(
+                snapshot
+                    .log_data()
+                    .into_iter()
+                    .map(|file| Action::Remove(file.remove_action(true))),
+            );
+        }
+        actions.extend(adds.into_iter().map(Action::Add));
+        let properties = CommitProperties::default().with_application_transactions(
+            app_versions
+                .iter()
+                .map(|(app, version)| Transaction::new(app, *version))
+                .collect(),
+        );
+        let partition_by = (!table.partition_columns.is_empty()).then(|| {
+            table
+                .partition_columns
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect()
+        });
+        let operation = DeltaOperation::Write {
+            mode: self.mode,
+            partition_by,
+            predicate: None,
+        };
+        let finalized = CommitBuilder::from(properties)
+            .with_actions(actions)
+            .build(Some(snapshot), self.delta.log_store(), operation)
+            .await
+            .map_err(|source| table_error("commit", &table, source))?;
+        debug!(version = finalized.version(), "table committed");
+        Ok(Some(finalized.version()))
+    }
+}

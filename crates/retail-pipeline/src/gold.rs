@@ -1,0 +1,990 @@
+//! Gold: the star schema and the aggregates of the contract, computed from silver rows.
+//!
+//! Pure computation: [`SilverSet`] is filled from silver batches, [`build_gold`] turns it into
+//! one set of batches per gold table. Strings are interned so that a whole silver table fits in a
+//! compact row array (about 70 bytes a row); money stays exact as integer thousandths.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray as _, BooleanArray, Date32Array, Decimal128Array, Float64Array,
+    Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::{Decimal128Type, Int64Type, SchemaRef, TimestampMicrosecondType};
+use deltalake::arrow::error::ArrowError;
+use retail_domain::line_type::LineType;
+use retail_domain::rfm;
+use retail_lake::schema::{self as tables, TableSpec};
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Money mantissas are thousandths (scale 3).
+const MONEY_SCALE: u32 = 3;
+/// Marks an absent interned value.
+const NONE: u32 = u32::MAX;
+/// Key of the unknown customer, used by guest sales.
+pub const UNKNOWN_CUSTOMER_KEY: i64 = 0;
+
+/// Silver columns the gold layer reads.
+pub const SILVER_COLUMNS: [&str; 14] = [
+    "transaction_id",
+    "invoice",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country_name",
+    "country_code",
+    "region",
+    "total_amount",
+    "line_type",
+    "data_quality_score",
+];
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Interner {
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(id) = self.ids.get(value) {
+            return *id;
+        }
+        let id = u32::try_from(self.values.len()).expect("fewer than 4 billion distinct values");
+        self.ids.insert(value.to_owned(), id);
+        self.values.push(value.to_owned());
+        id
+    }
+
+    fn get(&self, id: u32) -> &str {
+        &self.values[id as usize]
+    }
+
+    /// Ids sorted by their string, and each id's rank (0-based) in that order.
+    fn sorted(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
+        order.sort_unstable_by(|a, b| self.get(*a).cmp(self.get(*b)));
+        let mut rank = vec![0; order.len()];
+        for (position, id) in order.iter().enumerate() {
+            rank[*id as usize] = position as u32;
+        }
+        (order, rank)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    transaction_id: u128,
+    invoice_date: i64,
+    quantity: i64,
+    unit_price: i64,
+    total_amount: i64,
+    invoice: u32,
+    stock_code: u32,
+    description: u32,
+    customer: u32,
+    country: u32,
+    score: i16,
+    line_type: LineType,
+    is_cancellation: bool,
+}
+
+impl Row {
+    fn day(&self) -> i32 {
+        self.invoice_date.div_euclid(MICROS_PER_DAY) as i32
+    }
+
+    fn is_purchase(&self) -> bool {
+        self.quantity > 0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CountryAttributes {
+    code: Option<String>,
+    region: String,
+}
+
+/// The silver rows the gold layer is built from, held compactly.
+#[derive(Debug, Default)]
+pub struct SilverSet {
+    rows: Vec<Row>,
+    invoices: Interner,
+    stock_codes: Interner,
+    descriptions: Interner,
+    customers: Interner,
+    countries: Interner,
+    country_attributes: HashMap<u32, CountryAttributes>,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| ArrowError::SchemaError(format!("silver batch has no column {name}")))
+}
+
+impl SilverSet {
+    /// Returns the number of silver rows held.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Returns true when no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Adds the rows of one silver batch (with at least [`SILVER_COLUMNS`]).
+    ///
+    /// # Errors
+    ///
+    /// When a column is missing or of the wrong type.
+    pub fn push_batch(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let text = |name| column(batch, name).map(|c| c.as_string::<i32>());
+        let ids = text("transaction_id")?;
+        let invoices = text("invoice")?;
+        let stock_codes = text("stock_code")?;
+        let descriptions = text("description")?;
+        let customers = text("customer_id")?;
+        let country_names = text("country_name")?;
+        let country_codes = text("country_code")?;
+        let regions = text("region")?;
+        let line_types = text("line_type")?;
+        let quantities = column(batch, "quantity")?.as_primitive::<Int64Type>();
+        let dates = column(batch, "invoice_date")?.as_primitive::<TimestampMicrosecondType>();
+        let prices = column(batch, "unit_price")?.as_primitive::<Decimal128Type>();
+        let totals = column(batch, "total_amount")?.as_primitive::<Decimal128Type>();
+        let scores = column(batch, "data_quality_score")?.as_primitive::<Decimal128Type>();
+        self.rows.reserve(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let country = self.countries.intern(country_names.value(i));
+            self.country_attributes
+                .entry(country)
+                .or_insert_with(|| CountryAttributes {
+                    code: (!country_codes.is_null(i)).then(|| country_codes.value(i).to_owned()),
+                    region: regions.value(i).to_owned(),
+                });
+            let invoice = invoices.value(i);
+            let line_type = LineType::parse(line_types.value(i)).ok_or_else(|| {
+                ArrowError::InvalidArgumentError(format!(
+                    "unknown line type {}",
+                    line_types.value(i)
+                ))
+            })?;
+            self.rows.push(Row {
+                transaction_id: u128::from_str_radix(ids.value(i), 16).map_err(|_| {
+                    ArrowError::InvalidArgumentError(format!("bad transaction id {}", ids.value(i)))
+                })?,
+                invoice_date: dates.value(i),
+                quantity: quantities.value(i),
+                unit_price: money_mantissa(prices.value(i))?,
+                total_amount: money_mantissa(totals.value(i))?,
+                invoice: self.invoices.intern(invoice),
+                stock_code: self.stock_codes.intern(stock_codes.value(i)),
+                description: if descriptions.is_null(i) {
+                    NONE
+                } else {
+                    self.descriptions.intern(descriptions.value(i))
+                },
+                customer: if customers.is_null(i) {
+                    NONE
+                } else {
+                    self.customers.intern(customers.value(i))
+                },
+                country,
+                score: i16::try_from(scores.value(i)).unwrap_or(i16::MAX),
+                line_type,
+                is_cancellation: retail_domain::field::is_cancellation_invoice(invoice),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn money_mantissa(value: i128) -> Result<i64, ArrowError> {
+    i64::try_from(value)
+        .map_err(|_| ArrowError::InvalidArgumentError(format!("amount {value} out of range")))
+}
+
+/// One gold table's new content.
+#[derive(Debug)]
+pub struct GoldTable {
+    /// The table.
+    pub table: TableSpec,
+    /// Its rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl GoldTable {
+    /// Returns the number of rows.
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+}
+
+/// Cross-row consistency of silver, each a share of 0.0 to 1.0.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Consistency {
+    /// Invoices with one customer (or none) and one country.
+    pub invoices_with_one_customer_and_country: f64,
+    /// Cancellation lines with a negative quantity.
+    pub cancellations_with_negative_quantity: f64,
+    /// Stock codes with at most one description.
+    pub stock_codes_with_one_description: f64,
+    /// The mean of the three.
+    pub overall: f64,
+}
+
+/// Everything the gold stage produces.
+#[derive(Debug)]
+pub struct Gold {
+    /// Every gold table, in [`tables::GOLD_TABLES`] order.
+    pub tables: Vec<GoldTable>,
+    /// Cross-row consistency measured on the way.
+    pub consistency: Consistency,
+}
+
+/// Builds every gold table from silver, in batches of at most `batch_rows` rows.
+///
+/// # Errors
+///
+/// Only on a bug (a batch that does not fit its table's schema).
+pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowError> {
+    let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
+    // Invoice-date order, ties by invoice then id, so that every derived choice is deterministic.
+    order.sort_unstable_by_key(|i| {
+        let row = &silver.rows[*i as usize];
+        (
+            row.invoice_date,
+            silver.invoices.get(row.invoice),
+            row.transaction_id,
+        )
+    });
+    let (countries_sorted, country_rank) = silver.countries.sorted();
+    let (stock_sorted, stock_rank) = silver.stock_codes.sorted();
+    let customer_dim = build_customer_versions(silver, &order);
+    let tables = vec![
+        GoldTable {
+            table: tables::GOLD_DIM_DATE,
+            batches: vec![dim_date(silver)?],
+        },
+        GoldTable {
+            table: tables::GOLD_DIM_COUNTRY,
+            batches: vec![dim_country(silver, &countries_sorted)?],
+        },
+        GoldTable {
+            table: tables::GOLD_DIM_PRODUCT,
+            batches: vec![dim_product(silver, &stock_sorted)?],
+        },
+        GoldTable {
+            table: tables::GOLD_DIM_CUSTOMER,
+            batches: vec![dim_customer(silver, &customer_dim, &country_rank)?],
+        },
+        GoldTable {
+            table: tables::GOLD_FACT_SALES,
+            batches: fact_sales(
+                silver,
+                &order,
+                &customer_dim,
+                &stock_rank,
+                &country_rank,
+                batch_rows,
+            )?,
+        },
+        GoldTable {
+            table: tables::GOLD_DAILY_SALES,
+            batches: vec![daily_sales(silver)?],
+        },
+        GoldTable {
+            table: tables::GOLD_PRODUCT_MONTHLY,
+            batches: vec![product_monthly(silver)?],
+        },
+        GoldTable {
+            table: tables::GOLD_CUSTOMER_RFM,
+            batches: vec![customer_rfm(silver)?],
+        },
+        GoldTable {
+            table: tables::GOLD_COHORT_RETENTION,
+            batches: vec![cohort_retention(silver)?],
+        },
+    ];
+    Ok(Gold {
+        tables,
+        consistency: consistency(silver),
+    })
+}
+
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
+    RecordBatch::try_new(schema, columns)
+}
+
+fn money(values: Vec<i64>) -> Result<ArrayRef, ArrowError> {
+    let values: Vec<i128> = values.into_iter().map(i128::from).collect();
+    Ok(Arc::new(
+        Decimal128Array::from(values).with_precision_and_scale(18, MONEY_SCALE as i8)?,
+    ))
+}
+
+fn date_of_day(day: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(day + 719_163).expect("days of real invoice dates")
+}
+
+fn date_key(day: i32) -> i32 {
+    let date = date_of_day(day);
+    date.year() * 10_000 + date.month() as i32 * 100 + date.day() as i32
+}
+
+/// Months since year 0, for month arithmetic.
+fn month_index(day: i32) -> i32 {
+    let date = date_of_day(day);
+    date.year() * 12 + date.month0() as i32
+}
+
+fn month_label(index: i32) -> String {
+    format!(
+        "{:04}-{:02}",
+        index.div_euclid(12),
+        index.rem_euclid(12) + 1
+    )
+}
+
+fn dim_date(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
+    let first = silver.rows.iter().map(Row::day).min();
+    let last = silver.rows.iter().map(Row::day).max();
+    let days: Vec<i32> = match (first, last) {
+        (Some(first), Some(last)) => (first..=last).collect(),
+        _ => Vec::new(),
+    };
+    let dates: Vec<NaiveDate> = days.iter().map(|d| date_of_day(*d)).collect();
+    let iso = |date: &NaiveDate| date.iso_week();
+    batch(
+        tables::GOLD_DIM_DATE.arrow_schema(),
+        vec![
+            Arc::new(Int32Array::from_iter_values(
+                days.iter().map(|d| date_key(*d)),
+            )),
+            Arc::new(Date32Array::from(days.clone())),
+            Arc::new(Int32Array::from_iter_values(
+                dates.iter().map(Datelike::year),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                dates.iter().map(|d| d.month0() as i32 / 3 + 1),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                dates.iter().map(|d| d.month() as i32),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                dates.iter().map(|d| d.format("%B").to_string()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                dates.iter().map(|d| iso(d).year()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                dates.iter().map(|d| iso(d).week() as i32),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                dates
+                    .iter()
+                    .map(|d| d.weekday().number_from_monday() as i32),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                dates.iter().map(|d| d.format("%A").to_string()),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                dates
+                    .iter()
+                    .map(|d| Some(d.weekday().number_from_monday() >= 6)),
+            )),
+        ],
+    )
+}
+
+fn dim_country(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowError> {
+    let attributes = |id: &u32| &silver.country_attributes[id];
+    batch(
+        tables::GOLD_DIM_COUNTRY.arrow_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                (1..=sorted.len() as i64).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                sorted.iter().map(|id| silver.countries.get(*id)),
+            )),
+            Arc::new(StringArray::from_iter(
+                sorted.iter().map(|id| attributes(id).code.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                sorted.iter().map(|id| attributes(id).region.as_str()),
+            )),
+        ],
+    )
+}
+
+fn dim_product(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowError> {
+    let products = silver.stock_codes.values.len();
+    let mut description_counts: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut first_sale = vec![i32::MAX; products];
+    let mut last_sale = vec![i32::MIN; products];
+    for row in &silver.rows {
+        if row.description != NONE {
+            *description_counts
+                .entry((row.stock_code, row.description))
+                .or_default() += 1;
+        }
+        if row.is_purchase() {
+            let product = row.stock_code as usize;
+            first_sale[product] = first_sale[product].min(row.day());
+            last_sale[product] = last_sale[product].max(row.day());
+        }
+    }
+    // The most frequent description; ties go to the alphabetically first.
+    let mut best: Vec<Option<(u64, u32)>> = vec![None; products];
+    for ((product, description), count) in description_counts {
+        let slot = &mut best[product as usize];
+        let better = match slot {
+            None => true,
+            Some((best_count, best_description)) => {
+                count > *best_count
+                    || (count == *best_count
+                        && silver.descriptions.get(description)
+                            < silver.descriptions.get(*best_description))
+            }
+        };
+        if better {
+            *slot = Some((count, description));
+        }
+    }
+    let day = |value: i32| (value != i32::MAX && value != i32::MIN).then_some(value);
+    batch(
+        tables::GOLD_DIM_PRODUCT.arrow_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(1..=sorted.len() as i64)),
+            Arc::new(StringArray::from_iter_values(
+                sorted.iter().map(|id| silver.stock_codes.get(*id)),
+            )),
+            Arc::new(StringArray::from_iter(sorted.iter().map(|id| {
+                best[*id as usize].map(|(_, d)| silver.descriptions.get(d))
+            }))),
+            Arc::new(StringArray::from_iter_values(sorted.iter().map(|id| {
+                LineType::from_stock_code(silver.stock_codes.get(*id)).as_str()
+            }))),
+            Arc::new(Date32Array::from_iter(
+                sorted.iter().map(|id| day(first_sale[*id as usize])),
+            )),
+            Arc::new(Date32Array::from_iter(
+                sorted.iter().map(|id| day(last_sale[*id as usize])),
+            )),
+        ],
+    )
+}
+
+/// Type 2 versions of every customer and the version each row falls in.
+struct CustomerVersions {
+    /// (customer, version number from 1, country, valid_from micros), in key order (key = index+1).
+    versions: Vec<(u32, i32, u32, i64)>,
+    /// For each row, its customer key (0 for guests).
+    row_key: Vec<i64>,
+}
+
+fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersions {
+    // Versions per customer, walking rows in invoice-date order.
+    let mut per_customer: HashMap<u32, Vec<(u32, i64)>> = HashMap::new();
+    let mut row_version = vec![0_u32; silver.rows.len()];
+    for index in order {
+        let row = &silver.rows[*index as usize];
+        if row.customer == NONE {
+            continue;
+        }
+        let versions = per_customer.entry(row.customer).or_default();
+        if versions
+            .last()
+            .is_none_or(|(country, _)| *country != row.country)
+        {
+            versions.push((row.country, row.invoice_date));
+        }
+        row_version[*index as usize] = versions.len() as u32;
+    }
+    let (customers_sorted, _) = silver.customers.sorted();
+    let mut versions = Vec::new();
+    let mut first_key: HashMap<u32, i64> = HashMap::new();
+    for customer in customers_sorted {
+        let Some(list) = per_customer.get(&customer) else {
+            continue;
+        };
+        first_key.insert(customer, versions.len() as i64 + 1);
+        for (number, (country, valid_from)) in list.iter().enumerate() {
+            versions.push((customer, number as i32 + 1, *country, *valid_from));
+        }
+    }
+    let row_key = silver
+        .rows
+        .iter()
+        .zip(&row_version)
+        .map(|(row, version)| {
+            if row.customer == NONE {
+                UNKNOWN_CUSTOMER_KEY
+            } else {
+                first_key[&row.customer] + i64::from(*version) - 1
+            }
+        })
+        .collect();
+    CustomerVersions { versions, row_key }
+}
+
+fn dim_customer(
+    silver: &SilverSet,
+    dim: &CustomerVersions,
+    country_rank: &[u32],
+) -> Result<RecordBatch, ArrowError> {
+    let count = dim.versions.len() + 1;
+    let mut keys = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
+    let mut countries = Vec::with_capacity(count);
+    let mut country_keys = Vec::with_capacity(count);
+    let mut numbers = Vec::with_capacity(count);
+    let mut valid_from = Vec::with_capacity(count);
+    let mut valid_to = Vec::with_capacity(count);
+    let mut current = Vec::with_capacity(count);
+    // Key 0: the unknown member that guest sales point to.
+    keys.push(UNKNOWN_CUSTOMER_KEY);
+    ids.push("unknown");
+    countries.push("Unknown");
+    country_keys.push(0);
+    numbers.push(1);
+    valid_from.push(
+        silver
+            .rows
+            .iter()
+            .map(|r| r.invoice_date)
+            .min()
+            .unwrap_or(0),
+    );
+    valid_to.push(None);
+    current.push(true);
+    for (index, (customer, number, country, from)) in dim.versions.iter().enumerate() {
+        let next = dim
+            .versions
+            .get(index + 1)
+            .filter(|next| next.0 == *customer);
+        keys.push(index as i64 + 1);
+        ids.push(silver.customers.get(*customer));
+        countries.push(silver.countries.get(*country));
+        country_keys.push(i64::from(country_rank[*country as usize]) + 1);
+        numbers.push(*number);
+        valid_from.push(*from);
+        valid_to.push(next.map(|next| next.3));
+        current.push(next.is_none());
+    }
+    batch(
+        tables::GOLD_DIM_CUSTOMER.arrow_schema(),
+        vec![
+            Arc::new(Int64Array::from(keys)),
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(countries)),
+            Arc::new(Int64Array::from(country_keys)),
+            Arc::new(Int32Array::from(numbers)),
+            Arc::new(TimestampMicrosecondArray::from(valid_from)),
+            Arc::new(TimestampMicrosecondArray::from(valid_to)),
+            Arc::new(BooleanArray::from(current)),
+        ],
+    )
+}
+
+fn fact_sales(
+    silver: &SilverSet,
+    order: &[u32],
+    customers: &CustomerVersions,
+    stock_rank: &[u32],
+    country_rank: &[u32],
+    batch_rows: usize,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let schema = tables::GOLD_FACT_SALES.arrow_schema();
+    let mut batches = Vec::new();
+    for chunk in order.chunks(batch_rows.max(1)) {
+        let rows: Vec<&Row> = chunk.iter().map(|i| &silver.rows[*i as usize]).collect();
+        let scores: Vec<i128> = rows.iter().map(|r| i128::from(r.score)).collect();
+        batches.push(batch(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| format!("{:032x}", r.transaction_id)),
+                )),
+                Arc::new(Int32Array::from_iter_values(
+                    rows.iter().map(|r| date_key(r.day())),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    chunk.iter().map(|i| customers.row_key[*i as usize]),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter()
+                        .map(|r| i64::from(stock_rank[r.stock_code as usize]) + 1),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter()
+                        .map(|r| i64::from(country_rank[r.country as usize]) + 1),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| silver.invoices.get(r.invoice)),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.invoice_date),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|r| r.quantity),
+                )),
+                money(rows.iter().map(|r| r.unit_price).collect())?,
+                money(rows.iter().map(|r| r.total_amount).collect())?,
+                Arc::new(BooleanArray::from_iter(
+                    rows.iter().map(|r| Some(r.quantity < 0)),
+                )),
+                Arc::new(BooleanArray::from_iter(
+                    rows.iter().map(|r| Some(r.is_cancellation)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.line_type.as_str()),
+                )),
+                Arc::new(Decimal128Array::from(scores).with_precision_and_scale(3, 2)?),
+            ],
+        )?);
+    }
+    Ok(batches)
+}
+
+/// Counts distinct `(group, member)` pairs per group.
+fn count_distinct<K: Ord + Copy>(mut pairs: Vec<(K, u32)>) -> BTreeMap<K, i64> {
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut counts = BTreeMap::new();
+    for (group, _) in pairs {
+        *counts.entry(group).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums {
+    gross: i64,
+    returns: i64,
+    net: i64,
+    units_sold: i64,
+    units_returned: i64,
+    lines: i64,
+}
+
+impl Sums {
+    fn add(&mut self, row: &Row) {
+        self.net += row.total_amount;
+        self.lines += 1;
+        if row.quantity > 0 {
+            self.gross += row.total_amount;
+            self.units_sold += row.quantity;
+        } else {
+            self.returns -= row.total_amount;
+            self.units_returned -= row.quantity;
+        }
+    }
+}
+
+fn daily_sales(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
+    let mut sums: BTreeMap<(i32, u32), Sums> = BTreeMap::new();
+    let mut orders = Vec::new();
+    let mut customers = Vec::new();
+    for row in &silver.rows {
+        let key = (row.day(), row.country);
+        sums.entry(key).or_default().add(row);
+        if row.is_purchase() && !row.is_cancellation {
+            orders.push((key, row.invoice));
+        }
+        if row.customer != NONE {
+            customers.push((key, row.customer));
+        }
+    }
+    let orders = count_distinct(orders);
+    let customers = count_distinct(customers);
+    // Sorted by date, then country name.
+    let mut keys: Vec<(i32, u32)> = sums.keys().copied().collect();
+    keys.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| silver.countries.get(a.1).cmp(silver.countries.get(b.1)))
+    });
+    let get = |key: &(i32, u32)| sums[key];
+    batch(
+        tables::GOLD_DAILY_SALES.arrow_schema(),
+        vec![
+            Arc::new(Date32Array::from_iter_values(keys.iter().map(|k| k.0))),
+            Arc::new(Int32Array::from_iter_values(
+                keys.iter().map(|k| date_key(k.0)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| silver.countries.get(k.1)),
+            )),
+            money(keys.iter().map(|k| get(k).gross).collect())?,
+            money(keys.iter().map(|k| get(k).returns).collect())?,
+            money(keys.iter().map(|k| get(k).net).collect())?,
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| orders.get(k).copied().unwrap_or(0)),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| get(k).units_sold),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| customers.get(k).copied().unwrap_or(0)),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| get(k).lines),
+            )),
+        ],
+    )
+}
+
+fn product_monthly(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
+    let mut sums: HashMap<(i32, u32), Sums> = HashMap::new();
+    let mut orders = Vec::new();
+    for row in &silver.rows {
+        let key = (month_index(row.day()), row.stock_code);
+        sums.entry(key).or_default().add(row);
+        if row.is_purchase() && !row.is_cancellation {
+            orders.push((key, row.invoice));
+        }
+    }
+    let orders = count_distinct(orders);
+    let mut keys: Vec<(i32, u32)> = sums.keys().copied().collect();
+    keys.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| silver.stock_codes.get(a.1).cmp(silver.stock_codes.get(b.1)))
+    });
+    let get = |key: &(i32, u32)| sums[key];
+    batch(
+        tables::GOLD_PRODUCT_MONTHLY.arrow_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| month_label(k.0)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                keys.iter().map(|k| silver.stock_codes.get(k.1)),
+            )),
+            money(keys.iter().map(|k| get(k).net).collect())?,
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| get(k).units_sold),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| get(k).units_returned),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| orders.get(k).copied().unwrap_or(0)),
+            )),
+            Arc::new(Float64Array::from_iter(keys.iter().map(|k| {
+                let sums = get(k);
+                (sums.units_sold > 0).then(|| sums.units_returned as f64 / sums.units_sold as f64)
+            }))),
+        ],
+    )
+}
+
+fn customer_rfm(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
+    let Some(newest_day) = silver.rows.iter().map(Row::day).max() else {
+        return Ok(RecordBatch::new_empty(
+            tables::GOLD_CUSTOMER_RFM.arrow_schema(),
+        ));
+    };
+    let reference_day = newest_day + 1;
+    #[derive(Default)]
+    struct Customer {
+        last_purchase: Option<i32>,
+        monetary: i64,
+    }
+    let mut per_customer: HashMap<u32, Customer> = HashMap::new();
+    let mut invoices = Vec::new();
+    for row in silver.rows.iter().filter(|r| r.customer != NONE) {
+        let customer = per_customer.entry(row.customer).or_default();
+        customer.monetary += row.total_amount;
+        if row.is_purchase() {
+            customer.last_purchase = Some(
+                customer
+                    .last_purchase
+                    .map_or(row.day(), |d| d.max(row.day())),
+            );
+            if !row.is_cancellation {
+                invoices.push((row.customer, row.invoice));
+            }
+        }
+    }
+    let frequency = count_distinct(invoices);
+    struct Scored<'a> {
+        id: &'a str,
+        last_purchase: i32,
+        recency: i64,
+        frequency: i64,
+        monetary: i64,
+        scores: [u8; 3],
+    }
+    let mut scored: Vec<Scored<'_>> = per_customer
+        .iter()
+        .filter_map(|(customer, stats)| {
+            let last_purchase = stats.last_purchase?;
+            Some(Scored {
+                id: silver.customers.get(*customer),
+                last_purchase,
+                recency: i64::from(reference_day - last_purchase),
+                frequency: frequency.get(customer).copied().unwrap_or(0),
+                monetary: stats.monetary,
+                scores: [0; 3],
+            })
+        })
+        .collect();
+    let total = scored.len();
+    // NTILE(5) over each ordering, ties broken by customer id.
+    scored.sort_by(|a, b| b.recency.cmp(&a.recency).then_with(|| a.id.cmp(b.id)));
+    for (position, customer) in scored.iter_mut().enumerate() {
+        customer.scores[0] = rfm::ntile(position + 1, total, 5);
+    }
+    scored.sort_by(|a, b| a.frequency.cmp(&b.frequency).then_with(|| a.id.cmp(b.id)));
+    for (position, customer) in scored.iter_mut().enumerate() {
+        customer.scores[1] = rfm::ntile(position + 1, total, 5);
+    }
+    scored.sort_by(|a, b| a.monetary.cmp(&b.monetary).then_with(|| a.id.cmp(b.id)));
+    for (position, customer) in scored.iter_mut().enumerate() {
+        customer.scores[2] = rfm::ntile(position + 1, total, 5);
+    }
+    scored.sort_by(|a, b| a.id.cmp(b.id));
+    batch(
+        tables::GOLD_CUSTOMER_RFM.arrow_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(scored.iter().map(|c| c.id))),
+            Arc::new(Date32Array::from(vec![reference_day; total])),
+            Arc::new(Date32Array::from_iter_values(
+                scored.iter().map(|c| c.last_purchase),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                scored.iter().map(|c| c.recency),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                scored.iter().map(|c| c.frequency),
+            )),
+            money(scored.iter().map(|c| c.monetary).collect())?,
+            Arc::new(Int32Array::from_iter_values(
+                scored.iter().map(|c| i32::from(c.scores[0])),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                scored.iter().map(|c| i32::from(c.scores[1])),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                scored.iter().map(|c| i32::from(c.scores[2])),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                scored
+                    .iter()
+                    .map(|c| rfm::segment(c.scores[0], c.scores[1])),
+            )),
+        ],
+    )
+}
+
+fn cohort_retention(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
+    let mut activity: Vec<(u32, i32)> = silver
+        .rows
+        .iter()
+        .filter(|r| r.customer != NONE && r.is_purchase() && !r.is_cancellation)
+        .map(|r| (r.customer, month_index(r.day())))
+        .collect();
+    activity.sort_unstable();
+    activity.dedup();
+    let Some(last_month) = silver.rows.iter().map(|r| month_index(r.day())).max() else {
+        return Ok(RecordBatch::new_empty(
+            tables::GOLD_COHORT_RETENTION.arrow_schema(),
+        ));
+    };
+    // Rows are sorted by customer then month, so a customer's first row is their cohort.
+    let mut cohort_of: HashMap<u32, i32> = HashMap::new();
+    let mut active: BTreeMap<(i32, i32), i64> = BTreeMap::new();
+    for (customer, month) in &activity {
+        let cohort = *cohort_of.entry(*customer).or_insert(*month);
+        *active.entry((cohort, month - cohort)).or_insert(0) += 1;
+    }
+    let mut sizes: BTreeMap<i32, i64> = BTreeMap::new();
+    for cohort in cohort_of.values() {
+        *sizes.entry(*cohort).or_insert(0) += 1;
+    }
+    let mut rows: Vec<(i32, i32, i64, i64)> = Vec::new();
+    for (cohort, size) in &sizes {
+        for offset in 0..=(last_month - cohort) {
+            let count = active.get(&(*cohort, offset)).copied().unwrap_or(0);
+            rows.push((*cohort, offset, *size, count));
+        }
+    }
+    batch(
+        tables::GOLD_COHORT_RETENTION.arrow_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| month_label(r.0)),
+            )),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| month_label(r.0 + r.1)),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.3 as f64 / r.2 as f64),
+            )),
+        ],
+    )
+}
+
+fn share(good: usize, total: usize) -> f64 {
+    if total == 0 {
+        1.0
+    } else {
+        good as f64 / total as f64
+    }
+}
+
+fn consistency(silver: &SilverSet) -> Consistency {
+    let mut invoice_parties: Vec<(u32, u32, u32)> = silver
+        .rows
+        .iter()
+        .map(|r| (r.invoice, r.customer, r.country))
+        .collect();
+    invoice_parties.sort_unstable();
+    invoice_parties.dedup();
+    let mut parties_per_invoice: HashMap<u32, usize> = HashMap::new();
+    for (invoice, _, _) in &invoice_parties {
+        *parties_per_invoice.entry(*invoice).or_default() += 1;
+    }
+    let consistent_invoices = parties_per_invoice.values().filter(|n| **n == 1).count();
+
+    let cancellations = silver.rows.iter().filter(|r| r.is_cancellation);
+    let (negative, cancellation_lines) = cancellations.fold((0, 0), |(neg, all), r| {
+        (neg + usize::from(r.quantity < 0), all + 1)
+    });
+
+    let mut descriptions: Vec<(u32, u32)> = silver
+        .rows
+        .iter()
+        .filter(|r| r.description != NONE)
+        .map(|r| (r.stock_code, r.description))
+        .collect();
+    descriptions.sort_unstable();
+    descriptions.dedup();
+    let mut per_code: HashMap<u32, usize> = HashMap::new();
+    for (code, _) in &descriptions {
+        *per_code.entry(*code).or_default() += 1;
+    }
+    let codes = silver.stock_codes.values.len();
+    let multi = per_code.values().filter(|n| **n > 1).count();
+
+    let invoices = share(consistent_invoices, parties_per_invoice.len());
+    let cancellations = share(negative, cancellation_lines);
+    let products = share(codes - multi, codes);
+    Consistency {
+        invoices_with_one_customer_and_country: invoices,
+        cancellations_with_negative_quantity: cancellations,
+        stock_codes_with_one_description: products,
+        overall: (invoices + cancellations + products) / 3.0,
+    }
+}

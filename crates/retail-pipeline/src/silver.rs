@@ -1,0 +1,447 @@
+//! Silver: bronze rows through the contract's rules into silver, quarantine or duplicates.
+//!
+//! Pure computation over Arrow batches. [`SilverTransform`] keeps the set of transaction ids
+//! already in silver, so duplicates are found across files, batches, sources and runs; the first
+//! row ingested wins because bronze is read in commit order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray as _, BooleanBuilder, Decimal128Builder, Int64Builder, ListBuilder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use deltalake::arrow::error::ArrowError;
+use retail_domain::record::{CleanTransaction, QuarantineReason, RawFields, cleanse};
+use retail_lake::schema::{SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS};
+use serde::{Deserialize, Serialize};
+
+/// Lineage columns copied from bronze, in schema order.
+const LINEAGE: [&str; 6] = [
+    "ingestion_id",
+    "batch_id",
+    "source_system",
+    "source_location",
+    "source_row",
+    "ingested_at",
+];
+
+/// What one silver pass saw: the run's reconciliation and the inputs of its quality report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SilverStats {
+    /// Bronze rows read.
+    pub bronze_rows: u64,
+    /// Rows that entered silver.
+    pub silver_rows: u64,
+    /// Rows quarantined.
+    pub quarantined_rows: u64,
+    /// Rows dropped as duplicates of a row already kept.
+    pub duplicate_rows: u64,
+    /// Quarantined rows by reason code (a row with several reasons counts under each).
+    pub quarantine_by_reason: BTreeMap<String, u64>,
+    /// Sum over bronze rows of present business fields (of 8).
+    pub present_fields: u64,
+    /// Sum over silver rows of passed accuracy checks (of 3).
+    pub accuracy_passed: u64,
+    /// Sum over silver rows of passed validity checks (of 2).
+    pub validity_passed: u64,
+    /// Silver rows per quality score (`"0.95"` → rows).
+    pub score_distribution: BTreeMap<String, u64>,
+    /// The newest invoice date among the new silver rows.
+    pub newest_invoice_date: Option<NaiveDateTime>,
+    /// The newest ingestion time among the bronze rows read.
+    pub newest_ingested_at: Option<DateTime<Utc>>,
+}
+
+impl SilverStats {
+    /// Returns true when every bronze row read is accounted for.
+    pub fn reconciles(&self) -> bool {
+        self.bronze_rows == self.silver_rows + self.quarantined_rows + self.duplicate_rows
+    }
+}
+
+/// Output batches of one bronze batch.
+#[derive(Debug)]
+pub struct SilverOutput {
+    /// New silver rows.
+    pub silver: RecordBatch,
+    /// New quarantined rows.
+    pub quarantine: RecordBatch,
+    /// New duplicate rows.
+    pub duplicates: RecordBatch,
+}
+
+/// Applies the contract's silver rules to bronze batches.
+#[derive(Debug)]
+pub struct SilverTransform {
+    run_id: String,
+    processed_at: DateTime<Utc>,
+    seen: HashSet<u128>,
+    stats: SilverStats,
+}
+
+impl SilverTransform {
+    /// Starts a pass that knows the transaction ids already in silver.
+    pub fn new(run_id: &str, processed_at: DateTime<Utc>, seen: HashSet<u128>) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            processed_at,
+            seen,
+            stats: SilverStats::default(),
+        }
+    }
+
+    /// Returns the statistics so far.
+    pub fn stats(&self) -> &SilverStats {
+        &self.stats
+    }
+
+    /// Returns the statistics of the whole pass.
+    pub fn into_stats(self) -> SilverStats {
+        self.stats
+    }
+
+    /// Transforms one bronze batch.
+    ///
+    /// # Errors
+    ///
+    /// When the batch lacks a bronze column (a bug or a foreign table).
+    pub fn transform(&mut self, bronze: &RecordBatch) -> Result<SilverOutput, ArrowError> {
+        let input = BronzeColumns::new(bronze)?;
+        let mut silver = SilverBuilder::new(bronze.num_rows());
+        let mut quarantine: Vec<(usize, Vec<QuarantineReason>)> = Vec::new();
+        let mut duplicates: Vec<(usize, u128)> = Vec::new();
+        for row in 0..bronze.num_rows() {
+            self.stats.bronze_rows += 1;
+            let ingested_at = input.ingested_at.value(row);
+            let ingested_at = DateTime::from_timestamp_micros(ingested_at);
+            if ingested_at > self.stats.newest_ingested_at {
+                self.stats.newest_ingested_at = ingested_at;
+            }
+            if !input.raw_text.is_null(row) {
+                quarantine.push((row, vec![QuarantineReason::MalformedRecord]));
+                continue;
+            }
+            let raw = input.raw_fields(row);
+            self.stats.present_fields += u64::from(raw.count_present());
+            let email = input.email(row);
+            match cleanse(&raw, email.as_deref()) {
+                Err(reasons) => quarantine.push((row, reasons)),
+                Ok(clean) => {
+                    let id = u128::from_str_radix(&clean.transaction_id, 16)
+                        .expect("transaction ids are 32 hex digits");
+                    if self.seen.insert(id) {
+                        self.record_clean(&clean);
+                        silver.push(&clean, email.as_deref(), row, &self.run_id);
+                    } else {
+                        duplicates.push((row, id));
+                    }
+                }
+            }
+        }
+        self.stats.silver_rows += silver.rows as u64;
+        self.stats.duplicate_rows += duplicates.len() as u64;
+        self.stats.quarantined_rows += quarantine.len() as u64;
+        for (_, reasons) in &quarantine {
+            for reason in reasons {
+                *self
+                    .stats
+                    .quarantine_by_reason
+                    .entry(reason.as_str().to_owned())
+                    .or_default() += 1;
+            }
+        }
+        Ok(SilverOutput {
+            silver: silver.finish(bronze)?,
+            quarantine: self.quarantine_batch(bronze, &quarantine)?,
+            duplicates: self.duplicates_batch(bronze, &duplicates)?,
+        })
+    }
+
+    fn record_clean(&mut self, clean: &CleanTransaction) {
+        let inputs = clean.score_inputs;
+        self.stats.accuracy_passed += u64::from(inputs.accuracy_passed);
+        self.stats.validity_passed += u64::from(inputs.validity_passed);
+        *self
+            .stats
+            .score_distribution
+            .entry(clean.data_quality_score.to_string())
+            .or_default() += 1;
+        if Some(clean.invoice_date) > self.stats.newest_invoice_date {
+            self.stats.newest_invoice_date = Some(clean.invoice_date);
+        }
+    }
+
+    fn quarantine_batch(
+        &self,
+        bronze: &RecordBatch,
+        rows: &[(usize, Vec<QuarantineReason>)],
+    ) -> Result<RecordBatch, ArrowError> {
+        let schema = SILVER_QUARANTINE.arrow_schema();
+        let indices: Vec<usize> = rows.iter().map(|(row, _)| *row).collect();
+        let mut columns = take_columns(bronze, &schema, &indices, 18)?;
+        let mut reasons = ListBuilder::new(StringBuilder::new());
+        for (_, row_reasons) in rows {
+            for reason in row_reasons {
+                reasons.values().append_value(reason.as_str());
+            }
+            reasons.append(true);
+        }
+        columns.push(Arc::new(reasons.finish()));
+        columns.push(constant_text(&self.run_id, rows.len()));
+        let mut at = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+        at.append_slice(&vec![self.processed_at.timestamp_micros(); rows.len()]);
+        columns.push(Arc::new(at.finish()));
+        RecordBatch::try_new(schema, columns)
+    }
+
+    fn duplicates_batch(
+        &self,
+        bronze: &RecordBatch,
+        rows: &[(usize, u128)],
+    ) -> Result<RecordBatch, ArrowError> {
+        let schema = SILVER_DUPLICATES.arrow_schema();
+        let indices: Vec<usize> = rows.iter().map(|(row, _)| *row).collect();
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(_, id)| format!("{id:032x}")),
+        ))];
+        for name in LINEAGE.iter().chain(["record_hash"].iter()) {
+            columns.push(take(bronze, name, &indices)?);
+        }
+        columns.push(constant_text(&self.run_id, rows.len()));
+        RecordBatch::try_new(schema, columns)
+    }
+}
+
+fn constant_text(value: &str, rows: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+        value, rows,
+    )))
+}
+
+fn take(batch: &RecordBatch, name: &str, indices: &[usize]) -> Result<ArrayRef, ArrowError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| ArrowError::SchemaError(format!("bronze batch has no column {name}")))?;
+    let indices = deltalake::arrow::array::UInt32Array::from_iter_values(
+        indices
+            .iter()
+            .map(|i| u32::try_from(*i).expect("batches hold fewer than 4 billion rows")),
+    );
+    deltalake::arrow::compute::take(column.as_ref(), &indices, None)
+}
+
+/// Takes the first `count` columns of `schema` from the bronze batch by name.
+fn take_columns(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    indices: &[usize],
+    count: usize,
+) -> Result<Vec<ArrayRef>, ArrowError> {
+    schema
+        .fields()
+        .iter()
+        .take(count)
+        .map(|field| take(batch, field.name(), indices))
+        .collect()
+}
+
+struct BronzeColumns<'a> {
+    business: [&'a StringArray; 8],
+    extra: &'a StringArray,
+    raw_text: &'a StringArray,
+    ingested_at: &'a deltalake::arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+}
+
+impl<'a> BronzeColumns<'a> {
+    fn new(batch: &'a RecordBatch) -> Result<Self, ArrowError> {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_string::<i32>())
+                .ok_or_else(|| {
+                    ArrowError::SchemaError(format!("bronze batch has no column {name}"))
+                })
+        };
+        let business = [
+            text("invoice")?,
+            text("stock_code")?,
+            text("description")?,
+            text("quantity")?,
+            text("invoice_date")?,
+            text("unit_price")?,
+            text("customer_id")?,
+            text("country")?,
+        ];
+        let ingested_at = batch
+            .column_by_name("ingested_at")
+            .ok_or_else(|| {
+                ArrowError::SchemaError("bronze batch has no column ingested_at".into())
+            })?
+            .as_primitive::<TimestampMicrosecondType>();
+        Ok(Self {
+            business,
+            extra: text("extra_columns")?,
+            raw_text: text("raw_text")?,
+            ingested_at,
+        })
+    }
+
+    fn field(&self, column: usize, row: usize) -> Option<&'a str> {
+        let array = self.business[column];
+        (!array.is_null(row)).then(|| array.value(row))
+    }
+
+    fn raw_fields(&self, row: usize) -> RawFields<'a> {
+        RawFields {
+            invoice: self.field(0, row),
+            stock_code: self.field(1, row),
+            description: self.field(2, row),
+            quantity: self.field(3, row),
+            invoice_date: self.field(4, row),
+            unit_price: self.field(5, row),
+            customer_id: self.field(6, row),
+            country: self.field(7, row),
+        }
+    }
+
+    fn extra(&self, row: usize) -> Option<&'a str> {
+        (!self.extra.is_null(row)).then(|| self.extra.value(row))
+    }
+
+    /// The `email` extra column, if the source had one (any letter case).
+    fn email(&self, row: usize) -> Option<String> {
+        let extra = self.extra(row)?;
+        let map: BTreeMap<String, String> = serde_json::from_str(extra).ok()?;
+        map.into_iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("email"))
+            .map(|(_, value)| value)
+    }
+}
+
+struct SilverBuilder {
+    rows: usize,
+    indices: Vec<usize>,
+    transaction_id: StringBuilder,
+    invoice: StringBuilder,
+    stock_code: StringBuilder,
+    description: StringBuilder,
+    quantity: Int64Builder,
+    invoice_date: TimestampMicrosecondBuilder,
+    unit_price: Decimal128Builder,
+    customer_id: StringBuilder,
+    country: StringBuilder,
+    country_name: StringBuilder,
+    country_code: StringBuilder,
+    total_amount: Decimal128Builder,
+    is_return: BooleanBuilder,
+    is_cancellation: BooleanBuilder,
+    line_type: StringBuilder,
+    score: Decimal128Builder,
+    email: StringBuilder,
+    run_id: StringBuilder,
+    region: StringBuilder,
+    invoice_month: StringBuilder,
+}
+
+impl SilverBuilder {
+    fn new(capacity: usize) -> Self {
+        let money = || {
+            Decimal128Builder::with_capacity(capacity)
+                .with_precision_and_scale(18, 3)
+                .expect("18,3 is a valid decimal")
+        };
+        Self {
+            rows: 0,
+            indices: Vec::with_capacity(capacity),
+            transaction_id: StringBuilder::new(),
+            invoice: StringBuilder::new(),
+            stock_code: StringBuilder::new(),
+            description: StringBuilder::new(),
+            quantity: Int64Builder::with_capacity(capacity),
+            invoice_date: TimestampMicrosecondBuilder::with_capacity(capacity),
+            unit_price: money(),
+            customer_id: StringBuilder::new(),
+            country: StringBuilder::new(),
+            country_name: StringBuilder::new(),
+            country_code: StringBuilder::new(),
+            total_amount: money(),
+            is_return: BooleanBuilder::with_capacity(capacity),
+            is_cancellation: BooleanBuilder::with_capacity(capacity),
+            line_type: StringBuilder::new(),
+            score: Decimal128Builder::with_capacity(capacity)
+                .with_precision_and_scale(3, 2)
+                .expect("3,2 is a valid decimal"),
+            email: StringBuilder::new(),
+            run_id: StringBuilder::new(),
+            region: StringBuilder::new(),
+            invoice_month: StringBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, clean: &CleanTransaction, email: Option<&str>, row: usize, run_id: &str) {
+        let mantissa = |value: rust_decimal::Decimal, scale: u32| {
+            let mut value = value;
+            value.rescale(scale);
+            value.mantissa()
+        };
+        self.rows += 1;
+        self.indices.push(row);
+        self.transaction_id.append_value(&clean.transaction_id);
+        self.invoice.append_value(&clean.invoice);
+        self.stock_code.append_value(&clean.stock_code);
+        self.description.append_option(clean.description.as_deref());
+        self.quantity.append_value(clean.quantity);
+        self.invoice_date
+            .append_value(clean.invoice_date.and_utc().timestamp_micros());
+        self.unit_price.append_value(mantissa(clean.unit_price, 3));
+        self.customer_id.append_option(clean.customer_id.as_deref());
+        self.country.append_value(&clean.country);
+        self.country_name.append_value(&clean.country_name);
+        self.country_code.append_option(clean.country_code);
+        self.total_amount
+            .append_value(mantissa(clean.total_amount, 3));
+        self.is_return.append_value(clean.is_return);
+        self.is_cancellation.append_value(clean.is_cancellation);
+        self.line_type.append_value(clean.line_type.as_str());
+        self.score
+            .append_value(mantissa(clean.data_quality_score, 2));
+        self.email.append_option(email);
+        self.run_id.append_value(run_id);
+        self.region.append_value(clean.region.as_str());
+        self.invoice_month
+            .append_value(clean.invoice_date.format("%Y-%m").to_string());
+    }
+
+    /// Builds the silver batch; extra and lineage columns are taken from the bronze batch.
+    fn finish(mut self, bronze: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.transaction_id.finish()),
+            Arc::new(self.invoice.finish()),
+            Arc::new(self.stock_code.finish()),
+            Arc::new(self.description.finish()),
+            Arc::new(self.quantity.finish()),
+            Arc::new(self.invoice_date.finish()),
+            Arc::new(self.unit_price.finish()),
+            Arc::new(self.customer_id.finish()),
+            Arc::new(self.country.finish()),
+            Arc::new(self.country_name.finish()),
+            Arc::new(self.country_code.finish()),
+            Arc::new(self.total_amount.finish()),
+            Arc::new(self.is_return.finish()),
+            Arc::new(self.is_cancellation.finish()),
+            Arc::new(self.line_type.finish()),
+            Arc::new(self.score.finish()),
+            Arc::new(self.email.finish()),
+        ];
+        for name in ["extra_columns"].iter().chain(LINEAGE.iter()) {
+            columns.push(take(bronze, name, &self.indices)?);
+        }
+        columns.push(Arc::new(self.run_id.finish()));
+        columns.push(Arc::new(self.region.finish()));
+        columns.push(Arc::new(self.invoice_month.finish()));
+        RecordBatch::try_new(SILVER_TRANSACTIONS.arrow_schema(), columns)
+    }
+}

@@ -1,0 +1,148 @@
+//! Observability of the platform: the tracing subscriber and every metric, declared once.
+//!
+//! Metric names follow `retail_<subsystem>_<name>_<unit>` with `_total` on counters. Code elsewhere
+//! records metrics only through the functions of [`metrics`], so names and labels stay bounded
+//! and documented in one place. Without an installed recorder (the CLI batch commands) recording
+//! is a no-op; `retail serve` installs the Prometheus exporter.
+//!
+//! ```
+//! retail_telemetry::metrics::describe();
+//! retail_telemetry::metrics::record_ingested("file", 541_909);
+//! ```
+
+/// Tracing subscriber set-up.
+pub mod tracing_setup {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    /// How logs are written.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum LogFormat {
+        /// Human-readable, for a terminal.
+        Pretty,
+        /// One JSON object per line, for collectors.
+        Json,
+    }
+
+    /// Installs the global subscriber: logs go to standard error, filtered by `filter` (an
+    /// `EnvFilter` directive such as `info` or `retail_pipeline=debug`). Safe to call twice
+    /// (the second call does nothing).
+    pub fn init(filter: &str, format: LogFormat) {
+        let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_span_events(FmtSpan::NONE);
+        let _already_set = match format {
+            LogFormat::Pretty => builder.with_target(false).try_init(),
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        };
+    }
+}
+
+/// Every metric of the platform.
+pub mod metrics {
+    use metrics::{
+        counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    };
+
+    /// Records received by ingestion, by source system.
+    pub const INGEST_RECORDS_TOTAL: &str = "retail_ingest_records_total";
+    /// Records that could not be split into fields, by source system.
+    pub const INGEST_MALFORMED_RECORDS_TOTAL: &str = "retail_ingest_malformed_records_total";
+    /// Source files skipped because their content was already ingested.
+    pub const INGEST_SKIPPED_FILES_TOTAL: &str = "retail_ingest_skipped_files_total";
+    /// Duration of one Delta commit, by layer.
+    pub const LAKE_COMMIT_DURATION_SECONDS: &str = "retail_lake_commit_duration_seconds";
+    /// Duration of one pipeline stage, by stage.
+    pub const PIPELINE_STAGE_DURATION_SECONDS: &str = "retail_pipeline_stage_duration_seconds";
+    /// Rows written by the pipeline, by table.
+    pub const PIPELINE_ROWS_WRITTEN_TOTAL: &str = "retail_pipeline_rows_written_total";
+    /// Rows quarantined, by reason.
+    pub const PIPELINE_QUARANTINED_ROWS_TOTAL: &str = "retail_pipeline_quarantined_rows_total";
+    /// Bronze rows dropped as duplicates.
+    pub const PIPELINE_DUPLICATE_ROWS_TOTAL: &str = "retail_pipeline_duplicate_rows_total";
+    /// Pipeline runs, by status.
+    pub const PIPELINE_RUNS_TOTAL: &str = "retail_pipeline_runs_total";
+    /// Rows in each table after the latest run, by table.
+    pub const LAKE_TABLE_ROWS: &str = "retail_lake_table_rows";
+
+    /// Registers the description of every metric with the installed recorder.
+    pub fn describe() {
+        describe_counter!(INGEST_RECORDS_TOTAL, "records received by ingestion");
+        describe_counter!(
+            INGEST_MALFORMED_RECORDS_TOTAL,
+            "records that could not be split"
+        );
+        describe_counter!(
+            INGEST_SKIPPED_FILES_TOTAL,
+            "files skipped as already ingested"
+        );
+        describe_histogram!(LAKE_COMMIT_DURATION_SECONDS, "duration of one Delta commit");
+        describe_histogram!(
+            PIPELINE_STAGE_DURATION_SECONDS,
+            "duration of one pipeline stage"
+        );
+        describe_counter!(PIPELINE_ROWS_WRITTEN_TOTAL, "rows written by the pipeline");
+        describe_counter!(
+            PIPELINE_QUARANTINED_ROWS_TOTAL,
+            "rows quarantined, by reason"
+        );
+        describe_counter!(
+            PIPELINE_DUPLICATE_ROWS_TOTAL,
+            "bronze rows dropped as duplicates"
+        );
+        describe_counter!(PIPELINE_RUNS_TOTAL, "pipeline runs, by status");
+        describe_gauge!(LAKE_TABLE_ROWS, "rows in each table after the latest run");
+    }
+
+    /// Counts records received from a source system.
+    pub fn record_ingested(source: &'static str, records: u64) {
+        counter!(INGEST_RECORDS_TOTAL, "source" => source).increment(records);
+    }
+
+    /// Counts malformed records from a source system.
+    pub fn record_malformed(source: &'static str, records: u64) {
+        counter!(INGEST_MALFORMED_RECORDS_TOTAL, "source" => source).increment(records);
+    }
+
+    /// Counts a skipped, already ingested file.
+    pub fn record_skipped_file() {
+        counter!(INGEST_SKIPPED_FILES_TOTAL).increment(1);
+    }
+
+    /// Records the duration of a Delta commit on a layer (`bronze`, `silver`, `gold`).
+    pub fn record_commit(layer: &'static str, seconds: f64) {
+        histogram!(LAKE_COMMIT_DURATION_SECONDS, "layer" => layer).record(seconds);
+    }
+
+    /// Records the duration of a pipeline stage (`silver`, `gold`).
+    pub fn record_stage(stage: &'static str, seconds: f64) {
+        histogram!(PIPELINE_STAGE_DURATION_SECONDS, "stage" => stage).record(seconds);
+    }
+
+    /// Counts rows written to a table.
+    pub fn record_rows_written(table: &'static str, rows: u64) {
+        counter!(PIPELINE_ROWS_WRITTEN_TOTAL, "table" => table).increment(rows);
+    }
+
+    /// Counts quarantined rows for one reason code.
+    pub fn record_quarantined(reason: &'static str, rows: u64) {
+        counter!(PIPELINE_QUARANTINED_ROWS_TOTAL, "reason" => reason).increment(rows);
+    }
+
+    /// Counts bronze rows dropped as duplicates.
+    pub fn record_duplicates(rows: u64) {
+        counter!(PIPELINE_DUPLICATE_ROWS_TOTAL).increment(rows);
+    }
+
+    /// Counts a finished run by status (`succeeded`, `failed`, `up_to_date`).
+    pub fn record_run(status: &'static str) {
+        counter!(PIPELINE_RUNS_TOTAL, "status" => status).increment(1);
+    }
+
+    /// Sets the row count of a table.
+    pub fn set_table_rows(table: &'static str, rows: u64) {
+        gauge!(LAKE_TABLE_ROWS, "table" => table).set(rows as f64);
+    }
+}
