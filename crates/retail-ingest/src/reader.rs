@@ -488,3 +488,246 @@ pub fn check_file(path: &Path, bytes: &[u8]) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::DateTime;
+    use deltalake::arrow::array::{RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use deltalake::parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    fn context() -> BronzeContext {
+        BronzeContext {
+            ingestion_id: "ingestion".into(),
+            batch_id: "batch".into(),
+            source_system: "file".into(),
+            source_location: "test".into(),
+            ingested_at: DateTime::from_timestamp(1_700_000_000, 0).expect("valid"),
+        }
+    }
+
+    /// One text column of every batch.
+    fn column(rows: &BronzeRows, name: &str) -> Vec<Option<String>> {
+        rows.batches
+            .iter()
+            .flat_map(|batch| {
+                let array = batch
+                    .column_by_name(name)
+                    .expect("bronze column")
+                    .as_string::<i32>();
+                (0..array.len())
+                    .map(|i| (!array.is_null(i)).then(|| array.value(i).to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn source_rows(rows: &BronzeRows) -> Vec<i64> {
+        rows.batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("source_row")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    fn some(values: &[&str]) -> Vec<Option<String>> {
+        values.iter().map(|v| Some((*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn reads_csv_with_bom_online_retail_ii_header_crlf_and_us_dates() {
+        let bytes = include_bytes!("../testdata/or2_header_bom_us_dates.csv");
+        let rows = read_csv(Path::new("or2.csv"), bytes, &context(), 100).unwrap();
+        assert_eq!((rows.rows, rows.malformed), (2, 0));
+        assert_eq!(column(&rows, "invoice"), some(&["536365", "536366"]));
+        assert_eq!(
+            column(&rows, "invoice_date"),
+            some(&["12/1/2010 08:26", "12/1/2010 8:28"])
+        );
+        assert_eq!(column(&rows, "unit_price"), some(&["2.55", "1.85"]));
+        assert_eq!(
+            column(&rows, "customer_id"),
+            vec![Some("17850".to_owned()), None]
+        );
+        assert_eq!(
+            column(&rows, "description")[1].as_deref(),
+            Some("HAND WARMER UNION JACK, RED")
+        );
+        assert_eq!(column(&rows, "country"), some(&["United Kingdom", "EIRE"]));
+        assert_eq!(source_rows(&rows), [1, 2]);
+        assert_eq!(column(&rows, "raw_text"), [None, None]);
+    }
+
+    #[test]
+    fn keeps_malformed_csv_records_with_their_exact_text_and_error() {
+        let bytes = include_bytes!("../testdata/malformed.csv");
+        let rows = read_csv(Path::new("bad.csv"), bytes, &context(), 2).unwrap();
+        assert_eq!((rows.rows, rows.malformed), (4, 2));
+        assert_eq!(rows.batches.len(), 2, "cut into batches of two rows");
+        assert_eq!(
+            source_rows(&rows),
+            [1, 2, 3, 4],
+            "the blank line is not a record"
+        );
+        let raw_text = column(&rows, "raw_text");
+        assert_eq!(
+            raw_text[1].as_deref(),
+            Some("536365,71053,TOO FEW FIELDS,6")
+        );
+        assert!(
+            raw_text[2]
+                .as_deref()
+                .unwrap()
+                .contains("BAD \u{fffd} ENCODING")
+        );
+        let errors = column(&rows, "parse_error");
+        assert_eq!(errors[1].as_deref(), Some("expected 8 fields, found 4"));
+        assert_eq!(
+            errors[2].as_deref(),
+            Some("invalid UTF-8 in column Description")
+        );
+        assert_eq!(
+            column(&rows, "invoice")[1],
+            None,
+            "a malformed record has no fields"
+        );
+        assert_eq!(
+            column(&rows, "description")[3].as_deref(),
+            Some("QUOTED, COMMA")
+        );
+    }
+
+    #[test]
+    fn reads_json_lines_with_either_header_style_and_keeps_bad_lines_and_extra_fields() {
+        let bytes = include_bytes!("../testdata/sample.jsonl");
+        let rows = read_json_lines(Path::new("s.jsonl"), bytes, &context(), 100).unwrap();
+        assert_eq!((rows.rows, rows.malformed), (3, 1));
+        assert_eq!(
+            column(&rows, "invoice"),
+            vec![Some("536365".to_owned()), None, Some("536366".to_owned())]
+        );
+        assert_eq!(
+            column(&rows, "quantity")[0].as_deref(),
+            Some("6"),
+            "numbers become text"
+        );
+        assert_eq!(column(&rows, "unit_price")[0].as_deref(), Some("2.55"));
+        assert_eq!(
+            column(&rows, "extra_columns")[0].as_deref(),
+            Some(r#"{"email":"a@b.co"}"#)
+        );
+        assert_eq!(column(&rows, "description")[2], None, "null stays null");
+        assert_eq!(column(&rows, "customer_id")[2], None, "empty is absent");
+        assert!(
+            column(&rows, "parse_error")[1]
+                .as_deref()
+                .unwrap()
+                .starts_with("not a JSON object")
+        );
+    }
+
+    #[test]
+    fn reads_every_sheet_of_a_workbook_with_dates_and_extra_columns() {
+        let bytes = include_bytes!("../testdata/two_sheets.xlsx");
+        let sheets = read_xlsx(Path::new("w.xlsx"), bytes, &context(), 100).unwrap();
+        assert_eq!(sheets.len(), 2);
+        let (first_context, first) = &sheets[0];
+        assert_eq!(first_context.source_location, "test#Year 2009-2010");
+        assert_eq!(first.rows, 3, "the empty row is skipped");
+        assert_eq!(
+            column(first, "invoice_date")[0].as_deref(),
+            Some("2009-12-01 07:45:00")
+        );
+        assert_eq!(column(first, "customer_id")[0].as_deref(), Some("13085"));
+        assert_eq!(column(first, "quantity")[2].as_deref(), Some("-12"));
+        assert_eq!(
+            source_rows(first),
+            [1, 2, 4],
+            "row numbers count the skipped row"
+        );
+        let (_, second) = &sheets[1];
+        assert_eq!(
+            column(second, "extra_columns")[0].as_deref(),
+            Some(r#"{"Email":"buyer@example.com"}"#)
+        );
+        assert_eq!(column(second, "unit_price")[0].as_deref(), Some("2.55"));
+    }
+
+    #[test]
+    fn reads_parquet_columns_of_any_type_as_text() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("InvoiceNo", DataType::Utf8, false),
+            Field::new("StockCode", DataType::Utf8, false),
+            Field::new("Quantity", DataType::Int64, false),
+            Field::new("UnitPrice", DataType::Float64, false),
+            Field::new("Country", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["536365", "536366"])),
+                Arc::new(StringArray::from(vec!["85123A", "22633"])),
+                Arc::new(deltalake::arrow::array::Int64Array::from(vec![6, -2])),
+                Arc::new(deltalake::arrow::array::Float64Array::from(vec![
+                    2.55, 1.85,
+                ])),
+                Arc::new(StringArray::from(vec![Some("United Kingdom"), None])),
+            ],
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let rows = read_parquet(Path::new("p.parquet"), &bytes, &context(), 100).unwrap();
+        assert_eq!(rows.rows, 2);
+        assert_eq!(column(&rows, "quantity"), some(&["6", "-2"]));
+        assert_eq!(column(&rows, "unit_price"), some(&["2.55", "1.85"]));
+        assert_eq!(
+            column(&rows, "country"),
+            vec![Some("United Kingdom".to_owned()), None]
+        );
+        assert_eq!(
+            column(&rows, "invoice_date"),
+            [None, None],
+            "an absent column is null"
+        );
+        check_file(Path::new("p.parquet"), &bytes).unwrap();
+    }
+
+    #[test]
+    fn rejects_files_that_are_not_retail_transactions_naming_the_problem() {
+        let path = Path::new("other.csv");
+        let error = read_csv(path, b"a,b,c\n1,2,3\n", &context(), 10).unwrap_err();
+        assert!(error.to_string().contains("other.csv"), "{error}");
+        assert!(matches!(error, Error::Header { .. }));
+        assert!(matches!(check_file(path, b""), Err(Error::Header { .. })));
+        let twice = b"Invoice,InvoiceNo,StockCode,Quantity,Country\n";
+        let error = check_file(path, twice).unwrap_err();
+        assert!(
+            error.to_string().contains("column invoice appears twice"),
+            "{error}"
+        );
+        assert!(matches!(
+            check_file(Path::new("x.parquet"), b"nope"),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            check_file(Path::new("x.jsonl"), b"[1]\n"),
+            Err(Error::Header { .. })
+        ));
+        assert!(matches!(
+            check_file(Path::new("x.txt"), b""),
+            Err(Error::UnsupportedFormat { .. })
+        ));
+    }
+}

@@ -1,0 +1,178 @@
+//! Incremental and idempotent behaviour: late data, reruns, resumption.
+
+use retail_lake::schema::{self as tables, SILVER_TRANSACTIONS};
+use retail_pipeline::{IngestOptions, RunStatus};
+
+use crate::support::{TestLake, daily_files, real_data};
+
+/// Gold tables compared row by row (ids and timestamps of runs are not in gold).
+async fn gold_rows(lake: &TestLake) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for table in tables::GOLD_TABLES {
+        all.push(lake.sorted_rows(&table, &[]).await);
+    }
+    all
+}
+
+#[tokio::test]
+async fn late_data_updates_silver_and_every_gold_table_like_a_full_rebuild() {
+    let Some(data) = real_data() else { return };
+    let files: Vec<_> = daily_files(&data).into_iter().take(12).collect();
+    let (late, on_time): (Vec<_>, Vec<_>) = files
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(index, _)| *index == 3);
+    let on_time: Vec<_> = on_time.into_iter().map(|(_, f)| f).collect();
+    let late: Vec<_> = late.into_iter().map(|(_, f)| f).collect();
+
+    let incremental = TestLake::new();
+    incremental.ingest(&on_time).await;
+    let first = incremental.run().await;
+    let silver_after_first = incremental
+        .lake
+        .count_rows(&SILVER_TRANSACTIONS)
+        .await
+        .unwrap();
+    // A file with older dates arrives after newer ones were processed.
+    incremental.ingest(&late).await;
+    let second = incremental.run().await;
+    assert_eq!(second.status, RunStatus::Succeeded);
+    assert!(
+        second.rows_in > 0 && second.rows_in < first.rows_in,
+        "only the new day is read"
+    );
+    assert_eq!(
+        incremental
+            .lake
+            .count_rows(&SILVER_TRANSACTIONS)
+            .await
+            .unwrap(),
+        silver_after_first + second.rows_out
+    );
+
+    let full = TestLake::new();
+    full.ingest(&files).await;
+    full.run().await;
+    assert_eq!(gold_rows(&incremental).await, gold_rows(&full).await);
+    assert_eq!(
+        incremental.pipeline.reconciliation().await.unwrap(),
+        full.pipeline.reconciliation().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn ingestion_in_several_commits_is_recorded_file_by_file_and_resumes_after_a_crash() {
+    let Some(data) = real_data() else { return };
+    let files: Vec<_> = daily_files(&data).into_iter().take(6).collect();
+    // A commit every row: each file is its own commit, with its checksum mark.
+    let lake = TestLake::with_options(IngestOptions { commit_rows: 1 });
+    lake.ingest(&files[..2]).await;
+    assert_eq!(
+        lake.lake
+            .latest_version(&tables::BRONZE_TRANSACTIONS)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    // As if a crash had stopped an ingestion of all six after the first two were committed:
+    // the rerun skips what landed and adds the rest.
+    let rerun = lake.ingest(&files).await;
+    let skipped = rerun.detail.files.iter().filter(|f| f.skipped).count();
+    assert_eq!(skipped, 2);
+    let run = lake.run().await;
+    assert!(run.detail.reconciliation.expect("recorded").balances());
+
+    let once = TestLake::new();
+    once.ingest(&files).await;
+    once.run().await;
+    assert_eq!(gold_rows(&lake).await, gold_rows(&once).await);
+}
+
+#[tokio::test]
+async fn each_stage_can_run_alone_and_status_tells_what_is_behind() {
+    let lake = TestLake::new();
+    lake.ingest(&[crate::support::testdata("quarantine.csv")])
+        .await;
+    let status = lake.pipeline.status().await.unwrap();
+    assert!(!status.silver_up_to_date);
+    let options = retail_pipeline::RunOptions {
+        silver: true,
+        gold: false,
+        force_gold: false,
+    };
+    lake.pipeline
+        .run(options, &retail_pipeline::NoProgress)
+        .await
+        .unwrap();
+    let status = lake.pipeline.status().await.unwrap();
+    assert!(status.silver_up_to_date && !status.gold_up_to_date);
+    let run = lake.run().await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let status = lake.pipeline.status().await.unwrap();
+    assert!(status.silver_up_to_date && status.gold_up_to_date);
+    assert_eq!(status.latest_run.map(|r| r.run_id), Some(run.run_id));
+    let runs = lake.store.runs(None, 10).unwrap();
+    assert_eq!(
+        runs.len(),
+        3,
+        "one ingestion and two pipeline runs recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_stage_keeps_every_table_at_its_last_good_version_and_a_rerun_completes() {
+    let lake = TestLake::new();
+    lake.ingest(&[crate::support::testdata("quarantine.csv")])
+        .await;
+    // Make one gold table unwritable: its location is a plain file.
+    let root = lake.lake.root().to_file_path().expect("local lake");
+    let blocked = root.join(tables::GOLD_DAILY_SALES.name);
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "not a table").unwrap();
+
+    let error = lake
+        .pipeline
+        .run(
+            retail_pipeline::RunOptions::default(),
+            &retail_pipeline::NoProgress,
+        )
+        .await
+        .expect_err("gold cannot write daily_sales");
+    let recorded = lake
+        .store
+        .runs(Some(retail_pipeline::RunKind::Pipeline), 1)
+        .unwrap();
+    assert_eq!(recorded[0].status, RunStatus::Failed);
+    assert!(
+        recorded[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("gold/daily_sales")),
+        "{error}"
+    );
+    // Silver committed before the failure and stays; the failed table does not exist.
+    let silver_version = lake
+        .lake
+        .latest_version(&SILVER_TRANSACTIONS)
+        .await
+        .unwrap();
+    assert!(silver_version.is_some());
+
+    std::fs::remove_file(&blocked).unwrap();
+    let rerun = lake.run().await;
+    assert_eq!(rerun.status, RunStatus::Succeeded);
+    assert_eq!(
+        rerun.rows_in, 0,
+        "silver was already current: only gold is completed"
+    );
+    assert_eq!(
+        lake.lake
+            .latest_version(&SILVER_TRANSACTIONS)
+            .await
+            .unwrap(),
+        silver_version
+    );
+    let status = lake.pipeline.status().await.unwrap();
+    assert!(status.silver_up_to_date && status.gold_up_to_date);
+}
