@@ -198,7 +198,7 @@ pub fn read_csv(
         let mut bad_field = None;
         for (index, field) in record.iter().enumerate() {
             match std::str::from_utf8(field) {
-                Ok(text) if text.is_empty() => values.push(None),
+                Ok("") => values.push(None),
                 Ok(text) => values.push(Some(text)),
                 Err(_) => {
                     bad_field = Some(index);

@@ -19,9 +19,9 @@ pub enum Error {
         operation: &'static str,
         /// The table's name, such as `silver/retail_transactions`.
         table: String,
-        /// The cause.
+        /// The cause (boxed: Delta errors are large).
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     /// A batch did not fit the table's schema or could not be encoded.
     #[error("failed to {operation} table {table}")]
@@ -58,7 +58,7 @@ impl Classify for Error {
         match self {
             Self::InvalidRoot { .. } => ErrorKind::InvalidInput,
             Self::MissingTable { .. } => ErrorKind::NotFound,
-            Self::Table { source, .. } => match source {
+            Self::Table { source, .. } => match source.as_ref() {
                 DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. } => {
                     ErrorKind::Conflict
                 }

@@ -42,6 +42,12 @@ impl Lake {
     /// [`Error::InvalidRoot`] when the root is not a URL and cannot be made a local directory.
     pub fn new(config: &LakeConfig) -> Result<Self> {
         let root = resolve_root(&config.root)?;
+        if matches!(root.scheme(), "s3" | "s3a") {
+            // The deltalake facade registers S3 from a constructor that a linker may drop when
+            // nothing else references its object file: register explicitly (idempotent).
+            static REGISTER_S3: std::sync::Once = std::sync::Once::new();
+            REGISTER_S3.call_once(|| deltalake::aws::register_handlers(None));
+        }
         Ok(Self {
             root,
             storage_options: config
@@ -254,7 +260,7 @@ impl Lake {
         stream.try_collect().await.map_err(|source| Error::Table {
             operation: "read",
             table: table.name.to_owned(),
-            source: source.into(),
+            source: Box::new(source.into()),
         })
     }
 
@@ -410,7 +416,7 @@ fn table_error(operation: &'static str, table: &TableSpec, source: DeltaTableErr
     Error::Table {
         operation,
         table: table.name.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 

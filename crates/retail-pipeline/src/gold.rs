@@ -243,10 +243,42 @@ pub struct Consistency {
 /// Everything the gold stage produces.
 #[derive(Debug)]
 pub struct Gold {
-    /// Every gold table, in [`tables::GOLD_TABLES`] order.
+    /// Every gold table, in [`tables::GOLD_TABLES`] order. The fact table's batches are not
+    /// held here (see [`Gold::facts`]): they are produced one at a time while written.
     pub tables: Vec<GoldTable>,
+    /// How to produce `gold/fact_sales`.
+    pub facts: FactPlan,
     /// Cross-row consistency measured on the way.
     pub consistency: Consistency,
+}
+
+/// The keys every fact row needs, computed once; batches are made on demand so the fact table
+/// is never whole in memory.
+#[derive(Debug)]
+pub struct FactPlan {
+    order: Vec<u32>,
+    customer_keys: Vec<i64>,
+    stock_rank: Vec<u32>,
+    country_rank: Vec<u32>,
+    batch_rows: usize,
+}
+
+impl FactPlan {
+    /// Returns the number of fact rows.
+    pub fn rows(&self) -> u64 {
+        self.order.len() as u64
+    }
+
+    /// Produces the fact rows in invoice-date order, one batch at a time.
+    pub fn batches<'a>(
+        &'a self,
+        silver: &'a SilverSet,
+    ) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
+        let schema = tables::GOLD_FACT_SALES.arrow_schema();
+        self.order
+            .chunks(self.batch_rows.max(1))
+            .map(move |chunk| fact_batch(silver, self, chunk, Arc::clone(&schema)))
+    }
 }
 
 /// Builds every gold table from silver, in batches of at most `batch_rows` rows.
@@ -268,53 +300,43 @@ pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowEr
     let (countries_sorted, country_rank) = silver.countries.sorted();
     let (stock_sorted, stock_rank) = silver.stock_codes.sorted();
     let customer_dim = build_customer_versions(silver, &order);
+    let one = |table: TableSpec, batch: RecordBatch| GoldTable {
+        table,
+        batches: vec![batch],
+    };
     let tables = vec![
-        GoldTable {
-            table: tables::GOLD_DIM_DATE,
-            batches: vec![dim_date(silver)?],
-        },
-        GoldTable {
-            table: tables::GOLD_DIM_COUNTRY,
-            batches: vec![dim_country(silver, &countries_sorted)?],
-        },
-        GoldTable {
-            table: tables::GOLD_DIM_PRODUCT,
-            batches: vec![dim_product(silver, &stock_sorted)?],
-        },
-        GoldTable {
-            table: tables::GOLD_DIM_CUSTOMER,
-            batches: vec![dim_customer(silver, &customer_dim, &country_rank)?],
-        },
+        one(tables::GOLD_DIM_DATE, dim_date(silver)?),
+        one(
+            tables::GOLD_DIM_COUNTRY,
+            dim_country(silver, &countries_sorted)?,
+        ),
+        one(
+            tables::GOLD_DIM_PRODUCT,
+            dim_product(silver, &stock_sorted)?,
+        ),
+        one(
+            tables::GOLD_DIM_CUSTOMER,
+            dim_customer(silver, &customer_dim, &country_rank)?,
+        ),
         GoldTable {
             table: tables::GOLD_FACT_SALES,
-            batches: fact_sales(
-                silver,
-                &order,
-                &customer_dim,
-                &stock_rank,
-                &country_rank,
-                batch_rows,
-            )?,
+            batches: Vec::new(),
         },
-        GoldTable {
-            table: tables::GOLD_DAILY_SALES,
-            batches: vec![daily_sales(silver)?],
-        },
-        GoldTable {
-            table: tables::GOLD_PRODUCT_MONTHLY,
-            batches: vec![product_monthly(silver)?],
-        },
-        GoldTable {
-            table: tables::GOLD_CUSTOMER_RFM,
-            batches: vec![customer_rfm(silver)?],
-        },
-        GoldTable {
-            table: tables::GOLD_COHORT_RETENTION,
-            batches: vec![cohort_retention(silver)?],
-        },
+        one(tables::GOLD_DAILY_SALES, daily_sales(silver)?),
+        one(tables::GOLD_PRODUCT_MONTHLY, product_monthly(silver)?),
+        one(tables::GOLD_CUSTOMER_RFM, customer_rfm(silver)?),
+        one(tables::GOLD_COHORT_RETENTION, cohort_retention(silver)?),
     ];
+    let facts = FactPlan {
+        order,
+        customer_keys: customer_dim.row_key,
+        stock_rank,
+        country_rank,
+        batch_rows,
+    };
     Ok(Gold {
         tables,
+        facts,
         consistency: consistency(silver),
     })
 }
@@ -595,64 +617,57 @@ fn dim_customer(
     )
 }
 
-fn fact_sales(
+fn fact_batch(
     silver: &SilverSet,
-    order: &[u32],
-    customers: &CustomerVersions,
-    stock_rank: &[u32],
-    country_rank: &[u32],
-    batch_rows: usize,
-) -> Result<Vec<RecordBatch>, ArrowError> {
-    let schema = tables::GOLD_FACT_SALES.arrow_schema();
-    let mut batches = Vec::new();
-    for chunk in order.chunks(batch_rows.max(1)) {
-        let rows: Vec<&Row> = chunk.iter().map(|i| &silver.rows[*i as usize]).collect();
-        let scores: Vec<i128> = rows.iter().map(|r| i128::from(r.score)).collect();
-        batches.push(batch(
-            Arc::clone(&schema),
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| format!("{:032x}", r.transaction_id)),
-                )),
-                Arc::new(Int32Array::from_iter_values(
-                    rows.iter().map(|r| date_key(r.day())),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    chunk.iter().map(|i| customers.row_key[*i as usize]),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter()
-                        .map(|r| i64::from(stock_rank[r.stock_code as usize]) + 1),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter()
-                        .map(|r| i64::from(country_rank[r.country as usize]) + 1),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| silver.invoices.get(r.invoice)),
-                )),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    rows.iter().map(|r| r.invoice_date),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| r.quantity),
-                )),
-                money(rows.iter().map(|r| r.unit_price).collect())?,
-                money(rows.iter().map(|r| r.total_amount).collect())?,
-                Arc::new(BooleanArray::from_iter(
-                    rows.iter().map(|r| Some(r.quantity < 0)),
-                )),
-                Arc::new(BooleanArray::from_iter(
-                    rows.iter().map(|r| Some(r.is_cancellation)),
-                )),
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r.line_type.as_str()),
-                )),
-                Arc::new(Decimal128Array::from(scores).with_precision_and_scale(3, 2)?),
-            ],
-        )?);
-    }
-    Ok(batches)
+    plan: &FactPlan,
+    chunk: &[u32],
+    schema: SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    let rows: Vec<&Row> = chunk.iter().map(|i| &silver.rows[*i as usize]).collect();
+    let scores: Vec<i128> = rows.iter().map(|r| i128::from(r.score)).collect();
+    batch(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| format!("{:032x}", r.transaction_id)),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| date_key(r.day())),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                chunk.iter().map(|i| plan.customer_keys[*i as usize]),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter()
+                    .map(|r| i64::from(plan.stock_rank[r.stock_code as usize]) + 1),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter()
+                    .map(|r| i64::from(plan.country_rank[r.country as usize]) + 1),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| silver.invoices.get(r.invoice)),
+            )),
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|r| r.invoice_date),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.quantity),
+            )),
+            money(rows.iter().map(|r| r.unit_price).collect())?,
+            money(rows.iter().map(|r| r.total_amount).collect())?,
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.quantity < 0)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.is_cancellation)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.line_type.as_str()),
+            )),
+            Arc::new(Decimal128Array::from(scores).with_precision_and_scale(3, 2)?),
+        ],
+    )
 }
 
 /// Counts distinct `(group, member)` pairs per group.

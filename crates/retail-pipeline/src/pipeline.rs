@@ -205,7 +205,7 @@ impl PipelineService {
             run.detail.assets.extend(
                 [SILVER_QUARANTINE, SILVER_DUPLICATES, SILVER_TRANSACTIONS]
                     .iter()
-                    .map(|t| up_to_date(t)),
+                    .map(up_to_date),
             );
             return Ok(None);
         }
@@ -388,21 +388,36 @@ impl PipelineService {
         }
         progress.end();
         let batch_rows = lake.batch_rows();
-        let gold = tokio::task::spawn_blocking(move || build_gold(&silver, batch_rows))
-            .await
-            .map_err(Error::Task)?
-            .map_err(Error::transform("gold"))?;
+        let (silver, gold) = tokio::task::spawn_blocking(move || {
+            let gold = build_gold(&silver, batch_rows);
+            (silver, gold)
+        })
+        .await
+        .map_err(Error::Task)?;
+        let gold = gold.map_err(Error::transform("gold"))?;
         progress.begin("gold: writing", behind.len() as u64);
         let marker = [(GOLD_APP_ID.to_owned(), target)];
         for table in gold.tables {
             if !behind.iter().any(|b| b.name == table.table.name) {
                 continue;
             }
-            let rows = table.rows();
+            let is_fact_table = table.table.name == tables::GOLD_FACT_SALES.name;
+            let rows = if is_fact_table {
+                gold.facts.rows()
+            } else {
+                table.rows()
+            };
             let started = Instant::now();
             let mut writer = lake.overwriter(&table.table).await?;
             for batch in table.batches {
                 writer.write(batch).await?;
+            }
+            if is_fact_table {
+                for batch in gold.facts.batches(&silver) {
+                    writer
+                        .write(batch.map_err(Error::transform("gold"))?)
+                        .await?;
+                }
             }
             let version = writer.commit(&marker).await?;
             metrics::record_commit("gold", started.elapsed().as_secs_f64());
