@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::runs::{FileOutcome, MetadataStore, RunKind, RunRecord, RunStatus};
 
+/// Files decoded ahead of the Parquet encoder.
+const READ_AHEAD_FILES: usize = 4;
+
 /// Application-transaction id prefix marking an ingested file content in bronze.
 const FILE_APP_PREFIX: &str = "retail.ingest.file.";
 
@@ -147,27 +150,37 @@ impl IngestService {
         }
         progress.end();
 
-        // Pass 2: read and append, a commit every `commit_rows` rows.
+        // Pass 2: read and append, a commit every `commit_rows` rows. Files are decoded on the
+        // blocking pool while the previous ones are encoded to Parquet here: both cores work.
         progress.begin("ingesting", pending.len() as u64);
         let ingestion_id = run.run_id.clone();
+        let batch_rows = self.lake.batch_rows();
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(READ_AHEAD_FILES);
+        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+            for file in pending {
+                let bytes = std::fs::read(&file.path).map_err(|source| {
+                    Error::Source(retail_ingest::Error::Io {
+                        path: file.path.clone(),
+                        source,
+                    })
+                })?;
+                let context = BronzeContext {
+                    ingestion_id: ingestion_id.clone(),
+                    batch_id: format!("{}:{}", ingestion_id, &file.checksum[..16]),
+                    source_system: "file".to_owned(),
+                    source_location: file.path.display().to_string(),
+                    ingested_at: Utc::now(),
+                };
+                let units = read_file(&file.path, &bytes, &context, batch_rows)?;
+                if sender.blocking_send((file, units)).is_err() {
+                    break; // the writer stopped on an error of its own
+                }
+            }
+            Ok(())
+        });
         let mut appender: Option<TableAppender> = None;
         let mut markers: Vec<(String, i64)> = Vec::new();
-        for file in pending {
-            let bytes = read_bytes(&file.path).await?;
-            let context = BronzeContext {
-                ingestion_id: ingestion_id.clone(),
-                batch_id: format!("{}:{}", ingestion_id, &file.checksum[..16]),
-                source_system: "file".to_owned(),
-                source_location: file.path.display().to_string(),
-                ingested_at: Utc::now(),
-            };
-            let batch_rows = self.lake.batch_rows();
-            let read_path = file.path.clone();
-            let units = tokio::task::spawn_blocking(move || {
-                read_file(&read_path, &bytes, &context, batch_rows)
-            })
-            .await
-            .map_err(Error::Task)??;
+        while let Some((file, units)) = receiver.recv().await {
             let writer = match appender.as_mut() {
                 Some(writer) => writer,
                 None => appender.insert(self.lake.appender(&BRONZE_TRANSACTIONS).await?),
@@ -198,6 +211,8 @@ impl IngestService {
             }
             progress.advance(1);
         }
+        // A read error ends the channel early: nothing after the last commit is committed.
+        reader.await.map_err(Error::Task)??;
         if let Some(writer) = appender.take() {
             commit_bronze(writer, &markers).await?;
         }
