@@ -7,6 +7,7 @@ use std::sync::Arc;
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::arrow::error::ArrowError;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, StructType, Transaction, Version};
@@ -14,6 +15,8 @@ use deltalake::kernel::{Action, StructType, Transaction, Version};
 use deltalake::parquet::arrow::async_reader::{
     ParquetObjectReader, ParquetRecordBatchStreamBuilder,
 };
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -175,7 +178,12 @@ impl Lake {
     ///
     /// When the table cannot be opened or created.
     pub async fn appender(&self, table: &TableSpec) -> Result<TableAppender> {
-        TableAppender::new(*table, self.ensure_table(table).await?, SaveMode::Append)
+        TableAppender::new(
+            *table,
+            self.ensure_table(table).await?,
+            SaveMode::Append,
+            self.batch_rows * 2,
+        )
     }
 
     /// Starts a streaming write that replaces a table's content when committed.
@@ -184,7 +192,12 @@ impl Lake {
     ///
     /// When the table cannot be opened or created.
     pub async fn overwriter(&self, table: &TableSpec) -> Result<TableAppender> {
-        TableAppender::new(*table, self.ensure_table(table).await?, SaveMode::Overwrite)
+        TableAppender::new(
+            *table,
+            self.ensure_table(table).await?,
+            SaveMode::Overwrite,
+            self.batch_rows * 2,
+        )
     }
 
     /// Returns the last version an application recorded on a table (`txn` action), if any.
@@ -232,7 +245,15 @@ impl Lake {
         let delta = self.open(table).await?.ok_or_else(|| Error::MissingTable {
             table: table.name.to_owned(),
         })?;
-        let mut load = delta.scan_table();
+        // Plain strings, as the tables are declared: string views would be cast back anyway.
+        let config = SessionConfig::new().set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
+        let session = SessionContext::new_with_config(config);
+        let mut load = delta
+            .scan_table()
+            .with_session_state(Arc::new(session.state()));
         if let Some(columns) = columns {
             load = load.with_columns(columns.iter().copied());
         }
@@ -471,9 +492,25 @@ impl std::fmt::Debug for TableAppender {
 }
 
 impl TableAppender {
-    fn new(table: TableSpec, delta: DeltaTable, mode: SaveMode) -> Result<Self> {
+    fn new(
+        table: TableSpec,
+        delta: DeltaTable,
+        mode: SaveMode,
+        row_group_rows: usize,
+    ) -> Result<Self> {
+        // Bounded row groups: a partitioned table keeps one open row group per partition, and
+        // closing them at a fixed size keeps memory flat however much is written.
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(row_group_rows))
+            .set_created_by(format!(
+                "retail-data-platform {}",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build();
         let writer = RecordBatchWriter::for_table(&delta)
-            .map_err(|source| table_error("write", &table, source))?;
+            .map_err(|source| table_error("write", &table, source))?
+            .with_writer_properties(properties);
         Ok(Self {
             table,
             delta,

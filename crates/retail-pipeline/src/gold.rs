@@ -44,9 +44,31 @@ pub const SILVER_COLUMNS: [&str; 14] = [
     "data_quality_score",
 ];
 
+/// FxHash (as in rustc): interning hashes millions of short keys, where SipHash's
+/// DoS resistance buys nothing (the keys come from our own tables).
+#[derive(Debug, Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0_u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(SEED);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 #[derive(Debug, Default)]
 struct Interner {
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     values: Vec<String>,
 }
 
@@ -119,7 +141,7 @@ pub struct SilverSet {
     descriptions: Interner,
     customers: Interner,
     countries: Interner,
-    country_attributes: HashMap<u32, CountryAttributes>,
+    country_attributes: FastMap<u32, CountryAttributes>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
@@ -287,45 +309,43 @@ impl FactPlan {
 ///
 /// Only on a bug (a batch that does not fit its table's schema).
 pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowError> {
-    let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
-    // Invoice-date order, ties by invoice then id, so that every derived choice is deterministic.
-    order.sort_unstable_by_key(|i| {
-        let row = &silver.rows[*i as usize];
-        (
-            row.invoice_date,
-            silver.invoices.get(row.invoice),
-            row.transaction_id,
-        )
+    // The aggregates do not depend on the dimensions: compute them on a second thread.
+    let (dimensions, aggregates) = std::thread::scope(|scope| {
+        let aggregates = scope.spawn(|| -> Result<_, ArrowError> {
+            Ok((
+                daily_sales(silver)?,
+                product_monthly(silver)?,
+                customer_rfm(silver)?,
+                cohort_retention(silver)?,
+                consistency(silver),
+            ))
+        });
+        let dimensions = build_dimensions(silver);
+        let aggregates = aggregates
+            .join()
+            .expect("the aggregate thread does not panic");
+        (dimensions, aggregates)
     });
-    let (countries_sorted, country_rank) = silver.countries.sorted();
-    let (stock_sorted, stock_rank) = silver.stock_codes.sorted();
-    let customer_dim = build_customer_versions(silver, &order);
+    let (order, customer_dim, stock_rank, country_rank, dimension_batches) = dimensions?;
+    let (daily, monthly, rfm, cohorts, consistency) = aggregates?;
+    let [dim_date, dim_country, dim_product, dim_customer] = dimension_batches;
     let one = |table: TableSpec, batch: RecordBatch| GoldTable {
         table,
         batches: vec![batch],
     };
     let tables = vec![
-        one(tables::GOLD_DIM_DATE, dim_date(silver)?),
-        one(
-            tables::GOLD_DIM_COUNTRY,
-            dim_country(silver, &countries_sorted)?,
-        ),
-        one(
-            tables::GOLD_DIM_PRODUCT,
-            dim_product(silver, &stock_sorted)?,
-        ),
-        one(
-            tables::GOLD_DIM_CUSTOMER,
-            dim_customer(silver, &customer_dim, &country_rank)?,
-        ),
+        one(tables::GOLD_DIM_DATE, dim_date),
+        one(tables::GOLD_DIM_COUNTRY, dim_country),
+        one(tables::GOLD_DIM_PRODUCT, dim_product),
+        one(tables::GOLD_DIM_CUSTOMER, dim_customer),
         GoldTable {
             table: tables::GOLD_FACT_SALES,
             batches: Vec::new(),
         },
-        one(tables::GOLD_DAILY_SALES, daily_sales(silver)?),
-        one(tables::GOLD_PRODUCT_MONTHLY, product_monthly(silver)?),
-        one(tables::GOLD_CUSTOMER_RFM, customer_rfm(silver)?),
-        one(tables::GOLD_COHORT_RETENTION, cohort_retention(silver)?),
+        one(tables::GOLD_DAILY_SALES, daily),
+        one(tables::GOLD_PRODUCT_MONTHLY, monthly),
+        one(tables::GOLD_CUSTOMER_RFM, rfm),
+        one(tables::GOLD_COHORT_RETENTION, cohorts),
     ];
     let facts = FactPlan {
         order,
@@ -337,8 +357,41 @@ pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowEr
     Ok(Gold {
         tables,
         facts,
-        consistency: consistency(silver),
+        consistency,
     })
+}
+
+/// The fact order, the customer versions, key ranks and the four dimension tables.
+type Dimensions = (
+    Vec<u32>,
+    CustomerVersions,
+    Vec<u32>,
+    Vec<u32>,
+    [RecordBatch; 4],
+);
+
+fn build_dimensions(silver: &SilverSet) -> Result<Dimensions, ArrowError> {
+    let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
+    // Invoice-date order, ties by invoice then id, so that every derived choice is deterministic.
+    let (_, invoice_rank) = silver.invoices.sorted();
+    order.sort_unstable_by_key(|i| {
+        let row = &silver.rows[*i as usize];
+        (
+            row.invoice_date,
+            invoice_rank[row.invoice as usize],
+            row.transaction_id,
+        )
+    });
+    let (countries_sorted, country_rank) = silver.countries.sorted();
+    let (stock_sorted, stock_rank) = silver.stock_codes.sorted();
+    let customer_dim = build_customer_versions(silver, &order);
+    let batches = [
+        dim_date(silver)?,
+        dim_country(silver, &countries_sorted)?,
+        dim_product(silver, &stock_sorted)?,
+        dim_customer(silver, &customer_dim, &country_rank)?,
+    ];
+    Ok((order, customer_dim, stock_rank, country_rank, batches))
 }
 
 fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
@@ -449,7 +502,7 @@ fn dim_country(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowE
 
 fn dim_product(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowError> {
     let products = silver.stock_codes.values.len();
-    let mut description_counts: HashMap<(u32, u32), u64> = HashMap::new();
+    let mut description_counts: FastMap<(u32, u32), u64> = FastMap::default();
     let mut first_sale = vec![i32::MAX; products];
     let mut last_sale = vec![i32::MIN; products];
     for row in &silver.rows {
@@ -515,7 +568,7 @@ struct CustomerVersions {
 
 fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersions {
     // Versions per customer, walking rows in invoice-date order.
-    let mut per_customer: HashMap<u32, Vec<(u32, i64)>> = HashMap::new();
+    let mut per_customer: FastMap<u32, Vec<(u32, i64)>> = FastMap::default();
     let mut row_version = vec![0_u32; silver.rows.len()];
     for index in order {
         let row = &silver.rows[*index as usize];
@@ -533,7 +586,7 @@ fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersion
     }
     let (customers_sorted, _) = silver.customers.sorted();
     let mut versions = Vec::new();
-    let mut first_key: HashMap<u32, i64> = HashMap::new();
+    let mut first_key: FastMap<u32, i64> = FastMap::default();
     for customer in customers_sorted {
         let Some(list) = per_customer.get(&customer) else {
             continue;
@@ -758,7 +811,7 @@ fn daily_sales(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
 }
 
 fn product_monthly(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
-    let mut sums: HashMap<(i32, u32), Sums> = HashMap::new();
+    let mut sums: FastMap<(i32, u32), Sums> = FastMap::default();
     let mut orders = Vec::new();
     for row in &silver.rows {
         let key = (month_index(row.day()), row.stock_code);
@@ -813,7 +866,7 @@ fn customer_rfm(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
         last_purchase: Option<i32>,
         monetary: i64,
     }
-    let mut per_customer: HashMap<u32, Customer> = HashMap::new();
+    let mut per_customer: FastMap<u32, Customer> = FastMap::default();
     let mut invoices = Vec::new();
     for row in silver.rows.iter().filter(|r| r.customer != NONE) {
         let customer = per_customer.entry(row.customer).or_default();
@@ -915,7 +968,7 @@ fn cohort_retention(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
         ));
     };
     // Rows are sorted by customer then month, so a customer's first row is their cohort.
-    let mut cohort_of: HashMap<u32, i32> = HashMap::new();
+    let mut cohort_of: FastMap<u32, i32> = FastMap::default();
     let mut active: BTreeMap<(i32, i32), i64> = BTreeMap::new();
     for (customer, month) in &activity {
         let cohort = *cohort_of.entry(*customer).or_insert(*month);
@@ -967,7 +1020,7 @@ fn consistency(silver: &SilverSet) -> Consistency {
         .collect();
     invoice_parties.sort_unstable();
     invoice_parties.dedup();
-    let mut parties_per_invoice: HashMap<u32, usize> = HashMap::new();
+    let mut parties_per_invoice: FastMap<u32, usize> = FastMap::default();
     for (invoice, _, _) in &invoice_parties {
         *parties_per_invoice.entry(*invoice).or_default() += 1;
     }
@@ -986,7 +1039,7 @@ fn consistency(silver: &SilverSet) -> Consistency {
         .collect();
     descriptions.sort_unstable();
     descriptions.dedup();
-    let mut per_code: HashMap<u32, usize> = HashMap::new();
+    let mut per_code: FastMap<u32, usize> = FastMap::default();
     for (code, _) in &descriptions {
         *per_code.entry(*code).or_default() += 1;
     }

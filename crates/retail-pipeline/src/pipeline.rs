@@ -22,15 +22,15 @@ use retail_lake::schema::{
 };
 use retail_telemetry::metrics;
 use serde::Serialize;
-use tracing::{Instrument as _, info, info_span, instrument, warn};
+use tracing::{Instrument as _, debug, info, info_span, instrument, warn};
 
 use crate::error::{Error, Result};
-use crate::gold::{Consistency, SILVER_COLUMNS, SilverSet, build_gold};
+use crate::gold::{Consistency, Gold, SILVER_COLUMNS, SilverSet, build_gold};
 use crate::ingest::error_chain;
 use crate::progress::Progress;
 use crate::quality::QualityReport;
 use crate::runs::{AssetRun, MetadataStore, Reconciliation, RunKind, RunRecord, RunStatus};
-use crate::silver::{SilverStats, SilverTransform};
+use crate::silver::{SilverOutput, SilverStats, SilverTransform};
 
 /// Application id of the silver stage's progress (value: the bronze version consumed).
 pub const SILVER_APP_ID: &str = "retail.pipeline.silver";
@@ -240,35 +240,63 @@ impl PipelineService {
             known_ids = seen.len(),
             "processing new bronze files"
         );
-        let mut transform = SilverTransform::new(&run.run_id, Utc::now(), seen);
         let mut silver_out = lake.appender(&SILVER_TRANSACTIONS).await?;
         let mut quarantine_out = lake.appender(&SILVER_QUARANTINE).await?;
         let mut duplicates_out = lake.appender(&SILVER_DUPLICATES).await?;
         let bronze = lake.open_at(&BRONZE_TRANSACTIONS, bronze_version).await?;
         progress.begin("silver", files.len() as u64);
-        for file in &files {
-            let keep =
-                |set: &Option<HashSet<String>>| set.as_ref().is_none_or(|s| s.contains(file));
-            let (keep_quarantine, keep_duplicates) =
-                (keep(&quarantine_files), keep(&duplicate_files));
-            let mut stream = lake.read_file(&BRONZE_TRANSACTIONS, &bronze, file).await?;
-            while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
-                table: BRONZE_TRANSACTIONS.name,
-                source: Box::new(source),
-            })? {
-                let output = transform
-                    .transform(&batch)
-                    .map_err(Error::transform("silver"))?;
-                silver_out.write(output.silver).await?;
-                if keep_quarantine {
-                    quarantine_out.write(output.quarantine).await?;
+        // Bronze is read and transformed on one worker while this one encodes the output:
+        // the two halves of the stage run on both cores.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
+        let reader = tokio::spawn({
+            let lake = lake.clone();
+            let mut transform = SilverTransform::new(&run.run_id, Utc::now(), seen);
+            async move {
+                for file in &files {
+                    let keep = |set: &Option<HashSet<String>>| {
+                        set.as_ref().is_none_or(|s| s.contains(file))
+                    };
+                    let keep = (keep(&quarantine_files), keep(&duplicate_files));
+                    let mut stream = lake.read_file(&BRONZE_TRANSACTIONS, &bronze, file).await?;
+                    while let Some(batch) =
+                        stream.try_next().await.map_err(|source| Error::Read {
+                            table: BRONZE_TRANSACTIONS.name,
+                            source: Box::new(source),
+                        })?
+                    {
+                        let output = transform
+                            .transform(&batch)
+                            .map_err(Error::transform("silver"))?;
+                        if sender
+                            .send(SilverMessage::Output(output, keep))
+                            .await
+                            .is_err()
+                        {
+                            return Ok(transform); // the writer stopped on an error of its own
+                        }
+                    }
+                    if sender.send(SilverMessage::FileDone).await.is_err() {
+                        return Ok(transform);
+                    }
                 }
-                if keep_duplicates {
-                    duplicates_out.write(output.duplicates).await?;
-                }
+                Ok::<_, Error>(transform)
             }
-            progress.advance(1);
+        });
+        while let Some(message) = receiver.recv().await {
+            match message {
+                SilverMessage::Output(output, (keep_quarantine, keep_duplicates)) => {
+                    silver_out.write(output.silver).await?;
+                    if keep_quarantine {
+                        quarantine_out.write(output.quarantine).await?;
+                    }
+                    if keep_duplicates {
+                        duplicates_out.write(output.duplicates).await?;
+                    }
+                }
+                SilverMessage::FileDone => progress.advance(1),
+            }
         }
+        let transform = reader.await.map_err(Error::Task)??;
         progress.end();
         let stats = transform.into_stats();
         if !stats.reconciles() {
@@ -292,12 +320,7 @@ impl PipelineService {
             let version = appender.commit(&marker).await?;
             metrics::record_commit("silver", started.elapsed().as_secs_f64());
             metrics::record_rows_written(table.name, rows);
-            run.detail.assets.push(AssetRun {
-                asset: table.name.to_owned(),
-                status: "materialized".to_owned(),
-                rows,
-                version,
-            });
+            run.detail.assets.push(materialized(&table, rows, version));
         }
         for (reason, rows) in &stats.quarantine_by_reason {
             if let Some(reason) = retail_domain::record::QuarantineReason::parse(reason) {
@@ -369,6 +392,7 @@ impl PipelineService {
             info!(silver_version, "gold is up to date");
             return Ok(None);
         }
+        let started = Instant::now();
         progress.begin(
             "gold: reading silver",
             lake.count_rows(&SILVER_TRANSACTIONS).await?,
@@ -387,6 +411,11 @@ impl PipelineService {
             progress.advance(batch.num_rows() as u64);
         }
         progress.end();
+        debug!(
+            rows = silver.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "silver read"
+        );
         let batch_rows = lake.batch_rows();
         let (silver, gold) = tokio::task::spawn_blocking(move || {
             let gold = build_gold(&silver, batch_rows);
@@ -395,44 +424,76 @@ impl PipelineService {
         .await
         .map_err(Error::Task)?;
         let gold = gold.map_err(Error::transform("gold"))?;
+        debug!(
+            rows = silver.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "gold computed"
+        );
         progress.begin("gold: writing", behind.len() as u64);
         let marker = [(GOLD_APP_ID.to_owned(), target)];
-        for table in gold.tables {
-            if !behind.iter().any(|b| b.name == table.table.name) {
+        let Gold {
+            tables: gold_tables,
+            facts,
+            consistency,
+        } = gold;
+        let fact_rows = facts.rows();
+        // The fact table, by far the largest, is encoded on another worker while the
+        // dimensions and aggregates are written here.
+        let fact_task = behind
+            .iter()
+            .any(|b| b.name == tables::GOLD_FACT_SALES.name)
+            .then(|| {
+                let lake = self.lake.clone();
+                let marker = marker.clone();
+                let silver = Arc::new(silver);
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let mut writer = lake.overwriter(&tables::GOLD_FACT_SALES).await?;
+                    for batch in facts.batches(&silver) {
+                        writer
+                            .write(batch.map_err(Error::transform("gold"))?)
+                            .await?;
+                    }
+                    let version = writer.commit(&marker).await?;
+                    metrics::record_commit("gold", started.elapsed().as_secs_f64());
+                    Ok::<_, Error>(version)
+                })
+            });
+        for table in gold_tables {
+            let is_fact_table = table.table.name == tables::GOLD_FACT_SALES.name;
+            if is_fact_table || !behind.iter().any(|b| b.name == table.table.name) {
                 continue;
             }
-            let is_fact_table = table.table.name == tables::GOLD_FACT_SALES.name;
-            let rows = if is_fact_table {
-                gold.facts.rows()
-            } else {
-                table.rows()
-            };
+            let rows = table.rows();
             let started = Instant::now();
             let mut writer = lake.overwriter(&table.table).await?;
             for batch in table.batches {
                 writer.write(batch).await?;
             }
-            if is_fact_table {
-                for batch in gold.facts.batches(&silver) {
-                    writer
-                        .write(batch.map_err(Error::transform("gold"))?)
-                        .await?;
-                }
-            }
             let version = writer.commit(&marker).await?;
             metrics::record_commit("gold", started.elapsed().as_secs_f64());
             metrics::record_rows_written(table.table.name, rows);
-            run.detail.assets.push(AssetRun {
-                asset: table.table.name.to_owned(),
-                status: "materialized".to_owned(),
-                rows,
-                version,
-            });
+            run.detail
+                .assets
+                .push(materialized(&table.table, rows, version));
+            progress.advance(1);
+        }
+        if let Some(task) = fact_task {
+            let version = task.await.map_err(Error::Task)??;
+            metrics::record_rows_written(tables::GOLD_FACT_SALES.name, fact_rows);
+            run.detail
+                .assets
+                .push(materialized(&tables::GOLD_FACT_SALES, fact_rows, version));
             progress.advance(1);
         }
         progress.end();
-        info!(tables = behind.len(), silver_version, "gold stage finished");
-        Ok(Some(gold.consistency))
+        info!(
+            tables = behind.len(),
+            silver_version,
+            seconds = started.elapsed().as_secs_f64(),
+            "gold stage finished"
+        );
+        Ok(Some(consistency))
     }
 
     /// Counts the rows of bronze, silver, quarantine and duplicates.
@@ -514,8 +575,25 @@ impl PipelineService {
     }
 }
 
+/// What the silver reader hands to the writer.
+enum SilverMessage {
+    /// The output of one bronze batch, and whether quarantine and duplicates take it.
+    Output(SilverOutput, (bool, bool)),
+    /// A bronze file is done.
+    FileDone,
+}
+
 fn mark_version(mark: Option<i64>) -> Option<u64> {
     mark.and_then(|v| u64::try_from(v).ok())
+}
+
+fn materialized(table: &TableSpec, rows: u64, version: Option<u64>) -> AssetRun {
+    AssetRun {
+        asset: table.name.to_owned(),
+        status: "materialized".to_owned(),
+        rows,
+        version,
+    }
 }
 
 fn up_to_date(table: &TableSpec) -> AssetRun {

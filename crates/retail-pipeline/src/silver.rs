@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDateTime, Utc};
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray as _, BooleanBuilder, Decimal128Builder, Int64Builder, ListBuilder,
     RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
@@ -80,6 +80,7 @@ pub struct SilverTransform {
     processed_at: DateTime<Utc>,
     seen: HashSet<u128>,
     stats: SilverStats,
+    score_counts: [u64; 101],
 }
 
 impl SilverTransform {
@@ -90,16 +91,22 @@ impl SilverTransform {
             processed_at,
             seen,
             stats: SilverStats::default(),
+            score_counts: [0; 101],
         }
     }
 
-    /// Returns the statistics so far.
-    pub fn stats(&self) -> &SilverStats {
-        &self.stats
-    }
-
     /// Returns the statistics of the whole pass.
-    pub fn into_stats(self) -> SilverStats {
+    pub fn into_stats(mut self) -> SilverStats {
+        for (hundredths, rows) in self.score_counts.iter().enumerate() {
+            if *rows > 0 {
+                let score = rust_decimal::Decimal::new(hundredths as i64, 2);
+                *self
+                    .stats
+                    .score_distribution
+                    .entry(score.to_string())
+                    .or_default() += rows;
+            }
+        }
         self.stats
     }
 
@@ -164,11 +171,11 @@ impl SilverTransform {
         let inputs = clean.score_inputs;
         self.stats.accuracy_passed += u64::from(inputs.accuracy_passed);
         self.stats.validity_passed += u64::from(inputs.validity_passed);
-        *self
-            .stats
-            .score_distribution
-            .entry(clean.data_quality_score.to_string())
-            .or_default() += 1;
+        // Scores are hundredths from 0 to 100: count them in an array, name them at the end.
+        let hundredths = usize::try_from(clean.data_quality_score.mantissa())
+            .unwrap_or(0)
+            .min(100);
+        self.score_counts[hundredths] += 1;
         if Some(clean.invoice_date) > self.stats.newest_invoice_date {
             self.stats.newest_invoice_date = Some(clean.invoice_date);
         }
@@ -344,6 +351,7 @@ struct SilverBuilder {
     run_id: StringBuilder,
     region: StringBuilder,
     invoice_month: StringBuilder,
+    month_label: ((i32, u32), String),
 }
 
 impl SilverBuilder {
@@ -378,6 +386,7 @@ impl SilverBuilder {
             run_id: StringBuilder::new(),
             region: StringBuilder::new(),
             invoice_month: StringBuilder::new(),
+            month_label: ((0, 0), String::new()),
         }
     }
 
@@ -411,8 +420,12 @@ impl SilverBuilder {
         self.email.append_option(email);
         self.run_id.append_value(run_id);
         self.region.append_value(clean.region.as_str());
-        self.invoice_month
-            .append_value(clean.invoice_date.format("%Y-%m").to_string());
+        // Rows come mostly in date order: format a month once, not once per row.
+        let month = (clean.invoice_date.year(), clean.invoice_date.month());
+        if self.month_label.0 != month {
+            self.month_label = (month, format!("{:04}-{:02}", month.0, month.1));
+        }
+        self.invoice_month.append_value(&self.month_label.1);
     }
 
     /// Builds the silver batch; extra and lineage columns are taken from the bronze batch.
