@@ -141,28 +141,34 @@ async fn the_whole_dataset_reconciles_with_its_known_totals_and_an_independent_c
     assert_eq!(silver_invoices.len(), 25_900 - 2);
     assert_eq!(rows(&lake.read(&tables::GOLD_DIM_COUNTRY).await), 38);
     assert_eq!(expected.invoices, 25_898);
+    // The data README's "standard clean" subset (customer present, quantity > 0, price > 0):
+    // 4,338 customers and 18,532 invoices; duplicates do not change distinct counts.
+    let quantities = int_column(&silver, "quantity");
+    let prices = decimal_column(&silver, "unit_price");
+    let (mut clean_customers, mut clean_invoices) = (HashSet::new(), HashSet::new());
+    for (((customer, invoice), quantity), price) in strings(&silver, "customer_id")
+        .into_iter()
+        .zip(strings(&silver, "invoice"))
+        .zip(&quantities)
+        .zip(&prices)
+    {
+        if let Some(customer) = customer.filter(|_| *quantity > 0 && *price > 0) {
+            clean_customers.insert(customer);
+            clean_invoices.insert(invoice);
+        }
+    }
+    assert_eq!(
+        (clean_customers.len(), clean_invoices.len()),
+        (4_338, 18_532)
+    );
 
     // RFM covers exactly the customers with a purchase line; every score is 1 to 5.
     let rfm = lake.read(&tables::GOLD_CUSTOMER_RFM).await;
-    let with_purchase: HashSet<String> = {
-        let quantities: Vec<i64> = silver
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name("quantity")
-                    .unwrap()
-                    .as_any()
-                    .downcast_ref::<retail_lake::arrow::array::Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        strings(&silver, "customer_id")
-            .into_iter()
-            .zip(quantities)
-            .filter_map(|(customer, quantity)| customer.filter(|_| quantity > 0))
-            .collect()
-    };
+    let with_purchase: HashSet<String> = strings(&silver, "customer_id")
+        .into_iter()
+        .zip(&quantities)
+        .filter_map(|(customer, quantity)| customer.filter(|_| *quantity > 0))
+        .collect();
     assert_eq!(rows(&rfm), with_purchase.len());
     let segments: HashMap<String, usize> =
         strings(&rfm, "segment")
@@ -208,6 +214,35 @@ async fn the_whole_dataset_reconciles_with_its_known_totals_and_an_independent_c
     assert_eq!(again.status, RunStatus::UpToDate);
     assert_eq!((again.rows_in, again.rows_out), (0, 0));
     assert_eq!(table_versions(&lake).await, versions_before);
+}
+
+fn int_column(batches: &[retail_lake::arrow::array::RecordBatch], name: &str) -> Vec<i64> {
+    use retail_lake::arrow::array::AsArray as _;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name(name).expect("column");
+            column
+                .as_primitive::<retail_lake::arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+/// Decimal mantissas of a column (the scale is the column's).
+fn decimal_column(batches: &[retail_lake::arrow::array::RecordBatch], name: &str) -> Vec<i128> {
+    use retail_lake::arrow::array::AsArray as _;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name(name).expect("column");
+            column
+                .as_primitive::<retail_lake::arrow::datatypes::Decimal128Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
 }
 
 async fn table_versions(lake: &TestLake) -> Vec<Option<u64>> {
