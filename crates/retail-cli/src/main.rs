@@ -21,6 +21,11 @@ use retail_telemetry::tracing_setup::{self, LogFormat};
 use crate::config::Config;
 use crate::progress::TerminalProgress;
 
+/// mimalloc returns freed memory to the system more readily than the platform allocator, so
+/// the memory of one pipeline stage is not still held while the next one runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The retail data platform: files to a bronze / silver / gold Delta lakehouse with measured
 /// data quality.
 ///

@@ -305,6 +305,29 @@ impl Lake {
             .sum())
     }
 
+    /// Sums the rows of some data files of a table, from the Delta log's statistics.
+    ///
+    /// # Errors
+    ///
+    /// When the table's state is not loaded.
+    pub fn rows_in_files(
+        &self,
+        delta: &DeltaTable,
+        table: &TableSpec,
+        files: &[String],
+    ) -> Result<u64> {
+        let wanted: HashSet<&str> = files.iter().map(String::as_str).collect();
+        let snapshot = delta
+            .snapshot()
+            .map_err(|source| table_error("count", table, source))?;
+        Ok(snapshot
+            .log_data()
+            .into_iter()
+            .filter(|file| wanted.contains(file.object_store_path().as_ref()))
+            .map(|file| file.num_records().unwrap_or(0) as u64)
+            .sum())
+    }
+
     /// Lists the data files a table gained after `after` (all files when `None`), oldest first,
     /// together with the version they were read at. Meant for append-only tables (bronze).
     ///

@@ -244,7 +244,10 @@ impl PipelineService {
         let mut quarantine_out = lake.appender(&SILVER_QUARANTINE).await?;
         let mut duplicates_out = lake.appender(&SILVER_DUPLICATES).await?;
         let bronze = lake.open_at(&BRONZE_TRANSACTIONS, bronze_version).await?;
-        progress.begin("silver", files.len() as u64);
+        progress.begin(
+            "silver",
+            lake.rows_in_files(&bronze, &BRONZE_TRANSACTIONS, &files)?,
+        );
         // Bronze is read and transformed on one worker while this one encodes the output:
         // the two halves of the stage run on both cores.
         let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
@@ -267,34 +270,33 @@ impl PipelineService {
                         let output = transform
                             .transform(&batch)
                             .map_err(Error::transform("silver"))?;
+                        let rows = batch.num_rows() as u64;
                         if sender
-                            .send(SilverMessage::Output(output, keep))
+                            .send(SilverMessage { output, keep, rows })
                             .await
                             .is_err()
                         {
                             return Ok(transform); // the writer stopped on an error of its own
                         }
                     }
-                    if sender.send(SilverMessage::FileDone).await.is_err() {
-                        return Ok(transform);
-                    }
                 }
                 Ok::<_, Error>(transform)
             }
         });
-        while let Some(message) = receiver.recv().await {
-            match message {
-                SilverMessage::Output(output, (keep_quarantine, keep_duplicates)) => {
-                    silver_out.write(output.silver).await?;
-                    if keep_quarantine {
-                        quarantine_out.write(output.quarantine).await?;
-                    }
-                    if keep_duplicates {
-                        duplicates_out.write(output.duplicates).await?;
-                    }
-                }
-                SilverMessage::FileDone => progress.advance(1),
+        while let Some(SilverMessage {
+            output,
+            keep: (keep_quarantine, keep_duplicates),
+            rows,
+        }) = receiver.recv().await
+        {
+            silver_out.write(output.silver).await?;
+            if keep_quarantine {
+                quarantine_out.write(output.quarantine).await?;
             }
+            if keep_duplicates {
+                duplicates_out.write(output.duplicates).await?;
+            }
+            progress.advance(rows);
         }
         let transform = reader.await.map_err(Error::Task)??;
         progress.end();
@@ -575,12 +577,13 @@ impl PipelineService {
     }
 }
 
-/// What the silver reader hands to the writer.
-enum SilverMessage {
-    /// The output of one bronze batch, and whether quarantine and duplicates take it.
-    Output(SilverOutput, (bool, bool)),
-    /// A bronze file is done.
-    FileDone,
+/// What the silver reader hands to the writer: the output of one bronze batch.
+struct SilverMessage {
+    output: SilverOutput,
+    /// Whether quarantine and duplicates take their part (they may be ahead of silver).
+    keep: (bool, bool),
+    /// Bronze rows the output came from.
+    rows: u64,
 }
 
 fn mark_version(mark: Option<i64>) -> Option<u64> {
