@@ -79,17 +79,7 @@ impl<'a> BronzeBuilder<'a> {
     ) -> Result<()> {
         self.source_row.push(source_row);
         self.record_hash.append_value(raw_record_hash(raw));
-        let fields = [
-            raw.invoice,
-            raw.stock_code,
-            raw.description,
-            raw.quantity,
-            raw.invoice_date,
-            raw.unit_price,
-            raw.customer_id,
-            raw.country,
-        ];
-        for (builder, value) in self.business.iter_mut().zip(fields) {
+        for (builder, value) in self.business.iter_mut().zip(raw.to_array()) {
             builder.append_option(value);
         }
         self.extra_columns.append_option(extra_columns);

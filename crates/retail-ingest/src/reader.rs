@@ -139,30 +139,9 @@ pub fn read_csv(
     context: &BronzeContext,
     batch_rows: usize,
 ) -> Result<BronzeRows> {
-    let body = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(body);
+    let body = strip_bom(bytes);
+    let (mut reader, header) = open_csv(path, body)?;
     let mut record = csv::ByteRecord::new();
-    let has_header = reader
-        .read_byte_record(&mut record)
-        .map_err(|error| Error::Decode {
-            path: path.to_owned(),
-            reason: error.to_string(),
-        })?;
-    if !has_header {
-        return Err(Error::Header {
-            path: path.to_owned(),
-            reason: "the file is empty".to_owned(),
-        });
-    }
-    let header_text: Vec<String> = record
-        .iter()
-        .map(|field| String::from_utf8_lossy(field).into_owned())
-        .collect();
-    let header_refs: Vec<&str> = header_text.iter().map(String::as_str).collect();
-    let header = HeaderMap::new(path, &header_refs)?;
     let mut builder = BronzeBuilder::new(context, batch_rows);
     let mut source_row: i64 = 0;
     loop {
@@ -217,6 +196,37 @@ pub fn read_csv(
     builder.finish()
 }
 
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes)
+}
+
+/// Opens CSV text (without its BOM) and maps its header; the reader is left at the first record.
+fn open_csv<'b>(path: &Path, body: &'b [u8]) -> Result<(csv::Reader<&'b [u8]>, HeaderMap)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body);
+    let mut record = csv::ByteRecord::new();
+    let has_header = reader
+        .read_byte_record(&mut record)
+        .map_err(|error| Error::Decode {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        })?;
+    if !has_header {
+        return Err(Error::Header {
+            path: path.to_owned(),
+            reason: "the file is empty".to_owned(),
+        });
+    }
+    let header_text: Vec<String> = record
+        .iter()
+        .map(|field| String::from_utf8_lossy(field).into_owned())
+        .collect();
+    let header_refs: Vec<&str> = header_text.iter().map(String::as_str).collect();
+    Ok((reader, HeaderMap::new(path, &header_refs)?))
+}
+
 /// Reads JSON lines: each non-blank line one object whose keys are column headers. A line that
 /// is not a JSON object is kept as malformed.
 pub fn read_json_lines(
@@ -225,7 +235,7 @@ pub fn read_json_lines(
     context: &BronzeContext,
     batch_rows: usize,
 ) -> Result<BronzeRows> {
-    let body = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    let body = strip_bom(bytes);
     let mut builder = BronzeBuilder::new(context, batch_rows);
     let mut header: Option<(Vec<String>, HeaderMap)> = None;
     let mut source_row: i64 = 0;
@@ -416,33 +426,9 @@ pub fn check_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let format = Format::of(path).ok_or_else(|| Error::UnsupportedFormat {
         path: path.to_owned(),
     })?;
-    let body = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    let body = strip_bom(bytes);
     match format {
-        Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .from_reader(body);
-            let mut record = csv::ByteRecord::new();
-            let has_header =
-                reader
-                    .read_byte_record(&mut record)
-                    .map_err(|error| Error::Decode {
-                        path: path.to_owned(),
-                        reason: error.to_string(),
-                    })?;
-            if !has_header {
-                return Err(Error::Header {
-                    path: path.to_owned(),
-                    reason: "the file is empty".to_owned(),
-                });
-            }
-            let text: Vec<String> = record
-                .iter()
-                .map(|f| String::from_utf8_lossy(f).into_owned())
-                .collect();
-            HeaderMap::new(path, &text.iter().map(String::as_str).collect::<Vec<_>>()).map(|_| ())
-        }
+        Format::Csv => open_csv(path, body).map(|_| ()),
         Format::JsonLines => {
             let first_object = body
                 .split(|byte| *byte == b'\n')

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use retail_domain::column::Column;
 
 /// A table of the lake: its name (also its path below the root), schema and partitioning.
 #[derive(Debug, Clone, Copy)]
@@ -59,17 +60,13 @@ fn utf8_null(name: &str) -> Field {
     field(name, DataType::Utf8, true)
 }
 
-/// The eight business columns' canonical names, in contract order.
-pub const BUSINESS_COLUMNS: [&str; 8] = [
-    "invoice",
-    "stock_code",
-    "description",
-    "quantity",
-    "invoice_date",
-    "unit_price",
-    "customer_id",
-    "country",
-];
+/// Nullable text fields of the eight business columns, by their canonical names, in contract
+/// order: how bronze and quarantine keep values as they arrived.
+fn raw_business_fields() -> impl Iterator<Item = Field> {
+    Column::ALL
+        .into_iter()
+        .map(|column| utf8_null(column.name()))
+}
 
 /// Lineage columns that bronze rows carry and silver, quarantine and duplicates keep.
 fn lineage_fields() -> Vec<Field> {
@@ -86,7 +83,7 @@ fn lineage_fields() -> Vec<Field> {
 fn bronze_schema() -> SchemaRef {
     let mut fields = lineage_fields();
     fields.push(utf8("record_hash"));
-    fields.extend(BUSINESS_COLUMNS.iter().map(|name| utf8_null(name)));
+    fields.extend(raw_business_fields());
     fields.push(utf8_null("extra_columns"));
     fields.push(utf8_null("raw_text"));
     fields.push(utf8_null("parse_error"));
@@ -124,7 +121,7 @@ fn silver_schema() -> SchemaRef {
 fn quarantine_schema() -> SchemaRef {
     let mut fields = lineage_fields();
     fields.push(utf8("record_hash"));
-    fields.extend(BUSINESS_COLUMNS.iter().map(|name| utf8_null(name)));
+    fields.extend(raw_business_fields());
     fields.push(utf8_null("extra_columns"));
     fields.push(utf8_null("raw_text"));
     fields.push(utf8_null("parse_error"));

@@ -292,17 +292,10 @@ impl Lake {
     ///
     /// When the log cannot be read.
     pub async fn count_rows(&self, table: &TableSpec) -> Result<u64> {
-        let Some(delta) = self.open(table).await? else {
-            return Ok(0);
-        };
-        let snapshot = delta
-            .snapshot()
-            .map_err(|source| table_error("count", table, source))?;
-        Ok(snapshot
-            .log_data()
-            .into_iter()
-            .map(|file| file.num_records().unwrap_or(0) as u64)
-            .sum())
+        match self.open(table).await? {
+            Some(delta) => rows_where(&delta, table, |_| true),
+            None => Ok(0),
+        }
     }
 
     /// Sums the rows of some data files of a table, from the Delta log's statistics.
@@ -317,15 +310,7 @@ impl Lake {
         files: &[String],
     ) -> Result<u64> {
         let wanted: HashSet<&str> = files.iter().map(String::as_str).collect();
-        let snapshot = delta
-            .snapshot()
-            .map_err(|source| table_error("count", table, source))?;
-        Ok(snapshot
-            .log_data()
-            .into_iter()
-            .filter(|file| wanted.contains(file.object_store_path().as_ref()))
-            .map(|file| file.num_records().unwrap_or(0) as u64)
-            .sum())
+        rows_where(delta, table, |path| wanted.contains(path))
     }
 
     /// Lists the data files a table gained after `after` (all files when `None`), oldest first,
@@ -408,6 +393,19 @@ impl Lake {
             })
             .boxed())
     }
+}
+
+/// Sums, from the log's statistics, the rows of the data files whose path passes `keep`.
+fn rows_where(delta: &DeltaTable, table: &TableSpec, keep: impl Fn(&str) -> bool) -> Result<u64> {
+    let snapshot = delta
+        .snapshot()
+        .map_err(|source| table_error("count", table, source))?;
+    Ok(snapshot
+        .log_data()
+        .into_iter()
+        .filter(|file| keep(file.object_store_path().as_ref()))
+        .map(|file| file.num_records().unwrap_or(0) as u64)
+        .sum())
 }
 
 fn active_files(delta: &DeltaTable, table: &TableSpec) -> Result<Vec<(String, i64)>> {
