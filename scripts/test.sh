@@ -42,6 +42,9 @@ cargo nextest run --workspace --profile ci
 step "doctests"
 cargo test --workspace --doc
 
+step "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
 step "second reader: Python deltalake over a demo lake"
 if [ -n "${RETAIL_TEST_DATA:-}" ]; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-verify.txt
