@@ -51,6 +51,12 @@ pub enum Error {
         /// The counts.
         detail: String,
     },
+    /// Another process is running the same operation on this lake.
+    #[error("another {operation} is running on this lake; try again when it has finished")]
+    Busy {
+        /// `pipeline` or `ingest`.
+        operation: &'static str,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -82,6 +88,7 @@ impl Classify for Error {
                 _ => ErrorKind::Internal,
             },
             Self::MetadataDirectory { .. } | Self::Read { .. } => ErrorKind::Unavailable,
+            Self::Busy { .. } => ErrorKind::Conflict,
             Self::Transform { .. } | Self::Reconciliation { .. } | Self::Task(_) => {
                 ErrorKind::Internal
             }

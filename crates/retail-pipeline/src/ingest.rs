@@ -78,6 +78,7 @@ impl IngestService {
         inputs: &[String],
         progress: &dyn Progress,
     ) -> Result<RunRecord> {
+        let _claim = self.store.claim("ingestion")?;
         let mut run = RunRecord::start(RunKind::Ingest);
         let outcome = self.ingest_inner(inputs, progress, &mut run).await;
         match outcome {

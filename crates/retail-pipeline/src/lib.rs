@@ -35,6 +35,6 @@ pub use pipeline::{
 };
 pub use progress::{NoProgress, Progress};
 pub use runs::{
-    AssetRun, FileOutcome, MetadataConfig, MetadataStore, Reconciliation, RunDetail, RunKind,
-    RunRecord, RunStatus,
+    AssetRun, FileOutcome, MetadataConfig, MetadataStore, OperationLock, Reconciliation, RunDetail,
+    RunKind, RunRecord, RunStatus,
 };

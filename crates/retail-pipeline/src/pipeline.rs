@@ -111,6 +111,7 @@ impl PipelineService {
     /// When a stage fails; tables keep their last committed version and the error is recorded.
     #[instrument(skip_all)]
     pub async fn run(&self, options: RunOptions, progress: &dyn Progress) -> Result<RunRecord> {
+        let _claim = self.store.claim("pipeline run")?;
         let mut run = RunRecord::start(RunKind::Pipeline);
         self.store.save_run(&run)?;
         let outcome = self.run_stages(options, progress, &mut run).await;

@@ -230,6 +230,15 @@ impl RunRecord {
 #[derive(Debug)]
 pub struct MetadataStore {
     connection: Mutex<Connection>,
+    /// Where operation locks live (beside the database file); none for an in-memory store.
+    lock_dir: Option<std::path::PathBuf>,
+}
+
+/// An exclusive, process-wide claim on one kind of operation (`pipeline`, `ingest`), held by an
+/// OS file lock: released when dropped, and by the OS if the process dies.
+#[derive(Debug)]
+pub struct OperationLock {
+    _file: Option<std::fs::File>,
 }
 
 impl MetadataStore {
@@ -250,7 +259,9 @@ impl MetadataStore {
         connection
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(Error::metadata("open"))?;
-        Self::with_connection(connection)
+        let mut store = Self::with_connection(connection)?;
+        store.lock_dir = Some(path.parent().map_or_else(|| ".".into(), Path::to_path_buf));
+        Ok(store)
     }
 
     /// Opens a store that lives in memory (tests).
@@ -280,7 +291,39 @@ impl MetadataStore {
         }
         Ok(Self {
             connection: Mutex::new(connection),
+            lock_dir: None,
         })
+    }
+
+    /// Claims an operation for this process, so that two processes never run it at once on
+    /// the same lake (two concurrent silver appends would both keep the same rows).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] when another process holds it; an IO error when the lock file cannot
+    /// be created.
+    pub fn claim(&self, operation: &'static str) -> Result<OperationLock> {
+        let Some(dir) = &self.lock_dir else {
+            return Ok(OperationLock { _file: None });
+        };
+        let path = dir.join(format!(".{operation}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::MetadataDirectory {
+                path: path.display().to_string(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(OperationLock { _file: Some(file) }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy { operation }),
+            Err(std::fs::TryLockError::Error(source)) => Err(Error::MetadataDirectory {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -440,6 +483,26 @@ mod tests {
             RunStatus::Failed
         );
         assert!(store.run("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_operation_is_claimed_by_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = MetadataConfig {
+            path: dir.path().join("retail.db").display().to_string(),
+        };
+        let first = MetadataStore::open(&config).unwrap();
+        let second = MetadataStore::open(&config).unwrap();
+        let held = first.claim("pipeline").unwrap();
+        assert!(matches!(
+            second.claim("pipeline"),
+            Err(Error::Busy {
+                operation: "pipeline"
+            })
+        ));
+        let _other_operation = second.claim("ingest").unwrap();
+        drop(held);
+        second.claim("pipeline").unwrap();
     }
 
     #[test]
