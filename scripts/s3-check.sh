@@ -5,8 +5,8 @@
 #
 # usage: scripts/s3-check.sh RETAIL_BINARY DAILY_FILES_DIR
 set -euo pipefail
-retail=$1
-days=$2
+retail=$(realpath "$1")
+days=$(realpath "$2")
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 moto_server -H 127.0.0.1 -p "$port" > "$work/moto.log" 2>&1 &
