@@ -280,8 +280,10 @@ pub struct Gold {
 pub struct FactPlan {
     order: Vec<u32>,
     customer_keys: Vec<i64>,
-    stock_rank: Vec<u32>,
-    country_rank: Vec<u32>,
+    /// Surrogate key of each interned stock code.
+    product_keys: Vec<i64>,
+    /// Surrogate key of each interned country.
+    country_keys: Vec<i64>,
     batch_rows: usize,
 }
 
@@ -303,12 +305,127 @@ impl FactPlan {
     }
 }
 
-/// Builds every gold table from silver, in batches of at most `batch_rows` rows.
+/// Surrogate keys handed out by the previous gold version. A member keeps its key from run to
+/// run; a new member gets the next unused number. So facts of untouched days keep their exact
+/// rows, which is what lets the warehouse load only what changed.
+#[derive(Debug, Default, Clone)]
+pub struct PriorKeys {
+    /// Country name → `country_key`.
+    pub countries: HashMap<String, i64>,
+    /// Stock code → `product_key`.
+    pub products: HashMap<String, i64>,
+    /// (customer id, `valid_from` in µs, country name) → `customer_key` of that type 2 version.
+    pub customers: HashMap<(String, i64, String), i64>,
+}
+
+impl PriorKeys {
+    /// Reads the keys from the batches of `gold/dim_country`, `gold/dim_product` and
+    /// `gold/dim_customer` (any of them may be empty).
+    ///
+    /// # Errors
+    ///
+    /// When a batch does not have its table's columns.
+    pub fn from_dimensions(
+        countries: &[RecordBatch],
+        products: &[RecordBatch],
+        customers: &[RecordBatch],
+    ) -> Result<Self, ArrowError> {
+        let mut prior = Self::default();
+        for batch in countries {
+            let keys = int64_column(batch, "country_key")?;
+            let names = string_column(batch, "country_name")?;
+            for row in 0..batch.num_rows() {
+                prior
+                    .countries
+                    .insert(names.value(row).to_owned(), keys.value(row));
+            }
+        }
+        for batch in products {
+            let keys = int64_column(batch, "product_key")?;
+            let codes = string_column(batch, "stock_code")?;
+            for row in 0..batch.num_rows() {
+                prior
+                    .products
+                    .insert(codes.value(row).to_owned(), keys.value(row));
+            }
+        }
+        for batch in customers {
+            let keys = int64_column(batch, "customer_key")?;
+            let ids = string_column(batch, "customer_id")?;
+            let names = string_column(batch, "country_name")?;
+            let from = batch
+                .column_by_name("valid_from")
+                .ok_or_else(|| missing_column("valid_from"))?
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| missing_column("valid_from"))?;
+            for row in 0..batch.num_rows() {
+                if keys.value(row) == UNKNOWN_CUSTOMER_KEY {
+                    continue;
+                }
+                prior.customers.insert(
+                    (
+                        ids.value(row).to_owned(),
+                        from.value(row),
+                        names.value(row).to_owned(),
+                    ),
+                    keys.value(row),
+                );
+            }
+        }
+        Ok(prior)
+    }
+}
+
+fn missing_column(name: &str) -> ArrowError {
+    ArrowError::SchemaError(format!("gold dimension without a usable {name} column"))
+}
+
+fn int64_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a deltalake::arrow::array::PrimitiveArray<Int64Type>, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|column| column.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| missing_column(name))
+}
+
+fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
+    batch
+        .column_by_name(name)
+        .and_then(|column| column.as_string_opt::<i32>())
+        .ok_or_else(|| missing_column(name))
+}
+
+/// Gives every member (interned id, in `sorted` order) its prior key, or the next number after
+/// the largest prior key. Indexed by interned id.
+fn assign_keys<'a>(
+    sorted: &[u32],
+    name: impl Fn(u32) -> &'a str,
+    prior: &HashMap<String, i64>,
+) -> Vec<i64> {
+    let mut next = prior.values().copied().max().unwrap_or(0) + 1;
+    let mut keys = vec![0; sorted.len()];
+    for id in sorted {
+        keys[*id as usize] = prior.get(name(*id)).copied().unwrap_or_else(|| {
+            next += 1;
+            next - 1
+        });
+    }
+    keys
+}
+
+/// Builds every gold table from silver, in batches of at most `batch_rows` rows, keeping the
+/// surrogate keys of `prior`.
 ///
 /// # Errors
 ///
 /// Only on a bug (a batch that does not fit its table's schema).
-pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowError> {
+pub fn build_gold(
+    silver: &SilverSet,
+    prior: &PriorKeys,
+    batch_rows: usize,
+) -> Result<Gold, ArrowError> {
     // The aggregates do not depend on the dimensions: compute them on a second thread.
     let (dimensions, aggregates) = std::thread::scope(|scope| {
         let aggregates = scope.spawn(|| -> Result<_, ArrowError> {
@@ -320,13 +437,13 @@ pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowEr
                 consistency(silver),
             ))
         });
-        let dimensions = build_dimensions(silver);
+        let dimensions = build_dimensions(silver, prior);
         let aggregates = aggregates
             .join()
             .expect("the aggregate thread does not panic");
         (dimensions, aggregates)
     });
-    let (order, customer_dim, stock_rank, country_rank, dimension_batches) = dimensions?;
+    let (order, customer_dim, product_keys, country_keys, dimension_batches) = dimensions?;
     let (daily, monthly, rfm, cohorts, consistency) = aggregates?;
     let [dim_date, dim_country, dim_product, dim_customer] = dimension_batches;
     let one = |table: TableSpec, batch: RecordBatch| GoldTable {
@@ -350,8 +467,8 @@ pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowEr
     let facts = FactPlan {
         order,
         customer_keys: customer_dim.row_key,
-        stock_rank,
-        country_rank,
+        product_keys,
+        country_keys,
         batch_rows,
     };
     Ok(Gold {
@@ -361,16 +478,17 @@ pub fn build_gold(silver: &SilverSet, batch_rows: usize) -> Result<Gold, ArrowEr
     })
 }
 
-/// The fact order, the customer versions, key ranks and the four dimension tables.
+/// The fact order, the customer versions, product and country keys and the four dimension
+/// tables.
 type Dimensions = (
     Vec<u32>,
     CustomerVersions,
-    Vec<u32>,
-    Vec<u32>,
+    Vec<i64>,
+    Vec<i64>,
     [RecordBatch; 4],
 );
 
-fn build_dimensions(silver: &SilverSet) -> Result<Dimensions, ArrowError> {
+fn build_dimensions(silver: &SilverSet, prior: &PriorKeys) -> Result<Dimensions, ArrowError> {
     let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
     // Invoice-date order, ties by invoice then id, so that every derived choice is deterministic.
     let (_, invoice_rank) = silver.invoices.sorted();
@@ -382,16 +500,26 @@ fn build_dimensions(silver: &SilverSet) -> Result<Dimensions, ArrowError> {
             row.transaction_id,
         )
     });
-    let (countries_sorted, country_rank) = silver.countries.sorted();
-    let (stock_sorted, stock_rank) = silver.stock_codes.sorted();
-    let customer_dim = build_customer_versions(silver, &order);
+    let (countries_sorted, _) = silver.countries.sorted();
+    let (stock_sorted, _) = silver.stock_codes.sorted();
+    let country_keys = assign_keys(
+        &countries_sorted,
+        |id| silver.countries.get(id),
+        &prior.countries,
+    );
+    let product_keys = assign_keys(
+        &stock_sorted,
+        |id| silver.stock_codes.get(id),
+        &prior.products,
+    );
+    let customer_dim = build_customer_versions(silver, &order, &prior.customers);
     let batches = [
         dim_date(silver)?,
-        dim_country(silver, &countries_sorted)?,
-        dim_product(silver, &stock_sorted)?,
-        dim_customer(silver, &customer_dim, &country_rank)?,
+        dim_country(silver, &countries_sorted, &country_keys)?,
+        dim_product(silver, &stock_sorted, &product_keys)?,
+        dim_customer(silver, &customer_dim, &country_keys)?,
     ];
-    Ok((order, customer_dim, stock_rank, country_rank, batches))
+    Ok((order, customer_dim, product_keys, country_keys, batches))
 }
 
 fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
@@ -479,13 +607,17 @@ fn dim_date(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
     )
 }
 
-fn dim_country(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowError> {
+fn dim_country(
+    silver: &SilverSet,
+    sorted: &[u32],
+    keys: &[i64],
+) -> Result<RecordBatch, ArrowError> {
     let attributes = |id: &u32| &silver.country_attributes[id];
     batch(
         tables::GOLD_DIM_COUNTRY.arrow_schema(),
         vec![
             Arc::new(Int64Array::from_iter_values(
-                (1..=sorted.len() as i64).collect::<Vec<_>>(),
+                sorted.iter().map(|id| keys[*id as usize]),
             )),
             Arc::new(StringArray::from_iter_values(
                 sorted.iter().map(|id| silver.countries.get(*id)),
@@ -500,7 +632,11 @@ fn dim_country(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowE
     )
 }
 
-fn dim_product(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowError> {
+fn dim_product(
+    silver: &SilverSet,
+    sorted: &[u32],
+    keys: &[i64],
+) -> Result<RecordBatch, ArrowError> {
     let products = silver.stock_codes.values.len();
     let mut description_counts: FastMap<(u32, u32), u64> = FastMap::default();
     let mut first_sale = vec![i32::MAX; products];
@@ -538,7 +674,9 @@ fn dim_product(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowE
     batch(
         tables::GOLD_DIM_PRODUCT.arrow_schema(),
         vec![
-            Arc::new(Int64Array::from_iter_values(1..=sorted.len() as i64)),
+            Arc::new(Int64Array::from_iter_values(
+                sorted.iter().map(|id| keys[*id as usize]),
+            )),
             Arc::new(StringArray::from_iter_values(
                 sorted.iter().map(|id| silver.stock_codes.get(*id)),
             )),
@@ -560,13 +698,18 @@ fn dim_product(silver: &SilverSet, sorted: &[u32]) -> Result<RecordBatch, ArrowE
 
 /// Type 2 versions of every customer and the version each row falls in.
 struct CustomerVersions {
-    /// (customer, version number from 1, country, valid_from micros), in key order (key = index+1).
-    versions: Vec<(u32, i32, u32, i64)>,
+    /// (customer, version number from 1, country, valid_from micros, key), by customer id and
+    /// version number.
+    versions: Vec<(u32, i32, u32, i64, i64)>,
     /// For each row, its customer key (0 for guests).
     row_key: Vec<i64>,
 }
 
-fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersions {
+fn build_customer_versions(
+    silver: &SilverSet,
+    order: &[u32],
+    prior: &HashMap<(String, i64, String), i64>,
+) -> CustomerVersions {
     // Versions per customer, walking rows in invoice-date order.
     let mut per_customer: FastMap<u32, Vec<(u32, i64)>> = FastMap::default();
     let mut row_version = vec![0_u32; silver.rows.len()];
@@ -586,14 +729,29 @@ fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersion
     }
     let (customers_sorted, _) = silver.customers.sorted();
     let mut versions = Vec::new();
-    let mut first_key: FastMap<u32, i64> = FastMap::default();
+    let mut first_index: FastMap<u32, usize> = FastMap::default();
+    let mut next_key = prior
+        .values()
+        .copied()
+        .max()
+        .unwrap_or(UNKNOWN_CUSTOMER_KEY)
+        + 1;
     for customer in customers_sorted {
         let Some(list) = per_customer.get(&customer) else {
             continue;
         };
-        first_key.insert(customer, versions.len() as i64 + 1);
+        first_index.insert(customer, versions.len());
         for (number, (country, valid_from)) in list.iter().enumerate() {
-            versions.push((customer, number as i32 + 1, *country, *valid_from));
+            let identity = (
+                silver.customers.get(customer).to_owned(),
+                *valid_from,
+                silver.countries.get(*country).to_owned(),
+            );
+            let key = prior.get(&identity).copied().unwrap_or_else(|| {
+                next_key += 1;
+                next_key - 1
+            });
+            versions.push((customer, number as i32 + 1, *country, *valid_from, key));
         }
     }
     let row_key = silver
@@ -604,7 +762,7 @@ fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersion
             if row.customer == NONE {
                 UNKNOWN_CUSTOMER_KEY
             } else {
-                first_key[&row.customer] + i64::from(*version) - 1
+                versions[first_index[&row.customer] + *version as usize - 1].4
             }
         })
         .collect();
@@ -614,7 +772,7 @@ fn build_customer_versions(silver: &SilverSet, order: &[u32]) -> CustomerVersion
 fn dim_customer(
     silver: &SilverSet,
     dim: &CustomerVersions,
-    country_rank: &[u32],
+    country_key: &[i64],
 ) -> Result<RecordBatch, ArrowError> {
     let count = dim.versions.len() + 1;
     let mut keys = Vec::with_capacity(count);
@@ -641,15 +799,15 @@ fn dim_customer(
     );
     valid_to.push(None);
     current.push(true);
-    for (index, (customer, number, country, from)) in dim.versions.iter().enumerate() {
+    for (index, (customer, number, country, from, key)) in dim.versions.iter().enumerate() {
         let next = dim
             .versions
             .get(index + 1)
             .filter(|next| next.0 == *customer);
-        keys.push(index as i64 + 1);
+        keys.push(*key);
         ids.push(silver.customers.get(*customer));
         countries.push(silver.countries.get(*country));
-        country_keys.push(i64::from(country_rank[*country as usize]) + 1);
+        country_keys.push(country_key[*country as usize]);
         numbers.push(*number);
         valid_from.push(*from);
         valid_to.push(next.map(|next| next.3));
@@ -692,11 +850,10 @@ fn fact_batch(
             )),
             Arc::new(Int64Array::from_iter_values(
                 rows.iter()
-                    .map(|r| i64::from(plan.stock_rank[r.stock_code as usize]) + 1),
+                    .map(|r| plan.product_keys[r.stock_code as usize]),
             )),
             Arc::new(Int64Array::from_iter_values(
-                rows.iter()
-                    .map(|r| i64::from(plan.country_rank[r.country as usize]) + 1),
+                rows.iter().map(|r| plan.country_keys[r.country as usize]),
             )),
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| silver.invoices.get(r.invoice)),

@@ -25,7 +25,7 @@ use serde::Serialize;
 use tracing::{Instrument as _, debug, info, info_span, instrument, warn};
 
 use crate::error::{Error, Result};
-use crate::gold::{Consistency, Gold, SILVER_COLUMNS, SilverSet, build_gold};
+use crate::gold::{Consistency, Gold, PriorKeys, SILVER_COLUMNS, SilverSet, build_gold};
 use crate::ingest::error_chain;
 use crate::progress::Progress;
 use crate::quality::QualityReport;
@@ -369,6 +369,23 @@ impl PipelineService {
         Ok(ids)
     }
 
+    /// The surrogate keys of the current gold dimensions, so that a rebuild keeps them.
+    async fn prior_keys(&self) -> Result<PriorKeys> {
+        let mut dimensions = Vec::new();
+        for table in [
+            tables::GOLD_DIM_COUNTRY,
+            tables::GOLD_DIM_PRODUCT,
+            tables::GOLD_DIM_CUSTOMER,
+        ] {
+            dimensions.push(match self.lake.latest_version(&table).await? {
+                Some(_) => self.lake.read_all(&table).await?,
+                None => Vec::new(),
+            });
+        }
+        PriorKeys::from_dimensions(&dimensions[0], &dimensions[1], &dimensions[2])
+            .map_err(Error::transform("gold"))
+    }
+
     /// Rebuilds the gold tables that are behind silver. Returns the consistency measured on
     /// silver, or `None` when every gold table was already up to date.
     async fn run_gold(
@@ -419,9 +436,10 @@ impl PipelineService {
             seconds = started.elapsed().as_secs_f64(),
             "silver read"
         );
+        let prior = self.prior_keys().await?;
         let batch_rows = lake.batch_rows();
         let (silver, gold) = tokio::task::spawn_blocking(move || {
-            let gold = build_gold(&silver, batch_rows);
+            let gold = build_gold(&silver, &prior, batch_rows);
             (silver, gold)
         })
         .await

@@ -1,17 +1,59 @@
 //! Incremental and idempotent behaviour: late data, reruns, resumption.
 
+use std::collections::HashMap;
+
 use retail_lake::schema::{self as tables, SILVER_TRANSACTIONS};
 use retail_pipeline::{IngestOptions, RunStatus};
 
 use crate::support::{TestLake, daily_files, real_data};
 
-/// Gold tables compared row by row (ids and timestamps of runs are not in gold).
+/// Gold tables compared row by row (ids and timestamps of runs are not in gold), surrogate
+/// keys replaced by the natural key they stand for: the order in which members arrived decides
+/// key numbers, not what they mean.
 async fn gold_rows(lake: &TestLake) -> Vec<Vec<String>> {
+    let keys = surrogate_keys(lake).await;
     let mut all = Vec::new();
     for table in tables::GOLD_TABLES {
-        all.push(lake.sorted_rows(&table, &[]).await);
+        all.push(
+            lake.sorted_rows_with(&table, &[], |column, cell| {
+                keys.get(&(column.to_owned(), cell.clone()))
+                    .cloned()
+                    .unwrap_or(cell)
+            })
+            .await,
+        );
     }
     all
+}
+
+/// (key column, key) → the natural key it stands for, from the gold dimensions.
+async fn surrogate_keys(lake: &TestLake) -> HashMap<(String, String), String> {
+    let mut keys = HashMap::new();
+    for (table, key, natural) in [
+        (
+            tables::GOLD_DIM_COUNTRY,
+            "country_key",
+            &["country_name"][..],
+        ),
+        (tables::GOLD_DIM_PRODUCT, "product_key", &["stock_code"][..]),
+        (
+            tables::GOLD_DIM_CUSTOMER,
+            "customer_key",
+            &["customer_id", "valid_from", "country_name"][..],
+        ),
+    ] {
+        let schema = table.arrow_schema();
+        let position = |name: &str| schema.index_of(name).expect("column");
+        for row in lake.sorted_rows(&table, &[]).await {
+            let cells: Vec<&str> = row.split('|').collect();
+            let meaning: Vec<&str> = natural.iter().map(|n| cells[position(n)]).collect();
+            keys.insert(
+                (key.to_owned(), cells[position(key)].to_owned()),
+                format!("{key}={}", meaning.join("/")),
+            );
+        }
+    }
+    keys
 }
 
 #[tokio::test]
@@ -34,9 +76,25 @@ async fn late_data_updates_silver_and_every_gold_table_like_a_full_rebuild() {
         .count_rows(&SILVER_TRANSACTIONS)
         .await
         .unwrap();
+    let keys_before = surrogate_keys(&incremental).await;
     // A file with older dates arrives after newer ones were processed.
     incremental.ingest(&late).await;
     let second = incremental.run().await;
+    // Surrogate keys are stable: every member keeps its key, and new members get new numbers.
+    let keys_after = surrogate_keys(&incremental).await;
+    let meanings_after: HashMap<&String, &(String, String)> = keys_after
+        .iter()
+        .map(|(key, meaning)| (meaning, key))
+        .collect();
+    for (key, meaning) in &keys_before {
+        if let Some(after) = meanings_after.get(meaning) {
+            assert_eq!(*after, key, "{meaning} changed key");
+        }
+    }
+    assert!(
+        keys_after.len() > keys_before.len(),
+        "the late day brings new members"
+    );
     assert_eq!(second.status, RunStatus::Succeeded);
     assert!(
         second.rows_in > 0 && second.rows_in < first.rows_in,

@@ -71,6 +71,16 @@ impl TestLake {
 
     /// Every row of a table rendered as text, sorted: for comparing whole tables.
     pub(crate) async fn sorted_rows(&self, table: &TableSpec, skip: &[&str]) -> Vec<String> {
+        self.sorted_rows_with(table, skip, |_, cell| cell).await
+    }
+
+    /// As [`TestLake::sorted_rows`], each cell passed through `map(column, cell)` first.
+    pub(crate) async fn sorted_rows_with(
+        &self,
+        table: &TableSpec,
+        skip: &[&str],
+        map: impl Fn(&str, String) -> String,
+    ) -> Vec<String> {
         let mut rows = Vec::new();
         let options = FormatOptions::default();
         for batch in self.read(table).await {
@@ -80,14 +90,17 @@ impl TestLake {
                 .iter()
                 .zip(schema.fields())
                 .filter(|(_, field)| !skip.contains(&field.name().as_str()))
-                .map(|(column, _)| {
-                    ArrayFormatter::try_new(column.as_ref(), &options).expect("formatter")
+                .map(|(column, field)| {
+                    (
+                        field.name().clone(),
+                        ArrayFormatter::try_new(column.as_ref(), &options).expect("formatter"),
+                    )
                 })
                 .collect();
             for row in 0..batch.num_rows() {
                 let cells: Vec<String> = formatters
                     .iter()
-                    .map(|f| f.value(row).to_string())
+                    .map(|(name, f)| map(name, f.value(row).to_string()))
                     .collect();
                 rows.push(cells.join("|"));
             }
