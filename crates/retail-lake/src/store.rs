@@ -245,30 +245,22 @@ impl Lake {
         let delta = self.open(table).await?.ok_or_else(|| Error::MissingTable {
             table: table.name.to_owned(),
         })?;
-        // Plain strings, as the tables are declared: string views would be cast back anyway.
-        let config = SessionConfig::new().set_bool(
-            "datafusion.execution.parquet.schema_force_view_types",
-            false,
-        );
-        let session = SessionContext::new_with_config(config);
-        let mut load = delta
-            .scan_table()
-            .with_session_state(Arc::new(session.state()));
-        if let Some(columns) = columns {
-            load = load.with_columns(columns.iter().copied());
-        }
-        let (_, stream) = load
-            .await
-            .map_err(|source| table_error("scan", table, source))?;
-        let spec = *table;
-        Ok(stream
-            .map(move |batch| {
-                batch.and_then(|batch| {
-                    conform(batch, &spec)
-                        .map_err(deltalake::datafusion::error::DataFusionError::from)
-                })
-            })
-            .boxed())
+        scan_delta(delta, table, columns).await
+    }
+
+    /// As [`Lake::scan`], at a given version of the table: readers see one consistent state
+    /// even while writers commit.
+    ///
+    /// # Errors
+    ///
+    /// When the table or the version does not exist, or it cannot be scanned.
+    pub async fn scan_version(
+        &self,
+        table: &TableSpec,
+        version: Version,
+    ) -> Result<BoxStream<'static, deltalake::datafusion::error::Result<RecordBatch>>> {
+        let delta = self.open_at(table, version).await?;
+        scan_delta(delta, table, None).await
     }
 
     /// Reads a whole table into memory. For small tables (dimensions, aggregates) and tests.
@@ -626,4 +618,35 @@ impl TableAppender {
         debug!(version = finalized.version(), "table committed");
         Ok(Some(finalized.version()))
     }
+}
+
+/// Streams a loaded table's rows, conformed to the table's declared schema.
+async fn scan_delta(
+    delta: DeltaTable,
+    table: &TableSpec,
+    columns: Option<&[&str]>,
+) -> Result<BoxStream<'static, deltalake::datafusion::error::Result<RecordBatch>>> {
+    // Plain strings, as the tables are declared: string views would be cast back anyway.
+    let config = SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    );
+    let session = SessionContext::new_with_config(config);
+    let mut load = delta
+        .scan_table()
+        .with_session_state(Arc::new(session.state()));
+    if let Some(columns) = columns {
+        load = load.with_columns(columns.iter().copied());
+    }
+    let (_, stream) = load
+        .await
+        .map_err(|source| table_error("scan", table, source))?;
+    let spec = *table;
+    Ok(stream
+        .map(move |batch| {
+            batch.and_then(|batch| {
+                conform(batch, &spec).map_err(deltalake::datafusion::error::DataFusionError::from)
+            })
+        })
+        .boxed())
 }

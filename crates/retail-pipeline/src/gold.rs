@@ -12,7 +12,9 @@ use deltalake::arrow::array::{
     Array, ArrayRef, AsArray as _, BooleanArray, Date32Array, Decimal128Array, Float64Array,
     Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::arrow::datatypes::{Decimal128Type, Int64Type, SchemaRef, TimestampMicrosecondType};
+use deltalake::arrow::datatypes::{
+    Decimal128Type, Int32Type, Int64Type, SchemaRef, TimestampMicrosecondType,
+};
 use deltalake::arrow::error::ArrowError;
 use retail_domain::line_type::LineType;
 use retail_domain::rfm;
@@ -314,8 +316,9 @@ pub struct PriorKeys {
     pub countries: HashMap<String, i64>,
     /// Stock code → `product_key`.
     pub products: HashMap<String, i64>,
-    /// (customer id, `valid_from` in µs, country name) → `customer_key` of that type 2 version.
-    pub customers: HashMap<(String, i64, String), i64>,
+    /// (customer id, version number, country name) → `customer_key` of that type 2 version.
+    /// Not `valid_from`: a late row that only moves a version's start keeps its key.
+    pub customers: HashMap<(String, i32, String), i64>,
 }
 
 impl PriorKeys {
@@ -353,11 +356,10 @@ impl PriorKeys {
             let keys = int64_column(batch, "customer_key")?;
             let ids = string_column(batch, "customer_id")?;
             let names = string_column(batch, "country_name")?;
-            let from = batch
-                .column_by_name("valid_from")
-                .ok_or_else(|| missing_column("valid_from"))?
-                .as_primitive_opt::<TimestampMicrosecondType>()
-                .ok_or_else(|| missing_column("valid_from"))?;
+            let numbers = batch
+                .column_by_name("version")
+                .and_then(|column| column.as_primitive_opt::<Int32Type>())
+                .ok_or_else(|| missing_column("version"))?;
             for row in 0..batch.num_rows() {
                 if keys.value(row) == UNKNOWN_CUSTOMER_KEY {
                     continue;
@@ -365,7 +367,7 @@ impl PriorKeys {
                 prior.customers.insert(
                     (
                         ids.value(row).to_owned(),
-                        from.value(row),
+                        numbers.value(row),
                         names.value(row).to_owned(),
                     ),
                     keys.value(row),
@@ -708,7 +710,7 @@ struct CustomerVersions {
 fn build_customer_versions(
     silver: &SilverSet,
     order: &[u32],
-    prior: &HashMap<(String, i64, String), i64>,
+    prior: &HashMap<(String, i32, String), i64>,
 ) -> CustomerVersions {
     // Versions per customer, walking rows in invoice-date order.
     let mut per_customer: FastMap<u32, Vec<(u32, i64)>> = FastMap::default();
@@ -744,7 +746,7 @@ fn build_customer_versions(
         for (number, (country, valid_from)) in list.iter().enumerate() {
             let identity = (
                 silver.customers.get(customer).to_owned(),
-                *valid_from,
+                number as i32 + 1,
                 silver.countries.get(*country).to_owned(),
             );
             let key = prior.get(&identity).copied().unwrap_or_else(|| {

@@ -39,7 +39,7 @@ async fn surrogate_keys(lake: &TestLake) -> HashMap<(String, String), String> {
         (
             tables::GOLD_DIM_CUSTOMER,
             "customer_key",
-            &["customer_id", "valid_from", "country_name"][..],
+            &["customer_id", "version", "country_name"][..],
         ),
     ] {
         let schema = table.arrow_schema();

@@ -1,0 +1,794 @@
+//! The one catalogue of analytics queries, run unchanged by both backends.
+//!
+//! A query is a name, a description, typed parameters and a function that writes its SQL with
+//! numbered placeholders (`$1`, `$2`, ...) and the values to bind. Parameter values are never
+//! pasted into SQL text; the only text substituted is chosen from closed lists (a time grain, a
+//! sort column) or is a checked number (a row limit). Results are ordered completely, so two
+//! backends can be compared row by row.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike as _, NaiveDate};
+
+use crate::error::{Error, Result};
+
+/// The kind of a parameter and how its text is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// A month, `YYYY-MM`.
+    Month,
+    /// Free text (a country name, a customer id, a stock code), 1 to 200 characters.
+    Text,
+    /// A whole number within bounds.
+    Int {
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// One of a closed list of words.
+    Choice(&'static [&'static str]),
+}
+
+impl std::fmt::Display for ParamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Date => f.write_str("date (YYYY-MM-DD)"),
+            Self::Month => f.write_str("month (YYYY-MM)"),
+            Self::Text => f.write_str("text"),
+            Self::Int { min, max } => write!(f, "integer {min}..={max}"),
+            Self::Choice(words) => write!(f, "one of {}", words.join(", ")),
+        }
+    }
+}
+
+/// A parameter of a catalogue query.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamDef {
+    /// Its name (`from`, `country`, ...).
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: ParamKind,
+    /// The default as text, or `None` when absent means "no filter" or it is required.
+    pub default: Option<&'static str>,
+    /// Whether it must be given.
+    pub required: bool,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// A checked parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    /// A date.
+    Date(NaiveDate),
+    /// A month (its first day).
+    Month(NaiveDate),
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// A word of a closed list.
+    Choice(&'static str),
+}
+
+/// The checked parameters of one query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(BTreeMap<&'static str, ParamValue>);
+
+impl Params {
+    /// Checks raw `name=value` pairs against the query's parameters: unknown names, values of
+    /// the wrong kind, missing required values and reversed ranges are refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadParameter`] naming the first problem.
+    pub fn parse<'a>(
+        query: &QueryDef,
+        raw: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
+        let bad = |message: String| Error::BadParameter {
+            query: query.name,
+            message,
+        };
+        let mut given: BTreeMap<&'static str, &str> = BTreeMap::new();
+        for (name, value) in raw {
+            let Some(def) = query.params.iter().find(|p| p.name == name) else {
+                let known: Vec<&str> = query.params.iter().map(|p| p.name).collect();
+                return Err(bad(format!(
+                    "unknown parameter {name:?} (parameters: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            if given.insert(def.name, value).is_some() {
+                return Err(bad(format!("parameter {name:?} given twice")));
+            }
+        }
+        let mut params = BTreeMap::new();
+        for def in query.params {
+            let Some(text) = given.get(def.name).copied().or(def.default) else {
+                if def.required {
+                    return Err(bad(format!("parameter {:?} is required", def.name)));
+                }
+                continue;
+            };
+            let value = parse_value(def, text).map_err(|problem| {
+                bad(format!(
+                    "parameter {:?} must be {}: {problem}",
+                    def.name, def.kind
+                ))
+            })?;
+            params.insert(def.name, value);
+        }
+        let params = Self(params);
+        for (from, to) in [("from", "to"), ("from_cohort", "to_cohort")] {
+            if let (Some(a), Some(b)) = (params.date(from), params.date(to))
+                && a > b
+            {
+                return Err(bad(format!("{from} ({a}) is after {to} ({b})")));
+            }
+        }
+        Ok(params)
+    }
+
+    /// Sets a value directly (for callers that hold typed values already).
+    pub fn with(mut self, name: &'static str, value: ParamValue) -> Self {
+        self.0.insert(name, value);
+        self
+    }
+
+    fn date(&self, name: &str) -> Option<NaiveDate> {
+        match self.0.get(name)? {
+            ParamValue::Date(date) | ParamValue::Month(date) => Some(*date),
+            _ => None,
+        }
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        match self.0.get(name)? {
+            ParamValue::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    fn int(&self, name: &str) -> Option<i64> {
+        match self.0.get(name)? {
+            ParamValue::Int(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    fn choice(&self, name: &str) -> Option<&'static str> {
+        match self.0.get(name)? {
+            ParamValue::Choice(word) => Some(word),
+            _ => None,
+        }
+    }
+
+    /// The checked values, by name.
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, &ParamValue)> {
+        self.0.iter().map(|(name, value)| (*name, value))
+    }
+}
+
+fn parse_value(def: &ParamDef, text: &str) -> std::result::Result<ParamValue, String> {
+    let text = text.trim();
+    match def.kind {
+        ParamKind::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(ParamValue::Date)
+            .map_err(|_| format!("{text:?} is not a real date")),
+        ParamKind::Month => NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
+            .ok()
+            .filter(|_| text.len() == 7)
+            .map(ParamValue::Month)
+            .ok_or_else(|| format!("{text:?} is not a month")),
+        ParamKind::Text => {
+            if text.is_empty() || text.chars().count() > 200 {
+                Err("between 1 and 200 characters".to_owned())
+            } else if text.chars().any(char::is_control) {
+                Err("control characters are not allowed".to_owned())
+            } else {
+                Ok(ParamValue::Text(text.to_owned()))
+            }
+        }
+        ParamKind::Int { min, max } => text
+            .parse::<i64>()
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .map(ParamValue::Int)
+            .ok_or_else(|| format!("{text:?} is not a whole number from {min} to {max}")),
+        ParamKind::Choice(words) => words
+            .iter()
+            .find(|w| **w == text)
+            .map(|w| ParamValue::Choice(w))
+            .ok_or_else(|| format!("{text:?} is not one of them")),
+    }
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    /// A 32-bit integer (date keys).
+    Int(i32),
+    /// Text.
+    Text(String),
+}
+
+/// SQL with numbered placeholders and the values to bind, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statement {
+    /// The SQL text.
+    pub sql: String,
+    /// Values for `$1`, `$2`, ...
+    pub args: Vec<Arg>,
+}
+
+/// Writes a statement, numbering placeholders as values are bound.
+#[derive(Debug, Default)]
+struct Builder {
+    args: Vec<Arg>,
+}
+
+impl Builder {
+    fn bind(&mut self, arg: Arg) -> String {
+        self.args.push(arg);
+        format!("${}", self.args.len())
+    }
+
+    fn finish(self, sql: String) -> Statement {
+        Statement {
+            sql,
+            args: self.args,
+        }
+    }
+
+    /// ` AND col >= $n AND col <= $m` for the `from` / `to` parameters, as date keys.
+    fn period(&mut self, params: &Params, column: &str) -> String {
+        let mut sql = String::new();
+        if let Some(from) = params.date("from") {
+            sql += &format!(" AND {column} >= {}", self.bind(Arg::Int(date_key(from))));
+        }
+        if let Some(to) = params.date("to") {
+            sql += &format!(" AND {column} <= {}", self.bind(Arg::Int(date_key(to))));
+        }
+        sql
+    }
+
+    /// ` AND col = $n` for the `country` parameter.
+    fn country(&mut self, params: &Params, column: &str) -> String {
+        match params.text("country") {
+            Some(country) => format!(" AND {column} = {}", self.bind(Arg::Text(country.into()))),
+            None => String::new(),
+        }
+    }
+}
+
+fn date_key(date: NaiveDate) -> i32 {
+    date.year() * 10_000 + date.month() as i32 * 100 + date.day() as i32
+}
+
+/// One query of the catalogue.
+#[derive(Clone, Copy)]
+pub struct QueryDef {
+    /// Its name, as the CLI and the API call it.
+    pub name: &'static str,
+    /// What it answers.
+    pub description: &'static str,
+    /// Its parameters.
+    pub params: &'static [ParamDef],
+    build: fn(&Params) -> Statement,
+}
+
+impl std::fmt::Debug for QueryDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryDef")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryDef {
+    /// The SQL and bound values for checked parameters.
+    pub fn statement(&self, params: &Params) -> Statement {
+        (self.build)(params)
+    }
+}
+
+const FROM: ParamDef = ParamDef {
+    name: "from",
+    kind: ParamKind::Date,
+    default: None,
+    required: false,
+    description: "first day included (default: the first day of data)",
+};
+const TO: ParamDef = ParamDef {
+    name: "to",
+    kind: ParamKind::Date,
+    default: None,
+    required: false,
+    description: "last day included (default: the last day of data)",
+};
+const COUNTRY: ParamDef = ParamDef {
+    name: "country",
+    kind: ParamKind::Text,
+    default: None,
+    required: false,
+    description: "only this country (its name, as in dim_country)",
+};
+const CUSTOMER_ID: ParamDef = ParamDef {
+    name: "customer_id",
+    kind: ParamKind::Text,
+    default: None,
+    required: true,
+    description: "the customer's id",
+};
+const STOCK_CODE: ParamDef = ParamDef {
+    name: "stock_code",
+    kind: ParamKind::Text,
+    default: None,
+    required: true,
+    description: "the product's stock code",
+};
+
+const SUMS: &str = "COALESCE(SUM(s.gross_revenue), 0) AS gross_revenue,
+       COALESCE(SUM(s.returns_amount), 0) AS returns_amount,
+       COALESCE(SUM(s.net_revenue), 0) AS net_revenue,
+       CAST(COALESCE(SUM(s.orders), 0) AS BIGINT) AS orders,
+       CAST(COALESCE(SUM(s.units), 0) AS BIGINT) AS units";
+
+fn sales_summary(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let sales_filter = format!(
+        "{}{}",
+        b.period(params, "s.date_key"),
+        b.country(params, "s.country_name")
+    );
+    let customer_filter = format!(
+        "{}{}",
+        b.period(params, "k.date_key"),
+        b.country(params, "k.country_name")
+    );
+    b.finish(format!(
+        "SELECT t.gross_revenue, t.returns_amount, t.net_revenue, t.orders, t.units, t.lines,
+       c.customers
+  FROM (SELECT {SUMS}, CAST(COALESCE(SUM(s.lines), 0) AS BIGINT) AS lines
+          FROM sales_daily_country s WHERE 1 = 1{sales_filter}) t
+ CROSS JOIN (SELECT COUNT(DISTINCT k.customer_id) AS customers
+               FROM customer_days k WHERE 1 = 1{customer_filter}) c"
+    ))
+}
+
+fn revenue_trend(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let grain = params.choice("grain").unwrap_or("month");
+    let filter = format!(
+        "{}{}",
+        b.period(params, "s.date_key"),
+        b.country(params, "s.country_name")
+    );
+    b.finish(format!(
+        "SELECT s.period_start, {SUMS}
+  FROM (SELECT CAST(date_trunc('{grain}', CAST(d.date AS TIMESTAMP)) AS DATE) AS period_start,
+               x.*
+          FROM sales_daily_country x
+          JOIN dim_date d ON d.date_key = x.date_key) s
+ WHERE 1 = 1{filter}
+ GROUP BY s.period_start
+ ORDER BY s.period_start"
+    ))
+}
+
+fn top_products(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let limit = params.int("limit").unwrap_or(10);
+    let order = match params.choice("by") {
+        Some("units") => "units_sold DESC, net_revenue DESC",
+        Some("orders") => "orders DESC, net_revenue DESC",
+        _ => "net_revenue DESC, units_sold DESC",
+    };
+    let filter = format!(
+        "{}{}",
+        b.period(params, "f.date_key"),
+        b.country(params, "c.country_name")
+    );
+    b.finish(format!(
+        "SELECT p.stock_code, p.description,
+       SUM(f.total_amount) AS net_revenue,
+       CAST(SUM(CASE WHEN f.quantity > 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_sold,
+       CAST(-SUM(CASE WHEN f.quantity < 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_returned,
+       COUNT(DISTINCT CASE WHEN f.quantity > 0 AND NOT f.is_cancellation THEN f.invoice END)
+           AS orders
+  FROM fact_sales f
+  JOIN dim_product p ON p.product_key = f.product_key
+  JOIN dim_country c ON c.country_key = f.country_key
+ WHERE p.line_type = 'product'{filter}
+ GROUP BY p.stock_code, p.description
+ ORDER BY {order}, p.stock_code
+ LIMIT {limit}"
+    ))
+}
+
+fn returns(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let filter = format!(
+        "{}{}",
+        b.period(params, "f.date_key"),
+        b.country(params, "c.country_name")
+    );
+    b.finish(format!(
+        "SELECT r.month,
+       COUNT(*) AS return_lines,
+       CAST(-SUM(r.quantity) AS BIGINT) AS units_returned,
+       -SUM(r.total_amount) AS returns_amount,
+       COUNT(DISTINCT CASE WHEN r.is_cancellation THEN r.invoice END) AS cancelled_invoices,
+       COUNT(DISTINCT r.product_key) AS products
+  FROM (SELECT CAST(date_trunc('month', f.invoice_date) AS DATE) AS month, f.quantity,
+               f.total_amount, f.is_cancellation, f.invoice, f.product_key
+          FROM fact_sales f
+          JOIN dim_country c ON c.country_key = f.country_key
+         WHERE f.is_return{filter}) r
+ GROUP BY r.month
+ ORDER BY r.month"
+    ))
+}
+
+fn rfm_segments(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let filter = match params.text("segment") {
+        Some(segment) => format!(" WHERE segment = {}", b.bind(Arg::Text(segment.into()))),
+        None => String::new(),
+    };
+    b.finish(format!(
+        "SELECT segment,
+       COUNT(*) AS customers,
+       AVG(CAST(recency_days AS DOUBLE PRECISION)) AS avg_recency_days,
+       AVG(CAST(frequency AS DOUBLE PRECISION)) AS avg_frequency,
+       SUM(monetary) AS monetary
+  FROM customer_rfm{filter}
+ GROUP BY segment
+ ORDER BY customers DESC, segment"
+    ))
+}
+
+fn cohorts(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let mut filter = String::new();
+    for (name, op) in [("from_cohort", ">="), ("to_cohort", "<=")] {
+        if let Some(month) = params.date(name) {
+            let label = month.format("%Y-%m").to_string();
+            filter += &format!(" AND cohort_month {op} {}", b.bind(Arg::Text(label)));
+        }
+    }
+    b.finish(format!(
+        "SELECT cohort_month, month_offset, activity_month, cohort_size, active_customers,
+       retention
+  FROM cohort_retention
+ WHERE 1 = 1{filter}
+ ORDER BY cohort_month, month_offset"
+    ))
+}
+
+fn geography(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let sales = b.period(params, "s.date_key");
+    let customers = b.period(params, "k.date_key");
+    b.finish(format!(
+        "SELECT c.country_name, c.country_code, c.region, t.gross_revenue, t.returns_amount,
+       t.net_revenue, t.orders, t.units, COALESCE(u.customers, 0) AS customers
+  FROM (SELECT s.country_name, {SUMS}
+          FROM sales_daily_country s WHERE 1 = 1{sales}
+         GROUP BY s.country_name) t
+  JOIN dim_country c ON c.country_name = t.country_name
+  LEFT JOIN (SELECT k.country_name, COUNT(DISTINCT k.customer_id) AS customers
+               FROM customer_days k WHERE 1 = 1{customers}
+              GROUP BY k.country_name) u ON u.country_name = t.country_name
+ ORDER BY t.net_revenue DESC, c.country_name"
+    ))
+}
+
+fn customer_profile(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let id = b.bind(Arg::Text(
+        params.text("customer_id").unwrap_or_default().into(),
+    ));
+    b.finish(format!(
+        "SELECT d.customer_id, d.country_name AS current_country, v.versions, v.first_seen,
+       r.last_purchase_date, r.recency_days, r.frequency, r.monetary, r.r_score, r.f_score,
+       r.m_score, r.segment
+  FROM dim_customer d
+  JOIN (SELECT customer_id, COUNT(*) AS versions, MIN(valid_from) AS first_seen
+          FROM dim_customer WHERE customer_id = {id} GROUP BY customer_id) v
+    ON v.customer_id = d.customer_id
+  LEFT JOIN customer_rfm r ON r.customer_id = d.customer_id
+ WHERE d.is_current"
+    ))
+}
+
+fn customer_history(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let id = b.bind(Arg::Text(
+        params.text("customer_id").unwrap_or_default().into(),
+    ));
+    let limit = params.int("limit").unwrap_or(100);
+    let filter = b.period(params, "f.date_key");
+    b.finish(format!(
+        "SELECT f.invoice, f.invoice_date, c.country_name, f.is_cancellation,
+       COUNT(*) AS lines,
+       CAST(SUM(f.quantity) AS BIGINT) AS units,
+       SUM(f.total_amount) AS amount
+  FROM fact_sales f
+  JOIN dim_customer d ON d.customer_key = f.customer_key
+  JOIN dim_country c ON c.country_key = f.country_key
+ WHERE d.customer_id = {id}{filter}
+ GROUP BY f.invoice, f.invoice_date, c.country_name, f.is_cancellation
+ ORDER BY f.invoice_date DESC, f.invoice
+ LIMIT {limit}"
+    ))
+}
+
+fn product_profile(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let code = b.bind(Arg::Text(
+        params.text("stock_code").unwrap_or_default().into(),
+    ));
+    b.finish(format!(
+        "SELECT stock_code, description, line_type, first_sale_date, last_sale_date
+  FROM dim_product
+ WHERE stock_code = {code}"
+    ))
+}
+
+fn product_history(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let code = b.bind(Arg::Text(
+        params.text("stock_code").unwrap_or_default().into(),
+    ));
+    b.finish(format!(
+        "SELECT month, net_revenue, units_sold, units_returned, orders, return_rate
+  FROM product_monthly
+ WHERE stock_code = {code}
+ ORDER BY month"
+    ))
+}
+
+const LIMIT_100: ParamDef = ParamDef {
+    name: "limit",
+    kind: ParamKind::Int { min: 1, max: 1000 },
+    default: Some("100"),
+    required: false,
+    description: "most rows returned",
+};
+
+/// Every query of the catalogue.
+pub const QUERIES: &[QueryDef] = &[
+    QueryDef {
+        name: "sales_summary",
+        description: "Gross, returns and net revenue, orders, units, lines and distinct \
+                      customers over a period, for all countries or one",
+        params: &[FROM, TO, COUNTRY],
+        build: sales_summary,
+    },
+    QueryDef {
+        name: "revenue_trend",
+        description: "Revenue, orders and units per day, ISO week (from Monday) or month",
+        params: &[
+            ParamDef {
+                name: "grain",
+                kind: ParamKind::Choice(&["day", "week", "month"]),
+                default: Some("month"),
+                required: false,
+                description: "length of each period",
+            },
+            FROM,
+            TO,
+            COUNTRY,
+        ],
+        build: revenue_trend,
+    },
+    QueryDef {
+        name: "top_products",
+        description: "The best-selling products (product lines only) over a period",
+        params: &[
+            FROM,
+            TO,
+            COUNTRY,
+            ParamDef {
+                name: "by",
+                kind: ParamKind::Choice(&["revenue", "units", "orders"]),
+                default: Some("revenue"),
+                required: false,
+                description: "ranking measure",
+            },
+            ParamDef {
+                name: "limit",
+                kind: ParamKind::Int { min: 1, max: 100 },
+                default: Some("10"),
+                required: false,
+                description: "how many products",
+            },
+        ],
+        build: top_products,
+    },
+    QueryDef {
+        name: "returns",
+        description: "Returned lines, units and amount, cancelled invoices and products per month",
+        params: &[FROM, TO, COUNTRY],
+        build: returns,
+    },
+    QueryDef {
+        name: "rfm_segments",
+        description: "Customers per RFM segment with average recency and frequency and total \
+                      monetary value",
+        params: &[ParamDef {
+            name: "segment",
+            kind: ParamKind::Text,
+            default: None,
+            required: false,
+            description: "only this segment",
+        }],
+        build: rfm_segments,
+    },
+    QueryDef {
+        name: "cohort_retention",
+        description: "Monthly cohorts by first purchase and the share active in each later month",
+        params: &[
+            ParamDef {
+                name: "from_cohort",
+                kind: ParamKind::Month,
+                default: None,
+                required: false,
+                description: "first cohort month included",
+            },
+            ParamDef {
+                name: "to_cohort",
+                kind: ParamKind::Month,
+                default: None,
+                required: false,
+                description: "last cohort month included",
+            },
+        ],
+        build: cohorts,
+    },
+    QueryDef {
+        name: "geography",
+        description: "Revenue, orders, units and distinct customers per country over a period",
+        params: &[FROM, TO],
+        build: geography,
+    },
+    QueryDef {
+        name: "customer_profile",
+        description: "A customer's current country, history versions, and RFM scores",
+        params: &[CUSTOMER_ID],
+        build: customer_profile,
+    },
+    QueryDef {
+        name: "customer_history",
+        description: "A customer's invoices, newest first",
+        params: &[CUSTOMER_ID, FROM, TO, LIMIT_100],
+        build: customer_history,
+    },
+    QueryDef {
+        name: "product_profile",
+        description: "A product's description, line type and first and last sale dates",
+        params: &[STOCK_CODE],
+        build: product_profile,
+    },
+    QueryDef {
+        name: "product_history",
+        description: "A product's revenue, units, orders and return rate per month",
+        params: &[STOCK_CODE],
+        build: product_history,
+    },
+];
+
+/// Looks queries up by name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Catalogue;
+
+impl Catalogue {
+    /// Every query.
+    pub fn queries() -> &'static [QueryDef] {
+        QUERIES
+    }
+
+    /// The query called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownQuery`] listing the known names.
+    pub fn get(name: &str) -> Result<&'static QueryDef> {
+        QUERIES
+            .iter()
+            .find(|q| q.name == name)
+            .ok_or_else(|| Error::UnknownQuery {
+                name: name.to_owned(),
+                known: QUERIES
+                    .iter()
+                    .map(|q| q.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, raw: &[(&str, &str)]) -> Result<Params> {
+        Params::parse(Catalogue::get(name)?, raw.iter().copied())
+    }
+
+    #[test]
+    fn parameters_are_checked_by_kind_and_defaults_apply() {
+        let params = parse("top_products", &[("from", "2011-01-01")]).unwrap();
+        assert_eq!(params.int("limit"), Some(10));
+        assert_eq!(params.choice("by"), Some("revenue"));
+        for (raw, wanted) in [
+            (("from", "2011-02-30"), "not a real date"),
+            (("limit", "0"), "from 1 to 100"),
+            (("limit", "ten"), "from 1 to 100"),
+            (("by", "price"), "one of revenue, units, orders"),
+            (("colour", "red"), "unknown parameter \"colour\""),
+            (("country", ""), "between 1 and 200"),
+        ] {
+            let error = parse("top_products", &[raw]).unwrap_err().to_string();
+            assert!(error.contains(wanted), "{raw:?}: {error}");
+        }
+        let error = parse("customer_history", &[]).unwrap_err().to_string();
+        assert!(error.contains("\"customer_id\" is required"), "{error}");
+        let error = parse(
+            "sales_summary",
+            &[("from", "2011-05-01"), ("to", "2011-04-01")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("is after"), "{error}");
+        let error = parse("cohort_retention", &[("from_cohort", "2011-13")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a month"), "{error}");
+        assert!(matches!(
+            Catalogue::get("nope"),
+            Err(Error::UnknownQuery { .. })
+        ));
+    }
+
+    #[test]
+    fn values_are_bound_never_pasted_into_sql() {
+        let hostile = "United Kingdom' OR '1'='1";
+        let params = parse(
+            "sales_summary",
+            &[("country", hostile), ("from", "2011-01-01")],
+        )
+        .unwrap();
+        let statement = Catalogue::get("sales_summary").unwrap().statement(&params);
+        assert!(!statement.sql.contains(hostile));
+        assert!(statement.sql.contains("$2") && statement.sql.contains("$4"));
+        assert_eq!(statement.args[0], Arg::Int(20_110_101));
+        assert_eq!(statement.args[1], Arg::Text(hostile.to_owned()));
+        assert_eq!(statement.args.len(), 4);
+    }
+
+    #[test]
+    fn every_query_orders_its_rows_or_returns_one() {
+        for query in QUERIES {
+            let params = Params::default()
+                .with("customer_id", ParamValue::Text("1".into()))
+                .with("stock_code", ParamValue::Text("1".into()));
+            let sql = query.statement(&params).sql;
+            let single_row = ["sales_summary", "customer_profile", "product_profile"];
+            assert!(
+                sql.contains("ORDER BY") || single_row.contains(&query.name),
+                "{} has no ORDER BY",
+                query.name
+            );
+        }
+    }
+}

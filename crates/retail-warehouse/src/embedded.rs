@@ -1,0 +1,238 @@
+//! The embedded warehouse: DataFusion over the gold Delta tables, no server.
+//!
+//! A snapshot holds every gold table and the summary views in memory (about 100 MiB for the
+//! real dataset), so catalogue queries never touch disk. The snapshot is rebuilt when any gold
+//! table has a new Delta version; the check runs at most once per `recheck` interval.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::datafusion::scalar::ScalarValue;
+use futures::TryStreamExt as _;
+use retail_lake::Lake;
+use retail_lake::schema::{self as tables, TableSpec};
+use tokio::sync::{Mutex, RwLock};
+use tracing::info;
+
+use crate::Warehouse;
+use crate::catalogue::{Arg, Params, QueryDef};
+use crate::config::Backend;
+use crate::error::{Error, Result};
+use crate::sql::VIEWS;
+use crate::value::QueryResult;
+
+/// Relation name of each gold table in queries.
+pub(crate) const RELATIONS: [(TableSpec, &str); 9] = [
+    (tables::GOLD_DIM_DATE, "dim_date"),
+    (tables::GOLD_DIM_COUNTRY, "dim_country"),
+    (tables::GOLD_DIM_PRODUCT, "dim_product"),
+    (tables::GOLD_DIM_CUSTOMER, "dim_customer"),
+    (tables::GOLD_FACT_SALES, "fact_sales"),
+    (tables::GOLD_DAILY_SALES, "daily_sales"),
+    (tables::GOLD_PRODUCT_MONTHLY, "product_monthly"),
+    (tables::GOLD_CUSTOMER_RFM, "customer_rfm"),
+    (tables::GOLD_COHORT_RETENTION, "cohort_retention"),
+];
+
+struct Snapshot {
+    versions: Vec<u64>,
+    context: SessionContext,
+}
+
+/// DataFusion over the gold tables of a lake.
+pub struct EmbeddedWarehouse {
+    lake: Lake,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    checked: Mutex<Option<Instant>>,
+    recheck: Duration,
+}
+
+impl std::fmt::Debug for EmbeddedWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedWarehouse")
+            .field("lake", &self.lake.root().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedWarehouse {
+    /// A warehouse over `lake`'s gold tables, loaded on first use.
+    pub fn new(lake: Lake) -> Self {
+        Self {
+            lake,
+            snapshot: RwLock::new(None),
+            checked: Mutex::new(None),
+            recheck: Duration::from_secs(1),
+        }
+    }
+
+    /// The gold versions the current snapshot holds, in the order of the gold tables, if any.
+    pub async fn versions(&self) -> Option<Vec<u64>> {
+        self.snapshot
+            .read()
+            .await
+            .as_ref()
+            .map(|s| s.versions.clone())
+    }
+
+    /// Reloads now if gold has changed since the snapshot was taken.
+    ///
+    /// # Errors
+    ///
+    /// When gold is missing or cannot be read.
+    pub async fn refresh(&self) -> Result<()> {
+        let mut versions = Vec::new();
+        for (table, _) in RELATIONS {
+            versions.push(
+                self.lake
+                    .latest_version(&table)
+                    .await?
+                    .ok_or(Error::NoGold { table: table.name })?,
+            );
+        }
+        if self
+            .snapshot
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(|s| s.versions == versions)
+        {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_information_schema(false)
+            .set_bool(
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            );
+        let context = SessionContext::new_with_config(config);
+        for ((table, name), version) in RELATIONS.iter().zip(&versions) {
+            let stream = self.lake.scan_version(table, *version).await?;
+            let batches: Vec<_> = stream
+                .try_collect()
+                .await
+                .map_err(Error::datafusion(format!("reading {}", table.name)))?;
+            register(&context, name, table.arrow_schema(), batches)?;
+        }
+        for view in VIEWS {
+            let frame = context
+                .sql(view.query)
+                .await
+                .map_err(Error::datafusion(format!("planning view {}", view.name)))?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame
+                .collect()
+                .await
+                .map_err(Error::datafusion(format!("computing view {}", view.name)))?;
+            // The executed plan's schema can differ in nullability from the logical one.
+            let schema = batches.first().map_or(schema, |b| b.schema());
+            register(&context, view.name, schema, batches)?;
+        }
+        info!(
+            seconds = started.elapsed().as_secs_f64(),
+            ?versions,
+            "embedded warehouse loaded gold"
+        );
+        *self.snapshot.write().await = Some(Arc::new(Snapshot { versions, context }));
+        Ok(())
+    }
+
+    async fn current(&self) -> Result<Arc<Snapshot>> {
+        {
+            let mut checked = self.checked.lock().await;
+            let due = checked.is_none_or(|at| at.elapsed() >= self.recheck);
+            if due {
+                self.refresh().await?;
+                *checked = Some(Instant::now());
+            }
+        }
+        let snapshot = self.snapshot.read().await;
+        Ok(Arc::clone(snapshot.as_ref().expect("refreshed above")))
+    }
+
+    /// Runs a catalogue query.
+    ///
+    /// # Errors
+    ///
+    /// When gold is missing or DataFusion fails.
+    pub async fn run(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
+        let snapshot = self.current().await?;
+        let statement = query.statement(params);
+        let values: Vec<ScalarValue> = statement
+            .args
+            .iter()
+            .map(|arg| match arg {
+                Arg::Int(value) => ScalarValue::Int32(Some(*value)),
+                Arg::Text(value) => ScalarValue::Utf8(Some(value.clone())),
+            })
+            .collect();
+        let operation = || format!("running {}", query.name);
+        let mut frame = snapshot
+            .context
+            .sql(&statement.sql)
+            .await
+            .map_err(Error::datafusion(operation()))?;
+        if !values.is_empty() {
+            frame = frame
+                .with_param_values(values)
+                .map_err(Error::datafusion(operation()))?;
+        }
+        let batches = frame
+            .collect()
+            .await
+            .map_err(Error::datafusion(operation()))?;
+        QueryResult::from_batches(&batches)
+    }
+
+    /// Runs any read-only SQL over the snapshot (tests compare gold with the views this way).
+    ///
+    /// # Errors
+    ///
+    /// When gold is missing or DataFusion fails.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
+        let snapshot = self.current().await?;
+        let frame = snapshot
+            .context
+            .sql(sql)
+            .await
+            .map_err(Error::datafusion("running SQL"))?;
+        let batches = frame
+            .collect()
+            .await
+            .map_err(Error::datafusion("running SQL"))?;
+        QueryResult::from_batches(&batches)
+    }
+}
+
+fn register(
+    context: &SessionContext,
+    name: &str,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+    batches: Vec<deltalake::arrow::array::RecordBatch>,
+) -> Result<()> {
+    // Two partitions so both cores work on a query.
+    let mut partitions = vec![Vec::new(), Vec::new()];
+    for (index, batch) in batches.into_iter().enumerate() {
+        partitions[index % 2].push(batch);
+    }
+    let table = MemTable::try_new(schema, partitions)
+        .map_err(Error::datafusion(format!("registering {name}")))?;
+    context
+        .register_table(name, Arc::new(table))
+        .map_err(Error::datafusion(format!("registering {name}")))?;
+    Ok(())
+}
+
+impl Warehouse for EmbeddedWarehouse {
+    fn backend(&self) -> Backend {
+        Backend::Embedded
+    }
+
+    async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
+        self.run(query, params).await
+    }
+}

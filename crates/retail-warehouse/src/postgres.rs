@@ -1,0 +1,1075 @@
+//! The PostgreSQL warehouse: connection pool, migrations, incremental loads, catalogue queries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use chrono::{NaiveDate, NaiveDateTime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deltalake::arrow::array::{
+    Array, AsArray as _, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
+    Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Schema,
+    TimestampMicrosecondType,
+};
+use futures::{TryStreamExt as _, pin_mut};
+use retail_domain::error::Classify as _;
+use retail_lake::Lake;
+use retail_lake::schema::{self as tables, TableSpec};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{NoTls, Transaction};
+use tracing::{debug, info, warn};
+
+use crate::Warehouse;
+use crate::catalogue::{Arg, Params, QueryDef};
+use crate::config::{Backend, WarehouseConfig, is_identifier};
+use crate::error::{Error, Result};
+use crate::fingerprint::{Fingerprints, SliceStat, mask};
+use crate::migrations::MIGRATIONS;
+use crate::sql::VIEWS;
+use crate::value::QueryResult;
+
+/// How a gold table is loaded.
+#[derive(Debug, Clone, Copy)]
+struct LoadSpec {
+    table: TableSpec,
+    /// Relation name in PostgreSQL.
+    relation: &'static str,
+    /// The column whose values split the table into slices, when it is loaded by slice.
+    slice: Option<&'static str>,
+}
+
+const LOADS: [LoadSpec; 9] = [
+    whole(tables::GOLD_DIM_DATE, "dim_date"),
+    whole(tables::GOLD_DIM_COUNTRY, "dim_country"),
+    whole(tables::GOLD_DIM_PRODUCT, "dim_product"),
+    whole(tables::GOLD_DIM_CUSTOMER, "dim_customer"),
+    LoadSpec {
+        table: tables::GOLD_FACT_SALES,
+        relation: "fact_sales",
+        slice: Some("date_key"),
+    },
+    LoadSpec {
+        table: tables::GOLD_DAILY_SALES,
+        relation: "daily_sales",
+        slice: Some("date_key"),
+    },
+    LoadSpec {
+        table: tables::GOLD_PRODUCT_MONTHLY,
+        relation: "product_monthly",
+        slice: Some("month"),
+    },
+    whole(tables::GOLD_CUSTOMER_RFM, "customer_rfm"),
+    whole(tables::GOLD_COHORT_RETENTION, "cohort_retention"),
+];
+
+const fn whole(table: TableSpec, relation: &'static str) -> LoadSpec {
+    LoadSpec {
+        table,
+        relation,
+        slice: None,
+    }
+}
+
+/// What a load did to one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableLoad {
+    /// The PostgreSQL table.
+    pub table: &'static str,
+    /// The gold version now loaded.
+    pub gold_version: u64,
+    /// `unchanged` (gold version already loaded), `replaced` (whole table) or `slices`.
+    pub action: &'static str,
+    /// Slices in the table, for tables loaded by slice.
+    pub slices: usize,
+    /// Slices rewritten (changed, new or gone).
+    pub slices_rewritten: usize,
+    /// Rows deleted.
+    pub rows_deleted: u64,
+    /// Rows copied in.
+    pub rows_copied: u64,
+}
+
+/// What one load did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Per table.
+    pub tables: Vec<TableLoad>,
+    /// Monthly partitions of `fact_sales` created by this load.
+    pub partitions_created: Vec<String>,
+    /// Whether the materialized views were refreshed.
+    pub views_refreshed: bool,
+    /// Seconds spent copying (inside the transaction).
+    pub copy_seconds: f64,
+    /// Seconds in all.
+    pub seconds: f64,
+}
+
+impl LoadReport {
+    /// Rows copied into all tables.
+    pub fn rows_copied(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows_copied).sum()
+    }
+
+    /// Whether anything changed.
+    pub fn changed(&self) -> bool {
+        self.tables.iter().any(|t| t.action != "unchanged")
+    }
+}
+
+/// Partitions, indexes and views of the warehouse schema, for `retail warehouse status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SchemaObjects {
+    /// Applied migrations: (version, name).
+    pub migrations: Vec<(i32, String)>,
+    /// Partitions of `fact_sales` with their bounds and rows (estimated).
+    pub partitions: Vec<(String, String)>,
+    /// Indexes: (table, index definition).
+    pub indexes: Vec<(String, String)>,
+    /// Materialized views and whether they are populated.
+    pub views: Vec<(String, bool)>,
+    /// Load state: (table, gold version, rows).
+    pub loaded: Vec<(String, i64, i64)>,
+}
+
+/// A PostgreSQL warehouse behind a connection pool.
+#[derive(Clone)]
+pub struct PostgresWarehouse {
+    pool: Pool,
+    schema: String,
+    statement_timeout_ms: u64,
+    load_timeout_ms: u64,
+    max_attempts: u32,
+}
+
+impl std::fmt::Debug for PostgresWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the connection string.
+        f.debug_struct("PostgresWarehouse")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresWarehouse {
+    /// Builds the pool (connections open on first use) for the configured URL and schema.
+    ///
+    /// # Errors
+    ///
+    /// When the URL cannot be parsed (the message never repeats it) or the schema name is not a
+    /// plain identifier.
+    pub async fn connect(config: &WarehouseConfig) -> Result<Self> {
+        if !is_identifier(&config.postgres_schema) {
+            return Err(Error::Pool(format!(
+                "warehouse.postgres_schema {:?} is not a plain lower-case identifier",
+                config.postgres_schema
+            )));
+        }
+        let mut pg: tokio_postgres::Config = config.postgres_url.parse().map_err(|_| {
+            Error::Pool("warehouse.postgres_url is not a valid PostgreSQL URL".to_owned())
+        })?;
+        pg.application_name("retail")
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .options(format!(
+                "-c search_path={} -c statement_timeout={}",
+                config.postgres_schema, config.statement_timeout_ms
+            ));
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let wait = Duration::from_millis(config.connect_timeout_ms);
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(wait))
+            .build()
+            .map_err(|error| Error::Pool(error.to_string()))?;
+        let warehouse = Self {
+            pool,
+            schema: config.postgres_schema.clone(),
+            statement_timeout_ms: config.statement_timeout_ms,
+            load_timeout_ms: config.load_timeout_ms,
+            max_attempts: config.max_attempts,
+        };
+        Ok(warehouse)
+    }
+
+    /// The schema that holds the warehouse.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|error| match error {
+            deadpool_postgres::PoolError::Backend(source) => Error::Postgres {
+                operation: "connecting".to_owned(),
+                source,
+            },
+            other => Error::Pool(other.to_string()),
+        })
+    }
+
+    /// Runs `operation` again after transient failures, with exponential backoff.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut operation: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match operation().await {
+                Err(error) if error.is_retryable() && attempt < self.max_attempts => {
+                    warn!(attempt, %error, "{what} failed; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Whether the server answers.
+    ///
+    /// # Errors
+    ///
+    /// When it does not.
+    pub async fn ping(&self) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(Error::postgres("ping"))?;
+        Ok(())
+    }
+
+    /// Applies the migrations this build has and the database lacks, then rebuilds summary
+    /// views whose definition changed. Safe to run from several processes at once (an advisory
+    /// lock serialises them). Returns the migrations applied.
+    ///
+    /// # Errors
+    ///
+    /// When a migration fails (nothing of it stays), an applied migration was edited, or the
+    /// database is newer than this build.
+    pub async fn migrate(&self) -> Result<Vec<i32>> {
+        self.retrying("migrate", || self.migrate_once()).await
+    }
+
+    async fn migrate_once(&self) -> Result<Vec<i32>> {
+        let mut client = self.client().await?;
+        let schema = &self.schema;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("begin migration"))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {};
+             SELECT pg_advisory_xact_lock(hashtext('retail.migrate.' || '{schema}'));
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+                 version integer PRIMARY KEY,
+                 name text NOT NULL,
+                 checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());",
+            self.load_timeout_ms
+        ))
+        .await
+        .map_err(Error::postgres("preparing migrations"))?;
+        let applied: BTreeMap<i32, String> = tx
+            .query(
+                &format!("SELECT version, checksum FROM {schema}.schema_migrations"),
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading applied migrations"))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if let Some(newest) = applied.keys().max()
+            && *newest > known
+        {
+            return Err(Error::SchemaTooNew {
+                database: *newest,
+                known,
+            });
+        }
+        let mut done = Vec::new();
+        for migration in MIGRATIONS {
+            let checksum = migration.checksum();
+            match applied.get(&migration.version) {
+                Some(recorded) if *recorded == checksum => {}
+                Some(recorded) => {
+                    return Err(Error::MigrationChanged {
+                        version: migration.version,
+                        name: migration.name,
+                        applied: recorded.clone(),
+                        current: checksum,
+                    });
+                }
+                None => {
+                    tx.batch_execute(&format!(
+                        "SET LOCAL search_path = {schema}; {}",
+                        migration.sql
+                    ))
+                    .await
+                    .map_err(Error::postgres(format!(
+                        "applying migration {} ({})",
+                        migration.version, migration.name
+                    )))?;
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {schema}.schema_migrations (version, name, checksum) \
+                             VALUES ($1, $2, $3)"
+                        ),
+                        &[&migration.version, &migration.name, &checksum],
+                    )
+                    .await
+                    .map_err(Error::postgres("recording a migration"))?;
+                    info!(
+                        version = migration.version,
+                        name = migration.name,
+                        "migration applied"
+                    );
+                    done.push(migration.version);
+                }
+            }
+        }
+        self.ensure_views(&tx).await?;
+        tx.commit()
+            .await
+            .map_err(Error::postgres("committing migrations"))?;
+        Ok(done)
+    }
+
+    /// Creates (or re-creates, when the code's definition changed) every summary view as a
+    /// materialized view with the unique index a concurrent refresh needs.
+    async fn ensure_views(&self, tx: &Transaction<'_>) -> Result<()> {
+        let schema = &self.schema;
+        let recorded: BTreeMap<String, String> = tx
+            .query(
+                &format!("SELECT view_name, sql_hash FROM {schema}.summary_views"),
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading summary views"))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        for view in VIEWS {
+            let hash = hex::encode(Sha256::digest(format!("{}{:?}", view.query, view.key)));
+            if recorded.get(view.name) == Some(&hash) {
+                continue;
+            }
+            let name = view.name;
+            tx.batch_execute(&format!(
+                "SET LOCAL search_path = {schema};
+                 DROP MATERIALIZED VIEW IF EXISTS {name};
+                 CREATE MATERIALIZED VIEW {name} AS {};
+                 CREATE UNIQUE INDEX {name}_key ON {name} ({});
+                 INSERT INTO summary_views (view_name, sql_hash) VALUES ('{name}', '{hash}')
+                 ON CONFLICT (view_name) DO UPDATE SET sql_hash = EXCLUDED.sql_hash;",
+                view.query,
+                view.key.join(", ")
+            ))
+            .await
+            .map_err(Error::postgres(format!("creating view {name}")))?;
+            info!(view = name, "summary view (re)built");
+        }
+        Ok(())
+    }
+
+    /// Loads gold into the warehouse: tables whose gold version is already loaded are skipped;
+    /// tables loaded by slice rewrite only the slices whose content changed; everything else is
+    /// replaced. All of it in one transaction, so a failed load leaves the previous state. The
+    /// materialized views are refreshed concurrently afterwards (readers are never blocked).
+    ///
+    /// # Errors
+    ///
+    /// When gold is missing, or PostgreSQL fails (after retries for transient failures).
+    pub async fn load(&self, lake: &Lake) -> Result<LoadReport> {
+        self.retrying("load", || self.load_once(lake)).await
+    }
+
+    async fn load_once(&self, lake: &Lake) -> Result<LoadReport> {
+        let started = Instant::now();
+        let mut versions = Vec::new();
+        for spec in LOADS {
+            let version = lake
+                .latest_version(&spec.table)
+                .await?
+                .ok_or(Error::NoGold {
+                    table: spec.table.name,
+                })?;
+            versions.push(version);
+        }
+        let mut client = self.client().await?;
+        let loaded: BTreeMap<String, i64> = client
+            .query("SELECT table_name, gold_version FROM load_state", &[])
+            .await
+            .map_err(Error::postgres("reading load state"))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("begin load"))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = on;",
+            self.load_timeout_ms
+        ))
+        .await
+        .map_err(Error::postgres("configuring the load"))?;
+        let mut report = LoadReport {
+            tables: Vec::new(),
+            partitions_created: Vec::new(),
+            views_refreshed: false,
+            copy_seconds: 0.0,
+            seconds: 0.0,
+        };
+        for (spec, version) in LOADS.iter().zip(versions) {
+            let gold_version = i64::try_from(version).expect("versions fit i64");
+            if loaded.get(spec.relation) == Some(&gold_version) {
+                report.tables.push(TableLoad {
+                    table: spec.relation,
+                    gold_version: version,
+                    action: "unchanged",
+                    slices: 0,
+                    slices_rewritten: 0,
+                    rows_deleted: 0,
+                    rows_copied: 0,
+                });
+                continue;
+            }
+            // Read the version decided above, even if gold moves on meanwhile.
+            let copy_started = Instant::now();
+            let table_load = match spec.slice {
+                None => self.replace_table(&tx, lake, spec, version).await?,
+                Some(column) => {
+                    self.load_slices(&tx, lake, spec, column, version, &mut report)
+                        .await?
+                }
+            };
+            report.copy_seconds += copy_started.elapsed().as_secs_f64();
+            let rows: i64 = tx
+                .query_one(&format!("SELECT count(*) FROM {}", spec.relation), &[])
+                .await
+                .map_err(Error::postgres("counting rows"))?
+                .get(0);
+            tx.execute(
+                "INSERT INTO load_state (table_name, gold_version, rows, loaded_at)
+                 VALUES ($1, $2, $3, now())
+                 ON CONFLICT (table_name) DO UPDATE
+                 SET gold_version = EXCLUDED.gold_version, rows = EXCLUDED.rows,
+                     loaded_at = EXCLUDED.loaded_at",
+                &[&spec.relation, &gold_version, &rows],
+            )
+            .await
+            .map_err(Error::postgres("recording load state"))?;
+            debug!(table = spec.relation, ?table_load, "table loaded");
+            report.tables.push(table_load);
+        }
+        tx.commit()
+            .await
+            .map_err(Error::postgres("committing the load"))?;
+        if report.changed() {
+            for spec in LOADS {
+                if report
+                    .tables
+                    .iter()
+                    .any(|t| t.table == spec.relation && t.action != "unchanged")
+                {
+                    client
+                        .batch_execute(&format!("ANALYZE {}", spec.relation))
+                        .await
+                        .map_err(Error::postgres("analyzing"))?;
+                }
+            }
+            self.refresh_views(&client).await?;
+            report.views_refreshed = true;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        info!(
+            rows = report.rows_copied(),
+            seconds = report.seconds,
+            "warehouse load finished"
+        );
+        Ok(report)
+    }
+
+    async fn refresh_views(&self, client: &tokio_postgres::Client) -> Result<()> {
+        client
+            .batch_execute(&format!("SET statement_timeout = {}", self.load_timeout_ms))
+            .await
+            .map_err(Error::postgres("configuring the refresh"))?;
+        for view in VIEWS {
+            client
+                .batch_execute(&format!(
+                    "REFRESH MATERIALIZED VIEW CONCURRENTLY {}",
+                    view.name
+                ))
+                .await
+                .map_err(Error::postgres(format!("refreshing {}", view.name)))?;
+        }
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}",
+                self.statement_timeout_ms
+            ))
+            .await
+            .map_err(Error::postgres("restoring the statement timeout"))?;
+        Ok(())
+    }
+
+    async fn replace_table(
+        &self,
+        tx: &Transaction<'_>,
+        lake: &Lake,
+        spec: &LoadSpec,
+        version: u64,
+    ) -> Result<TableLoad> {
+        let deleted = tx
+            .execute(&format!("DELETE FROM {}", spec.relation), &[])
+            .await
+            .map_err(Error::postgres(format!("clearing {}", spec.relation)))?;
+        let batches = read_version(lake, spec, version).await?;
+        let copied = copy_batches(tx, spec, &batches).await?;
+        Ok(TableLoad {
+            table: spec.relation,
+            gold_version: version,
+            action: "replaced",
+            slices: 0,
+            slices_rewritten: 0,
+            rows_deleted: deleted,
+            rows_copied: copied,
+        })
+    }
+
+    async fn load_slices(
+        &self,
+        tx: &Transaction<'_>,
+        lake: &Lake,
+        spec: &LoadSpec,
+        column: &'static str,
+        version: u64,
+        report: &mut LoadReport,
+    ) -> Result<TableLoad> {
+        let batches = read_version(lake, spec, version).await?;
+        let mut prints =
+            Fingerprints::new(&spec.table.arrow_schema(), column).map_err(arrow_error(spec))?;
+        for batch in &batches {
+            prints.add(batch).map_err(arrow_error(spec))?;
+        }
+        let stored: BTreeMap<String, SliceStat> = tx
+            .query(
+                "SELECT slice, fingerprint, rows FROM load_slices WHERE table_name = $1",
+                &[&spec.relation],
+            )
+            .await
+            .map_err(Error::postgres("reading slice fingerprints"))?
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    SliceStat {
+                        fingerprint: row.get(1),
+                        rows: row.get(2),
+                    },
+                )
+            })
+            .collect();
+        let changed: BTreeSet<String> = prints
+            .slices
+            .iter()
+            .filter(|(slice, stat)| stored.get(*slice) != Some(stat))
+            .map(|(slice, _)| slice.clone())
+            .collect();
+        let gone: BTreeSet<String> = stored
+            .keys()
+            .filter(|slice| !prints.slices.contains_key(*slice))
+            .cloned()
+            .collect();
+        let rewrite: Vec<String> = changed.union(&gone).cloned().collect();
+        let mut deleted = 0;
+        if !rewrite.is_empty() && !stored.is_empty() {
+            deleted = self.delete_slices(tx, spec, column, &rewrite).await?;
+        }
+        if spec.relation == "fact_sales" {
+            let created = ensure_partitions(tx, &changed).await?;
+            report.partitions_created.extend(created);
+        }
+        let mut copied = 0;
+        if !changed.is_empty() {
+            let mut wanted = Vec::new();
+            for batch in batches {
+                let keep = mask(&batch, column, &changed).map_err(arrow_error(spec))?;
+                let kept = filter_record_batch(&batch, &keep).map_err(arrow_error(spec))?;
+                if kept.num_rows() > 0 {
+                    wanted.push(kept);
+                }
+            }
+            copied = copy_batches(tx, spec, &wanted).await?;
+        }
+        tx.execute(
+            "DELETE FROM load_slices WHERE table_name = $1 AND slice = ANY($2)",
+            &[&spec.relation, &rewrite],
+        )
+        .await
+        .map_err(Error::postgres("clearing slice fingerprints"))?;
+        let (slices, prints_, rows): (Vec<String>, Vec<i64>, Vec<i64>) = {
+            let mut slices = Vec::new();
+            let mut prints_ = Vec::new();
+            let mut rows = Vec::new();
+            for slice in &changed {
+                let stat = prints.slices[slice];
+                slices.push(slice.clone());
+                prints_.push(stat.fingerprint);
+                rows.push(stat.rows);
+            }
+            (slices, prints_, rows)
+        };
+        tx.execute(
+            "INSERT INTO load_slices (table_name, slice, fingerprint, rows)
+             SELECT $1, s, f, r FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS u(s, f, r)",
+            &[&spec.relation, &slices, &prints_, &rows],
+        )
+        .await
+        .map_err(Error::postgres("recording slice fingerprints"))?;
+        Ok(TableLoad {
+            table: spec.relation,
+            gold_version: version,
+            action: "slices",
+            slices: prints.slices.len(),
+            slices_rewritten: rewrite.len(),
+            rows_deleted: deleted,
+            rows_copied: copied,
+        })
+    }
+
+    async fn delete_slices(
+        &self,
+        tx: &Transaction<'_>,
+        spec: &LoadSpec,
+        column: &str,
+        slices: &[String],
+    ) -> Result<u64> {
+        let operation = format!("deleting changed slices of {}", spec.relation);
+        if column == "date_key" {
+            let keys: Vec<i32> = slices.iter().filter_map(|s| s.parse().ok()).collect();
+            tx.execute(
+                &format!("DELETE FROM {} WHERE date_key = ANY($1)", spec.relation),
+                &[&keys],
+            )
+            .await
+            .map_err(Error::postgres(operation))
+        } else {
+            tx.execute(
+                &format!("DELETE FROM {} WHERE {column} = ANY($1)", spec.relation),
+                &[&slices],
+            )
+            .await
+            .map_err(Error::postgres(operation))
+        }
+    }
+
+    /// Runs a catalogue query.
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails (after retries for transient failures) or times out.
+    pub async fn run(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
+        let statement = query.statement(params);
+        self.retrying(query.name, || async {
+            let client = self.client().await?;
+            let prepared = client
+                .prepare_cached(&statement.sql)
+                .await
+                .map_err(Error::postgres(format!("preparing {}", query.name)))?;
+            let values: Vec<Box<dyn ToSql + Sync + Send>> = statement
+                .args
+                .iter()
+                .map(|arg| -> Box<dyn ToSql + Sync + Send> {
+                    match arg {
+                        Arg::Int(value) => Box::new(*value),
+                        Arg::Text(value) => Box::new(value.clone()),
+                    }
+                })
+                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = values
+                .iter()
+                .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let rows = client
+                .query(&prepared, &refs)
+                .await
+                .map_err(Error::postgres(format!("running {}", query.name)))?;
+            QueryResult::from_rows(&rows)
+        })
+        .await
+    }
+
+    /// Runs any SQL in a read-only transaction and returns its rows (for checks and tests).
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails or the statement tries to write.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(Error::postgres("begin"))?;
+        let rows = tx
+            .query(sql, &[])
+            .await
+            .map_err(Error::postgres("running SQL"))?;
+        tx.commit().await.map_err(Error::postgres("commit"))?;
+        QueryResult::from_rows(&rows)
+    }
+
+    /// Partitions, indexes, views, migrations and load state, as `psql` would show them.
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails.
+    pub async fn objects(&self) -> Result<SchemaObjects> {
+        let client = self.client().await?;
+        let schema = &self.schema;
+        let migrations = client
+            .query(
+                "SELECT version, name FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading migrations"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let partitions = client
+            .query(
+                "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid)
+                   FROM pg_inherits i
+                   JOIN pg_class c ON c.oid = i.inhrelid
+                   JOIN pg_class p ON p.oid = i.inhparent
+                   JOIN pg_namespace n ON n.oid = p.relnamespace
+                  WHERE p.relname = 'fact_sales' AND n.nspname = $1
+                  ORDER BY 1",
+                &[schema],
+            )
+            .await
+            .map_err(Error::postgres("reading partitions"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let indexes = client
+            .query(
+                "SELECT tablename::text, indexdef FROM pg_indexes
+                  WHERE schemaname = $1 AND tablename NOT LIKE 'fact_sales_%'
+                  ORDER BY 1, 2",
+                &[schema],
+            )
+            .await
+            .map_err(Error::postgres("reading indexes"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let views = client
+            .query(
+                "SELECT matviewname::text, ispopulated FROM pg_matviews
+                  WHERE schemaname = $1 ORDER BY 1",
+                &[schema],
+            )
+            .await
+            .map_err(Error::postgres("reading views"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let loaded = client
+            .query(
+                "SELECT table_name, gold_version, rows FROM load_state ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading load state"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok(SchemaObjects {
+            migrations,
+            partitions,
+            indexes,
+            views,
+            loaded,
+        })
+    }
+
+    /// Drops the whole warehouse schema (tests and `retail warehouse reset`).
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails.
+    pub async fn drop_schema(&self) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await
+            .map_err(Error::postgres("dropping the schema"))
+    }
+}
+
+impl Warehouse for PostgresWarehouse {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
+        self.run(query, params).await
+    }
+}
+
+fn arrow_error(spec: &LoadSpec) -> impl FnOnce(deltalake::arrow::error::ArrowError) -> Error + '_ {
+    move |source| Error::DataFusion {
+        operation: format!("reading {}", spec.table.name),
+        source: Box::new(source.into()),
+    }
+}
+
+/// Reads one version of a gold table whole (gold tables are read once per load).
+async fn read_version(lake: &Lake, spec: &LoadSpec, version: u64) -> Result<Vec<RecordBatch>> {
+    let stream = lake.scan_version(&spec.table, version).await?;
+    stream
+        .try_collect()
+        .await
+        .map_err(|source| Error::DataFusion {
+            operation: format!("reading {} version {version}", spec.table.name),
+            source: Box::new(source),
+        })
+}
+
+/// Creates the monthly partitions of `fact_sales` that the given date-key slices need.
+async fn ensure_partitions(tx: &Transaction<'_>, slices: &BTreeSet<String>) -> Result<Vec<String>> {
+    let months: BTreeSet<(i32, u32)> = slices
+        .iter()
+        .filter_map(|s| s.parse::<i32>().ok())
+        .map(|key| (key / 10_000, (key / 100 % 100) as u32))
+        .collect();
+    let mut created = Vec::new();
+    for (year, month) in months {
+        let name = format!("fact_sales_{year:04}_{month:02}");
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+            .await
+            .map_err(Error::postgres("looking up a partition"))?
+            .get(0);
+        if exists {
+            continue;
+        }
+        let (next_year, next_month) = if month == 12 {
+            (year + 1, 1)
+        } else {
+            (year, month + 1)
+        };
+        tx.batch_execute(&format!(
+            "CREATE TABLE {name} PARTITION OF fact_sales
+             FOR VALUES FROM ('{year:04}-{month:02}-01') TO ('{next_year:04}-{next_month:02}-01')"
+        ))
+        .await
+        .map_err(Error::postgres(format!("creating partition {name}")))?;
+        created.push(name);
+    }
+    Ok(created)
+}
+
+/// One value on its way into a binary `COPY`.
+#[derive(Debug)]
+enum PgValue<'a> {
+    Null,
+    Bool(bool),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Text(&'a str),
+    Numeric(Decimal),
+    Timestamp(NaiveDateTime),
+    Date(NaiveDate),
+}
+
+impl ToSql for PgValue<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Self::Null => Ok(IsNull::Yes),
+            Self::Bool(v) => v.to_sql(ty, out),
+            Self::I32(v) => v.to_sql(ty, out),
+            Self::I64(v) => v.to_sql(ty, out),
+            Self::F64(v) => v.to_sql(ty, out),
+            Self::Text(v) => v.to_sql(ty, out),
+            Self::Numeric(v) => v.to_sql(ty, out),
+            Self::Timestamp(v) => v.to_sql(ty, out),
+            Self::Date(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// A typed view of one Arrow column.
+enum Column<'a> {
+    Bool(&'a BooleanArray),
+    I32(&'a Int32Array),
+    I64(&'a Int64Array),
+    F64(&'a Float64Array),
+    Text(&'a StringArray),
+    Numeric(&'a Decimal128Array, u32),
+    Timestamp(&'a TimestampMicrosecondArray),
+    Date(&'a Date32Array),
+}
+
+impl Column<'_> {
+    fn value(&self, row: usize) -> PgValue<'_> {
+        let array: &dyn Array = match self {
+            Self::Bool(a) => *a,
+            Self::I32(a) => *a,
+            Self::I64(a) => *a,
+            Self::F64(a) => *a,
+            Self::Text(a) => *a,
+            Self::Numeric(a, _) => *a,
+            Self::Timestamp(a) => *a,
+            Self::Date(a) => *a,
+        };
+        if array.is_null(row) {
+            return PgValue::Null;
+        }
+        match self {
+            Self::Bool(a) => PgValue::Bool(a.value(row)),
+            Self::I32(a) => PgValue::I32(a.value(row)),
+            Self::I64(a) => PgValue::I64(a.value(row)),
+            Self::F64(a) => PgValue::F64(a.value(row)),
+            Self::Text(a) => PgValue::Text(a.value(row)),
+            Self::Numeric(a, scale) => {
+                PgValue::Numeric(Decimal::from_i128_with_scale(a.value(row), *scale))
+            }
+            Self::Timestamp(a) => chrono::DateTime::from_timestamp_micros(a.value(row))
+                .map_or(PgValue::Null, |t| PgValue::Timestamp(t.naive_utc())),
+            Self::Date(a) => {
+                Date32Type::to_naive_date_opt(a.value(row)).map_or(PgValue::Null, PgValue::Date)
+            }
+        }
+    }
+}
+
+fn pg_type(data_type: &DataType) -> Option<Type> {
+    Some(match data_type {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int32 => Type::INT4,
+        DataType::Int64 => Type::INT8,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Utf8 => Type::TEXT,
+        DataType::Decimal128(_, _) => Type::NUMERIC,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Date32 => Type::DATE,
+        _ => return None,
+    })
+}
+
+fn columns<'a>(batch: &'a RecordBatch, schema: &Schema) -> Result<Vec<Column<'a>>> {
+    batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(array, field)| {
+            let unsupported = || Error::UnsupportedType {
+                data_type: array.data_type().to_string(),
+                context: format!("column {}", field.name()),
+            };
+            Ok(match array.data_type() {
+                DataType::Boolean => Column::Bool(array.as_boolean()),
+                DataType::Int32 => Column::I32(array.as_primitive::<Int32Type>()),
+                DataType::Int64 => Column::I64(array.as_primitive::<Int64Type>()),
+                DataType::Float64 => Column::F64(array.as_primitive::<Float64Type>()),
+                DataType::Utf8 => Column::Text(array.as_string::<i32>()),
+                DataType::Decimal128(_, scale) => Column::Numeric(
+                    array.as_primitive::<Decimal128Type>(),
+                    u32::try_from(*scale).map_err(|_| unsupported())?,
+                ),
+                DataType::Timestamp(_, None) => {
+                    Column::Timestamp(array.as_primitive::<TimestampMicrosecondType>())
+                }
+                DataType::Date32 => Column::Date(array.as_primitive::<Date32Type>()),
+                _ => return Err(unsupported()),
+            })
+        })
+        .collect()
+}
+
+/// Copies batches into the table with binary `COPY`, columns by name.
+async fn copy_batches(
+    tx: &Transaction<'_>,
+    spec: &LoadSpec,
+    batches: &[RecordBatch],
+) -> Result<u64> {
+    let schema = spec.table.arrow_schema();
+    let types = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            pg_type(f.data_type()).ok_or_else(|| Error::UnsupportedType {
+                data_type: f.data_type().to_string(),
+                context: format!("{}.{}", spec.relation, f.name()),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {} ({}) FROM STDIN BINARY",
+            spec.relation,
+            names.join(", ")
+        ))
+        .await
+        .map_err(Error::postgres(format!(
+            "starting COPY into {}",
+            spec.relation
+        )))?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let failed = || Error::postgres(format!("COPY into {}", spec.relation));
+    for batch in batches {
+        let columns = columns(batch, &schema)?;
+        let mut row_values: Vec<PgValue<'_>> = Vec::with_capacity(columns.len());
+        for row in 0..batch.num_rows() {
+            row_values.clear();
+            row_values.extend(columns.iter().map(|c| c.value(row)));
+            writer
+                .as_mut()
+                .write_raw(row_values.iter().map(|v| v as &dyn ToSql))
+                .await
+                .map_err(failed())?;
+        }
+    }
+    let rows = writer.finish().await.map_err(failed())?;
+    Ok(rows)
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Starts and stops the real servers the tests use, on 127.0.0.1 only, in a throw-away directory.
+#
+#   eval "$(scripts/services.sh start postgres)"   # prints export lines (RETAIL_TEST_POSTGRES_URL)
+#   scripts/services.sh stop                       # stops everything this script started
+#
+# PostgreSQL is installed from the distribution's packages when missing (apt-get, needs root)
+# and runs as the unprivileged `postgres` user. State lives under $RETAIL_SERVICES_DIR
+# (default /tmp/retail-services), so `stop` finds what `start` began.
+set -euo pipefail
+
+state="${RETAIL_SERVICES_DIR:-/tmp/retail-services}"
+pg_port="${RETAIL_TEST_POSTGRES_PORT:-55432}"
+
+log() { printf '%s\n' "$*" >&2; }
+
+pg_bin() {
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/initdb" ]; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  return 1
+}
+
+install_postgres() {
+  if pg_bin >/dev/null; then
+    return 0
+  fi
+  log "installing PostgreSQL from the distribution's packages"
+  if [ "$(id -u)" -ne 0 ]; then
+    log "PostgreSQL is missing and installing it needs root (apt-get install postgresql)"
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
+}
+
+start_postgres() {
+  install_postgres
+  local bin dir
+  bin=$(pg_bin)
+  dir="$state/postgres"
+  if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+    log "PostgreSQL already running on 127.0.0.1:$pg_port"
+  else
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+      chown postgres "$dir"
+      run() { su postgres -s /bin/sh -c "$*"; }
+    else
+      run() { sh -c "$*"; }
+    fi
+    run "'$bin/initdb' -D '$dir/data' -A trust -U postgres --no-sync >'$dir/initdb.log' 2>&1"
+    # Durable enough for tests; fsync off keeps a 2-core machine from waiting on disk.
+    run "'$bin/pg_ctl' -D '$dir/data' -l '$dir/server.log' -w -t 30 \
+      -o \"-c listen_addresses=127.0.0.1 -p $pg_port -k '$dir' -c fsync=off \
+          -c max_connections=200 -c shared_buffers=256MB\" start >&2"
+    log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (data in $dir)"
+  fi
+  printf 'export RETAIL_TEST_POSTGRES_URL=%q\n' "postgres://postgres@127.0.0.1:$pg_port/postgres"
+}
+
+stop_postgres() {
+  local bin dir
+  dir="$state/postgres"
+  [ -d "$dir/data" ] || return 0
+  bin=$(pg_bin) || return 0
+  if [ "$(id -u)" -eq 0 ]; then
+    su postgres -s /bin/sh -c "'$bin/pg_ctl' -D '$dir/data' -m fast -w stop" >&2 || true
+  else
+    "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >&2 || true
+  fi
+  rm -rf "$dir"
+}
+
+case "${1:-}" in
+  start)
+    shift
+    mkdir -p "$state"
+    for service in "${@:-postgres}"; do
+      case "$service" in
+        postgres) start_postgres ;;
+        *) log "unknown service $service"; exit 2 ;;
+      esac
+    done
+    ;;
+  stop)
+    stop_postgres
+    ;;
+  *)
+    log "usage: $0 start [postgres] | stop"
+    exit 2
+    ;;
+esac
