@@ -13,6 +13,10 @@ use retail_ingest::generate::{GenerateOptions, write_daily_csv_files};
 use retail_pipeline::{NoProgress, RunOptions, RunRecord};
 use serde::Serialize;
 
+use retail_warehouse::{
+    Catalogue, EmbeddedWarehouse, Params, PostgresWarehouse, QueryResult, Warehouse as _,
+};
+
 use crate::Platform;
 use crate::config::Config;
 
@@ -34,6 +38,14 @@ pub(crate) struct BenchArgs {
     /// Do not hold back the newest file for the incremental measurement.
     #[arg(long)]
     no_incremental: bool,
+    /// Also measure the warehouse: catalogue query latency on the embedded backend and, when
+    /// warehouse.postgres_url is set, the PostgreSQL load (full and after the new day) and
+    /// query latency there, in a scratch schema dropped afterwards.
+    #[arg(long)]
+    warehouse: bool,
+    /// Runs of each catalogue query (after three warm-up runs).
+    #[arg(long, default_value_t = 30)]
+    query_runs: usize,
     /// Print the measurements as JSON.
     #[arg(long)]
     json: bool,
@@ -50,8 +62,33 @@ struct Measurement {
     total_seconds: f64,
     rows_per_second: f64,
     incremental: Option<Incremental>,
+    warehouse: Option<WarehouseBench>,
     peak_memory_mib: Option<f64>,
     cores: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct WarehouseBench {
+    /// Full load into PostgreSQL: seconds in all, seconds copying, fact rows.
+    postgres_load_seconds: Option<f64>,
+    postgres_copy_seconds: Option<f64>,
+    postgres_fact_rows: Option<u64>,
+    /// Fact rows per second of COPY.
+    postgres_fact_rows_per_second: Option<f64>,
+    /// The load after the new day: seconds and rows copied.
+    postgres_incremental_seconds: Option<f64>,
+    postgres_incremental_rows: Option<u64>,
+    /// Catalogue query latency: (query, backend, median ms, p95 ms, rows).
+    queries: Vec<QueryLatency>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueryLatency {
+    query: String,
+    backend: &'static str,
+    median_ms: f64,
+    p95_ms: f64,
+    rows: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,7 +119,7 @@ pub(crate) async fn run(base: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
-    let result = measure(base, args, &work_dir).await;
+    let result = Box::pin(measure(base, args, &work_dir)).await;
     if !args.keep && args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&work_dir);
     }
@@ -158,6 +195,37 @@ async fn measure(
     let gold_seconds = gold_started.elapsed().as_secs_f64();
     let total_seconds = started.elapsed().as_secs_f64();
 
+    let mut warehouse = None;
+    let postgres = if args.warehouse && !base.warehouse.postgres_url.trim().is_empty() {
+        let mut settings = base.warehouse.clone();
+        settings.postgres_schema = format!("bench_{}", std::process::id());
+        let pg = PostgresWarehouse::connect(&settings).await?;
+        pg.drop_schema().await?;
+        pg.migrate().await?;
+        Some(pg)
+    } else {
+        None
+    };
+    if args.warehouse {
+        let mut bench = WarehouseBench::default();
+        if let Some(pg) = &postgres {
+            eprintln!("loading PostgreSQL");
+            let report = pg.load(&platform.lake).await?;
+            let facts = report
+                .tables
+                .iter()
+                .find(|t| t.table == "fact_sales")
+                .map_or(0, |t| t.rows_copied);
+            bench.postgres_load_seconds = Some(report.seconds);
+            bench.postgres_copy_seconds = Some(report.copy_seconds);
+            bench.postgres_fact_rows = Some(facts);
+            bench.postgres_fact_rows_per_second = Some(facts as f64 / report.copy_seconds);
+        }
+        eprintln!("timing catalogue queries");
+        bench.queries = query_latencies(&platform, postgres.as_ref(), args.query_runs).await?;
+        warehouse = Some(bench);
+    }
+
     let incremental = match held_back {
         Some(file) => {
             let started = Instant::now();
@@ -168,15 +236,24 @@ async fn measure(
             let ingest_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
             stage(&platform, RunOptions::default()).await?;
+            let pipeline_seconds = started.elapsed().as_secs_f64();
+            if let (Some(pg), Some(bench)) = (&postgres, warehouse.as_mut()) {
+                let report = pg.load(&platform.lake).await?;
+                bench.postgres_incremental_seconds = Some(report.seconds);
+                bench.postgres_incremental_rows = Some(report.rows_copied());
+            }
             Some(Incremental {
                 file,
                 rows: ingestion.rows_out,
                 ingest_seconds,
-                pipeline_seconds: started.elapsed().as_secs_f64(),
+                pipeline_seconds,
             })
         }
         None => None,
     };
+    if let Some(pg) = &postgres {
+        pg.drop_schema().await?;
+    }
     Ok(Measurement {
         inputs: files.len(),
         bronze_rows: ingestion.rows_out,
@@ -187,6 +264,7 @@ async fn measure(
         total_seconds,
         rows_per_second: ingestion.rows_out as f64 / total_seconds,
         incremental,
+        warehouse,
         peak_memory_mib: peak_memory_mib(),
         cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     })
@@ -217,7 +295,139 @@ fn print_measurement(m: &Measurement) {
             inc.rows, inc.file, inc.ingest_seconds, inc.pipeline_seconds
         );
     }
+    if let Some(w) = &m.warehouse {
+        if let (Some(load), Some(copy), Some(rows), Some(rate)) = (
+            w.postgres_load_seconds,
+            w.postgres_copy_seconds,
+            w.postgres_fact_rows,
+            w.postgres_fact_rows_per_second,
+        ) {
+            println!(
+                "  postgres load      {load:>8.3} s   (COPY {copy:.3} s, {rows} facts, {rate:.0} facts/s)"
+            );
+        }
+        if let (Some(seconds), Some(rows)) =
+            (w.postgres_incremental_seconds, w.postgres_incremental_rows)
+        {
+            println!("  postgres load after the new day: {seconds:.3} s, {rows} rows copied");
+        }
+        println!("  catalogue query latency (median / p95 ms, rows):");
+        for q in &w.queries {
+            println!(
+                "    {:<18} {:<9} {:>7.2} {:>7.2}  {}",
+                q.query, q.backend, q.median_ms, q.p95_ms, q.rows
+            );
+        }
+    }
     if let Some(peak) = m.peak_memory_mib {
         println!("  peak memory        {peak:>8.0} MiB");
+    }
+}
+
+/// Median and 95th percentile latency of each catalogue query, with parameters that exist in
+/// the data (the most frequent customer, the best-selling product).
+async fn query_latencies(
+    platform: &Platform,
+    postgres: Option<&PostgresWarehouse>,
+    runs: usize,
+) -> anyhow::Result<Vec<QueryLatency>> {
+    let embedded = EmbeddedWarehouse::new(platform.lake.clone());
+    let first = |result: QueryResult| {
+        result
+            .rows
+            .first()
+            .and_then(|row| row.first())
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    let customer = first(
+        embedded
+            .sql(
+                "SELECT customer_id FROM customer_rfm ORDER BY frequency DESC, customer_id LIMIT 1",
+            )
+            .await?,
+    );
+    let product = first(
+        embedded
+            .sql("SELECT stock_code FROM product_monthly ORDER BY units_sold DESC, stock_code LIMIT 1")
+            .await?,
+    );
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("sales_summary", vec![]),
+        (
+            "sales_summary",
+            vec![
+                ("from", "2011-03-01"),
+                ("to", "2011-03-31"),
+                ("country", "France"),
+            ],
+        ),
+        ("revenue_trend", vec![("grain", "week")]),
+        ("top_products", vec![("limit", "10")]),
+        (
+            "top_products",
+            vec![
+                ("from", "2011-11-01"),
+                ("to", "2011-11-30"),
+                ("limit", "10"),
+            ],
+        ),
+        ("returns", vec![]),
+        ("rfm_segments", vec![]),
+        ("cohort_retention", vec![]),
+        ("geography", vec![]),
+        ("customer_profile", vec![("customer_id", customer.as_str())]),
+        ("customer_history", vec![("customer_id", customer.as_str())]),
+        ("product_profile", vec![("stock_code", product.as_str())]),
+        ("product_history", vec![("stock_code", product.as_str())]),
+    ];
+    let mut latencies = Vec::new();
+    for (name, raw) in &cases {
+        let query = Catalogue::get(name)?;
+        let params = Params::parse(query, raw.iter().copied())?;
+        let label = if raw.is_empty() {
+            (*name).to_owned()
+        } else {
+            format!("{name}*")
+        };
+        let mut timings = Vec::new();
+        let mut rows = 0;
+        for run in 0..runs + 3 {
+            let started = Instant::now();
+            rows = embedded.query(query, &params).await?.rows.len();
+            if run >= 3 {
+                timings.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        latencies.push(latency(&label, "embedded", timings, rows));
+        if let Some(pg) = postgres {
+            let mut timings = Vec::new();
+            for run in 0..runs + 3 {
+                let started = Instant::now();
+                rows = pg.query(query, &params).await?.rows.len();
+                if run >= 3 {
+                    timings.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            latencies.push(latency(&label, "postgres", timings, rows));
+        }
+    }
+    Ok(latencies)
+}
+
+fn latency(query: &str, backend: &'static str, mut timings: Vec<f64>, rows: usize) -> QueryLatency {
+    timings.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        timings
+            .get(((timings.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    QueryLatency {
+        query: query.to_owned(),
+        backend,
+        median_ms: at(0.5),
+        p95_ms: at(0.95),
+        rows,
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use retail_lake::LakeConfig;
 use retail_pipeline::MetadataConfig;
+use retail_warehouse::WarehouseConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override settings.
@@ -63,6 +64,8 @@ pub(crate) struct Config {
     pub(crate) metadata: MetadataConfig,
     /// Ingestion.
     pub(crate) ingest: IngestConfig,
+    /// The warehouse that serves analytics.
+    pub(crate) warehouse: WarehouseConfig,
     /// Logs.
     pub(crate) telemetry: TelemetryConfig,
 }
@@ -118,6 +121,7 @@ impl Config {
                 self.telemetry.log_format
             ));
         }
+        problems.extend(self.warehouse.problems());
         if !problems.is_empty() {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -133,6 +137,9 @@ impl Config {
             .keys()
             .map(|key| (key.clone(), "********".to_owned()))
             .collect::<BTreeMap<_, _>>();
+        if !shown.warehouse.postgres_url.is_empty() {
+            "********".clone_into(&mut shown.warehouse.postgres_url);
+        }
         toml::to_string_pretty(&shown).expect("the config always encodes as TOML")
     }
 }
@@ -262,6 +269,36 @@ mod tests {
             text.contains("commit_rows") && text.contains("log_format"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_warehouse_is_chosen_by_environment_and_its_url_is_masked() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("RETAIL__WAREHOUSE__BACKEND", "postgres"),
+                (
+                    "RETAIL__WAREHOUSE__POSTGRES_URL",
+                    "postgres://u:sekrit@127.0.0.1/db",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.warehouse.backend,
+            retail_warehouse::Backend::Postgres
+        );
+        let shown = config.to_masked_toml();
+        assert!(!shown.contains("sekrit"), "{shown}");
+        let missing =
+            Config::load(None, env(&[("RETAIL__WAREHOUSE__BACKEND", "postgres")])).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("postgres_url"),
+            "{missing:#}"
+        );
+        let unknown =
+            Config::load(None, env(&[("RETAIL__WAREHOUSE__BACKEND", "oracle")])).unwrap_err();
+        assert!(format!("{unknown:#}").contains("oracle"), "{unknown:#}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod progress;
 mod report;
+mod warehouse;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -84,6 +85,12 @@ enum Command {
     },
     /// Measure the pipeline end to end on real or generated data, in a scratch lake.
     Bench(bench::BenchArgs),
+    /// The warehouse: load PostgreSQL from gold, run catalogue queries, show what it holds.
+    #[command(subcommand)]
+    Warehouse(warehouse::WarehouseCommand),
+    /// Apply pending migrations to the PostgreSQL warehouse schema (also done at start-up of
+    /// every command that uses it).
+    Migrate,
     /// Show or check the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -279,7 +286,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             report::quality_report(&platform, run.as_deref(), json, output.as_deref())
         }
         Command::Demo { data, rows } => demo(&config, data, rows).await,
-        Command::Bench(args) => bench::run(&config, &args).await,
+        Command::Bench(args) => Box::pin(bench::run(&config, &args)).await,
+        Command::Warehouse(command) => warehouse::run(command, &config).await,
+        Command::Migrate => warehouse::migrate(&config).await,
     }
 }
 
@@ -320,7 +329,18 @@ async fn pipeline(command: PipelineCommand, config: &Config) -> anyhow::Result<(
                 .pipeline
                 .run(options, &TerminalProgress::new())
                 .await?;
-            print_run(&run, json)
+            print_run(&run, json)?;
+            // The warehouse asset comes after gold.
+            if options.gold
+                && let Some(load) = warehouse::load_if_postgres(config, &platform.lake).await?
+            {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&load)?);
+                } else {
+                    print!("{}", warehouse::load_text(&load));
+                }
+            }
+            Ok(())
         }
         PipelineCommand::Status { json } => {
             let status = platform.pipeline.status().await?;

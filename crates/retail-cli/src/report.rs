@@ -182,6 +182,11 @@ pub(crate) fn assets_text() -> String {
             asset.stage.as_str()
         );
     }
+    let _ = writeln!(
+        out,
+        "{:<40} {:<7} <- every gold table (when warehouse.backend = postgres)",
+        "warehouse (PostgreSQL schema)", "load"
+    );
     out
 }
 

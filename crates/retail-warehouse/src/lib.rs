@@ -48,7 +48,7 @@ pub trait Warehouse {
 #[derive(Debug)]
 pub enum AnyWarehouse {
     /// DataFusion over gold.
-    Embedded(EmbeddedWarehouse),
+    Embedded(Box<EmbeddedWarehouse>),
     /// PostgreSQL.
     Postgres(PostgresWarehouse),
 }
@@ -61,7 +61,7 @@ impl AnyWarehouse {
     /// When PostgreSQL cannot be reached or migrated.
     pub async fn open(config: &WarehouseConfig, lake: Lake) -> Result<Self> {
         Ok(match config.backend {
-            Backend::Embedded => Self::Embedded(EmbeddedWarehouse::new(lake)),
+            Backend::Embedded => Self::Embedded(Box::new(EmbeddedWarehouse::new(lake))),
             Backend::Postgres => {
                 let warehouse = PostgresWarehouse::connect(config).await?;
                 warehouse.migrate().await?;

@@ -1,0 +1,326 @@
+//! `retail warehouse ...` and `retail migrate`: the warehouse from the command line.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, bail};
+use clap::{Subcommand, ValueEnum};
+use retail_lake::Lake;
+use retail_warehouse::{
+    Backend, Catalogue, EmbeddedWarehouse, LoadReport, Params, PostgresWarehouse, QueryResult,
+    Warehouse as _,
+};
+
+use crate::config::Config;
+
+/// `retail warehouse ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WarehouseCommand {
+    /// Load gold into the PostgreSQL warehouse (warehouse.backend = postgres).
+    ///
+    /// Applies pending migrations first. Tables whose gold version is already loaded are skipped;
+    /// fact_sales, daily_sales and product_monthly rewrite only the days (months) whose content
+    /// changed; the rest are replaced. One transaction: a failed load leaves the previous state.
+    /// The materialized views are then refreshed concurrently. `retail pipeline run` does this
+    /// after gold when the backend is postgres.
+    Load {
+        /// Print the load report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the warehouse holds: migrations, partitions, indexes, views and the loaded gold
+    /// versions (PostgreSQL), or the gold versions it reads (embedded).
+    Status {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a query of the catalogue, e.g.
+    /// `retail warehouse query top_products -p from=2011-01-01 -p limit=5`.
+    Query {
+        /// The query's name (see `retail warehouse catalogue`).
+        name: String,
+        /// A parameter as NAME=VALUE; repeat for several.
+        #[arg(short = 'p', long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Run on this backend instead of the configured one.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Print rows as JSON (money rounded to cents, as the API serves it).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the queries of the catalogue and their parameters.
+    Catalogue,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum BackendArg {
+    Embedded,
+    Postgres,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.trim().to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+}
+
+async fn postgres(config: &Config) -> anyhow::Result<PostgresWarehouse> {
+    if config.warehouse.postgres_url.trim().is_empty() {
+        bail!(
+            "no PostgreSQL configured: set warehouse.postgres_url (RETAIL__WAREHOUSE__POSTGRES_URL) \
+             and warehouse.backend = postgres"
+        );
+    }
+    let warehouse = PostgresWarehouse::connect(&config.warehouse).await?;
+    warehouse
+        .migrate()
+        .await
+        .context("cannot bring the warehouse schema up to date")?;
+    Ok(warehouse)
+}
+
+/// `retail migrate`.
+pub(crate) async fn migrate(config: &Config) -> anyhow::Result<()> {
+    if config.warehouse.postgres_url.trim().is_empty() {
+        println!("the embedded warehouse has no schema to migrate (warehouse.backend = embedded)");
+        return Ok(());
+    }
+    let warehouse = PostgresWarehouse::connect(&config.warehouse).await?;
+    let applied = warehouse.migrate().await?;
+    if applied.is_empty() {
+        println!(
+            "warehouse schema {} is up to date",
+            config.warehouse.postgres_schema
+        );
+    } else {
+        println!(
+            "applied migrations {applied:?} to schema {}",
+            config.warehouse.postgres_schema
+        );
+    }
+    Ok(())
+}
+
+/// Loads gold into PostgreSQL when that is the configured backend; `None` when embedded.
+pub(crate) async fn load_if_postgres(
+    config: &Config,
+    lake: &Lake,
+) -> anyhow::Result<Option<LoadReport>> {
+    if config.warehouse.backend != Backend::Postgres {
+        return Ok(None);
+    }
+    let warehouse = postgres(config).await?;
+    Ok(Some(
+        warehouse
+            .load(lake)
+            .await
+            .context("warehouse load failed")?,
+    ))
+}
+
+pub(crate) fn load_text(report: &LoadReport) -> String {
+    let mut out = String::new();
+    if !report.changed() {
+        let _ = writeln!(out, "warehouse: already up to date with gold");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "warehouse: {} rows copied in {:.2} s (copy {:.2} s)",
+        report.rows_copied(),
+        report.seconds,
+        report.copy_seconds
+    );
+    for table in &report.tables {
+        let detail = match table.action {
+            "slices" => format!(
+                "{} of {} slices rewritten, {} rows deleted, {} copied",
+                table.slices_rewritten, table.slices, table.rows_deleted, table.rows_copied
+            ),
+            "replaced" => format!("replaced: {} rows", table.rows_copied),
+            other => other.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<18} gold v{:<4} {detail}",
+            table.table, table.gold_version
+        );
+    }
+    if !report.partitions_created.is_empty() {
+        let _ = writeln!(
+            out,
+            "  partitions created: {}",
+            report.partitions_created.join(", ")
+        );
+    }
+    out
+}
+
+/// `retail warehouse ...`.
+pub(crate) async fn run(command: WarehouseCommand, config: &Config) -> anyhow::Result<()> {
+    match command {
+        WarehouseCommand::Load { json } => {
+            let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+            if config.warehouse.backend != Backend::Postgres {
+                println!(
+                    "the embedded warehouse reads gold directly: nothing to load \
+                     (set warehouse.backend = postgres to load PostgreSQL)"
+                );
+                return Ok(());
+            }
+            let report = load_if_postgres(config, &lake)
+                .await?
+                .expect("backend is postgres");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", load_text(&report));
+            }
+            Ok(())
+        }
+        WarehouseCommand::Status { json } => status(config, json).await,
+        WarehouseCommand::Query {
+            name,
+            params,
+            backend,
+            json,
+        } => {
+            let query = Catalogue::get(&name)?;
+            let params =
+                Params::parse(query, params.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
+            let backend = match backend {
+                Some(BackendArg::Embedded) => Backend::Embedded,
+                Some(BackendArg::Postgres) => Backend::Postgres,
+                None => config.warehouse.backend,
+            };
+            let started = std::time::Instant::now();
+            let result = match backend {
+                Backend::Embedded => {
+                    let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+                    EmbeddedWarehouse::new(lake).query(query, &params).await?
+                }
+                Backend::Postgres => postgres(config).await?.query(query, &params).await?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", table_text(&result));
+                eprintln!(
+                    "{} rows from the {backend} warehouse in {:.1} ms",
+                    result.rows.len(),
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+            Ok(())
+        }
+        WarehouseCommand::Catalogue => {
+            for query in Catalogue::queries() {
+                println!("{}\n    {}", query.name, query.description);
+                for param in query.params {
+                    let default = param
+                        .default
+                        .map(|d| format!(" (default {d})"))
+                        .unwrap_or_default();
+                    let required = if param.required { " (required)" } else { "" };
+                    println!(
+                        "    -p {}=<{}>{required}{default}: {}",
+                        param.name, param.kind, param.description
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+    match config.warehouse.backend {
+        Backend::Embedded => {
+            let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+            let warehouse = EmbeddedWarehouse::new(lake);
+            warehouse.refresh().await?;
+            let versions = warehouse.versions().await.unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"backend": "embedded", "gold_versions": versions})
+                );
+            } else {
+                println!("embedded warehouse over gold (versions {versions:?})");
+            }
+        }
+        Backend::Postgres => {
+            let objects = postgres(config).await?.objects().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&objects)?);
+                return Ok(());
+            }
+            println!(
+                "PostgreSQL schema {} (migrations {:?})",
+                config.warehouse.postgres_schema,
+                objects.migrations.iter().map(|m| m.0).collect::<Vec<_>>()
+            );
+            println!("loaded from gold:");
+            for (table, version, rows) in &objects.loaded {
+                println!("  {table:<18} gold v{version:<4} {rows} rows");
+            }
+            println!("fact_sales partitions:");
+            for (name, bound) in &objects.partitions {
+                println!("  {name:<22} {bound}");
+            }
+            println!("indexes:");
+            for (_, definition) in &objects.indexes {
+                println!("  {definition}");
+            }
+            println!("materialized views:");
+            for (name, populated) in &objects.views {
+                println!(
+                    "  {name}{}",
+                    if *populated { "" } else { " (not populated)" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A result as an aligned text table.
+pub(crate) fn table_text(result: &QueryResult) -> String {
+    let cells: Vec<Vec<String>> = result
+        .rows
+        .iter()
+        .map(|row| row.iter().map(ToString::to_string).collect())
+        .collect();
+    let widths: Vec<usize> = result
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([name.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |values: &[String], out: &mut String| {
+        let padded: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    line(&result.columns, &mut out);
+    line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+        &mut out,
+    );
+    for row in &cells {
+        line(row, &mut out);
+    }
+    out
+}
