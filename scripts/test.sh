@@ -3,9 +3,10 @@
 # data when ../shared/data/online-retail is beside the checkout), doctests, and an independent
 # second reader (Python deltalake) of the tables a demo run produces.
 #
-# It installs what it needs from the package registries when missing (cargo-nextest, the Python
-# packages of the second reader and of a throw-away S3 endpoint, moto) and starts that endpoint
-# on 127.0.0.1 for the S3 check, stopping it afterwards.
+# It installs what it needs from the package registries when missing (cargo-nextest, PostgreSQL
+# from the distribution's packages, the Python packages of the second reader and of a throw-away
+# S3 endpoint, moto), starts a throw-away PostgreSQL cluster and that S3 endpoint on 127.0.0.1
+# (scripts/services.sh), and stops them afterwards.
 # Set CARGO_TARGET_DIR to reuse a build cache outside the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build (the retail binary used by the checks below)"
 cargo build --workspace --bins
 
+step "services: a throw-away PostgreSQL on 127.0.0.1"
+export RETAIL_SERVICES_DIR="${RETAIL_SERVICES_DIR:-$(mktemp -d /tmp/retail-services.XXXXXX)}"
+chmod 755 "$RETAIL_SERVICES_DIR"
+cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_DIR"; }
+trap cleanup_services EXIT
+eval "$(scripts/services.sh start postgres)"
+export RETAIL_REQUIRE_POSTGRES=1
+
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci
 
@@ -49,10 +58,21 @@ step "second reader: Python deltalake over a demo lake"
 if [ -n "${RETAIL_TEST_DATA:-}" ]; then
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-verify.txt
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  trap 'rm -rf "$work"; cleanup_services' EXIT
   target_dir="${CARGO_TARGET_DIR:-$root/target}"
   (cd "$work" && RETAIL__TELEMETRY__LOG_LEVEL=warn "$target_dir/debug/retail" demo --data "$RETAIL_TEST_DATA/spark-guide-by-day" > demo.txt)
   python3 scripts/verify_lake.py --lake "$work/data/lake" --data "$RETAIL_TEST_DATA/spark-guide-by-day"
+
+  step "warehouse: the demo lake loaded into PostgreSQL, seen through psql"
+  (
+    cd "$work"
+    export RETAIL__WAREHOUSE__BACKEND=postgres RETAIL__WAREHOUSE__POSTGRES_URL="$RETAIL_TEST_POSTGRES_URL"
+    export RETAIL__WAREHOUSE__POSTGRES_SCHEMA=demo RETAIL__TELEMETRY__LOG_LEVEL=warn
+    "$target_dir/debug/retail" warehouse load
+    "$target_dir/debug/retail" warehouse query sales_summary
+    psql "$RETAIL_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -c '\d+ demo.fact_sales' -c '\dm demo.*' \
+      -c "SELECT count(*) AS fact_rows, sum(total_amount) AS net_revenue FROM demo.fact_sales"
+  )
 else
   echo "skipped: needs the real data"
 fi

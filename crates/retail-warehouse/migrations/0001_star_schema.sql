@@ -72,8 +72,6 @@ CREATE INDEX fact_sales_customer_date ON fact_sales (customer_key, date_key);
 CREATE INDEX fact_sales_product_country ON fact_sales (product_key, country_key);
 -- Returns are few (about 2 % of lines): a partial index keeps them at hand.
 CREATE INDEX fact_sales_returns ON fact_sales (date_key, product_key) WHERE is_return;
--- Loads replace whole days.
-CREATE INDEX fact_sales_date ON fact_sales (date_key);
 
 CREATE TABLE daily_sales (
     date           date NOT NULL,

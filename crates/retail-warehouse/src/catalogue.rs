@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike as _, NaiveDate};
+use chrono::{Datelike as _, Months, NaiveDate, NaiveDateTime};
 
 use crate::error::{Error, Result};
 
@@ -218,6 +218,10 @@ pub enum Arg {
     Int(i32),
     /// Text.
     Text(String),
+    /// A calendar date.
+    Date(NaiveDate),
+    /// A date and time without zone (invoice dates, so PostgreSQL prunes partitions).
+    Timestamp(NaiveDateTime),
 }
 
 /// SQL with numbered placeholders and the values to bind, in order.
@@ -256,6 +260,31 @@ impl Builder {
         }
         if let Some(to) = params.date("to") {
             sql += &format!(" AND {column} <= {}", self.bind(Arg::Int(date_key(to))));
+        }
+        sql
+    }
+
+    /// ` AND col >= $n AND col < $m` on an invoice timestamp, for `from` / `to` (inclusive
+    /// days), so that PostgreSQL reads only the partitions of the period.
+    fn period_facts(&mut self, params: &Params, column: &str) -> String {
+        self.range_facts(params.date("from"), params.date("to"), column)
+    }
+
+    /// As [`Builder::period_facts`] for explicit inclusive days.
+    fn range_facts(
+        &mut self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        column: &str,
+    ) -> String {
+        let mut sql = String::new();
+        if let Some(from) = from {
+            let start = from.and_hms_opt(0, 0, 0).expect("midnight exists");
+            sql += &format!(" AND {column} >= {}", self.bind(Arg::Timestamp(start)));
+        }
+        if let Some(end) = to.and_then(|to| to.succ_opt()) {
+            let end = end.and_hms_opt(0, 0, 0).expect("midnight exists");
+            sql += &format!(" AND {column} < {}", self.bind(Arg::Timestamp(end)));
         }
         sql
     }
@@ -384,6 +413,26 @@ fn revenue_trend(params: &Params) -> Statement {
     ))
 }
 
+/// The whole months inside `[from, to]` (first day, first day after), when there is one.
+fn whole_months(
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let month_start = |d: NaiveDate| d.with_day(1).expect("day 1 exists");
+    let start = from.map(|from| {
+        if from.day() == 1 {
+            from
+        } else {
+            month_start(from) + Months::new(1)
+        }
+    });
+    let end = to.map(|to| month_start(to.succ_opt().unwrap_or(to)));
+    match (start, end) {
+        (Some(start), Some(end)) if start >= end => None,
+        bounds => Some(bounds),
+    }
+}
+
 fn top_products(params: &Params) -> Statement {
     let mut b = Builder::default();
     let limit = params.int("limit").unwrap_or(10);
@@ -392,24 +441,69 @@ fn top_products(params: &Params) -> Statement {
         Some("orders") => "orders DESC, net_revenue DESC",
         _ => "net_revenue DESC, units_sold DESC",
     };
-    let filter = format!(
-        "{}{}",
-        b.period(params, "f.date_key"),
-        b.country(params, "c.country_name")
-    );
-    b.finish(format!(
-        "SELECT p.stock_code, p.description,
+    let (from, to) = (params.date("from"), params.date("to"));
+    // Whole months come from the monthly product view; the days before and after them from
+    // the facts. Orders add up across the parts: an invoice falls on one day.
+    let mut parts = Vec::new();
+    let fact_part = |b: &mut Builder, from: Option<NaiveDate>, to: Option<NaiveDate>| {
+        let filter = format!(
+            "{}{}",
+            b.range_facts(from, to, "f.invoice_date"),
+            b.country(params, "c.country_name")
+        );
+        format!(
+            "SELECT p.stock_code,
        SUM(f.total_amount) AS net_revenue,
-       CAST(SUM(CASE WHEN f.quantity > 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_sold,
-       CAST(-SUM(CASE WHEN f.quantity < 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_returned,
+       SUM(CASE WHEN f.quantity > 0 THEN f.quantity ELSE 0 END) AS units_sold,
+       -SUM(CASE WHEN f.quantity < 0 THEN f.quantity ELSE 0 END) AS units_returned,
        COUNT(DISTINCT CASE WHEN f.quantity > 0 AND NOT f.is_cancellation THEN f.invoice END)
            AS orders
   FROM fact_sales f
   JOIN dim_product p ON p.product_key = f.product_key
   JOIN dim_country c ON c.country_key = f.country_key
  WHERE p.line_type = 'product'{filter}
- GROUP BY p.stock_code, p.description
- ORDER BY {order}, p.stock_code
+ GROUP BY p.stock_code"
+        )
+    };
+    match whole_months(from, to) {
+        None => parts.push(fact_part(&mut b, from, to)),
+        Some((start, end)) => {
+            let mut filter = String::new();
+            if let Some(start) = start {
+                filter += &format!(" AND m.month >= {}", b.bind(Arg::Date(start)));
+            }
+            if let Some(end) = end {
+                filter += &format!(" AND m.month < {}", b.bind(Arg::Date(end)));
+            }
+            filter += &b.country(params, "m.country_name");
+            parts.push(format!(
+                "SELECT m.stock_code, m.net_revenue, m.units_sold, m.units_returned, m.orders
+  FROM product_monthly_country m
+ WHERE 1 = 1{filter}"
+            ));
+            if let (Some(from), Some(start)) = (from, start)
+                && from < start
+            {
+                parts.push(fact_part(&mut b, Some(from), start.pred_opt()));
+            }
+            if let (Some(to), Some(end)) = (to, end)
+                && end <= to
+            {
+                parts.push(fact_part(&mut b, Some(end), Some(to)));
+            }
+        }
+    }
+    let union = parts.join("\n UNION ALL\n");
+    b.finish(format!(
+        "SELECT t.stock_code, p.description,
+       SUM(t.net_revenue) AS net_revenue,
+       CAST(SUM(t.units_sold) AS BIGINT) AS units_sold,
+       CAST(SUM(t.units_returned) AS BIGINT) AS units_returned,
+       CAST(SUM(t.orders) AS BIGINT) AS orders
+  FROM ({union}) t
+  JOIN dim_product p ON p.stock_code = t.stock_code
+ GROUP BY t.stock_code, p.description
+ ORDER BY {order}, t.stock_code
  LIMIT {limit}"
     ))
 }
@@ -418,7 +512,7 @@ fn returns(params: &Params) -> Statement {
     let mut b = Builder::default();
     let filter = format!(
         "{}{}",
-        b.period(params, "f.date_key"),
+        b.period_facts(params, "f.invoice_date"),
         b.country(params, "c.country_name")
     );
     b.finish(format!(
@@ -516,7 +610,7 @@ fn customer_history(params: &Params) -> Statement {
         params.text("customer_id").unwrap_or_default().into(),
     ));
     let limit = params.int("limit").unwrap_or(100);
-    let filter = b.period(params, "f.date_key");
+    let filter = b.period_facts(params, "f.invoice_date");
     b.finish(format!(
         "SELECT f.invoice, f.invoice_date, c.country_name, f.is_cancellation,
        COUNT(*) AS lines,
@@ -758,6 +852,37 @@ mod tests {
             Catalogue::get("nope"),
             Err(Error::UnknownQuery { .. })
         ));
+    }
+
+    #[test]
+    fn top_products_reads_whole_months_from_the_view_and_the_rest_from_the_facts() {
+        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+        assert_eq!(
+            whole_months(day("2011-01-15"), day("2011-04-10")),
+            Some((day("2011-02-01"), day("2011-04-01")))
+        );
+        assert_eq!(
+            whole_months(day("2011-01-01"), day("2011-03-31")),
+            Some((day("2011-01-01"), day("2011-04-01")))
+        );
+        assert_eq!(whole_months(day("2011-01-02"), day("2011-01-30")), None);
+        assert_eq!(whole_months(None, None), Some((None, None)));
+        let params = parse(
+            "top_products",
+            &[("from", "2011-01-15"), ("to", "2011-04-10")],
+        )
+        .unwrap();
+        let sql = Catalogue::get("top_products")
+            .unwrap()
+            .statement(&params)
+            .sql;
+        assert_eq!(sql.matches("UNION ALL").count(), 2, "{sql}");
+        let params = parse("top_products", &[]).unwrap();
+        let sql = Catalogue::get("top_products")
+            .unwrap()
+            .statement(&params)
+            .sql;
+        assert!(!sql.contains("fact_sales"), "{sql}");
     }
 
     #[test]

@@ -167,6 +167,13 @@ impl EmbeddedWarehouse {
             .iter()
             .map(|arg| match arg {
                 Arg::Int(value) => ScalarValue::Int32(Some(*value)),
+                Arg::Date(value) => ScalarValue::Date32(Some(
+                    (*value - chrono::NaiveDate::default()).num_days() as i32,
+                )),
+                Arg::Timestamp(value) => ScalarValue::TimestampMicrosecond(
+                    Some(value.and_utc().timestamp_micros()),
+                    None,
+                ),
                 Arg::Text(value) => ScalarValue::Utf8(Some(value.clone())),
             })
             .collect();

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use bytes::BufMut as _;
 use bytes::BytesMut;
 use chrono::{NaiveDate, NaiveDateTime};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -15,14 +16,13 @@ use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Schema,
     TimestampMicrosecondType,
 };
-use futures::{TryStreamExt as _, pin_mut};
+use futures::{SinkExt as _, TryStreamExt as _, pin_mut};
 use retail_domain::error::Classify as _;
 use retail_lake::Lake;
 use retail_lake::schema::{self as tables, TableSpec};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{NoTls, Transaction};
 use tracing::{debug, info, warn};
@@ -480,7 +480,12 @@ impl PostgresWarehouse {
             )
             .await
             .map_err(Error::postgres("recording load state"))?;
-            debug!(table = spec.relation, ?table_load, "table loaded");
+            debug!(
+                table = spec.relation,
+                seconds = copy_started.elapsed().as_secs_f64(),
+                ?table_load,
+                "table loaded"
+            );
             report.tables.push(table_load);
         }
         tx.commit()
@@ -517,6 +522,7 @@ impl PostgresWarehouse {
             .await
             .map_err(Error::postgres("configuring the refresh"))?;
         for view in VIEWS {
+            let started = Instant::now();
             client
                 .batch_execute(&format!(
                     "REFRESH MATERIALIZED VIEW CONCURRENTLY {}",
@@ -524,6 +530,11 @@ impl PostgresWarehouse {
                 ))
                 .await
                 .map_err(Error::postgres(format!("refreshing {}", view.name)))?;
+            debug!(
+                view = view.name,
+                seconds = started.elapsed().as_secs_f64(),
+                "view refreshed"
+            );
         }
         client
             .batch_execute(&format!(
@@ -547,7 +558,7 @@ impl PostgresWarehouse {
             .await
             .map_err(Error::postgres(format!("clearing {}", spec.relation)))?;
         let batches = read_version(lake, spec, version).await?;
-        let copied = copy_batches(tx, spec, &batches).await?;
+        let copied = copy_batches(tx, spec, spec.relation, &batches).await?;
         Ok(TableLoad {
             table: spec.relation,
             gold_version: version,
@@ -608,21 +619,53 @@ impl PostgresWarehouse {
         if !rewrite.is_empty() && !stored.is_empty() {
             deleted = self.delete_slices(tx, spec, column, &rewrite).await?;
         }
+        // Months of fact_sales first seen in this load get a table of their own, filled by
+        // COPY without indexes and then attached: the indexes are built once, in bulk, instead
+        // of row by row.
+        let mut new_months: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if spec.relation == "fact_sales" {
-            let created = ensure_partitions(tx, &changed).await?;
-            report.partitions_created.extend(created);
+            for (name, slices) in months_of(&changed) {
+                if !partition_exists(tx, &name).await? {
+                    tx.batch_execute(&format!(
+                        "CREATE TABLE {name} (LIKE fact_sales INCLUDING DEFAULTS)"
+                    ))
+                    .await
+                    .map_err(Error::postgres(format!("creating partition {name}")))?;
+                    new_months.insert(name, slices);
+                }
+            }
         }
         let mut copied = 0;
         if !changed.is_empty() {
-            let mut wanted = Vec::new();
-            for batch in batches {
-                let keep = mask(&batch, column, &changed).map_err(arrow_error(spec))?;
-                let kept = filter_record_batch(&batch, &keep).map_err(arrow_error(spec))?;
-                if kept.num_rows() > 0 {
-                    wanted.push(kept);
-                }
+            let in_new_month: BTreeSet<String> = new_months.values().flatten().cloned().collect();
+            let existing: BTreeSet<String> = changed.difference(&in_new_month).cloned().collect();
+            let mut targets: Vec<(String, BTreeSet<String>)> = new_months
+                .iter()
+                .map(|(name, slices)| (name.clone(), slices.clone()))
+                .collect();
+            if !existing.is_empty() {
+                targets.push((spec.relation.to_owned(), existing));
             }
-            copied = copy_batches(tx, spec, &wanted).await?;
+            for (target, slices) in &targets {
+                let mut wanted = Vec::new();
+                for batch in &batches {
+                    let keep = mask(batch, column, slices).map_err(arrow_error(spec))?;
+                    let kept = filter_record_batch(batch, &keep).map_err(arrow_error(spec))?;
+                    if kept.num_rows() > 0 {
+                        wanted.push(kept);
+                    }
+                }
+                copied += copy_batches(tx, spec, target, &wanted).await?;
+            }
+        }
+        for name in new_months.keys() {
+            let (from, to) = month_bounds(name);
+            tx.batch_execute(&format!(
+                "ALTER TABLE fact_sales ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}')"
+            ))
+            .await
+            .map_err(Error::postgres(format!("attaching partition {name}")))?;
+            report.partitions_created.push(name.clone());
         }
         tx.execute(
             "DELETE FROM load_slices WHERE table_name = $1 AND slice = ANY($2)",
@@ -668,7 +711,27 @@ impl PostgresWarehouse {
         slices: &[String],
     ) -> Result<u64> {
         let operation = format!("deleting changed slices of {}", spec.relation);
-        if column == "date_key" {
+        if spec.relation == "fact_sales" {
+            // The invoice-date bounds let PostgreSQL touch only the partitions concerned.
+            let keys: Vec<i32> = slices.iter().filter_map(|s| s.parse().ok()).collect();
+            let days: Vec<NaiveDate> = keys.iter().filter_map(|k| date_of_key(*k)).collect();
+            let (Some(first), Some(last)) = (days.iter().min(), days.iter().max()) else {
+                return Ok(0);
+            };
+            let start = first.and_hms_opt(0, 0, 0).expect("midnight");
+            let end = last
+                .succ_opt()
+                .unwrap_or(*last)
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight");
+            tx.execute(
+                "DELETE FROM fact_sales WHERE date_key = ANY($1)
+                    AND invoice_date >= $2 AND invoice_date < $3",
+                &[&keys, &start, &end],
+            )
+            .await
+            .map_err(Error::postgres(operation))
+        } else if column == "date_key" {
             let keys: Vec<i32> = slices.iter().filter_map(|s| s.parse().ok()).collect();
             tx.execute(
                 &format!("DELETE FROM {} WHERE date_key = ANY($1)", spec.relation),
@@ -705,6 +768,8 @@ impl PostgresWarehouse {
                 .map(|arg| -> Box<dyn ToSql + Sync + Send> {
                     match arg {
                         Arg::Int(value) => Box::new(*value),
+                        Arg::Date(value) => Box::new(*value),
+                        Arg::Timestamp(value) => Box::new(*value),
                         Arg::Text(value) => Box::new(value.clone()),
                     }
                 })
@@ -862,38 +927,43 @@ async fn read_version(lake: &Lake, spec: &LoadSpec, version: u64) -> Result<Vec<
         })
 }
 
-/// Creates the monthly partitions of `fact_sales` that the given date-key slices need.
-async fn ensure_partitions(tx: &Transaction<'_>, slices: &BTreeSet<String>) -> Result<Vec<String>> {
-    let months: BTreeSet<(i32, u32)> = slices
-        .iter()
-        .filter_map(|s| s.parse::<i32>().ok())
-        .map(|key| (key / 10_000, (key / 100 % 100) as u32))
-        .collect();
-    let mut created = Vec::new();
-    for (year, month) in months {
-        let name = format!("fact_sales_{year:04}_{month:02}");
-        let exists: bool = tx
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-            .await
-            .map_err(Error::postgres("looking up a partition"))?
-            .get(0);
-        if exists {
-            continue;
+fn date_of_key(key: i32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(key / 10_000, (key / 100 % 100) as u32, (key % 100) as u32)
+}
+
+/// The monthly partition (`fact_sales_2011_01`) of each date-key slice, grouped.
+fn months_of(slices: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut months: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for slice in slices {
+        if let Ok(key) = slice.parse::<i32>() {
+            let name = format!("fact_sales_{:04}_{:02}", key / 10_000, key / 100 % 100);
+            months.entry(name).or_default().insert(slice.clone());
         }
-        let (next_year, next_month) = if month == 12 {
-            (year + 1, 1)
-        } else {
-            (year, month + 1)
-        };
-        tx.batch_execute(&format!(
-            "CREATE TABLE {name} PARTITION OF fact_sales
-             FOR VALUES FROM ('{year:04}-{month:02}-01') TO ('{next_year:04}-{next_month:02}-01')"
-        ))
-        .await
-        .map_err(Error::postgres(format!("creating partition {name}")))?;
-        created.push(name);
     }
-    Ok(created)
+    months
+}
+
+/// The first day of a partition's month and of the next month.
+fn month_bounds(name: &str) -> (String, String) {
+    let year: i32 = name[11..15].parse().expect("partition names are ours");
+    let month: u32 = name[16..18].parse().expect("partition names are ours");
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    (
+        format!("{year:04}-{month:02}-01"),
+        format!("{next_year:04}-{next_month:02}-01"),
+    )
+}
+
+async fn partition_exists(tx: &Transaction<'_>, name: &str) -> Result<bool> {
+    Ok(tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .map_err(Error::postgres("looking up a partition"))?
+        .get(0))
 }
 
 /// One value on its way into a binary `COPY`.
@@ -1025,12 +1095,15 @@ fn columns<'a>(batch: &'a RecordBatch, schema: &Schema) -> Result<Vec<Column<'a>
         .collect()
 }
 
-/// Copies batches into the table with binary `COPY`, columns by name.
+/// Copies batches into `target` with binary `COPY`, columns by name. Rows are encoded into
+/// large buffers here (the COPY binary format), so the server, not per-row futures, sets the pace.
 async fn copy_batches(
     tx: &Transaction<'_>,
     spec: &LoadSpec,
+    target: &str,
     batches: &[RecordBatch],
 ) -> Result<u64> {
+    const FLUSH_BYTES: usize = 1 << 20;
     let schema = spec.table.arrow_schema();
     let types = schema
         .fields()
@@ -1044,32 +1117,44 @@ async fn copy_batches(
         .collect::<Result<Vec<_>>>()?;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let sink = tx
-        .copy_in(&format!(
-            "COPY {} ({}) FROM STDIN BINARY",
-            spec.relation,
+        .copy_in::<_, bytes::Bytes>(&format!(
+            "COPY {target} ({}) FROM STDIN BINARY",
             names.join(", ")
         ))
         .await
-        .map_err(Error::postgres(format!(
-            "starting COPY into {}",
-            spec.relation
-        )))?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    let failed = || Error::postgres(format!("COPY into {}", spec.relation));
+        .map_err(Error::postgres(format!("starting COPY into {target}")))?;
+    pin_mut!(sink);
+    let failed = || Error::postgres(format!("COPY into {target}"));
+    let mut buf = BytesMut::with_capacity(FLUSH_BYTES + (64 << 10));
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0);
+    buf.put_i32(0);
+    let field_count = i16::try_from(types.len()).expect("fewer than 32k columns");
     for batch in batches {
         let columns = columns(batch, &schema)?;
-        let mut row_values: Vec<PgValue<'_>> = Vec::with_capacity(columns.len());
         for row in 0..batch.num_rows() {
-            row_values.clear();
-            row_values.extend(columns.iter().map(|c| c.value(row)));
-            writer
-                .as_mut()
-                .write_raw(row_values.iter().map(|v| v as &dyn ToSql))
-                .await
-                .map_err(failed())?;
+            buf.put_i16(field_count);
+            for (column, ty) in columns.iter().zip(&types) {
+                let value = column.value(row);
+                let at = buf.len();
+                buf.put_i32(-1);
+                let null = value
+                    .to_sql(ty, &mut buf)
+                    .map_err(|source| Error::UnsupportedType {
+                        data_type: format!("{ty} ({source})"),
+                        context: format!("COPY into {target}"),
+                    })?;
+                if let IsNull::No = null {
+                    let len = i32::try_from(buf.len() - at - 4).expect("values under 2 GiB");
+                    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                }
+            }
+            if buf.len() >= FLUSH_BYTES {
+                sink.send(buf.split().freeze()).await.map_err(failed())?;
+            }
         }
     }
-    let rows = writer.finish().await.map_err(failed())?;
-    Ok(rows)
+    buf.put_i16(-1);
+    sink.send(buf.split().freeze()).await.map_err(failed())?;
+    sink.as_mut().finish().await.map_err(failed())
 }

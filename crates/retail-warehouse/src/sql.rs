@@ -113,10 +113,30 @@ pub(crate) const CUSTOMER_RFM_LIVE: View = View {
     key: &["customer_id"],
 };
 
+/// Product sales per calendar month and country: top products over whole months read this
+/// instead of the facts.
+pub(crate) const PRODUCT_MONTHLY_COUNTRY: View = View {
+    name: "product_monthly_country",
+    query: "SELECT CAST(date_trunc('month', f.invoice_date) AS DATE) AS month, c.country_name,
+       p.stock_code,
+       SUM(f.total_amount) AS net_revenue,
+       CAST(SUM(CASE WHEN f.quantity > 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_sold,
+       CAST(-SUM(CASE WHEN f.quantity < 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_returned,
+       COUNT(DISTINCT CASE WHEN f.quantity > 0 AND NOT f.is_cancellation THEN f.invoice END)
+           AS orders
+  FROM fact_sales f
+  JOIN dim_product p ON p.product_key = f.product_key
+  JOIN dim_country c ON c.country_key = f.country_key
+ WHERE p.line_type = 'product'
+ GROUP BY CAST(date_trunc('month', f.invoice_date) AS DATE), c.country_name, p.stock_code",
+    key: &["month", "country_name", "stock_code"],
+};
+
 /// Every summary view, in dependency order (none depends on another).
-pub(crate) const VIEWS: [View; 4] = [
+pub(crate) const VIEWS: [View; 5] = [
     SALES_DAILY_COUNTRY,
     SALES_MONTHLY_COUNTRY,
     CUSTOMER_DAYS,
     CUSTOMER_RFM_LIVE,
+    PRODUCT_MONTHLY_COUNTRY,
 ];

@@ -141,6 +141,7 @@ async fn loads_are_incremental_by_day_idempotent_and_show_partitions_indexes_and
         [
             "customer_days",
             "customer_rfm_live",
+            "product_monthly_country",
             "sales_daily_country",
             "sales_monthly_country"
         ]
