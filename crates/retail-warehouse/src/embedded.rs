@@ -20,7 +20,7 @@ use crate::Warehouse;
 use crate::catalogue::{Arg, Params, QueryDef};
 use crate::config::Backend;
 use crate::error::{Error, Result};
-use crate::sql::VIEWS;
+use crate::sql::{SUMMARIES, VIEWS};
 use crate::value::QueryResult;
 
 /// Relation name of each gold table in queries.
@@ -118,9 +118,16 @@ impl EmbeddedWarehouse {
                 .map_err(Error::datafusion(format!("reading {}", table.name)))?;
             register(&context, name, table.arrow_schema(), batches)?;
         }
-        for view in VIEWS {
+        let summaries = SUMMARIES.iter().map(|s| (s.name, s.full()));
+        let views = VIEWS.iter().map(|v| (v.name, v.query.to_owned()));
+        for (name, query) in summaries.chain(views) {
+            let view = crate::sql::View {
+                name,
+                query: "",
+                key: &[],
+            };
             let frame = context
-                .sql(view.query)
+                .sql(&query)
                 .await
                 .map_err(Error::datafusion(format!("planning view {}", view.name)))?;
             let schema = Arc::new(frame.schema().as_arrow().clone());

@@ -1,10 +1,11 @@
 //! Fingerprints of slices of a table (a day of facts, a month of product sales), so a load
 //! rewrites only the slices whose content changed since the previous load.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash as _, Hasher as _};
 
-use deltalake::arrow::array::{Array, AsArray as _, BooleanArray, RecordBatch};
+use deltalake::arrow::array::{Array, AsArray as _, RecordBatch, UInt32Array};
+use deltalake::arrow::compute::take_record_batch;
 use deltalake::arrow::datatypes::{DataType, Int32Type};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -80,14 +81,30 @@ impl Fingerprints {
     }
 }
 
-/// Which rows of a batch fall in one of `wanted` slices.
-pub(crate) fn mask(
+/// Splits a batch by slice: part `i` holds the rows whose slice maps to target `i`; rows of
+/// slices not in `target_of` are left out.
+pub(crate) fn route(
     batch: &RecordBatch,
     column: &str,
-    wanted: &std::collections::BTreeSet<String>,
-) -> Result<BooleanArray, ArrowError> {
+    target_of: &HashMap<&str, usize>,
+    targets: usize,
+) -> Result<Vec<Option<RecordBatch>>, ArrowError> {
     let keys = slice_keys(batch, column)?;
-    Ok(keys.iter().map(|k| Some(wanted.contains(k))).collect())
+    let mut rows: Vec<Vec<u32>> = vec![Vec::new(); targets];
+    for (row, key) in keys.iter().enumerate() {
+        if let Some(target) = target_of.get(key.as_str()) {
+            rows[*target].push(u32::try_from(row).expect("batches hold fewer than 4G rows"));
+        }
+    }
+    rows.into_iter()
+        .map(|indices| {
+            if indices.is_empty() {
+                Ok(None)
+            } else {
+                take_record_batch(batch, &UInt32Array::from(indices)).map(Some)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

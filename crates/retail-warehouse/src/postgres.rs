@@ -1,17 +1,16 @@
 //! The PostgreSQL warehouse: connection pool, migrations, incremental loads, catalogue queries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::BufMut as _;
 use bytes::BytesMut;
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{Datelike as _, NaiveDate, NaiveDateTime};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use deltalake::arrow::array::{
     Array, AsArray as _, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
     Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Schema,
     TimestampMicrosecondType,
@@ -31,9 +30,9 @@ use crate::Warehouse;
 use crate::catalogue::{Arg, Params, QueryDef};
 use crate::config::{Backend, WarehouseConfig, is_identifier};
 use crate::error::{Error, Result};
-use crate::fingerprint::{Fingerprints, SliceStat, mask};
+use crate::fingerprint::{Fingerprints, SliceStat, route};
 use crate::migrations::MIGRATIONS;
-use crate::sql::VIEWS;
+use crate::sql::{SUMMARIES, SliceBy, VIEWS};
 use crate::value::QueryResult;
 
 /// How a gold table is loaded.
@@ -110,6 +109,9 @@ pub struct LoadReport {
     pub copy_seconds: f64,
     /// Seconds in all.
     pub seconds: f64,
+    /// Days of facts rewritten (their summary slices follow).
+    #[serde(skip)]
+    fact_days: BTreeSet<String>,
 }
 
 impl LoadReport {
@@ -355,7 +357,8 @@ impl PostgresWarehouse {
         Ok(done)
     }
 
-    /// Creates (or re-creates, when the code's definition changed) every summary view as a
+    /// Creates (or re-creates, when the code's definition changed or it is missing) every
+    /// summary table, filled from the facts loaded so far, and every summary view as a
     /// materialized view with the unique index a concurrent refresh needs.
     async fn ensure_views(&self, tx: &Transaction<'_>) -> Result<()> {
         let schema = &self.schema;
@@ -369,25 +372,129 @@ impl PostgresWarehouse {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        for view in VIEWS {
-            let hash = hex::encode(Sha256::digest(format!("{}{:?}", view.query, view.key)));
-            if recorded.get(view.name) == Some(&hash) {
+        let hash =
+            |query: &str, key: &[&str]| hex::encode(Sha256::digest(format!("{query}{key:?}")));
+        let record = |name: &str, hash: &str| {
+            format!(
+                "INSERT INTO summary_views (view_name, sql_hash) VALUES ('{name}', '{hash}')
+                 ON CONFLICT (view_name) DO UPDATE SET sql_hash = EXCLUDED.sql_hash;"
+            )
+        };
+        let mut rebuilt = false;
+        for summary in SUMMARIES {
+            let name = summary.name;
+            let hash = hash(summary.query, summary.key);
+            if recorded.get(name) == Some(&hash) && relation_exists(tx, schema, name).await? {
                 continue;
             }
-            let name = view.name;
+            let full = summary.full();
             tx.batch_execute(&format!(
                 "SET LOCAL search_path = {schema};
-                 DROP MATERIALIZED VIEW IF EXISTS {name};
+                 DROP TABLE IF EXISTS {name} CASCADE;
+                 CREATE TABLE {name} AS {full} WITH NO DATA;
+                 CREATE UNIQUE INDEX {name}_key ON {name} ({});
+                 INSERT INTO {name} {full};
+                 {}",
+                summary.key.join(", "),
+                record(name, &hash)
+            ))
+            .await
+            .map_err(Error::postgres(format!("creating summary table {name}")))?;
+            info!(table = name, "summary table (re)built");
+            rebuilt = true;
+        }
+        for view in VIEWS {
+            let name = view.name;
+            let hash = hash(view.query, view.key);
+            if !rebuilt
+                && recorded.get(name) == Some(&hash)
+                && relation_exists(tx, schema, name).await?
+            {
+                continue;
+            }
+            tx.batch_execute(&format!(
+                "SET LOCAL search_path = {schema};
+                 DROP MATERIALIZED VIEW IF EXISTS {name} CASCADE;
                  CREATE MATERIALIZED VIEW {name} AS {};
                  CREATE UNIQUE INDEX {name}_key ON {name} ({});
-                 INSERT INTO summary_views (view_name, sql_hash) VALUES ('{name}', '{hash}')
-                 ON CONFLICT (view_name) DO UPDATE SET sql_hash = EXCLUDED.sql_hash;",
+                 {}",
                 view.query,
-                view.key.join(", ")
+                view.key.join(", "),
+                record(name, &hash)
             ))
             .await
             .map_err(Error::postgres(format!("creating view {name}")))?;
             info!(view = name, "summary view (re)built");
+            rebuilt = true;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the slices of every summary table that the rewritten fact days touch.
+    async fn maintain_summaries(
+        &self,
+        tx: &Transaction<'_>,
+        days: &BTreeSet<String>,
+    ) -> Result<()> {
+        let keys: Vec<i32> = days.iter().filter_map(|s| s.parse().ok()).collect();
+        let dates: BTreeSet<NaiveDate> = keys.iter().filter_map(|k| date_of_key(*k)).collect();
+        let (Some(first), Some(last)) = (dates.first(), dates.last()) else {
+            return Ok(());
+        };
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight");
+        for summary in SUMMARIES {
+            let started = Instant::now();
+            let name = summary.name;
+            let failed = || Error::postgres(format!("maintaining {name}"));
+            match summary.slice {
+                SliceBy::Day => {
+                    let (start, end) =
+                        (midnight(*first), midnight(last.succ_opt().unwrap_or(*last)));
+                    tx.execute(
+                        &format!("DELETE FROM {name} WHERE date_key = ANY($1)"),
+                        &[&keys],
+                    )
+                    .await
+                    .map_err(failed())?;
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {name} {}",
+                            summary.sliced(
+                                " AND f.date_key = ANY($1) AND f.invoice_date >= $2 \
+                                 AND f.invoice_date < $3"
+                            )
+                        ),
+                        &[&keys, &start, &end],
+                    )
+                    .await
+                    .map_err(failed())?;
+                }
+                SliceBy::Month => {
+                    let months: BTreeSet<NaiveDate> =
+                        dates.iter().filter_map(|d| d.with_day(1)).collect();
+                    for month in months {
+                        let next = month + chrono::Months::new(1);
+                        tx.execute(&format!("DELETE FROM {name} WHERE month = $1"), &[&month])
+                            .await
+                            .map_err(failed())?;
+                        tx.execute(
+                            &format!(
+                                "INSERT INTO {name} {}",
+                                summary.sliced(" AND f.invoice_date >= $1 AND f.invoice_date < $2")
+                            ),
+                            &[&midnight(month), &midnight(next)],
+                        )
+                        .await
+                        .map_err(failed())?;
+                    }
+                }
+            }
+            debug!(
+                table = name,
+                days = keys.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                "summary maintained"
+            );
         }
         Ok(())
     }
@@ -440,6 +547,7 @@ impl PostgresWarehouse {
             views_refreshed: false,
             copy_seconds: 0.0,
             seconds: 0.0,
+            fact_days: BTreeSet::new(),
         };
         for (spec, version) in LOADS.iter().zip(versions) {
             let gold_version = i64::try_from(version).expect("versions fit i64");
@@ -488,6 +596,8 @@ impl PostgresWarehouse {
             );
             report.tables.push(table_load);
         }
+        let days = std::mem::take(&mut report.fact_days);
+        self.maintain_summaries(&tx, &days).await?;
         tx.commit()
             .await
             .map_err(Error::postgres("committing the load"))?;
@@ -615,6 +725,9 @@ impl PostgresWarehouse {
             .cloned()
             .collect();
         let rewrite: Vec<String> = changed.union(&gone).cloned().collect();
+        if spec.relation == "fact_sales" {
+            report.fact_days.extend(rewrite.iter().cloned());
+        }
         let mut deleted = 0;
         if !rewrite.is_empty() && !stored.is_empty() {
             deleted = self.delete_slices(tx, spec, column, &rewrite).await?;
@@ -646,18 +759,35 @@ impl PostgresWarehouse {
             if !existing.is_empty() {
                 targets.push((spec.relation.to_owned(), existing));
             }
-            for (target, slices) in &targets {
-                let mut wanted = Vec::new();
-                for batch in &batches {
-                    let keep = mask(batch, column, slices).map_err(arrow_error(spec))?;
-                    let kept = filter_record_batch(batch, &keep).map_err(arrow_error(spec))?;
-                    if kept.num_rows() > 0 {
-                        wanted.push(kept);
+            let target_of: HashMap<&str, usize> = targets
+                .iter()
+                .enumerate()
+                .flat_map(|(index, (_, slices))| slices.iter().map(move |s| (s.as_str(), index)))
+                .collect();
+            let mut routed: Vec<Vec<RecordBatch>> = vec![Vec::new(); targets.len()];
+            for batch in &batches {
+                for (index, part) in route(batch, column, &target_of, targets.len())
+                    .map_err(arrow_error(spec))?
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(part) = part {
+                        routed[index].push(part);
                     }
                 }
-                copied += copy_batches(tx, spec, target, &wanted).await?;
             }
+            drop(batches);
+            let copy_started = Instant::now();
+            for ((target, _), parts) in targets.iter().zip(&routed) {
+                copied += copy_batches(tx, spec, target, parts).await?;
+            }
+            debug!(
+                table = spec.relation,
+                seconds = copy_started.elapsed().as_secs_f64(),
+                "copied"
+            );
         }
+        let attach_started = Instant::now();
         for name in new_months.keys() {
             let (from, to) = month_bounds(name);
             tx.batch_execute(&format!(
@@ -666,6 +796,12 @@ impl PostgresWarehouse {
             .await
             .map_err(Error::postgres(format!("attaching partition {name}")))?;
             report.partitions_created.push(name.clone());
+        }
+        if !new_months.is_empty() {
+            debug!(
+                seconds = attach_started.elapsed().as_secs_f64(),
+                "new partitions attached"
+            );
         }
         tx.execute(
             "DELETE FROM load_slices WHERE table_name = $1 AND slice = ANY($2)",
@@ -956,6 +1092,17 @@ fn month_bounds(name: &str) -> (String, String) {
         format!("{year:04}-{month:02}-01"),
         format!("{next_year:04}-{next_month:02}-01"),
     )
+}
+
+async fn relation_exists(tx: &Transaction<'_>, schema: &str, name: &str) -> Result<bool> {
+    Ok(tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}.{name}")],
+        )
+        .await
+        .map_err(Error::postgres("looking up a relation"))?
+        .get(0))
 }
 
 async fn partition_exists(tx: &Transaction<'_>, name: &str) -> Result<bool> {
