@@ -495,15 +495,17 @@ fn top_products(params: &Params) -> Statement {
     }
     let union = parts.join("\n UNION ALL\n");
     b.finish(format!(
-        "SELECT t.stock_code, p.description,
-       SUM(t.net_revenue) AS net_revenue,
-       CAST(SUM(t.units_sold) AS BIGINT) AS units_sold,
-       CAST(SUM(t.units_returned) AS BIGINT) AS units_returned,
-       CAST(SUM(t.orders) AS BIGINT) AS orders
-  FROM ({union}) t
-  JOIN dim_product p ON p.stock_code = t.stock_code
- GROUP BY t.stock_code, p.description
- ORDER BY {order}, t.stock_code
+        "SELECT a.stock_code, p.description, a.net_revenue, a.units_sold, a.units_returned,
+       a.orders
+  FROM (SELECT t.stock_code,
+               SUM(t.net_revenue) AS net_revenue,
+               CAST(SUM(t.units_sold) AS BIGINT) AS units_sold,
+               CAST(SUM(t.units_returned) AS BIGINT) AS units_returned,
+               CAST(SUM(t.orders) AS BIGINT) AS orders
+          FROM ({union}) t
+         GROUP BY t.stock_code) a
+  JOIN dim_product p ON p.stock_code = a.stock_code
+ ORDER BY {order}, a.stock_code
  LIMIT {limit}"
     ))
 }

@@ -94,6 +94,8 @@ pub struct TableLoad {
     pub rows_deleted: u64,
     /// Rows copied in.
     pub rows_copied: u64,
+    /// Rows in the table after the load (equal to gold's).
+    pub rows: u64,
 }
 
 /// What one load did.
@@ -179,8 +181,9 @@ impl PostgresWarehouse {
         })?;
         pg.application_name("retail")
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            // Analytics sorts and hashes fit in memory instead of spilling to disk.
             .options(format!(
-                "-c search_path={} -c statement_timeout={}",
+                "-c search_path={} -c statement_timeout={} -c work_mem=32MB",
                 config.postgres_schema, config.statement_timeout_ms
             ));
         let manager = Manager::from_config(
@@ -469,6 +472,48 @@ impl PostgresWarehouse {
                     .await
                     .map_err(failed())?;
                 }
+                SliceBy::Customer => {
+                    let (start, end) =
+                        (midnight(*first), midnight(last.succ_opt().unwrap_or(*last)));
+                    let customers: Vec<String> = tx
+                        .query(
+                            "SELECT DISTINCT d.customer_id FROM fact_sales f
+                               JOIN dim_customer d ON d.customer_key = f.customer_key
+                              WHERE f.customer_key <> 0 AND f.date_key = ANY($1)
+                                AND f.invoice_date >= $2 AND f.invoice_date < $3",
+                            &[&keys, &start, &end],
+                        )
+                        .await
+                        .map_err(failed())?
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
+                    tx.execute(
+                        &format!("DELETE FROM {name} WHERE customer_id = ANY($1)"),
+                        &[&customers],
+                    )
+                    .await
+                    .map_err(failed())?;
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {name} {}",
+                            summary.sliced(" AND d.customer_id = ANY($1)")
+                        ),
+                        &[&customers],
+                    )
+                    .await
+                    .map_err(failed())?;
+                    // A customer left without any fact (not expected: silver only grows).
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {name} a WHERE NOT EXISTS \
+                             (SELECT 1 FROM dim_customer d WHERE d.customer_id = a.customer_id)"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(failed())?;
+                }
                 SliceBy::Month => {
                     let months: BTreeSet<NaiveDate> =
                         dates.iter().filter_map(|d| d.with_day(1)).collect();
@@ -524,12 +569,12 @@ impl PostgresWarehouse {
             versions.push(version);
         }
         let mut client = self.client().await?;
-        let loaded: BTreeMap<String, i64> = client
-            .query("SELECT table_name, gold_version FROM load_state", &[])
+        let loaded: BTreeMap<String, (i64, i64)> = client
+            .query("SELECT table_name, gold_version, rows FROM load_state", &[])
             .await
             .map_err(Error::postgres("reading load state"))?
             .iter()
-            .map(|row| (row.get(0), row.get(1)))
+            .map(|row| (row.get(0), (row.get(1), row.get(2))))
             .collect();
         let tx = client
             .transaction()
@@ -551,7 +596,10 @@ impl PostgresWarehouse {
         };
         for (spec, version) in LOADS.iter().zip(versions) {
             let gold_version = i64::try_from(version).expect("versions fit i64");
-            if loaded.get(spec.relation) == Some(&gold_version) {
+            if let Some((_, rows)) = loaded
+                .get(spec.relation)
+                .filter(|(loaded, _)| *loaded == gold_version)
+            {
                 report.tables.push(TableLoad {
                     table: spec.relation,
                     gold_version: version,
@@ -560,6 +608,7 @@ impl PostgresWarehouse {
                     slices_rewritten: 0,
                     rows_deleted: 0,
                     rows_copied: 0,
+                    rows: u64::try_from(*rows).unwrap_or(0),
                 });
                 continue;
             }
@@ -573,11 +622,7 @@ impl PostgresWarehouse {
                 }
             };
             report.copy_seconds += copy_started.elapsed().as_secs_f64();
-            let rows: i64 = tx
-                .query_one(&format!("SELECT count(*) FROM {}", spec.relation), &[])
-                .await
-                .map_err(Error::postgres("counting rows"))?
-                .get(0);
+            let rows = i64::try_from(table_load.rows).expect("row counts fit i64");
             tx.execute(
                 "INSERT INTO load_state (table_name, gold_version, rows, loaded_at)
                  VALUES ($1, $2, $3, now())
@@ -602,18 +647,23 @@ impl PostgresWarehouse {
             .await
             .map_err(Error::postgres("committing the load"))?;
         if report.changed() {
-            for spec in LOADS {
-                if report
+            // Fresh statistics for what changed: the touched partitions of fact_sales (not the
+            // whole partition tree), the summary tables, the other reloaded tables.
+            let mut analyze: Vec<String> = months_of(&days).into_keys().collect();
+            if !days.is_empty() {
+                analyze.extend(SUMMARIES.iter().map(|s| s.name.to_owned()));
+            }
+            analyze.extend(
+                report
                     .tables
                     .iter()
-                    .any(|t| t.table == spec.relation && t.action != "unchanged")
-                {
-                    client
-                        .batch_execute(&format!("ANALYZE {}", spec.relation))
-                        .await
-                        .map_err(Error::postgres("analyzing"))?;
-                }
-            }
+                    .filter(|t| t.action != "unchanged" && t.table != "fact_sales")
+                    .map(|t| t.table.to_owned()),
+            );
+            client
+                .batch_execute(&format!("ANALYZE {}", analyze.join(", ")))
+                .await
+                .map_err(Error::postgres("analyzing"))?;
             self.refresh_views(&client).await?;
             report.views_refreshed = true;
         }
@@ -677,6 +727,7 @@ impl PostgresWarehouse {
             slices_rewritten: 0,
             rows_deleted: deleted,
             rows_copied: copied,
+            rows: copied,
         })
     }
 
@@ -836,6 +887,7 @@ impl PostgresWarehouse {
             slices_rewritten: rewrite.len(),
             rows_deleted: deleted,
             rows_copied: copied,
+            rows: prints.slices.values().map(|s| s.rows as u64).sum(),
         })
     }
 

@@ -148,6 +148,7 @@ async fn loads_are_incremental_by_day_idempotent_and_show_partitions_indexes_and
     for (table, order) in [
         ("customer_days", "date_key, country_name, customer_id"),
         ("product_monthly_country", "month, country_name, stock_code"),
+        ("customer_activity", "customer_id"),
     ] {
         let kept = warehouse
             .sql(&format!("SELECT * FROM {table} ORDER BY {order}"))
