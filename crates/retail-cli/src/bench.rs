@@ -69,7 +69,8 @@ struct Measurement {
 
 #[derive(Debug, Default, Serialize)]
 struct WarehouseBench {
-    /// Full load into PostgreSQL: seconds in all, seconds copying, fact rows.
+    /// Full load into PostgreSQL: seconds in all, seconds of the fact table's COPY (with the
+    /// index builds of its new partitions), fact rows.
     postgres_load_seconds: Option<f64>,
     postgres_copy_seconds: Option<f64>,
     postgres_fact_rows: Option<u64>,
@@ -211,15 +212,15 @@ async fn measure(
         if let Some(pg) = &postgres {
             eprintln!("loading PostgreSQL");
             let report = pg.load(&platform.lake).await?;
-            let facts = report
+            let (facts, fact_copy_seconds) = report
                 .tables
                 .iter()
                 .find(|t| t.table == "fact_sales")
-                .map_or(0, |t| t.rows_copied);
+                .map_or((0, 0.0), |t| (t.rows_copied, t.copy_seconds));
             bench.postgres_load_seconds = Some(report.seconds);
-            bench.postgres_copy_seconds = Some(report.copy_seconds);
+            bench.postgres_copy_seconds = Some(fact_copy_seconds);
             bench.postgres_fact_rows = Some(facts);
-            bench.postgres_fact_rows_per_second = Some(facts as f64 / report.copy_seconds);
+            bench.postgres_fact_rows_per_second = Some(facts as f64 / fact_copy_seconds);
         }
         eprintln!("timing catalogue queries");
         bench.queries = query_latencies(&platform, postgres.as_ref(), args.query_runs).await?;
@@ -303,7 +304,7 @@ fn print_measurement(m: &Measurement) {
             w.postgres_fact_rows_per_second,
         ) {
             println!(
-                "  postgres load      {load:>8.3} s   (COPY {copy:.3} s, {rows} facts, {rate:.0} facts/s)"
+                "  postgres load      {load:>8.3} s   (fact COPY + index build {copy:.3} s, {rows} facts, {rate:.0} facts/s)"
             );
         }
         if let (Some(seconds), Some(rows)) =

@@ -48,7 +48,7 @@ CREATE INDEX dim_customer_current ON dim_customer (customer_id) WHERE is_current
 -- Monthly range partitions are created by each load as data arrives; the default partition
 -- catches anything outside them (it stays empty unless rows are written by hand).
 CREATE TABLE fact_sales (
-    transaction_id     text NOT NULL,
+    transaction_id     text COLLATE "C" NOT NULL,
     date_key           integer NOT NULL,
     customer_key       bigint NOT NULL,
     product_key        bigint NOT NULL,

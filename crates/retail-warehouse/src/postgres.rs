@@ -96,6 +96,8 @@ pub struct TableLoad {
     pub rows_copied: u64,
     /// Rows in the table after the load (equal to gold's).
     pub rows: u64,
+    /// Seconds spent in `COPY` and, for new partitions, attaching them (index builds).
+    pub copy_seconds: f64,
 }
 
 /// What one load did.
@@ -609,6 +611,7 @@ impl PostgresWarehouse {
                     rows_deleted: 0,
                     rows_copied: 0,
                     rows: u64::try_from(*rows).unwrap_or(0),
+                    copy_seconds: 0.0,
                 });
                 continue;
             }
@@ -718,7 +721,9 @@ impl PostgresWarehouse {
             .await
             .map_err(Error::postgres(format!("clearing {}", spec.relation)))?;
         let batches = read_version(lake, spec, version).await?;
+        let copy_started = Instant::now();
         let copied = copy_batches(tx, spec, spec.relation, &batches).await?;
+        let copy_seconds = copy_started.elapsed().as_secs_f64();
         Ok(TableLoad {
             table: spec.relation,
             gold_version: version,
@@ -728,6 +733,7 @@ impl PostgresWarehouse {
             rows_deleted: deleted,
             rows_copied: copied,
             rows: copied,
+            copy_seconds,
         })
     }
 
@@ -800,6 +806,7 @@ impl PostgresWarehouse {
             }
         }
         let mut copied = 0;
+        let mut copy_seconds = 0.0;
         if !changed.is_empty() {
             let in_new_month: BTreeSet<String> = new_months.values().flatten().cloned().collect();
             let existing: BTreeSet<String> = changed.difference(&in_new_month).cloned().collect();
@@ -832,11 +839,8 @@ impl PostgresWarehouse {
             for ((target, _), parts) in targets.iter().zip(&routed) {
                 copied += copy_batches(tx, spec, target, parts).await?;
             }
-            debug!(
-                table = spec.relation,
-                seconds = copy_started.elapsed().as_secs_f64(),
-                "copied"
-            );
+            copy_seconds += copy_started.elapsed().as_secs_f64();
+            debug!(table = spec.relation, seconds = copy_seconds, "copied");
         }
         let attach_started = Instant::now();
         for name in new_months.keys() {
@@ -849,10 +853,9 @@ impl PostgresWarehouse {
             report.partitions_created.push(name.clone());
         }
         if !new_months.is_empty() {
-            debug!(
-                seconds = attach_started.elapsed().as_secs_f64(),
-                "new partitions attached"
-            );
+            let seconds = attach_started.elapsed().as_secs_f64();
+            copy_seconds += seconds;
+            debug!(seconds, "new partitions attached");
         }
         tx.execute(
             "DELETE FROM load_slices WHERE table_name = $1 AND slice = ANY($2)",
@@ -888,6 +891,7 @@ impl PostgresWarehouse {
             rows_deleted: deleted,
             rows_copied: copied,
             rows: prints.slices.values().map(|s| s.rows as u64).sum(),
+            copy_seconds,
         })
     }
 
