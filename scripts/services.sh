@@ -44,8 +44,19 @@ start_postgres() {
   bin=$(pg_bin)
   dir="$state/postgres"
   if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+    pg_port=$(sed -n 4p "$dir/data/postmaster.pid")
     log "PostgreSQL already running on 127.0.0.1:$pg_port"
   else
+    # Another server (a developer's, a second checkout's) may hold the port: take the next free one.
+    local tries=0
+    while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do
+      tries=$((tries + 1))
+      if [ "$tries" -ge 50 ]; then
+        log "no free port from ${RETAIL_TEST_POSTGRES_PORT:-55432} on 127.0.0.1"
+        exit 1
+      fi
+      pg_port=$((pg_port + 1))
+    done
     rm -rf "$dir"
     mkdir -p "$dir"
     if [ "$(id -u)" -eq 0 ]; then

@@ -42,7 +42,8 @@ export RETAIL_SERVICES_DIR="${RETAIL_SERVICES_DIR:-$(mktemp -d /tmp/retail-servi
 chmod 755 "$RETAIL_SERVICES_DIR"
 cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_DIR"; }
 trap cleanup_services EXIT
-eval "$(scripts/services.sh start postgres)"
+services_env=$(scripts/services.sh start postgres)
+eval "$services_env"
 export RETAIL_REQUIRE_POSTGRES=1
 
 step "cargo nextest run"
