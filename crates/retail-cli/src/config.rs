@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use retail_api::ApiConfig;
 use retail_lake::LakeConfig;
 use retail_pipeline::MetadataConfig;
 use retail_warehouse::WarehouseConfig;
@@ -66,6 +67,8 @@ pub(crate) struct Config {
     pub(crate) ingest: IngestConfig,
     /// The warehouse that serves analytics.
     pub(crate) warehouse: WarehouseConfig,
+    /// The HTTP API.
+    pub(crate) api: ApiConfig,
     /// Logs.
     pub(crate) telemetry: TelemetryConfig,
 }
@@ -122,6 +125,7 @@ impl Config {
             ));
         }
         problems.extend(self.warehouse.problems());
+        problems.extend(self.api.problems());
         if !problems.is_empty() {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -139,6 +143,9 @@ impl Config {
             .collect::<BTreeMap<_, _>>();
         if !shown.warehouse.postgres_url.is_empty() {
             "********".clone_into(&mut shown.warehouse.postgres_url);
+        }
+        if !shown.api.jwt_secret.is_empty() {
+            "********".clone_into(&mut shown.api.jwt_secret);
         }
         toml::to_string_pretty(&shown).expect("the config always encodes as TOML")
     }

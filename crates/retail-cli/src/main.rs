@@ -1,5 +1,6 @@
 //! `retail`: the one binary of the retail data platform.
 
+mod api;
 mod bench;
 mod config;
 mod progress;
@@ -88,6 +89,21 @@ enum Command {
     /// The warehouse: load PostgreSQL from gold, run catalogue queries, show what it holds.
     #[command(subcommand)]
     Warehouse(warehouse::WarehouseCommand),
+    /// Serve the HTTP API (health, readiness, metrics, OpenAPI and docs, auth, analytics).
+    ///
+    /// Listens on api.listen (127.0.0.1:8080) unless --listen says otherwise; stops gracefully
+    /// on SIGTERM or Ctrl-C. Create the first admin with `retail users create`.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage API users.
+    #[command(subcommand)]
+    Users(api::UsersCommand),
+    /// Manage API keys for machine clients.
+    #[command(subcommand)]
+    Keys(api::KeysCommand),
     /// Apply pending migrations to the PostgreSQL warehouse schema (also done at start-up of
     /// every command that uses it).
     Migrate,
@@ -289,6 +305,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Bench(args) => Box::pin(bench::run(&config, &args)).await,
         Command::Warehouse(command) => warehouse::run(command, &config).await,
         Command::Migrate => warehouse::migrate(&config).await,
+        Command::Serve { listen } => api::serve(&config, listen).await,
+        Command::Users(command) => api::users(command, &config),
+        Command::Keys(command) => api::keys(command, &config),
     }
 }
 

@@ -161,6 +161,21 @@ impl EmbeddedWarehouse {
         Ok(Arc::clone(snapshot.as_ref().expect("refreshed above")))
     }
 
+    /// A token that changes whenever the gold data served changes (the gold versions).
+    ///
+    /// # Errors
+    ///
+    /// When gold is missing or cannot be read.
+    pub async fn data_version(&self) -> Result<String> {
+        let snapshot = self.current().await?;
+        Ok(snapshot
+            .versions
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("."))
+    }
+
     /// Runs a catalogue query.
     ///
     /// # Errors

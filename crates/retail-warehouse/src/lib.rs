@@ -71,6 +71,20 @@ impl AnyWarehouse {
     }
 }
 
+impl AnyWarehouse {
+    /// A token that changes whenever the data served changes: cache keys include it.
+    ///
+    /// # Errors
+    ///
+    /// When the backend cannot be reached or gold is missing.
+    pub async fn data_version(&self) -> Result<String> {
+        match self {
+            Self::Embedded(warehouse) => warehouse.data_version().await,
+            Self::Postgres(warehouse) => warehouse.data_version().await,
+        }
+    }
+}
+
 impl Warehouse for AnyWarehouse {
     fn backend(&self) -> Backend {
         match self {

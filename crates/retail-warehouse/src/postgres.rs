@@ -979,6 +979,25 @@ impl PostgresWarehouse {
         .await
     }
 
+    /// A token that changes whenever a load changes the warehouse (the loaded gold versions).
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails.
+    pub async fn data_version(&self) -> Result<String> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(string_agg(table_name || ':' || gold_version, ','
+                                            ORDER BY table_name), '')
+                   FROM load_state",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading load state"))?;
+        Ok(row.get(0))
+    }
+
     /// Runs any SQL in a read-only transaction and returns its rows (for checks and tests).
     ///
     /// # Errors

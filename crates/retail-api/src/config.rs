@@ -1,0 +1,98 @@
+use serde::{Deserialize, Serialize};
+
+/// API settings (`[api]`, `RETAIL__API__...`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on. Loopback by default: exposing the API is a deliberate choice.
+    pub listen: String,
+    /// Secret for signing tokens (HS256), at least 32 bytes. Empty: a random secret per process
+    /// (tokens do not survive a restart; fine for a demo, not for production). Never logged.
+    pub jwt_secret: String,
+    /// Lifetime of an access token, in minutes.
+    pub access_token_minutes: u64,
+    /// Lifetime of a refresh token, in days.
+    pub refresh_token_days: u64,
+    /// A TOML file of extra roles (see `config/roles.example.toml`); empty for the built-in roles.
+    pub roles_file: String,
+    /// Longest a request may take, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long an analytics answer is reused (seconds); a new gold or warehouse version
+    /// invalidates it sooner.
+    pub cache_ttl_seconds: u64,
+    /// Requests per minute per user and endpoint.
+    pub rate_limit_per_minute: u32,
+    /// Requests allowed at once above the steady rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            jwt_secret: String::new(),
+            access_token_minutes: 30,
+            refresh_token_days: 7,
+            roles_file: String::new(),
+            request_timeout_ms: 30_000,
+            body_limit_bytes: 16 * 1024 * 1024,
+            cache_ttl_seconds: 300,
+            rate_limit_per_minute: 600,
+            rate_limit_burst: 100,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field(
+                "jwt_secret",
+                &if self.jwt_secret.is_empty() {
+                    ""
+                } else {
+                    "********"
+                },
+            )
+            .field("access_token_minutes", &self.access_token_minutes)
+            .field("refresh_token_days", &self.refresh_token_days)
+            .field("roles_file", &self.roles_file)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("cache_ttl_seconds", &self.cache_ttl_seconds)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .finish()
+    }
+}
+
+impl ApiConfig {
+    /// Every problem with the settings, as sentences.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "api.listen must be an address such as 127.0.0.1:8080, not {:?}",
+                self.listen
+            ));
+        }
+        if !self.jwt_secret.is_empty() && self.jwt_secret.len() < 32 {
+            problems.push("api.jwt_secret must be at least 32 bytes long".to_owned());
+        }
+        if self.access_token_minutes == 0 || self.refresh_token_days == 0 {
+            problems.push("api token lifetimes must be at least 1".to_owned());
+        }
+        if self.rate_limit_per_minute == 0 {
+            problems.push("api.rate_limit_per_minute must be at least 1".to_owned());
+        }
+        if self.request_timeout_ms == 0 || self.body_limit_bytes == 0 {
+            problems.push(
+                "api.request_timeout_ms and api.body_limit_bytes must be positive".to_owned(),
+            );
+        }
+        problems
+    }
+}

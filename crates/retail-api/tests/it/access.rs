@@ -1,0 +1,300 @@
+//! Who may do what: the role matrix, bad tokens, refresh rotation, logout, rate limits.
+
+use axum::http::{Method, StatusCode};
+use jsonwebtoken::{EncodingKey, Header};
+use retail_api::ApiConfig;
+
+use crate::support::{SECRET, TestApp, assert_error};
+
+#[tokio::test]
+async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
+    let Some(app) = TestApp::new(3, ApiConfig::default()).await else {
+        return;
+    };
+    let endpoints = [
+        ("/api/v2/analytics/sales-summary", ["200", "200", "200"]),
+        ("/api/v2/analytics/customers/rfm", ["200", "200", "200"]),
+        ("/api/v1/customers/17850", ["403", "200", "200"]),
+        ("/api/v1/products/85123A", ["403", "200", "200"]),
+        ("/admin/pipeline/runs", ["403", "200", "200"]),
+    ];
+    let roles = ["data_analyst", "data_engineer", "admin"];
+    for (index, role) in roles.iter().enumerate() {
+        let token = app.token(role).await;
+        let bearer = format!("Bearer {token}");
+        for (path, expected) in &endpoints {
+            let (status, _, json) = app
+                .call(Method::GET, path, &[("authorization", &bearer)], None)
+                .await;
+            assert_eq!(
+                status.as_str(),
+                expected[index],
+                "{role} GET {path}: {json}"
+            );
+            if status == StatusCode::FORBIDDEN {
+                assert_error(&json, "forbidden");
+            }
+        }
+    }
+    // Running the pipeline: engineers and admins only.
+    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/admin/pipeline/run",
+            &[("authorization", &analyst)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/admin/pipeline/run",
+            &[("authorization", &engineer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    // Nothing new arrived since the lake was built: the run says so, with its reconciliation.
+    assert_eq!(json["status"], "up_to_date", "{json}");
+    assert_eq!(
+        json["detail"]["reconciliation"]["bronze"]
+            .as_u64()
+            .map(|b| b > 0),
+        Some(true)
+    );
+
+    // No credentials at all.
+    let (status, headers, json) = app
+        .call(Method::GET, "/api/v2/analytics/sales-summary", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert_error(&json, "unauthenticated");
+}
+
+#[tokio::test]
+async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
+    let Some(app) = TestApp::new(1, ApiConfig::default()).await else {
+        return;
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = |exp: i64| {
+        serde_json::json!({"sub": "admin", "role": "admin", "iat": now - 3600, "exp": exp,
+                           "jti": "x", "typ": "access"})
+    };
+    let sign = |claims: &serde_json::Value, secret: &str| {
+        jsonwebtoken::encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let valid = sign(&claims(now + 600), SECRET);
+    let expired = sign(&claims(now - 1), SECRET);
+    let foreign = sign(
+        &claims(now + 600),
+        "another secret of at least thirty-two bytes!",
+    );
+    let mut tampered_claims = claims(now + 600);
+    tampered_claims["role"] = serde_json::json!("admin");
+    let parts: Vec<&str> = valid.split('.').collect();
+    let analyst_token = app.token("data_analyst").await;
+    let analyst_parts: Vec<&str> = analyst_token.split('.').collect();
+    // An analyst's signature on an admin's claims.
+    let tampered = format!("{}.{}.{}", analyst_parts[0], parts[1], analyst_parts[2]);
+    let path = "/api/v2/analytics/sales-summary";
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            path,
+            &[("authorization", &format!("Bearer {valid}"))],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the hand-made valid token works");
+    for (label, token) in [
+        ("expired", expired.as_str()),
+        ("foreign", foreign.as_str()),
+        ("tampered", tampered.as_str()),
+        ("malformed", "not.a.jwt"),
+    ] {
+        let (status, _, json) = app
+            .call(
+                Method::GET,
+                path,
+                &[("authorization", &format!("Bearer {token}"))],
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: {json}");
+        assert_error(&json, "unauthenticated");
+    }
+    let (status, _, json) = app
+        .call(Method::GET, path, &[("x-api-key", "rk_nope_nope")], None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}");
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_logout_ends_the_session_and_api_keys_work() {
+    let Some(app) = TestApp::new(1, ApiConfig::default()).await else {
+        return;
+    };
+    let first = app.login("data_engineer").await;
+    let body = |token: &serde_json::Value| {
+        serde_json::json!({"refresh_token": token["refresh_token"]}).to_string()
+    };
+    let (status, _, second) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            &[],
+            Some(&body(&first)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    // The first refresh token is spent: using it again is refused and ends the session.
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            &[],
+            Some(&body(&first)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&json, "unauthenticated");
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            &[],
+            Some(&body(&second)),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the whole family is revoked"
+    );
+
+    // Logout: the access token stops working at once.
+    let session = app.login("data_engineer").await;
+    let bearer = format!("Bearer {}", session["access_token"].as_str().unwrap());
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &[("authorization", &bearer)],
+            Some(&body(&session)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/admin/pipeline/runs",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Wrong password and unknown user look the same.
+    let wrong =
+        serde_json::json!({"username": "admin", "password": "wrong password!!"}).to_string();
+    let unknown =
+        serde_json::json!({"username": "ghost", "password": "wrong password!!"}).to_string();
+    let (s1, _, j1) = app
+        .call(Method::POST, "/api/v1/auth/login", &[], Some(&wrong))
+        .await;
+    let (s2, _, j2) = app
+        .call(Method::POST, "/api/v1/auth/login", &[], Some(&unknown))
+        .await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(j1, j2);
+
+    // API keys act with their role until revoked.
+    let (id, key) = app
+        .state
+        .auth()
+        .create_key("loader", "data_engineer")
+        .unwrap();
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/admin/pipeline/runs",
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.state.auth().revoke_key(&id).unwrap();
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/admin/pipeline/runs",
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn requests_over_the_rate_get_429_with_retry_after_per_user_and_endpoint() {
+    let config = ApiConfig {
+        rate_limit_per_minute: 60,
+        rate_limit_burst: 2,
+        ..ApiConfig::default()
+    };
+    let Some(app) = TestApp::new(1, config).await else {
+        return;
+    };
+    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let path = "/api/v2/analytics/cohorts";
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..4 {
+        let (status, headers, json) = app
+            .call(Method::GET, path, &[("authorization", &analyst)], None)
+            .await;
+        statuses.push(status.as_u16());
+        last = Some((headers, json));
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let (headers, json) = last.unwrap();
+    assert_error(&json, "rate_limited");
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(headers["x-ratelimit-limit"], "60");
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+    // Another user, and another endpoint of the same user, have their own allowance.
+    let (status, _, _) = app
+        .call(Method::GET, path, &[("authorization", &engineer)], None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/api/v2/analytics/geography",
+            &[("authorization", &analyst)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,0 +1,166 @@
+//! Analytics answers equal the warehouse catalogue's; bad input gets a clear 4xx.
+
+use axum::http::{Method, StatusCode};
+use retail_api::ApiConfig;
+use retail_warehouse::{Catalogue, EmbeddedWarehouse, Params, Warehouse as _};
+
+use crate::support::{TestApp, assert_error};
+
+/// Equal JSON, numbers to 1e-9 relative (averages are summed in parallel, in any order).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[tokio::test]
+async fn every_analytics_endpoint_answers_what_the_catalogue_answers_and_caches_it() {
+    let Some(app) = TestApp::new(8, ApiConfig::default()).await else {
+        return;
+    };
+    let bearer = format!("Bearer {}", app.token("data_analyst").await);
+    let reference = EmbeddedWarehouse::new(app.lake.clone());
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case<'_>; 8] = [
+        ("/api/v2/analytics/sales-summary", "sales_summary", &[]),
+        (
+            "/api/v2/analytics/sales-summary?country=France&from=2010-12-02",
+            "sales_summary",
+            &[("country", "France"), ("from", "2010-12-02")],
+        ),
+        (
+            "/api/v2/analytics/revenue-trend?grain=day",
+            "revenue_trend",
+            &[("grain", "day")],
+        ),
+        (
+            "/api/v2/analytics/top-products?limit=5&by=units",
+            "top_products",
+            &[("limit", "5"), ("by", "units")],
+        ),
+        ("/api/v2/analytics/returns", "returns", &[]),
+        ("/api/v2/analytics/customers/rfm", "rfm_segments", &[]),
+        ("/api/v2/analytics/cohorts", "cohort_retention", &[]),
+        ("/api/v2/analytics/geography", "geography", &[]),
+    ];
+    for (path, name, raw) in cases {
+        let (status, headers, json) = app
+            .call(Method::GET, path, &[("authorization", &bearer)], None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {json}");
+        assert_eq!(headers["x-cache"], "miss", "{path}");
+        let query = Catalogue::get(name).unwrap();
+        let params = Params::parse(query, raw.iter().copied()).unwrap();
+        let expected =
+            serde_json::to_value(reference.query(query, &params).await.unwrap()).unwrap();
+        assert!(
+            same_json(&json["rows"], &expected),
+            "{path}: {} vs {expected}",
+            json["rows"]
+        );
+        assert_eq!(json["query"], name);
+        assert_eq!(json["backend"], "embedded");
+        assert!(!expected.as_array().unwrap().is_empty(), "{path} has rows");
+        let (_, headers, again) = app
+            .call(Method::GET, path, &[("authorization", &bearer)], None)
+            .await;
+        assert_eq!(headers["x-cache"], "hit", "{path}");
+        assert_eq!(again, json);
+    }
+    // Money leaves rounded to cents.
+    let (_, _, json) = app
+        .call(
+            Method::GET,
+            "/api/v2/analytics/sales-summary",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    let net = json["rows"][0]["net_revenue"].as_f64().unwrap();
+    assert_eq!((net * 100.0).round() / 100.0, net);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
+    let config = ApiConfig {
+        body_limit_bytes: 1024,
+        ..ApiConfig::default()
+    };
+    let Some(app) = TestApp::new(1, config).await else {
+        return;
+    };
+    let bearer = format!("Bearer {}", app.token("data_engineer").await);
+    let auth = [("authorization", bearer.as_str())];
+    for (path, needle) in [
+        (
+            "/api/v2/analytics/sales-summary?colour=red",
+            "unknown parameter",
+        ),
+        (
+            "/api/v2/analytics/sales-summary?from=2011-02-30",
+            "not a real date",
+        ),
+        (
+            "/api/v2/analytics/top-products?limit=100000",
+            "from 1 to 100",
+        ),
+        ("/api/v2/analytics/revenue-trend?grain=year", "one of"),
+        (
+            "/api/v2/analytics/sales-summary?from=2011-05-01&to=2011-04-01",
+            "is after",
+        ),
+        ("/admin/pipeline/runs?limit=0", "limit"),
+    ] {
+        let (status, _, json) = app.call(Method::GET, path, &auth, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
+        assert_error(&json, "invalid_input");
+        assert!(
+            json["error"]["message"].as_str().unwrap().contains(needle),
+            "{path}: {json}"
+        );
+    }
+    for body in [
+        "{not json",
+        r#"{"username": "admin"}"#,
+        r#"{"username": "admin", "password": "x", "extra": 1}"#,
+        r#"{"username": 5, "password": "x"}"#,
+    ] {
+        let (status, _, json) = app
+            .call(Method::POST, "/api/v1/auth/login", &[], Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_error(&json, "invalid_input");
+    }
+    let big = format!(r#"{{"username": "{}", "password": "x"}}"#, "a".repeat(4096));
+    let (status, _, json) = app
+        .call(Method::POST, "/api/v1/auth/login", &[], Some(&big))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+    assert_error(&json, "payload_too_large");
+    let (status, _, json) = app
+        .call(
+            Method::GET,
+            "/api/v1/customers/no-such-customer",
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&json, "not_found");
+    let (status, _, json) = app.call(Method::GET, "/no/such/route", &[], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&json, "not_found");
+}

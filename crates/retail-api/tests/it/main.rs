@@ -1,0 +1,6 @@
+//! Integration tests of the API: the router driven in-process, and a real server on a port.
+
+mod access;
+mod analytics;
+mod operations;
+mod support;
