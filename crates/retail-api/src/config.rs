@@ -26,6 +26,10 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: u32,
     /// Requests allowed at once above the steady rate.
     pub rate_limit_burst: u32,
+    /// Consecutive warehouse failures that open its circuit breaker.
+    pub breaker_failures: u32,
+    /// Seconds an open circuit waits before letting one trial call through.
+    pub breaker_cool_down_seconds: u64,
 }
 
 impl Default for ApiConfig {
@@ -41,6 +45,8 @@ impl Default for ApiConfig {
             cache_ttl_seconds: 300,
             rate_limit_per_minute: 600,
             rate_limit_burst: 100,
+            breaker_failures: 5,
+            breaker_cool_down_seconds: 60,
         }
     }
 }
@@ -65,6 +71,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("cache_ttl_seconds", &self.cache_ttl_seconds)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cool_down_seconds", &self.breaker_cool_down_seconds)
             .finish()
     }
 }
@@ -84,6 +92,9 @@ impl ApiConfig {
         }
         if self.access_token_minutes == 0 || self.refresh_token_days == 0 {
             problems.push("api token lifetimes must be at least 1".to_owned());
+        }
+        if self.breaker_failures == 0 {
+            problems.push("api.breaker_failures must be at least 1".to_owned());
         }
         if self.rate_limit_per_minute == 0 {
             problems.push("api.rate_limit_per_minute must be at least 1".to_owned());

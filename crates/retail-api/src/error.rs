@@ -76,6 +76,14 @@ impl ApiError {
         }
     }
 
+    /// 503 `unavailable` with `Retry-After`.
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
+    }
+
     /// From any error that classifies itself. Internal details are logged, not returned.
     pub fn from_classified(error: &(impl Classify + std::fmt::Display)) -> Self {
         let (status, code) = match error.kind() {

@@ -5,8 +5,10 @@
 //! SIGTERM or Ctrl-C, letting requests in flight finish.
 
 mod auth;
+mod breaker;
 mod config;
 mod error;
+mod ingest;
 mod openapi;
 mod ratelimit;
 mod rbac;
@@ -22,12 +24,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use retail_lake::Lake;
-use retail_pipeline::{MetadataStore, PipelineService};
+use retail_pipeline::{IngestOptions, IngestService, MetadataStore, PipelineService};
 use retail_warehouse::AnyWarehouse;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use auth::{AuthError, AuthService, KeyInfo, Principal, TokenPair, UserInfo};
+pub use breaker::{CircuitBreaker, CircuitState};
 pub use config::ApiConfig;
 pub use error::{ApiError, ErrorBody};
 pub use ratelimit::{Decision, RateLimiter};
@@ -44,10 +47,15 @@ struct Inner {
     lake: Lake,
     store: Arc<MetadataStore>,
     pipeline: PipelineService,
+    ingest: IngestService,
+    /// One API ingestion commits at a time, so an idempotency key is checked and recorded
+    /// atomically within the process.
+    ingest_lock: tokio::sync::Mutex<()>,
     warehouse: AnyWarehouse,
     auth: AuthService,
     policy: Policy,
     limiter: RateLimiter,
+    breaker: CircuitBreaker,
     cache: moka::future::Cache<String, Arc<serde_json::Value>>,
     metrics: PrometheusHandle,
 }
@@ -63,21 +71,29 @@ impl AppState {
         policy: Policy,
     ) -> Self {
         let pipeline = PipelineService::new(lake.clone(), Arc::clone(&store));
+        let ingest = IngestService::new(lake.clone(), Arc::clone(&store), IngestOptions::default());
         let cache = moka::future::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(config.cache_ttl_seconds.max(1)))
             .build();
         let limiter = RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst);
+        let breaker = CircuitBreaker::new(
+            config.breaker_failures,
+            Duration::from_secs(config.breaker_cool_down_seconds),
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
                 lake,
                 store,
                 pipeline,
+                ingest,
+                ingest_lock: tokio::sync::Mutex::new(()),
                 warehouse,
                 auth,
                 policy,
                 limiter,
+                breaker,
                 cache,
                 metrics: metrics_handle(),
             }),
@@ -87,6 +103,31 @@ impl AppState {
     /// Users and keys.
     pub fn auth(&self) -> &AuthService {
         &self.inner.auth
+    }
+
+    /// Runs a warehouse call behind the circuit breaker: fails fast while the circuit is open;
+    /// failures of the dependency (unreachable, internal errors) count, bad input does not.
+    pub(crate) async fn warehouse<T>(
+        &self,
+        call: impl Future<Output = Result<T, retail_warehouse::Error>>,
+    ) -> Result<T, ApiError> {
+        use retail_domain::error::{Classify as _, ErrorKind};
+        let breaker = &self.inner.breaker;
+        if let Err(retry_after) = breaker.admit() {
+            return Err(ApiError::unavailable(
+                format!(
+                    "the warehouse failed repeatedly: its circuit is open; retry in {retry_after} s"
+                ),
+                retry_after,
+            ));
+        }
+        let result = call.await;
+        let failed = result
+            .as_ref()
+            .err()
+            .is_some_and(|e| matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Internal));
+        breaker.record(!failed);
+        result.map_err(ApiError::from)
     }
 }
 

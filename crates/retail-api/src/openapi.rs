@@ -15,8 +15,8 @@ use crate::routes;
         routes::login, routes::refresh, routes::logout,
         routes::sales_summary, routes::revenue_trend, routes::top_products, routes::returns,
         routes::rfm, routes::cohorts, routes::geography,
-        routes::customer, routes::product,
-        routes::pipeline_runs, routes::pipeline_run,
+        routes::customer, routes::product, routes::invoice, routes::sales, routes::export,
+        routes::pipeline_runs, routes::pipeline_run, routes::ingest_transactions,
     ),
     modifiers(&Security),
 )]
@@ -83,6 +83,7 @@ pub(crate) fn document_json() -> serde_json::Value {
                     ParamKind::Choice(words) => {
                         serde_json::json!({"type": "string", "enum": words})
                     }
+                    ParamKind::Cursor => serde_json::json!({"type": "string"}),
                 };
                 let mut schema = schema;
                 if let Some(default) = param.default {

@@ -119,8 +119,13 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/v2/analytics/geography", get(geography));
     let data = Router::new()
         .route("/api/v1/customers/{customer_id}", get(customer))
-        .route("/api/v1/products/{stock_code}", get(product));
+        .route("/api/v1/products/{stock_code}", get(product))
+        .route("/api/v1/invoices/{invoice}", get(invoice));
+    let reports = Router::new()
+        .route("/api/v1/sales", get(sales))
+        .route("/api/v1/sales/export", get(export));
     let runs = Router::new().route("/admin/pipeline/runs", get(pipeline_runs));
+    let ingest = Router::new().route("/api/v1/ingest/transactions", post(ingest_transactions));
     let run = Router::new().route("/admin/pipeline/run", post(pipeline_run));
     Router::new()
         .route("/health", get(health))
@@ -131,8 +136,10 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/v1/auth/logout", post(logout))
         .merge(protected(&state, "read:analytics", analytics))
         .merge(protected(&state, "read:data", data))
+        .merge(protected(&state, "read:reports", reports))
         .merge(protected(&state, "read:pipelines", runs))
         .merge(protected(&state, "manage:pipelines", run))
+        .merge(protected(&state, "write:etl", ingest))
         .merge(
             // Serves /openapi.json (the document with the catalogue's parameters) and the docs.
             utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -182,17 +189,18 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
                 .map_err(|e| e.to_string()),
         ),
     );
-    checks.insert(
-        "warehouse",
-        outcome(
-            inner
-                .warehouse
-                .data_version()
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        ),
-    );
+    let circuit = inner.breaker.state();
+    let warehouse = if circuit == crate::CircuitState::Open {
+        Err("circuit open after repeated failures".to_owned())
+    } else {
+        inner
+            .warehouse
+            .data_version()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    checks.insert("warehouse", outcome(warehouse));
     checks.insert(
         "metadata",
         outcome(
@@ -358,7 +366,7 @@ async fn run_query(
     let inner = &state.inner;
     let query = Catalogue::get(name)?;
     let params = Params::parse(query, raw.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let version = inner.warehouse.data_version().await?;
+    let version = state.warehouse(inner.warehouse.data_version()).await?;
     let key = format!("{name}?{params:?}@{version}");
     if let Some(hit) = inner.cache.get(&key).await {
         metrics::counter!("retail_api_cache_total", "result" => "hit").increment(1);
@@ -369,7 +377,9 @@ async fn run_query(
         return Ok(response);
     }
     metrics::counter!("retail_api_cache_total", "result" => "miss").increment(1);
-    let result = inner.warehouse.query(query, &params).await?;
+    let result = state
+        .warehouse(inner.warehouse.query(query, &params))
+        .await?;
     let body = serde_json::to_value(Analytics {
         query: name.to_owned(),
         backend: inner.warehouse.backend().to_string(),
@@ -467,7 +477,9 @@ async fn rows_of(
 ) -> Result<retail_warehouse::QueryResult, ApiError> {
     let query = Catalogue::get(name)?;
     let params = Params::parse(query, raw.iter().copied())?;
-    Ok(state.inner.warehouse.query(query, &params).await?)
+    state
+        .warehouse(state.inner.warehouse.query(query, &params))
+        .await
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/{customer_id}", tag = "data",
@@ -584,4 +596,367 @@ pub(crate) async fn pipeline_run(
         .run(RunOptions::default(), &NoProgress)
         .await?;
     Ok(Json(run).into_response())
+}
+
+/// What an ingestion request did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestReceipt {
+    /// `accepted` (written to bronze) or `replayed` (the idempotency key was used before:
+    /// nothing written this time).
+    status: &'static str,
+    /// The ingestion's id (its run id), when records were written.
+    ingestion_id: Option<String>,
+    /// Records in the request.
+    records: usize,
+    /// Records written to bronze now.
+    written: u64,
+    /// Records written that the contract will quarantine at the next pipeline run, with the
+    /// reasons.
+    will_be_quarantined: Vec<crate::ingest::RecordProblem>,
+}
+
+/// A refused ingestion: every malformed record with its problems.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestRefusal {
+    /// `invalid_input` and a summary.
+    error: crate::error::ErrorDetail,
+    /// The malformed records.
+    records: Vec<crate::ingest::RecordProblem>,
+}
+
+#[utoipa::path(post, path = "/api/v1/ingest/transactions", tag = "ingestion",
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Makes a retry safe: records sent again under the same key are not written twice")),
+    request_body(description = "One transaction or an array (application/json), one per line (application/x-ndjson), or CSV with a header (text/csv)",
+                 content_type = "application/json"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Written to bronze", body = IngestReceipt),
+        (status = 200, description = "Already written under this idempotency key", body = IngestReceipt),
+        (status = 400, description = "Malformed records, each listed; nothing written", body = IngestRefusal),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Unsupported content type", body = ErrorBody)))]
+pub(crate) async fn ingest_transactions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    principal: Option<axum::Extension<Principal>>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than allowed",
+            )
+        } else {
+            ApiError::invalid(rejection.body_text())
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(format) = crate::ingest::BodyFormat::of(content_type) else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json, application/x-ndjson or text/csv",
+        ));
+    };
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().ok().filter(|k| (1..=200).contains(&k.len()));
+            let key = key.ok_or_else(|| {
+                ApiError::invalid("Idempotency-Key must be 1 to 200 visible ASCII characters")
+            })?;
+            let subject = principal.as_ref().map_or("", |p| p.0.subject.as_str());
+            // Keys are the caller's own: two callers never collide.
+            Some(format!("{subject}\n{key}"))
+        }
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let parsed = tokio::task::spawn_blocking(move || {
+        crate::ingest::parse(format, &body).map(|records| {
+            let quarantined = crate::ingest::will_be_quarantined(&records);
+            (records, quarantined)
+        })
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "parsing failed",
+        )
+    })?;
+    let (records, will_be_quarantined) = match parsed {
+        Ok(parsed) => parsed,
+        Err(problems) => {
+            let refusal = IngestRefusal {
+                error: crate::error::ErrorDetail {
+                    code: "invalid_input",
+                    message: format!(
+                        "{} malformed record(s); nothing was written",
+                        problems.len()
+                    ),
+                },
+                records: problems,
+            };
+            return Ok((StatusCode::BAD_REQUEST, Json(refusal)).into_response());
+        }
+    };
+    let source = retail_pipeline::RecordSource {
+        source_system: "api",
+        location: format!("POST /api/v1/ingest/transactions {request_id}"),
+        idempotency_key: key,
+    };
+    let receipt = {
+        let _one_at_a_time = state.inner.ingest_lock.lock().await;
+        state.inner.ingest.ingest_records(&records, &source).await?
+    };
+    let (status, body) = if receipt.replayed {
+        (
+            StatusCode::OK,
+            IngestReceipt {
+                status: "replayed",
+                ingestion_id: None,
+                records: records.len(),
+                written: 0,
+                will_be_quarantined: Vec::new(),
+            },
+        )
+    } else {
+        let run = receipt.run.expect("a written ingestion has its run");
+        (
+            StatusCode::ACCEPTED,
+            IngestReceipt {
+                status: "accepted",
+                ingestion_id: Some(run.run_id),
+                records: records.len(),
+                written: run.rows_out,
+                will_be_quarantined,
+            },
+        )
+    };
+    let mut response = (status, Json(body)).into_response();
+    if receipt.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", header_value("true"));
+    }
+    Ok(response)
+}
+
+/// A page of sales lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SalesPage {
+    /// The lines, money rounded to cents.
+    #[schema(value_type = Vec<Object>)]
+    rows: serde_json::Value,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+fn next_cursor(result: &retail_warehouse::QueryResult, limit: usize) -> Option<String> {
+    if result.rows.len() < limit {
+        return None;
+    }
+    let last = result.rows.len() - 1;
+    let at = match result.get(last, "invoice_date")? {
+        retail_warehouse::Cell::Timestamp(at) => at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        _ => return None,
+    };
+    Some(format!("{at}~{}", result.get(last, "transaction_id")?))
+}
+
+fn query_pairs(
+    raw: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    raw.map(|Query(pairs)| pairs)
+        .map_err(|r| ApiError::invalid(r.body_text()))
+}
+
+#[utoipa::path(get, path = "/api/v1/sales", tag = "data",
+    params(
+        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD"),
+        ("country" = Option<String>, Query, description = "country name"),
+        ("customer_id" = Option<String>, Query, description = "customer id"),
+        ("stock_code" = Option<String>, Query, description = "stock code"),
+        ("invoice" = Option<String>, Query, description = "invoice number"),
+        ("order" = Option<String>, Query, description = "desc (newest first, default) or asc"),
+        ("limit" = Option<u32>, Query, description = "rows per page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of sales lines", body = SalesPage),
+        (status = 400, description = "A filter is unknown or not of its type", body = ErrorBody)))]
+pub(crate) async fn sales(
+    State(state): State<AppState>,
+    raw: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SalesPage>, ApiError> {
+    let raw = query_pairs(raw)?;
+    let pairs: Vec<(&str, &str)> = raw.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let query = Catalogue::get("sales_lines")?;
+    let params = Params::parse(query, pairs.iter().copied())?;
+    let limit = pairs
+        .iter()
+        .find(|(k, _)| *k == "limit")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(100);
+    let result = state
+        .warehouse(state.inner.warehouse.query(query, &params))
+        .await?;
+    Ok(Json(SalesPage {
+        next_cursor: next_cursor(&result, limit),
+        rows: serde_json::to_value(&result).map_err(|e| ApiError::invalid(e.to_string()))?,
+    }))
+}
+
+/// An invoice's lines and total.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InvoiceView {
+    /// The invoice number.
+    invoice: String,
+    /// Its lines, in order.
+    #[schema(value_type = Vec<Object>)]
+    lines: serde_json::Value,
+}
+
+#[utoipa::path(get, path = "/api/v1/invoices/{invoice}", tag = "data",
+    params(("invoice" = String, Path, description = "The invoice number (C... for cancellations)")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The invoice's lines", body = InvoiceView),
+        (status = 404, description = "No such invoice", body = ErrorBody)))]
+pub(crate) async fn invoice(
+    State(state): State<AppState>,
+    Path(invoice): Path<String>,
+) -> Result<Json<InvoiceView>, ApiError> {
+    let lines = rows_of(
+        &state,
+        "sales_lines",
+        &[("invoice", &invoice), ("order", "asc"), ("limit", "1000")],
+    )
+    .await?;
+    if lines.rows.is_empty() {
+        return Err(ApiError::not_found(format!("no invoice {invoice:?}")));
+    }
+    Ok(Json(InvoiceView {
+        invoice,
+        lines: serde_json::to_value(&lines).map_err(|e| ApiError::invalid(e.to_string()))?,
+    }))
+}
+
+/// Rows per page while exporting.
+const EXPORT_PAGE: usize = 1000;
+
+#[utoipa::path(get, path = "/api/v1/sales/export", tag = "data",
+    params(
+        ("format" = String, Query, description = "csv or jsonl"),
+        ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD"),
+        ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD"),
+        ("country" = Option<String>, Query, description = "country name"),
+        ("customer_id" = Option<String>, Query, description = "customer id"),
+        ("stock_code" = Option<String>, Query, description = "stock code"),
+        ("invoice" = Option<String>, Query, description = "invoice number")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The selection, streamed (exact money, oldest first)", content_type = "text/csv"),
+        (status = 400, description = "A filter or the format is not valid", body = ErrorBody)))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    raw: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut raw = query_pairs(raw)?;
+    let format = match raw.iter().position(|(k, _)| k == "format") {
+        Some(index) => raw.remove(index).1,
+        None => return Err(ApiError::invalid("format is required: csv or jsonl")),
+    };
+    let (content_type, csv) = match format.as_str() {
+        "csv" => ("text/csv; charset=utf-8", true),
+        "jsonl" => ("application/x-ndjson", false),
+        other => {
+            return Err(ApiError::invalid(format!(
+                "format {other:?} is not supported: csv or jsonl"
+            )));
+        }
+    };
+    for (name, _) in &raw {
+        if ["order", "limit", "cursor"].contains(&name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "{name} is not a filter of an export (it always covers the whole selection)"
+            )));
+        }
+    }
+    let query = Catalogue::get("sales_lines")?;
+    // Check the filters now, so a bad one is a 400 and not a broken stream.
+    Params::parse(query, raw.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let limit = EXPORT_PAGE.to_string();
+    let stream = futures::stream::unfold((Some(None::<String>), true), move |(cursor, first)| {
+        let state = state.clone();
+        let raw = raw.clone();
+        let limit = limit.clone();
+        async move {
+            let cursor = cursor?;
+            let mut pairs: Vec<(&str, &str)> =
+                raw.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            pairs.push(("order", "asc"));
+            pairs.push(("limit", &limit));
+            if let Some(cursor) = &cursor {
+                pairs.push(("cursor", cursor));
+            }
+            let page = match rows_of(&state, "sales_lines", &pairs).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(status = %error.status(), "export stopped");
+                    return Some((Err(std::io::Error::other("export failed")), (None, false)));
+                }
+            };
+            let next = next_cursor(&page, EXPORT_PAGE);
+            let bytes = if csv {
+                let mut writer = ::csv::Writer::from_writer(Vec::new());
+                if first {
+                    let _ = writer.write_record(&page.columns);
+                }
+                for row in &page.rows {
+                    let _ = writer.write_record(row.iter().map(ToString::to_string));
+                }
+                writer.into_inner().unwrap_or_default()
+            } else {
+                let mut out = Vec::new();
+                for row in &page.rows {
+                    let object: serde_json::Map<String, serde_json::Value> = page
+                        .columns
+                        .iter()
+                        .zip(row)
+                        .map(|(name, cell)| {
+                            let value = match cell {
+                                retail_warehouse::Cell::Decimal(d) => {
+                                    serde_json::Value::String(d.normalize().to_string())
+                                }
+                                other => serde_json::to_value(other).unwrap_or_default(),
+                            };
+                            (name.clone(), value)
+                        })
+                        .collect();
+                    out.extend(serde_json::to_vec(&object).unwrap_or_default());
+                    out.push(b'\n');
+                }
+                out
+            };
+            Some((Ok(axum::body::Bytes::from(bytes)), (next.map(Some), false)))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }

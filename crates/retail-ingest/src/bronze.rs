@@ -159,6 +159,44 @@ impl<'a> BronzeBuilder<'a> {
     }
 }
 
+/// Turns records that arrived already split into the eight business fields (an HTTP body, a
+/// message) into bronze rows; row numbers count from 1 in the order given.
+///
+/// # Errors
+///
+/// Only on a bug (a batch that does not fit the bronze schema).
+pub fn records_to_bronze(
+    records: &[[Option<String>; 8]],
+    context: &BronzeContext,
+    batch_rows: usize,
+) -> Result<BronzeRows> {
+    let mut builder = BronzeBuilder::new(context, batch_rows);
+    for (index, fields) in records.iter().enumerate() {
+        let [
+            invoice,
+            stock_code,
+            description,
+            quantity,
+            invoice_date,
+            unit_price,
+            customer_id,
+            country,
+        ] = fields;
+        let raw = RawFields {
+            invoice: invoice.as_deref(),
+            stock_code: stock_code.as_deref(),
+            description: description.as_deref(),
+            quantity: quantity.as_deref(),
+            invoice_date: invoice_date.as_deref(),
+            unit_price: unit_price.as_deref(),
+            customer_id: customer_id.as_deref(),
+            country: country.as_deref(),
+        };
+        builder.push(index as i64 + 1, &raw, None)?;
+    }
+    builder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use retail_ingest::{BronzeContext, check_file, content_checksum, read_file, reso
 use retail_lake::schema::BRONZE_TRANSACTIONS;
 use retail_lake::{Lake, TableAppender};
 use retail_telemetry::metrics;
+use sha2::Digest as _;
 use tracing::{info, instrument, warn};
 
 use crate::error::{Error, Result};
@@ -226,6 +227,111 @@ impl IngestService {
             "ingestion finished"
         );
         Ok(())
+    }
+}
+
+/// Where records handed over directly (not in a file) come from.
+#[derive(Debug, Clone)]
+pub struct RecordSource {
+    /// `api`, `kafka`, ...
+    pub source_system: &'static str,
+    /// A request id, topic/partition/offset, ...
+    pub location: String,
+    /// A caller's key that makes a retry safe: records sent again under the same key are not
+    /// written twice. It is recorded in the same Delta commit as the records.
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`IngestService::ingest_records`] did.
+#[derive(Debug, Clone)]
+pub struct RecordsReceipt {
+    /// The recorded run (kind `ingest`), or `None` when the key had been used before.
+    pub run: Option<RunRecord>,
+    /// Whether the idempotency key had been used before (nothing was written this time).
+    pub replayed: bool,
+}
+
+/// Application-transaction id prefix marking records written under an idempotency key.
+const KEY_APP_PREFIX: &str = "retail.ingest.key.";
+
+impl IngestService {
+    /// Writes records already split into the eight business fields to bronze, in one Delta
+    /// commit, durably before returning. Under an idempotency key already used, nothing is
+    /// written and the receipt says so.
+    ///
+    /// # Errors
+    ///
+    /// When the lake fails (then nothing was written).
+    #[instrument(skip_all, fields(records = records.len(), source = %source.source_system))]
+    pub async fn ingest_records(
+        &self,
+        records: &[[Option<String>; 8]],
+        source: &RecordSource,
+    ) -> Result<RecordsReceipt> {
+        let marker = source.idempotency_key.as_ref().map(|key| {
+            let digest = sha2::Sha256::digest(key.as_bytes());
+            format!("{KEY_APP_PREFIX}{}", hex::encode(digest))
+        });
+        if let Some(marker) = &marker
+            && self
+                .lake
+                .app_version(&BRONZE_TRANSACTIONS, marker)
+                .await?
+                .is_some()
+        {
+            return Ok(RecordsReceipt {
+                run: None,
+                replayed: true,
+            });
+        }
+        let mut run = RunRecord::start(RunKind::Ingest);
+        let context = BronzeContext {
+            ingestion_id: run.run_id.clone(),
+            batch_id: run.run_id.clone(),
+            source_system: source.source_system.to_owned(),
+            source_location: source.location.clone(),
+            ingested_at: Utc::now(),
+        };
+        let outcome = async {
+            let rows = retail_ingest::records_to_bronze(records, &context, self.lake.batch_rows())?;
+            let mut writer = self.lake.appender(&BRONZE_TRANSACTIONS).await?;
+            for batch in rows.batches {
+                writer.write(batch).await?;
+            }
+            let markers: Vec<(String, i64)> = marker.iter().map(|m| (m.clone(), 1)).collect();
+            commit_bronze(writer, &markers).await?;
+            Ok::<_, Error>(rows.rows)
+        }
+        .await;
+        match outcome {
+            Ok(rows) => {
+                metrics::record_ingested(source.source_system, rows);
+                run.rows_in = rows;
+                run.rows_out = rows;
+                run.detail.files.push(FileOutcome {
+                    path: format!("{}:{}", source.source_system, source.location),
+                    checksum: String::new(),
+                    rows,
+                    malformed: 0,
+                    skipped: false,
+                });
+                run.finish(RunStatus::Succeeded);
+                if let Err(error) = self.store.save_run(&run) {
+                    // The records are in bronze: a missing run record must not fail the caller.
+                    warn!(%error, "failed to record the ingestion");
+                }
+                Ok(RecordsReceipt {
+                    run: Some(run),
+                    replayed: false,
+                })
+            }
+            Err(error) => {
+                run.error = Some(error_chain(&error));
+                run.finish(RunStatus::Failed);
+                let _ = self.store.save_run(&run);
+                Err(error)
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ mod runs;
 pub mod silver;
 
 pub use error::{Error, Result};
-pub use ingest::{IngestOptions, IngestService};
+pub use ingest::{IngestOptions, IngestService, RecordSource, RecordsReceipt};
 pub use pipeline::{
     GOLD_APP_ID, PipelineService, PipelineStatus, RunOptions, SILVER_APP_ID, TableStatus,
 };

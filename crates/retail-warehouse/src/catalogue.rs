@@ -30,6 +30,8 @@ pub enum ParamKind {
     },
     /// One of a closed list of words.
     Choice(&'static [&'static str]),
+    /// A page cursor: `YYYY-MM-DDTHH:MM:SS~<transaction id>`, as a previous page returned it.
+    Cursor,
 }
 
 impl std::fmt::Display for ParamKind {
@@ -40,6 +42,7 @@ impl std::fmt::Display for ParamKind {
             Self::Text => f.write_str("text"),
             Self::Int { min, max } => write!(f, "integer {min}..={max}"),
             Self::Choice(words) => write!(f, "one of {}", words.join(", ")),
+            Self::Cursor => f.write_str("a cursor from a previous page"),
         }
     }
 }
@@ -72,6 +75,8 @@ pub enum ParamValue {
     Int(i64),
     /// A word of a closed list.
     Choice(&'static str),
+    /// A page cursor: the last row's invoice date and transaction id.
+    Cursor(NaiveDateTime, String),
 }
 
 /// The checked parameters of one query.
@@ -164,6 +169,13 @@ impl Params {
         }
     }
 
+    fn cursor(&self, name: &str) -> Option<(NaiveDateTime, &str)> {
+        match self.0.get(name)? {
+            ParamValue::Cursor(at, id) => Some((*at, id)),
+            _ => None,
+        }
+    }
+
     fn choice(&self, name: &str) -> Option<&'static str> {
         match self.0.get(name)? {
             ParamValue::Choice(word) => Some(word),
@@ -208,6 +220,14 @@ fn parse_value(def: &ParamDef, text: &str) -> std::result::Result<ParamValue, St
             .find(|w| **w == text)
             .map(|w| ParamValue::Choice(w))
             .ok_or_else(|| format!("{text:?} is not one of them")),
+        ParamKind::Cursor => text
+            .split_once('~')
+            .and_then(|(at, id)| {
+                let at = NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S").ok()?;
+                let valid_id = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+                valid_id.then(|| ParamValue::Cursor(at, id.to_ascii_lowercase()))
+            })
+            .ok_or_else(|| format!("{text:?} is not a cursor this API returned")),
     }
 }
 
@@ -653,6 +673,47 @@ fn product_history(params: &Params) -> Statement {
     ))
 }
 
+fn sales_lines(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let mut filter = format!(
+        "{}{}",
+        b.period_facts(params, "f.invoice_date"),
+        b.country(params, "c.country_name")
+    );
+    for (name, column) in [
+        ("customer_id", "d.customer_id"),
+        ("stock_code", "p.stock_code"),
+        ("invoice", "f.invoice"),
+    ] {
+        if let Some(value) = params.text(name) {
+            filter += &format!(" AND {column} = {}", b.bind(Arg::Text(value.to_owned())));
+        }
+    }
+    let descending = params.choice("order") != Some("asc");
+    if let Some((at, id)) = params.cursor("cursor") {
+        let (at_1, at_2) = (b.bind(Arg::Timestamp(at)), b.bind(Arg::Timestamp(at)));
+        let id = b.bind(Arg::Text(id.to_owned()));
+        let op = if descending { "<" } else { ">" };
+        filter += &format!(
+            " AND (f.invoice_date {op} {at_1} OR (f.invoice_date = {at_2} AND f.transaction_id {op} {id}))"
+        );
+    }
+    let direction = if descending { "DESC" } else { "ASC" };
+    let limit = params.int("limit").unwrap_or(100);
+    b.finish(format!(
+        "SELECT f.invoice_date, f.transaction_id, f.invoice, p.stock_code, p.description,
+       f.quantity, f.unit_price, f.total_amount, d.customer_id, c.country_name, f.line_type,
+       f.is_return, f.is_cancellation
+  FROM fact_sales f
+  JOIN dim_product p ON p.product_key = f.product_key
+  JOIN dim_country c ON c.country_key = f.country_key
+  LEFT JOIN dim_customer d ON d.customer_key = f.customer_key AND f.customer_key <> 0
+ WHERE 1 = 1{filter}
+ ORDER BY f.invoice_date {direction}, f.transaction_id {direction}
+ LIMIT {limit}"
+    ))
+}
+
 const LIMIT_100: ParamDef = ParamDef {
     name: "limit",
     kind: ParamKind::Int { min: 1, max: 1000 },
@@ -768,6 +829,52 @@ pub const QUERIES: &[QueryDef] = &[
         description: "A customer's invoices, newest first",
         params: &[CUSTOMER_ID, FROM, TO, LIMIT_100],
         build: customer_history,
+    },
+    QueryDef {
+        name: "sales_lines",
+        description: "Sales lines, newest (or oldest) first, filtered and paged with a cursor",
+        params: &[
+            FROM,
+            TO,
+            COUNTRY,
+            ParamDef {
+                name: "customer_id",
+                kind: ParamKind::Text,
+                default: None,
+                required: false,
+                description: "only this customer's lines",
+            },
+            ParamDef {
+                name: "stock_code",
+                kind: ParamKind::Text,
+                default: None,
+                required: false,
+                description: "only this product's lines",
+            },
+            ParamDef {
+                name: "invoice",
+                kind: ParamKind::Text,
+                default: None,
+                required: false,
+                description: "only this invoice's lines",
+            },
+            ParamDef {
+                name: "order",
+                kind: ParamKind::Choice(&["desc", "asc"]),
+                default: Some("desc"),
+                required: false,
+                description: "by invoice date, newest first (desc) or oldest first (asc)",
+            },
+            LIMIT_100,
+            ParamDef {
+                name: "cursor",
+                kind: ParamKind::Cursor,
+                default: None,
+                required: false,
+                description: "continue after this row: the next_cursor of the previous page",
+            },
+        ],
+        build: sales_lines,
     },
     QueryDef {
         name: "product_profile",
@@ -911,6 +1018,7 @@ mod tests {
                 .with("stock_code", ParamValue::Text("1".into()));
             let sql = query.statement(&params).sql;
             let single_row = ["sales_summary", "customer_profile", "product_profile"];
+            // sales_lines orders by its cursor columns.
             assert!(
                 sql.contains("ORDER BY") || single_row.contains(&query.name),
                 "{} has no ORDER BY",

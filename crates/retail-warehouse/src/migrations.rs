@@ -27,11 +27,18 @@ impl Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "star_schema",
-    sql: include_str!("../migrations/0001_star_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "star_schema",
+        sql: include_str!("../migrations/0001_star_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sales_listing",
+        sql: include_str!("../migrations/0002_sales_listing.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {

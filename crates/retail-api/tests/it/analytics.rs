@@ -164,3 +164,93 @@ async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&json, "not_found");
 }
+
+#[tokio::test]
+async fn sales_pages_with_a_cursor_invoices_and_streamed_exports() {
+    let Some(app) = TestApp::new(3, ApiConfig::default()).await else {
+        return;
+    };
+    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let get = |path: String, token: String| {
+        let app = &app;
+        async move {
+            app.call(Method::GET, &path, &[("authorization", &token)], None)
+                .await
+        }
+    };
+    let (status, _, whole) = get("/api/v1/sales?limit=10".into(), analyst.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    let (_, _, first) = get("/api/v1/sales?limit=5".into(), analyst.clone()).await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, _, second) = get(
+        format!("/api/v1/sales?limit=5&cursor={cursor}"),
+        analyst.clone(),
+    )
+    .await;
+    let mut paged = first["rows"].as_array().unwrap().clone();
+    paged.extend(second["rows"].as_array().unwrap().clone());
+    assert_eq!(&paged, whole["rows"].as_array().unwrap());
+    let (status, _, json) = get("/api/v1/sales?cursor=garbage".into(), analyst.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+
+    // The dataset's first invoice has seven lines.
+    let (status, _, json) = get("/api/v1/invoices/536365".into(), engineer.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["lines"].as_array().unwrap().len(), 7);
+    let (status, _, _) = get("/api/v1/invoices/536365".into(), analyst.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "analysts read reports, not single invoices"
+    );
+    let (status, _, _) = get("/api/v1/invoices/000000".into(), engineer.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An export streams every line of the selection, in as many pages as it takes.
+    let reference = EmbeddedWarehouse::new(app.lake.clone());
+    let expected = reference
+        .sql(
+            "SELECT count(*) FROM fact_sales f JOIN dim_country c ON c.country_key = f.country_key \
+             WHERE c.country_name = 'United Kingdom'",
+        )
+        .await
+        .unwrap();
+    let expected = match expected.rows[0][0] {
+        retail_warehouse::Cell::Int(n) => n as usize,
+        ref other => panic!("{other:?}"),
+    };
+    assert!(expected > 1000, "more than one page: {expected}");
+    let request =
+        axum::http::Request::get("/api/v1/sales/export?format=csv&country=United%20Kingdom")
+            .header("authorization", &analyst)
+            .body(axum::body::Body::empty())
+            .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(&bytes[..]);
+    assert_eq!(reader.headers().unwrap().get(0), Some("invoice_date"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), expected);
+    let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.get(1).unwrap()).collect();
+    assert_eq!(ids.len(), expected, "no line twice across pages");
+    let (status, _, json) = get(
+        "/api/v1/sales/export?format=parquet".into(),
+        analyst.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_error(&json, "invalid_input");
+}

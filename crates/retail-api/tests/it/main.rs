@@ -2,5 +2,6 @@
 
 mod access;
 mod analytics;
+mod ingestion;
 mod operations;
 mod support;

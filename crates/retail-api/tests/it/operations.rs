@@ -113,3 +113,115 @@ async fn a_real_server_on_a_random_port_answers_over_tcp() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_unreachable_warehouse_opens_the_circuit_and_ready_says_so() {
+    let Some(app) = TestApp::new(1, ApiConfig::default()).await else {
+        return;
+    };
+    // A PostgreSQL warehouse on a port where nothing listens.
+    let config = retail_warehouse::WarehouseConfig {
+        backend: retail_warehouse::Backend::Postgres,
+        postgres_url: "postgres://u@127.0.0.1:1/db".to_owned(),
+        connect_timeout_ms: 200,
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let warehouse = retail_warehouse::AnyWarehouse::Postgres(
+        retail_warehouse::PostgresWarehouse::connect(&config)
+            .await
+            .unwrap(),
+    );
+    let auth = retail_api::AuthService::open(None, crate::support::SECRET, 30, 7).unwrap();
+    auth.create_user("admin", "admin", crate::support::PASSWORD)
+        .unwrap();
+    let state = retail_api::AppState::new(
+        ApiConfig::default(),
+        app.lake.clone(),
+        std::sync::Arc::new(retail_pipeline::MetadataStore::open_in_memory().unwrap()),
+        warehouse,
+        auth,
+        retail_api::Policy::default(),
+    );
+    let router = retail_api::router(state);
+    let call = |path: &'static str, token: Option<String>| {
+        let router = router.clone();
+        async move {
+            let mut request = axum::http::Request::get(path);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = tower::ServiceExt::oneshot(
+                router,
+                request.body(axum::body::Body::empty()).unwrap(),
+            )
+            .await
+            .unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                status,
+                headers,
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default(),
+            )
+        }
+    };
+    let login = {
+        let request = axum::http::Request::post("/api/v1/auth/login")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                serde_json::json!({"username": "admin", "password": crate::support::PASSWORD})
+                    .to_string(),
+            ))
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(router.clone(), request)
+            .await
+            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for _ in 0..5 {
+        let (status, _, json) = call("/api/v2/analytics/geography", Some(login.clone())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    }
+    let started = std::time::Instant::now();
+    let (status, headers, json) = call("/api/v2/analytics/geography", Some(login.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("circuit is open"),
+        "{json}"
+    );
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(150),
+        "fails fast"
+    );
+    let (status, _, json) = call("/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json["status"], "not_ready");
+    assert!(
+        json["checks"]["warehouse"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open"),
+        "{json}"
+    );
+}

@@ -137,6 +137,37 @@ impl TestApp {
         (status, headers, json)
     }
 
+    /// POSTs a body of the given content type.
+    pub(crate) async fn call_with_type(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_type: &str,
+        body: &str,
+    ) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body.to_owned())).expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+            .await
+            .expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
+    }
+
     /// Logs in as `username` and returns the token pair as JSON.
     pub(crate) async fn login(&self, username: &str) -> serde_json::Value {
         let body = serde_json::json!({"username": username, "password": PASSWORD}).to_string();

@@ -122,6 +122,7 @@ async fn loads_are_incremental_by_day_idempotent_and_show_partitions_indexes_and
         "fact_sales_customer_date",
         "fact_sales_product_country",
         "fact_sales_returns",
+        "fact_sales_listing",
     ] {
         assert!(
             objects.indexes.iter().any(|(_, def)| def.contains(index)),
