@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Starts and stops the real servers the tests use, on 127.0.0.1 only, in a throw-away directory.
 #
-#   eval "$(scripts/services.sh start postgres)"   # prints export lines (RETAIL_TEST_POSTGRES_URL)
-#   scripts/services.sh stop                       # stops everything this script started
+#   eval "$(scripts/services.sh start postgres redis)"   # prints export lines
+#                                  # (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL)
+#   scripts/services.sh stop                             # stops everything this script started
 #
-# PostgreSQL is installed from the distribution's packages when missing (apt-get, needs root)
-# and runs as the unprivileged `postgres` user. State lives under $RETAIL_SERVICES_DIR
+# PostgreSQL and Redis are installed from the distribution's packages when missing (apt-get,
+# needs root); PostgreSQL runs as the unprivileged `postgres` user, Redis without persistence. State lives under $RETAIL_SERVICES_DIR
 # (default /tmp/retail-services), so `stop` finds what `start` began.
 set -euo pipefail
 
@@ -88,6 +89,68 @@ stop_postgres() {
   rm -rf "$dir"
 }
 
+free_port() {
+  local port=$1 tries=0
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 50 ]; then
+      log "no free port from $1 on 127.0.0.1"
+      exit 1
+    fi
+    port=$((port + 1))
+  done
+  printf '%s\n' "$port"
+}
+
+start_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing Redis from the distribution's packages"
+    if [ "$(id -u)" -ne 0 ]; then
+      log "Redis is missing and installing it needs root (apt-get install redis-server)"
+      exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >&2
+  fi
+  local dir="$state/redis" port
+  mkdir -p "$dir"
+  if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+    log "Redis already running on 127.0.0.1:$port"
+  else
+    port=$(free_port "${RETAIL_TEST_REDIS_PORT:-56379}")
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
+      --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >&2
+    local ready=""
+    for _ in $(seq 1 100); do
+      if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = "PONG" ]; then
+        ready=yes
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -z "$ready" ]; then
+      log "Redis did not answer on 127.0.0.1:$port within 10 s (log: $dir/redis.log)"
+      exit 1
+    fi
+    printf '%s\n' "$port" > "$dir/port"
+    log "Redis $(redis-server --version | awk '{print $3}') on 127.0.0.1:$port"
+  fi
+  printf 'export RETAIL_TEST_REDIS_URL=%q\n' "redis://127.0.0.1:$port/"
+}
+
+stop_redis() {
+  local dir="$state/redis"
+  [ -f "$dir/redis.pid" ] || return 0
+  local pid
+  pid=$(cat "$dir/redis.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -rf "$dir"
+}
+
 case "${1:-}" in
   start)
     shift
@@ -95,15 +158,17 @@ case "${1:-}" in
     for service in "${@:-postgres}"; do
       case "$service" in
         postgres) start_postgres ;;
+        redis) start_redis ;;
         *) log "unknown service $service"; exit 2 ;;
       esac
     done
     ;;
   stop)
     stop_postgres
+    stop_redis
     ;;
   *)
-    log "usage: $0 start [postgres] | stop"
+    log "usage: $0 start [postgres] [redis] | stop"
     exit 2
     ;;
 esac

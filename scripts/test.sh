@@ -4,8 +4,8 @@
 # second reader (Python deltalake) of the tables a demo run produces.
 #
 # It installs what it needs from the package registries when missing (cargo-nextest, PostgreSQL
-# from the distribution's packages, the Python packages of the second reader and of a throw-away
-# S3 endpoint, moto), starts a throw-away PostgreSQL cluster and that S3 endpoint on 127.0.0.1
+# and Redis from the distribution's packages, the Python packages of the second reader and of a throw-away
+# S3 endpoint, moto), starts a throw-away PostgreSQL cluster, Redis and that S3 endpoint on 127.0.0.1
 # (scripts/services.sh), and stops them afterwards.
 # Set CARGO_TARGET_DIR to reuse a build cache outside the checkout.
 set -euo pipefail
@@ -37,14 +37,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build (the retail binary used by the checks below)"
 cargo build --workspace --bins
 
-step "services: a throw-away PostgreSQL on 127.0.0.1"
+step "services: a throw-away PostgreSQL and Redis on 127.0.0.1"
 export RETAIL_SERVICES_DIR="${RETAIL_SERVICES_DIR:-$(mktemp -d /tmp/retail-services.XXXXXX)}"
 chmod 755 "$RETAIL_SERVICES_DIR"
 cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_DIR"; }
 trap cleanup_services EXIT
-services_env=$(scripts/services.sh start postgres)
+services_env=$(scripts/services.sh start postgres redis)
 eval "$services_env"
-export RETAIL_REQUIRE_POSTGRES=1
+export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1
 
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci

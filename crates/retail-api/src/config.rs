@@ -26,6 +26,9 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: u32,
     /// Requests allowed at once above the steady rate.
     pub rate_limit_burst: u32,
+    /// A Redis URL (`redis://127.0.0.1:6379/`) for rate limits and an analytics cache shared
+    /// by every API replica; empty: both in-process. Never logged.
+    pub redis_url: String,
     /// Consecutive warehouse failures that open its circuit breaker.
     pub breaker_failures: u32,
     /// Seconds an open circuit waits before letting one trial call through.
@@ -45,6 +48,7 @@ impl Default for ApiConfig {
             cache_ttl_seconds: 300,
             rate_limit_per_minute: 600,
             rate_limit_burst: 100,
+            redis_url: String::new(),
             breaker_failures: 5,
             breaker_cool_down_seconds: 60,
         }
@@ -71,6 +75,14 @@ impl std::fmt::Debug for ApiConfig {
             .field("cache_ttl_seconds", &self.cache_ttl_seconds)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field(
+                "redis_url",
+                &if self.redis_url.is_empty() {
+                    ""
+                } else {
+                    "********"
+                },
+            )
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cool_down_seconds", &self.breaker_cool_down_seconds)
             .finish()

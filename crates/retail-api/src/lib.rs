@@ -13,6 +13,7 @@ mod openapi;
 mod ratelimit;
 mod rbac;
 mod routes;
+mod shared;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -56,6 +57,8 @@ struct Inner {
     policy: Policy,
     limiter: RateLimiter,
     breaker: CircuitBreaker,
+    /// Redis shared by replicas, when configured.
+    shared: Option<shared::Shared>,
     cache: moka::future::Cache<String, Arc<serde_json::Value>>,
     metrics: PrometheusHandle,
 }
@@ -94,10 +97,27 @@ impl AppState {
                 policy,
                 limiter,
                 breaker,
+                shared: None,
                 cache,
                 metrics: metrics_handle(),
             }),
         }
+    }
+
+    /// Shares rate limits and cached answers with every replica through Redis at `url`.
+    /// Call before the state is cloned.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is invalid or Redis cannot be reached (the message never repeats the URL).
+    pub async fn with_redis(mut self, url: &str) -> anyhow::Result<Self> {
+        let shared = shared::Shared::connect(url)
+            .await
+            .map_err(|message| anyhow::anyhow!(message))?;
+        Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| anyhow::anyhow!("with_redis must be called before the state is shared"))?
+            .shared = Some(shared);
+        Ok(self)
     }
 
     /// Users and keys.

@@ -73,10 +73,27 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
-    let remaining = match inner
-        .limiter
-        .check(&format!("{}|{route}", principal.subject))
-    {
+    let key = format!("{}|{route}", principal.subject);
+    let decision = match &inner.shared {
+        Some(shared) => match shared
+            .rate(
+                &key,
+                inner.config.rate_limit_per_minute,
+                inner.config.rate_limit_burst,
+            )
+            .await
+        {
+            Ok(decision) => decision,
+            Err(error) => {
+                // Redis is down: limit in-process rather than refuse or stop limiting.
+                tracing::warn!(error = ?error.kind(), "shared rate limiter unreachable");
+                metrics::counter!("retail_api_redis_errors_total").increment(1);
+                inner.limiter.check(&key)
+            }
+        },
+        None => inner.limiter.check(&key),
+    };
+    let remaining = match decision {
         Decision::Allow { remaining } => remaining,
         Decision::Deny { retry_after } => {
             let mut response = ApiError::rate_limited(retry_after).into_response();
@@ -367,13 +384,27 @@ async fn run_query(
     let query = Catalogue::get(name)?;
     let params = Params::parse(query, raw.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let version = state.warehouse(inner.warehouse.data_version()).await?;
-    let key = format!("{name}?{params:?}@{version}");
+    // The lake's root names the data: replicas of one deployment share entries, others never.
+    let key = format!("{}|{name}?{params:?}@{version}", inner.lake.root());
     if let Some(hit) = inner.cache.get(&key).await {
         metrics::counter!("retail_api_cache_total", "result" => "hit").increment(1);
         let mut response = Json(hit.as_ref().clone()).into_response();
         response
             .headers_mut()
             .insert("x-cache", header_value("hit"));
+        return Ok(response);
+    }
+    if let Some(shared) = &inner.shared
+        && let Some(text) = shared.get(&key).await
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        metrics::counter!("retail_api_cache_total", "result" => "shared_hit").increment(1);
+        let value = Arc::new(value);
+        inner.cache.insert(key, Arc::clone(&value)).await;
+        let mut response = Json(value.as_ref().clone()).into_response();
+        response
+            .headers_mut()
+            .insert("x-cache", header_value("hit-shared"));
         return Ok(response);
     }
     metrics::counter!("retail_api_cache_total", "result" => "miss").increment(1);
@@ -387,6 +418,11 @@ async fn run_query(
         rows: serde_json::to_value(&result).map_err(|e| ApiError::invalid(e.to_string()))?,
     })
     .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if let Some(shared) = &inner.shared {
+        shared
+            .put(&key, &body.to_string(), inner.config.cache_ttl_seconds)
+            .await;
+    }
     let body = Arc::new(body);
     inner.cache.insert(key, Arc::clone(&body)).await;
     let mut response = Json(body.as_ref().clone()).into_response();

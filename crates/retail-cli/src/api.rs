@@ -111,6 +111,14 @@ pub(crate) async fn serve(config: &Config, listen: Option<String>) -> anyhow::Re
         auth(config)?,
         policy(&config.api)?,
     );
+    let state = if config.api.redis_url.is_empty() {
+        state
+    } else {
+        state
+            .with_redis(&config.api.redis_url)
+            .await
+            .context("cannot use api.redis_url")?
+    };
     eprintln!("serving the API on http://{address} (docs at http://{address}/docs)");
     retail_api::serve(state, address).await
 }

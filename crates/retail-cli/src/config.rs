@@ -147,6 +147,9 @@ impl Config {
         if !shown.api.jwt_secret.is_empty() {
             "********".clone_into(&mut shown.api.jwt_secret);
         }
+        if !shown.api.redis_url.is_empty() {
+            "********".clone_into(&mut shown.api.redis_url);
+        }
         toml::to_string_pretty(&shown).expect("the config always encodes as TOML")
     }
 }

@@ -298,3 +298,87 @@ async fn requests_over_the_rate_get_429_with_retry_after_per_user_and_endpoint()
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// The shared Redis of the test services, or `None` (the test skips, saying so) when none was
+/// started and `RETAIL_REQUIRE_REDIS` is not set.
+fn redis_url() -> Option<String> {
+    match std::env::var("RETAIL_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("RETAIL_REQUIRE_REDIS").is_none(),
+                "RETAIL_TEST_REDIS_URL is not set: start Redis with scripts/services.sh"
+            );
+            eprintln!("skipped: no Redis (eval \"$(scripts/services.sh start redis)\")");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn replicas_sharing_redis_share_rate_limits_and_cached_answers() {
+    let Some(url) = redis_url() else { return };
+    let config = ApiConfig {
+        rate_limit_per_minute: 60,
+        rate_limit_burst: 2,
+        ..ApiConfig::default()
+    };
+    let Some(app) = TestApp::new(1, config.clone()).await else {
+        return;
+    };
+    // A user unique to this run, so limits left in Redis by earlier runs do not matter.
+    let user = format!("replica-user-{}", std::process::id());
+    app.state
+        .auth()
+        .create_user(&user, "data_analyst", crate::support::PASSWORD)
+        .unwrap();
+    let token = app.token(&user).await;
+    // Two replicas over the same lake and Redis; tokens are checked by signature, so each
+    // accepts the other's.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let state = retail_api::AppState::new(
+            config.clone(),
+            app.lake.clone(),
+            std::sync::Arc::new(retail_pipeline::MetadataStore::open_in_memory().unwrap()),
+            retail_warehouse::AnyWarehouse::open(&Default::default(), app.lake.clone())
+                .await
+                .unwrap(),
+            retail_api::AuthService::open(None, crate::support::SECRET, 30, 7).unwrap(),
+            retail_api::Policy::default(),
+        )
+        .with_redis(&url)
+        .await
+        .unwrap();
+        replicas.push(retail_api::router(state));
+    }
+    let mut statuses = Vec::new();
+    let mut caches = Vec::new();
+    for round in 0..4 {
+        let request = axum::http::Request::get("/api/v2/analytics/cohorts")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(replicas[round % 2].clone(), request)
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        caches.push(
+            response
+                .headers()
+                .get("x-cache")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "the limit holds across replicas"
+    );
+    assert_eq!(caches[0], "miss", "{caches:?}");
+    assert_eq!(
+        caches[1], "hit-shared",
+        "the second replica reuses the first one's answer"
+    );
+}
