@@ -18,6 +18,7 @@ port="${BENCH_PORT:-58080}"
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk from the distribution's packages" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2
 fi
 

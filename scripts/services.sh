@@ -109,6 +109,7 @@ start_redis() {
       log "Redis is missing and installing it needs root (apt-get install redis-server)"
       exit 1
     fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >&2
   fi
   local dir="$state/redis" port
