@@ -45,7 +45,8 @@ fn data_dir() -> Option<PathBuf> {
 }
 
 impl TestApp {
-    /// The app over the first `days` daily files, with `config` for the API.
+    /// The app over the first `days` daily files (`usize::MAX`: all of them), with `config` for
+    /// the API.
     pub(crate) async fn new(days: usize, config: ApiConfig) -> Option<Self> {
         let data = data_dir()?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&data)
@@ -54,7 +55,7 @@ impl TestApp {
             .filter(|p| p.extension().is_some_and(|e| e == "csv"))
             .collect();
         files.sort();
-        let inputs: Vec<String> = files[..days]
+        let inputs: Vec<String> = files[..days.min(files.len())]
             .iter()
             .map(|p| p.display().to_string())
             .collect();
