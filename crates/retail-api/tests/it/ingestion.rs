@@ -79,6 +79,29 @@ async fn records_land_in_bronze_before_the_answer_and_a_retry_writes_nothing() {
     }
     assert_eq!(bronze().await, before + 6);
 
+    // A large batch (about 3 MB, over axum's own 2 MB default) within the configured limit.
+    let big: Vec<serde_json::Value> = (0..12_000)
+        .map(|i| {
+            serde_json::json!({"InvoiceNo": format!("{}", 910_000 + i / 10), "StockCode": "85123A",
+                "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 1 + i % 12,
+                "InvoiceDate": "2011-12-10 12:00:00", "UnitPrice": 2.55,
+                "CustomerID": format!("{}", 12_346 + i % 4_000), "Country": "United Kingdom"})
+        })
+        .collect();
+    let big = serde_json::to_string(&big).unwrap();
+    assert!(big.len() > 2 << 20, "{}", big.len());
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/api/v1/ingest/transactions",
+            &[("authorization", engineer.as_str())],
+            Some(&big),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    assert_eq!(json["written"], 12_000);
+    assert_eq!(bronze().await, before + 6 + 12_000);
+
     // The next pipeline run takes them to silver and quarantine.
     let silver = app.lake.count_rows(&SILVER_TRANSACTIONS).await.unwrap();
     let quarantine = app.lake.count_rows(&SILVER_QUARANTINE).await.unwrap();
@@ -91,9 +114,11 @@ async fn records_land_in_bronze_before_the_answer_and_a_retry_writes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{run}");
+    // Every row of the big batch differs from the others (invoice, quantity and customer
+    // never repeat together): all of them and the five well-formed small ones reach silver.
     assert_eq!(
         app.lake.count_rows(&SILVER_TRANSACTIONS).await.unwrap(),
-        silver + 5
+        silver + 12_005
     );
     assert_eq!(
         app.lake.count_rows(&SILVER_QUARANTINE).await.unwrap(),
