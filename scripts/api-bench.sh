@@ -36,7 +36,7 @@ export RETAIL__API__RATE_LIMIT_PER_MINUTE=1000000000 RETAIL__API__RATE_LIMIT_BUR
 export RETAIL__API__BODY_LIMIT_BYTES=67108864
 
 echo "==> building the lake from $data" >&2
-"$retail" demo --data "$data" > demo.txt
+"$retail" demo --no-serve --data "$data" > demo.txt
 printf '%s' "bench password 0123" | "$retail" users create --username bench --role admin --password-stdin >&2
 "$retail" serve --listen "127.0.0.1:$port" 2> serve.log &
 server=$!

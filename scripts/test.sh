@@ -61,7 +61,7 @@ if [ -n "${RETAIL_TEST_DATA:-}" ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"; cleanup_services' EXIT
   target_dir="${CARGO_TARGET_DIR:-$root/target}"
-  (cd "$work" && RETAIL__TELEMETRY__LOG_LEVEL=warn "$target_dir/debug/retail" demo --data "$RETAIL_TEST_DATA/spark-guide-by-day" > demo.txt)
+  (cd "$work" && RETAIL__TELEMETRY__LOG_LEVEL=warn "$target_dir/debug/retail" demo --no-serve --data "$RETAIL_TEST_DATA/spark-guide-by-day" > demo.txt)
   python3 scripts/verify_lake.py --lake "$work/data/lake" --data "$RETAIL_TEST_DATA/spark-guide-by-day"
 
   step "warehouse: the demo lake loaded into PostgreSQL, seen through psql"

@@ -85,6 +85,23 @@ pub(crate) fn auth(config: &Config) -> anyhow::Result<AuthService> {
     )?)
 }
 
+/// The end of `retail demo`: an admin API key for this demo, printed once, then the API.
+pub(crate) async fn serve_demo(config: &Config) -> anyhow::Result<()> {
+    let (_, key) = auth(config)?.create_key(
+        &format!("demo {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")),
+        "admin",
+    )?;
+    let listen = config.api.listen.clone();
+    println!();
+    println!("API key for this demo (admin; revoke with `retail keys revoke`): {key}");
+    println!("try:");
+    println!(
+        "  curl -H 'X-API-Key: {key}' 'http://{listen}/api/v2/analytics/top-products?limit=5'"
+    );
+    println!("  open http://{listen}/docs for every endpoint; Ctrl-C stops the server");
+    serve(config, None).await
+}
+
 /// `retail serve`.
 pub(crate) async fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<()> {
     let listen = listen.unwrap_or_else(|| config.api.listen.clone());

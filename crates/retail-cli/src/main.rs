@@ -73,7 +73,8 @@ enum Command {
     Quality(QualityCommand),
     /// Write synthetic transactions in the Online Retail CSV shape, one file per day.
     Generate(GenerateArgs),
-    /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary.
+    /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary,
+    /// then serve the API (with a fresh admin API key printed once) until Ctrl-C.
     ///
     /// Without --data it first generates synthetic data (see `retail generate`).
     Demo {
@@ -83,6 +84,9 @@ enum Command {
         /// Rows to generate when no --data is given.
         #[arg(long, default_value_t = 100_000)]
         rows: u64,
+        /// Stop after the summary instead of serving the API.
+        #[arg(long)]
+        no_serve: bool,
     },
     /// Measure the pipeline end to end on real or generated data, in a scratch lake.
     Bench(bench::BenchArgs),
@@ -301,7 +305,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let platform = Platform::build(&config)?;
             report::quality_report(&platform, run.as_deref(), json, output.as_deref())
         }
-        Command::Demo { data, rows } => demo(&config, data, rows).await,
+        Command::Demo {
+            data,
+            rows,
+            no_serve,
+        } => {
+            demo(&config, data, rows).await?;
+            if no_serve {
+                return Ok(());
+            }
+            api::serve_demo(&config).await
+        }
         Command::Bench(args) => Box::pin(bench::run(&config, &args)).await,
         Command::Warehouse(command) => warehouse::run(command, &config).await,
         Command::Migrate => warehouse::migrate(&config).await,
