@@ -6,8 +6,10 @@
 
 mod auth;
 mod breaker;
+mod changes;
 mod config;
 mod error;
+mod export;
 mod ingest;
 mod openapi;
 mod ratelimit;

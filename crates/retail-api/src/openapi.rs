@@ -17,6 +17,8 @@ use crate::routes;
         routes::rfm, routes::cohorts, routes::geography,
         routes::customer, routes::product, routes::invoice, routes::sales, routes::export,
         routes::pipeline_runs, routes::pipeline_run, routes::ingest_transactions,
+        crate::changes::create_transaction, crate::changes::update_transaction,
+        crate::changes::delete_transaction,
     ),
     modifiers(&Security),
 )]

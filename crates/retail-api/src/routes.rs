@@ -142,7 +142,17 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/v1/sales", get(sales))
         .route("/api/v1/sales/export", get(export));
     let runs = Router::new().route("/admin/pipeline/runs", get(pipeline_runs));
-    let ingest = Router::new().route("/api/v1/ingest/transactions", post(ingest_transactions));
+    let ingest = Router::new()
+        .route("/api/v1/ingest/transactions", post(ingest_transactions))
+        .route(
+            "/api/v1/transactions",
+            post(crate::changes::create_transaction),
+        )
+        .route(
+            "/api/v1/transactions/{transaction_id}",
+            axum::routing::put(crate::changes::update_transaction)
+                .delete(crate::changes::delete_transaction),
+        );
     let run = Router::new().route("/admin/pipeline/run", post(pipeline_run));
     Router::new()
         .route("/health", get(health))
@@ -678,17 +688,7 @@ pub(crate) async fn ingest_transactions(
     principal: Option<axum::Extension<Principal>>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than allowed",
-            )
-        } else {
-            ApiError::invalid(rejection.body_text())
-        }
-    })?;
+    let body = body.map_err(body_rejection)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -700,23 +700,8 @@ pub(crate) async fn ingest_transactions(
             "send application/json, application/x-ndjson or text/csv",
         ));
     };
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value.to_str().ok().filter(|k| (1..=200).contains(&k.len()));
-            let key = key.ok_or_else(|| {
-                ApiError::invalid("Idempotency-Key must be 1 to 200 visible ASCII characters")
-            })?;
-            let subject = principal.as_ref().map_or("", |p| p.0.subject.as_str());
-            // Keys are the caller's own: two callers never collide.
-            Some(format!("{subject}\n{key}"))
-        }
-    };
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let key = idempotency_key(&headers, principal.as_ref().map(|p| &p.0))?;
+    let request_id = request_id(&headers);
     let parsed = tokio::task::spawn_blocking(move || {
         crate::ingest::parse(format, &body).map(|records| {
             let quarantined = crate::ingest::will_be_quarantined(&records);
@@ -751,6 +736,7 @@ pub(crate) async fn ingest_transactions(
         source_system: "api",
         location: format!("POST /api/v1/ingest/transactions {request_id}"),
         idempotency_key: key,
+        change: None,
     };
     let receipt = {
         let _one_at_a_time = state.inner.ingest_lock.lock().await;
@@ -787,6 +773,44 @@ pub(crate) async fn ingest_transactions(
             .insert("idempotent-replayed", header_value("true"));
     }
     Ok(response)
+}
+
+/// Maps a body that could not be read to the API's error (413 when too large).
+pub(crate) fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than allowed",
+        )
+    } else {
+        ApiError::invalid(rejection.body_text())
+    }
+}
+
+/// The caller's `Idempotency-Key`, scoped to the caller so that two callers never collide.
+pub(crate) fn idempotency_key(
+    headers: &HeaderMap,
+    principal: Option<&Principal>,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| (1..=200).contains(&k.len()));
+    let key = key.ok_or_else(|| {
+        ApiError::invalid("Idempotency-Key must be 1 to 200 visible ASCII characters")
+    })?;
+    let subject = principal.map_or("", |p| p.subject.as_str());
+    Ok(Some(format!("{subject}\n{key}")))
+}
+
+/// The request's id (set by the request-id layer).
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A page of sales lines.
@@ -890,12 +914,36 @@ pub(crate) async fn invoice(
     }))
 }
 
+/// Sales lines as JSON lines, money as exact decimal text.
+fn jsonl(page: &retail_warehouse::QueryResult) -> Vec<u8> {
+    let mut out = Vec::new();
+    for row in &page.rows {
+        let object: serde_json::Map<String, serde_json::Value> = page
+            .columns
+            .iter()
+            .zip(row)
+            .map(|(name, cell)| {
+                let value = match cell {
+                    retail_warehouse::Cell::Decimal(d) => {
+                        serde_json::Value::String(d.normalize().to_string())
+                    }
+                    other => serde_json::to_value(other).unwrap_or_default(),
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        out.extend(serde_json::to_vec(&object).unwrap_or_default());
+        out.push(b'\n');
+    }
+    out
+}
+
 /// Rows per page while exporting.
 const EXPORT_PAGE: usize = 1000;
 
 #[utoipa::path(get, path = "/api/v1/sales/export", tag = "data",
     params(
-        ("format" = String, Query, description = "csv or jsonl"),
+        ("format" = String, Query, description = "csv, jsonl or parquet (one row group per 1,000 lines; money as decimal(18,3))"),
         ("from" = Option<String>, Query, description = "first day, YYYY-MM-DD"),
         ("to" = Option<String>, Query, description = "last day, YYYY-MM-DD"),
         ("country" = Option<String>, Query, description = "country name"),
@@ -904,7 +952,8 @@ const EXPORT_PAGE: usize = 1000;
         ("invoice" = Option<String>, Query, description = "invoice number")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The selection, streamed (exact money, oldest first)", content_type = "text/csv"),
+        (status = 200, description = "The selection, streamed (exact money, oldest first)",
+         content((String = "text/csv"), (String = "application/x-ndjson"), (Vec<u8> = "application/vnd.apache.parquet"))),
         (status = 400, description = "A filter or the format is not valid", body = ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
@@ -913,14 +962,25 @@ pub(crate) async fn export(
     let mut raw = query_pairs(raw)?;
     let format = match raw.iter().position(|(k, _)| k == "format") {
         Some(index) => raw.remove(index).1,
-        None => return Err(ApiError::invalid("format is required: csv or jsonl")),
+        None => {
+            return Err(ApiError::invalid(
+                "format is required: csv, jsonl or parquet",
+            ));
+        }
     };
-    let (content_type, csv) = match format.as_str() {
-        "csv" => ("text/csv; charset=utf-8", true),
-        "jsonl" => ("application/x-ndjson", false),
+    #[derive(Clone, Copy, PartialEq)]
+    enum Format {
+        Csv,
+        Jsonl,
+        Parquet,
+    }
+    let (content_type, format) = match format.as_str() {
+        "csv" => ("text/csv; charset=utf-8", Format::Csv),
+        "jsonl" => ("application/x-ndjson", Format::Jsonl),
+        "parquet" => ("application/vnd.apache.parquet", Format::Parquet),
         other => {
             return Err(ApiError::invalid(format!(
-                "format {other:?} is not supported: csv or jsonl"
+                "format {other:?} is not supported: csv, jsonl or parquet"
             )));
         }
     };
@@ -935,61 +995,77 @@ pub(crate) async fn export(
     // Check the filters now, so a bad one is a 400 and not a broken stream.
     Params::parse(query, raw.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let limit = EXPORT_PAGE.to_string();
-    let stream = futures::stream::unfold((Some(None::<String>), true), move |(cursor, first)| {
-        let state = state.clone();
-        let raw = raw.clone();
-        let limit = limit.clone();
-        async move {
-            let cursor = cursor?;
-            let mut pairs: Vec<(&str, &str)> =
-                raw.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            pairs.push(("order", "asc"));
-            pairs.push(("limit", &limit));
-            if let Some(cursor) = &cursor {
-                pairs.push(("cursor", cursor));
+    let parquet = match format {
+        Format::Parquet => Some(crate::export::ParquetExport::new().map_err(|message| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        })?),
+        _ => None,
+    };
+    let failed = |what: &str| {
+        tracing::error!(what, "export stopped");
+        std::io::Error::other("export failed")
+    };
+    let stream = futures::stream::unfold(
+        (Some(None::<String>), true, parquet),
+        move |(cursor, first, mut parquet)| {
+            let state = state.clone();
+            let raw = raw.clone();
+            let limit = limit.clone();
+            async move {
+                let cursor = cursor?;
+                let mut pairs: Vec<(&str, &str)> =
+                    raw.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                pairs.push(("order", "asc"));
+                pairs.push(("limit", &limit));
+                if let Some(cursor) = &cursor {
+                    pairs.push(("cursor", cursor));
+                }
+                let page = match rows_of(&state, "sales_lines", &pairs).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::error!(status = %error.status(), "export stopped");
+                        return Some((Err(failed("query")), (None, false, None)));
+                    }
+                };
+                let next = next_cursor(&page, EXPORT_PAGE);
+                let bytes = match format {
+                    Format::Csv => {
+                        let mut writer = ::csv::Writer::from_writer(Vec::new());
+                        if first {
+                            let _ = writer.write_record(&page.columns);
+                        }
+                        for row in &page.rows {
+                            let _ = writer.write_record(row.iter().map(ToString::to_string));
+                        }
+                        writer.into_inner().unwrap_or_default()
+                    }
+                    Format::Jsonl => jsonl(&page),
+                    Format::Parquet => {
+                        let mut writer = parquet.take().expect("a parquet export has its writer");
+                        let written = writer.page(&page).and_then(|mut bytes| {
+                            if next.is_none() {
+                                bytes.extend(writer.finish()?);
+                            } else {
+                                parquet = Some(writer);
+                            }
+                            Ok(bytes)
+                        });
+                        match written {
+                            Ok(bytes) => bytes,
+                            Err(message) => {
+                                tracing::error!(%message, "parquet export failed");
+                                return Some((Err(failed("parquet")), (None, false, None)));
+                            }
+                        }
+                    }
+                };
+                Some((
+                    Ok(axum::body::Bytes::from(bytes)),
+                    (next.map(Some), false, parquet),
+                ))
             }
-            let page = match rows_of(&state, "sales_lines", &pairs).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(status = %error.status(), "export stopped");
-                    return Some((Err(std::io::Error::other("export failed")), (None, false)));
-                }
-            };
-            let next = next_cursor(&page, EXPORT_PAGE);
-            let bytes = if csv {
-                let mut writer = ::csv::Writer::from_writer(Vec::new());
-                if first {
-                    let _ = writer.write_record(&page.columns);
-                }
-                for row in &page.rows {
-                    let _ = writer.write_record(row.iter().map(ToString::to_string));
-                }
-                writer.into_inner().unwrap_or_default()
-            } else {
-                let mut out = Vec::new();
-                for row in &page.rows {
-                    let object: serde_json::Map<String, serde_json::Value> = page
-                        .columns
-                        .iter()
-                        .zip(row)
-                        .map(|(name, cell)| {
-                            let value = match cell {
-                                retail_warehouse::Cell::Decimal(d) => {
-                                    serde_json::Value::String(d.normalize().to_string())
-                                }
-                                other => serde_json::to_value(other).unwrap_or_default(),
-                            };
-                            (name.clone(), value)
-                        })
-                        .collect();
-                    out.extend(serde_json::to_vec(&object).unwrap_or_default());
-                    out.push(b'\n');
-                }
-                out
-            };
-            Some((Ok(axum::body::Bytes::from(bytes)), (next.map(Some), false)))
-        }
-    });
+        },
+    );
     Ok((
         [(header::CONTENT_TYPE, content_type)],
         axum::body::Body::from_stream(stream),

@@ -2,6 +2,7 @@
 //!
 //! This crate owns what `DATA_CONTRACT.md` says about a single record and about scores:
 //!
+//! - [`change`](mod@change): updates and deletes of transactions already in silver;
 //! - [`column`](mod@column): the eight business columns and the source headers that name them;
 //! - [`field`](mod@field): parsing and normalising each field (dates, exact prices, customer ids, ...);
 //! - [`record`](mod@record): raw source fields, the silver cleansing rules ([`cleanse`]) and the
@@ -42,6 +43,7 @@
 //! );
 //! ```
 
+pub mod change;
 pub mod column;
 pub mod country;
 pub mod error;
@@ -52,6 +54,7 @@ pub mod rfm;
 pub mod score;
 pub mod transaction;
 
+pub use change::{Operation, parse_transaction_id};
 pub use column::Column;
 pub use country::{CountryInfo, Region, lookup_country};
 pub use error::{Classify, Error, ErrorKind, Result};

@@ -94,11 +94,17 @@ pub enum QuarantineReason {
     NegativeUnitPrice,
     /// The country is absent or blank.
     MissingCountry,
+    /// An update or delete names a transaction that is not in silver (never processed, or
+    /// already removed). Set by the silver stage, never by [`cleanse`].
+    UnknownTransaction,
+    /// A change conflicts with another change of the same run (a row re-created after it was
+    /// removed in the same run, or a malformed change operation). Replay it after the run.
+    ConflictingChange,
 }
 
 impl QuarantineReason {
     /// Every reason, in declaration (reporting) order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::MalformedRecord,
         Self::MissingInvoice,
         Self::MissingStockCode,
@@ -111,6 +117,8 @@ impl QuarantineReason {
         Self::InvalidUnitPrice,
         Self::NegativeUnitPrice,
         Self::MissingCountry,
+        Self::UnknownTransaction,
+        Self::ConflictingChange,
     ];
 
     /// Returns the stable `snake_case` reason code stored in the quarantine table.
@@ -128,6 +136,8 @@ impl QuarantineReason {
             Self::InvalidUnitPrice => "invalid_unit_price",
             Self::NegativeUnitPrice => "negative_unit_price",
             Self::MissingCountry => "missing_country",
+            Self::UnknownTransaction => "unknown_transaction",
+            Self::ConflictingChange => "conflicting_change",
         }
     }
 

@@ -7,6 +7,7 @@ use deltalake::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::SchemaRef;
+use retail_domain::Operation;
 use retail_domain::record::RawFields;
 use retail_domain::transaction::raw_record_hash;
 use retail_lake::schema::BRONZE_TRANSACTIONS;
@@ -51,7 +52,20 @@ pub(crate) struct BronzeBuilder<'a> {
     extra_columns: StringBuilder,
     raw_text: StringBuilder,
     parse_error: StringBuilder,
+    operation: StringBuilder,
+    target: StringBuilder,
+    /// The change every record pushed makes (`None`: inserts).
+    change: Option<&'a RecordChange>,
     output: BronzeRows,
+}
+
+/// An update or delete of a transaction already in silver, carried by a bronze record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordChange {
+    /// [`Operation::Update`] or [`Operation::Delete`].
+    pub operation: Operation,
+    /// The `transaction_id` of the silver row to replace or remove (32 hex digits).
+    pub target_transaction_id: String,
 }
 
 impl<'a> BronzeBuilder<'a> {
@@ -66,6 +80,9 @@ impl<'a> BronzeBuilder<'a> {
             extra_columns: StringBuilder::new(),
             raw_text: StringBuilder::new(),
             parse_error: StringBuilder::new(),
+            operation: StringBuilder::new(),
+            target: StringBuilder::new(),
+            change: None,
             output: BronzeRows::default(),
         }
     }
@@ -85,6 +102,16 @@ impl<'a> BronzeBuilder<'a> {
         self.extra_columns.append_option(extra_columns);
         self.raw_text.append_null();
         self.parse_error.append_null();
+        match self.change {
+            Some(change) => {
+                self.operation.append_value(change.operation.as_str());
+                self.target.append_value(&change.target_transaction_id);
+            }
+            None => {
+                self.operation.append_null();
+                self.target.append_null();
+            }
+        }
         self.after_push()
     }
 
@@ -104,6 +131,8 @@ impl<'a> BronzeBuilder<'a> {
         self.extra_columns.append_null();
         self.raw_text.append_value(raw_text);
         self.parse_error.append_value(error);
+        self.operation.append_null();
+        self.target.append_null();
         self.output.malformed += 1;
         self.after_push()
     }
@@ -147,6 +176,8 @@ impl<'a> BronzeBuilder<'a> {
         columns.push(Arc::new(self.extra_columns.finish()));
         columns.push(Arc::new(self.raw_text.finish()));
         columns.push(Arc::new(self.parse_error.finish()));
+        columns.push(Arc::new(self.operation.finish()));
+        columns.push(Arc::new(self.target.finish()));
         let batch =
             RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(Error::Batch)?;
         self.output.batches.push(batch);
@@ -162,15 +193,19 @@ impl<'a> BronzeBuilder<'a> {
 /// Turns records that arrived already split into the eight business fields (an HTTP body, a
 /// message) into bronze rows; row numbers count from 1 in the order given.
 ///
+/// With `change`, every record is that update or delete (a delete's fields are all `None`).
+///
 /// # Errors
 ///
 /// Only on a bug (a batch that does not fit the bronze schema).
 pub fn records_to_bronze(
     records: &[[Option<String>; 8]],
+    change: Option<&RecordChange>,
     context: &BronzeContext,
     batch_rows: usize,
 ) -> Result<BronzeRows> {
     let mut builder = BronzeBuilder::new(context, batch_rows);
+    builder.change = change;
     for (index, fields) in records.iter().enumerate() {
         let [
             invoice,

@@ -24,7 +24,7 @@ pub mod generate;
 mod reader;
 mod source;
 
-pub use bronze::{BronzeContext, BronzeRows, records_to_bronze};
+pub use bronze::{BronzeContext, BronzeRows, RecordChange, records_to_bronze};
 pub use error::{Error, Result};
 pub use reader::{check_file, read_csv, read_file, read_json_lines, read_parquet, read_xlsx};
 pub use source::{Format, content_checksum, resolve_inputs};

@@ -25,7 +25,7 @@ pub mod schema;
 mod store;
 
 pub use config::LakeConfig;
-pub use deltalake::{DeltaTable, arrow};
+pub use deltalake::{DeltaTable, arrow, parquet};
 pub use error::{Error, Result};
 pub use schema::TableSpec;
 pub use store::{Lake, TableAppender};

@@ -87,7 +87,15 @@ fn bronze_schema() -> SchemaRef {
     fields.push(utf8_null("extra_columns"));
     fields.push(utf8_null("raw_text"));
     fields.push(utf8_null("parse_error"));
+    fields.extend(change_fields());
     Arc::new(Schema::new(fields))
+}
+
+/// The change a bronze record makes (null: an insert) and the transaction it targets. Added
+/// after the first release: lakes written before get them as null columns (see
+/// `Lake::ensure_table`), so they stay last.
+fn change_fields() -> [Field; 2] {
+    [utf8_null("operation"), utf8_null("target_transaction_id")]
 }
 
 fn silver_schema() -> SchemaRef {
@@ -132,6 +140,20 @@ fn quarantine_schema() -> SchemaRef {
     ));
     fields.push(utf8("run_id"));
     fields.push(field("quarantined_at", utc_timestamp(), false));
+    fields.extend(change_fields());
+    Arc::new(Schema::new(fields))
+}
+
+fn changes_schema() -> SchemaRef {
+    let mut fields = vec![
+        utf8("target_transaction_id"),
+        utf8_null("replacement_transaction_id"),
+    ];
+    fields.extend(lineage_fields());
+    fields.push(utf8("record_hash"));
+    fields.push(utf8("run_id"));
+    fields.push(field("bronze_version", DataType::Int64, false));
+    fields.push(utf8("change"));
     Arc::new(Schema::new(fields))
 }
 
@@ -292,6 +314,14 @@ pub const SILVER_DUPLICATES: TableSpec = TableSpec {
     partition_columns: &[],
 };
 
+/// `silver/retail_transaction_changes`: updates and deletes applied to silver, one row per
+/// applied change record, partitioned by `change` (`update`, `delete`).
+pub const SILVER_CHANGES: TableSpec = TableSpec {
+    name: "silver/retail_transaction_changes",
+    schema: changes_schema,
+    partition_columns: &["change"],
+};
+
 /// `gold/fact_sales`.
 pub const GOLD_FACT_SALES: TableSpec = TableSpec {
     name: "gold/fact_sales",
@@ -369,11 +399,12 @@ pub const GOLD_TABLES: [TableSpec; 9] = [
 ];
 
 /// Every table of the lake.
-pub const ALL_TABLES: [TableSpec; 13] = [
+pub const ALL_TABLES: [TableSpec; 14] = [
     BRONZE_TRANSACTIONS,
     SILVER_TRANSACTIONS,
     SILVER_QUARANTINE,
     SILVER_DUPLICATES,
+    SILVER_CHANGES,
     GOLD_DIM_DATE,
     GOLD_DIM_COUNTRY,
     GOLD_DIM_PRODUCT,

@@ -138,7 +138,7 @@ impl Lake {
     /// When the table cannot be read or created.
     pub async fn ensure_table(&self, table: &TableSpec) -> Result<DeltaTable> {
         if let Some(delta) = self.open(table).await? {
-            return Ok(delta);
+            return upgrade(delta, table).await;
         }
         let schema: StructType =
             table
@@ -170,6 +170,90 @@ impl Lake {
             }
             Err(source) => Err(table_error("create", table, source)),
         }
+    }
+
+    /// Counts the rows of the data files in one partition (`column=value`), from the log's
+    /// statistics. A missing table has zero rows.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn count_partition_rows(
+        &self,
+        table: &TableSpec,
+        column: &str,
+        value: &str,
+    ) -> Result<u64> {
+        let segment = format!("{column}={value}/");
+        match self.open(table).await? {
+            Some(delta) => rows_where(&delta, table, |path| {
+                path.starts_with(&segment) || path.contains(&format!("/{segment}"))
+            }),
+            None => Ok(0),
+        }
+    }
+
+    /// Deletes the rows whose `column` is one of `values`, in one commit that also records
+    /// `app_versions` (as [`TableAppender::commit`] does). Files holding no such row are left
+    /// alone; the others are rewritten without those rows. Returns the new version and the
+    /// number of rows deleted.
+    ///
+    /// `values` are compared as text; they must be plain identifiers (letters, digits, `-`,
+    /// `_`), which is checked.
+    ///
+    /// # Errors
+    ///
+    /// When a value is not a plain identifier, or the delete fails (the table is then
+    /// unchanged).
+    #[instrument(skip_all, fields(table = %table, values = values.len()))]
+    pub async fn delete_where_in(
+        &self,
+        table: &TableSpec,
+        column: &str,
+        values: &[String],
+        app_versions: &[(String, i64)],
+    ) -> Result<(Option<Version>, u64)> {
+        if let Some(bad) = values.iter().find(|v| {
+            v.is_empty()
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            return Err(Error::Table {
+                operation: "delete from",
+                table: table.name.to_owned(),
+                source: Box::new(DeltaTableError::Generic(format!(
+                    "{bad:?} is not a plain identifier"
+                ))),
+            });
+        }
+        let delta = self.ensure_table(table).await?;
+        let properties = CommitProperties::default().with_application_transactions(
+            app_versions
+                .iter()
+                .map(|(app, version)| Transaction::new(app, *version))
+                .collect(),
+        );
+        if values.is_empty() {
+            // Only the markers: an empty append carries them.
+            let appender = TableAppender::new(*table, delta, SaveMode::Append, self.batch_rows)?;
+            return Ok((appender.commit(app_versions).await?, 0));
+        }
+        let list = values
+            .iter()
+            .map(|v| format!("'{v}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (delta, metrics) = delta
+            .delete()
+            .with_predicate(format!("{column} IN ({list})"))
+            .with_commit_properties(properties)
+            .await
+            .map_err(|source| table_error("delete from", table, source))?;
+        Ok((
+            delta.version(),
+            metrics.num_deleted_rows.unwrap_or(0) as u64,
+        ))
     }
 
     /// Starts a streaming write that appends to a table when committed.
@@ -385,6 +469,52 @@ impl Lake {
             })
             .boxed())
     }
+}
+
+/// Adds the nullable columns a table's spec gained since the table was created (they are
+/// always declared last), so that lakes written by an earlier release keep working. A missing
+/// required column is an error: that would need a migration of the data.
+async fn upgrade(delta: DeltaTable, table: &TableSpec) -> Result<DeltaTable> {
+    let present: HashSet<String> = delta
+        .snapshot()
+        .map_err(|source| table_error("open", table, source))?
+        .schema()
+        .fields()
+        .map(|field| field.name().to_owned())
+        .collect();
+    let schema = table.arrow_schema();
+    let missing: Vec<&Field> = schema
+        .fields()
+        .iter()
+        .filter(|field| !present.contains(field.name()))
+        .map(AsRef::as_ref)
+        .collect();
+    if missing.is_empty() {
+        return Ok(delta);
+    }
+    if let Some(required) = missing.iter().find(|field| !field.is_nullable()) {
+        return Err(table_error(
+            "upgrade",
+            table,
+            DeltaTableError::Generic(format!(
+                "the table lacks the required column {}; it was written by an incompatible release",
+                required.name()
+            )),
+        ));
+    }
+    let fields: StructType = (&Schema::new(missing.into_iter().cloned().collect::<Vec<_>>()))
+        .try_into_kernel()
+        .map_err(|source| Error::Arrow {
+            operation: "upgrade",
+            table: table.name.to_owned(),
+            source,
+        })?;
+    debug!(table = %table, "adding the table's new nullable columns");
+    delta
+        .add_columns()
+        .with_fields(fields.fields().cloned().collect::<Vec<_>>())
+        .await
+        .map_err(|source| table_error("upgrade", table, source))
 }
 
 /// Sums, from the log's statistics, the rows of the data files whose path passes `keep`.
@@ -649,4 +779,136 @@ async fn scan_delta(
             })
         })
         .boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::{ArrayRef, AsArray as _, StringArray};
+    use deltalake::arrow::datatypes::DataType;
+
+    use super::*;
+    use crate::schema::{BRONZE_TRANSACTIONS, SILVER_DUPLICATES};
+
+    fn lake(dir: &tempfile::TempDir) -> Lake {
+        Lake::new(&LakeConfig {
+            root: dir.path().display().to_string(),
+            ..LakeConfig::default()
+        })
+        .expect("lake")
+    }
+
+    #[tokio::test]
+    async fn a_table_written_before_new_nullable_columns_gains_them_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        // Bronze as the first release created it: without the two change columns.
+        let full = BRONZE_TRANSACTIONS.arrow_schema();
+        let old: Vec<Field> = full.fields()[..full.fields().len() - 2]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let old_schema: StructType = (&Schema::new(old)).try_into_kernel().expect("schema");
+        lake.builder(&BRONZE_TRANSACTIONS)
+            .unwrap()
+            .build()
+            .unwrap()
+            .create()
+            .with_columns(old_schema.fields().cloned())
+            .await
+            .expect("old table created");
+
+        let delta = lake
+            .ensure_table(&BRONZE_TRANSACTIONS)
+            .await
+            .expect("upgraded");
+        let names: Vec<String> = delta
+            .snapshot()
+            .unwrap()
+            .schema()
+            .fields()
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            ["operation", "target_transaction_id"]
+        );
+        // A second look changes nothing.
+        let version = delta.version();
+        let again = lake.ensure_table(&BRONZE_TRANSACTIONS).await.unwrap();
+        assert_eq!(again.version(), version);
+    }
+
+    #[tokio::test]
+    async fn delete_where_in_removes_exactly_the_listed_rows_and_refuses_odd_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        let schema = SILVER_DUPLICATES.arrow_schema();
+        let ids = ["a1", "b2", "c3"];
+        // Build a proper batch: lineage columns need values of their own types.
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            schema
+                .fields()
+                .iter()
+                .map(|field| -> ArrayRef {
+                    match field.data_type() {
+                        DataType::Utf8 => Arc::new(StringArray::from_iter_values(ids)),
+                        DataType::Int64 => {
+                            Arc::new(deltalake::arrow::array::Int64Array::from(vec![1, 2, 3]))
+                        }
+                        DataType::Timestamp(_, _) => Arc::new(
+                            deltalake::arrow::array::TimestampMicrosecondArray::from(vec![0; 3])
+                                .with_timezone("UTC"),
+                        ),
+                        other => panic!("unexpected type {other}"),
+                    }
+                })
+                .collect(),
+        )
+        .expect("batch");
+        let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+        writer.write(batch).await.unwrap();
+        writer.commit(&[]).await.unwrap();
+
+        let refused = lake
+            .delete_where_in(
+                &SILVER_DUPLICATES,
+                "transaction_id",
+                &["a1' OR '1'='1".to_owned()],
+                &[],
+            )
+            .await;
+        assert!(refused.is_err());
+        let (_, deleted) = lake
+            .delete_where_in(
+                &SILVER_DUPLICATES,
+                "transaction_id",
+                &["b2".to_owned(), "zz".to_owned()],
+                &[("test.app".to_owned(), 7)],
+            )
+            .await
+            .expect("deleted");
+        assert_eq!(deleted, 1);
+        let left: Vec<String> = lake
+            .read_all(&SILVER_DUPLICATES)
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(0).as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| column.value(i).to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut left = left;
+        left.sort();
+        assert_eq!(left, ["a1", "c3"]);
+        assert_eq!(
+            lake.app_version(&SILVER_DUPLICATES, "test.app")
+                .await
+                .unwrap(),
+            Some(7)
+        );
+    }
 }

@@ -46,7 +46,7 @@ const DIMENSIONS: &[&str] = &[
 ];
 
 /// Every asset, in an order where each comes after its upstream assets.
-pub const ASSETS: [Asset; 13] = [
+pub const ASSETS: [Asset; 14] = [
     Asset {
         table: tables::BRONZE_TRANSACTIONS,
         upstream: &[],
@@ -59,6 +59,11 @@ pub const ASSETS: [Asset; 13] = [
     },
     Asset {
         table: tables::SILVER_DUPLICATES,
+        upstream: &[BRONZE, SILVER],
+        stage: Stage::Silver,
+    },
+    Asset {
+        table: tables::SILVER_CHANGES,
         upstream: &[BRONZE, SILVER],
         stage: Stage::Silver,
     },

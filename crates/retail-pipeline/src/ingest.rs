@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use retail_ingest::{BronzeContext, check_file, content_checksum, read_file, resolve_inputs};
+use retail_ingest::{
+    BronzeContext, RecordChange, check_file, content_checksum, read_file, resolve_inputs,
+};
 use retail_lake::schema::BRONZE_TRANSACTIONS;
 use retail_lake::{Lake, TableAppender};
 use retail_telemetry::metrics;
@@ -240,6 +242,9 @@ pub struct RecordSource {
     /// A caller's key that makes a retry safe: records sent again under the same key are not
     /// written twice. It is recorded in the same Delta commit as the records.
     pub idempotency_key: Option<String>,
+    /// When set, every record is this update or delete of a transaction in silver, applied by
+    /// the next pipeline run.
+    pub change: Option<RecordChange>,
 }
 
 /// What [`IngestService::ingest_records`] did.
@@ -293,7 +298,12 @@ impl IngestService {
             ingested_at: Utc::now(),
         };
         let outcome = async {
-            let rows = retail_ingest::records_to_bronze(records, &context, self.lake.batch_rows())?;
+            let rows = retail_ingest::records_to_bronze(
+                records,
+                source.change.as_ref(),
+                &context,
+                self.lake.batch_rows(),
+            )?;
             let mut writer = self.lake.appender(&BRONZE_TRANSACTIONS).await?;
             for batch in rows.batches {
                 writer.write(batch).await?;

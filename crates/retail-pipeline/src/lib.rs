@@ -31,9 +31,11 @@ pub mod silver;
 pub use error::{Error, Result};
 pub use ingest::{IngestOptions, IngestService, RecordSource, RecordsReceipt};
 pub use pipeline::{
-    GOLD_APP_ID, PipelineService, PipelineStatus, RunOptions, SILVER_APP_ID, TableStatus,
+    CHANGES_APP_ID, GOLD_APP_ID, PipelineService, PipelineStatus, RunOptions, SILVER_APP_ID,
+    TableStatus,
 };
 pub use progress::{NoProgress, Progress};
+pub use retail_ingest::RecordChange;
 pub use runs::{
     AssetRun, FileOutcome, MetadataConfig, MetadataStore, OperationLock, Reconciliation, RunDetail,
     RunKind, RunRecord, RunStatus,

@@ -17,8 +17,8 @@ use deltalake::arrow::array::{Array as _, AsArray as _};
 use futures::TryStreamExt as _;
 use retail_lake::Lake;
 use retail_lake::schema::{
-    self as tables, BRONZE_TRANSACTIONS, SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS,
-    TableSpec,
+    self as tables, BRONZE_TRANSACTIONS, SILVER_CHANGES, SILVER_DUPLICATES, SILVER_QUARANTINE,
+    SILVER_TRANSACTIONS, TableSpec,
 };
 use retail_telemetry::metrics;
 use serde::Serialize;
@@ -34,6 +34,10 @@ use crate::silver::{SilverOutput, SilverStats, SilverTransform};
 
 /// Application id of the silver stage's progress (value: the bronze version consumed).
 pub const SILVER_APP_ID: &str = "retail.pipeline.silver";
+/// Application id of the removals that updates and deletes make in silver (value: the bronze
+/// version whose changes were applied). Equal to silver's [`SILVER_APP_ID`] mark when every
+/// change is applied.
+pub const CHANGES_APP_ID: &str = "retail.pipeline.silver.changes";
 /// Application id of the gold stage's progress (value: the silver version built from).
 pub const GOLD_APP_ID: &str = "retail.pipeline.gold";
 
@@ -190,6 +194,7 @@ impl PipelineService {
         progress: &dyn Progress,
     ) -> Result<Option<SilverStats>> {
         let lake = &self.lake;
+        self.finish_pending_changes().await?;
         let silver_mark = lake
             .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
             .await?;
@@ -204,9 +209,14 @@ impl PipelineService {
         if silver_mark == Some(target) {
             info!(bronze_version, "silver is up to date");
             run.detail.assets.extend(
-                [SILVER_QUARANTINE, SILVER_DUPLICATES, SILVER_TRANSACTIONS]
-                    .iter()
-                    .map(up_to_date),
+                [
+                    SILVER_QUARANTINE,
+                    SILVER_DUPLICATES,
+                    SILVER_CHANGES,
+                    SILVER_TRANSACTIONS,
+                ]
+                .iter()
+                .map(up_to_date),
             );
             return Ok(None);
         }
@@ -232,8 +242,10 @@ impl PipelineService {
         };
         let quarantine_mark = lake.app_version(&SILVER_QUARANTINE, SILVER_APP_ID).await?;
         let duplicates_mark = lake.app_version(&SILVER_DUPLICATES, SILVER_APP_ID).await?;
+        let changes_mark = lake.app_version(&SILVER_CHANGES, SILVER_APP_ID).await?;
         let quarantine_files = files_for(quarantine_mark).await?;
         let duplicate_files = files_for(duplicates_mark).await?;
+        let change_files = files_for(changes_mark).await?;
 
         let seen = self.silver_transaction_ids().await?;
         info!(
@@ -244,6 +256,7 @@ impl PipelineService {
         let mut silver_out = lake.appender(&SILVER_TRANSACTIONS).await?;
         let mut quarantine_out = lake.appender(&SILVER_QUARANTINE).await?;
         let mut duplicates_out = lake.appender(&SILVER_DUPLICATES).await?;
+        let mut changes_out = lake.appender(&SILVER_CHANGES).await?;
         let bronze = lake.open_at(&BRONZE_TRANSACTIONS, bronze_version).await?;
         progress.begin(
             "silver",
@@ -254,13 +267,17 @@ impl PipelineService {
         let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
         let reader = tokio::spawn({
             let lake = lake.clone();
-            let mut transform = SilverTransform::new(&run.run_id, Utc::now(), seen);
+            let mut transform = SilverTransform::new(&run.run_id, Utc::now(), target, seen);
             async move {
                 for file in &files {
                     let keep = |set: &Option<HashSet<String>>| {
                         set.as_ref().is_none_or(|s| s.contains(file))
                     };
-                    let keep = (keep(&quarantine_files), keep(&duplicate_files));
+                    let keep = (
+                        keep(&quarantine_files),
+                        keep(&duplicate_files),
+                        keep(&change_files),
+                    );
                     let mut stream = lake.read_file(&BRONZE_TRANSACTIONS, &bronze, file).await?;
                     while let Some(batch) =
                         stream.try_next().await.map_err(|source| Error::Read {
@@ -286,7 +303,7 @@ impl PipelineService {
         });
         while let Some(SilverMessage {
             output,
-            keep: (keep_quarantine, keep_duplicates),
+            keep: (keep_quarantine, keep_duplicates, keep_changes),
             rows,
         }) = receiver.recv().await
         {
@@ -297,30 +314,66 @@ impl PipelineService {
             if keep_duplicates {
                 duplicates_out.write(output.duplicates).await?;
             }
+            if keep_changes {
+                changes_out.write(output.changes).await?;
+            }
             progress.advance(rows);
         }
         let transform = reader.await.map_err(Error::Task)??;
         progress.end();
+        let removed = transform.removed();
         let stats = transform.into_stats();
         if !stats.reconciles() {
             return Err(Error::Reconciliation {
                 detail: format!(
-                    "bronze rows {} != silver {} + quarantine {} + duplicates {}",
+                    "bronze rows {} != silver {} + quarantine {} + duplicates {} + deletes {}",
                     stats.bronze_rows,
                     stats.silver_rows,
                     stats.quarantined_rows,
-                    stats.duplicate_rows
+                    stats.duplicate_rows,
+                    stats.deletes
                 ),
             });
         }
         let marker = [(SILVER_APP_ID.to_owned(), target)];
-        for (table, appender, rows) in [
-            (SILVER_QUARANTINE, quarantine_out, stats.quarantined_rows),
-            (SILVER_DUPLICATES, duplicates_out, stats.duplicate_rows),
-            (SILVER_TRANSACTIONS, silver_out, stats.silver_rows),
+        // Without changes, silver's append also says that every change is applied; with
+        // changes, the delete that applies them says so (see `finish_pending_changes`).
+        let silver_marker = if removed.is_empty() {
+            vec![
+                (SILVER_APP_ID.to_owned(), target),
+                (CHANGES_APP_ID.to_owned(), target),
+            ]
+        } else {
+            marker.to_vec()
+        };
+        for (table, appender, rows, marker) in [
+            (
+                SILVER_QUARANTINE,
+                quarantine_out,
+                stats.quarantined_rows,
+                &marker[..],
+            ),
+            (
+                SILVER_DUPLICATES,
+                duplicates_out,
+                stats.duplicate_rows,
+                &marker[..],
+            ),
+            (
+                SILVER_CHANGES,
+                changes_out,
+                stats.updates + stats.deletes,
+                &marker[..],
+            ),
+            (
+                SILVER_TRANSACTIONS,
+                silver_out,
+                stats.silver_rows,
+                &silver_marker[..],
+            ),
         ] {
             let started = Instant::now();
-            let version = appender.commit(&marker).await?;
+            let version = appender.commit(marker).await?;
             metrics::record_commit("silver", started.elapsed().as_secs_f64());
             metrics::record_rows_written(table.name, rows);
             run.detail.assets.push(materialized(&table, rows, version));
@@ -331,6 +384,22 @@ impl PipelineService {
             }
         }
         metrics::record_duplicates(stats.duplicate_rows);
+        if !removed.is_empty() {
+            let started = Instant::now();
+            let (version, deleted) = self.remove_from_silver(&removed, target).await?;
+            metrics::record_commit("silver", started.elapsed().as_secs_f64());
+            info!(
+                updates = stats.updates,
+                deletes = stats.deletes,
+                deleted,
+                "changes applied to silver"
+            );
+            run.detail.assets.push(materialized(
+                &SILVER_TRANSACTIONS,
+                stats.silver_rows,
+                version,
+            ));
+        }
         run.rows_in += stats.bronze_rows;
         run.rows_out += stats.silver_rows;
         run.quarantined += stats.quarantined_rows;
@@ -367,6 +436,83 @@ impl PipelineService {
             }
         }
         Ok(ids)
+    }
+
+    /// Deletes the silver rows that updates and deletes replaced or removed, in one commit
+    /// that also records [`CHANGES_APP_ID`] = `bronze_version`.
+    async fn remove_from_silver(
+        &self,
+        removed: &[String],
+        bronze_version: i64,
+    ) -> Result<(Option<u64>, u64)> {
+        let (version, deleted) = self
+            .lake
+            .delete_where_in(
+                &SILVER_TRANSACTIONS,
+                "transaction_id",
+                removed,
+                &[(CHANGES_APP_ID.to_owned(), bronze_version)],
+            )
+            .await?;
+        if deleted != removed.len() as u64 {
+            return Err(Error::Reconciliation {
+                detail: format!(
+                    "{} changes should remove as many silver rows, but {deleted} were removed",
+                    removed.len()
+                ),
+            });
+        }
+        Ok((version, deleted))
+    }
+
+    /// Completes a run that stopped after silver's append and before its changes were applied
+    /// (a crash between the two commits): the changes are read back from
+    /// `silver/retail_transaction_changes`. Gold then sees a new silver version.
+    async fn finish_pending_changes(&self) -> Result<()> {
+        let lake = &self.lake;
+        let Some(silver_mark) = lake
+            .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
+            .await?
+        else {
+            return Ok(());
+        };
+        if lake
+            .app_version(&SILVER_TRANSACTIONS, CHANGES_APP_ID)
+            .await?
+            == Some(silver_mark)
+        {
+            return Ok(());
+        }
+        let mut pending = Vec::new();
+        if lake.latest_version(&SILVER_CHANGES).await?.is_some() {
+            let mut stream = lake
+                .scan(
+                    &SILVER_CHANGES,
+                    Some(&["target_transaction_id", "bronze_version"]),
+                )
+                .await?;
+            while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
+                table: SILVER_CHANGES.name,
+                source: Box::new(source),
+            })? {
+                let targets = batch.column(0).as_string::<i32>();
+                let versions = batch
+                    .column(1)
+                    .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+                for row in 0..batch.num_rows() {
+                    if versions.value(row) == silver_mark {
+                        pending.push(targets.value(row).to_owned());
+                    }
+                }
+            }
+        }
+        warn!(
+            bronze_version = silver_mark,
+            changes = pending.len(),
+            "applying the changes of an interrupted run"
+        );
+        self.remove_from_silver(&pending, silver_mark).await?;
+        Ok(())
     }
 
     /// The surrogate keys of the current gold dimensions, so that a rebuild keeps them.
@@ -528,6 +674,14 @@ impl PipelineService {
             silver: self.lake.count_rows(&SILVER_TRANSACTIONS).await?,
             quarantine: self.lake.count_rows(&SILVER_QUARANTINE).await?,
             duplicates: self.lake.count_rows(&SILVER_DUPLICATES).await?,
+            updates: self
+                .lake
+                .count_partition_rows(&SILVER_CHANGES, "change", "update")
+                .await?,
+            deletes: self
+                .lake
+                .count_partition_rows(&SILVER_CHANGES, "change", "delete")
+                .await?,
         })
     }
 
@@ -599,8 +753,9 @@ impl PipelineService {
 /// What the silver reader hands to the writer: the output of one bronze batch.
 struct SilverMessage {
     output: SilverOutput,
-    /// Whether quarantine and duplicates take their part (they may be ahead of silver).
-    keep: (bool, bool),
+    /// Whether quarantine, duplicates and changes take their part (they may be ahead of
+    /// silver).
+    keep: (bool, bool, bool),
     /// Bronze rows the output came from.
     rows: u64,
 }

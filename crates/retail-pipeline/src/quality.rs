@@ -64,7 +64,10 @@ impl QualityReport {
             .get("malformed_record")
             .copied()
             .unwrap_or(0);
-        let well_formed = stats.bronze_rows.saturating_sub(malformed);
+        let well_formed = stats
+            .bronze_rows
+            .saturating_sub(malformed)
+            .saturating_sub(stats.deletes);
         let score_total: f64 = stats
             .score_distribution
             .iter()
@@ -174,6 +177,8 @@ mod tests {
             silver_rows: 8,
             quarantined_rows: 2,
             duplicate_rows: 0,
+            updates: 0,
+            deletes: 0,
             quarantine_by_reason: BTreeMap::from([("malformed_record".to_owned(), 1)]),
             present_fields: 70,
             accuracy_passed: 23,

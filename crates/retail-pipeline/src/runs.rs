@@ -101,7 +101,12 @@ pub struct AssetRun {
     pub version: Option<u64>,
 }
 
-/// Table counts that must add up after a run: bronze = silver + quarantine + duplicates.
+/// Table counts that must add up after a run:
+/// bronze = silver + quarantine + duplicates + updates + 2 × deletes.
+///
+/// An applied update removed one silver row (its replacement is a silver row or a duplicate
+/// of its own); an applied delete removed one silver row and is itself a bronze row that
+/// became no silver row, so it counts twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
     /// Rows in bronze.
@@ -112,12 +117,19 @@ pub struct Reconciliation {
     pub quarantine: u64,
     /// Rows counted as duplicates.
     pub duplicates: u64,
+    /// Updates applied to silver.
+    #[serde(default)]
+    pub updates: u64,
+    /// Deletes applied to silver.
+    #[serde(default)]
+    pub deletes: u64,
 }
 
 impl Reconciliation {
     /// Returns true when every bronze row is accounted for.
     pub fn balances(&self) -> bool {
-        self.bronze == self.silver + self.quarantine + self.duplicates
+        self.bronze
+            == self.silver + self.quarantine + self.duplicates + self.updates + 2 * self.deletes
     }
 }
 
@@ -125,11 +137,19 @@ impl std::fmt::Display for Reconciliation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "bronze {} = silver {} + quarantine {} + duplicates {} ({})",
-            self.bronze,
-            self.silver,
-            self.quarantine,
-            self.duplicates,
+            "bronze {} = silver {} + quarantine {} + duplicates {}",
+            self.bronze, self.silver, self.quarantine, self.duplicates,
+        )?;
+        if self.updates > 0 || self.deletes > 0 {
+            write!(
+                f,
+                " + updates {} + 2 × deletes {}",
+                self.updates, self.deletes
+            )?;
+        }
+        write!(
+            f,
+            " ({})",
             if self.balances() {
                 "balanced"
             } else {

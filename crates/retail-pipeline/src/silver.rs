@@ -15,7 +15,10 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use deltalake::arrow::error::ArrowError;
 use retail_domain::record::{CleanTransaction, QuarantineReason, RawFields, cleanse};
-use retail_lake::schema::{SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS};
+use retail_domain::{Operation, parse_transaction_id};
+use retail_lake::schema::{
+    SILVER_CHANGES, SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS,
+};
 use serde::{Deserialize, Serialize};
 
 /// Lineage columns copied from bronze, in schema order.
@@ -39,6 +42,13 @@ pub struct SilverStats {
     pub quarantined_rows: u64,
     /// Rows dropped as duplicates of a row already kept.
     pub duplicate_rows: u64,
+    /// Updates applied: each removed one silver row (its replacement counts as a silver or
+    /// duplicate row).
+    #[serde(default)]
+    pub updates: u64,
+    /// Deletes applied: each removed one silver row and became no silver row itself.
+    #[serde(default)]
+    pub deletes: u64,
     /// Quarantined rows by reason code (a row with several reasons counts under each).
     pub quarantine_by_reason: BTreeMap<String, u64>,
     /// Sum over bronze rows of present business fields (of 8).
@@ -58,7 +68,8 @@ pub struct SilverStats {
 impl SilverStats {
     /// Returns true when every bronze row read is accounted for.
     pub fn reconciles(&self) -> bool {
-        self.bronze_rows == self.silver_rows + self.quarantined_rows + self.duplicate_rows
+        self.bronze_rows
+            == self.silver_rows + self.quarantined_rows + self.duplicate_rows + self.deletes
     }
 }
 
@@ -71,6 +82,17 @@ pub struct SilverOutput {
     pub quarantine: RecordBatch,
     /// New duplicate rows.
     pub duplicates: RecordBatch,
+    /// Changes applied (rows of `silver/retail_transaction_changes`).
+    pub changes: RecordBatch,
+}
+
+/// One applied update or delete: the bronze row that asked for it and what it did.
+#[derive(Debug)]
+struct AppliedChange {
+    row: usize,
+    operation: Operation,
+    target: u128,
+    replacement: Option<u128>,
 }
 
 /// Applies the contract's silver rules to bronze batches.
@@ -78,21 +100,40 @@ pub struct SilverOutput {
 pub struct SilverTransform {
     run_id: String,
     processed_at: DateTime<Utc>,
+    bronze_version: i64,
     seen: HashSet<u128>,
+    /// Transactions an update or delete of this pass removed, in order.
+    removed: Vec<u128>,
+    removed_set: HashSet<u128>,
     stats: SilverStats,
     score_counts: [u64; 101],
 }
 
 impl SilverTransform {
-    /// Starts a pass that knows the transaction ids already in silver.
-    pub fn new(run_id: &str, processed_at: DateTime<Utc>, seen: HashSet<u128>) -> Self {
+    /// Starts a pass that knows the transaction ids already in silver; `bronze_version` is the
+    /// bronze version the pass reads up to (recorded with each applied change).
+    pub fn new(
+        run_id: &str,
+        processed_at: DateTime<Utc>,
+        bronze_version: i64,
+        seen: HashSet<u128>,
+    ) -> Self {
         Self {
             run_id: run_id.to_owned(),
             processed_at,
+            bronze_version,
             seen,
+            removed: Vec::new(),
+            removed_set: HashSet::new(),
             stats: SilverStats::default(),
             score_counts: [0; 101],
         }
+    }
+
+    /// Returns the transactions that updates and deletes of the pass removed from silver (as
+    /// silver writes ids); the caller deletes them from the table.
+    pub fn removed(&self) -> Vec<String> {
+        self.removed.iter().map(|id| format!("{id:032x}")).collect()
     }
 
     /// Returns the statistics of the whole pass.
@@ -120,6 +161,7 @@ impl SilverTransform {
         let mut silver = SilverBuilder::new(bronze.num_rows());
         let mut quarantine: Vec<(usize, Vec<QuarantineReason>)> = Vec::new();
         let mut duplicates: Vec<(usize, u128)> = Vec::new();
+        let mut changes: Vec<AppliedChange> = Vec::new();
         for row in 0..bronze.num_rows() {
             self.stats.bronze_rows += 1;
             let ingested_at = input.ingested_at.value(row);
@@ -131,21 +173,77 @@ impl SilverTransform {
                 quarantine.push((row, vec![QuarantineReason::MalformedRecord]));
                 continue;
             }
+            let operation = input.operation(row);
             let raw = input.raw_fields(row);
-            self.stats.present_fields += u64::from(raw.count_present());
-            let email = input.email(row);
-            match cleanse(&raw, email.as_deref()) {
-                Err(reasons) => quarantine.push((row, reasons)),
-                Ok(clean) => {
-                    let id = u128::from_str_radix(&clean.transaction_id, 16)
-                        .expect("transaction ids are 32 hex digits");
-                    if self.seen.insert(id) {
-                        self.record_clean(&clean);
-                        silver.push(&clean, email.as_deref(), row, &self.run_id);
-                    } else {
-                        duplicates.push((row, id));
+            if operation != Some(Operation::Delete) {
+                // A delete carries no fields: completeness is measured on the others.
+                self.stats.present_fields += u64::from(raw.count_present());
+            }
+            let Some(operation) = operation else {
+                quarantine.push((row, vec![QuarantineReason::ConflictingChange]));
+                continue;
+            };
+            // A change must name a transaction silver holds now.
+            let target = match operation {
+                Operation::Insert => None,
+                Operation::Update | Operation::Delete => {
+                    match input.target(row).filter(|id| self.seen.contains(id)) {
+                        Some(target) => Some(target),
+                        None => {
+                            quarantine.push((row, vec![QuarantineReason::UnknownTransaction]));
+                            continue;
+                        }
                     }
                 }
+            };
+            if operation == Operation::Delete {
+                let target = target.expect("checked above");
+                self.remove(target);
+                self.stats.deletes += 1;
+                changes.push(AppliedChange {
+                    row,
+                    operation,
+                    target,
+                    replacement: None,
+                });
+                continue;
+            }
+            let email = input.email(row);
+            let clean = match cleanse(&raw, email.as_deref()) {
+                Err(reasons) => {
+                    quarantine.push((row, reasons));
+                    continue;
+                }
+                Ok(clean) => clean,
+            };
+            let id = u128::from_str_radix(&clean.transaction_id, 16)
+                .expect("transaction ids are 32 hex digits");
+            if self.removed_set.contains(&id) {
+                // Re-created after a change of this pass removed it: the delete at the end of
+                // the pass would remove it again.
+                quarantine.push((row, vec![QuarantineReason::ConflictingChange]));
+                continue;
+            }
+            if let Some(target) = target {
+                if target == id {
+                    // An update that changes nothing: the row is a duplicate of its target.
+                    duplicates.push((row, id));
+                    continue;
+                }
+                self.remove(target);
+                self.stats.updates += 1;
+                changes.push(AppliedChange {
+                    row,
+                    operation,
+                    target,
+                    replacement: Some(id),
+                });
+            }
+            if self.seen.insert(id) {
+                self.record_clean(&clean);
+                silver.push(&clean, email.as_deref(), row, &self.run_id);
+            } else {
+                duplicates.push((row, id));
             }
         }
         self.stats.silver_rows += silver.rows as u64;
@@ -164,7 +262,44 @@ impl SilverTransform {
             silver: silver.finish(bronze)?,
             quarantine: self.quarantine_batch(bronze, &quarantine)?,
             duplicates: self.duplicates_batch(bronze, &duplicates)?,
+            changes: self.changes_batch(bronze, &changes)?,
         })
+    }
+
+    fn remove(&mut self, target: u128) {
+        self.seen.remove(&target);
+        self.removed_set.insert(target);
+        self.removed.push(target);
+    }
+
+    fn changes_batch(
+        &self,
+        bronze: &RecordBatch,
+        rows: &[AppliedChange],
+    ) -> Result<RecordBatch, ArrowError> {
+        let schema = SILVER_CHANGES.arrow_schema();
+        let indices: Vec<usize> = rows.iter().map(|change| change.row).collect();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|change| format!("{:032x}", change.target)),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter()
+                    .map(|change| change.replacement.map(|id| format!("{id:032x}"))),
+            )),
+        ];
+        for name in LINEAGE.iter().chain(["record_hash"].iter()) {
+            columns.push(take(bronze, name, &indices)?);
+        }
+        columns.push(constant_text(&self.run_id, rows.len()));
+        columns.push(Arc::new(deltalake::arrow::array::Int64Array::from(vec![
+            self.bronze_version;
+            rows.len()
+        ])));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|change| change.operation.as_str()),
+        )));
+        RecordBatch::try_new(schema, columns)
     }
 
     fn record_clean(&mut self, clean: &CleanTransaction) {
@@ -201,6 +336,16 @@ impl SilverTransform {
         let mut at = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
         at.append_slice(&vec![self.processed_at.timestamp_micros(); rows.len()]);
         columns.push(Arc::new(at.finish()));
+        for name in ["operation", "target_transaction_id"] {
+            columns.push(match bronze.column_by_name(name) {
+                Some(_) => take(bronze, name, &indices)?,
+                // Bronze files written before changes existed lack the columns.
+                None => deltalake::arrow::array::new_null_array(
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                    rows.len(),
+                ),
+            });
+        }
         RecordBatch::try_new(schema, columns)
     }
 
@@ -260,6 +405,9 @@ struct BronzeColumns<'a> {
     extra: &'a StringArray,
     raw_text: &'a StringArray,
     ingested_at: &'a deltalake::arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+    /// Absent in bronze files written before changes existed.
+    operation: Option<&'a StringArray>,
+    target: Option<&'a StringArray>,
 }
 
 impl<'a> BronzeColumns<'a> {
@@ -293,7 +441,25 @@ impl<'a> BronzeColumns<'a> {
             extra: text("extra_columns")?,
             raw_text: text("raw_text")?,
             ingested_at,
+            operation: text("operation").ok(),
+            target: text("target_transaction_id").ok(),
         })
+    }
+
+    /// The row's operation; `None` when the stored code is unknown.
+    fn operation(&self, row: usize) -> Option<Operation> {
+        match self.operation {
+            Some(column) if !column.is_null(row) => Operation::parse(column.value(row)),
+            _ => Some(Operation::Insert),
+        }
+    }
+
+    /// The transaction a change targets, when it is a well-formed id.
+    fn target(&self, row: usize) -> Option<u128> {
+        let column = self.target?;
+        (!column.is_null(row))
+            .then(|| parse_transaction_id(column.value(row)))
+            .flatten()
     }
 
     fn field(&self, column: usize, row: usize) -> Option<&'a str> {

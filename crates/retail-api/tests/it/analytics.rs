@@ -2,6 +2,7 @@
 
 use axum::http::{Method, StatusCode};
 use retail_api::ApiConfig;
+use retail_lake::arrow::array::AsArray as _;
 use retail_warehouse::{Catalogue, EmbeddedWarehouse, Params, Warehouse as _};
 
 use crate::support::{TestApp, assert_error};
@@ -251,11 +252,53 @@ async fn sales_pages_with_a_cursor_invoices_and_streamed_exports() {
     assert_eq!(rows.len(), expected);
     let ids: std::collections::HashSet<&str> = rows.iter().map(|r| r.get(1).unwrap()).collect();
     assert_eq!(ids.len(), expected, "no line twice across pages");
-    let (status, _, json) = get(
-        "/api/v1/sales/export?format=parquet".into(),
-        analyst.clone(),
-    )
-    .await;
+    let csv_total: rust_decimal::Decimal = rows
+        .iter()
+        .map(|r| r.get(7).unwrap().parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+
+    // The same selection as Parquet: the same lines, exact money, one row group per page.
+    let request =
+        axum::http::Request::get("/api/v1/sales/export?format=parquet&country=United%20Kingdom")
+            .header("authorization", &analyst)
+            .body(axum::body::Body::empty())
+            .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.apache.parquet"
+    );
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    let reader =
+        retail_lake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("a Parquet file");
+    assert_eq!(
+        reader.metadata().num_row_groups(),
+        expected.div_ceil(1000),
+        "one row group per page"
+    );
+    let mut parquet_rows = 0;
+    let mut parquet_total = rust_decimal::Decimal::ZERO;
+    for batch in reader.build().unwrap() {
+        let batch = batch.unwrap();
+        parquet_rows += batch.num_rows();
+        let totals = batch
+            .column_by_name("total_amount")
+            .unwrap()
+            .as_primitive::<retail_lake::arrow::datatypes::Decimal128Type>();
+        for i in 0..totals.len() {
+            parquet_total += rust_decimal::Decimal::from_i128_with_scale(totals.value(i), 3);
+        }
+    }
+    assert_eq!(parquet_rows, expected);
+    assert_eq!(parquet_total, csv_total);
+
+    let (status, _, json) = get("/api/v1/sales/export?format=xml".into(), analyst.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     assert_error(&json, "invalid_input");
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod analytics;
+mod changes;
 mod ingestion;
 mod operations;
 mod support;

@@ -1,6 +1,7 @@
 //! Integration tests of the pipeline on real Delta tables in a temporary directory, with the
 //! real Online Retail data where it is available.
 
+mod changes;
 mod contract;
 mod incremental;
 mod real_data;

@@ -54,6 +54,24 @@ impl TestLake {
             .expect("ingestion succeeds")
     }
 
+    /// Writes records to bronze as the API does, optionally as an update or delete.
+    pub(crate) async fn ingest_records(
+        &self,
+        records: &[[Option<String>; 8]],
+        change: Option<retail_pipeline::RecordChange>,
+    ) {
+        let source = retail_pipeline::RecordSource {
+            source_system: "api",
+            location: "test".to_owned(),
+            idempotency_key: None,
+            change,
+        };
+        self.ingest
+            .ingest_records(records, &source)
+            .await
+            .expect("records ingested");
+    }
+
     pub(crate) async fn try_ingest(&self, inputs: &[String]) -> retail_pipeline::Result<RunRecord> {
         self.ingest.ingest_paths(inputs, &NoProgress).await
     }
