@@ -921,6 +921,8 @@ mod tests {
                 "invalid_unit_price",
                 "negative_unit_price",
                 "missing_country",
+                "unknown_transaction",
+                "conflicting_change",
             ]
         );
         for reason in QuarantineReason::ALL {

@@ -153,10 +153,12 @@ impl PipelineService {
         let mut stats = None;
         if options.silver {
             let started = Instant::now();
-            stats = self
-                .run_silver(run, progress)
-                .instrument(info_span!("silver"))
-                .await?;
+            // Boxed: the stage's future holds the delete's state and is large.
+            stats = Box::pin(
+                self.run_silver(run, progress)
+                    .instrument(info_span!("silver")),
+            )
+            .await?;
             metrics::record_stage("silver", started.elapsed().as_secs_f64());
             changed |= stats.is_some();
         }

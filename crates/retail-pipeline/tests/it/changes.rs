@@ -70,12 +70,18 @@ async fn updates_and_deletes_replace_and_remove_silver_rows_and_flow_to_gold() {
     // A's quantity corrected, B deleted, C "updated" to itself, and a delete of an id that
     // silver never held.
     let a_fixed = record("536365", "85123A", "12");
-    lake.ingest_records(&[a_fixed.clone()], change(Operation::Update, &id_of(&a)))
-        .await;
+    lake.ingest_records(
+        std::slice::from_ref(&a_fixed),
+        change(Operation::Update, &id_of(&a)),
+    )
+    .await;
     lake.ingest_records(&[NO_FIELDS], change(Operation::Delete, &id_of(&b)))
         .await;
-    lake.ingest_records(&[c.clone()], change(Operation::Update, &id_of(&c)))
-        .await;
+    lake.ingest_records(
+        std::slice::from_ref(&c),
+        change(Operation::Update, &id_of(&c)),
+    )
+    .await;
     lake.ingest_records(
         &[NO_FIELDS],
         change(Operation::Delete, "0123456789abcdef0123456789abcdef"),
@@ -151,13 +157,19 @@ async fn changes_within_one_run_see_the_rows_inserted_before_them() {
     // delete), update B twice (the second names B, which the first replaced).
     lake.ingest_records(&[NO_FIELDS], change(Operation::Delete, &id_of(&a)))
         .await;
-    lake.ingest_records(&[a.clone()], None).await;
+    lake.ingest_records(std::slice::from_ref(&a), None).await;
     let b2 = record("536366", "22632", "7");
     let b3 = record("536366", "22632", "8");
-    lake.ingest_records(&[b2.clone()], change(Operation::Update, &id_of(&b)))
-        .await;
-    lake.ingest_records(&[b3.clone()], change(Operation::Update, &id_of(&b)))
-        .await;
+    lake.ingest_records(
+        std::slice::from_ref(&b2),
+        change(Operation::Update, &id_of(&b)),
+    )
+    .await;
+    lake.ingest_records(
+        std::slice::from_ref(&b3),
+        change(Operation::Update, &id_of(&b)),
+    )
+    .await;
     let run = lake.run().await;
     assert_eq!(run.status, RunStatus::Succeeded);
 
