@@ -389,6 +389,46 @@ impl Lake {
         rows_where(delta, table, |path| wanted.contains(path))
     }
 
+    /// Lists every data file of a loaded table.
+    ///
+    /// # Errors
+    ///
+    /// When the table's state is not loaded.
+    pub fn data_files(&self, delta: &DeltaTable, table: &TableSpec) -> Result<Vec<String>> {
+        Ok(active_files(delta, table)?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect())
+    }
+
+    /// Lists the data files of a loaded table whose partition `column` has one of `values`.
+    ///
+    /// # Errors
+    ///
+    /// When the table's state is not loaded.
+    pub fn files_in_partitions(
+        &self,
+        delta: &DeltaTable,
+        table: &TableSpec,
+        column: &str,
+        values: &HashSet<String>,
+    ) -> Result<Vec<String>> {
+        let snapshot = delta
+            .snapshot()
+            .map_err(|source| table_error("list", table, source))?;
+        Ok(snapshot
+            .log_data()
+            .into_iter()
+            .filter(|file| {
+                file.partition_values_map()
+                    .get(column)
+                    .and_then(Option::as_deref)
+                    .is_some_and(|value| values.contains(value))
+            })
+            .map(|file| file.object_store_path().to_string())
+            .collect())
+    }
+
     /// Lists the data files a table gained after `after` (all files when `None`), oldest first,
     /// together with the version they were read at. Meant for append-only tables (bronze).
     ///
@@ -434,6 +474,22 @@ impl Lake {
         delta: &DeltaTable,
         file: &str,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        self.read_file_columns(table, delta, file, None).await
+    }
+
+    /// As [`Lake::read_file`], only some of the file's columns (partition columns are not in
+    /// the files of a partitioned table).
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened, is not Parquet, or lacks a column.
+    pub async fn read_file_columns(
+        &self,
+        table: &TableSpec,
+        delta: &DeltaTable,
+        file: &str,
+        columns: Option<&[&str]>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         let parquet_error = |source| Error::Parquet {
             table: table.name.to_owned(),
             file: file.to_owned(),
@@ -446,12 +502,18 @@ impl Lake {
         })?;
         #[allow(deprecated)]
         let reader = ParquetObjectReader::new(delta.object_store(), path);
-        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+        let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(parquet_error)?
-            .with_batch_size(self.batch_rows)
-            .build()
-            .map_err(parquet_error)?;
+            .with_batch_size(self.batch_rows);
+        if let Some(columns) = columns {
+            let mask = deltalake::parquet::arrow::ProjectionMask::columns(
+                builder.parquet_schema(),
+                columns.iter().copied(),
+            );
+            builder = builder.with_projection(mask);
+        }
+        let stream = builder.build().map_err(parquet_error)?;
         let spec = *table;
         let file = file.to_owned();
         Ok(stream

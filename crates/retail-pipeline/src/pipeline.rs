@@ -249,12 +249,9 @@ impl PipelineService {
         let duplicate_files = files_for(duplicates_mark).await?;
         let change_files = files_for(changes_mark).await?;
 
-        let seen = self.silver_transaction_ids().await?;
-        info!(
-            files = files.len(),
-            known_ids = seen.len(),
-            "processing new bronze files"
-        );
+        // Known silver ids are loaded month by month as the new rows need them.
+        let silver_now = lake.open(&SILVER_TRANSACTIONS).await?;
+        info!(files = files.len(), "processing new bronze files");
         let mut silver_out = lake.appender(&SILVER_TRANSACTIONS).await?;
         let mut quarantine_out = lake.appender(&SILVER_QUARANTINE).await?;
         let mut duplicates_out = lake.appender(&SILVER_DUPLICATES).await?;
@@ -269,8 +266,9 @@ impl PipelineService {
         let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
         let reader = tokio::spawn({
             let lake = lake.clone();
-            let mut transform = SilverTransform::new(&run.run_id, Utc::now(), target, seen);
+            let mut transform = SilverTransform::new_lazy(&run.run_id, Utc::now(), target);
             async move {
+                let mut known_ids = 0_usize;
                 for file in &files {
                     let keep = |set: &Option<HashSet<String>>| {
                         set.as_ref().is_none_or(|s| s.contains(file))
@@ -287,6 +285,18 @@ impl PipelineService {
                             source: Box::new(source),
                         })?
                     {
+                        let needed = transform
+                            .ids_needed(&batch)
+                            .map_err(Error::transform("silver"))?;
+                        if needed.as_ref().is_none_or(|months| !months.is_empty()) {
+                            let ids = match &silver_now {
+                                Some(silver) => silver_ids(&lake, silver, needed.as_ref()).await?,
+                                None => Vec::new(),
+                            };
+                            known_ids += ids.len();
+                            debug!(months = ?needed, ids = ids.len(), "silver ids loaded");
+                            transform.add_known(needed, ids);
+                        }
                         let output = transform
                             .transform(&batch)
                             .map_err(Error::transform("silver"))?;
@@ -300,6 +310,7 @@ impl PipelineService {
                         }
                     }
                 }
+                info!(known_ids, "silver ids read for deduplication");
                 Ok::<_, Error>(transform)
             }
         });
@@ -414,30 +425,6 @@ impl PipelineService {
             "silver stage finished"
         );
         Ok(Some(stats))
-    }
-
-    async fn silver_transaction_ids(&self) -> Result<HashSet<u128>> {
-        if self.lake.open(&SILVER_TRANSACTIONS).await?.is_none() {
-            return Ok(HashSet::new());
-        }
-        let mut stream = self
-            .lake
-            .scan(&SILVER_TRANSACTIONS, Some(&["transaction_id"]))
-            .await?;
-        let mut ids = HashSet::new();
-        while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
-            table: SILVER_TRANSACTIONS.name,
-            source: Box::new(source),
-        })? {
-            let column = batch.column(0).as_string::<i32>();
-            ids.reserve(column.len());
-            for id in column.iter().flatten() {
-                if let Ok(id) = u128::from_str_radix(id, 16) {
-                    ids.insert(id);
-                }
-            }
-        }
-        Ok(ids)
     }
 
     /// Deletes the silver rows that updates and deletes replaced or removed, in one commit
@@ -760,6 +747,42 @@ struct SilverMessage {
     keep: (bool, bool, bool),
     /// Bronze rows the output came from.
     rows: u64,
+}
+
+/// Reads the transaction ids of silver's files in the given invoice months (`None`: all).
+async fn silver_ids(
+    lake: &Lake,
+    silver: &deltalake::DeltaTable,
+    months: Option<&HashSet<String>>,
+) -> Result<Vec<u128>> {
+    let files = match months {
+        Some(months) => {
+            lake.files_in_partitions(silver, &SILVER_TRANSACTIONS, "invoice_month", months)?
+        }
+        None => lake.data_files(silver, &SILVER_TRANSACTIONS)?,
+    };
+    let mut ids = Vec::new();
+    for file in &files {
+        let mut stream = lake
+            .read_file_columns(
+                &SILVER_TRANSACTIONS,
+                silver,
+                file,
+                Some(&["transaction_id"]),
+            )
+            .await?;
+        while let Some(batch) = stream.try_next().await? {
+            let column = batch.column(0).as_string::<i32>();
+            ids.reserve(column.len());
+            ids.extend(
+                column
+                    .iter()
+                    .flatten()
+                    .filter_map(|id| u128::from_str_radix(id, 16).ok()),
+            );
+        }
+    }
+    Ok(ids)
 }
 
 fn mark_version(mark: Option<i64>) -> Option<u64> {

@@ -102,6 +102,9 @@ pub struct SilverTransform {
     processed_at: DateTime<Utc>,
     bronze_version: i64,
     seen: HashSet<u128>,
+    /// Invoice months (`YYYY-MM`) whose silver ids are in `seen`; `None`: every month.
+    /// A transaction id hashes the invoice date, so a duplicate is always in its row's month.
+    loaded_months: Option<HashSet<String>>,
     /// Transactions an update or delete of this pass removed, in order.
     removed: Vec<u128>,
     removed_set: HashSet<u128>,
@@ -110,8 +113,8 @@ pub struct SilverTransform {
 }
 
 impl SilverTransform {
-    /// Starts a pass that knows the transaction ids already in silver; `bronze_version` is the
-    /// bronze version the pass reads up to (recorded with each applied change).
+    /// Starts a pass that knows every transaction id already in silver; `bronze_version` is
+    /// the bronze version the pass reads up to (recorded with each applied change).
     pub fn new(
         run_id: &str,
         processed_at: DateTime<Utc>,
@@ -123,11 +126,71 @@ impl SilverTransform {
             processed_at,
             bronze_version,
             seen,
+            loaded_months: None,
             removed: Vec::new(),
             removed_set: HashSet::new(),
             stats: SilverStats::default(),
             score_counts: [0; 101],
         }
+    }
+
+    /// Starts a pass that knows no silver id yet: before each batch, the caller asks
+    /// [`SilverTransform::ids_needed`] and hands over those ids with
+    /// [`SilverTransform::add_known`]. So an incremental run reads the ids of the months its
+    /// rows fall in, not of the whole history.
+    pub fn new_lazy(run_id: &str, processed_at: DateTime<Utc>, bronze_version: i64) -> Self {
+        Self {
+            loaded_months: Some(HashSet::new()),
+            ..Self::new(run_id, processed_at, bronze_version, HashSet::new())
+        }
+    }
+
+    /// The silver ids a batch needs that are not known yet: the invoice months of its rows, or
+    /// every month (`None`) when it holds an update or delete, whose target may be anywhere.
+    /// Returns `Some(empty)` when nothing is missing.
+    pub fn ids_needed(&self, bronze: &RecordBatch) -> Result<Option<HashSet<String>>, ArrowError> {
+        let Some(loaded) = &self.loaded_months else {
+            return Ok(Some(HashSet::new()));
+        };
+        let input = BronzeColumns::new(bronze)?;
+        let mut missing = HashSet::new();
+        for row in 0..bronze.num_rows() {
+            if input.operation(row) != Some(Operation::Insert) {
+                return Ok(None);
+            }
+            if let Some(month) = input.month(row)
+                && !loaded.contains(&month)
+            {
+                missing.insert(month);
+            }
+        }
+        Ok(Some(missing))
+    }
+
+    /// Adds silver ids of the given months (`None`: of every month).
+    pub fn add_known(
+        &mut self,
+        months: Option<HashSet<String>>,
+        ids: impl IntoIterator<Item = u128>,
+    ) {
+        // Ids a change of this pass removed stay removed.
+        self.seen
+            .extend(ids.into_iter().filter(|id| !self.removed_set.contains(id)));
+        match (months, &mut self.loaded_months) {
+            (None, loaded) => *loaded = None,
+            (Some(months), Some(loaded)) => loaded.extend(months),
+            (Some(_), None) => {}
+        }
+    }
+
+    fn knows_month_of(&self, clean: &CleanTransaction) -> bool {
+        self.loaded_months.as_ref().is_none_or(|loaded| {
+            loaded.contains(&format!(
+                "{:04}-{:02}",
+                clean.invoice_date.year(),
+                clean.invoice_date.month()
+            ))
+        })
     }
 
     /// Returns the transactions that updates and deletes of the pass removed from silver (as
@@ -218,6 +281,12 @@ impl SilverTransform {
             };
             let id = u128::from_str_radix(&clean.transaction_id, 16)
                 .expect("transaction ids are 32 hex digits");
+            if !self.knows_month_of(&clean) {
+                return Err(ArrowError::ComputeError(format!(
+                    "the silver ids of the month of {} were not loaded",
+                    clean.invoice_date
+                )));
+            }
             if self.removed_set.contains(&id) {
                 // Re-created after a change of this pass removed it: the delete at the end of
                 // the pass would remove it again.
@@ -452,6 +521,13 @@ impl<'a> BronzeColumns<'a> {
             Some(column) if !column.is_null(row) => Operation::parse(column.value(row)),
             _ => Some(Operation::Insert),
         }
+    }
+
+    /// The invoice month (`YYYY-MM`) of a row whose invoice date parses, as silver will
+    /// partition it.
+    fn month(&self, row: usize) -> Option<String> {
+        let date = retail_domain::field::parse_invoice_date(self.field(4, row)?.trim())?;
+        Some(format!("{:04}-{:02}", date.year(), date.month()))
     }
 
     /// The transaction a change targets, when it is a well-formed id.
