@@ -566,11 +566,8 @@ impl PipelineService {
             progress.advance(batch.num_rows() as u64);
         }
         progress.end();
-        debug!(
-            rows = silver.len(),
-            seconds = started.elapsed().as_secs_f64(),
-            "silver read"
-        );
+        let read_seconds = started.elapsed().as_secs_f64();
+        debug!(rows = silver.len(), seconds = read_seconds, "silver read");
         let prior = self.prior_keys().await?;
         let batch_rows = lake.batch_rows();
         let (silver, gold) = tokio::task::spawn_blocking(move || {
@@ -580,9 +577,10 @@ impl PipelineService {
         .await
         .map_err(Error::Task)?;
         let gold = gold.map_err(Error::transform("gold"))?;
+        let computed_seconds = started.elapsed().as_secs_f64();
         debug!(
             rows = silver.len(),
-            seconds = started.elapsed().as_secs_f64(),
+            seconds = computed_seconds,
             "gold computed"
         );
         progress.begin("gold: writing", behind.len() as u64);
@@ -646,6 +644,8 @@ impl PipelineService {
         info!(
             tables = behind.len(),
             silver_version,
+            read_seconds,
+            compute_seconds = computed_seconds - read_seconds,
             seconds = started.elapsed().as_secs_f64(),
             "gold stage finished"
         );

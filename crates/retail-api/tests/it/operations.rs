@@ -45,6 +45,20 @@ async fn operations_endpoints_describe_the_service() {
         .collect();
     assert_eq!(names, ["from", "to", "country", "by", "limit"]);
     assert!(openapi["components"]["securitySchemes"]["bearer"].is_object());
+    // Every route is documented, the transaction changes included.
+    for (path, method) in [
+        ("/api/v1/ingest/transactions", "post"),
+        ("/api/v1/transactions", "post"),
+        ("/api/v1/transactions/{transaction_id}", "put"),
+        ("/api/v1/transactions/{transaction_id}", "delete"),
+        ("/api/v1/sales/export", "get"),
+        ("/admin/pipeline/run", "post"),
+    ] {
+        assert!(
+            openapi["paths"][path][method].is_object(),
+            "{method} {path} is in the document"
+        );
+    }
 
     let request = axum::http::Request::get("/docs/")
         .body(axum::body::Body::empty())
