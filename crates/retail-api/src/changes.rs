@@ -32,7 +32,7 @@ pub(crate) struct ChangeReceipt {
     status: &'static str,
     /// `insert`, `update` or `delete`.
     operation: &'static str,
-    /// The ingestion's id, when written now.
+    /// The ingestion's id; for a replay, the ingestion that wrote the record.
     ingestion_id: Option<String>,
     /// The `transaction_id` the new silver row will have (create and update), when its fields
     /// pass the contract's rules.

@@ -650,7 +650,7 @@ pub(crate) struct IngestReceipt {
     /// `accepted` (written to bronze) or `replayed` (the idempotency key was used before:
     /// nothing written this time).
     status: &'static str,
-    /// The ingestion's id (its run id), when records were written.
+    /// The ingestion's id (its run id); for a replay, the ingestion that wrote the records.
     ingestion_id: Option<String>,
     /// Records in the request.
     records: usize,
@@ -747,7 +747,7 @@ pub(crate) async fn ingest_transactions(
             StatusCode::OK,
             IngestReceipt {
                 status: "replayed",
-                ingestion_id: None,
+                ingestion_id: receipt.run.map(|run| run.run_id),
                 records: records.len(),
                 written: 0,
                 will_be_quarantined: Vec::new(),

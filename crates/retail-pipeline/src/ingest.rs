@@ -250,7 +250,8 @@ pub struct RecordSource {
 /// What [`IngestService::ingest_records`] did.
 #[derive(Debug, Clone)]
 pub struct RecordsReceipt {
-    /// The recorded run (kind `ingest`), or `None` when the key had been used before.
+    /// The recorded run (kind `ingest`); when the key had been used before, the run that
+    /// wrote the records then (if the metadata store still has it).
     pub run: Option<RunRecord>,
     /// Whether the idempotency key had been used before (nothing was written this time).
     pub replayed: bool,
@@ -273,10 +274,13 @@ impl IngestService {
         records: &[[Option<String>; 8]],
         source: &RecordSource,
     ) -> Result<RecordsReceipt> {
-        let marker = source.idempotency_key.as_ref().map(|key| {
-            let digest = sha2::Sha256::digest(key.as_bytes());
-            format!("{KEY_APP_PREFIX}{}", hex::encode(digest))
-        });
+        let digest = source
+            .idempotency_key
+            .as_ref()
+            .map(|key| hex::encode(sha2::Sha256::digest(key.as_bytes())));
+        let marker = digest
+            .as_ref()
+            .map(|digest| format!("{KEY_APP_PREFIX}{digest}"));
         if let Some(marker) = &marker
             && self
                 .lake
@@ -284,12 +288,17 @@ impl IngestService {
                 .await?
                 .is_some()
         {
+            let original = match &digest {
+                Some(digest) => self.store.run_by_idempotency_key(digest)?,
+                None => None,
+            };
             return Ok(RecordsReceipt {
-                run: None,
+                run: original,
                 replayed: true,
             });
         }
         let mut run = RunRecord::start(RunKind::Ingest);
+        run.detail.idempotency_key = digest;
         let context = BronzeContext {
             ingestion_id: run.run_id.clone(),
             batch_id: run.run_id.clone(),

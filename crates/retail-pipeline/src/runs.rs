@@ -27,7 +27,8 @@ impl Default for MetadataConfig {
 }
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         run_id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -41,7 +42,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         error TEXT,
         detail TEXT NOT NULL
     );
-    CREATE INDEX runs_by_start ON runs (started_at)"];
+    CREATE INDEX runs_by_start ON runs (started_at)",
+    "CREATE INDEX runs_by_idempotency_key ON runs (json_extract(detail, '$.idempotency_key'))",
+];
 
 /// What kind of work a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +175,9 @@ pub struct RunDetail {
     pub quality: Option<QualityReport>,
     /// Files ingested and skipped (ingestion runs).
     pub files: Vec<FileOutcome>,
+    /// SHA-256 (hex) of the caller's idempotency key, for records ingested under one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// What became of one source file in an ingestion run.
@@ -410,6 +416,27 @@ impl MetadataStore {
             .map_err(Error::metadata("list runs"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(Error::metadata("list runs"))
+    }
+
+    /// Returns the ingestion recorded under an idempotency key's digest, if any.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn run_by_idempotency_key(&self, digest: &str) -> Result<Option<RunRecord>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT run_id, kind, status, started_at, finished_at, duration_ms, rows_in,
+                 rows_out, quarantined, duplicates, error, detail FROM runs
+                 WHERE json_extract(detail, '$.idempotency_key') = ?1
+                 ORDER BY started_at LIMIT 1",
+            )
+            .map_err(Error::metadata("find run"))?;
+        let mut rows = statement
+            .query_map(params![digest], row_to_run)
+            .map_err(Error::metadata("find run"))?;
+        rows.next().transpose().map_err(Error::metadata("find run"))
     }
 
     /// Returns one run by id.

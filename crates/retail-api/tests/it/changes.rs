@@ -107,6 +107,7 @@ async fn a_transaction_is_created_updated_and_deleted_through_bronze() {
         .await;
     assert_eq!(status, StatusCode::OK, "{replayed}");
     assert_eq!(replayed["status"], "replayed");
+    assert_eq!(replayed["ingestion_id"], updated["ingestion_id"]);
     assert_eq!(count(BRONZE_TRANSACTIONS).await, bronze + 1);
     run().await;
     assert!(!silver_has(id.clone()).await, "the old row is replaced");

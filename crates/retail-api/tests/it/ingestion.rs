@@ -41,6 +41,7 @@ async fn records_land_in_bronze_before_the_answer_and_a_retry_writes_nothing() {
     assert_eq!(status, StatusCode::ACCEPTED, "{json}");
     assert_eq!(json["status"], "accepted");
     assert_eq!(json["written"], 3);
+    let ingestion_id = json["ingestion_id"].as_str().expect("an id").to_owned();
     assert_eq!(json["will_be_quarantined"][0]["index"], 2, "{json}");
     assert_eq!(
         json["will_be_quarantined"][0]["problems"][0], "zero_quantity",
@@ -59,6 +60,10 @@ async fn records_land_in_bronze_before_the_answer_and_a_retry_writes_nothing() {
         .await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["status"], "replayed");
+    assert_eq!(
+        json["ingestion_id"], ingestion_id,
+        "a replay names the ingestion that wrote the records"
+    );
     assert_eq!(response_headers["idempotent-replayed"], "true");
     assert_eq!(bronze().await, before + 3);
 
