@@ -29,6 +29,12 @@ use crate::config::LakeConfig;
 use crate::error::{Error, Result};
 use crate::schema::TableSpec;
 
+/// A data file's path and the smallest and largest value of a column in it, when known.
+pub type FileRange = (String, Option<(i64, i64)>);
+
+/// Added data files with their partition values (column → value).
+pub type AddedFiles = Vec<(String, HashMap<String, Option<String>>)>;
+
 /// Handle to the lake: resolves table locations and runs Delta operations on them.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -347,6 +353,86 @@ impl Lake {
         scan_delta(delta, table, None).await
     }
 
+    /// Streams the rows of a table whose partition `column` is one of `values` (partition
+    /// pruning: other partitions' files are not opened), optionally only some columns.
+    ///
+    /// # Errors
+    ///
+    /// When the table does not exist or cannot be scanned.
+    pub async fn scan_partitions(
+        &self,
+        table: &TableSpec,
+        column: &str,
+        values: &[String],
+        columns: Option<&[&str]>,
+    ) -> Result<BoxStream<'static, deltalake::datafusion::error::Result<RecordBatch>>> {
+        use deltalake::datafusion::prelude::{col, lit};
+        let delta = self.open(table).await?.ok_or_else(|| Error::MissingTable {
+            table: table.name.to_owned(),
+        })?;
+        let config = SessionConfig::new().set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
+        let session = SessionContext::new_with_config(config);
+        session.runtime_env().register_object_store(
+            &self.table_url(table),
+            delta.log_store().root_object_store(None),
+        );
+        let datafusion_error = |source: deltalake::datafusion::error::DataFusionError| {
+            table_error("scan", table, DeltaTableError::from(source))
+        };
+        let provider = delta.table_provider().await.map_err(datafusion_error)?;
+        let mut frame = session
+            .read_table(provider)
+            .map_err(datafusion_error)?
+            .filter(col(column).in_list(values.iter().map(|v| lit(v.clone())).collect(), false))
+            .map_err(datafusion_error)?;
+        if let Some(columns) = columns {
+            frame = frame.select_columns(columns).map_err(datafusion_error)?;
+        }
+        let stream = frame.execute_stream().await.map_err(datafusion_error)?;
+        let spec = *table;
+        Ok(stream
+            .map(move |batch| {
+                batch.and_then(|batch| {
+                    conform(batch, &spec)
+                        .map_err(deltalake::datafusion::error::DataFusionError::from)
+                })
+            })
+            .boxed())
+    }
+
+    /// The smallest and largest value of an integer column in each data file of a loaded
+    /// table, from the log's statistics (`None` for a file without them).
+    ///
+    /// # Errors
+    ///
+    /// When the table's state is not loaded.
+    pub fn file_ranges(
+        &self,
+        delta: &DeltaTable,
+        table: &TableSpec,
+        column: &str,
+    ) -> Result<Vec<FileRange>> {
+        let snapshot = delta
+            .snapshot()
+            .map_err(|source| table_error("list", table, source))?;
+        Ok(snapshot
+            .log_data()
+            .into_iter()
+            .map(|file| {
+                let range = file.stats().and_then(|stats| {
+                    let stats: serde_json::Value = serde_json::from_str(&stats).ok()?;
+                    let min = stats["minValues"][column].as_i64()?;
+                    let max = stats["maxValues"][column].as_i64()?;
+                    Some((min, max))
+                });
+                (file.object_store_path().to_string(), range)
+            })
+            .collect())
+    }
+
     /// Reads a whole table into memory. For small tables (dimensions, aggregates) and tests.
     ///
     /// # Errors
@@ -427,6 +513,40 @@ impl Lake {
             })
             .map(|file| file.object_store_path().to_string())
             .collect())
+    }
+
+    /// What changed in a table's data files since version `after`: the files added (with
+    /// their partition values) and the number of files removed.
+    ///
+    /// # Errors
+    ///
+    /// When either version of the log cannot be read.
+    pub async fn file_changes(
+        &self,
+        table: &TableSpec,
+        after: Version,
+    ) -> Result<(AddedFiles, usize)> {
+        let latest = self.open(table).await?.ok_or_else(|| Error::MissingTable {
+            table: table.name.to_owned(),
+        })?;
+        let before: HashSet<String> = active_files(&self.open_at(table, after).await?, table)?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        let snapshot = latest
+            .snapshot()
+            .map_err(|source| table_error("list", table, source))?;
+        let mut added = Vec::new();
+        let mut kept = 0;
+        for file in snapshot.log_data() {
+            let path = file.object_store_path().to_string();
+            if before.contains(&path) {
+                kept += 1;
+            } else {
+                added.push((path, file.partition_values_map()));
+            }
+        }
+        Ok((added, before.len() - kept))
     }
 
     /// Lists the data files a table gained after `after` (all files when `None`), oldest first,
@@ -684,6 +804,10 @@ pub struct TableAppender {
     mode: SaveMode,
     schema: SchemaRef,
     rows: u64,
+    /// Files already closed by [`TableAppender::cut`].
+    adds: Vec<deltalake::kernel::Add>,
+    /// Data files the commit removes (an append that replaces some files).
+    removes: HashSet<String>,
 }
 
 impl std::fmt::Debug for TableAppender {
@@ -723,7 +847,31 @@ impl TableAppender {
             mode,
             schema: table.arrow_schema(),
             rows: 0,
+            adds: Vec::new(),
+            removes: HashSet::new(),
         })
+    }
+
+    /// Closes the files written so far, so that later rows go to new files: a caller can
+    /// keep slices of a table (months of facts) in files of their own.
+    ///
+    /// # Errors
+    ///
+    /// When the files cannot be finalised.
+    pub async fn cut(&mut self) -> Result<()> {
+        let adds = self
+            .writer
+            .flush()
+            .await
+            .map_err(|source| table_error("write", &self.table, source))?;
+        self.adds.extend(adds);
+        Ok(())
+    }
+
+    /// Makes the commit of an append also remove these data files (paths as the log lists
+    /// them): their rows are replaced by what this appender writes, atomically.
+    pub fn remove_files(&mut self, files: impl IntoIterator<Item = String>) {
+        self.removes.extend(files);
     }
 
     /// Returns the schema batches must have.
@@ -762,12 +910,18 @@ impl TableAppender {
     #[instrument(skip_all, fields(table = %self.table, rows = self.rows))]
     pub async fn commit(mut self, app_versions: &[(String, i64)]) -> Result<Option<Version>> {
         let table = self.table;
-        let adds = self
-            .writer
-            .flush()
-            .await
-            .map_err(|source| table_error("write", &table, source))?;
-        if adds.is_empty() && app_versions.is_empty() && self.mode == SaveMode::Append {
+        let mut adds = std::mem::take(&mut self.adds);
+        adds.extend(
+            self.writer
+                .flush()
+                .await
+                .map_err(|source| table_error("write", &table, source))?,
+        );
+        if adds.is_empty()
+            && app_versions.is_empty()
+            && self.removes.is_empty()
+            && self.mode == SaveMode::Append
+        {
             return Ok(None);
         }
         let snapshot = self
@@ -782,6 +936,25 @@ impl TableAppender {
                     .into_iter()
                     .map(|file| Action::Remove(file.remove_action(true))),
             );
+        } else if !self.removes.is_empty() {
+            let mut found = 0;
+            for file in snapshot.log_data() {
+                if self.removes.contains(file.object_store_path().as_ref()) {
+                    found += 1;
+                    actions.push(Action::Remove(file.remove_action(true)));
+                }
+            }
+            if found != self.removes.len() {
+                return Err(table_error(
+                    "commit",
+                    &table,
+                    DeltaTableError::Generic(format!(
+                        "{} of the {} files to replace are no longer in the table",
+                        self.removes.len() - found,
+                        self.removes.len()
+                    )),
+                ));
+            }
         }
         actions.extend(adds.into_iter().map(Action::Add));
         let properties = CommitProperties::default().with_application_transactions(

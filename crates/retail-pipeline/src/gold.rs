@@ -4,7 +4,7 @@
 //! one set of batches per gold table. Strings are interned so that a whole silver table fits in a
 //! compact row array (about 70 bytes a row); money stays exact as integer thousandths.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -20,11 +20,15 @@ use retail_domain::line_type::LineType;
 use retail_domain::rfm;
 use retail_lake::schema::{self as tables, TableSpec};
 
+use crate::history::{History, Position};
+
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Money mantissas are thousandths (scale 3).
 const MONEY_SCALE: u32 = 3;
 /// Marks an absent interned value.
 const NONE: u32 = u32::MAX;
+/// Marks an absent interned value (for the history module).
+pub(crate) const NONE_ID: u32 = NONE;
 /// Key of the unknown customer, used by guest sales.
 pub const UNKNOWN_CUSTOMER_KEY: i64 = 0;
 
@@ -69,9 +73,9 @@ impl std::hash::Hasher for FxHasher {
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 #[derive(Debug, Default)]
-struct Interner {
+pub(crate) struct Interner {
     ids: FastMap<String, u32>,
-    values: Vec<String>,
+    pub(crate) values: Vec<String>,
 }
 
 impl Interner {
@@ -85,12 +89,12 @@ impl Interner {
         id
     }
 
-    fn get(&self, id: u32) -> &str {
+    pub(crate) fn get(&self, id: u32) -> &str {
         &self.values[id as usize]
     }
 
     /// Ids sorted by their string, and each id's rank (0-based) in that order.
-    fn sorted(&self) -> (Vec<u32>, Vec<u32>) {
+    pub(crate) fn sorted(&self) -> (Vec<u32>, Vec<u32>) {
         let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
         order.sort_unstable_by(|a, b| self.get(*a).cmp(self.get(*b)));
         let mut rank = vec![0; order.len()];
@@ -102,24 +106,24 @@ impl Interner {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Row {
-    transaction_id: u128,
-    invoice_date: i64,
-    quantity: i64,
-    unit_price: i64,
-    total_amount: i64,
-    invoice: u32,
-    stock_code: u32,
-    description: u32,
-    customer: u32,
-    country: u32,
-    score: i16,
-    line_type: LineType,
-    is_cancellation: bool,
+pub(crate) struct Row {
+    pub(crate) transaction_id: u128,
+    pub(crate) invoice_date: i64,
+    pub(crate) quantity: i64,
+    pub(crate) unit_price: i64,
+    pub(crate) total_amount: i64,
+    pub(crate) invoice: u32,
+    pub(crate) stock_code: u32,
+    pub(crate) description: u32,
+    pub(crate) customer: u32,
+    pub(crate) country: u32,
+    pub(crate) score: i16,
+    pub(crate) line_type: LineType,
+    pub(crate) is_cancellation: bool,
 }
 
 impl Row {
-    fn day(&self) -> i32 {
+    pub(crate) fn day(&self) -> i32 {
         self.invoice_date.div_euclid(MICROS_PER_DAY) as i32
     }
 
@@ -137,12 +141,12 @@ struct CountryAttributes {
 /// The silver rows the gold layer is built from, held compactly.
 #[derive(Debug, Default)]
 pub struct SilverSet {
-    rows: Vec<Row>,
-    invoices: Interner,
-    stock_codes: Interner,
-    descriptions: Interner,
-    customers: Interner,
-    countries: Interner,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) invoices: Interner,
+    pub(crate) stock_codes: Interner,
+    pub(crate) descriptions: Interner,
+    pub(crate) customers: Interner,
+    pub(crate) countries: Interner,
     country_attributes: FastMap<u32, CountryAttributes>,
 }
 
@@ -295,15 +299,23 @@ impl FactPlan {
         self.order.len() as u64
     }
 
-    /// Produces the fact rows in invoice-date order, one batch at a time.
+    /// Produces the fact rows in invoice-date order, one batch at a time, each with the month
+    /// (index) of its rows: a batch never spans two months.
     pub fn batches<'a>(
         &'a self,
         silver: &'a SilverSet,
-    ) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
+    ) -> impl Iterator<Item = (i32, Result<RecordBatch, ArrowError>)> + 'a {
         let schema = tables::GOLD_FACT_SALES.arrow_schema();
+        let month_of = |index: &u32| month_index(silver.rows[*index as usize].day());
         self.order
-            .chunks(self.batch_rows.max(1))
-            .map(move |chunk| fact_batch(silver, self, chunk, Arc::clone(&schema)))
+            .chunk_by(move |a, b| month_of(a) == month_of(b))
+            .flat_map(move |month| month.chunks(self.batch_rows.max(1)))
+            .map(move |chunk| {
+                (
+                    month_of(&chunk[0]),
+                    fact_batch(silver, self, chunk, Arc::clone(&schema)),
+                )
+            })
     }
 }
 
@@ -401,57 +413,115 @@ fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArr
 
 /// Gives every member (interned id, in `sorted` order) its prior key, or the next number after
 /// the largest prior key. Indexed by interned id.
+/// Assigns keys to members given by name in sorted order: a member keeps its prior key, a new
+/// one gets the next unused number.
 fn assign_keys<'a>(
-    sorted: &[u32],
-    name: impl Fn(u32) -> &'a str,
+    sorted: impl Iterator<Item = &'a str>,
     prior: &HashMap<String, i64>,
-) -> Vec<i64> {
+) -> HashMap<String, i64> {
     let mut next = prior.values().copied().max().unwrap_or(0) + 1;
-    let mut keys = vec![0; sorted.len()];
-    for id in sorted {
-        keys[*id as usize] = prior.get(name(*id)).copied().unwrap_or_else(|| {
-            next += 1;
-            next - 1
-        });
-    }
-    keys
+    sorted
+        .map(|name| {
+            let key = prior.get(name).copied().unwrap_or_else(|| {
+                next += 1;
+                next - 1
+            });
+            (name.to_owned(), key)
+        })
+        .collect()
 }
 
-/// Builds every gold table from silver, in batches of at most `batch_rows` rows, keeping the
-/// surrogate keys of `prior`.
+/// The walk order of silver rows: invoice date, then invoice, then transaction id, so that
+/// every derived choice is deterministic.
+pub(crate) fn walk_order(silver: &SilverSet) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
+    let (_, invoice_rank) = silver.invoices.sorted();
+    order.sort_unstable_by_key(|i| {
+        let row = &silver.rows[*i as usize];
+        (
+            row.invoice_date,
+            invoice_rank[row.invoice as usize],
+            row.transaction_id,
+        )
+    });
+    order
+}
+
+/// A country's attributes: ISO code and region.
+pub type CountryAttributesByName = BTreeMap<String, (Option<String>, String)>;
+
+/// The attributes of every country the rows of `silver` name.
+pub fn countries_of(silver: &SilverSet) -> CountryAttributesByName {
+    silver
+        .country_attributes
+        .iter()
+        .map(|(id, attributes)| {
+            (
+                silver.countries.get(*id).to_owned(),
+                (attributes.code.clone(), attributes.region.clone()),
+            )
+        })
+        .collect()
+}
+
+/// What [`build_gold`] works from.
+#[derive(Debug)]
+pub struct GoldInput<'a> {
+    /// The silver rows of the months being (re)built: all of silver for a full build.
+    pub silver: &'a SilverSet,
+    /// Their walk order ([`walk_order`]).
+    pub order: Vec<u32>,
+    /// The parts of every month, those of `silver`'s months made from `silver`.
+    pub history: &'a History,
+    /// Every country, with its attributes.
+    pub countries: &'a CountryAttributesByName,
+    /// Keys handed out before.
+    pub prior: &'a PriorKeys,
+    /// Rows per fact batch.
+    pub batch_rows: usize,
+}
+
+/// Builds every gold table: the dimensions, `customer_rfm` and `cohort_retention` from the
+/// history of all months; `daily_sales`, `product_monthly` and the fact plan for the rows of
+/// `input.silver` only (all of them in a full build). Keys of `input.prior` are kept.
 ///
 /// # Errors
 ///
 /// Only on a bug (a batch that does not fit its table's schema).
-pub fn build_gold(
-    silver: &SilverSet,
-    prior: &PriorKeys,
-    batch_rows: usize,
-) -> Result<Gold, ArrowError> {
-    // The aggregates do not depend on the dimensions: compute them on a second thread.
+pub fn build_gold(input: GoldInput<'_>) -> Result<Gold, ArrowError> {
+    let GoldInput {
+        silver,
+        order,
+        history,
+        countries,
+        prior,
+        batch_rows,
+    } = input;
+    // The slice's aggregates do not depend on the dimensions: a second thread makes them.
     let (dimensions, aggregates) = std::thread::scope(|scope| {
         let aggregates = scope.spawn(|| -> Result<_, ArrowError> {
             Ok((
                 daily_sales(silver)?,
                 product_monthly(silver)?,
-                customer_rfm(silver)?,
-                cohort_retention(silver)?,
-                consistency(silver),
+                customer_rfm(history)?,
+                cohort_retention(history)?,
+                consistency(history),
             ))
         });
-        let dimensions = build_dimensions(silver, prior);
+        let dimensions = build_dimensions(history, countries, prior);
         let aggregates = aggregates
             .join()
             .expect("the aggregate thread does not panic");
         (dimensions, aggregates)
     });
-    let (order, customer_dim, product_keys, country_keys, dimension_batches) = dimensions?;
+    let dimensions = dimensions?;
     let (daily, monthly, rfm, cohorts, consistency) = aggregates?;
-    let [dim_date, dim_country, dim_product, dim_customer] = dimension_batches;
     let one = |table: TableSpec, batch: RecordBatch| GoldTable {
         table,
         batches: vec![batch],
     };
+    let facts = FactPlan::new(silver, order, &dimensions, batch_rows)?;
+    let [dim_date, dim_country, dim_product, dim_customer] = dimensions.batches;
     let tables = vec![
         one(tables::GOLD_DIM_DATE, dim_date),
         one(tables::GOLD_DIM_COUNTRY, dim_country),
@@ -466,13 +536,6 @@ pub fn build_gold(
         one(tables::GOLD_CUSTOMER_RFM, rfm),
         one(tables::GOLD_COHORT_RETENTION, cohorts),
     ];
-    let facts = FactPlan {
-        order,
-        customer_keys: customer_dim.row_key,
-        product_keys,
-        country_keys,
-        batch_rows,
-    };
     Ok(Gold {
         tables,
         facts,
@@ -480,48 +543,37 @@ pub fn build_gold(
     })
 }
 
-/// The fact order, the customer versions, product and country keys and the four dimension
-/// tables.
-type Dimensions = (
-    Vec<u32>,
-    CustomerVersions,
-    Vec<i64>,
-    Vec<i64>,
-    [RecordBatch; 4],
-);
+/// Customer id → (start of each type 2 version, its key), in version order.
+type VersionKeys = HashMap<String, Vec<(Position, i64)>>;
 
-fn build_dimensions(silver: &SilverSet, prior: &PriorKeys) -> Result<Dimensions, ArrowError> {
-    let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
-    // Invoice-date order, ties by invoice then id, so that every derived choice is deterministic.
-    let (_, invoice_rank) = silver.invoices.sorted();
-    order.sort_unstable_by_key(|i| {
-        let row = &silver.rows[*i as usize];
-        (
-            row.invoice_date,
-            invoice_rank[row.invoice as usize],
-            row.transaction_id,
-        )
-    });
-    let (countries_sorted, _) = silver.countries.sorted();
-    let (stock_sorted, _) = silver.stock_codes.sorted();
-    let country_keys = assign_keys(
-        &countries_sorted,
-        |id| silver.countries.get(id),
-        &prior.countries,
-    );
-    let product_keys = assign_keys(
-        &stock_sorted,
-        |id| silver.stock_codes.get(id),
-        &prior.products,
-    );
-    let customer_dim = build_customer_versions(silver, &order, &prior.customers);
+/// The dimensions and the keys facts need.
+struct Dimensions {
+    countries: HashMap<String, i64>,
+    products: HashMap<String, i64>,
+    versions: VersionKeys,
+    batches: [RecordBatch; 4],
+}
+
+fn build_dimensions(
+    history: &History,
+    countries: &CountryAttributesByName,
+    prior: &PriorKeys,
+) -> Result<Dimensions, ArrowError> {
+    let country_keys = assign_keys(countries.keys().map(String::as_str), &prior.countries);
+    let product_keys = assign_keys(history.products.keys().map(String::as_str), &prior.products);
+    let (versions, dim_customer) = dim_customer(history, &country_keys, prior)?;
     let batches = [
-        dim_date(silver)?,
-        dim_country(silver, &countries_sorted, &country_keys)?,
-        dim_product(silver, &stock_sorted, &product_keys)?,
-        dim_customer(silver, &customer_dim, &country_keys)?,
+        dim_date(history)?,
+        dim_country(countries, &country_keys)?,
+        dim_product(history, &product_keys)?,
+        dim_customer,
     ];
-    Ok((order, customer_dim, product_keys, country_keys, batches))
+    Ok(Dimensions {
+        countries: country_keys,
+        products: product_keys,
+        versions,
+        batches,
+    })
 }
 
 fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
@@ -535,6 +587,18 @@ fn money(values: Vec<i64>) -> Result<ArrayRef, ArrowError> {
     ))
 }
 
+/// The day (since 1970-01-01) of a timestamp in micros.
+pub(crate) fn day_of(micros: i64) -> i32 {
+    micros.div_euclid(MICROS_PER_DAY) as i32
+}
+
+/// Parses a `YYYY-MM` label back into a month index.
+pub(crate) fn parse_month_label(label: &str) -> Option<i32> {
+    let (year, month) = label.split_once('-')?;
+    let (year, month): (i32, i32) = (year.parse().ok()?, month.parse().ok()?);
+    (label.len() == 7 && (1..=12).contains(&month)).then_some(year * 12 + month - 1)
+}
+
 fn date_of_day(day: i32) -> NaiveDate {
     NaiveDate::from_num_days_from_ce_opt(day + 719_163).expect("days of real invoice dates")
 }
@@ -545,12 +609,12 @@ fn date_key(day: i32) -> i32 {
 }
 
 /// Months since year 0, for month arithmetic.
-fn month_index(day: i32) -> i32 {
+pub(crate) fn month_index(day: i32) -> i32 {
     let date = date_of_day(day);
     date.year() * 12 + date.month0() as i32
 }
 
-fn month_label(index: i32) -> String {
+pub(crate) fn month_label(index: i32) -> String {
     format!(
         "{:04}-{:02}",
         index.div_euclid(12),
@@ -558,12 +622,10 @@ fn month_label(index: i32) -> String {
     )
 }
 
-fn dim_date(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
-    let first = silver.rows.iter().map(Row::day).min();
-    let last = silver.rows.iter().map(Row::day).max();
-    let days: Vec<i32> = match (first, last) {
-        (Some(first), Some(last)) => (first..=last).collect(),
-        _ => Vec::new(),
+fn dim_date(history: &History) -> Result<RecordBatch, ArrowError> {
+    let days: Vec<i32> = match history.span() {
+        Some((first, last)) => (day_of(first)..=day_of(last)).collect(),
+        None => Vec::new(),
     };
     let dates: Vec<NaiveDate> = days.iter().map(|d| date_of_day(*d)).collect();
     let iso = |date: &NaiveDate| date.iso_week();
@@ -610,224 +672,197 @@ fn dim_date(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
 }
 
 fn dim_country(
-    silver: &SilverSet,
-    sorted: &[u32],
-    keys: &[i64],
+    countries: &CountryAttributesByName,
+    keys: &HashMap<String, i64>,
 ) -> Result<RecordBatch, ArrowError> {
-    let attributes = |id: &u32| &silver.country_attributes[id];
     batch(
         tables::GOLD_DIM_COUNTRY.arrow_schema(),
         vec![
             Arc::new(Int64Array::from_iter_values(
-                sorted.iter().map(|id| keys[*id as usize]),
+                countries.keys().map(|name| keys[name]),
             )),
-            Arc::new(StringArray::from_iter_values(
-                sorted.iter().map(|id| silver.countries.get(*id)),
-            )),
+            Arc::new(StringArray::from_iter_values(countries.keys())),
             Arc::new(StringArray::from_iter(
-                sorted.iter().map(|id| attributes(id).code.as_deref()),
+                countries.values().map(|(code, _)| code.as_deref()),
             )),
             Arc::new(StringArray::from_iter_values(
-                sorted.iter().map(|id| attributes(id).region.as_str()),
+                countries.values().map(|(_, region)| region.as_str()),
             )),
         ],
     )
 }
 
-fn dim_product(
-    silver: &SilverSet,
-    sorted: &[u32],
-    keys: &[i64],
-) -> Result<RecordBatch, ArrowError> {
-    let products = silver.stock_codes.values.len();
-    let mut description_counts: FastMap<(u32, u32), u64> = FastMap::default();
-    let mut first_sale = vec![i32::MAX; products];
-    let mut last_sale = vec![i32::MIN; products];
-    for row in &silver.rows {
-        if row.description != NONE {
-            *description_counts
-                .entry((row.stock_code, row.description))
-                .or_default() += 1;
-        }
-        if row.is_purchase() {
-            let product = row.stock_code as usize;
-            first_sale[product] = first_sale[product].min(row.day());
-            last_sale[product] = last_sale[product].max(row.day());
-        }
-    }
-    // The most frequent description; ties go to the alphabetically first.
-    let mut best: Vec<Option<(u64, u32)>> = vec![None; products];
-    for ((product, description), count) in description_counts {
-        let slot = &mut best[product as usize];
-        let better = match slot {
-            None => true,
-            Some((best_count, best_description)) => {
-                count > *best_count
-                    || (count == *best_count
-                        && silver.descriptions.get(description)
-                            < silver.descriptions.get(*best_description))
+fn dim_product(history: &History, keys: &HashMap<String, i64>) -> Result<RecordBatch, ArrowError> {
+    let mut descriptions = Vec::with_capacity(history.products.len());
+    let mut first_sale = Vec::with_capacity(history.products.len());
+    let mut last_sale = Vec::with_capacity(history.products.len());
+    for parts in history.products.values() {
+        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        let (mut first, mut last) = (None::<i32>, None::<i32>);
+        for ((_, description), part) in parts {
+            if let Some(description) = description {
+                *counts.entry(description.as_str()).or_default() += part.lines;
             }
-        };
-        if better {
-            *slot = Some((count, description));
+            if let Some(day) = part.first_sale {
+                first = Some(first.map_or(day, |f| f.min(day)));
+            }
+            last = last.max(part.last_sale);
         }
+        // The most frequent description; ties go to the alphabetically first (the map is
+        // sorted, and only a strictly larger count replaces the best).
+        let mut best: Option<(&str, i64)> = None;
+        for (description, count) in counts {
+            if best.is_none_or(|(_, best_count)| count > best_count) {
+                best = Some((description, count));
+            }
+        }
+        descriptions.push(best.map(|(description, _)| description));
+        first_sale.push(first);
+        last_sale.push(last);
     }
-    let day = |value: i32| (value != i32::MAX && value != i32::MIN).then_some(value);
     batch(
         tables::GOLD_DIM_PRODUCT.arrow_schema(),
         vec![
             Arc::new(Int64Array::from_iter_values(
-                sorted.iter().map(|id| keys[*id as usize]),
+                history.products.keys().map(|code| keys[code]),
             )),
+            Arc::new(StringArray::from_iter_values(history.products.keys())),
+            Arc::new(StringArray::from(descriptions)),
             Arc::new(StringArray::from_iter_values(
-                sorted.iter().map(|id| silver.stock_codes.get(*id)),
+                history
+                    .products
+                    .keys()
+                    .map(|code| LineType::from_stock_code(code).as_str()),
             )),
-            Arc::new(StringArray::from_iter(sorted.iter().map(|id| {
-                best[*id as usize].map(|(_, d)| silver.descriptions.get(d))
-            }))),
-            Arc::new(StringArray::from_iter_values(sorted.iter().map(|id| {
-                LineType::from_stock_code(silver.stock_codes.get(*id)).as_str()
-            }))),
-            Arc::new(Date32Array::from_iter(
-                sorted.iter().map(|id| day(first_sale[*id as usize])),
-            )),
-            Arc::new(Date32Array::from_iter(
-                sorted.iter().map(|id| day(last_sale[*id as usize])),
-            )),
+            Arc::new(Date32Array::from(first_sale)),
+            Arc::new(Date32Array::from(last_sale)),
         ],
     )
 }
 
-/// Type 2 versions of every customer and the version each row falls in.
-struct CustomerVersions {
-    /// (customer, version number from 1, country, valid_from micros, key), by customer id and
-    /// version number.
-    versions: Vec<(u32, i32, u32, i64, i64)>,
-    /// For each row, its customer key (0 for guests).
-    row_key: Vec<i64>,
-}
-
-fn build_customer_versions(
-    silver: &SilverSet,
-    order: &[u32],
-    prior: &HashMap<(String, i32, String), i64>,
-) -> CustomerVersions {
-    // Versions per customer, walking rows in invoice-date order.
-    let mut per_customer: FastMap<u32, Vec<(u32, i64)>> = FastMap::default();
-    let mut row_version = vec![0_u32; silver.rows.len()];
-    for index in order {
-        let row = &silver.rows[*index as usize];
-        if row.customer == NONE {
-            continue;
-        }
-        let versions = per_customer.entry(row.customer).or_default();
-        if versions
-            .last()
-            .is_none_or(|(country, _)| *country != row.country)
-        {
-            versions.push((row.country, row.invoice_date));
-        }
-        row_version[*index as usize] = versions.len() as u32;
-    }
-    let (customers_sorted, _) = silver.customers.sorted();
-    let mut versions = Vec::new();
-    let mut first_index: FastMap<u32, usize> = FastMap::default();
+/// Type 2 versions of every customer (with their keys) and `gold/dim_customer`.
+fn dim_customer(
+    history: &History,
+    country_keys: &HashMap<String, i64>,
+    prior: &PriorKeys,
+) -> Result<(VersionKeys, RecordBatch), ArrowError> {
     let mut next_key = prior
+        .customers
         .values()
         .copied()
         .max()
         .unwrap_or(UNKNOWN_CUSTOMER_KEY)
         + 1;
-    for customer in customers_sorted {
-        let Some(list) = per_customer.get(&customer) else {
-            continue;
-        };
-        first_index.insert(customer, versions.len());
-        for (number, (country, valid_from)) in list.iter().enumerate() {
-            let identity = (
-                silver.customers.get(customer).to_owned(),
-                number as i32 + 1,
-                silver.countries.get(*country).to_owned(),
-            );
-            let key = prior.get(&identity).copied().unwrap_or_else(|| {
+    let mut keys = vec![UNKNOWN_CUSTOMER_KEY];
+    let mut ids = vec!["unknown"];
+    let mut countries = vec!["Unknown".to_owned()];
+    let mut customer_country_keys = vec![0];
+    let mut numbers = vec![1];
+    // Key 0: the unknown member that guest sales point to.
+    let mut valid_from = vec![history.span().map_or(0, |(first, _)| first)];
+    let mut valid_to: Vec<Option<i64>> = vec![None];
+    let mut current = vec![true];
+    let mut versions_by_customer = HashMap::with_capacity(history.customers.len());
+    for customer in history.customers.keys() {
+        let versions = history.versions(customer);
+        let mut keyed = Vec::with_capacity(versions.len());
+        for (index, version) in versions.iter().enumerate() {
+            let number = index as i32 + 1;
+            let identity = (customer.clone(), number, version.country.clone());
+            let key = prior.customers.get(&identity).copied().unwrap_or_else(|| {
                 next_key += 1;
                 next_key - 1
             });
-            versions.push((customer, number as i32 + 1, *country, *valid_from, key));
+            let next = versions.get(index + 1);
+            keys.push(key);
+            ids.push(customer.as_str());
+            countries.push(version.country.clone());
+            customer_country_keys.push(country_keys.get(&version.country).copied().unwrap_or(0));
+            numbers.push(number);
+            valid_from.push(version.start.at);
+            valid_to.push(next.map(|next| next.start.at));
+            current.push(next.is_none());
+            keyed.push((version.start.clone(), key));
         }
+        versions_by_customer.insert(customer.clone(), keyed);
     }
-    let row_key = silver
-        .rows
-        .iter()
-        .zip(&row_version)
-        .map(|(row, version)| {
-            if row.customer == NONE {
-                UNKNOWN_CUSTOMER_KEY
-            } else {
-                versions[first_index[&row.customer] + *version as usize - 1].4
-            }
-        })
-        .collect();
-    CustomerVersions { versions, row_key }
-}
-
-fn dim_customer(
-    silver: &SilverSet,
-    dim: &CustomerVersions,
-    country_key: &[i64],
-) -> Result<RecordBatch, ArrowError> {
-    let count = dim.versions.len() + 1;
-    let mut keys = Vec::with_capacity(count);
-    let mut ids = Vec::with_capacity(count);
-    let mut countries = Vec::with_capacity(count);
-    let mut country_keys = Vec::with_capacity(count);
-    let mut numbers = Vec::with_capacity(count);
-    let mut valid_from = Vec::with_capacity(count);
-    let mut valid_to = Vec::with_capacity(count);
-    let mut current = Vec::with_capacity(count);
-    // Key 0: the unknown member that guest sales point to.
-    keys.push(UNKNOWN_CUSTOMER_KEY);
-    ids.push("unknown");
-    countries.push("Unknown");
-    country_keys.push(0);
-    numbers.push(1);
-    valid_from.push(
-        silver
-            .rows
-            .iter()
-            .map(|r| r.invoice_date)
-            .min()
-            .unwrap_or(0),
-    );
-    valid_to.push(None);
-    current.push(true);
-    for (index, (customer, number, country, from, key)) in dim.versions.iter().enumerate() {
-        let next = dim
-            .versions
-            .get(index + 1)
-            .filter(|next| next.0 == *customer);
-        keys.push(*key);
-        ids.push(silver.customers.get(*customer));
-        countries.push(silver.countries.get(*country));
-        country_keys.push(country_key[*country as usize]);
-        numbers.push(*number);
-        valid_from.push(*from);
-        valid_to.push(next.map(|next| next.3));
-        current.push(next.is_none());
-    }
-    batch(
+    let batch = batch(
         tables::GOLD_DIM_CUSTOMER.arrow_schema(),
         vec![
             Arc::new(Int64Array::from(keys)),
             Arc::new(StringArray::from(ids)),
             Arc::new(StringArray::from(countries)),
-            Arc::new(Int64Array::from(country_keys)),
+            Arc::new(Int64Array::from(customer_country_keys)),
             Arc::new(Int32Array::from(numbers)),
             Arc::new(TimestampMicrosecondArray::from(valid_from)),
             Arc::new(TimestampMicrosecondArray::from(valid_to)),
             Arc::new(BooleanArray::from(current)),
         ],
-    )
+    )?;
+    Ok((versions_by_customer, batch))
+}
+
+impl FactPlan {
+    fn new(
+        silver: &SilverSet,
+        order: Vec<u32>,
+        dimensions: &Dimensions,
+        batch_rows: usize,
+    ) -> Result<Self, ArrowError> {
+        let missing =
+            |what: &str, name: &str| ArrowError::ComputeError(format!("no key for {what} {name}"));
+        let product_keys = silver
+            .stock_codes
+            .values
+            .iter()
+            .map(|code| {
+                dimensions
+                    .products
+                    .get(code)
+                    .copied()
+                    .ok_or_else(|| missing("stock code", code))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let country_keys = silver
+            .countries
+            .values
+            .iter()
+            .map(|name| {
+                dimensions
+                    .countries
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| missing("country", name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut customer_keys = vec![UNKNOWN_CUSTOMER_KEY; silver.rows.len()];
+        for (index, row) in silver.rows.iter().enumerate() {
+            if row.customer == NONE {
+                continue;
+            }
+            let customer = silver.customers.get(row.customer);
+            let versions = dimensions
+                .versions
+                .get(customer)
+                .ok_or_else(|| missing("customer", customer))?;
+            let position = Position {
+                at: row.invoice_date,
+                invoice: silver.invoices.get(row.invoice).to_owned(),
+                id: row.transaction_id,
+            };
+            // The last version starting at or before the row (the first when none does:
+            // its start is the customer's first row).
+            let after = versions.partition_point(|(start, _)| *start <= position);
+            customer_keys[index] = versions[after.saturating_sub(1)].1;
+        }
+        Ok(Self {
+            order,
+            customer_keys,
+            product_keys,
+            country_keys,
+            batch_rows,
+        })
+    }
 }
 
 fn fact_batch(
@@ -1013,35 +1048,13 @@ fn product_monthly(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
     )
 }
 
-fn customer_rfm(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
-    let Some(newest_day) = silver.rows.iter().map(Row::day).max() else {
+fn customer_rfm(history: &History) -> Result<RecordBatch, ArrowError> {
+    let Some((_, newest)) = history.span() else {
         return Ok(RecordBatch::new_empty(
             tables::GOLD_CUSTOMER_RFM.arrow_schema(),
         ));
     };
-    let reference_day = newest_day + 1;
-    #[derive(Default)]
-    struct Customer {
-        last_purchase: Option<i32>,
-        monetary: i64,
-    }
-    let mut per_customer: FastMap<u32, Customer> = FastMap::default();
-    let mut invoices = Vec::new();
-    for row in silver.rows.iter().filter(|r| r.customer != NONE) {
-        let customer = per_customer.entry(row.customer).or_default();
-        customer.monetary += row.total_amount;
-        if row.is_purchase() {
-            customer.last_purchase = Some(
-                customer
-                    .last_purchase
-                    .map_or(row.day(), |d| d.max(row.day())),
-            );
-            if !row.is_cancellation {
-                invoices.push((row.customer, row.invoice));
-            }
-        }
-    }
-    let frequency = count_distinct(invoices);
+    let reference_day = day_of(newest) + 1;
     struct Scored<'a> {
         id: &'a str,
         last_purchase: i32,
@@ -1050,16 +1063,21 @@ fn customer_rfm(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
         monetary: i64,
         scores: [u8; 3],
     }
-    let mut scored: Vec<Scored<'_>> = per_customer
+    let mut scored: Vec<Scored<'_>> = history
+        .customers
         .iter()
-        .filter_map(|(customer, stats)| {
-            let last_purchase = stats.last_purchase?;
+        .filter_map(|(customer, months)| {
+            let last_purchase = months.values().filter_map(|m| m.last_purchase).max()?;
+            let invoices: BTreeSet<&String> = months
+                .values()
+                .flat_map(|m| m.purchase_invoices.iter())
+                .collect();
             Some(Scored {
-                id: silver.customers.get(*customer),
+                id: customer.as_str(),
                 last_purchase,
                 recency: i64::from(reference_day - last_purchase),
-                frequency: frequency.get(customer).copied().unwrap_or(0),
-                monetary: stats.monetary,
+                frequency: invoices.len() as i64,
+                monetary: months.values().map(|m| m.monetary).sum(),
                 scores: [0; 3],
             })
         })
@@ -1112,30 +1130,28 @@ fn customer_rfm(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
     )
 }
 
-fn cohort_retention(silver: &SilverSet) -> Result<RecordBatch, ArrowError> {
-    let mut activity: Vec<(u32, i32)> = silver
-        .rows
-        .iter()
-        .filter(|r| r.customer != NONE && r.is_purchase() && !r.is_cancellation)
-        .map(|r| (r.customer, month_index(r.day())))
-        .collect();
-    activity.sort_unstable();
-    activity.dedup();
-    let Some(last_month) = silver.rows.iter().map(|r| month_index(r.day())).max() else {
+fn cohort_retention(history: &History) -> Result<RecordBatch, ArrowError> {
+    let Some((_, newest)) = history.span() else {
         return Ok(RecordBatch::new_empty(
             tables::GOLD_COHORT_RETENTION.arrow_schema(),
         ));
     };
-    // Rows are sorted by customer then month, so a customer's first row is their cohort.
-    let mut cohort_of: FastMap<u32, i32> = FastMap::default();
-    let mut active: BTreeMap<(i32, i32), i64> = BTreeMap::new();
-    for (customer, month) in &activity {
-        let cohort = *cohort_of.entry(*customer).or_insert(*month);
-        *active.entry((cohort, month - cohort)).or_insert(0) += 1;
-    }
+    let last_month = month_index(day_of(newest));
     let mut sizes: BTreeMap<i32, i64> = BTreeMap::new();
-    for cohort in cohort_of.values() {
-        *sizes.entry(*cohort).or_insert(0) += 1;
+    let mut active: BTreeMap<(i32, i32), i64> = BTreeMap::new();
+    for months in history.customers.values() {
+        // Months with a purchase (a line with quantity > 0 on a non-cancellation invoice).
+        let mut purchases = months
+            .iter()
+            .filter(|(_, part)| !part.purchase_invoices.is_empty())
+            .map(|(month, _)| *month);
+        let Some(cohort) = purchases.next() else {
+            continue;
+        };
+        *sizes.entry(cohort).or_insert(0) += 1;
+        for month in std::iter::once(cohort).chain(purchases) {
+            *active.entry((cohort, month - cohort)).or_insert(0) += 1;
+        }
     }
     let mut rows: Vec<(i32, i32, i64, i64)> = Vec::new();
     for (cohort, size) in &sizes {
@@ -1171,41 +1187,29 @@ fn share(good: usize, total: usize) -> f64 {
     }
 }
 
-fn consistency(silver: &SilverSet) -> Consistency {
-    let mut invoice_parties: Vec<(u32, u32, u32)> = silver
-        .rows
-        .iter()
-        .map(|r| (r.invoice, r.customer, r.country))
-        .collect();
-    invoice_parties.sort_unstable();
-    invoice_parties.dedup();
-    let mut parties_per_invoice: FastMap<u32, usize> = FastMap::default();
-    for (invoice, _, _) in &invoice_parties {
-        *parties_per_invoice.entry(*invoice).or_default() += 1;
+fn consistency(history: &History) -> Consistency {
+    let mut consistent_invoices = 0;
+    let (mut negative, mut cancellation_lines) = (0, 0);
+    for months in history.invoices.values() {
+        let parties: BTreeSet<&(Option<String>, String)> =
+            months.values().flat_map(|m| m.parties.iter()).collect();
+        consistent_invoices += usize::from(parties.len() == 1);
+        for part in months.values() {
+            negative += part.negative_cancellation_lines as usize;
+            cancellation_lines += part.cancellation_lines as usize;
+        }
     }
-    let consistent_invoices = parties_per_invoice.values().filter(|n| **n == 1).count();
-
-    let cancellations = silver.rows.iter().filter(|r| r.is_cancellation);
-    let (negative, cancellation_lines) = cancellations.fold((0, 0), |(neg, all), r| {
-        (neg + usize::from(r.quantity < 0), all + 1)
-    });
-
-    let mut descriptions: Vec<(u32, u32)> = silver
-        .rows
-        .iter()
-        .filter(|r| r.description != NONE)
-        .map(|r| (r.stock_code, r.description))
-        .collect();
-    descriptions.sort_unstable();
-    descriptions.dedup();
-    let mut per_code: FastMap<u32, usize> = FastMap::default();
-    for (code, _) in &descriptions {
-        *per_code.entry(*code).or_default() += 1;
-    }
-    let codes = silver.stock_codes.values.len();
-    let multi = per_code.values().filter(|n| **n > 1).count();
-
-    let invoices = share(consistent_invoices, parties_per_invoice.len());
+    let codes = history.products.len();
+    let multi = history
+        .products
+        .values()
+        .filter(|parts| {
+            let descriptions: BTreeSet<&String> =
+                parts.keys().filter_map(|(_, d)| d.as_ref()).collect();
+            descriptions.len() > 1
+        })
+        .count();
+    let invoices = share(consistent_invoices, history.invoices.len());
     let cancellations = share(negative, cancellation_lines);
     let products = share(codes - multi, codes);
     Consistency {

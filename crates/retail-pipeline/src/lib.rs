@@ -21,6 +21,7 @@
 pub mod assets;
 mod error;
 pub mod gold;
+pub mod history;
 mod ingest;
 mod pipeline;
 mod progress;

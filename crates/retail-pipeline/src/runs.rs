@@ -175,6 +175,12 @@ pub struct RunDetail {
     pub quality: Option<QualityReport>,
     /// Files ingested and skipped (ingestion runs).
     pub files: Vec<FileOutcome>,
+    /// How gold was built: `full` (from all of silver) or `incremental`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_build: Option<String>,
+    /// The invoice months (`YYYY-MM`) an incremental gold build recomputed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gold_months: Vec<String>,
     /// SHA-256 (hex) of the caller's idempotency key, for records ingested under one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
