@@ -123,7 +123,7 @@ enum PipelineCommand {
         /// Which stages to run.
         #[arg(long, value_enum, default_value_t = StageArg::All)]
         stage: StageArg,
-        /// Rebuild every gold table even when it is current.
+        /// Rebuild every gold table from all of silver, even when it is current.
         #[arg(long)]
         force_gold: bool,
         /// Print the run record as JSON.

@@ -53,7 +53,7 @@ pub const SILVER_COLUMNS: [&str; 14] = [
 /// FxHash (as in rustc): interning hashes millions of short keys, where SipHash's
 /// DoS resistance buys nothing (the keys come from our own tables).
 #[derive(Debug, Default, Clone, Copy)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -70,7 +70,7 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
@@ -845,15 +845,22 @@ impl FactPlan {
                 .versions
                 .get(customer)
                 .ok_or_else(|| missing("customer", customer))?;
-            let position = Position {
-                at: row.invoice_date,
-                invoice: silver.invoices.get(row.invoice).to_owned(),
-                id: row.transaction_id,
+            customer_keys[index] = match versions.as_slice() {
+                [(_, key)] => *key,
+                _ => {
+                    // The last version starting at or before the row (the first when none
+                    // does: its start is the customer's first row).
+                    let position = (
+                        row.invoice_date,
+                        silver.invoices.get(row.invoice),
+                        row.transaction_id,
+                    );
+                    let after = versions.partition_point(|(start, _)| {
+                        (start.at, start.invoice.as_str(), start.id) <= position
+                    });
+                    versions[after.saturating_sub(1)].1
+                }
             };
-            // The last version starting at or before the row (the first when none does:
-            // its start is the customer's first row).
-            let after = versions.partition_point(|(start, _)| *start <= position);
-            customer_keys[index] = versions[after.saturating_sub(1)].1;
         }
         Ok(Self {
             order,

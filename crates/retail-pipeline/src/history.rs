@@ -23,7 +23,7 @@ use deltalake::arrow::datatypes::{
 use deltalake::arrow::error::ArrowError;
 use retail_lake::schema::TableSpec;
 
-use crate::gold::{NONE_ID, SilverSet, month_index, month_label, parse_month_label};
+use crate::gold::{FastMap, NONE_ID, SilverSet, month_index, month_label, parse_month_label};
 
 /// A row's place in the walk that type 2 versions follow: invoice date, then invoice, then
 /// transaction id.
@@ -84,45 +84,48 @@ impl History {
     /// The parts of every month the rows of `silver` fall in; `order` is the walk order of
     /// its rows (invoice date, invoice, transaction id).
     pub(crate) fn from_silver(silver: &SilverSet, order: &[u32]) -> Self {
-        let mut history = Self::default();
+        // Gathered by interned ids first (one hash lookup a row, no allocation), named at
+        // the end (one allocation per part).
+        #[derive(Default)]
+        struct Customer {
+            invoices: Vec<u32>,
+            monetary: i64,
+            last_purchase: Option<i32>,
+            runs: Vec<(u32, i64, u32, u128)>,
+        }
+        struct Invoice {
+            parties: Vec<(u32, u32)>,
+            cancellation_lines: i64,
+            negative_cancellation_lines: i64,
+            first_at: i64,
+            last_at: i64,
+        }
+        let mut customers: FastMap<(u32, i32), Customer> = FastMap::default();
+        let mut products: FastMap<(u32, i32, u32), ProductPart> = FastMap::default();
+        let mut invoices: FastMap<(u32, i32), Invoice> = FastMap::default();
         for index in order {
             let row = &silver.rows[*index as usize];
             let month = month_index(row.day());
-            let invoice = silver.invoices.get(row.invoice);
-            let country = silver.countries.get(row.country);
-            let customer = (row.customer != NONE_ID).then(|| silver.customers.get(row.customer));
-            if let Some(customer) = customer {
-                let part = history
-                    .customers
-                    .entry(customer.to_owned())
-                    .or_default()
-                    .entry(month)
-                    .or_default();
+            if row.customer != NONE_ID {
+                let part = customers.entry((row.customer, month)).or_default();
                 part.monetary += row.total_amount;
                 if row.quantity > 0 {
                     part.last_purchase = part.last_purchase.max(Some(row.day()));
                     if !row.is_cancellation {
-                        part.purchase_invoices.insert(invoice.to_owned());
+                        part.invoices.push(row.invoice);
                     }
                 }
-                if part.runs.last().is_none_or(|run| run.country != country) {
-                    part.runs.push(Run {
-                        country: country.to_owned(),
-                        start: Position {
-                            at: row.invoice_date,
-                            invoice: invoice.to_owned(),
-                            id: row.transaction_id,
-                        },
-                    });
+                if part.runs.last().is_none_or(|run| run.0 != row.country) {
+                    part.runs.push((
+                        row.country,
+                        row.invoice_date,
+                        row.invoice,
+                        row.transaction_id,
+                    ));
                 }
             }
-            let description =
-                (row.description != NONE_ID).then(|| silver.descriptions.get(row.description));
-            let product = history
-                .products
-                .entry(silver.stock_codes.get(row.stock_code).to_owned())
-                .or_default()
-                .entry((month, description.map(str::to_owned)))
+            let product = products
+                .entry((row.stock_code, month, row.description))
                 .or_default();
             product.lines += 1;
             if row.quantity > 0 {
@@ -130,24 +133,90 @@ impl History {
                     Some(product.first_sale.map_or(row.day(), |d| d.min(row.day())));
                 product.last_sale = product.last_sale.max(Some(row.day()));
             }
-            let part = history
-                .invoices
-                .entry(invoice.to_owned())
-                .or_default()
-                .entry(month)
-                .or_insert_with(|| InvoiceMonth {
+            let part = invoices
+                .entry((row.invoice, month))
+                .or_insert_with(|| Invoice {
+                    parties: Vec::new(),
+                    cancellation_lines: 0,
+                    negative_cancellation_lines: 0,
                     first_at: row.invoice_date,
                     last_at: row.invoice_date,
-                    ..InvoiceMonth::default()
                 });
-            part.parties
-                .insert((customer.map(str::to_owned), country.to_owned()));
+            if !part.parties.contains(&(row.customer, row.country)) {
+                part.parties.push((row.customer, row.country));
+            }
             if row.is_cancellation {
                 part.cancellation_lines += 1;
                 part.negative_cancellation_lines += i64::from(row.quantity < 0);
             }
             part.first_at = part.first_at.min(row.invoice_date);
             part.last_at = part.last_at.max(row.invoice_date);
+        }
+        let name = |id: u32, interner: &crate::gold::Interner| -> Option<String> {
+            (id != NONE_ID).then(|| interner.get(id).to_owned())
+        };
+        let mut history = Self::default();
+        for ((customer, month), part) in customers {
+            history
+                .customers
+                .entry(silver.customers.get(customer).to_owned())
+                .or_default()
+                .insert(
+                    month,
+                    CustomerMonth {
+                        purchase_invoices: part
+                            .invoices
+                            .iter()
+                            .map(|i| silver.invoices.get(*i).to_owned())
+                            .collect(),
+                        monetary: part.monetary,
+                        last_purchase: part.last_purchase,
+                        runs: part
+                            .runs
+                            .into_iter()
+                            .map(|(country, at, invoice, id)| Run {
+                                country: silver.countries.get(country).to_owned(),
+                                start: Position {
+                                    at,
+                                    invoice: silver.invoices.get(invoice).to_owned(),
+                                    id,
+                                },
+                            })
+                            .collect(),
+                    },
+                );
+        }
+        for ((code, month, description), part) in products {
+            history
+                .products
+                .entry(silver.stock_codes.get(code).to_owned())
+                .or_default()
+                .insert((month, name(description, &silver.descriptions)), part);
+        }
+        for ((invoice, month), part) in invoices {
+            history
+                .invoices
+                .entry(silver.invoices.get(invoice).to_owned())
+                .or_default()
+                .insert(
+                    month,
+                    InvoiceMonth {
+                        parties: part
+                            .parties
+                            .into_iter()
+                            .map(|(customer, country)| {
+                                (
+                                    name(customer, &silver.customers),
+                                    silver.countries.get(country).to_owned(),
+                                )
+                            })
+                            .collect(),
+                        cancellation_lines: part.cancellation_lines,
+                        negative_cancellation_lines: part.negative_cancellation_lines,
+                        first_at: part.first_at,
+                        last_at: part.last_at,
+                    },
+                );
         }
         history
     }
