@@ -271,6 +271,10 @@ impl PipelineService {
         let reader = tokio::spawn({
             let lake = lake.clone();
             let mut transform = SilverTransform::new_lazy(&run.run_id, Utc::now(), target);
+            if silver_now.is_none() {
+                // No silver yet: no id to look up, whatever the months.
+                transform.add_known(None, []);
+            }
             async move {
                 let mut known_ids = 0_usize;
                 for file in &files {

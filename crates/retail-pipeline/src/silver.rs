@@ -104,7 +104,7 @@ pub struct SilverTransform {
     seen: HashSet<u128>,
     /// Invoice months (`YYYY-MM`) whose silver ids are in `seen`; `None`: every month.
     /// A transaction id hashes the invoice date, so a duplicate is always in its row's month.
-    loaded_months: Option<HashSet<String>>,
+    loaded_months: Option<HashSet<i32>>,
     /// Transactions an update or delete of this pass removed, in order.
     removed: Vec<u128>,
     removed_set: HashSet<u128>,
@@ -164,7 +164,12 @@ impl SilverTransform {
                 missing.insert(month);
             }
         }
-        Ok(Some(missing))
+        Ok(Some(
+            missing
+                .into_iter()
+                .map(|m| format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1))
+                .collect(),
+        ))
     }
 
     /// Adds silver ids of the given months (`None`: of every month).
@@ -178,18 +183,17 @@ impl SilverTransform {
             .extend(ids.into_iter().filter(|id| !self.removed_set.contains(id)));
         match (months, &mut self.loaded_months) {
             (None, loaded) => *loaded = None,
-            (Some(months), Some(loaded)) => loaded.extend(months),
+            (Some(months), Some(loaded)) => loaded.extend(months.iter().filter_map(|label| {
+                let (year, month) = label.split_once('-')?;
+                Some(year.parse::<i32>().ok()? * 12 + month.parse::<i32>().ok()? - 1)
+            })),
             (Some(_), None) => {}
         }
     }
 
     fn knows_month_of(&self, clean: &CleanTransaction) -> bool {
         self.loaded_months.as_ref().is_none_or(|loaded| {
-            loaded.contains(&format!(
-                "{:04}-{:02}",
-                clean.invoice_date.year(),
-                clean.invoice_date.month()
-            ))
+            loaded.contains(&(clean.invoice_date.year() * 12 + clean.invoice_date.month0() as i32))
         })
     }
 
@@ -523,11 +527,11 @@ impl<'a> BronzeColumns<'a> {
         }
     }
 
-    /// The invoice month (`YYYY-MM`) of a row whose invoice date parses, as silver will
-    /// partition it.
-    fn month(&self, row: usize) -> Option<String> {
+    /// The invoice month (year × 12 + month from 0) of a row whose invoice date parses, as
+    /// silver will partition it.
+    fn month(&self, row: usize) -> Option<i32> {
         let date = retail_domain::field::parse_invoice_date(self.field(4, row)?.trim())?;
-        Some(format!("{:04}-{:02}", date.year(), date.month()))
+        Some(date.year() * 12 + date.month0() as i32)
     }
 
     /// The transaction a change targets, when it is a well-formed id.
