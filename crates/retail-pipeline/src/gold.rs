@@ -835,16 +835,24 @@ impl FactPlan {
                     .ok_or_else(|| missing("country", name))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Each interned customer's versions, looked up once.
+        let customer_versions = silver
+            .customers
+            .values
+            .iter()
+            .map(|customer| {
+                dimensions
+                    .versions
+                    .get(customer)
+                    .ok_or_else(|| missing("customer", customer))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut customer_keys = vec![UNKNOWN_CUSTOMER_KEY; silver.rows.len()];
         for (index, row) in silver.rows.iter().enumerate() {
             if row.customer == NONE {
                 continue;
             }
-            let customer = silver.customers.get(row.customer);
-            let versions = dimensions
-                .versions
-                .get(customer)
-                .ok_or_else(|| missing("customer", customer))?;
+            let versions = customer_versions[row.customer as usize];
             customer_keys[index] = match versions.as_slice() {
                 [(_, key)] => *key,
                 _ => {
@@ -1074,17 +1082,17 @@ fn customer_rfm(history: &History) -> Result<RecordBatch, ArrowError> {
         .customers
         .iter()
         .filter_map(|(customer, months)| {
-            let last_purchase = months.values().filter_map(|m| m.last_purchase).max()?;
+            let last_purchase = months.iter().filter_map(|(_, m)| m.last_purchase).max()?;
             let invoices: BTreeSet<&String> = months
-                .values()
-                .flat_map(|m| m.purchase_invoices.iter())
+                .iter()
+                .flat_map(|(_, m)| m.purchase_invoices.iter())
                 .collect();
             Some(Scored {
                 id: customer.as_str(),
                 last_purchase,
                 recency: i64::from(reference_day - last_purchase),
                 frequency: invoices.len() as i64,
-                monetary: months.values().map(|m| m.monetary).sum(),
+                monetary: months.iter().map(|(_, m)| m.monetary).sum(),
                 scores: [0; 3],
             })
         })
@@ -1199,9 +1207,9 @@ fn consistency(history: &History) -> Consistency {
     let (mut negative, mut cancellation_lines) = (0, 0);
     for months in history.invoices.values() {
         let parties: BTreeSet<&(Option<String>, String)> =
-            months.values().flat_map(|m| m.parties.iter()).collect();
+            months.iter().flat_map(|(_, m)| m.parties.iter()).collect();
         consistent_invoices += usize::from(parties.len() == 1);
-        for part in months.values() {
+        for (_, part) in months {
             negative += part.negative_cancellation_lines as usize;
             cancellation_lines += part.cancellation_lines as usize;
         }
@@ -1212,7 +1220,7 @@ fn consistency(history: &History) -> Consistency {
         .values()
         .filter(|parts| {
             let descriptions: BTreeSet<&String> =
-                parts.keys().filter_map(|(_, d)| d.as_ref()).collect();
+                parts.iter().filter_map(|((_, d), _)| d.as_ref()).collect();
             descriptions.len() > 1
         })
         .count();

@@ -44,7 +44,8 @@ pub(crate) struct Run {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CustomerMonth {
     /// Non-cancellation invoices with a line of `quantity > 0`.
-    pub(crate) purchase_invoices: BTreeSet<String>,
+    /// Sorted, without repeats.
+    pub(crate) purchase_invoices: Vec<String>,
     /// Σ `total_amount` of all the customer's lines, thousandths.
     pub(crate) monetary: i64,
     /// The day of the last line with `quantity > 0`.
@@ -63,7 +64,8 @@ pub(crate) struct ProductPart {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct InvoiceMonth {
     /// Distinct (customer, country) pairs of the invoice's lines.
-    pub(crate) parties: BTreeSet<(Option<String>, String)>,
+    /// Sorted, without repeats.
+    pub(crate) parties: Vec<(Option<String>, String)>,
     pub(crate) cancellation_lines: i64,
     pub(crate) negative_cancellation_lines: i64,
     /// First and last invoice date (micros) of the invoice's lines that month.
@@ -71,13 +73,17 @@ pub(crate) struct InvoiceMonth {
     pub(crate) last_at: i64,
 }
 
+/// An entity's parts, sorted by key (a month first). A vector, not a map: most entities have
+/// a handful of parts, and a tree node per entity would cost more than the parts.
+pub(crate) type Parts<K, P> = Vec<(K, P)>;
+
 /// Every part, by entity and month index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
-    pub(crate) customers: BTreeMap<String, BTreeMap<i32, CustomerMonth>>,
+    pub(crate) customers: BTreeMap<String, Parts<i32, CustomerMonth>>,
     /// Stock code → (month, description) → part.
-    pub(crate) products: BTreeMap<String, BTreeMap<(i32, Option<String>), ProductPart>>,
-    pub(crate) invoices: BTreeMap<String, BTreeMap<i32, InvoiceMonth>>,
+    pub(crate) products: BTreeMap<String, Parts<(i32, Option<String>), ProductPart>>,
+    pub(crate) invoices: BTreeMap<String, Parts<i32, InvoiceMonth>>,
 }
 
 impl History {
@@ -156,19 +162,22 @@ impl History {
             (id != NONE_ID).then(|| interner.get(id).to_owned())
         };
         let mut history = Self::default();
-        for ((customer, month), part) in customers {
+        for ((customer, month), mut part) in customers {
+            part.invoices.sort_unstable();
+            part.invoices.dedup();
             history
                 .customers
                 .entry(silver.customers.get(customer).to_owned())
                 .or_default()
-                .insert(
+                .push((
                     month,
                     CustomerMonth {
-                        purchase_invoices: part
-                            .invoices
-                            .iter()
-                            .map(|i| silver.invoices.get(*i).to_owned())
-                            .collect(),
+                        purchase_invoices: sorted(
+                            part.invoices
+                                .iter()
+                                .map(|i| silver.invoices.get(*i).to_owned())
+                                .collect(),
+                        ),
                         monetary: part.monetary,
                         last_purchase: part.last_purchase,
                         runs: part
@@ -184,60 +193,75 @@ impl History {
                             })
                             .collect(),
                     },
-                );
+                ));
         }
         for ((code, month, description), part) in products {
             history
                 .products
                 .entry(silver.stock_codes.get(code).to_owned())
                 .or_default()
-                .insert((month, name(description, &silver.descriptions)), part);
+                .push(((month, name(description, &silver.descriptions)), part));
         }
         for ((invoice, month), part) in invoices {
             history
                 .invoices
                 .entry(silver.invoices.get(invoice).to_owned())
                 .or_default()
-                .insert(
+                .push((
                     month,
                     InvoiceMonth {
-                        parties: part
-                            .parties
-                            .into_iter()
-                            .map(|(customer, country)| {
-                                (
-                                    name(customer, &silver.customers),
-                                    silver.countries.get(country).to_owned(),
-                                )
-                            })
-                            .collect(),
+                        parties: sorted(
+                            part.parties
+                                .into_iter()
+                                .map(|(customer, country)| {
+                                    (
+                                        name(customer, &silver.customers),
+                                        silver.countries.get(country).to_owned(),
+                                    )
+                                })
+                                .collect(),
+                        ),
                         cancellation_lines: part.cancellation_lines,
                         negative_cancellation_lines: part.negative_cancellation_lines,
                         first_at: part.first_at,
                         last_at: part.last_at,
                     },
-                );
+                ));
         }
+        history.sort_parts();
         history
+    }
+
+    /// Sorts every entity's parts by key.
+    fn sort_parts(&mut self) {
+        for parts in self.customers.values_mut() {
+            parts.sort_unstable_by_key(|(month, _)| *month);
+        }
+        for parts in self.products.values_mut() {
+            parts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        for parts in self.invoices.values_mut() {
+            parts.sort_unstable_by_key(|(month, _)| *month);
+        }
     }
 
     /// The months any part is about.
     pub(crate) fn months(&self) -> BTreeSet<i32> {
         self.invoices
             .values()
-            .flat_map(|months| months.keys().copied())
+            .flat_map(|parts| parts.iter().map(|(month, _)| *month))
             .collect()
     }
 
     /// Replaces the parts of `months` with those of `newer` (which holds only such months).
     pub(crate) fn replace_months(&mut self, months: &BTreeSet<i32>, newer: Self) {
-        fn replace<K: Ord, P>(
-            mine: &mut BTreeMap<String, BTreeMap<K, P>>,
-            theirs: BTreeMap<String, BTreeMap<K, P>>,
+        fn replace<K, P>(
+            mine: &mut BTreeMap<String, Parts<K, P>>,
+            theirs: BTreeMap<String, Parts<K, P>>,
             in_months: impl Fn(&K) -> bool,
         ) {
             for parts in mine.values_mut() {
-                parts.retain(|key, _| !in_months(key));
+                parts.retain(|(key, _)| !in_months(key));
             }
             mine.retain(|_, parts| !parts.is_empty());
             for (entity, parts) in theirs {
@@ -249,11 +273,15 @@ impl History {
             months.contains(m)
         });
         replace(&mut self.invoices, newer.invoices, |m| months.contains(m));
+        self.sort_parts();
     }
 
     /// The first and last invoice date (micros) of all rows.
     pub(crate) fn span(&self) -> Option<(i64, i64)> {
-        let parts = self.invoices.values().flat_map(BTreeMap::values);
+        let parts = self
+            .invoices
+            .values()
+            .flat_map(|parts| parts.iter().map(|(_, part)| part));
         let first = parts.clone().map(|p| p.first_at).min()?;
         let last = parts.map(|p| p.last_at).max()?;
         Some((first, last))
@@ -263,12 +291,7 @@ impl History {
     /// type 2 versions, in order.
     pub(crate) fn versions(&self, customer: &str) -> Vec<Run> {
         let mut versions: Vec<Run> = Vec::new();
-        for part in self
-            .customers
-            .get(customer)
-            .into_iter()
-            .flat_map(BTreeMap::values)
-        {
+        for (_, part) in self.customers.get(customer).into_iter().flatten() {
             for run in &part.runs {
                 if versions
                     .last()
@@ -558,7 +581,7 @@ impl History {
                     });
                 }
                 let part = CustomerMonth {
-                    purchase_invoices: list_strings(invoices).into_iter().collect(),
+                    purchase_invoices: list_strings(invoices),
                     monetary: i64::try_from(monetary.value(row)).map_err(|_| {
                         ArrowError::InvalidArgumentError("monetary out of range".into())
                     })?,
@@ -569,7 +592,7 @@ impl History {
                     .customers
                     .entry(ids.value(row).to_owned())
                     .or_default()
-                    .insert(month_of(months.value(row))?, part);
+                    .push((month_of(months.value(row))?, part));
             }
         }
         for batch in products {
@@ -586,14 +609,14 @@ impl History {
                     .products
                     .entry(codes.value(row).to_owned())
                     .or_default()
-                    .insert(
+                    .push((
                         (month_of(months.value(row))?, description),
                         ProductPart {
                             lines: lines.value(row),
                             first_sale: (!first.is_null(row)).then(|| first.value(row)),
                             last_sale: (!last.is_null(row)).then(|| last.value(row)),
                         },
-                    );
+                    ));
             }
         }
         for batch in invoices {
@@ -624,7 +647,7 @@ impl History {
                     .invoices
                     .entry(numbers.value(row).to_owned())
                     .or_default()
-                    .insert(
+                    .push((
                         month_of(months.value(row))?,
                         InvoiceMonth {
                             parties,
@@ -633,11 +656,19 @@ impl History {
                             first_at: first_at.value(row),
                             last_at: last_at.value(row),
                         },
-                    );
+                    ));
             }
         }
+        history.sort_parts();
         Ok(history)
     }
+}
+
+/// Sorts and removes repeats.
+fn sorted<T: Ord>(mut values: Vec<T>) -> Vec<T> {
+    values.sort_unstable();
+    values.dedup();
+    values
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowError> {
