@@ -433,7 +433,7 @@ fn assign_keys<'a>(
 
 /// The walk order of silver rows: invoice date, then invoice, then transaction id, so that
 /// every derived choice is deterministic.
-pub(crate) fn walk_order(silver: &SilverSet) -> Vec<u32> {
+pub fn walk_order(silver: &SilverSet) -> Vec<u32> {
     let mut order: Vec<u32> = (0..silver.rows.len() as u32).collect();
     let (_, invoice_rank) = silver.invoices.sorted();
     order.sort_unstable_by_key(|i| {
