@@ -32,7 +32,7 @@ use crate::schema::TableSpec;
 /// A data file's path and the smallest and largest value of a column in it, when known.
 pub type FileRange = (String, Option<(i64, i64)>);
 
-/// Added data files with their partition values (column → value).
+/// Data files with their partition values (column → value).
 pub type AddedFiles = Vec<(String, HashMap<String, Option<String>>)>;
 
 /// Handle to the lake: resolves table locations and runs Delta operations on them.
@@ -515,8 +515,8 @@ impl Lake {
             .collect())
     }
 
-    /// What changed in a table's data files since version `after`: the files added (with
-    /// their partition values) and the number of files removed.
+    /// What changed in a table's data files since version `after`: the files added and the
+    /// files removed, each with its partition values.
     ///
     /// # Errors
     ///
@@ -525,28 +525,38 @@ impl Lake {
         &self,
         table: &TableSpec,
         after: Version,
-    ) -> Result<(AddedFiles, usize)> {
+    ) -> Result<(AddedFiles, AddedFiles)> {
         let latest = self.open(table).await?.ok_or_else(|| Error::MissingTable {
             table: table.name.to_owned(),
         })?;
-        let before: HashSet<String> = active_files(&self.open_at(table, after).await?, table)?
-            .into_iter()
-            .map(|(path, _)| path)
+        let files =
+            |delta: &DeltaTable| -> Result<HashMap<String, HashMap<String, Option<String>>>> {
+                let snapshot = delta
+                    .snapshot()
+                    .map_err(|source| table_error("list", table, source))?;
+                Ok(snapshot
+                    .log_data()
+                    .into_iter()
+                    .map(|file| {
+                        (
+                            file.object_store_path().to_string(),
+                            file.partition_values_map(),
+                        )
+                    })
+                    .collect())
+            };
+        let before = files(&self.open_at(table, after).await?)?;
+        let now = files(&latest)?;
+        let added = now
+            .iter()
+            .filter(|(path, _)| !before.contains_key(*path))
+            .map(|(path, values)| (path.clone(), values.clone()))
             .collect();
-        let snapshot = latest
-            .snapshot()
-            .map_err(|source| table_error("list", table, source))?;
-        let mut added = Vec::new();
-        let mut kept = 0;
-        for file in snapshot.log_data() {
-            let path = file.object_store_path().to_string();
-            if before.contains(&path) {
-                kept += 1;
-            } else {
-                added.push((path, file.partition_values_map()));
-            }
-        }
-        Ok((added, before.len() - kept))
+        let removed = before
+            .into_iter()
+            .filter(|(path, _)| !now.contains_key(path))
+            .collect();
+        Ok((added, removed))
     }
 
     /// Lists the data files a table gained after `after` (all files when `None`), oldest first,

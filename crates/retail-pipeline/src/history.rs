@@ -276,6 +276,15 @@ impl History {
         self.sort_parts();
     }
 
+    /// Every country some row names.
+    pub(crate) fn countries(&self) -> BTreeSet<&str> {
+        self.invoices
+            .values()
+            .flat_map(|parts| parts.iter())
+            .flat_map(|(_, part)| part.parties.iter().map(|(_, country)| country.as_str()))
+            .collect()
+    }
+
     /// The first and last invoice date (micros) of all rows.
     pub(crate) fn span(&self) -> Option<(i64, i64)> {
         let parts = self

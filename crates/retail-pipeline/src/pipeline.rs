@@ -532,12 +532,12 @@ impl PipelineService {
     /// Brings the gold tables up to date with silver. Returns the consistency measured on
     /// silver, or `None` when every gold table was already up to date.
     ///
-    /// When gold was built from an earlier silver version that silver only grew from (no rows
-    /// removed), only the invoice months of the new rows are read from silver: their facts,
-    /// daily and monthly aggregates are remade, and the whole-history tables come from the
-    /// stored per-month history with those months' parts remade. Otherwise (first build, a
-    /// change removed rows, `force`, tables at different versions) gold is built from all of
-    /// silver. Both give the same tables.
+    /// When gold was built from an earlier silver version, only the invoice months whose
+    /// silver files changed since are read from silver: their facts, daily and monthly
+    /// aggregates are remade, and the whole-history tables come from the stored per-month
+    /// history with those months' parts remade. Otherwise (first build, `force`, tables at
+    /// different versions, fact files not one month each, a customer's versions changing before
+    /// a kept month) gold is built from all of silver. Both give the same tables.
     async fn run_gold(
         &self,
         run: &mut RunRecord,
@@ -620,7 +620,10 @@ impl PipelineService {
                 }
                 None => parts,
             };
+            // Countries some row still names (a change may have removed a country's last row).
             let mut countries = old_countries;
+            let named = history.countries();
+            countries.retain(|name, _| named.contains(name.as_str()));
             countries.extend(countries_of(&silver));
             let gold = build_gold(GoldInput {
                 silver: &silver,
@@ -775,22 +778,19 @@ impl PipelineService {
     }
 
     /// Decides whether gold, built from silver version `built_from`, can be brought up to date
-    /// month by month: silver only gained files since, and every fact file holds one month.
+    /// month by month: the months whose silver files were added or removed since, when every
+    /// fact file holds one month.
     async fn incremental_plan(&self, built_from: i64) -> Result<Option<IncrementalPlan>> {
         let lake = &self.lake;
         let Ok(after) = u64::try_from(built_from) else {
             return Ok(None);
         };
+        // Files added bring rows; files removed (rewritten by the delete that applies
+        // changes) take rows away: either way their months are remade from silver as it is.
         let (added, removed) = lake.file_changes(&SILVER_TRANSACTIONS, after).await?;
-        if removed > 0 {
-            info!(
-                removed,
-                "silver files were replaced: building gold from all of silver"
-            );
-            return Ok(None);
-        }
         let months: BTreeSet<String> = added
             .iter()
+            .chain(&removed)
             .filter_map(|(_, partition)| partition.get("invoice_month").cloned().flatten())
             .collect();
         if months.is_empty() {

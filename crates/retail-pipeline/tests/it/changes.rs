@@ -2,10 +2,10 @@
 
 use retail_domain::{Operation, RawFields, cleanse};
 use retail_lake::schema::{
-    GOLD_DAILY_SALES, GOLD_FACT_SALES, SILVER_CHANGES, SILVER_DUPLICATES, SILVER_QUARANTINE,
-    SILVER_TRANSACTIONS,
+    GOLD_DAILY_SALES, GOLD_FACT_SALES, GOLD_TABLES, SILVER_CHANGES, SILVER_DUPLICATES,
+    SILVER_QUARANTINE, SILVER_TRANSACTIONS,
 };
-use retail_pipeline::{RecordChange, RunStatus};
+use retail_pipeline::{NoProgress, RecordChange, RunOptions, RunStatus};
 
 use crate::support::{TestLake, rows, strings, sum_int};
 
@@ -89,6 +89,28 @@ async fn updates_and_deletes_replace_and_remove_silver_rows_and_flow_to_gold() {
     .await;
     let run = lake.run().await;
     assert_eq!(run.status, RunStatus::Succeeded);
+    // The changed month is remade from silver as it now is; a full rebuild agrees.
+    assert_eq!(run.detail.gold_build.as_deref(), Some("incremental"));
+    assert_eq!(run.detail.gold_months, ["2010-12"]);
+    let mut month_by_month = Vec::new();
+    for table in GOLD_TABLES {
+        month_by_month.push(lake.sorted_rows(&table, &[]).await);
+    }
+    let rebuilt = lake
+        .pipeline
+        .run(
+            RunOptions {
+                force_gold: true,
+                ..RunOptions::default()
+            },
+            &NoProgress,
+        )
+        .await
+        .expect("a full rebuild");
+    assert_eq!(rebuilt.detail.gold_build.as_deref(), Some("full"));
+    for (table, rows) in GOLD_TABLES.iter().zip(&month_by_month) {
+        assert_eq!(&lake.sorted_rows(table, &[]).await, rows, "{table}");
+    }
 
     let mut expected = vec![id_of(&a_fixed), id_of(&c)];
     expected.sort();
