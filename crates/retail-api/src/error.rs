@@ -1,9 +1,11 @@
-//! One JSON error shape for every failure: a stable code, a clear message, the request id.
+//! One JSON error shape for every failure, and the one mapping of the workspace's error
+//! vocabulary to HTTP statuses.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use retail_domain::error::{Classify, ErrorKind};
+use retail_domain::error::{Classify as _, ErrorKind};
+use retail_services::RecordProblem;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -18,10 +20,20 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_input`, `unauthenticated`, `forbidden`, `not_found`,
-    /// `conflict`, `rate_limited`, `payload_too_large`, `unavailable`, `internal`.
+    /// `conflict`, `rate_limited`, `payload_too_large`, `unsupported_media_type`, `timeout`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     /// What happened, for people.
     pub message: String,
+}
+
+/// A refused ingestion: every malformed record with its problems.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestRefusal {
+    /// `invalid_input` and a summary.
+    pub error: ErrorDetail,
+    /// The malformed records.
+    pub records: Vec<RecordProblem>,
 }
 
 /// An error on its way to becoming a response.
@@ -49,66 +61,63 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
     }
 
-    /// 401 `unauthenticated`.
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    /// 413 `payload_too_large`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than allowed",
+        )
     }
 
-    /// 403 `forbidden`.
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-
-    /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
 
     /// 429 `rate_limited` with `Retry-After`.
     pub fn rate_limited(retry_after: u64) -> Self {
-        Self {
-            retry_after: Some(retry_after),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests: retry after {retry_after} s"),
-            )
-        }
-    }
-
-    /// 503 `unavailable` with `Retry-After`.
-    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
-        Self {
-            retry_after: Some(retry_after),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-        }
-    }
-
-    /// From any error that classifies itself. Internal details are logged, not returned.
-    pub fn from_classified(error: &(impl Classify + std::fmt::Display)) -> Self {
-        let (status, code) = match error.kind() {
-            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
-            ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        if status.is_server_error() {
-            tracing::error!(%error, "request failed");
-        }
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            "internal error (logged with this request's id)".to_owned()
-        } else {
-            error.to_string()
-        };
-        Self::new(status, code, message)
+        Self::from(retail_services::Error::rate_limited(retry_after))
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+}
+
+/// The one mapping from the error vocabulary to HTTP.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<retail_services::Error> for ApiError {
+    fn from(error: retail_services::Error) -> Self {
+        let kind = error.kind();
+        let status = status_of(kind);
+        if status.is_server_error() {
+            // Inside the request's span: the log line carries its request id.
+            tracing::error!(error = %error.detail(), "request failed");
+        }
+        Self {
+            status,
+            code: kind.as_str(),
+            message: error.message().to_owned(),
+            retry_after: error.retry_after(),
+        }
     }
 }
 
@@ -127,24 +136,12 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from(seconds),
             );
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         response
-    }
-}
-
-impl From<retail_warehouse::Error> for ApiError {
-    fn from(error: retail_warehouse::Error) -> Self {
-        Self::from_classified(&error)
-    }
-}
-
-impl From<retail_pipeline::Error> for ApiError {
-    fn from(error: retail_pipeline::Error) -> Self {
-        Self::from_classified(&error)
-    }
-}
-
-impl From<crate::auth::AuthError> for ApiError {
-    fn from(error: crate::auth::AuthError) -> Self {
-        Self::from_classified(&error)
     }
 }

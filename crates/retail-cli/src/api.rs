@@ -1,17 +1,10 @@
 //! `retail serve`, `retail users ...` and `retail keys ...`.
 
 use std::io::Read as _;
-use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Subcommand;
-use retail_api::{ApiConfig, AppState, AuthService, Policy};
-use retail_lake::Lake;
-use retail_pipeline::MetadataStore;
-use retail_warehouse::AnyWarehouse;
-
-use crate::config::Config;
+use retail_app::{App, Config, Role};
 
 /// `retail users ...`.
 #[derive(Debug, Subcommand)]
@@ -66,32 +59,18 @@ pub(crate) enum KeysCommand {
     },
 }
 
-pub(crate) fn policy(config: &ApiConfig) -> anyhow::Result<Policy> {
-    if config.roles_file.is_empty() {
-        return Ok(Policy::default());
-    }
-    let text = std::fs::read_to_string(&config.roles_file)
-        .with_context(|| format!("cannot read api.roles_file {}", config.roles_file))?;
-    Policy::with_file_text(&text)
-        .map_err(|error| anyhow::anyhow!("invalid api.roles_file {}: {error}", config.roles_file))
-}
-
-pub(crate) fn auth(config: &Config) -> anyhow::Result<AuthService> {
-    Ok(AuthService::open(
-        Some(Path::new(&config.metadata.path)),
-        &config.api.jwt_secret,
-        config.api.access_token_minutes,
-        config.api.refresh_token_days,
-    )?)
-}
-
 /// The end of `retail demo`: an admin API key for this demo, printed once, then the API.
-pub(crate) async fn serve_demo(config: &Config) -> anyhow::Result<()> {
-    let (_, key) = auth(config)?.create_key(
-        &format!("demo {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")),
-        "admin",
-    )?;
-    let listen = config.api.listen.clone();
+pub(crate) async fn serve_demo(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config, Role::Server).await?;
+    let (_, key) = app
+        .services
+        .access
+        .create_key(
+            &format!("demo {}", chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")),
+            "admin",
+        )
+        .await?;
+    let listen = app.config.api.listen.clone();
     println!();
     println!("API key for this demo (admin; revoke with `retail keys revoke`): {key}");
     println!("try:");
@@ -99,72 +78,56 @@ pub(crate) async fn serve_demo(config: &Config) -> anyhow::Result<()> {
         "  curl -H 'X-API-Key: {key}' 'http://{listen}/api/v2/analytics/top-products?limit=5'"
     );
     println!("  open http://{listen}/docs for every endpoint; Ctrl-C stops the server");
-    serve(config, None).await
+    serve_app(&app, None).await
 }
 
 /// `retail serve`.
-pub(crate) async fn serve(config: &Config, listen: Option<String>) -> anyhow::Result<()> {
-    let listen = listen.unwrap_or_else(|| config.api.listen.clone());
+pub(crate) async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
+    let app = App::build(config, Role::Server).await?;
+    serve_app(&app, listen).await
+}
+
+async fn serve_app(app: &App, listen: Option<String>) -> anyhow::Result<()> {
+    let listen = listen.unwrap_or_else(|| app.config.api.listen.clone());
     let address: std::net::SocketAddr = listen.parse().with_context(|| {
         format!("--listen must be an address such as 127.0.0.1:8080, not {listen:?}")
     })?;
-    if config.api.jwt_secret.is_empty() {
+    if app.config.api.jwt_secret.is_empty() {
         tracing::warn!(
             "api.jwt_secret is not set: tokens are signed with a random secret and stop working \
              when the process restarts (set RETAIL__API__JWT_SECRET)"
         );
     }
-    let lake = Lake::new(&config.lake).context("cannot open the lake")?;
-    let store =
-        Arc::new(MetadataStore::open(&config.metadata).context("cannot open the metadata store")?);
-    let warehouse = AnyWarehouse::open(&config.warehouse, lake.clone())
+    let listener = tokio::net::TcpListener::bind(address)
         .await
-        .context("cannot open the warehouse")?;
-    let state = AppState::new(
-        config.api.clone(),
-        lake,
-        store,
-        warehouse,
-        auth(config)?,
-        policy(&config.api)?,
-    );
-    let state = if config.api.redis_url.is_empty() {
-        state
-    } else {
-        state
-            .with_redis(&config.api.redis_url)
-            .await
-            .context("cannot use api.redis_url")?
-    };
+        .with_context(|| format!("cannot listen on {address}"))?;
     eprintln!("serving the API on http://{address} (docs at http://{address}/docs)");
-    retail_api::serve(state, address).await
+    app.serve(listener).await
 }
 
-pub(crate) fn users(command: UsersCommand, config: &Config) -> anyhow::Result<()> {
-    let auth = auth(config)?;
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("cannot read the password from standard input")?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+pub(crate) async fn users(command: UsersCommand, config: Config) -> anyhow::Result<()> {
+    let app = App::build(config, Role::Cli).await?;
+    let access = &app.services.access;
     match command {
         UsersCommand::Create {
             username,
             role,
             password_stdin: _,
         } => {
-            let policy = policy(&config.api)?;
-            if !policy.has_role(&role) {
-                bail!(
-                    "unknown role {role:?}; roles: {}",
-                    policy.role_names().join(", ")
-                );
-            }
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            auth.create_user(&username, &role, password)?;
+            let password = read_password()?;
+            access.create_user(&username, &role, &password).await?;
             println!("created user {username} with role {role}");
         }
         UsersCommand::List { json } => {
-            let users = auth.users()?;
+            let users = access.users().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
@@ -173,37 +136,31 @@ pub(crate) fn users(command: UsersCommand, config: &Config) -> anyhow::Result<()
                         "{:<24} {:<16} {}{}",
                         user.username,
                         user.role,
-                        user.created_at,
+                        user.created_at.to_rfc3339(),
                         if user.disabled { "  (disabled)" } else { "" }
                     );
                 }
             }
         }
         UsersCommand::Disable { username } => {
-            auth.disable_user(&username)?;
+            access.disable_user(&username).await?;
             println!("disabled user {username}");
         }
     }
     Ok(())
 }
 
-pub(crate) fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> {
-    let auth = auth(config)?;
+pub(crate) async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<()> {
+    let app = App::build(config, Role::Cli).await?;
+    let access = &app.services.access;
     match command {
         KeysCommand::Create { name, role } => {
-            let policy = policy(&config.api)?;
-            if !policy.has_role(&role) {
-                bail!(
-                    "unknown role {role:?}; roles: {}",
-                    policy.role_names().join(", ")
-                );
-            }
-            let (id, key) = auth.create_key(&name, &role)?;
+            let (id, key) = access.create_key(&name, &role).await?;
             eprintln!("created API key {id} ({name}, role {role}); it is shown only now:");
             println!("{key}");
         }
         KeysCommand::List => {
-            for key in auth.keys()? {
+            for key in access.keys().await? {
                 println!(
                     "{:<14} {:<24} {:<16}{}",
                     key.id,
@@ -214,7 +171,7 @@ pub(crate) fn keys(command: KeysCommand, config: &Config) -> anyhow::Result<()> 
             }
         }
         KeysCommand::Revoke { id } => {
-            auth.revoke_key(&id)?;
+            access.revoke_key(&id).await?;
             println!("revoked API key {id}");
         }
     }

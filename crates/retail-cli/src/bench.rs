@@ -9,16 +9,15 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
+use retail_app::{App, Config, Role};
+use retail_domain::progress::NoProgress;
 use retail_ingest::generate::{GenerateOptions, write_daily_csv_files};
-use retail_pipeline::{NoProgress, RunOptions, RunRecord};
+use retail_services::{RunRecord, RunRequest};
 use serde::Serialize;
 
 use retail_warehouse::{
     Catalogue, EmbeddedWarehouse, Params, PostgresWarehouse, QueryResult, Warehouse as _,
 };
-
-use crate::Platform;
-use crate::config::Config;
 
 /// Options of `retail bench`.
 #[derive(Debug, Args)]
@@ -167,32 +166,23 @@ async fn measure(
     let mut config = base.clone();
     config.lake.root = work_dir.join("lake").display().to_string();
     config.metadata.path = work_dir.join("retail.db").display().to_string();
-    let platform = Platform::build(&config)?;
+    config.metadata.url = String::new();
+    // PostgreSQL is measured in a scratch schema of its own below, never the configured one.
+    config.warehouse.backend = retail_warehouse::Backend::Embedded;
+    let app = App::build(config, Role::Cli).await?;
 
     let started = Instant::now();
-    let ingestion = platform.ingest.ingest_paths(&files, &NoProgress).await?;
+    let ingestion = app
+        .services
+        .ingest
+        .ingest_files(&files, "bench", &NoProgress)
+        .await?;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let silver_started = Instant::now();
-    let silver = stage(
-        &platform,
-        RunOptions {
-            silver: true,
-            gold: false,
-            force_gold: false,
-        },
-    )
-    .await?;
+    let silver = stage(&app, &["silver"]).await?;
     let silver_seconds = silver_started.elapsed().as_secs_f64();
     let gold_started = Instant::now();
-    stage(
-        &platform,
-        RunOptions {
-            silver: false,
-            gold: true,
-            force_gold: false,
-        },
-    )
-    .await?;
+    stage(&app, &["gold"]).await?;
     let gold_seconds = gold_started.elapsed().as_secs_f64();
     let total_seconds = started.elapsed().as_secs_f64();
 
@@ -211,7 +201,7 @@ async fn measure(
         let mut bench = WarehouseBench::default();
         if let Some(pg) = &postgres {
             eprintln!("loading PostgreSQL");
-            let report = pg.load(&platform.lake).await?;
+            let report = pg.load(&app.lake).await?;
             let (facts, fact_copy_seconds) = report
                 .tables
                 .iter()
@@ -223,23 +213,24 @@ async fn measure(
             bench.postgres_fact_rows_per_second = Some(facts as f64 / fact_copy_seconds);
         }
         eprintln!("timing catalogue queries");
-        bench.queries = query_latencies(&platform, postgres.as_ref(), args.query_runs).await?;
+        bench.queries = query_latencies(&app, postgres.as_ref(), args.query_runs).await?;
         warehouse = Some(bench);
     }
 
     let incremental = match held_back {
         Some(file) => {
             let started = Instant::now();
-            let ingestion = platform
+            let ingestion = app
+                .services
                 .ingest
-                .ingest_paths(std::slice::from_ref(&file), &NoProgress)
+                .ingest_files(std::slice::from_ref(&file), "bench", &NoProgress)
                 .await?;
             let ingest_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
-            stage(&platform, RunOptions::default()).await?;
+            stage(&app, &[]).await?;
             let pipeline_seconds = started.elapsed().as_secs_f64();
             if let (Some(pg), Some(bench)) = (&postgres, warehouse.as_mut()) {
-                let report = pg.load(&platform.lake).await?;
+                let report = pg.load(&app.lake).await?;
                 bench.postgres_incremental_seconds = Some(report.seconds);
                 bench.postgres_incremental_rows = Some(report.rows_copied());
             }
@@ -271,8 +262,14 @@ async fn measure(
     })
 }
 
-async fn stage(platform: &Platform, options: RunOptions) -> anyhow::Result<RunRecord> {
-    Ok(platform.pipeline.run(options, &NoProgress).await?)
+/// Runs these assets (none: every asset) and returns the run.
+async fn stage(app: &App, assets: &[&str]) -> anyhow::Result<RunRecord> {
+    let request = RunRequest {
+        assets: assets.iter().map(|a| (*a).to_owned()).collect(),
+        force: false,
+        requested_by: "bench".to_owned(),
+    };
+    Ok(app.services.pipeline.run(request, &NoProgress).await?)
 }
 
 fn print_measurement(m: &Measurement) {
@@ -328,11 +325,11 @@ fn print_measurement(m: &Measurement) {
 /// Median and 95th percentile latency of each catalogue query, with parameters that exist in
 /// the data (the most frequent customer, the best-selling product).
 async fn query_latencies(
-    platform: &Platform,
+    app: &App,
     postgres: Option<&PostgresWarehouse>,
     runs: usize,
 ) -> anyhow::Result<Vec<QueryLatency>> {
-    let embedded = EmbeddedWarehouse::new(platform.lake.clone());
+    let embedded = EmbeddedWarehouse::new(app.lake.clone());
     let first = |result: QueryResult| {
         result
             .rows

@@ -2,25 +2,20 @@
 
 mod api;
 mod bench;
-mod config;
 mod progress;
 mod report;
 mod warehouse;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use retail_app::{App, Config, Role};
 use retail_ingest::generate::{GenerateOptions, write_daily_csv_files};
-use retail_lake::Lake;
-use retail_pipeline::{
-    IngestOptions, IngestService, MetadataStore, PipelineService, RunKind, RunOptions, RunRecord,
-};
+use retail_services::{RunKind, RunRecord, RunRequest};
 use retail_telemetry::tracing_setup::{self, LogFormat};
 
-use crate::config::Config;
 use crate::progress::TerminalProgress;
 
 /// mimalloc returns freed memory to the system more readily than the platform allocator, so
@@ -51,7 +46,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Land CSV, XLSX, Parquet or JSON-lines files in bronze.
+    /// Land CSV, JSON, JSON-lines, XLSX or Parquet files in bronze.
     ///
     /// Takes files, directories (read recursively) and glob patterns. Every record lands in
     /// bronze/retail_transactions with its lineage; malformed records keep their raw text and
@@ -118,12 +113,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PipelineCommand {
-    /// Bring silver and gold up to date with bronze (incremental; does nothing when current).
+    /// Bring the assets up to date: silver with bronze, gold with silver, then every follower
+    /// of gold (the PostgreSQL warehouse when that is the backend). Incremental; does nothing
+    /// when current.
     Run {
-        /// Which stages to run.
+        /// Which stage to run: silver alone, gold and its followers, or everything.
         #[arg(long, value_enum, default_value_t = StageArg::All)]
         stage: StageArg,
-        /// Rebuild every gold table from all of silver, even when it is current.
+        /// Run exactly these assets instead (see `retail pipeline assets`); repeatable.
+        #[arg(long = "asset", value_name = "KEY", conflicts_with = "stage")]
+        assets: Vec<String>,
+        /// Rebuild every gold table from all of silver (and reload its followers), even when
+        /// it is current.
         #[arg(long)]
         force_gold: bool,
         /// Print the run record as JSON.
@@ -148,7 +149,7 @@ enum PipelineCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The asset graph: every table and the assets it is computed from.
+    /// The asset graph: every asset, what it is computed from and the tables it writes.
     Assets,
 }
 
@@ -247,37 +248,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The services of the embedded profile, built from the configuration.
-pub(crate) struct Platform {
-    pub(crate) lake: Lake,
-    pub(crate) store: Arc<MetadataStore>,
-    pub(crate) ingest: IngestService,
-    pub(crate) pipeline: PipelineService,
-}
-
-impl Platform {
-    pub(crate) fn build(config: &Config) -> anyhow::Result<Self> {
-        let lake = Lake::new(&config.lake).context("cannot open the lake")?;
-        let store = Arc::new(
-            MetadataStore::open(&config.metadata).context("cannot open the metadata store")?,
-        );
-        let ingest = IngestService::new(
-            lake.clone(),
-            Arc::clone(&store),
-            IngestOptions {
-                commit_rows: config.ingest.commit_rows,
-            },
-        );
-        let pipeline = PipelineService::new(lake.clone(), Arc::clone(&store));
-        Ok(Self {
-            lake,
-            store,
-            ingest,
-            pipeline,
-        })
-    }
-}
-
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Config(ConfigCommand::Print) => {
@@ -285,43 +255,49 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
-            let platform = Platform::build(&config)?;
+            let app = App::build(config, Role::Cli).await?;
             println!("configuration is valid");
-            println!("lake root       {}", platform.lake.root());
-            println!("metadata store  {}", config.metadata.path);
+            println!("lake root       {}", app.lake.root());
+            println!(
+                "metadata store  {} ({})",
+                app.store.location(),
+                app.store.backend()
+            );
+            println!("warehouse       {}", app.warehouse.backend());
             Ok(())
         }
         Command::Generate(args) => generate(&args),
         Command::Ingest { paths, json } => {
-            let platform = Platform::build(&config)?;
-            let run = platform
+            let app = App::build(config, Role::Cli).await?;
+            let run = app
+                .services
                 .ingest
-                .ingest_paths(&paths, &TerminalProgress::new())
+                .ingest_files(&paths, "cli", &TerminalProgress::new())
                 .await?;
             print_run(&run, json)
         }
-        Command::Pipeline(command) => pipeline(command, &config).await,
+        Command::Pipeline(command) => pipeline(command, config).await,
         Command::Quality(QualityCommand::Report { run, json, output }) => {
-            let platform = Platform::build(&config)?;
-            report::quality_report(&platform, run.as_deref(), json, output.as_deref())
+            let app = App::build(config, Role::Cli).await?;
+            report::quality_report(&app, run.as_deref(), json, output.as_deref()).await
         }
         Command::Demo {
             data,
             rows,
             no_serve,
         } => {
-            demo(&config, data, rows).await?;
+            demo(config.clone(), data, rows).await?;
             if no_serve {
                 return Ok(());
             }
-            api::serve_demo(&config).await
+            api::serve_demo(config).await
         }
         Command::Bench(args) => Box::pin(bench::run(&config, &args)).await,
-        Command::Warehouse(command) => warehouse::run(command, &config).await,
-        Command::Migrate => warehouse::migrate(&config).await,
-        Command::Serve { listen } => api::serve(&config, listen).await,
-        Command::Users(command) => api::users(command, &config),
-        Command::Keys(command) => api::keys(command, &config),
+        Command::Warehouse(command) => warehouse::run(command, config).await,
+        Command::Migrate => warehouse::migrate(config).await,
+        Command::Serve { listen } => api::serve(config, listen).await,
+        Command::Users(command) => api::users(command, config).await,
+        Command::Keys(command) => api::keys(command, config).await,
     }
 }
 
@@ -345,38 +321,40 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pipeline(command: PipelineCommand, config: &Config) -> anyhow::Result<()> {
-    let platform = Platform::build(config)?;
+/// The run request of `retail pipeline run`.
+fn run_request(app: &App, stage: StageArg, assets: Vec<String>, force: bool) -> RunRequest {
+    let assets = if !assets.is_empty() {
+        assets
+    } else {
+        match stage {
+            StageArg::All => Vec::new(),
+            StageArg::Silver => vec!["silver".to_owned()],
+            StageArg::Gold => app.services.pipeline.with_downstream("gold"),
+        }
+    };
+    RunRequest {
+        assets,
+        force,
+        requested_by: "cli".to_owned(),
+    }
+}
+
+async fn pipeline(command: PipelineCommand, config: Config) -> anyhow::Result<()> {
+    let app = App::build(config, Role::Cli).await?;
+    let pipeline = &app.services.pipeline;
     match command {
         PipelineCommand::Run {
             stage,
+            assets,
             force_gold,
             json,
         } => {
-            let options = RunOptions {
-                silver: matches!(stage, StageArg::All | StageArg::Silver),
-                gold: matches!(stage, StageArg::All | StageArg::Gold),
-                force_gold,
-            };
-            let run = platform
-                .pipeline
-                .run(options, &TerminalProgress::new())
-                .await?;
-            print_run(&run, json)?;
-            // The warehouse asset comes after gold.
-            if options.gold
-                && let Some(load) = warehouse::load_if_postgres(config, &platform.lake).await?
-            {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&load)?);
-                } else {
-                    print!("{}", warehouse::load_text(&load));
-                }
-            }
-            Ok(())
+            let request = run_request(&app, stage, assets, force_gold);
+            let run = pipeline.run(request, &TerminalProgress::new()).await?;
+            print_run(&run, json)
         }
         PipelineCommand::Status { json } => {
-            let status = platform.pipeline.status().await?;
+            let status = pipeline.status().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -389,7 +367,7 @@ async fn pipeline(command: PipelineCommand, config: &Config) -> anyhow::Result<(
                 KindArg::Ingest => RunKind::Ingest,
                 KindArg::Pipeline => RunKind::Pipeline,
             });
-            let runs = platform.store.runs(kind, limit)?;
+            let runs = pipeline.runs(kind, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
@@ -398,7 +376,7 @@ async fn pipeline(command: PipelineCommand, config: &Config) -> anyhow::Result<(
             Ok(())
         }
         PipelineCommand::Assets => {
-            print!("{}", report::assets_text());
+            print!("{}", report::assets_text(&pipeline.assets()));
             Ok(())
         }
     }
@@ -413,8 +391,8 @@ fn print_run(run: &RunRecord, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(config: &Config, data: Vec<String>, rows: u64) -> anyhow::Result<()> {
-    let platform = Platform::build(config)?;
+async fn demo(config: Config, data: Vec<String>, rows: u64) -> anyhow::Result<()> {
+    let app = App::build(config, Role::Cli).await?;
     let inputs = if data.is_empty() {
         let out = PathBuf::from("./data/generated");
         println!(
@@ -433,15 +411,26 @@ async fn demo(config: &Config, data: Vec<String>, rows: u64) -> anyhow::Result<(
         data
     };
     let progress = TerminalProgress::new();
-    let ingestion = platform.ingest.ingest_paths(&inputs, &progress).await?;
+    let ingestion = app
+        .services
+        .ingest
+        .ingest_files(&inputs, "cli", &progress)
+        .await?;
     print!("{}", report::run_text(&ingestion));
-    let run = platform
+    let run = app
+        .services
         .pipeline
-        .run(RunOptions::default(), &progress)
+        .run(
+            RunRequest {
+                requested_by: "cli".to_owned(),
+                ..RunRequest::default()
+            },
+            &progress,
+        )
         .await?;
     print!("{}", report::run_text(&run));
-    print!("{}", report::summary_text(&platform).await?);
-    if platform.pipeline.reconciliation().await?.bronze == 0 {
+    print!("{}", report::summary_text(&app).await?);
+    if run.detail.reconciliation.is_none_or(|r| r.bronze == 0) {
         bail!("the lake holds no data: the inputs had no records");
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use retail_pipeline::Progress;
+use retail_domain::progress::Progress;
 
 /// Draws one bar per step on standard error when it is a terminal.
 pub(crate) struct TerminalProgress {

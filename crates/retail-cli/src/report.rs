@@ -4,14 +4,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use retail_app::App;
 use retail_lake::arrow::array::{AsArray as _, RecordBatch};
 use retail_lake::arrow::datatypes::{Decimal128Type, Int64Type};
 use retail_lake::schema::{self as tables, TableSpec};
-use retail_pipeline::assets::ASSETS;
-use retail_pipeline::{PipelineStatus, RunKind, RunRecord};
+use retail_services::{AssetInfo, PipelineStatus, RunKind, RunRecord};
 use rust_decimal::Decimal;
-
-use crate::Platform;
 
 fn kind(run: &RunRecord) -> &'static str {
     match run.kind {
@@ -69,13 +67,21 @@ pub(crate) fn run_text(run: &RunRecord) -> String {
                 let version = asset
                     .version
                     .map_or(String::new(), |v| format!(" (version {v})"));
+                let attempts = if asset.attempts > 1 {
+                    format!(" after {} attempts", asset.attempts)
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     out,
-                    "  {:<40} {:<12} {:>9} rows{version}",
+                    "  {:<40} {:<12} {:>9} rows{version}{attempts}",
                     asset.asset, asset.status, asset.rows
                 );
+                if let Some(detail) = &asset.detail {
+                    out.push_str(&crate::warehouse::load_text(detail));
+                }
             }
-            if run.status == retail_pipeline::RunStatus::UpToDate {
+            if run.status == retail_metadata::RunStatus::UpToDate {
                 let _ = writeln!(out, "  nothing new: every table was already up to date");
             }
             if let Some(reconciliation) = &run.detail.reconciliation {
@@ -129,7 +135,11 @@ pub(crate) fn status_text(status: &PipelineStatus) -> String {
         "{:<40} {:>8} {:>10} {:>11}",
         "table", "version", "rows", "built from"
     );
-    for table in &status.tables {
+    for table in status
+        .tables
+        .iter()
+        .filter(|t| !t.table.contains("/history_"))
+    {
         let _ = writeln!(
             out,
             "{:<40} {:>8} {:>10} {:>11}",
@@ -146,6 +156,14 @@ pub(crate) fn status_text(status: &PipelineStatus) -> String {
             "behind (run `retail pipeline run`)"
         }
     };
+    for asset in &status.assets {
+        let state = match &asset.staleness {
+            retail_services::Staleness::UpToDate => "up to date".to_owned(),
+            retail_services::Staleness::Stale(why) => format!("behind: {why}"),
+            retail_services::Staleness::Missing => "never materialized".to_owned(),
+        };
+        let _ = writeln!(out, "asset {:<22} {state}", asset.asset);
+    }
     let _ = writeln!(out, "silver: {}", flag(status.silver_up_to_date));
     let _ = writeln!(out, "gold:   {}", flag(status.gold_up_to_date));
     let _ = writeln!(out, "reconciliation: {}", status.reconciliation);
@@ -167,44 +185,47 @@ pub(crate) fn status_text(status: &PipelineStatus) -> String {
 }
 
 /// Lists the asset graph.
-pub(crate) fn assets_text() -> String {
+pub(crate) fn assets_text(assets: &[AssetInfo]) -> String {
     let mut out = String::new();
-    for asset in ASSETS {
-        let upstream = if asset.upstream.is_empty() {
-            "(source: ingestion)".to_owned()
-        } else {
-            asset.upstream.join(", ")
-        };
-        let _ = writeln!(
-            out,
-            "{:<40} {:<7} <- {upstream}",
-            asset.table.name,
-            asset.stage.as_str()
-        );
+    for asset in assets {
+        let upstream = asset
+            .upstream
+            .iter()
+            .map(|u| {
+                if *u == "bronze" {
+                    "bronze (ingestion)"
+                } else {
+                    u
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(out, "{:<22} <- {upstream}", asset.key);
+        let _ = writeln!(out, "    {}", asset.description);
+        for table in &asset.tables {
+            let _ = writeln!(out, "    writes {table}");
+        }
     }
-    let _ = writeln!(
-        out,
-        "{:<40} {:<7} <- every gold table (when warehouse.backend = postgres)",
-        "warehouse (PostgreSQL schema)", "load"
-    );
     out
 }
 
 /// Prints (and optionally writes) the quality report of a run.
-pub(crate) fn quality_report(
-    platform: &Platform,
+pub(crate) async fn quality_report(
+    app: &App,
     run_id: Option<&str>,
     json: bool,
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
     let run = match run_id {
-        Some(id) => platform
+        Some(id) => app
             .store
-            .run(id)?
+            .run(id)
+            .await?
             .with_context(|| format!("no run with id {id}"))?,
-        None => platform
+        None => app
             .store
-            .runs(Some(RunKind::Pipeline), 1000)?
+            .runs(Some(RunKind::Pipeline), 1000)
+            .await?
             .into_iter()
             .find(|run| run.detail.quality.is_some())
             .context("no pipeline run has processed data yet: run `retail pipeline run` first")?,
@@ -250,35 +271,30 @@ fn sum_int(batches: &[RecordBatch], column: &str) -> i64 {
         .sum()
 }
 
-async fn rows_of(platform: &Platform, table: &TableSpec) -> anyhow::Result<u64> {
-    Ok(platform.lake.count_rows(table).await?)
+async fn rows_of(app: &App, table: &TableSpec) -> anyhow::Result<u64> {
+    Ok(app.lake.count_rows(table).await?)
 }
 
 /// Headline figures of the lake, from the gold tables.
-pub(crate) async fn summary_text(platform: &Platform) -> anyhow::Result<String> {
+pub(crate) async fn summary_text(app: &App) -> anyhow::Result<String> {
     let mut out = String::new();
-    let reconciliation = platform.pipeline.reconciliation().await?;
-    let _ = writeln!(out, "\nlake at {}", platform.lake.root());
-    for table in tables::ALL_TABLES {
+    let reconciliation = app.services.pipeline.status().await?.reconciliation;
+    let _ = writeln!(out, "\nlake at {}", app.lake.root());
+    for table in tables::public_tables() {
         let _ = writeln!(
             out,
             "  {:<40} {:>9} rows   {}",
             table.name,
-            rows_of(platform, &table).await?,
-            platform.lake.table_url(&table)
+            rows_of(app, &table).await?,
+            app.lake.table_url(&table)
         );
     }
     let _ = writeln!(out, "reconciliation: {reconciliation}");
-    if platform
-        .lake
-        .open(&tables::GOLD_DAILY_SALES)
-        .await?
-        .is_none()
-    {
+    if app.lake.open(&tables::GOLD_DAILY_SALES).await?.is_none() {
         return Ok(out);
     }
-    let daily = platform.lake.read_all(&tables::GOLD_DAILY_SALES).await?;
-    let customers = platform.lake.count_rows(&tables::GOLD_CUSTOMER_RFM).await?;
+    let daily = app.lake.read_all(&tables::GOLD_DAILY_SALES).await?;
+    let customers = app.lake.count_rows(&tables::GOLD_CUSTOMER_RFM).await?;
     let _ = writeln!(out, "headline figures (gold):");
     let _ = writeln!(
         out,
@@ -301,17 +317,17 @@ pub(crate) async fn summary_text(platform: &Platform) -> anyhow::Result<String> 
     let _ = writeln!(
         out,
         "  products         {}",
-        rows_of(platform, &tables::GOLD_DIM_PRODUCT).await?
+        rows_of(app, &tables::GOLD_DIM_PRODUCT).await?
     );
     let _ = writeln!(
         out,
         "  countries        {}",
-        rows_of(platform, &tables::GOLD_DIM_COUNTRY).await?
+        rows_of(app, &tables::GOLD_DIM_COUNTRY).await?
     );
     let _ = writeln!(
         out,
         "  days             {}",
-        rows_of(platform, &tables::GOLD_DIM_DATE).await?
+        rows_of(app, &tables::GOLD_DIM_DATE).await?
     );
     Ok(out)
 }

@@ -4,18 +4,19 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
-use retail_lake::Lake;
+use retail_app::{App, Config, Role};
+use retail_services::RunRequest;
 use retail_warehouse::{
-    Backend, Catalogue, EmbeddedWarehouse, LoadReport, Params, PostgresWarehouse, QueryResult,
-    Warehouse as _,
+    Backend, Catalogue, EmbeddedWarehouse, Params, PostgresWarehouse, QueryResult, Warehouse,
 };
 
-use crate::config::Config;
+use crate::progress::TerminalProgress;
 
 /// `retail warehouse ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum WarehouseCommand {
-    /// Load gold into the PostgreSQL warehouse (warehouse.backend = postgres).
+    /// Load gold into the PostgreSQL warehouse (warehouse.backend = postgres): runs the asset
+    /// `warehouse/postgres` alone, recorded like any run.
     ///
     /// Applies pending migrations first. Tables whose gold version is already loaded are skipped;
     /// fact_sales, daily_sales and product_monthly rewrite only the days (months) whose content
@@ -65,6 +66,7 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
+/// The PostgreSQL warehouse, migrated.
 async fn postgres(config: &Config) -> anyhow::Result<PostgresWarehouse> {
     if config.warehouse.postgres_url.trim().is_empty() {
         bail!(
@@ -81,7 +83,7 @@ async fn postgres(config: &Config) -> anyhow::Result<PostgresWarehouse> {
 }
 
 /// `retail migrate`.
-pub(crate) async fn migrate(config: &Config) -> anyhow::Result<()> {
+pub(crate) async fn migrate(config: Config) -> anyhow::Result<()> {
     if config.warehouse.postgres_url.trim().is_empty() {
         println!("the embedded warehouse has no schema to migrate (warehouse.backend = embedded)");
         return Ok(());
@@ -102,66 +104,74 @@ pub(crate) async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads gold into PostgreSQL when that is the configured backend; `None` when embedded.
-pub(crate) async fn load_if_postgres(
-    config: &Config,
-    lake: &Lake,
-) -> anyhow::Result<Option<LoadReport>> {
-    if config.warehouse.backend != Backend::Postgres {
-        return Ok(None);
-    }
-    let warehouse = postgres(config).await?;
-    Ok(Some(
-        warehouse
-            .load(lake)
-            .await
-            .context("warehouse load failed")?,
-    ))
-}
-
-pub(crate) fn load_text(report: &LoadReport) -> String {
+/// A warehouse load's report (an asset's detail) for a terminal.
+pub(crate) fn load_text(report: &serde_json::Value) -> String {
     let mut out = String::new();
-    if !report.changed() {
-        let _ = writeln!(out, "warehouse: already up to date with gold");
+    let Some(tables) = report.get("tables").and_then(serde_json::Value::as_array) else {
         return out;
-    }
+    };
+    let number = |value: &serde_json::Value, key: &str| {
+        value
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
     let _ = writeln!(
         out,
-        "warehouse: {} rows copied in {:.2} s (copy {:.2} s)",
-        report.rows_copied(),
-        report.seconds,
-        report.copy_seconds
+        "    load: {:.2} s (copy {:.2} s)",
+        report
+            .get("seconds")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0),
+        report
+            .get("copy_seconds")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
     );
-    for table in &report.tables {
-        let detail = match table.action {
+    for table in tables {
+        let action = table
+            .get("action")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let detail = match action {
             "slices" => format!(
                 "{} of {} slices rewritten, {} rows deleted, {} copied",
-                table.slices_rewritten, table.slices, table.rows_deleted, table.rows_copied
+                number(table, "slices_rewritten"),
+                number(table, "slices"),
+                number(table, "rows_deleted"),
+                number(table, "rows_copied")
             ),
-            "replaced" => format!("replaced: {} rows", table.rows_copied),
+            "replaced" => format!("replaced: {} rows", number(table, "rows_copied")),
             other => other.to_owned(),
         };
         let _ = writeln!(
             out,
-            "  {:<18} gold v{:<4} {detail}",
-            table.table, table.gold_version
+            "      {:<18} gold v{:<4} {detail}",
+            table
+                .get("table")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(""),
+            number(table, "gold_version")
         );
     }
-    if !report.partitions_created.is_empty() {
-        let _ = writeln!(
-            out,
-            "  partitions created: {}",
-            report.partitions_created.join(", ")
-        );
+    if let Some(created) = report
+        .get("partitions_created")
+        .and_then(serde_json::Value::as_array)
+        .filter(|p| !p.is_empty())
+    {
+        let names: Vec<&str> = created
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let _ = writeln!(out, "      partitions created: {}", names.join(", "));
     }
     out
 }
 
 /// `retail warehouse ...`.
-pub(crate) async fn run(command: WarehouseCommand, config: &Config) -> anyhow::Result<()> {
+pub(crate) async fn run(command: WarehouseCommand, config: Config) -> anyhow::Result<()> {
     match command {
         WarehouseCommand::Load { json } => {
-            let lake = Lake::new(&config.lake).context("cannot open the lake")?;
             if config.warehouse.backend != Backend::Postgres {
                 println!(
                     "the embedded warehouse reads gold directly: nothing to load \
@@ -169,17 +179,27 @@ pub(crate) async fn run(command: WarehouseCommand, config: &Config) -> anyhow::R
                 );
                 return Ok(());
             }
-            let report = load_if_postgres(config, &lake)
-                .await?
-                .expect("backend is postgres");
+            let app = App::build(config, Role::Cli).await?;
+            let run = app
+                .services
+                .pipeline
+                .run(
+                    RunRequest {
+                        assets: vec!["warehouse/postgres".to_owned()],
+                        force: false,
+                        requested_by: "cli".to_owned(),
+                    },
+                    &TerminalProgress::new(),
+                )
+                .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", serde_json::to_string_pretty(&run)?);
             } else {
-                print!("{}", load_text(&report));
+                print!("{}", crate::report::run_text(&run));
             }
             Ok(())
         }
-        WarehouseCommand::Status { json } => status(config, json).await,
+        WarehouseCommand::Status { json } => status(&config, json).await,
         WarehouseCommand::Query {
             name,
             params,
@@ -197,10 +217,11 @@ pub(crate) async fn run(command: WarehouseCommand, config: &Config) -> anyhow::R
             let started = std::time::Instant::now();
             let result = match backend {
                 Backend::Embedded => {
-                    let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+                    let lake =
+                        retail_lake::Lake::new(&config.lake).context("cannot open the lake")?;
                     EmbeddedWarehouse::new(lake).query(query, &params).await?
                 }
-                Backend::Postgres => postgres(config).await?.query(query, &params).await?,
+                Backend::Postgres => postgres(&config).await?.query(query, &params).await?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
@@ -237,7 +258,7 @@ pub(crate) async fn run(command: WarehouseCommand, config: &Config) -> anyhow::R
 async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     match config.warehouse.backend {
         Backend::Embedded => {
-            let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+            let lake = retail_lake::Lake::new(&config.lake).context("cannot open the lake")?;
             let warehouse = EmbeddedWarehouse::new(lake);
             warehouse.refresh().await?;
             let versions = warehouse.versions().await.unwrap_or_default();

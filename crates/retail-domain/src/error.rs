@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// The caller is known but not allowed to do this.
     Forbidden,
+    /// The caller sent too many requests; trying again after a wait will succeed.
+    RateLimited,
     /// A dependency is temporarily out of reach; trying again later may succeed.
     Unavailable,
     /// A bug or an unexpected state inside the platform.
@@ -25,12 +27,13 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::InvalidInput,
         Self::NotFound,
         Self::Conflict,
         Self::Unauthenticated,
         Self::Forbidden,
+        Self::RateLimited,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -43,6 +46,7 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -62,7 +66,7 @@ pub trait Classify {
 
     /// Returns whether repeating the same operation later may succeed.
     fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Unavailable)
+        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::RateLimited)
     }
 }
 
@@ -106,6 +110,7 @@ mod tests {
                 "conflict",
                 "unauthenticated",
                 "forbidden",
+                "rate_limited",
                 "unavailable",
                 "internal"
             ]
@@ -113,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn only_unavailable_is_retryable() {
+    fn only_unavailable_and_rate_limited_are_retryable() {
         struct Fixed(ErrorKind);
         impl Classify for Fixed {
             fn kind(&self) -> ErrorKind {
@@ -121,7 +126,10 @@ mod tests {
             }
         }
         for kind in ErrorKind::ALL {
-            assert_eq!(Fixed(kind).is_retryable(), kind == ErrorKind::Unavailable);
+            assert_eq!(
+                Fixed(kind).is_retryable(),
+                matches!(kind, ErrorKind::Unavailable | ErrorKind::RateLimited)
+            );
         }
     }
 

@@ -11,7 +11,9 @@
 //! - [`score`](mod@score): the per-row data quality score;
 //! - [`transaction`](mod@transaction): the deterministic transaction id and the bronze record hash;
 //! - [`rfm`](mod@rfm): SQL-exact `NTILE` and the RFM segment table;
-//! - [`error`](mod@error): the workspace's error vocabulary ([`ErrorKind`], [`Classify`]).
+//! - [`error`](mod@error): the workspace's error vocabulary ([`ErrorKind`], [`Classify`]);
+//! - [`progress`](mod@progress): how long work reports its progress;
+//! - [`ports`](mod@ports): the traits adapters implement ([`ports::Follower`]).
 //!
 //! It must not do IO, spawn tasks or depend on an engine: adapters call it row by row (it is
 //! written to run on millions of rows without needless allocation), and SQL models must
@@ -49,6 +51,8 @@ pub mod country;
 pub mod error;
 pub mod field;
 pub mod line_type;
+pub mod ports;
+pub mod progress;
 pub mod record;
 pub mod rfm;
 pub mod score;

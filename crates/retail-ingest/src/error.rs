@@ -21,7 +21,7 @@ pub enum Error {
         source: glob::PatternError,
     },
     /// A file's format is not one the platform reads.
-    #[error("unsupported file {path}: expected .csv, .xlsx, .parquet, .jsonl or .ndjson")]
+    #[error("unsupported file {path}: expected .csv, .json, .jsonl, .ndjson, .xlsx or .parquet")]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
@@ -35,25 +35,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A file's header does not look like retail transactions.
-    #[error("file {path} has no retail transaction header: {reason}")]
+    /// A source does not look like retail transactions.
+    #[error("{source_name} has no retail transaction header: {reason}")]
     Header {
-        /// The file.
-        path: PathBuf,
+        /// The file (or `request body`).
+        source_name: String,
         /// What is wrong with the header.
         reason: String,
     },
-    /// A workbook or Parquet file as a whole could not be decoded.
-    #[error("failed to decode {path}: {reason}")]
+    /// A source as a whole could not be decoded (not a workbook, not Parquet, not JSON).
+    #[error("failed to decode {source_name}: {reason}")]
     Decode {
-        /// The file.
-        path: PathBuf,
+        /// The file (or `request body`).
+        source_name: String,
         /// Why.
         reason: String,
     },
-    /// A batch could not be assembled (a bug: the builders follow the bronze schema).
-    #[error("failed to build a bronze batch")]
+    /// A batch could not be assembled (a bug: the builders follow the schemas).
+    #[error("failed to build a batch of raw records")]
     Batch(#[source] deltalake::arrow::error::ArrowError),
+    /// A blocking task panicked or was cancelled.
+    #[error("background decoding failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl Classify for Error {
@@ -65,7 +68,7 @@ impl Classify for Error {
             | Self::Header { .. }
             | Self::Decode { .. } => ErrorKind::InvalidInput,
             Self::Io { .. } => ErrorKind::Unavailable,
-            Self::Batch(_) => ErrorKind::Internal,
+            Self::Batch(_) | Self::Task(_) => ErrorKind::Internal,
         }
     }
 }

@@ -1,30 +1,35 @@
-//! Source adapters: turn what arrives (files today; HTTP bodies and streams later) into bronze
-//! rows of `bronze/retail_transactions`, keeping every record, malformed or not.
+//! Source adapters: turn what arrives (files, HTTP bodies, and next the message streams) into
+//! raw records for `bronze/retail_transactions`, keeping every record, malformed or not.
+//!
+//! - [`decode`](mod@decode): one decoder per format (CSV, JSON, JSON lines, XLSX, Parquet),
+//!   over bytes, shared by every way data arrives;
+//! - [`raw`](mod@raw): raw records as Arrow batches, and [`to_bronze`] that adds the lineage;
+//! - [`Source`]: the seam every source implements: batches of raw records, each with the
+//!   [`Checkpoint`] that lands in the same Delta commit; [`FileSource`] and [`BatchSource`]
+//!   are the sources of files and of one in-memory batch;
+//! - [`generate`]: the synthetic data generator.
 //!
 //! This crate reads and decodes; it does not write to the lake or apply the contract's silver
-//! rules. It also holds the synthetic data generator ([`generate`]).
+//! rules.
 //!
-//! ```no_run
-//! use std::path::Path;
-//! use retail_ingest::{BronzeContext, read_file};
+//! ```
+//! use retail_ingest::decode::{Format, decode};
 //!
-//! # fn example(context: &BronzeContext) -> retail_ingest::Result<()> {
-//! let path = Path::new("2010-12-01.csv");
-//! let bytes = std::fs::read(path).expect("readable");
-//! for (_, rows) in read_file(path, &bytes, context, 65_536)? {
-//!     println!("{} rows, {} malformed", rows.rows, rows.malformed);
-//! }
-//! # Ok(())
-//! # }
+//! let csv = b"InvoiceNo,StockCode,Quantity,Country,Colour\n536365,85123A,6,France,red\n";
+//! let parts = decode(Format::Csv, "example.csv", csv, 65_536).unwrap();
+//! let rows = &parts[0].rows;
+//! assert_eq!((rows.rows, rows.malformed), (1, 0));
+//! assert_eq!(rows.fields()[0][1].as_deref(), Some("85123A"));
 //! ```
 
-mod bronze;
+pub mod decode;
 mod error;
+mod file;
 pub mod generate;
-mod reader;
+pub mod raw;
 mod source;
 
-pub use bronze::{BronzeContext, BronzeRows, RecordChange, records_to_bronze};
 pub use error::{Error, Result};
-pub use reader::{check_file, read_csv, read_file, read_json_lines, read_parquet, read_xlsx};
-pub use source::{Format, content_checksum, resolve_inputs};
+pub use file::{FILE_APP_PREFIX, FileSource, content_checksum, resolve_inputs};
+pub use raw::{Fields, Lineage, RawRows, RecordChange, raw_fields, raw_schema, to_bronze};
+pub use source::{Announcement, BatchSource, Checkpoint, Source, SourceBatch};

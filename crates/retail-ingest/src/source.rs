@@ -1,161 +1,124 @@
-//! Finding input files: single files, directories (recursively) and glob patterns.
+//! The `Source` seam: anything that yields batches of raw records for bronze, each with the
+//! checkpoint that says how far the source has been ingested.
 
-use std::path::{Path, PathBuf};
+use async_trait::async_trait;
 
-use sha2::{Digest as _, Sha256};
+use crate::decode::Part;
+use crate::error::Result;
+use crate::raw::RecordChange;
 
-use crate::error::{Error, Result};
-
-/// A file format the platform reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// RFC 4180 CSV, UTF-8, with or without BOM.
-    Csv,
-    /// An Excel workbook; every sheet is read.
-    Xlsx,
-    /// Apache Parquet.
-    Parquet,
-    /// One JSON object per line.
-    JsonLines,
+/// How far a source has been ingested. It lands in the same Delta commit as the records it
+/// covers (a Delta application transaction): `app_id` names the source (a file's content, an
+/// idempotency key, a stream partition), `version` how far (1 for a file or a key, the next
+/// offset for a partition). A batch whose checkpoint bronze already holds at that version or
+/// beyond is not written again: a file is never ingested twice, a retried request never
+/// doubles, a stream restarted after a crash resumes exactly where its last commit ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Checkpoint {
+    /// The application id recorded in bronze's log.
+    pub app_id: String,
+    /// The version recorded with it.
+    pub version: i64,
 }
 
-impl Format {
-    /// Returns the format of a path from its extension.
-    pub fn of(path: &Path) -> Option<Self> {
-        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
-        match extension.as_str() {
-            "csv" => Some(Self::Csv),
-            "xlsx" | "xlsm" => Some(Self::Xlsx),
-            "parquet" => Some(Self::Parquet),
-            "jsonl" | "ndjson" => Some(Self::JsonLines),
-            _ => None,
-        }
+/// One batch of a source: its records and its checkpoint.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    /// Where the records came from (a file path, `POST /api/v1/...  <request id>`, a topic,
+    /// partition and offsets); bronze's `source_location`.
+    pub location: String,
+    /// A short identifier of the unit, added to bronze's `batch_id` (a checksum prefix);
+    /// empty when the ingestion has one unit.
+    pub unit: String,
+    /// The records, in parts (the sheets of a workbook; one part otherwise).
+    pub parts: Vec<Part>,
+    /// The checkpoint the records advance, if the source has one.
+    pub checkpoint: Option<Checkpoint>,
+    /// When set, every record is this update or delete of a silver transaction.
+    pub change: Option<RecordChange>,
+    /// SHA-256 of a file's content (empty for other sources), for the run record.
+    pub checksum: String,
+}
+
+impl SourceBatch {
+    /// Records in the batch.
+    pub fn rows(&self) -> u64 {
+        self.parts.iter().map(|p| p.rows.rows).sum()
     }
 
-    /// Returns the format's short name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Csv => "csv",
-            Self::Xlsx => "xlsx",
-            Self::Parquet => "parquet",
-            Self::JsonLines => "jsonl",
-        }
+    /// Malformed records in the batch.
+    pub fn malformed(&self) -> u64 {
+        self.parts.iter().map(|p| p.rows.malformed).sum()
     }
 }
 
-/// Expands inputs into a sorted, de-duplicated list of readable files.
+/// A unit a source knows it will deliver before reading it, so that the ingestion can drop
+/// what bronze holds already without reading it again.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// Where it is.
+    pub location: String,
+    /// Its checkpoint.
+    pub checkpoint: Checkpoint,
+    /// SHA-256 of a file's content (empty for other sources).
+    pub checksum: String,
+}
+
+/// A source of raw records for bronze: files, an HTTP request, a stream.
 ///
-/// A file is taken as given (its format must be known); a directory contributes every file of a
-/// known format below it; anything else is a glob pattern, which must match at least one file.
-///
-/// # Errors
-///
-/// [`Error::NoMatch`] for an input that matches nothing, [`Error::UnsupportedFormat`] for a file
-/// named explicitly whose format is unknown, [`Error::Pattern`] for a bad pattern.
-pub fn resolve_inputs(inputs: &[String]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for input in inputs {
-        let path = Path::new(input);
-        if path.is_file() {
-            if Format::of(path).is_none() {
-                return Err(Error::UnsupportedFormat {
-                    path: path.to_owned(),
-                });
-            }
-            files.push(path.to_owned());
-        } else if path.is_dir() {
-            let before = files.len();
-            collect_dir(path, &mut files)?;
-            if files.len() == before {
-                return Err(Error::NoMatch {
-                    input: input.clone(),
-                });
-            }
-        } else {
-            let pattern = glob::glob(input).map_err(|source| Error::Pattern {
-                pattern: input.clone(),
-                source,
-            })?;
-            let before = files.len();
-            for entry in pattern.flatten() {
-                if entry.is_file() && Format::of(&entry).is_some() {
-                    files.push(entry);
-                }
-            }
-            if files.len() == before {
-                return Err(Error::NoMatch {
-                    input: input.clone(),
-                });
-            }
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
-}
+/// The ingestion service drives it: it asks for announcements and drops the units bronze
+/// holds already, then takes batches until the source has none left, committing them (with
+/// their checkpoints, atomically) as it goes, and tells the source what was committed.
+#[async_trait]
+pub trait Source: Send {
+    /// The source system bronze records: `file`, `api`, `kafka`, `rabbitmq`.
+    fn system(&self) -> &'static str;
 
-fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    for entry in entries {
-        let path = entry
-            .map_err(|source| Error::Io {
-                path: dir.to_owned(),
-                source,
-            })?
-            .path();
-        if path.is_dir() {
-            collect_dir(&path, files)?;
-        } else if Format::of(&path).is_some() {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Returns the lowercase hex SHA-256 of some bytes: the identity of a file's content.
-pub fn content_checksum(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_files_directories_and_globs_sorted_and_deduplicated() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("sub");
-        std::fs::create_dir(&sub).unwrap();
-        for name in ["b.csv", "a.jsonl", "notes.txt"] {
-            std::fs::write(dir.path().join(name), "x").unwrap();
-        }
-        std::fs::write(sub.join("c.parquet"), "x").unwrap();
-        let root = dir.path().to_str().unwrap().to_owned();
-        let files = resolve_inputs(&[root.clone(), format!("{root}/*.csv")]).unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|f| f.file_name().unwrap().to_str().unwrap())
-            .collect();
-        assert_eq!(names, ["a.jsonl", "b.csv", "c.parquet"]);
+    /// The units known before reading, in delivery order (files: every input); empty for a
+    /// source that cannot know (a stream).
+    fn announced(&self) -> Vec<Announcement> {
+        Vec::new()
     }
 
-    #[test]
-    fn rejects_inputs_that_match_nothing_or_an_unknown_format() {
-        let dir = tempfile::tempdir().unwrap();
-        let txt = dir.path().join("notes.txt");
-        std::fs::write(&txt, "x").unwrap();
-        let missing = format!("{}/nothing-*.csv", dir.path().display());
-        assert!(matches!(
-            resolve_inputs(&[missing]),
-            Err(Error::NoMatch { .. })
-        ));
-        let explicit = txt.to_str().unwrap().to_owned();
-        assert!(matches!(
-            resolve_inputs(&[explicit]),
-            Err(Error::UnsupportedFormat { .. })
-        ));
+    /// Drops announced units (by their position in [`Source::announced`]): bronze holds them
+    /// already, or an earlier unit of this ingestion has the same checkpoint.
+    fn skip(&mut self, _positions: &[usize]) {}
+
+    /// The next batch, or `None` when the source has nothing more to give now.
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>>;
+
+    /// The batches with these checkpoints are committed to bronze (a broker source
+    /// acknowledges its messages here).
+    async fn committed(&mut self, _checkpoints: &[Checkpoint]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A source of one batch held in memory: a decoded HTTP body, a change to one transaction,
+/// records handed over by a test.
+#[derive(Debug)]
+pub struct BatchSource {
+    system: &'static str,
+    batch: Option<SourceBatch>,
+}
+
+impl BatchSource {
+    /// A source that yields `batch` once, as `system`.
+    pub fn new(system: &'static str, batch: SourceBatch) -> Self {
+        Self {
+            system,
+            batch: Some(batch),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for BatchSource {
+    fn system(&self) -> &'static str {
+        self.system
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        Ok(self.batch.take())
     }
 }

@@ -53,6 +53,27 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether a commit failed because another writer committed first something this commit
+    /// depends on (an application transaction of the same id, or the same version): the table
+    /// is unchanged, and reading it again tells what the other writer did.
+    pub fn is_commit_conflict(&self) -> bool {
+        match self {
+            Self::Table { source, .. } => matches!(
+                source.as_ref(),
+                DeltaTableError::VersionAlreadyExists(_)
+                    | DeltaTableError::Transaction {
+                        source: deltalake::kernel::transaction::TransactionError::CommitConflict(_)
+                            | deltalake::kernel::transaction::TransactionError::MaxCommitAttempts(
+                                _
+                            )
+                    }
+            ),
+            _ => false,
+        }
+    }
+}
+
 impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {

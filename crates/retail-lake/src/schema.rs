@@ -9,7 +9,11 @@ use std::sync::Arc;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use retail_domain::column::Column;
 
-/// A table of the lake: its name (also its path below the root), schema and partitioning.
+/// A table of the lake, as the registry defines it: its name (also its path below the root),
+/// schema and partitioning, which asset writes it, and how the warehouse serves it.
+///
+/// Every list of tables in the platform (the lake's, the asset graph's, the embedded
+/// warehouse's relations, the PostgreSQL loads) is derived from [`ALL_TABLES`].
 #[derive(Debug, Clone, Copy)]
 pub struct TableSpec {
     /// `layer/name`, for example `silver/retail_transactions`.
@@ -18,6 +22,47 @@ pub struct TableSpec {
     pub schema: fn() -> SchemaRef,
     /// Partition columns (strings), in order.
     pub partition_columns: &'static [&'static str],
+    /// What writes it.
+    pub writer: Writer,
+    /// How the warehouse serves it, when it does.
+    pub warehouse: Option<WarehouseTable>,
+    /// An internal table (gold's per-month history): kept for the platform, not for readers.
+    pub internal: bool,
+}
+
+/// What writes a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// Ingestion (every source).
+    Ingestion,
+    /// The silver asset.
+    Silver,
+    /// The gold asset.
+    Gold,
+}
+
+/// How a gold table is served by the warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarehouseTable {
+    /// The relation's name on both backends (`fact_sales`).
+    pub relation: &'static str,
+    /// The column whose values split the table into slices that a PostgreSQL load compares
+    /// and rewrites one by one; `None`: the table is replaced whole.
+    pub slice_by: Option<&'static str>,
+}
+
+const fn served(relation: &'static str) -> Option<WarehouseTable> {
+    Some(WarehouseTable {
+        relation,
+        slice_by: None,
+    })
+}
+
+const fn served_by_slice(relation: &'static str, column: &'static str) -> Option<WarehouseTable> {
+    Some(WarehouseTable {
+        relation,
+        slice_by: Some(column),
+    })
 }
 
 impl TableSpec {
@@ -286,11 +331,60 @@ fn cohort_retention_schema() -> SchemaRef {
     ]))
 }
 
+fn list(name: &str, item: DataType, nullable_items: bool) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, nullable_items))),
+        false,
+    )
+}
+
+fn history_customers_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("customer_id"),
+        utf8("month"),
+        field("monetary", MONEY, false),
+        field("last_purchase", DataType::Date32, true),
+        list("purchase_invoices", DataType::Utf8, true),
+        list("run_countries", DataType::Utf8, true),
+        list("run_at", local_timestamp(), true),
+        list("run_invoices", DataType::Utf8, true),
+        list("run_ids", DataType::Utf8, true),
+    ]))
+}
+
+fn history_products_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("stock_code"),
+        utf8("month"),
+        utf8_null("description"),
+        field("lines", DataType::Int64, false),
+        field("first_sale", DataType::Date32, true),
+        field("last_sale", DataType::Date32, true),
+    ]))
+}
+
+fn history_invoices_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("invoice"),
+        utf8("month"),
+        list("party_customers", DataType::Utf8, true),
+        list("party_countries", DataType::Utf8, true),
+        field("cancellation_lines", DataType::Int64, false),
+        field("negative_cancellation_lines", DataType::Int64, false),
+        field("first_at", local_timestamp(), false),
+        field("last_at", local_timestamp(), false),
+    ]))
+}
+
 /// `bronze/retail_transactions`: everything that arrived, as it arrived.
 pub const BRONZE_TRANSACTIONS: TableSpec = TableSpec {
     name: "bronze/retail_transactions",
     schema: bronze_schema,
     partition_columns: &[],
+    writer: Writer::Ingestion,
+    warehouse: None,
+    internal: false,
 };
 
 /// `silver/retail_transactions`: cleansed, deduplicated transactions.
@@ -298,6 +392,9 @@ pub const SILVER_TRANSACTIONS: TableSpec = TableSpec {
     name: "silver/retail_transactions",
     schema: silver_schema,
     partition_columns: &["region", "invoice_month"],
+    writer: Writer::Silver,
+    warehouse: None,
+    internal: false,
 };
 
 /// `silver/retail_transactions_quarantine`: rows that broke a required rule, with every reason.
@@ -305,6 +402,9 @@ pub const SILVER_QUARANTINE: TableSpec = TableSpec {
     name: "silver/retail_transactions_quarantine",
     schema: quarantine_schema,
     partition_columns: &[],
+    writer: Writer::Silver,
+    warehouse: None,
+    internal: false,
 };
 
 /// `silver/retail_transactions_duplicates`: bronze rows dropped as duplicates of a kept row.
@@ -312,6 +412,9 @@ pub const SILVER_DUPLICATES: TableSpec = TableSpec {
     name: "silver/retail_transactions_duplicates",
     schema: duplicates_schema,
     partition_columns: &[],
+    writer: Writer::Silver,
+    warehouse: None,
+    internal: false,
 };
 
 /// `silver/retail_transaction_changes`: updates and deletes applied to silver, one row per
@@ -320,6 +423,9 @@ pub const SILVER_CHANGES: TableSpec = TableSpec {
     name: "silver/retail_transaction_changes",
     schema: changes_schema,
     partition_columns: &["change"],
+    writer: Writer::Silver,
+    warehouse: None,
+    internal: false,
 };
 
 /// `gold/fact_sales`.
@@ -327,6 +433,9 @@ pub const GOLD_FACT_SALES: TableSpec = TableSpec {
     name: "gold/fact_sales",
     schema: fact_sales_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served_by_slice("fact_sales", "date_key"),
+    internal: false,
 };
 
 /// `gold/dim_customer` (type 2).
@@ -334,6 +443,9 @@ pub const GOLD_DIM_CUSTOMER: TableSpec = TableSpec {
     name: "gold/dim_customer",
     schema: dim_customer_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served("dim_customer"),
+    internal: false,
 };
 
 /// `gold/dim_product`.
@@ -341,6 +453,9 @@ pub const GOLD_DIM_PRODUCT: TableSpec = TableSpec {
     name: "gold/dim_product",
     schema: dim_product_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served("dim_product"),
+    internal: false,
 };
 
 /// `gold/dim_country`.
@@ -348,6 +463,9 @@ pub const GOLD_DIM_COUNTRY: TableSpec = TableSpec {
     name: "gold/dim_country",
     schema: dim_country_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served("dim_country"),
+    internal: false,
 };
 
 /// `gold/dim_date`.
@@ -355,6 +473,9 @@ pub const GOLD_DIM_DATE: TableSpec = TableSpec {
     name: "gold/dim_date",
     schema: dim_date_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served("dim_date"),
+    internal: false,
 };
 
 /// `gold/daily_sales`.
@@ -362,6 +483,9 @@ pub const GOLD_DAILY_SALES: TableSpec = TableSpec {
     name: "gold/daily_sales",
     schema: daily_sales_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served_by_slice("daily_sales", "date_key"),
+    internal: false,
 };
 
 /// `gold/product_monthly`.
@@ -369,6 +493,9 @@ pub const GOLD_PRODUCT_MONTHLY: TableSpec = TableSpec {
     name: "gold/product_monthly",
     schema: product_monthly_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served_by_slice("product_monthly", "month"),
+    internal: false,
 };
 
 /// `gold/customer_rfm`.
@@ -376,6 +503,9 @@ pub const GOLD_CUSTOMER_RFM: TableSpec = TableSpec {
     name: "gold/customer_rfm",
     schema: customer_rfm_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served("customer_rfm"),
+    internal: false,
 };
 
 /// `gold/cohort_retention`.
@@ -383,6 +513,9 @@ pub const GOLD_COHORT_RETENTION: TableSpec = TableSpec {
     name: "gold/cohort_retention",
     schema: cohort_retention_schema,
     partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: served("cohort_retention"),
+    internal: false,
 };
 
 /// Every gold table, dimensions first.
@@ -398,8 +531,42 @@ pub const GOLD_TABLES: [TableSpec; 9] = [
     GOLD_COHORT_RETENTION,
 ];
 
-/// Every table of the lake.
-pub const ALL_TABLES: [TableSpec; 14] = [
+/// `gold/history_customers`: gold's per-month history, one row per customer and month.
+pub const HISTORY_CUSTOMERS: TableSpec = TableSpec {
+    name: "gold/history_customers",
+    schema: history_customers_schema,
+    partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: None,
+    internal: true,
+};
+
+/// `gold/history_products`: one row per stock code, month and description.
+pub const HISTORY_PRODUCTS: TableSpec = TableSpec {
+    name: "gold/history_products",
+    schema: history_products_schema,
+    partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: None,
+    internal: true,
+};
+
+/// `gold/history_invoices`: one row per invoice and month.
+pub const HISTORY_INVOICES: TableSpec = TableSpec {
+    name: "gold/history_invoices",
+    schema: history_invoices_schema,
+    partition_columns: &[],
+    writer: Writer::Gold,
+    warehouse: None,
+    internal: true,
+};
+
+/// The three history tables.
+pub const HISTORY_TABLES: [TableSpec; 3] = [HISTORY_CUSTOMERS, HISTORY_PRODUCTS, HISTORY_INVOICES];
+
+/// The registry: every table of the lake, in the order data flows (bronze, silver, gold
+/// dimensions, facts, aggregates, gold's internal history).
+pub const ALL_TABLES: [TableSpec; 17] = [
     BRONZE_TRANSACTIONS,
     SILVER_TRANSACTIONS,
     SILVER_QUARANTINE,
@@ -414,7 +581,31 @@ pub const ALL_TABLES: [TableSpec; 14] = [
     GOLD_PRODUCT_MONTHLY,
     GOLD_CUSTOMER_RFM,
     GOLD_COHORT_RETENTION,
+    HISTORY_CUSTOMERS,
+    HISTORY_PRODUCTS,
+    HISTORY_INVOICES,
 ];
+
+/// The tables a writer writes, in registry order.
+pub fn tables_of(writer: Writer) -> Vec<TableSpec> {
+    ALL_TABLES
+        .iter()
+        .copied()
+        .filter(|table| table.writer == writer)
+        .collect()
+}
+
+/// The tables the warehouse serves, with how, in registry order (dimensions first).
+pub fn warehouse_tables() -> impl Iterator<Item = (TableSpec, WarehouseTable)> {
+    ALL_TABLES
+        .into_iter()
+        .filter_map(|table| table.warehouse.map(|served| (table, served)))
+}
+
+/// The tables readers see (every table but gold's internal history).
+pub fn public_tables() -> impl Iterator<Item = TableSpec> {
+    ALL_TABLES.into_iter().filter(|table| !table.internal)
+}
 
 /// Finds a table by its name (`silver/retail_transactions`).
 pub fn find_table(name: &str) -> Option<TableSpec> {
@@ -436,6 +627,26 @@ mod tests {
                 assert_eq!(found.data_type(), &DataType::Utf8, "{table}.{column}");
             }
         }
+    }
+
+    #[test]
+    fn the_registry_derives_each_list_of_tables() {
+        assert_eq!(tables_of(Writer::Ingestion).len(), 1);
+        assert_eq!(tables_of(Writer::Silver).len(), 4);
+        assert_eq!(tables_of(Writer::Gold).len(), 12);
+        let relations: Vec<&str> = warehouse_tables().map(|(_, w)| w.relation).collect();
+        assert_eq!(relations.len(), GOLD_TABLES.len());
+        for table in GOLD_TABLES {
+            let served = table.warehouse.expect("every public gold table is served");
+            assert_eq!(format!("gold/{}", served.relation), table.name);
+            if let Some(column) = served.slice_by {
+                assert!(
+                    table.arrow_schema().field_with_name(column).is_ok(),
+                    "{table}"
+                );
+            }
+        }
+        assert_eq!(public_tables().count(), 14);
     }
 
     #[test]

@@ -894,6 +894,25 @@ impl TableAppender {
         self.rows
     }
 
+    /// Returns the last version an application recorded in the table as this appender sees it:
+    /// the snapshot its commit is built on. A marker checked here and committed by
+    /// [`TableAppender::commit`] is one atomic step: a concurrent commit of the same marker
+    /// makes this one fail with a conflict ([`Error::is_commit_conflict`]).
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn app_version(&mut self, app_id: &str) -> Result<Option<i64>> {
+        let snapshot = self
+            .delta
+            .snapshot()
+            .map_err(|source| table_error("read", &self.table, source))?;
+        snapshot
+            .transaction_version(self.delta.log_store().as_ref(), app_id)
+            .await
+            .map_err(|source| table_error("read", &self.table, source))
+    }
+
     /// Encodes one batch (not yet visible to readers).
     ///
     /// # Errors

@@ -1,4 +1,5 @@
 use retail_domain::error::{Classify, ErrorKind};
+use retail_domain::ports::PortError;
 
 /// Errors of the platform's use cases.
 #[derive(Debug, thiserror::Error)]
@@ -9,23 +10,17 @@ pub enum Error {
     /// A source could not be read.
     #[error(transparent)]
     Source(#[from] retail_ingest::Error),
-    /// The metadata store failed.
-    #[error("metadata store: failed to {operation}")]
-    Metadata {
-        /// What was being done.
-        operation: &'static str,
+    /// The metadata store failed (or another process holds the operation).
+    #[error(transparent)]
+    Metadata(#[from] retail_metadata::Error),
+    /// A follower of gold failed to catch up.
+    #[error("{key} failed to catch up with gold")]
+    Follower {
+        /// The follower's asset key.
+        key: &'static str,
         /// The cause.
         #[source]
-        source: rusqlite::Error,
-    },
-    /// The metadata store's directory could not be created.
-    #[error("failed to create the metadata directory {path}")]
-    MetadataDirectory {
-        /// The directory.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        source: PortError,
     },
     /// A transformation could not assemble its output.
     #[error("failed to build {stage} data")]
@@ -51,22 +46,33 @@ pub enum Error {
         /// The counts.
         detail: String,
     },
-    /// Another process is running the same operation on this lake.
-    #[error("another {operation} is running on this lake; try again when it has finished")]
-    Busy {
-        /// `pipeline` or `ingest`.
-        operation: &'static str,
+    /// Another ingestion committed some of the same sources at the same moment.
+    #[error(
+        "another ingestion committed some of the same sources at the same moment; nothing of \
+         this commit was written: ingest again (what bronze holds is skipped)"
+    )]
+    ConcurrentIngestion,
+    /// A run named an asset the graph does not have.
+    #[error("unknown asset {key:?}; assets: {known}")]
+    UnknownAsset {
+        /// The key asked for.
+        key: String,
+        /// The keys there are.
+        known: String,
     },
+    /// The asset graph as registered cannot be run (a bug in the composition root).
+    #[error("invalid asset graph: {0}")]
+    Graph(String),
+    /// Gold's tables are not all built from the same silver version (a gold build was cut
+    /// short): a follower must wait for the next gold run.
+    #[error("gold is incomplete (its tables are built from different silver versions): run gold")]
+    GoldIncomplete,
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[source] tokio::task::JoinError),
 }
 
 impl Error {
-    pub(crate) fn metadata(operation: &'static str) -> impl Fn(rusqlite::Error) -> Self {
-        move |source| Self::Metadata { operation, source }
-    }
-
     pub(crate) fn transform(
         stage: &'static str,
     ) -> impl Fn(deltalake::arrow::error::ArrowError) -> Self {
@@ -79,19 +85,15 @@ impl Classify for Error {
         match self {
             Self::Lake(error) => error.kind(),
             Self::Source(error) => error.kind(),
-            Self::Metadata { source, .. } => match source {
-                rusqlite::Error::SqliteFailure(failure, _)
-                    if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
-                {
-                    ErrorKind::Unavailable
-                }
-                _ => ErrorKind::Internal,
-            },
-            Self::MetadataDirectory { .. } | Self::Read { .. } => ErrorKind::Unavailable,
-            Self::Busy { .. } => ErrorKind::Conflict,
-            Self::Transform { .. } | Self::Reconciliation { .. } | Self::Task(_) => {
-                ErrorKind::Internal
-            }
+            Self::Metadata(error) => error.kind(),
+            Self::Follower { source, .. } => source.kind(),
+            Self::Read { .. } => ErrorKind::Unavailable,
+            Self::ConcurrentIngestion | Self::GoldIncomplete => ErrorKind::Conflict,
+            Self::UnknownAsset { .. } => ErrorKind::InvalidInput,
+            Self::Transform { .. }
+            | Self::Reconciliation { .. }
+            | Self::Graph(_)
+            | Self::Task(_) => ErrorKind::Internal,
         }
     }
 }

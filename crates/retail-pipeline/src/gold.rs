@@ -20,6 +20,8 @@ use retail_domain::line_type::LineType;
 use retail_domain::rfm;
 use retail_lake::schema::{self as tables, TableSpec};
 
+use retail_metadata::Consistency;
+
 use crate::history::{History, Position};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -253,19 +255,6 @@ impl GoldTable {
     pub fn rows(&self) -> u64 {
         self.batches.iter().map(|b| b.num_rows() as u64).sum()
     }
-}
-
-/// Cross-row consistency of silver, each a share of 0.0 to 1.0.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Consistency {
-    /// Invoices with one customer (or none) and one country.
-    pub invoices_with_one_customer_and_country: f64,
-    /// Cancellation lines with a negative quantity.
-    pub cancellations_with_negative_quantity: f64,
-    /// Stock codes with at most one description.
-    pub stock_codes_with_one_description: f64,
-    /// The mean of the three.
-    pub overall: f64,
 }
 
 /// Everything the gold stage produces.

@@ -17,11 +17,10 @@ use deltalake::arrow::array::{
     ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Int64Type, Schema, SchemaRef, TimeUnit,
-    TimestampMicrosecondType,
+    Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType,
 };
 use deltalake::arrow::error::ArrowError;
-use retail_lake::schema::TableSpec;
+use retail_lake::schema::{HISTORY_CUSTOMERS, HISTORY_INVOICES, HISTORY_PRODUCTS};
 
 use crate::gold::{FastMap, NONE_ID, SilverSet, month_index, month_label, parse_month_label};
 
@@ -314,80 +313,6 @@ impl History {
     }
 }
 
-/// `gold/history_customers`: one row per customer and month.
-pub const HISTORY_CUSTOMERS: TableSpec = TableSpec {
-    name: "gold/history_customers",
-    schema: customers_schema,
-    partition_columns: &[],
-};
-
-/// `gold/history_products`: one row per stock code, month and description.
-pub const HISTORY_PRODUCTS: TableSpec = TableSpec {
-    name: "gold/history_products",
-    schema: products_schema,
-    partition_columns: &[],
-};
-
-/// `gold/history_invoices`: one row per invoice and month.
-pub const HISTORY_INVOICES: TableSpec = TableSpec {
-    name: "gold/history_invoices",
-    schema: invoices_schema,
-    partition_columns: &[],
-};
-
-/// The three history tables.
-pub const HISTORY_TABLES: [TableSpec; 3] = [HISTORY_CUSTOMERS, HISTORY_PRODUCTS, HISTORY_INVOICES];
-
-fn list(name: &str, item: DataType, nullable_items: bool) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, nullable_items))),
-        false,
-    )
-}
-
-fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, None)
-}
-
-fn customers_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, false),
-        Field::new("month", DataType::Utf8, false),
-        Field::new("monetary", retail_lake::schema::MONEY, false),
-        Field::new("last_purchase", DataType::Date32, true),
-        list("purchase_invoices", DataType::Utf8, true),
-        list("run_countries", DataType::Utf8, true),
-        list("run_at", timestamp(), true),
-        list("run_invoices", DataType::Utf8, true),
-        list("run_ids", DataType::Utf8, true),
-    ]))
-}
-
-fn products_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("stock_code", DataType::Utf8, false),
-        Field::new("month", DataType::Utf8, false),
-        Field::new("description", DataType::Utf8, true),
-        Field::new("lines", DataType::Int64, false),
-        Field::new("first_sale", DataType::Date32, true),
-        Field::new("last_sale", DataType::Date32, true),
-    ]))
-}
-
-fn invoices_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("invoice", DataType::Utf8, false),
-        Field::new("month", DataType::Utf8, false),
-        list("party_customers", DataType::Utf8, true),
-        list("party_countries", DataType::Utf8, true),
-        Field::new("cancellation_lines", DataType::Int64, false),
-        Field::new("negative_cancellation_lines", DataType::Int64, false),
-        Field::new("first_at", timestamp(), false),
-        Field::new("last_at", timestamp(), false),
-    ]))
-}
-
 fn strings<'a>(
     builder: &mut ListBuilder<StringBuilder>,
     values: impl IntoIterator<Item = Option<&'a str>>,
@@ -449,7 +374,7 @@ impl History {
             }
         }
         let customers = RecordBatch::try_new(
-            customers_schema(),
+            HISTORY_CUSTOMERS.arrow_schema(),
             vec![
                 Arc::new(StringArray::from(ids)),
                 Arc::new(StringArray::from(months)),
@@ -481,7 +406,7 @@ impl History {
             }
         }
         let products = RecordBatch::try_new(
-            products_schema(),
+            HISTORY_PRODUCTS.arrow_schema(),
             vec![
                 Arc::new(StringArray::from(codes)),
                 Arc::new(StringArray::from(months)),
@@ -520,7 +445,7 @@ impl History {
             }
         }
         let invoices = RecordBatch::try_new(
-            invoices_schema(),
+            HISTORY_INVOICES.arrow_schema(),
             vec![
                 Arc::new(StringArray::from(numbers)),
                 Arc::new(StringArray::from(months)),

@@ -1,43 +1,73 @@
-//! The platform's use cases: ingestion into bronze, the bronze → silver → gold asset graph,
-//! run records and data quality.
+//! The data engine: ingestion into bronze and the executable asset graph (bronze → silver →
+//! gold → followers), with run records and data quality.
 //!
-//! Services here orchestrate the lake adapter, the source adapters and the domain's contract
-//! rules; they hold no knowledge of HTTP or of the command line.
+//! - [`IngestionService`]: lands any [`retail_ingest::Source`] in bronze, each batch's
+//!   checkpoint committed atomically with its rows;
+//! - [`asset`]: the [`Asset`] trait, the assets of silver and gold, followers of gold as
+//!   assets, and the [`Runner`] that walks them, claims the pipeline, retries transient
+//!   failures, reconciles and records every run;
+//! - [`silver`], [`gold`] and [`history`]: the transformations themselves, pure over Arrow
+//!   batches.
+//!
+//! Nothing here knows HTTP or the command line, and nothing here picks an adapter: the
+//! composition root hands in the lake, the metadata store and the followers.
 //!
 //! ```no_run
 //! # async fn example() -> retail_pipeline::Result<()> {
 //! use std::sync::Arc;
+//! use retail_domain::progress::NoProgress;
 //! use retail_lake::{Lake, LakeConfig};
-//! use retail_pipeline::{MetadataConfig, MetadataStore, NoProgress, PipelineService};
+//! use retail_metadata::SqliteStore;
+//! use retail_pipeline::{RetryPolicy, RunRequest, Runner, default_assets};
 //!
 //! let lake = Lake::new(&LakeConfig::default())?;
-//! let store = Arc::new(MetadataStore::open(&MetadataConfig::default())?);
-//! let run = PipelineService::new(lake, store).run(Default::default(), &NoProgress).await?;
+//! let store = Arc::new(SqliteStore::open(std::path::Path::new("./data/retail.db"))?);
+//! let runner = Runner::new(
+//!     lake.clone(),
+//!     store,
+//!     default_assets(&lake),
+//!     RetryPolicy::default(),
+//!     tokio::runtime::Handle::current(),
+//! )?;
+//! let run = runner.run(RunRequest::default(), &NoProgress).await?;
 //! println!("run {} {}", run.run_id, run.status.as_str());
 //! # Ok(())
 //! # }
 //! ```
 
-pub mod assets;
+pub mod asset;
 mod error;
 pub mod gold;
 pub mod history;
-mod ingest;
-mod pipeline;
-mod progress;
+mod ingestion;
 pub mod quality;
-mod runs;
+mod reconcile;
 pub mod silver;
 
+use std::sync::Arc;
+
+pub use asset::{
+    Asset, AssetStatus, FollowerAsset, GoldAsset, PipelineStatus, RetryPolicy, RunContext,
+    RunRequest, Runner, SilverAsset, Staleness, TableStatus, gold_version,
+};
 pub use error::{Error, Result};
-pub use ingest::{IngestOptions, IngestService, RecordSource, RecordsReceipt};
-pub use pipeline::{
-    CHANGES_APP_ID, GOLD_APP_ID, PipelineService, PipelineStatus, RunOptions, SILVER_APP_ID,
-    TableStatus,
-};
-pub use progress::{NoProgress, Progress};
-pub use retail_ingest::RecordChange;
-pub use runs::{
-    AssetRun, FileOutcome, MetadataConfig, MetadataStore, OperationLock, Reconciliation, RunDetail,
-    RunKind, RunRecord, RunStatus,
-};
+pub use ingestion::{IngestOptions, IngestRequest, IngestionService};
+pub use reconcile::reconcile;
+
+/// Application id of the silver stage's progress (value: the bronze version consumed).
+pub const SILVER_APP_ID: &str = "retail.pipeline.silver";
+/// Application id of the removals that updates and deletes make in silver (value: the bronze
+/// version whose changes were applied). Equal to silver's [`SILVER_APP_ID`] mark when every
+/// change is applied.
+pub const CHANGES_APP_ID: &str = "retail.pipeline.silver.changes";
+/// Application id of the gold stage's progress (value: the silver version built from).
+pub const GOLD_APP_ID: &str = "retail.pipeline.gold";
+
+/// The assets every deployment has: silver and gold. Followers of gold are added by the
+/// composition root, as configured.
+pub fn default_assets(lake: &retail_lake::Lake) -> Vec<Arc<dyn Asset>> {
+    vec![
+        Arc::new(SilverAsset::new(lake.clone())),
+        Arc::new(GoldAsset::new(lake.clone())),
+    ]
+}

@@ -66,6 +66,17 @@ pub mod metrics {
     pub const PIPELINE_RUNS_TOTAL: &str = "retail_pipeline_runs_total";
     /// Rows in each table after the latest run, by table.
     pub const LAKE_TABLE_ROWS: &str = "retail_lake_table_rows";
+    /// Rows per layer, refreshed at every scrape of `/metrics`.
+    pub const LAYER_ROWS: &str = "retail_layer_rows";
+    /// HTTP requests, by route, method and status.
+    pub const HTTP_REQUESTS_TOTAL: &str = "retail_http_requests_total";
+    /// HTTP request latency, by route, method and status.
+    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "retail_http_request_duration_seconds";
+    /// Analytics cache lookups, by result (`hit`, `shared_hit`, `miss`).
+    pub const API_CACHE_TOTAL: &str = "retail_api_cache_total";
+    /// Failures to reach the state shared by replicas (Redis); requests then fall back to
+    /// in-process limits.
+    pub const API_REDIS_ERRORS_TOTAL: &str = "retail_api_redis_errors_total";
 
     /// Registers the description of every metric with the installed recorder.
     pub fn describe() {
@@ -94,6 +105,20 @@ pub mod metrics {
         );
         describe_counter!(PIPELINE_RUNS_TOTAL, "pipeline runs, by status");
         describe_gauge!(LAKE_TABLE_ROWS, "rows in each table after the latest run");
+        describe_gauge!(LAYER_ROWS, "rows per layer, refreshed at every scrape");
+        describe_counter!(
+            HTTP_REQUESTS_TOTAL,
+            "HTTP requests by route, method and status"
+        );
+        describe_histogram!(
+            HTTP_REQUEST_DURATION_SECONDS,
+            "HTTP request latency by route, method and status"
+        );
+        describe_counter!(API_CACHE_TOTAL, "analytics cache lookups by result");
+        describe_counter!(
+            API_REDIS_ERRORS_TOTAL,
+            "failures to reach the state shared by replicas"
+        );
     }
 
     /// Counts records received from a source system.
@@ -144,5 +169,62 @@ pub mod metrics {
     /// Sets the row count of a table.
     pub fn set_table_rows(table: &'static str, rows: u64) {
         gauge!(LAKE_TABLE_ROWS, "table" => table).set(rows as f64);
+    }
+
+    /// Sets the row count of a layer (`bronze`, `silver`, ...).
+    pub fn set_layer_rows(layer: &'static str, rows: u64) {
+        gauge!(LAYER_ROWS, "layer" => layer).set(rows as f64);
+    }
+
+    /// Counts an HTTP request and records its latency; `route` is the matched route pattern
+    /// (bounded), never the raw path.
+    pub fn record_http_request(route: String, method: String, status: u16, seconds: f64) {
+        let labels = [
+            ("route", route),
+            ("method", method),
+            ("status", status.to_string()),
+        ];
+        counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
+        histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(seconds);
+    }
+
+    /// Counts an analytics cache lookup (`hit`, `shared_hit`, `miss`).
+    pub fn record_cache(result: &'static str) {
+        counter!(API_CACHE_TOTAL, "result" => result).increment(1);
+    }
+
+    /// Counts a failure to reach the state shared by replicas.
+    pub fn record_shared_state_error() {
+        counter!(API_REDIS_ERRORS_TOTAL).increment(1);
+    }
+}
+
+/// The Prometheus exporter: one recorder per process, rendered at `/metrics`.
+pub mod prometheus {
+    use std::sync::OnceLock;
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    /// Installs the process-wide Prometheus recorder (once; later calls return the same
+    /// handle) and returns a handle that renders every metric in the text format.
+    pub fn handle() -> PrometheusHandle {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        HANDLE
+            .get_or_init(|| {
+                let recorder = PrometheusBuilder::new()
+                    .set_buckets(&[
+                        0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0,
+                    ])
+                    .expect("static buckets are valid")
+                    .build_recorder();
+                let handle = recorder.handle();
+                // Another recorder may be installed already (a test binary): then metrics from
+                // the facade go there and this handle renders what it saw.
+                let _ = metrics::set_global_recorder(recorder);
+                super::metrics::describe();
+                handle
+            })
+            .clone()
     }
 }

@@ -231,6 +231,72 @@ fn parse_value(def: &ParamDef, text: &str) -> std::result::Result<ParamValue, St
     }
 }
 
+/// The type of a result column, as both backends return it and the API serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Exact money (`Decimal`); served rounded to cents, as a number.
+    Money,
+    /// A whole number.
+    Int,
+    /// A floating-point share or mean.
+    Float,
+    /// Text.
+    Text,
+    /// A calendar date, served as `YYYY-MM-DD`.
+    Date,
+    /// A shop-local date and time, served as `YYYY-MM-DDTHH:MM:SS`.
+    Timestamp,
+    /// A boolean.
+    Bool,
+}
+
+/// A column of a query's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: ColumnKind,
+    /// Whether it may be null.
+    pub nullable: bool,
+}
+
+const fn col(name: &'static str, kind: ColumnKind) -> ColumnDef {
+    ColumnDef {
+        name,
+        kind,
+        nullable: false,
+    }
+}
+
+const fn opt(name: &'static str, kind: ColumnKind) -> ColumnDef {
+    ColumnDef {
+        name,
+        kind,
+        nullable: true,
+    }
+}
+
+impl ColumnDef {
+    /// Whether a cell fits the column (PostgreSQL may sum whole numbers into `numeric`, so a
+    /// whole decimal fits an integer column).
+    pub fn admits(&self, cell: &crate::value::Cell) -> bool {
+        use crate::value::Cell;
+        match (self.kind, cell) {
+            (_, Cell::Null) => self.nullable,
+            (ColumnKind::Money, Cell::Decimal(_) | Cell::Int(_))
+            | (ColumnKind::Float, Cell::Float(_))
+            | (ColumnKind::Text, Cell::Text(_))
+            | (ColumnKind::Date, Cell::Date(_))
+            | (ColumnKind::Timestamp, Cell::Timestamp(_))
+            | (ColumnKind::Bool, Cell::Bool(_))
+            | (ColumnKind::Int, Cell::Int(_)) => true,
+            (ColumnKind::Int, Cell::Decimal(d)) => d.fract().is_zero(),
+            _ => false,
+        }
+    }
+}
+
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
@@ -331,6 +397,8 @@ pub struct QueryDef {
     pub description: &'static str,
     /// Its parameters.
     pub params: &'static [ParamDef],
+    /// The columns of its result, in order.
+    pub columns: &'static [ColumnDef],
     build: fn(&Params) -> Statement,
 }
 
@@ -723,172 +791,288 @@ const LIMIT_100: ParamDef = ParamDef {
 };
 
 /// Every query of the catalogue.
-pub const QUERIES: &[QueryDef] = &[
-    QueryDef {
-        name: "sales_summary",
-        description: "Gross, returns and net revenue, orders, units, lines and distinct \
+#[allow(clippy::enum_glob_use)] // the column kinds read as a table
+pub const QUERIES: &[QueryDef] = {
+    use ColumnKind::*;
+    &[
+        QueryDef {
+            name: "sales_summary",
+            description: "Gross, returns and net revenue, orders, units, lines and distinct \
                       customers over a period, for all countries or one",
-        params: &[FROM, TO, COUNTRY],
-        build: sales_summary,
-    },
-    QueryDef {
-        name: "revenue_trend",
-        description: "Revenue, orders and units per day, ISO week (from Monday) or month",
-        params: &[
-            ParamDef {
-                name: "grain",
-                kind: ParamKind::Choice(&["day", "week", "month"]),
-                default: Some("month"),
-                required: false,
-                description: "length of each period",
-            },
-            FROM,
-            TO,
-            COUNTRY,
-        ],
-        build: revenue_trend,
-    },
-    QueryDef {
-        name: "top_products",
-        description: "The best-selling products (product lines only) over a period",
-        params: &[
-            FROM,
-            TO,
-            COUNTRY,
-            ParamDef {
-                name: "by",
-                kind: ParamKind::Choice(&["revenue", "units", "orders"]),
-                default: Some("revenue"),
-                required: false,
-                description: "ranking measure",
-            },
-            ParamDef {
-                name: "limit",
-                kind: ParamKind::Int { min: 1, max: 100 },
-                default: Some("10"),
-                required: false,
-                description: "how many products",
-            },
-        ],
-        build: top_products,
-    },
-    QueryDef {
-        name: "returns",
-        description: "Returned lines, units and amount, cancelled invoices and products per month",
-        params: &[FROM, TO, COUNTRY],
-        build: returns,
-    },
-    QueryDef {
-        name: "rfm_segments",
-        description: "Customers per RFM segment with average recency and frequency and total \
+            params: &[FROM, TO, COUNTRY],
+            columns: &[
+                col("gross_revenue", Money),
+                col("returns_amount", Money),
+                col("net_revenue", Money),
+                col("orders", Int),
+                col("units", Int),
+                col("lines", Int),
+                col("customers", Int),
+            ],
+            build: sales_summary,
+        },
+        QueryDef {
+            name: "revenue_trend",
+            description: "Revenue, orders and units per day, ISO week (from Monday) or month",
+            params: &[
+                ParamDef {
+                    name: "grain",
+                    kind: ParamKind::Choice(&["day", "week", "month"]),
+                    default: Some("month"),
+                    required: false,
+                    description: "length of each period",
+                },
+                FROM,
+                TO,
+                COUNTRY,
+            ],
+            columns: &[
+                col("period_start", Date),
+                col("gross_revenue", Money),
+                col("returns_amount", Money),
+                col("net_revenue", Money),
+                col("orders", Int),
+                col("units", Int),
+            ],
+            build: revenue_trend,
+        },
+        QueryDef {
+            name: "top_products",
+            description: "The best-selling products (product lines only) over a period",
+            params: &[
+                FROM,
+                TO,
+                COUNTRY,
+                ParamDef {
+                    name: "by",
+                    kind: ParamKind::Choice(&["revenue", "units", "orders"]),
+                    default: Some("revenue"),
+                    required: false,
+                    description: "ranking measure",
+                },
+                ParamDef {
+                    name: "limit",
+                    kind: ParamKind::Int { min: 1, max: 100 },
+                    default: Some("10"),
+                    required: false,
+                    description: "how many products",
+                },
+            ],
+            columns: &[
+                col("stock_code", Text),
+                opt("description", Text),
+                col("net_revenue", Money),
+                col("units_sold", Int),
+                col("units_returned", Int),
+                col("orders", Int),
+            ],
+            build: top_products,
+        },
+        QueryDef {
+            name: "returns",
+            description: "Returned lines, units and amount, cancelled invoices and products per month",
+            params: &[FROM, TO, COUNTRY],
+            columns: &[
+                col("month", Date),
+                col("return_lines", Int),
+                col("units_returned", Int),
+                col("returns_amount", Money),
+                col("cancelled_invoices", Int),
+                col("products", Int),
+            ],
+            build: returns,
+        },
+        QueryDef {
+            name: "rfm_segments",
+            description: "Customers per RFM segment with average recency and frequency and total \
                       monetary value",
-        params: &[ParamDef {
-            name: "segment",
-            kind: ParamKind::Text,
-            default: None,
-            required: false,
-            description: "only this segment",
-        }],
-        build: rfm_segments,
-    },
-    QueryDef {
-        name: "cohort_retention",
-        description: "Monthly cohorts by first purchase and the share active in each later month",
-        params: &[
-            ParamDef {
-                name: "from_cohort",
-                kind: ParamKind::Month,
-                default: None,
-                required: false,
-                description: "first cohort month included",
-            },
-            ParamDef {
-                name: "to_cohort",
-                kind: ParamKind::Month,
-                default: None,
-                required: false,
-                description: "last cohort month included",
-            },
-        ],
-        build: cohorts,
-    },
-    QueryDef {
-        name: "geography",
-        description: "Revenue, orders, units and distinct customers per country over a period",
-        params: &[FROM, TO],
-        build: geography,
-    },
-    QueryDef {
-        name: "customer_profile",
-        description: "A customer's current country, history versions, and RFM scores",
-        params: &[CUSTOMER_ID],
-        build: customer_profile,
-    },
-    QueryDef {
-        name: "customer_history",
-        description: "A customer's invoices, newest first",
-        params: &[CUSTOMER_ID, FROM, TO, LIMIT_100],
-        build: customer_history,
-    },
-    QueryDef {
-        name: "sales_lines",
-        description: "Sales lines, newest (or oldest) first, filtered and paged with a cursor",
-        params: &[
-            FROM,
-            TO,
-            COUNTRY,
-            ParamDef {
-                name: "customer_id",
+            params: &[ParamDef {
+                name: "segment",
                 kind: ParamKind::Text,
                 default: None,
                 required: false,
-                description: "only this customer's lines",
-            },
-            ParamDef {
-                name: "stock_code",
-                kind: ParamKind::Text,
-                default: None,
-                required: false,
-                description: "only this product's lines",
-            },
-            ParamDef {
-                name: "invoice",
-                kind: ParamKind::Text,
-                default: None,
-                required: false,
-                description: "only this invoice's lines",
-            },
-            ParamDef {
-                name: "order",
-                kind: ParamKind::Choice(&["desc", "asc"]),
-                default: Some("desc"),
-                required: false,
-                description: "by invoice date, newest first (desc) or oldest first (asc)",
-            },
-            LIMIT_100,
-            ParamDef {
-                name: "cursor",
-                kind: ParamKind::Cursor,
-                default: None,
-                required: false,
-                description: "continue after this row: the next_cursor of the previous page",
-            },
-        ],
-        build: sales_lines,
-    },
-    QueryDef {
-        name: "product_profile",
-        description: "A product's description, line type and first and last sale dates",
-        params: &[STOCK_CODE],
-        build: product_profile,
-    },
-    QueryDef {
-        name: "product_history",
-        description: "A product's revenue, units, orders and return rate per month",
-        params: &[STOCK_CODE],
-        build: product_history,
-    },
-];
+                description: "only this segment",
+            }],
+            columns: &[
+                col("segment", Text),
+                col("customers", Int),
+                col("avg_recency_days", Float),
+                col("avg_frequency", Float),
+                col("monetary", Money),
+            ],
+            build: rfm_segments,
+        },
+        QueryDef {
+            name: "cohort_retention",
+            description: "Monthly cohorts by first purchase and the share active in each later month",
+            params: &[
+                ParamDef {
+                    name: "from_cohort",
+                    kind: ParamKind::Month,
+                    default: None,
+                    required: false,
+                    description: "first cohort month included",
+                },
+                ParamDef {
+                    name: "to_cohort",
+                    kind: ParamKind::Month,
+                    default: None,
+                    required: false,
+                    description: "last cohort month included",
+                },
+            ],
+            columns: &[
+                col("cohort_month", Text),
+                col("month_offset", Int),
+                col("activity_month", Text),
+                col("cohort_size", Int),
+                col("active_customers", Int),
+                col("retention", Float),
+            ],
+            build: cohorts,
+        },
+        QueryDef {
+            name: "geography",
+            description: "Revenue, orders, units and distinct customers per country over a period",
+            params: &[FROM, TO],
+            columns: &[
+                col("country_name", Text),
+                opt("country_code", Text),
+                col("region", Text),
+                col("gross_revenue", Money),
+                col("returns_amount", Money),
+                col("net_revenue", Money),
+                col("orders", Int),
+                col("units", Int),
+                col("customers", Int),
+            ],
+            build: geography,
+        },
+        QueryDef {
+            name: "customer_profile",
+            description: "A customer's current country, history versions, and RFM scores",
+            params: &[CUSTOMER_ID],
+            columns: &[
+                col("customer_id", Text),
+                col("current_country", Text),
+                col("versions", Int),
+                col("first_seen", Timestamp),
+                opt("last_purchase_date", Date),
+                opt("recency_days", Int),
+                opt("frequency", Int),
+                opt("monetary", Money),
+                opt("r_score", Int),
+                opt("f_score", Int),
+                opt("m_score", Int),
+                opt("segment", Text),
+            ],
+            build: customer_profile,
+        },
+        QueryDef {
+            name: "customer_history",
+            description: "A customer's invoices, newest first",
+            params: &[CUSTOMER_ID, FROM, TO, LIMIT_100],
+            columns: &[
+                col("invoice", Text),
+                col("invoice_date", Timestamp),
+                col("country_name", Text),
+                col("is_cancellation", Bool),
+                col("lines", Int),
+                col("units", Int),
+                col("amount", Money),
+            ],
+            build: customer_history,
+        },
+        QueryDef {
+            name: "sales_lines",
+            description: "Sales lines, newest (or oldest) first, filtered and paged with a cursor",
+            params: &[
+                FROM,
+                TO,
+                COUNTRY,
+                ParamDef {
+                    name: "customer_id",
+                    kind: ParamKind::Text,
+                    default: None,
+                    required: false,
+                    description: "only this customer's lines",
+                },
+                ParamDef {
+                    name: "stock_code",
+                    kind: ParamKind::Text,
+                    default: None,
+                    required: false,
+                    description: "only this product's lines",
+                },
+                ParamDef {
+                    name: "invoice",
+                    kind: ParamKind::Text,
+                    default: None,
+                    required: false,
+                    description: "only this invoice's lines",
+                },
+                ParamDef {
+                    name: "order",
+                    kind: ParamKind::Choice(&["desc", "asc"]),
+                    default: Some("desc"),
+                    required: false,
+                    description: "by invoice date, newest first (desc) or oldest first (asc)",
+                },
+                LIMIT_100,
+                ParamDef {
+                    name: "cursor",
+                    kind: ParamKind::Cursor,
+                    default: None,
+                    required: false,
+                    description: "continue after this row: the next_cursor of the previous page",
+                },
+            ],
+            columns: &[
+                col("invoice_date", Timestamp),
+                col("transaction_id", Text),
+                col("invoice", Text),
+                col("stock_code", Text),
+                opt("description", Text),
+                col("quantity", Int),
+                col("unit_price", Money),
+                col("total_amount", Money),
+                opt("customer_id", Text),
+                col("country_name", Text),
+                col("line_type", Text),
+                col("is_return", Bool),
+                col("is_cancellation", Bool),
+            ],
+            build: sales_lines,
+        },
+        QueryDef {
+            name: "product_profile",
+            description: "A product's description, line type and first and last sale dates",
+            params: &[STOCK_CODE],
+            columns: &[
+                col("stock_code", Text),
+                opt("description", Text),
+                col("line_type", Text),
+                opt("first_sale_date", Date),
+                opt("last_sale_date", Date),
+            ],
+            build: product_profile,
+        },
+        QueryDef {
+            name: "product_history",
+            description: "A product's revenue, units, orders and return rate per month",
+            params: &[STOCK_CODE],
+            columns: &[
+                col("month", Text),
+                col("net_revenue", Money),
+                col("units_sold", Int),
+                col("units_returned", Int),
+                col("orders", Int),
+                opt("return_rate", Float),
+            ],
+            build: product_history,
+        },
+    ]
+};
 
 /// Looks queries up by name.
 #[derive(Debug, Clone, Copy, Default)]

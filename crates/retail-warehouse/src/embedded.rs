@@ -23,18 +23,12 @@ use crate::error::{Error, Result};
 use crate::sql::{SUMMARIES, VIEWS};
 use crate::value::QueryResult;
 
-/// Relation name of each gold table in queries.
-pub(crate) const RELATIONS: [(TableSpec, &str); 9] = [
-    (tables::GOLD_DIM_DATE, "dim_date"),
-    (tables::GOLD_DIM_COUNTRY, "dim_country"),
-    (tables::GOLD_DIM_PRODUCT, "dim_product"),
-    (tables::GOLD_DIM_CUSTOMER, "dim_customer"),
-    (tables::GOLD_FACT_SALES, "fact_sales"),
-    (tables::GOLD_DAILY_SALES, "daily_sales"),
-    (tables::GOLD_PRODUCT_MONTHLY, "product_monthly"),
-    (tables::GOLD_CUSTOMER_RFM, "customer_rfm"),
-    (tables::GOLD_COHORT_RETENTION, "cohort_retention"),
-];
+/// Each gold table the warehouse serves and its relation name, from the table registry.
+pub(crate) fn relations() -> Vec<(TableSpec, &'static str)> {
+    tables::warehouse_tables()
+        .map(|(table, served)| (table, served.relation))
+        .collect()
+}
 
 struct Snapshot {
     versions: Vec<u64>,
@@ -84,10 +78,11 @@ impl EmbeddedWarehouse {
     /// When gold is missing or cannot be read.
     pub async fn refresh(&self) -> Result<()> {
         let mut versions = Vec::new();
-        for (table, _) in RELATIONS {
+        let relations = relations();
+        for (table, _) in &relations {
             versions.push(
                 self.lake
-                    .latest_version(&table)
+                    .latest_version(table)
                     .await?
                     .ok_or(Error::NoGold { table: table.name })?,
             );
@@ -110,7 +105,7 @@ impl EmbeddedWarehouse {
                 false,
             );
         let context = SessionContext::new_with_config(config);
-        for ((table, name), version) in RELATIONS.iter().zip(&versions) {
+        for ((table, name), version) in relations.iter().zip(&versions) {
             let stream = self.lake.scan_version(table, *version).await?;
             let batches: Vec<_> = stream
                 .try_collect()
@@ -148,17 +143,43 @@ impl EmbeddedWarehouse {
         Ok(())
     }
 
+    /// The gold version the snapshot holds (the Delta version of `gold/fact_sales`), `None`
+    /// when no snapshot is loaded.
+    pub async fn gold_version(&self) -> Option<i64> {
+        let fact_index = relations()
+            .iter()
+            .position(|(table, _)| table.name == tables::GOLD_FACT_SALES.name)?;
+        self.snapshot
+            .read()
+            .await
+            .as_ref()
+            .and_then(|s| s.versions.get(fact_index))
+            .map(|v| *v as i64)
+    }
+
+    /// Whether a snapshot is loaded.
+    pub async fn is_loaded(&self) -> bool {
+        self.snapshot.read().await.is_some()
+    }
+
+    /// Drops the snapshot: the next query loads gold again.
+    pub async fn forget(&self) {
+        *self.snapshot.write().await = None;
+        *self.checked.lock().await = None;
+    }
+
     async fn current(&self) -> Result<Arc<Snapshot>> {
-        {
-            let mut checked = self.checked.lock().await;
-            let due = checked.is_none_or(|at| at.elapsed() >= self.recheck);
-            if due {
-                self.refresh().await?;
-                *checked = Some(Instant::now());
-            }
+        let mut checked = self.checked.lock().await;
+        let due = checked.is_none_or(|at| at.elapsed() >= self.recheck);
+        if due || self.snapshot.read().await.is_none() {
+            self.refresh().await?;
+            *checked = Some(Instant::now());
         }
+        // Read under the check's lock: a concurrent `forget` cannot empty it in between.
         let snapshot = self.snapshot.read().await;
-        Ok(Arc::clone(snapshot.as_ref().expect("refreshed above")))
+        snapshot.as_ref().map(Arc::clone).ok_or(Error::NoGold {
+            table: tables::GOLD_FACT_SALES.name,
+        })
     }
 
     /// A token that changes whenever the gold data served changes (the gold versions).
@@ -256,6 +277,7 @@ fn register(
     Ok(())
 }
 
+#[async_trait::async_trait]
 impl Warehouse for EmbeddedWarehouse {
     fn backend(&self) -> Backend {
         Backend::Embedded
@@ -263,5 +285,9 @@ impl Warehouse for EmbeddedWarehouse {
 
     async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
         self.run(query, params).await
+    }
+
+    async fn data_version(&self) -> Result<String> {
+        EmbeddedWarehouse::data_version(self).await
     }
 }

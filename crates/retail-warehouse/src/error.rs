@@ -75,6 +75,12 @@ pub enum Error {
         /// Highest migration in this build.
         known: i32,
     },
+    /// The warehouse failed repeatedly and its circuit breaker is open.
+    #[error("the warehouse failed repeatedly: its circuit is open; retry in {retry_after} s")]
+    CircuitOpen {
+        /// Seconds until a trial call is let through.
+        retry_after: u64,
+    },
     /// A value of a type the warehouse does not convert.
     #[error("unsupported column type {data_type} in {context}")]
     UnsupportedType {
@@ -94,6 +100,14 @@ fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 impl Error {
+    /// Seconds the caller should wait before trying again, when the error says.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::CircuitOpen { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     pub(crate) fn postgres(
         operation: impl Into<String>,
     ) -> impl FnOnce(tokio_postgres::Error) -> Self {
@@ -140,7 +154,7 @@ impl Classify for Error {
                 // statement timeout
                 ErrorKind::Unavailable
             }
-            Self::Pool(_) => ErrorKind::Unavailable,
+            Self::Pool(_) | Self::CircuitOpen { .. } => ErrorKind::Unavailable,
             Self::DataFusion { .. }
             | Self::Postgres { .. }
             | Self::MigrationChanged { .. }

@@ -45,36 +45,15 @@ struct LoadSpec {
     slice: Option<&'static str>,
 }
 
-const LOADS: [LoadSpec; 9] = [
-    whole(tables::GOLD_DIM_DATE, "dim_date"),
-    whole(tables::GOLD_DIM_COUNTRY, "dim_country"),
-    whole(tables::GOLD_DIM_PRODUCT, "dim_product"),
-    whole(tables::GOLD_DIM_CUSTOMER, "dim_customer"),
-    LoadSpec {
-        table: tables::GOLD_FACT_SALES,
-        relation: "fact_sales",
-        slice: Some("date_key"),
-    },
-    LoadSpec {
-        table: tables::GOLD_DAILY_SALES,
-        relation: "daily_sales",
-        slice: Some("date_key"),
-    },
-    LoadSpec {
-        table: tables::GOLD_PRODUCT_MONTHLY,
-        relation: "product_monthly",
-        slice: Some("month"),
-    },
-    whole(tables::GOLD_CUSTOMER_RFM, "customer_rfm"),
-    whole(tables::GOLD_COHORT_RETENTION, "cohort_retention"),
-];
-
-const fn whole(table: TableSpec, relation: &'static str) -> LoadSpec {
-    LoadSpec {
-        table,
-        relation,
-        slice: None,
-    }
+/// How each table the warehouse serves is loaded, from the table registry.
+fn loads() -> Vec<LoadSpec> {
+    tables::warehouse_tables()
+        .map(|(table, served)| LoadSpec {
+            table,
+            relation: served.relation,
+            slice: served.slice_by,
+        })
+        .collect()
 }
 
 /// What a load did to one table.
@@ -149,6 +128,8 @@ pub struct SchemaObjects {
 #[derive(Clone)]
 pub struct PostgresWarehouse {
     pool: Pool,
+    /// Set once this process has brought the schema up to date.
+    migrated: tokio::sync::OnceCell<()>,
     schema: String,
     statement_timeout_ms: u64,
     load_timeout_ms: u64,
@@ -205,6 +186,7 @@ impl PostgresWarehouse {
             .map_err(|error| Error::Pool(error.to_string()))?;
         let warehouse = Self {
             pool,
+            migrated: tokio::sync::OnceCell::new(),
             schema: config.postgres_schema.clone(),
             statement_timeout_ms: config.statement_timeout_ms,
             load_timeout_ms: config.load_timeout_ms,
@@ -561,7 +543,8 @@ impl PostgresWarehouse {
     async fn load_once(&self, lake: &Lake) -> Result<LoadReport> {
         let started = Instant::now();
         let mut versions = Vec::new();
-        for spec in LOADS {
+        let loads = loads();
+        for spec in &loads {
             let version = lake
                 .latest_version(&spec.table)
                 .await?
@@ -596,7 +579,7 @@ impl PostgresWarehouse {
             seconds: 0.0,
             fact_days: BTreeSet::new(),
         };
-        for (spec, version) in LOADS.iter().zip(versions) {
+        for (spec, version) in loads.iter().zip(versions) {
             let gold_version = i64::try_from(version).expect("versions fit i64");
             if let Some((_, rows)) = loaded
                 .get(spec.relation)
@@ -998,6 +981,80 @@ impl PostgresWarehouse {
         Ok(row.get(0))
     }
 
+    /// Applies pending migrations once per process (later calls return at once).
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresWarehouse::migrate`].
+    pub async fn ensure_migrated(&self) -> Result<()> {
+        self.migrated
+            .get_or_try_init(|| async { self.migrate().await.map(|_| ()) })
+            .await?;
+        Ok(())
+    }
+
+    /// The gold version loaded: the Delta version of `gold/fact_sales` in `load_state`, `None`
+    /// before the first load.
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails.
+    pub async fn gold_version(&self) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT gold_version FROM load_state WHERE table_name = 'fact_sales'",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading load state"))?
+            .map(|row| row.get(0)))
+    }
+
+    /// Removes everything the warehouse holds about these customers (their facts, type 2
+    /// versions, RFM row and summary rows), in one transaction, then refreshes the views.
+    /// Aggregates over all customers (daily and monthly sales) keep their totals. Returns the
+    /// rows removed.
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails (nothing is removed then).
+    pub async fn forget_customers(&self, customers: &[String]) -> Result<u64> {
+        if customers.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = customers.to_vec();
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("begin forgetting customers"))?;
+        let mut removed = 0;
+        for statement in [
+            "DELETE FROM fact_sales WHERE customer_key IN
+               (SELECT customer_key FROM dim_customer WHERE customer_id = ANY($1))",
+            "DELETE FROM customer_days WHERE customer_id = ANY($1)",
+            "DELETE FROM customer_activity WHERE customer_id = ANY($1)",
+            "DELETE FROM customer_rfm WHERE customer_id = ANY($1)",
+            "DELETE FROM dim_customer WHERE customer_id = ANY($1)",
+        ] {
+            removed += tx
+                .execute(statement, &[&ids])
+                .await
+                .map_err(Error::postgres("forgetting customers"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(Error::postgres("committing the erasure"))?;
+        self.refresh_views(&client).await?;
+        info!(
+            customers = customers.len(),
+            rows = removed,
+            "customers forgotten"
+        );
+        Ok(removed)
+    }
+
     /// Runs any SQL in a read-only transaction and returns its rows (for checks and tests).
     ///
     /// # Errors
@@ -1109,6 +1166,7 @@ impl PostgresWarehouse {
     }
 }
 
+#[async_trait::async_trait]
 impl Warehouse for PostgresWarehouse {
     fn backend(&self) -> Backend {
         Backend::Postgres
@@ -1116,6 +1174,10 @@ impl Warehouse for PostgresWarehouse {
 
     async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
         self.run(query, params).await
+    }
+
+    async fn data_version(&self) -> Result<String> {
+        PostgresWarehouse::data_version(self).await
     }
 }
 

@@ -131,6 +131,35 @@ impl QueryResult {
         self.rows.get(row)?.get(position)
     }
 
+    /// Encodes the result losslessly (each cell's type and exact decimals kept), for a cache
+    /// shared by API replicas.
+    pub fn to_cache_text(&self) -> String {
+        let stored = Stored {
+            columns: self.columns.clone(),
+            rows: self
+                .rows
+                .iter()
+                .map(|row| row.iter().map(StoredCell::from).collect())
+                .collect(),
+        };
+        serde_json::to_string(&stored).expect("a result always encodes")
+    }
+
+    /// Decodes what [`QueryResult::to_cache_text`] wrote; `None` for anything else.
+    pub fn from_cache_text(text: &str) -> Option<Self> {
+        let stored: Stored = serde_json::from_str(text).ok()?;
+        let rows = stored
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(Cell::try_from).collect())
+            .collect::<std::result::Result<_, ()>>()
+            .ok()?;
+        Some(Self {
+            columns: stored.columns,
+            rows,
+        })
+    }
+
     /// Converts Arrow batches (DataFusion's answer).
     pub(crate) fn from_batches(batches: &[RecordBatch]) -> Result<Self> {
         let Some(first) = batches.first() else {
@@ -177,6 +206,59 @@ impl QueryResult {
         Ok(Self {
             columns,
             rows: converted,
+        })
+    }
+}
+
+/// A result as a shared cache keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    columns: Vec<String>,
+    rows: Vec<Vec<StoredCell>>,
+}
+
+/// A cell with its type; decimals as exact text.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "t", content = "v")]
+enum StoredCell {
+    N,
+    B(bool),
+    I(i64),
+    F(f64),
+    D(String),
+    S(String),
+    Dt(NaiveDate),
+    Ts(NaiveDateTime),
+}
+
+impl From<&Cell> for StoredCell {
+    fn from(cell: &Cell) -> Self {
+        match cell {
+            Cell::Null => Self::N,
+            Cell::Bool(value) => Self::B(*value),
+            Cell::Int(value) => Self::I(*value),
+            Cell::Float(value) => Self::F(*value),
+            Cell::Decimal(value) => Self::D(value.to_string()),
+            Cell::Text(value) => Self::S(value.clone()),
+            Cell::Date(value) => Self::Dt(*value),
+            Cell::Timestamp(value) => Self::Ts(*value),
+        }
+    }
+}
+
+impl TryFrom<StoredCell> for Cell {
+    type Error = ();
+
+    fn try_from(stored: StoredCell) -> std::result::Result<Self, ()> {
+        Ok(match stored {
+            StoredCell::N => Self::Null,
+            StoredCell::B(value) => Self::Bool(value),
+            StoredCell::I(value) => Self::Int(value),
+            StoredCell::F(value) => Self::Float(value),
+            StoredCell::D(text) => Self::Decimal(text.parse().map_err(|_| ())?),
+            StoredCell::S(value) => Self::Text(value),
+            StoredCell::Dt(value) => Self::Date(value),
+            StoredCell::Ts(value) => Self::Timestamp(value),
         })
     }
 }
@@ -329,6 +411,30 @@ mod tests {
         assert!(Cell::Float(0.1 + 0.2).same_as(&Cell::Float(0.3)));
         assert!(!Cell::Float(0.3).same_as(&Cell::Float(0.31)));
         assert!(!Cell::Text("a".into()).same_as(&Cell::Null));
+    }
+
+    #[test]
+    fn the_cache_encoding_keeps_every_type_and_exact_money() {
+        let result = QueryResult {
+            columns: vec!["a".into(), "b".into()],
+            rows: vec![
+                vec![Cell::Decimal("12.345".parse().unwrap()), Cell::Null],
+                vec![
+                    Cell::Date(NaiveDate::from_ymd_opt(2011, 12, 9).unwrap()),
+                    Cell::Timestamp(
+                        NaiveDate::from_ymd_opt(2011, 12, 9)
+                            .unwrap()
+                            .and_hms_opt(12, 50, 0)
+                            .unwrap(),
+                    ),
+                ],
+                vec![Cell::Float(0.25), Cell::Text("x".into())],
+                vec![Cell::Int(-3), Cell::Bool(true)],
+            ],
+        };
+        let text = result.to_cache_text();
+        assert_eq!(QueryResult::from_cache_text(&text), Some(result));
+        assert!(QueryResult::from_cache_text("{\"rows\": 1}").is_none());
     }
 
     #[test]

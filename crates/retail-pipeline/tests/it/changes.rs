@@ -1,11 +1,13 @@
 //! Updates and deletes of transactions already in silver, carried by bronze records.
 
 use retail_domain::{Operation, RawFields, cleanse};
+use retail_ingest::RecordChange;
 use retail_lake::schema::{
     GOLD_DAILY_SALES, GOLD_FACT_SALES, GOLD_TABLES, SILVER_CHANGES, SILVER_DUPLICATES,
     SILVER_QUARANTINE, SILVER_TRANSACTIONS,
 };
-use retail_pipeline::{NoProgress, RecordChange, RunOptions, RunStatus};
+use retail_metadata::RunStatus;
+use retail_pipeline::RunRequest;
 
 use crate::support::{TestLake, rows, strings, sum_int};
 
@@ -97,14 +99,10 @@ async fn updates_and_deletes_replace_and_remove_silver_rows_and_flow_to_gold() {
         month_by_month.push(lake.sorted_rows(&table, &[]).await);
     }
     let rebuilt = lake
-        .pipeline
-        .run(
-            RunOptions {
-                force_gold: true,
-                ..RunOptions::default()
-            },
-            &NoProgress,
-        )
+        .run_request(RunRequest {
+            force: true,
+            ..RunRequest::default()
+        })
         .await
         .expect("a full rebuild");
     assert_eq!(rebuilt.detail.gold_build.as_deref(), Some("full"));

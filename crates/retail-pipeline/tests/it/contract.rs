@@ -2,7 +2,7 @@
 
 use retail_lake::arrow::array::{Array as _, AsArray as _};
 use retail_lake::schema::{SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS};
-use retail_pipeline::RunStatus;
+use retail_metadata::RunStatus;
 
 use crate::support::{TestLake, real_data, rows, strings, testdata};
 

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use retail_lake::schema::{self as tables, SILVER_TRANSACTIONS};
-use retail_pipeline::{IngestOptions, RunStatus};
+use retail_metadata::{RunKind, RunStatus};
+use retail_pipeline::{IngestOptions, RunRequest};
 
 use crate::support::{TestLake, daily_files, real_data};
 
@@ -114,8 +115,8 @@ async fn late_data_updates_silver_and_every_gold_table_like_a_full_rebuild() {
     full.run().await;
     assert_eq!(gold_rows(&incremental).await, gold_rows(&full).await);
     assert_eq!(
-        incremental.pipeline.reconciliation().await.unwrap(),
-        full.pipeline.reconciliation().await.unwrap()
+        incremental.reconciliation().await,
+        full.reconciliation().await
     );
 }
 
@@ -152,25 +153,32 @@ async fn each_stage_can_run_alone_and_status_tells_what_is_behind() {
     let lake = TestLake::new();
     lake.ingest(&[crate::support::testdata("quarantine.csv")])
         .await;
-    let status = lake.pipeline.status().await.unwrap();
+    let status = lake.status().await;
     assert!(!status.silver_up_to_date);
-    let options = retail_pipeline::RunOptions {
-        silver: true,
-        gold: false,
-        force_gold: false,
-    };
-    lake.pipeline
-        .run(options, &retail_pipeline::NoProgress)
-        .await
-        .unwrap();
-    let status = lake.pipeline.status().await.unwrap();
+    assert_eq!(
+        status
+            .assets
+            .iter()
+            .map(|a| (a.asset, a.staleness.is_up_to_date()))
+            .collect::<Vec<_>>(),
+        [("silver", false), ("gold", true)],
+        "silver is behind bronze; gold has no silver to follow yet"
+    );
+    lake.run_request(RunRequest {
+        assets: vec!["silver".to_owned()],
+        ..RunRequest::default()
+    })
+    .await
+    .unwrap();
+    let status = lake.status().await;
     assert!(status.silver_up_to_date && !status.gold_up_to_date);
     let run = lake.run().await;
     assert_eq!(run.status, RunStatus::Succeeded);
-    let status = lake.pipeline.status().await.unwrap();
+    let status = lake.status().await;
     assert!(status.silver_up_to_date && status.gold_up_to_date);
+    assert!(status.assets.iter().all(|a| a.staleness.is_up_to_date()));
     assert_eq!(status.latest_run.map(|r| r.run_id), Some(run.run_id));
-    let runs = lake.store.runs(None, 10).unwrap();
+    let runs = lake.store.runs(None, 10).await.unwrap();
     assert_eq!(
         runs.len(),
         3,
@@ -190,17 +198,10 @@ async fn a_failed_stage_keeps_every_table_at_its_last_good_version_and_a_rerun_c
     std::fs::write(&blocked, "not a table").unwrap();
 
     let error = lake
-        .pipeline
-        .run(
-            retail_pipeline::RunOptions::default(),
-            &retail_pipeline::NoProgress,
-        )
+        .run_request(RunRequest::default())
         .await
         .expect_err("gold cannot write daily_sales");
-    let recorded = lake
-        .store
-        .runs(Some(retail_pipeline::RunKind::Pipeline), 1)
-        .unwrap();
+    let recorded = lake.store.runs(Some(RunKind::Pipeline), 1).await.unwrap();
     assert_eq!(recorded[0].status, RunStatus::Failed);
     assert!(
         recorded[0]
@@ -231,7 +232,7 @@ async fn a_failed_stage_keeps_every_table_at_its_last_good_version_and_a_rerun_c
             .unwrap(),
         silver_version
     );
-    let status = lake.pipeline.status().await.unwrap();
+    let status = lake.status().await;
     assert!(status.silver_up_to_date && status.gold_up_to_date);
 }
 

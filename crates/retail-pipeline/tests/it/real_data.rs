@@ -8,7 +8,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use retail_lake::schema::{
     self as tables, BRONZE_TRANSACTIONS, SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS,
 };
-use retail_pipeline::RunStatus;
+use retail_metadata::RunStatus;
 use rust_decimal::Decimal;
 
 use crate::support::{TestLake, daily_files, real_data, rows, strings, sum_int, sum_money};

@@ -2,24 +2,32 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use retail_domain::progress::NoProgress;
+use retail_ingest::{BatchSource, Fields, RawRows, RecordChange, SourceBatch};
 use retail_lake::arrow::array::{Array, AsArray as _, RecordBatch};
 use retail_lake::arrow::datatypes::{Decimal128Type, Int64Type};
 use retail_lake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use retail_lake::schema::TableSpec;
 use retail_lake::{Lake, LakeConfig};
+use retail_metadata::{MetadataStore, Reconciliation, RunRecord, SqliteStore};
 use retail_pipeline::{
-    IngestOptions, IngestService, MetadataStore, NoProgress, PipelineService, RunOptions, RunRecord,
+    IngestOptions, IngestRequest, IngestionService, PipelineStatus, RetryPolicy, RunRequest,
+    Runner, default_assets,
 };
 use rust_decimal::Decimal;
 
-/// A lake, a metadata store and the services, in a temporary directory.
+pub(crate) use retail_test_support::{daily_files, real_data};
+
+/// A lake, a metadata store, the ingestion service and the asset runner, in a temporary
+/// directory.
 pub(crate) struct TestLake {
     _dir: tempfile::TempDir,
     pub(crate) lake: Lake,
-    pub(crate) store: Arc<MetadataStore>,
-    ingest: IngestService,
-    pub(crate) pipeline: PipelineService,
+    pub(crate) store: Arc<dyn MetadataStore>,
+    ingestion: IngestionService,
+    pub(crate) runner: Runner,
 }
 
 impl TestLake {
@@ -34,53 +42,85 @@ impl TestLake {
             ..LakeConfig::default()
         };
         let lake = Lake::new(&config).expect("lake");
-        let store = Arc::new(MetadataStore::open_in_memory().expect("store"));
-        let ingest = IngestService::new(lake.clone(), Arc::clone(&store), options);
-        let pipeline = PipelineService::new(lake.clone(), Arc::clone(&store));
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("retail.db")).expect("store"));
+        let ingestion = IngestionService::new(lake.clone(), Arc::clone(&store), options);
+        let runner = Runner::new(
+            lake.clone(),
+            Arc::clone(&store),
+            default_assets(&lake),
+            // Transient failures are retried once, quickly.
+            RetryPolicy {
+                max_attempts: 2,
+                backoff: Duration::from_millis(10),
+            },
+            tokio::runtime::Handle::current(),
+        )
+        .expect("runner");
         Self {
             _dir: dir,
             lake,
             store,
-            ingest,
-            pipeline,
+            ingestion,
+            runner,
         }
     }
 
     pub(crate) async fn ingest(&self, paths: &[PathBuf]) -> RunRecord {
         let inputs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        self.ingest
-            .ingest_paths(&inputs, &NoProgress)
-            .await
-            .expect("ingestion succeeds")
+        self.try_ingest(&inputs).await.expect("ingestion succeeds")
     }
 
     /// Writes records to bronze as the API does, optionally as an update or delete.
-    pub(crate) async fn ingest_records(
-        &self,
-        records: &[[Option<String>; 8]],
-        change: Option<retail_pipeline::RecordChange>,
-    ) {
-        let source = retail_pipeline::RecordSource {
-            source_system: "api",
+    pub(crate) async fn ingest_records(&self, records: &[Fields], change: Option<RecordChange>) {
+        let batch = SourceBatch {
             location: "test".to_owned(),
-            idempotency_key: None,
+            unit: String::new(),
+            parts: vec![retail_ingest::decode::Part {
+                suffix: String::new(),
+                rows: RawRows::from_fields(records, self.lake.batch_rows()).expect("raw rows"),
+            }],
+            checkpoint: None,
             change,
+            checksum: String::new(),
         };
-        self.ingest
-            .ingest_records(records, &source)
+        self.ingestion
+            .ingest(
+                &mut BatchSource::new("api", batch),
+                &IngestRequest::default(),
+                &NoProgress,
+            )
             .await
             .expect("records ingested");
     }
 
     pub(crate) async fn try_ingest(&self, inputs: &[String]) -> retail_pipeline::Result<RunRecord> {
-        self.ingest.ingest_paths(inputs, &NoProgress).await
+        self.ingestion
+            .ingest_files(inputs, "test", &NoProgress)
+            .await
     }
 
     pub(crate) async fn run(&self) -> RunRecord {
-        self.pipeline
-            .run(RunOptions::default(), &NoProgress)
+        self.run_request(RunRequest::default())
             .await
             .expect("pipeline run succeeds")
+    }
+
+    pub(crate) async fn run_request(
+        &self,
+        request: RunRequest,
+    ) -> retail_pipeline::Result<RunRecord> {
+        self.runner.run(request, &NoProgress).await
+    }
+
+    pub(crate) async fn status(&self) -> PipelineStatus {
+        self.runner.status().await.expect("status")
+    }
+
+    pub(crate) async fn reconciliation(&self) -> Reconciliation {
+        retail_pipeline::reconcile(&self.lake)
+            .await
+            .expect("reconciliation")
     }
 
     pub(crate) async fn read(&self, table: &TableSpec) -> Vec<RecordBatch> {
@@ -126,38 +166,6 @@ impl TestLake {
         rows.sort();
         rows
     }
-}
-
-/// The real Online Retail data, when present (`RETAIL_TEST_DATA` or `../shared/data/online-retail`
-/// beside the checkout). Tests skip, saying so, when it is absent, unless
-/// `RETAIL_REQUIRE_TEST_DATA=1` (CI) makes its absence a failure.
-pub(crate) fn real_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("RETAIL_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/online-retail")
-        });
-    if dir.join("spark-guide-by-day").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("RETAIL_REQUIRE_TEST_DATA").is_none(),
-        "real test data not found at {} (set RETAIL_TEST_DATA)",
-        dir.display()
-    );
-    eprintln!("skipped: real test data not found at {}", dir.display());
-    None
-}
-
-/// The daily files of Online Retail I, sorted by day.
-pub(crate) fn daily_files(data: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("spark-guide-by-day"))
-        .expect("data dir")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    files
 }
 
 pub(crate) fn testdata(name: &str) -> PathBuf {

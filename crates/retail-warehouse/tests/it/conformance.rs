@@ -172,6 +172,24 @@ async fn every_catalogue_query_agrees_on_both_backends_and_with_the_contract() {
         if let Some(difference) = on_embedded.difference(&on_postgres) {
             panic!("{name} {raw:?}: embedded and postgres differ: {difference}");
         }
+        // Both answer with the columns the catalogue declares (what the OpenAPI document
+        // tells clients), of their types.
+        for (backend, result) in [("embedded", &on_embedded), ("postgres", &on_postgres)] {
+            let declared: Vec<&str> = query.columns.iter().map(|c| c.name).collect();
+            if !result.rows.is_empty() {
+                assert_eq!(result.columns, declared, "{name} on {backend}");
+            }
+            for row in &result.rows {
+                for (cell, column) in row.iter().zip(query.columns) {
+                    assert!(
+                        column.admits(cell),
+                        "{name} on {backend}: column {} ({:?}) holds {cell:?}",
+                        column.name,
+                        column.kind
+                    );
+                }
+            }
+        }
         let expect_empty = raw
             .iter()
             .any(|(_, v)| *v == "Atlantis" || v.starts_with("no-"));

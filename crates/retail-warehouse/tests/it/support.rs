@@ -1,11 +1,14 @@
 //! A lake built from real data files, and a PostgreSQL warehouse in a schema of its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use retail_domain::ports::Follower;
+use retail_domain::progress::NoProgress;
 use retail_lake::{Lake, LakeConfig};
+use retail_metadata::{MetadataStore, RunRecord, SqliteStore};
 use retail_pipeline::{
-    IngestOptions, IngestService, MetadataStore, NoProgress, PipelineService, RunOptions,
+    FollowerAsset, IngestOptions, IngestionService, RetryPolicy, RunRequest, Runner, default_assets,
 };
 use retail_warehouse::{Backend, PostgresWarehouse, WarehouseConfig};
 
@@ -13,85 +16,94 @@ use retail_warehouse::{Backend, PostgresWarehouse, WarehouseConfig};
 pub(crate) struct TestLake {
     _dir: tempfile::TempDir,
     pub(crate) lake: Lake,
-    ingest: IngestService,
-    pipeline: PipelineService,
+    store: Arc<dyn MetadataStore>,
+    ingestion: IngestionService,
+    runner: Runner,
 }
 
 impl TestLake {
     pub(crate) fn new() -> Self {
+        Self::following(|_| Vec::new())
+    }
+
+    /// A lake whose runs also catch up the followers of gold that `followers` makes for it.
+    pub(crate) fn following(followers: impl FnOnce(&Lake) -> Vec<Arc<dyn Follower>>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = LakeConfig {
             root: dir.path().join("lake").display().to_string(),
             ..LakeConfig::default()
         };
         let lake = Lake::new(&config).expect("lake");
-        let store = Arc::new(MetadataStore::open_in_memory().expect("store"));
-        let ingest = IngestService::new(lake.clone(), Arc::clone(&store), IngestOptions::default());
-        let pipeline = PipelineService::new(lake.clone(), store);
+        let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::in_memory().expect("store"));
+        let ingestion =
+            IngestionService::new(lake.clone(), Arc::clone(&store), IngestOptions::default());
+        let mut assets = default_assets(&lake);
+        for follower in followers(&lake) {
+            assets.push(Arc::new(FollowerAsset::new(lake.clone(), follower)));
+        }
+        let runner = Runner::new(
+            lake.clone(),
+            Arc::clone(&store),
+            assets,
+            RetryPolicy::default(),
+            tokio::runtime::Handle::current(),
+        )
+        .expect("runner");
         Self {
             _dir: dir,
             lake,
-            ingest,
-            pipeline,
+            store,
+            ingestion,
+            runner,
         }
     }
 
-    /// Ingests the files and brings silver and gold up to date.
-    pub(crate) async fn add(&self, files: &[PathBuf]) {
+    /// Ingests the files and runs every asset; returns the run.
+    pub(crate) async fn add(&self, files: &[PathBuf]) -> RunRecord {
         let inputs: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        self.ingest
-            .ingest_paths(&inputs, &NoProgress)
+        self.ingestion
+            .ingest_files(&inputs, "test", &NoProgress)
             .await
             .expect("ingestion succeeds");
-        self.pipeline
-            .run(RunOptions::default(), &NoProgress)
+        self.runner
+            .run(RunRequest::default(), &NoProgress)
             .await
-            .expect("pipeline run succeeds");
+            .expect("pipeline run succeeds")
+    }
+
+    /// The metadata store of the runs.
+    pub(crate) fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    /// Runs every asset again (nothing new ingested).
+    pub(crate) async fn rerun(&self) -> RunRecord {
+        self.runner
+            .run(RunRequest::default(), &NoProgress)
+            .await
+            .expect("pipeline run succeeds")
+    }
+
+    /// Where every asset stands.
+    pub(crate) async fn status(&self) -> retail_pipeline::PipelineStatus {
+        self.runner.status().await.expect("status")
     }
 }
 
 /// The daily files of the real data, sorted by day, or `None` (the test skips, saying so)
 /// when the data is absent and `RETAIL_REQUIRE_TEST_DATA` is not set.
 pub(crate) fn daily_files() -> Option<Vec<PathBuf>> {
-    let dir = std::env::var_os("RETAIL_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/online-retail")
-        })
-        .join("spark-guide-by-day");
-    if !dir.is_dir() {
-        assert!(
-            std::env::var_os("RETAIL_REQUIRE_TEST_DATA").is_none(),
-            "real test data not found at {}",
-            dir.display()
-        );
-        eprintln!("skipped: real test data not found at {}", dir.display());
-        return None;
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("data dir")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    Some(files)
+    retail_test_support::real_data().map(|data| retail_test_support::daily_files(&data))
 }
 
 /// A PostgreSQL warehouse in a fresh schema of the test server (`RETAIL_TEST_POSTGRES_URL`,
 /// started by `scripts/services.sh`), or `None` when no server was started and
 /// `RETAIL_REQUIRE_POSTGRES` is not set.
 pub(crate) async fn postgres(name: &str) -> Option<PostgresWarehouse> {
-    let Some(url) = std::env::var_os("RETAIL_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("RETAIL_REQUIRE_POSTGRES").is_none(),
-            "RETAIL_TEST_POSTGRES_URL is not set: start PostgreSQL with scripts/services.sh"
-        );
-        eprintln!("skipped: no PostgreSQL (eval \"$(scripts/services.sh start postgres)\")");
-        return None;
-    };
+    let url = retail_test_support::postgres_url()?;
     let config = WarehouseConfig {
         backend: Backend::Postgres,
-        postgres_url: url.into_string().expect("UTF-8 URL"),
+        postgres_url: url,
         postgres_schema: format!("t_{name}_{}", std::process::id()),
         pool_size: 4,
         ..WarehouseConfig::default()

@@ -1,0 +1,188 @@
+//! Extractors shared by the routes: query pairs, JSON and raw bodies, the body's format, the
+//! idempotency key, the request id and the caller. Each turns a bad request into the API's
+//! error shape.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use retail_services::{Format, Principal};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The query string as `name=value` pairs, in order (repeated names kept).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QueryPairs(pub(crate) Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(pairs)| Self(pairs))
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))
+    }
+}
+
+/// A typed query string (unknown fields refused).
+#[derive(Debug, Clone)]
+pub(crate) struct TypedQuery<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for TypedQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))
+    }
+}
+
+/// A JSON body of a typed request (unknown fields refused by the type).
+#[derive(Debug, Clone)]
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::Json::<T>::from_request(request, state)
+            .await
+            .map(|axum::Json(value)| Self(value))
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid(format!("request body: {}", rejection.body_text()))
+                }
+            })
+    }
+}
+
+/// An optional JSON body: absent or empty is `None`.
+#[derive(Debug, Clone)]
+pub(crate) struct OptionalJsonBody<T>(pub(crate) Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::from_request(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|value| Self(Some(value)))
+            .map_err(|error| ApiError::invalid(format!("request body: {error}")))
+    }
+}
+
+/// The raw body, within the configured limit.
+#[derive(Debug, Clone)]
+pub(crate) struct Body(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid(rejection.body_text())
+                }
+            })
+    }
+}
+
+/// The format the `Content-Type` names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyFormat(pub(crate) Format);
+
+impl<S: Send + Sync> FromRequestParts<S> for BodyFormat {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        Format::of_media_type(content_type)
+            .map(Self)
+            .ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    "send application/json, application/x-ndjson, text/csv, \
+                 application/vnd.apache.parquet or an .xlsx workbook",
+                )
+            })
+    }
+}
+
+/// The caller's `Idempotency-Key`, when sent: 1 to 200 visible ASCII characters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .filter(|key| (1..=200).contains(&key.len()))
+            .map(|key| Self(Some(key.to_owned())))
+            .ok_or_else(|| {
+                ApiError::invalid("Idempotency-Key must be 1 to 200 visible ASCII characters")
+            })
+    }
+}
+
+/// The request's id (set by the request-id layer, or the caller's own).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}
+
+/// The authenticated caller of a protected route (set by the guard).
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub(crate) Option<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<Principal>().cloned()))
+    }
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}

@@ -1,0 +1,61 @@
+//! The routes, one module per resource; each handler parses, calls one service method and
+//! shapes the answer.
+//!
+//! To add a resource: write a module with its handlers (annotated with `#[utoipa::path]`) and
+//! a `routes()` function, merge it here behind the guard of its permission, and list its
+//! handlers in `openapi.rs`.
+
+pub(crate) mod analytics;
+pub(crate) mod entities;
+pub(crate) mod ingestion;
+pub(crate) mod operations;
+pub(crate) mod pipeline;
+pub(crate) mod sales;
+pub(crate) mod session;
+pub(crate) mod transactions;
+
+use axum::Router;
+use retail_services::QueryResult;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::guard::protected;
+
+/// Every route of the API.
+pub(crate) fn routes(state: AppState) -> Router {
+    Router::new()
+        .merge(operations::routes())
+        .merge(session::routes())
+        .merge(protected(&state, "read:analytics", analytics::routes()))
+        .merge(protected(&state, "read:data", entities::routes()))
+        .merge(protected(&state, "read:reports", sales::routes()))
+        .merge(protected(&state, "read:pipelines", pipeline::read_routes()))
+        .merge(protected(
+            &state,
+            "manage:pipelines",
+            pipeline::manage_routes(),
+        ))
+        .merge(protected(&state, "write:etl", ingestion::routes()))
+        .merge(protected(&state, "write:etl", transactions::routes()))
+        .merge(
+            // Serves /openapi.json (the document with the catalogue's parameters and rows)
+            // and the docs.
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .external_url_unchecked("/openapi.json", crate::openapi::document()),
+        )
+        .with_state(state)
+}
+
+/// Rows of a catalogue query, one object per row, money rounded to cents. The OpenAPI
+/// document describes each query's row from the catalogue.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Rows(pub(crate) QueryResult);
+
+/// The first row of a result as one object (`null` when there is none).
+pub(crate) fn first_row(result: &QueryResult) -> serde_json::Value {
+    serde_json::to_value(result)
+        .ok()
+        .and_then(|rows| rows.as_array().and_then(|rows| rows.first().cloned()))
+        .unwrap_or_default()
+}

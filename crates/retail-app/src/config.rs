@@ -1,0 +1,370 @@
+//! The one typed configuration of the platform and its loader.
+//!
+//! Precedence, lowest to highest:
+//! 1. built-in defaults ([`Config::default`]: everything embedded, under `./data`);
+//! 2. the TOML file given with `--config` (or `RETAIL_CONFIG`);
+//! 3. environment variables `RETAIL__<SECTION>__<KEY>` (for example `RETAIL__LAKE__ROOT`;
+//!    map entries take a third part: `RETAIL__LAKE__STORAGE_OPTIONS__AWS_REGION`);
+//! 4. command-line flags of the subcommand being run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use retail_lake::LakeConfig;
+use retail_metadata::MetadataConfig;
+use retail_services::ApiConfig;
+use retail_warehouse::WarehouseConfig;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "RETAIL__";
+
+/// Ingestion settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bronze rows per Delta commit during a large ingestion.
+    pub commit_rows: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            commit_rows: 2_000_000,
+        }
+    }
+}
+
+/// Pipeline run settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Attempts of one asset when it fails for a transient reason (a store out of reach, a
+    /// lost connection); 1 means no retry.
+    pub max_attempts: u32,
+    /// The wait before the first retry, in milliseconds; each later one doubles, with random
+    /// jitter.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            retry_backoff_ms: 500,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// A tracing filter directive: `info`, `warn`, `retail_pipeline=debug`, ...
+    pub log_level: String,
+    /// `auto` (text on a terminal, JSON otherwise), `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_level: "warn,retail=info".to_owned(),
+            log_format: "auto".to_owned(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the lake lives.
+    pub lake: LakeConfig,
+    /// Where runs, users and keys are recorded.
+    pub metadata: MetadataConfig,
+    /// Ingestion.
+    pub ingest: IngestConfig,
+    /// Pipeline runs.
+    pub pipeline: PipelineConfig,
+    /// The warehouse that serves analytics.
+    pub warehouse: WarehouseConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Logs.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    /// Loads defaults, then the file, then `RETAIL__...` variables from `env`, and validates.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or parsed, a variable names an unknown setting or has the
+    /// wrong type, or a value is invalid (every problem is listed).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut table = toml::Table::try_from(Config::default()).context("encoding defaults")?;
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read config file {}", file.display()))?;
+            let overrides: toml::Table = text
+                .parse()
+                .with_context(|| format!("invalid TOML in {}", file.display()))?;
+            merge(&mut table, overrides);
+        }
+        let mut from_env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+            .collect();
+        from_env.sort();
+        for (key, value) in from_env {
+            apply_env(&mut table, &key, &value)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration (file or RETAIL__ variables)")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reports every problem at once.
+    ///
+    /// # Errors
+    ///
+    /// Listing every problem found.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.lake.root.trim().is_empty() {
+            problems.push("lake.root must not be empty".to_owned());
+        }
+        if self.lake.batch_rows == 0 {
+            problems.push("lake.batch_rows must be at least 1".to_owned());
+        }
+        problems.extend(self.metadata.problems());
+        if self.pipeline.max_attempts == 0 {
+            problems.push("pipeline.max_attempts must be at least 1".to_owned());
+        }
+        if self.ingest.commit_rows == 0 {
+            problems.push("ingest.commit_rows must be at least 1".to_owned());
+        }
+        if !["auto", "text", "json"].contains(&self.telemetry.log_format.as_str()) {
+            problems.push(format!(
+                "telemetry.log_format must be auto, text or json, not {:?}",
+                self.telemetry.log_format
+            ));
+        }
+        problems.extend(self.warehouse.problems());
+        problems.extend(self.api.problems());
+        if !problems.is_empty() {
+            bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+        }
+        Ok(())
+    }
+
+    /// Renders the effective configuration as TOML, with storage option values masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.lake.storage_options = shown
+            .lake
+            .storage_options
+            .keys()
+            .map(|key| (key.clone(), "********".to_owned()))
+            .collect::<BTreeMap<_, _>>();
+        if !shown.warehouse.postgres_url.is_empty() {
+            "********".clone_into(&mut shown.warehouse.postgres_url);
+        }
+        if !shown.api.jwt_secret.is_empty() {
+            "********".clone_into(&mut shown.api.jwt_secret);
+        }
+        if !shown.metadata.url.is_empty() {
+            "********".clone_into(&mut shown.metadata.url);
+        }
+        if !shown.api.redis_url.is_empty() {
+            "********".clone_into(&mut shown.api.redis_url);
+        }
+        toml::to_string_pretty(&shown).expect("the config always encodes as TOML")
+    }
+}
+
+fn merge(base: &mut toml::Table, overrides: toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => merge(base, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn apply_env(table: &mut toml::Table, key: &str, value: &str) -> anyhow::Result<()> {
+    let path: Vec<&str> = key[ENV_PREFIX.len()..].split("__").collect();
+    let (section, name, entry) = match path.as_slice() {
+        [section, name] => (
+            section.to_ascii_lowercase(),
+            name.to_ascii_lowercase(),
+            None,
+        ),
+        [section, name, entry] => (
+            section.to_ascii_lowercase(),
+            name.to_ascii_lowercase(),
+            Some(*entry),
+        ),
+        _ => bail!("environment variable {key} must look like RETAIL__SECTION__KEY"),
+    };
+    let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
+        bail!("environment variable {key} names an unknown section {section:?}");
+    };
+    match entry {
+        None => {
+            let typed = match section_table.get(&name) {
+                Some(toml::Value::Integer(_)) => toml::Value::Integer(
+                    value
+                        .parse()
+                        .with_context(|| format!("{key} must be a whole number"))?,
+                ),
+                Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+                    value
+                        .parse()
+                        .with_context(|| format!("{key} must be true or false"))?,
+                ),
+                Some(_) => toml::Value::String(value.to_owned()),
+                None => {
+                    bail!("environment variable {key} names an unknown setting {section}.{name}")
+                }
+            };
+            section_table.insert(name, typed);
+        }
+        Some(entry) => {
+            let map = section_table
+                .entry(name.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(map) = map else {
+                bail!("environment variable {key}: {section}.{name} is not a map");
+            };
+            map.insert(entry.to_owned(), toml::Value::String(value.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/retail.example.toml");
+        let loaded = Config::load(Some(&example), Vec::new()).unwrap();
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("retail.toml");
+        std::fs::write(&file, "[lake]\nroot = \"/from/file\"\nbatch_rows = 1000\n").unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("RETAIL__LAKE__ROOT", "s3://bucket/lake"),
+                ("RETAIL__LAKE__STORAGE_OPTIONS__AWS_REGION", "eu-west-1"),
+                ("RETAIL__INGEST__COMMIT_ROWS", "5"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.lake.root, "s3://bucket/lake");
+        assert_eq!(config.lake.batch_rows, 1000);
+        assert_eq!(config.lake.storage_options["AWS_REGION"], "eu-west-1");
+        assert_eq!(config.ingest.commit_rows, 5);
+        assert_eq!(config.metadata, MetadataConfig::default());
+        let pg = Config::load(
+            None,
+            env(&[(
+                "RETAIL__METADATA__URL",
+                "postgres://u:sekrit@127.0.0.1:5432/db",
+            )]),
+        )
+        .unwrap();
+        assert!(pg.metadata.is_postgres());
+        assert!(!pg.to_masked_toml().contains("sekrit"));
+    }
+
+    #[test]
+    fn rejects_unknown_settings_bad_types_and_invalid_values_with_their_names() {
+        let unknown = Config::load(None, env(&[("RETAIL__LAKE__ROOTS", "x")])).unwrap_err();
+        assert!(unknown.to_string().contains("lake.roots"), "{unknown}");
+        let typed = Config::load(None, env(&[("RETAIL__LAKE__BATCH_ROWS", "many")])).unwrap_err();
+        assert!(
+            typed.to_string().contains("RETAIL__LAKE__BATCH_ROWS"),
+            "{typed}"
+        );
+        let invalid = Config::load(
+            None,
+            env(&[
+                ("RETAIL__INGEST__COMMIT_ROWS", "0"),
+                ("RETAIL__TELEMETRY__LOG_FORMAT", "xml"),
+            ]),
+        )
+        .unwrap_err();
+        let text = format!("{invalid:#}");
+        assert!(
+            text.contains("commit_rows") && text.contains("log_format"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_warehouse_is_chosen_by_environment_and_its_url_is_masked() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("RETAIL__WAREHOUSE__BACKEND", "postgres"),
+                (
+                    "RETAIL__WAREHOUSE__POSTGRES_URL",
+                    "postgres://u:sekrit@127.0.0.1/db",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.warehouse.backend,
+            retail_warehouse::Backend::Postgres
+        );
+        let shown = config.to_masked_toml();
+        assert!(!shown.contains("sekrit"), "{shown}");
+        let missing =
+            Config::load(None, env(&[("RETAIL__WAREHOUSE__BACKEND", "postgres")])).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("postgres_url"),
+            "{missing:#}"
+        );
+        let unknown =
+            Config::load(None, env(&[("RETAIL__WAREHOUSE__BACKEND", "oracle")])).unwrap_err();
+        assert!(format!("{unknown:#}").contains("oracle"), "{unknown:#}");
+    }
+
+    #[test]
+    fn printing_masks_storage_secrets() {
+        let mut config = Config::default();
+        config
+            .lake
+            .storage_options
+            .insert("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into());
+        let printed = config.to_masked_toml();
+        assert!(printed.contains("AWS_SECRET_ACCESS_KEY") && !printed.contains("hunter2"));
+    }
+}

@@ -1,0 +1,314 @@
+//! The composition root: reads the configuration, picks the adapters (embedded or PostgreSQL
+//! warehouse, SQLite or PostgreSQL metadata store, in-process or Redis shared state) and builds
+//! the services. The CLI, the API server and (next) the scheduler and stream consumers only
+//! call [`App::build`]; no other crate wires services.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use retail_app::{App, Config, Role};
+//!
+//! let config = Config::load(None, std::env::vars())?;
+//! let app = App::build(config, Role::Cli).await?;
+//! let run = app
+//!     .services
+//!     .pipeline
+//!     .run(Default::default(), &retail_domain::progress::NoProgress)
+//!     .await?;
+//! println!("run {} {}", run.run_id, run.status.as_str());
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use retail_domain::ports::{Follower, SharedCache, SharedRateLimiter};
+use retail_lake::Lake;
+use retail_metadata::{MetadataStore, PostgresStore, SqliteStore};
+use retail_pipeline::{
+    Asset, FollowerAsset, IngestOptions, IngestionService, RetryPolicy, Runner, default_assets,
+};
+use retail_services::Services;
+use retail_services::access::{Access, Policy};
+use retail_services::analytics::{Analytics, BreakerWarehouse, CachedWarehouse, CircuitBreaker};
+use retail_services::ingest::Ingest;
+use retail_services::operations::Operations;
+use retail_services::pipeline::Pipeline;
+use retail_warehouse::{
+    Backend, EmbeddedFollower, EmbeddedWarehouse, PostgresFollower, PostgresWarehouse, Warehouse,
+};
+
+pub use config::{Config, ENV_PREFIX, IngestConfig, PipelineConfig, TelemetryConfig};
+
+/// What the process is for: it decides what is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A command that runs and exits: background runs go to the command's own runtime; no
+    /// shared state, no embedded snapshot to follow.
+    Cli,
+    /// `retail serve`: background runs get a runtime of their own (CPU-heavy stages never hold
+    /// the workers that answer requests), the embedded warehouse's snapshot follows gold, Redis
+    /// is used when configured, and runs a dead process left `running` are closed at start.
+    Server,
+}
+
+/// The platform, built.
+pub struct App {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// The lake.
+    pub lake: Lake,
+    /// The metadata store.
+    pub store: Arc<dyn MetadataStore>,
+    /// The configured warehouse backend, bare (no cache, no breaker).
+    pub warehouse: Arc<dyn Warehouse>,
+    /// The PostgreSQL warehouse, when that is the backend.
+    pub postgres: Option<Arc<PostgresWarehouse>>,
+    /// The services.
+    pub services: Services,
+    /// A runtime of its own for background runs (server role only).
+    _jobs: Option<JobRuntime>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("lake", &self.lake.root().as_str())
+            .field("metadata", &self.store.location())
+            .field("warehouse", &self.warehouse.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A runtime for background runs, shut down without blocking when dropped (possibly from
+/// inside another runtime).
+struct JobRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for JobRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The roles of the API: the built-in ones, and those of `api.roles_file` (overriding by name).
+///
+/// # Errors
+///
+/// When the roles file cannot be read or is not valid.
+pub fn policy(config: &retail_services::ApiConfig) -> anyhow::Result<Policy> {
+    if config.roles_file.is_empty() {
+        return Ok(Policy::default());
+    }
+    let text = std::fs::read_to_string(&config.roles_file)
+        .with_context(|| format!("cannot read api.roles_file {}", config.roles_file))?;
+    Policy::with_file_text(&text)
+        .map_err(|error| anyhow::anyhow!("invalid api.roles_file {}: {error}", config.roles_file))
+}
+
+/// Opens the configured metadata store: the PostgreSQL schema when `metadata.url` is set,
+/// else the SQLite file.
+///
+/// # Errors
+///
+/// When the store cannot be opened or migrated.
+pub async fn open_store(
+    config: &retail_metadata::MetadataConfig,
+) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    if config.is_postgres() {
+        let store = PostgresStore::connect(&config.url, &config.schema, config.pool_size)
+            .await
+            .context("cannot open the metadata store")?;
+        return Ok(Arc::new(store));
+    }
+    let path = std::path::PathBuf::from(&config.path);
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        .await
+        .context("cannot open the metadata store")?
+        .context("cannot open the metadata store")?;
+    Ok(Arc::new(store))
+}
+
+impl App {
+    /// Builds the platform for `role` from `config`.
+    ///
+    /// # Errors
+    ///
+    /// When the lake root is invalid, the metadata store cannot be opened, the roles file is
+    /// invalid, Redis (server role, when configured) or PostgreSQL (server role, when the
+    /// backend) cannot be reached.
+    pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
+        let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+        let store = open_store(&config.metadata).await?;
+
+        // The warehouse backend and its follower of gold.
+        let mut followers: Vec<Arc<dyn Follower>> = Vec::new();
+        let (warehouse, postgres): (Arc<dyn Warehouse>, _) = match config.warehouse.backend {
+            Backend::Embedded => {
+                let embedded = Arc::new(EmbeddedWarehouse::new(lake.clone()));
+                if role == Role::Server {
+                    followers.push(Arc::new(EmbeddedFollower::new(Arc::clone(&embedded))));
+                }
+                (embedded, None)
+            }
+            Backend::Postgres => {
+                let postgres = Arc::new(
+                    PostgresWarehouse::connect(&config.warehouse)
+                        .await
+                        .context("cannot open the warehouse")?,
+                );
+                if role == Role::Server {
+                    postgres
+                        .ensure_migrated()
+                        .await
+                        .context("cannot bring the warehouse schema up to date")?;
+                }
+                followers.push(Arc::new(PostgresFollower::new(
+                    Arc::clone(&postgres),
+                    lake.clone(),
+                )));
+                (Arc::clone(&postgres) as Arc<dyn Warehouse>, Some(postgres))
+            }
+        };
+
+        // State shared by replicas.
+        let mut shared_cache: Option<Arc<dyn SharedCache>> = None;
+        let mut shared_limits: Option<Arc<dyn SharedRateLimiter>> = None;
+        if role == Role::Server && !config.api.redis_url.is_empty() {
+            let redis = Arc::new(
+                retail_redis::RedisShared::connect(&config.api.redis_url)
+                    .await
+                    .context("cannot use api.redis_url")?,
+            );
+            shared_cache = Some(Arc::clone(&redis) as _);
+            shared_limits = Some(redis as _);
+        }
+
+        // The asset graph and its runner.
+        let (jobs, jobs_handle) = match role {
+            Role::Cli => (None, tokio::runtime::Handle::current()),
+            Role::Server => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("retail-job")
+                    .enable_all()
+                    .build()
+                    .context("cannot start the runtime of background runs")?;
+                let handle = runtime.handle().clone();
+                (Some(JobRuntime(Some(runtime))), handle)
+            }
+        };
+        let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake);
+        assets.extend(
+            followers
+                .into_iter()
+                .map(|follower| Arc::new(FollowerAsset::new(lake.clone(), follower)) as _),
+        );
+        let runner = Arc::new(Runner::new(
+            lake.clone(),
+            Arc::clone(&store),
+            assets,
+            RetryPolicy {
+                max_attempts: config.pipeline.max_attempts,
+                backoff: std::time::Duration::from_millis(config.pipeline.retry_backoff_ms),
+            },
+            jobs_handle,
+        )?);
+        if role == Role::Server {
+            runner.recover().await?;
+        }
+
+        // The services.
+        let access = Access::new(
+            &config.api,
+            Arc::clone(&store),
+            policy(&config.api)?,
+            shared_limits,
+        )
+        .await?;
+        let breaker = Arc::new(CircuitBreaker::new(
+            config.api.breaker_failures,
+            std::time::Duration::from_secs(config.api.breaker_cool_down_seconds),
+        ));
+        let guarded: Arc<dyn Warehouse> = Arc::new(BreakerWarehouse::new(
+            Arc::clone(&warehouse),
+            Arc::clone(&breaker),
+        ));
+        let cached = Arc::new(CachedWarehouse::new(
+            Arc::clone(&guarded),
+            shared_cache,
+            config.api.cache_ttl_seconds,
+            lake.root().to_string(),
+        ));
+        let ingestion = IngestionService::new(
+            lake.clone(),
+            Arc::clone(&store),
+            IngestOptions {
+                commit_rows: config.ingest.commit_rows,
+            },
+        );
+        let metrics = retail_telemetry::prometheus::handle();
+        let services = Services {
+            access: Arc::new(access),
+            analytics: Arc::new(Analytics::new(cached, Arc::clone(&guarded))),
+            ingest: Arc::new(Ingest::new(ingestion, Arc::clone(&store))),
+            pipeline: Arc::new(Pipeline::new(runner, Arc::clone(&store))),
+            operations: Arc::new(Operations::new(
+                lake.clone(),
+                guarded,
+                breaker,
+                Arc::clone(&store),
+                Arc::new(move || metrics.render()),
+            )),
+        };
+        Ok(Self {
+            config,
+            lake,
+            store,
+            warehouse,
+            postgres,
+            services,
+            _jobs: jobs,
+        })
+    }
+
+    /// The HTTP application (binds no socket).
+    pub fn router(&self) -> axum::Router {
+        retail_api::router(self.services.clone(), &self.config.api)
+    }
+
+    /// Serves the API on `listener` until SIGTERM or Ctrl-C; requests in flight finish first.
+    ///
+    /// # Errors
+    ///
+    /// When serving fails.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        retail_api::serve(listener, self.router(), shutdown_signal()).await?;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,389 @@
+//! Who may do what: the role matrix, bad tokens, refresh rotation, logout, rate limits.
+
+use axum::http::{Method, StatusCode};
+use jsonwebtoken::{EncodingKey, Header};
+use retail_services::ApiConfig;
+
+use crate::api::support::{SECRET, TestApp, assert_error, send, test_config};
+
+#[tokio::test]
+async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
+    let app = TestApp::generated(3_000, ApiConfig::default()).await;
+    // A customer and a product the generated data holds.
+    let customer = first_cell(
+        &app,
+        "SELECT customer_id FROM customer_rfm ORDER BY customer_id LIMIT 1",
+    )
+    .await;
+    let product = first_cell(
+        &app,
+        "SELECT stock_code FROM dim_product ORDER BY stock_code LIMIT 1",
+    )
+    .await;
+    let customer_path = format!("/api/v1/customers/{customer}");
+    let product_path = format!("/api/v1/products/{product}");
+    let endpoints = [
+        ("/api/v2/analytics/sales-summary", ["200", "200", "200"]),
+        ("/api/v2/analytics/customers/rfm", ["200", "200", "200"]),
+        (customer_path.as_str(), ["403", "200", "200"]),
+        (product_path.as_str(), ["403", "200", "200"]),
+        ("/admin/pipeline/runs", ["403", "200", "200"]),
+        ("/admin/pipeline/status", ["403", "200", "200"]),
+    ];
+    let roles = ["data_analyst", "data_engineer", "admin"];
+    for (index, role) in roles.iter().enumerate() {
+        let token = app.token(role).await;
+        let bearer = format!("Bearer {token}");
+        for (path, expected) in &endpoints {
+            let (status, _, json) = app
+                .call(Method::GET, path, &[("authorization", &bearer)], None)
+                .await;
+            assert_eq!(
+                status.as_str(),
+                expected[index],
+                "{role} GET {path}: {json}"
+            );
+            if status == StatusCode::FORBIDDEN {
+                assert_error(&json, "forbidden");
+            }
+        }
+    }
+    // Running the pipeline: engineers and admins only.
+    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/admin/pipeline/run",
+            &[("authorization", &analyst)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/admin/pipeline/run",
+            &[("authorization", &engineer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    // Nothing new arrived since the lake was built: the run says so, with its reconciliation.
+    let run = app
+        .finished_run(json["run_id"].as_str().unwrap(), &engineer)
+        .await;
+    assert_eq!(run["status"], "up_to_date", "{run}");
+    assert_eq!(run["detail"]["requested_by"], "api:data_engineer");
+    assert_eq!(
+        run["detail"]["reconciliation"]["bronze"]
+            .as_u64()
+            .map(|b| b > 0),
+        Some(true)
+    );
+
+    // No credentials at all.
+    let (status, headers, json) = app
+        .call(Method::GET, "/api/v2/analytics/sales-summary", &[], None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert_error(&json, "unauthenticated");
+}
+
+#[tokio::test]
+async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
+    let app = TestApp::generated(500, ApiConfig::default()).await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = |exp: i64| {
+        serde_json::json!({"sub": "admin", "role": "admin", "iat": now - 3600, "exp": exp,
+                           "jti": "x", "typ": "access"})
+    };
+    let sign = |claims: &serde_json::Value, secret: &str| {
+        jsonwebtoken::encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let valid = sign(&claims(now + 600), SECRET);
+    let expired = sign(&claims(now - 1), SECRET);
+    let foreign = sign(
+        &claims(now + 600),
+        "another secret of at least thirty-two bytes!",
+    );
+    let mut tampered_claims = claims(now + 600);
+    tampered_claims["role"] = serde_json::json!("admin");
+    let parts: Vec<&str> = valid.split('.').collect();
+    let analyst_token = app.token("data_analyst").await;
+    let analyst_parts: Vec<&str> = analyst_token.split('.').collect();
+    // An analyst's signature on an admin's claims.
+    let tampered = format!("{}.{}.{}", analyst_parts[0], parts[1], analyst_parts[2]);
+    let path = "/api/v2/analytics/sales-summary";
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            path,
+            &[("authorization", &format!("Bearer {valid}"))],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the hand-made valid token works");
+    for (label, token) in [
+        ("expired", expired.as_str()),
+        ("foreign", foreign.as_str()),
+        ("tampered", tampered.as_str()),
+        ("malformed", "not.a.jwt"),
+    ] {
+        let (status, _, json) = app
+            .call(
+                Method::GET,
+                path,
+                &[("authorization", &format!("Bearer {token}"))],
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: {json}");
+        assert_error(&json, "unauthenticated");
+    }
+    let (status, _, json) = app
+        .call(Method::GET, path, &[("x-api-key", "rk_nope_nope")], None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}");
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_logout_ends_the_session_and_api_keys_work() {
+    let app = TestApp::generated(500, ApiConfig::default()).await;
+    let first = app.login("data_engineer").await;
+    let body = |token: &serde_json::Value| {
+        serde_json::json!({"refresh_token": token["refresh_token"]}).to_string()
+    };
+    let (status, _, second) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            &[],
+            Some(&body(&first)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    // The first refresh token is spent: using it again is refused and ends the session.
+    let (status, _, json) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            &[],
+            Some(&body(&first)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_error(&json, "unauthenticated");
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            &[],
+            Some(&body(&second)),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the whole family is revoked"
+    );
+
+    // Logout: the access token stops working at once.
+    let session = app.login("data_engineer").await;
+    let bearer = format!("Bearer {}", session["access_token"].as_str().unwrap());
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &[("authorization", &bearer)],
+            Some(&body(&session)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/admin/pipeline/runs",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Wrong password and unknown user look the same.
+    let wrong =
+        serde_json::json!({"username": "admin", "password": "wrong password!!"}).to_string();
+    let unknown =
+        serde_json::json!({"username": "ghost", "password": "wrong password!!"}).to_string();
+    let (s1, _, j1) = app
+        .call(Method::POST, "/api/v1/auth/login", &[], Some(&wrong))
+        .await;
+    let (s2, _, j2) = app
+        .call(Method::POST, "/api/v1/auth/login", &[], Some(&unknown))
+        .await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(j1, j2);
+
+    // API keys act with their role until revoked.
+    let (id, key) = app
+        .app
+        .services
+        .access
+        .create_key("loader", "data_engineer")
+        .await
+        .unwrap();
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/admin/pipeline/runs",
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.app.services.access.revoke_key(&id).await.unwrap();
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/admin/pipeline/runs",
+            &[("x-api-key", &key)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn requests_over_the_rate_get_429_with_retry_after_per_user_and_endpoint() {
+    let config = ApiConfig {
+        rate_limit_per_minute: 60,
+        rate_limit_burst: 2,
+        ..ApiConfig::default()
+    };
+    let app = TestApp::generated(500, config).await;
+    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let path = "/api/v2/analytics/cohorts";
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..4 {
+        let (status, headers, json) = app
+            .call(Method::GET, path, &[("authorization", &analyst)], None)
+            .await;
+        statuses.push(status.as_u16());
+        last = Some((headers, json));
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let (headers, json) = last.unwrap();
+    assert_error(&json, "rate_limited");
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(headers["x-ratelimit-limit"], "60");
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+    // Another user, and another endpoint of the same user, have their own allowance.
+    let (status, _, _) = app
+        .call(Method::GET, path, &[("authorization", &engineer)], None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = app
+        .call(
+            Method::GET,
+            "/api/v2/analytics/geography",
+            &[("authorization", &analyst)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn replicas_sharing_redis_share_rate_limits_and_cached_answers() {
+    let Some(url) = retail_test_support::redis_url() else {
+        return;
+    };
+    // One request a minute: no allowance comes back while the test runs, however slowly
+    // (a cache miss over the real data can take seconds on a loaded machine).
+    let config = ApiConfig {
+        rate_limit_per_minute: 1,
+        rate_limit_burst: 2,
+        ..ApiConfig::default()
+    };
+    let app = TestApp::generated(500, config.clone()).await;
+    // A user unique to this run, so limits left in Redis by earlier runs do not matter.
+    let user = retail_test_support::unique_name("replica-user");
+    app.app
+        .services
+        .access
+        .create_user(&user, "data_analyst", crate::api::support::PASSWORD)
+        .await
+        .unwrap();
+    let token = app.token(&user).await;
+    // Two replicas over the same lake, metadata store and Redis, built as `retail serve`
+    // builds them.
+    let mut replicas = Vec::new();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let mut replica = test_config(app.dir(), config.clone());
+        replica.api.redis_url.clone_from(&url);
+        let built = retail_app::App::build(replica, retail_app::Role::Server)
+            .await
+            .unwrap();
+        replicas.push(built.router());
+        apps.push(built);
+    }
+    let mut statuses = Vec::new();
+    let mut caches = Vec::new();
+    let bearer = format!("Bearer {token}");
+    for round in 0..4 {
+        let (status, headers, _) = send(
+            &replicas[round % 2],
+            Method::GET,
+            "/api/v2/analytics/cohorts",
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+        statuses.push(status.as_u16());
+        caches.push(
+            headers
+                .get("x-cache")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "the limit holds across replicas"
+    );
+    assert_eq!(caches[0], "miss", "{caches:?}");
+    assert_eq!(
+        caches[1], "hit-shared",
+        "the second replica reuses the first one's answer"
+    );
+}
+
+/// The first cell of a query on the embedded warehouse over the app's gold.
+async fn first_cell(app: &TestApp, sql: &str) -> String {
+    retail_warehouse::EmbeddedWarehouse::new(app.lake().clone())
+        .sql(sql)
+        .await
+        .unwrap()
+        .rows[0][0]
+        .to_string()
+}

@@ -1,0 +1,9 @@
+//! The HTTP API, resource by resource.
+
+mod access;
+mod analytics;
+mod changes;
+mod ingestion;
+mod operations;
+mod pipeline;
+pub(crate) mod support;

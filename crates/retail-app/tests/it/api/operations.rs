@@ -1,0 +1,214 @@
+//! Health, readiness, metrics, OpenAPI, docs, request ids, and a real server on a port.
+
+use axum::http::{Method, StatusCode};
+use retail_services::ApiConfig;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::api::support::{PASSWORD, TestApp, send, test_config};
+
+#[tokio::test]
+async fn operations_endpoints_describe_the_service() {
+    let app = TestApp::generated(500, ApiConfig::default()).await;
+    let (status, headers, json) = app.call(Method::GET, "/health", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["status"], "ok");
+    assert!(
+        !headers["x-request-id"].is_empty(),
+        "every response has a request id"
+    );
+    let (_, headers, _) = app
+        .call(Method::GET, "/health", &[("x-request-id", "abc-123")], None)
+        .await;
+    assert_eq!(headers["x-request-id"], "abc-123", "a caller's id is kept");
+
+    let (status, _, json) = app.call(Method::GET, "/ready", &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    for check in ["lake", "warehouse", "metadata"] {
+        assert_eq!(json["checks"][check], "ok", "{json}");
+    }
+
+    let (status, _, openapi) = app.call(Method::GET, "/openapi.json", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        openapi["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        openapi["openapi"]
+    );
+    let params = &openapi["paths"]["/api/v2/analytics/top-products"]["get"]["parameters"];
+    let names: Vec<&str> = params
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["from", "to", "country", "by", "limit"]);
+    assert!(openapi["components"]["securitySchemes"]["bearer"].is_object());
+    // Every route is documented, the transaction changes included.
+    for (path, method) in [
+        ("/api/v1/ingest/transactions", "post"),
+        ("/api/v1/transactions", "post"),
+        ("/api/v1/transactions/{transaction_id}", "put"),
+        ("/api/v1/transactions/{transaction_id}", "delete"),
+        ("/api/v1/sales/export", "get"),
+        ("/admin/pipeline/run", "post"),
+        ("/admin/pipeline/runs/{run_id}", "get"),
+        ("/admin/pipeline/status", "get"),
+        ("/admin/pipeline/assets", "get"),
+    ] {
+        assert!(
+            openapi["paths"][path][method].is_object(),
+            "{method} {path} is in the document"
+        );
+    }
+
+    let request = axum::http::Request::get("/docs/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the docs page is served by the binary"
+    );
+
+    let (status, _, _) = app.call(Method::GET, "/metrics", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("retail_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/health\""), "{text}");
+    assert!(
+        text.contains("retail_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retail_layer_rows{layer=\"bronze\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_real_server_on_a_random_port_answers_over_tcp() {
+    let app = TestApp::generated(500, ApiConfig::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"ok\""), "{response}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_warehouse_opens_the_circuit_and_ready_says_so() {
+    let app = TestApp::generated(500, ApiConfig::default()).await;
+    // A PostgreSQL warehouse on a port where nothing listens (a command's build: `retail
+    // serve` itself refuses to start without its warehouse).
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), ApiConfig::default());
+    config.lake.root = app.lake().root().to_string();
+    config.warehouse = retail_warehouse::WarehouseConfig {
+        backend: retail_warehouse::Backend::Postgres,
+        postgres_url: "postgres://u@127.0.0.1:1/db".to_owned(),
+        connect_timeout_ms: 200,
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let broken = retail_app::App::build(config, retail_app::Role::Cli)
+        .await
+        .unwrap();
+    broken
+        .services
+        .access
+        .create_user("admin", "admin", PASSWORD)
+        .await
+        .unwrap();
+    let router = broken.router();
+    let call = |path: &'static str, token: Option<String>| {
+        let router = router.clone();
+        async move {
+            let bearer = token.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = bearer
+                .iter()
+                .map(|b| ("authorization", b.as_str()))
+                .collect();
+            send(&router, Method::GET, path, &headers, None).await
+        }
+    };
+    let login = {
+        let body = serde_json::json!({"username": "admin", "password": PASSWORD}).to_string();
+        let (_, _, json) = send(
+            &router,
+            Method::POST,
+            "/api/v1/auth/login",
+            &[],
+            Some(("application/json", &body)),
+        )
+        .await;
+        json["access_token"].as_str().unwrap().to_owned()
+    };
+    for _ in 0..5 {
+        let (status, _, json) = call("/api/v2/analytics/geography", Some(login.clone())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    }
+    let started = std::time::Instant::now();
+    let (status, headers, json) = call("/api/v2/analytics/geography", Some(login.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("circuit is open"),
+        "{json}"
+    );
+    assert!(
+        headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(150),
+        "fails fast"
+    );
+    let (status, _, json) = call("/ready", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json["status"], "not_ready");
+    assert!(
+        json["checks"]["warehouse"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open"),
+        "{json}"
+    );
+}

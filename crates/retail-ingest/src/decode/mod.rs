@@ -1,0 +1,172 @@
+//! One decoder per format, over bytes: files and HTTP bodies (and, next, messages) are decoded
+//! by the same code, so the same input gives the same raw records whichever way it arrives.
+//!
+//! Every record that can be located in the source becomes a raw record: split into the eight
+//! fields when possible (other columns kept as JSON), otherwise kept with its raw text and the
+//! reason. A source as a whole is refused only when it cannot be read at all or does not look
+//! like retail transactions (see [`check`]): its header (CSV, workbook sheet, Parquet schema)
+//! or its first JSON record must name at least four of the eight contract columns, none twice.
+
+mod csv;
+mod header;
+mod json;
+mod parquet;
+mod xlsx;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::raw::RawRows;
+
+/// A format the platform reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// RFC 4180 CSV, UTF-8, with or without BOM, LF or CRLF.
+    Csv,
+    /// One JSON object, or an array of objects.
+    Json,
+    /// One JSON object per line.
+    JsonLines,
+    /// An Excel workbook; every sheet is read.
+    Xlsx,
+    /// Apache Parquet; every column is read as text.
+    Parquet,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Self; 5] = [
+        Self::Csv,
+        Self::Json,
+        Self::JsonLines,
+        Self::Xlsx,
+        Self::Parquet,
+    ];
+
+    /// The format of a file, from its extension.
+    pub fn of_path(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" => Some(Self::Csv),
+            "json" => Some(Self::Json),
+            "jsonl" | "ndjson" => Some(Self::JsonLines),
+            "xlsx" | "xlsm" => Some(Self::Xlsx),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format a `Content-Type` names (parameters such as `charset` are ignored).
+    pub fn of_media_type(content_type: &str) -> Option<Self> {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "text/csv" => Some(Self::Csv),
+            "application/json" => Some(Self::Json),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines" => Some(Self::JsonLines),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => Some(Self::Xlsx),
+            "application/vnd.apache.parquet" | "application/x-parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The media type of the format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv",
+            Self::Json => "application/json",
+            Self::JsonLines => "application/x-ndjson",
+            Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    /// The format's short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::JsonLines => "jsonl",
+            Self::Xlsx => "xlsx",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// The raw records of one part of a source: the whole source, or one sheet of a workbook.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Appended to the source's location and batch id (`#<sheet>`); empty for the whole source.
+    pub suffix: String,
+    /// Its records.
+    pub rows: RawRows,
+}
+
+/// Decodes a whole source. `source_name` (a path, `request body`) names it in errors.
+///
+/// # Errors
+///
+/// When the source cannot be read at all or does not look like retail transactions; records
+/// that are merely malformed are kept, never an error.
+pub fn decode(
+    format: Format,
+    source_name: &str,
+    bytes: &[u8],
+    batch_rows: usize,
+) -> Result<Vec<Part>> {
+    let whole = |rows| {
+        vec![Part {
+            suffix: String::new(),
+            rows,
+        }]
+    };
+    match format {
+        Format::Csv => Ok(whole(csv::decode(source_name, bytes, batch_rows)?)),
+        Format::Json => Ok(whole(json::decode_document(
+            source_name,
+            bytes,
+            batch_rows,
+        )?)),
+        Format::JsonLines => Ok(whole(json::decode_lines(source_name, bytes, batch_rows)?)),
+        Format::Parquet => Ok(whole(parquet::decode(source_name, bytes, batch_rows)?)),
+        Format::Xlsx => xlsx::decode(source_name, bytes, batch_rows),
+    }
+}
+
+/// Checks that a source can be decoded and looks like retail transactions, without keeping
+/// its records: run over every input before any is written, so that one bad file changes
+/// nothing.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn check(format: Format, source_name: &str, bytes: &[u8]) -> Result<()> {
+    match format {
+        Format::Csv => csv::check(source_name, bytes),
+        Format::Json => json::check_document(source_name, bytes),
+        Format::JsonLines => json::check_lines(source_name, bytes),
+        Format::Parquet => parquet::check(source_name, bytes),
+        Format::Xlsx => xlsx::decode(source_name, bytes, usize::MAX).map(|_| ()),
+    }
+}
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes)
+}
+
+fn decode_error(source_name: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Decode {
+        source_name: source_name.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! The metadata store: what the platform records about itself, behind one port.
+//!
+//! Runs (ingestions and pipeline runs, with their assets, reconciliation and quality report),
+//! API users, refresh tokens, revoked access tokens and API keys live in one database, and
+//! long operations claim it so that two processes never run them at once. Two adapters
+//! implement [`MetadataStore`] with the same versioned schema and the same tests:
+//!
+//! - [`SqliteStore`]: a SQLite file beside the lake (the embedded profile), in WAL mode, used
+//!   from the blocking pool so that no async worker waits on the disk; claims are OS file
+//!   locks beside the file.
+//! - [`PostgresStore`]: a schema of a PostgreSQL database (`metadata.url`), shared by API
+//!   replicas; claims are session advisory locks, released when their connection closes.
+//!
+//! This crate does not decide which one to use: the composition root does, from
+//! [`MetadataConfig`].
+//!
+//! ```no_run
+//! # async fn example() -> retail_metadata::Result<()> {
+//! use retail_metadata::{MetadataStore, RunKind, RunRecord, RunStatus, SqliteStore};
+//!
+//! let store = SqliteStore::open(std::path::Path::new("./data/retail.db"))?;
+//! let _claim = store.claim("pipeline run").await?;
+//! let mut run = RunRecord::start(RunKind::Pipeline);
+//! store.save_run(&run).await?;
+//! run.finish(RunStatus::Succeeded);
+//! store.save_run(&run).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod claim;
+mod config;
+mod error;
+mod postgres;
+mod record;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use auth::{ApiKeyRecord, RefreshTokenRecord, UserRecord};
+pub use claim::Claim;
+pub use config::MetadataConfig;
+pub use error::{Error, Result};
+pub use postgres::PostgresStore;
+pub use record::{
+    AssetRun, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail, RunKind,
+    RunRecord, RunStatus, Timeliness,
+};
+pub use sqlite::SqliteStore;
+
+/// Everything the platform records about itself.
+///
+/// Every method is safe to call from async code: implementations never block an async
+/// worker. Methods that change state are atomic on their own.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Where the store lives, for messages (never a password).
+    fn location(&self) -> String;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Claims an operation (`pipeline run`, `ingestion`) for this process, so that two
+    /// processes sharing the store never run it at once. Released when the claim is dropped,
+    /// and by the OS or the database when the process dies.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] when another holder has it.
+    async fn claim(&self, operation: &'static str) -> Result<Claim>;
+
+    /// Inserts or replaces a run record.
+    async fn save_run(&self, run: &RunRecord) -> Result<()>;
+
+    /// The newest runs first, at most `limit`, optionally of one kind.
+    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// One run by id.
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
+
+    /// The first ingestion recorded under an idempotency key's digest.
+    async fn run_by_idempotency_key(&self, digest: &str) -> Result<Option<RunRecord>>;
+
+    /// Marks every run of `kind` still `running` as failed with `error`: call it while holding
+    /// the operation's claim, so that the runs it finds were left by a process that died.
+    /// Returns how many were marked.
+    async fn fail_interrupted_runs(&self, kind: RunKind, error: &str) -> Result<u64>;
+
+    /// Adds a user; `false` when the name is taken.
+    async fn insert_user(&self, user: &UserRecord) -> Result<bool>;
+
+    /// A user by name.
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>>;
+
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<UserRecord>>;
+
+    /// Disables a user and revokes their refresh tokens; `false` when no such user.
+    async fn disable_user(&self, username: &str) -> Result<bool>;
+
+    /// Stores a refresh token (by its hash).
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<()>;
+
+    /// A refresh token by its hash.
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>>;
+
+    /// Marks a refresh token used, atomically: `false` when it was already used (then the
+    /// caller must treat the presentation as a reuse).
+    async fn spend_refresh_token(&self, token_hash: &str) -> Result<bool>;
+
+    /// Revokes every refresh token of a session family.
+    async fn revoke_refresh_family(&self, family: &str) -> Result<()>;
+
+    /// Records an access token (by its `jti`) as revoked until `expires_at` (Unix seconds).
+    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<()>;
+
+    /// The access tokens revoked and not yet expired at `now` (Unix seconds); expired entries
+    /// are forgotten.
+    async fn revoked_access_tokens(&self, now: i64) -> Result<Vec<String>>;
+
+    /// Stores an API key (by its hash).
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// An API key by the hash of the key.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Every API key, oldest first.
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revokes an API key; `false` when no key has this id.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool>;
+}
+
+/// The current time as stored: UTC, truncated to microseconds (what both databases keep), so
+/// that a record read back equals the one written.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}

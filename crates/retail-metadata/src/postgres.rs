@@ -1,0 +1,655 @@
+//! The metadata store in a PostgreSQL schema, shared by every process and API replica.
+//!
+//! Connections come from a pool; the schema is created and migrated at connection time
+//! (versioned, checksummed migrations in `metadata_migrations`, serialised by an advisory lock
+//! so that replicas starting together migrate once). Claims are session advisory locks, each
+//! held by a connection of its own and released when that connection closes, also when the
+//! process dies.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use sha2::{Digest as _, Sha256};
+use tokio_postgres::{NoTls, Row};
+
+use crate::claim::{Claim, Held};
+use crate::config::is_identifier;
+use crate::error::{Error, Result};
+use crate::{
+    ApiKeyRecord, MetadataStore, RefreshTokenRecord, RunKind, RunRecord, RunStatus, UserRecord,
+};
+
+/// Versioned migrations: (version, SQL). Append only; an applied migration is never edited
+/// (its checksum is kept and checked at every start).
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE runs (
+        run_id text PRIMARY KEY,
+        kind text NOT NULL,
+        status text NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz,
+        duration_ms bigint,
+        rows_in bigint NOT NULL DEFAULT 0,
+        rows_out bigint NOT NULL DEFAULT 0,
+        quarantined bigint NOT NULL DEFAULT 0,
+        duplicates bigint NOT NULL DEFAULT 0,
+        error text,
+        detail jsonb NOT NULL
+    );
+    CREATE INDEX runs_by_start ON runs (started_at);
+    CREATE INDEX runs_by_idempotency_key ON runs ((detail->>'idempotency_key'));
+    CREATE INDEX runs_by_status ON runs (status, kind);
+    CREATE TABLE api_users (
+        username text PRIMARY KEY,
+        password_hash text NOT NULL,
+        role text NOT NULL,
+        disabled boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL
+    );
+    CREATE TABLE api_refresh_tokens (
+        token_hash text PRIMARY KEY,
+        username text NOT NULL,
+        family text NOT NULL,
+        expires_at bigint NOT NULL,
+        used boolean NOT NULL DEFAULT false,
+        revoked boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX api_refresh_tokens_family ON api_refresh_tokens (family);
+    CREATE TABLE api_keys (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        key_hash text NOT NULL UNIQUE,
+        role text NOT NULL,
+        created_at timestamptz NOT NULL,
+        revoked boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE api_revoked_access (
+        jti text PRIMARY KEY,
+        expires_at bigint NOT NULL
+    );",
+)];
+
+const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
+                           rows_out, quarantined, duplicates, error, detail::text";
+
+/// The metadata store in a PostgreSQL schema.
+pub struct PostgresStore {
+    pool: Pool,
+    /// For the claims' own connections.
+    config: tokio_postgres::Config,
+    schema: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the connection string.
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, creates the schema when missing and applies pending
+    /// migrations.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is not valid (the message never repeats it), the server cannot be reached,
+    /// a migration fails, or the schema was migrated by a newer build.
+    pub async fn connect(url: &str, schema: &str, pool_size: usize) -> Result<Self> {
+        if !is_identifier(schema) {
+            return Err(Error::Connection(format!(
+                "metadata.schema {schema:?} is not a plain lower-case identifier"
+            )));
+        }
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            Error::Connection("metadata.url is not a valid PostgreSQL URL".to_owned())
+        })?;
+        config
+            .application_name("retail-metadata")
+            .connect_timeout(Duration::from_secs(5))
+            .options(format!(
+                "-c search_path={schema} -c statement_timeout=30000"
+            ));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|error| Error::Connection(error.to_string()))?;
+        let store = Self {
+            pool,
+            config,
+            schema: schema.to_owned(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The schema that holds the store.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|error| match error {
+            deadpool_postgres::PoolError::Backend(source) => Error::Postgres {
+                operation: "connect",
+                source,
+            },
+            other => Error::Connection(format!("cannot connect to PostgreSQL: {other}")),
+        })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let schema = &self.schema;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(Error::postgres("create the schema"))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("migrate"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("retail-metadata-migrate:{schema}")],
+        )
+        .await
+        .map_err(Error::postgres("migrate"))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS metadata_migrations (
+                version integer PRIMARY KEY,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(Error::postgres("migrate"))?;
+        let applied: Vec<(i32, String)> = tx
+            .query("SELECT version, checksum FROM metadata_migrations", &[])
+            .await
+            .map_err(Error::postgres("migrate"))?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+        // A newer build's schema first: its migrations are unknown here, whatever else.
+        if let Some((version, _)) = applied
+            .iter()
+            .find(|(v, _)| !MIGRATIONS.iter().any(|(known, _)| known == v))
+        {
+            return Err(Error::Schema(format!(
+                "schema {schema} has migration {version}, newer than this build ({known}): \
+                 upgrade the platform"
+            )));
+        }
+        for (version, checksum) in &applied {
+            if let Some((_, sql)) = MIGRATIONS.iter().find(|(v, _)| v == version)
+                && sha256(sql) != *checksum
+            {
+                return Err(Error::Schema(format!(
+                    "migration {version} of schema {schema} was changed after it was applied"
+                )));
+            }
+        }
+        for (version, sql) in MIGRATIONS {
+            if applied.iter().any(|(v, _)| v == version) {
+                continue;
+            }
+            tx.batch_execute(sql)
+                .await
+                .map_err(Error::postgres("migrate"))?;
+            tx.execute(
+                "INSERT INTO metadata_migrations (version, checksum) VALUES ($1, $2)",
+                &[version, &sha256(sql)],
+            )
+            .await
+            .map_err(Error::postgres("migrate"))?;
+            tracing::info!(schema, version, "metadata migration applied");
+        }
+        tx.commit().await.map_err(Error::postgres("migrate"))?;
+        Ok(())
+    }
+
+    /// Drops the schema and everything in it (tests clean up with it).
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails.
+    pub async fn drop_schema(&self) -> Result<()> {
+        self.client()
+            .await?
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await
+            .map_err(Error::postgres("drop the schema"))
+    }
+}
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn row_to_run(row: &Row) -> Result<RunRecord> {
+    let detail: String = row.get(11);
+    Ok(RunRecord {
+        run_id: row.get(0),
+        kind: RunKind::parse(row.get(1)),
+        status: RunStatus::parse(row.get(2)),
+        started_at: row.get(3),
+        finished_at: row.get(4),
+        duration_ms: row.get::<_, Option<i64>>(5).map(|ms| ms as u64),
+        rows_in: row.get::<_, i64>(6) as u64,
+        rows_out: row.get::<_, i64>(7) as u64,
+        quarantined: row.get::<_, i64>(8) as u64,
+        duplicates: row.get::<_, i64>(9) as u64,
+        error: row.get(10),
+        detail: serde_json::from_str(&detail).map_err(|error| Error::Corrupt {
+            what: "run detail",
+            detail: error.to_string(),
+        })?,
+    })
+}
+
+fn row_to_user(row: &Row) -> UserRecord {
+    UserRecord {
+        username: row.get(0),
+        password_hash: row.get(1),
+        role: row.get(2),
+        disabled: row.get(3),
+        created_at: row.get(4),
+    }
+}
+
+fn row_to_key(row: &Row) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: row.get(0),
+        name: row.get(1),
+        key_hash: row.get(2),
+        role: row.get(3),
+        created_at: row.get(4),
+        revoked: row.get(5),
+    }
+}
+
+#[async_trait]
+impl MetadataStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn location(&self) -> String {
+        format!("PostgreSQL schema {}", self.schema)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map_err(Error::postgres("ping"))?;
+        Ok(())
+    }
+
+    async fn claim(&self, operation: &'static str) -> Result<Claim> {
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(Error::postgres("connect for a claim"))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "the connection holding a claim ended");
+            }
+        });
+        let key = format!("retail:{}:{operation}", self.schema);
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .await
+            .map_err(Error::postgres("claim an operation"))?
+            .get(0);
+        if !taken {
+            return Err(Error::Busy { operation });
+        }
+        Ok(Claim::new(operation, Held::Postgres(client)))
+    }
+
+    async fn save_run(&self, run: &RunRecord) -> Result<()> {
+        let detail = serde_json::to_string(&run.detail).expect("run details always serialise");
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO runs (run_id, kind, status, started_at, finished_at, duration_ms,
+                   rows_in, rows_out, quarantined, duplicates, error, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CAST(CAST($12 AS text) AS jsonb))
+                 ON CONFLICT (run_id) DO UPDATE SET kind = EXCLUDED.kind,
+                   status = EXCLUDED.status, started_at = EXCLUDED.started_at,
+                   finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms,
+                   rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out,
+                   quarantined = EXCLUDED.quarantined, duplicates = EXCLUDED.duplicates,
+                   error = EXCLUDED.error, detail = EXCLUDED.detail",
+                &[
+                    &run.run_id,
+                    &run.kind.as_str(),
+                    &run.status.as_str(),
+                    &run.started_at,
+                    &run.finished_at,
+                    &run.duration_ms.map(|ms| ms as i64),
+                    &(run.rows_in as i64),
+                    &(run.rows_out as i64),
+                    &(run.quarantined as i64),
+                    &(run.duplicates as i64),
+                    &run.error,
+                    &detail,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("save a run"))?;
+        Ok(())
+    }
+
+    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE $1::text IS NULL OR kind = $1
+                     ORDER BY started_at DESC, run_id DESC LIMIT $2"
+                ),
+                &[&kind.map(RunKind::as_str), &(limit as i64)],
+            )
+            .await
+            .map_err(Error::postgres("list runs"))?;
+        rows.iter().map(row_to_run).collect()
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        self.client()
+            .await?
+            .query_opt(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"),
+                &[&run_id],
+            )
+            .await
+            .map_err(Error::postgres("read a run"))?
+            .as_ref()
+            .map(row_to_run)
+            .transpose()
+    }
+
+    async fn run_by_idempotency_key(&self, digest: &str) -> Result<Option<RunRecord>> {
+        self.client()
+            .await?
+            .query_opt(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE detail->>'idempotency_key' = $1
+                     ORDER BY started_at LIMIT 1"
+                ),
+                &[&digest],
+            )
+            .await
+            .map_err(Error::postgres("find a run by idempotency key"))?
+            .as_ref()
+            .map(row_to_run)
+            .transpose()
+    }
+
+    async fn fail_interrupted_runs(&self, kind: RunKind, error: &str) -> Result<u64> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE runs SET status = 'failed', error = $1, finished_at = $2
+                 WHERE status = 'running' AND kind = $3",
+                &[&error, &crate::now(), &kind.as_str()],
+            )
+            .await
+            .map_err(Error::postgres("mark interrupted runs"))
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<bool> {
+        let inserted = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO api_users (username, password_hash, role, disabled, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+                &[
+                    &user.username,
+                    &user.password_hash,
+                    &user.role,
+                    &user.disabled,
+                    &user.created_at,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("create a user"))?;
+        Ok(inserted == 1)
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT username, password_hash, role, disabled, created_at FROM api_users
+                 WHERE username = $1",
+                &[&username],
+            )
+            .await
+            .map_err(Error::postgres("read a user"))?
+            .as_ref()
+            .map(row_to_user))
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT username, password_hash, role, disabled, created_at FROM api_users
+                 ORDER BY username",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("list users"))?
+            .iter()
+            .map(row_to_user)
+            .collect())
+    }
+
+    async fn disable_user(&self, username: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("disable a user"))?;
+        let changed = tx
+            .execute(
+                "UPDATE api_users SET disabled = true WHERE username = $1",
+                &[&username],
+            )
+            .await
+            .map_err(Error::postgres("disable a user"))?;
+        tx.execute(
+            "UPDATE api_refresh_tokens SET revoked = true WHERE username = $1",
+            &[&username],
+        )
+        .await
+        .map_err(Error::postgres("disable a user"))?;
+        tx.commit()
+            .await
+            .map_err(Error::postgres("disable a user"))?;
+        Ok(changed == 1)
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO api_refresh_tokens (token_hash, username, family, expires_at, used,
+                 revoked) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &token.token_hash,
+                    &token.username,
+                    &token.family,
+                    &token.expires_at,
+                    &token.used,
+                    &token.revoked,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("store a refresh token"))?;
+        Ok(())
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT token_hash, username, family, expires_at, used, revoked
+                 FROM api_refresh_tokens WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .await
+            .map_err(Error::postgres("read a refresh token"))?
+            .map(|row| RefreshTokenRecord {
+                token_hash: row.get(0),
+                username: row.get(1),
+                family: row.get(2),
+                expires_at: row.get(3),
+                used: row.get(4),
+                revoked: row.get(5),
+            }))
+    }
+
+    async fn spend_refresh_token(&self, token_hash: &str) -> Result<bool> {
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE api_refresh_tokens SET used = true WHERE token_hash = $1 AND NOT used",
+                &[&token_hash],
+            )
+            .await
+            .map_err(Error::postgres("spend a refresh token"))?;
+        Ok(changed == 1)
+    }
+
+    async fn revoke_refresh_family(&self, family: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE api_refresh_tokens SET revoked = true WHERE family = $1",
+                &[&family],
+            )
+            .await
+            .map_err(Error::postgres("revoke a session"))?;
+        Ok(())
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO api_revoked_access (jti, expires_at) VALUES ($1, $2)
+                 ON CONFLICT (jti) DO NOTHING",
+                &[&jti, &expires_at],
+            )
+            .await
+            .map_err(Error::postgres("revoke an access token"))?;
+        Ok(())
+    }
+
+    async fn revoked_access_tokens(&self, now: i64) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM api_revoked_access WHERE expires_at < $1",
+                &[&now],
+            )
+            .await
+            .map_err(Error::postgres("read revoked access tokens"))?;
+        Ok(client
+            .query("SELECT jti FROM api_revoked_access", &[])
+            .await
+            .map_err(Error::postgres("read revoked access tokens"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO api_keys (id, name, key_hash, role, created_at, revoked)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &key.id,
+                    &key.name,
+                    &key.key_hash,
+                    &key.role,
+                    &key.created_at,
+                    &key.revoked,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("store an API key"))?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT id, name, key_hash, role, created_at, revoked FROM api_keys
+                 WHERE key_hash = $1",
+                &[&key_hash],
+            )
+            .await
+            .map_err(Error::postgres("read an API key"))?
+            .as_ref()
+            .map(row_to_key))
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        Ok(self
+            .client()
+            .await?
+            .query(
+                "SELECT id, name, key_hash, role, created_at, revoked FROM api_keys
+                 ORDER BY created_at, id",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("list API keys"))?
+            .iter()
+            .map(row_to_key)
+            .collect())
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        let changed = self
+            .client()
+            .await?
+            .execute("UPDATE api_keys SET revoked = true WHERE id = $1", &[&id])
+            .await
+            .map_err(Error::postgres("revoke an API key"))?;
+        Ok(changed == 1)
+    }
+}

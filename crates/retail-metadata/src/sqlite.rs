@@ -1,0 +1,638 @@
+//! The metadata store in a SQLite file (the embedded profile).
+//!
+//! The file is in WAL mode, so readers never wait for a writer; every statement runs on the
+//! blocking pool, so no async worker waits on the disk. Claims are OS file locks beside the
+//! file (`.pipeline run.lock`, ...).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use crate::claim::{Claim, Held};
+use crate::error::{Error, Result};
+use crate::{
+    ApiKeyRecord, MetadataStore, RefreshTokenRecord, RunKind, RunRecord, RunStatus, UserRecord,
+};
+
+/// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
+/// Append only: an applied migration is never edited.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        duration_ms INTEGER,
+        rows_in INTEGER NOT NULL DEFAULT 0,
+        rows_out INTEGER NOT NULL DEFAULT 0,
+        quarantined INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_start ON runs (started_at)",
+    "CREATE INDEX runs_by_idempotency_key ON runs (json_extract(detail, '$.idempotency_key'))",
+    // The API's tables. Releases before this migration created them on their own when the API
+    // first opened the file, hence IF NOT EXISTS.
+    "CREATE TABLE IF NOT EXISTS api_users (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS api_refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        family TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS api_refresh_tokens_family ON api_refresh_tokens (family);
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS api_revoked_access (
+        jti TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX runs_by_status ON runs (status, kind)",
+];
+
+const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
+                           rows_out, quarantined, duplicates, error, detail";
+
+/// The metadata store in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    /// The database file; `None` for an in-memory store.
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the file and its directory, switches it to WAL mode and
+    /// applies pending migrations. Blocking: call it at start-up, or from the blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened, a migration fails, or the file was written by a newer
+    /// build.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Directory {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let connection = Connection::open(path).map_err(Error::sqlite("open the database"))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(Error::sqlite("open the database"))?;
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(Error::sqlite("switch to WAL mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, "the metadata file could not be switched to WAL mode");
+        }
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::sqlite("open the database"))?;
+        Self::with_connection(connection, Some(path.to_path_buf()))
+    }
+
+    /// A store that lives in memory (tests).
+    ///
+    /// # Errors
+    ///
+    /// When a migration fails.
+    pub fn in_memory() -> Result<Self> {
+        let connection =
+            Connection::open_in_memory().map_err(Error::sqlite("open the database"))?;
+        Self::with_connection(connection, None)
+    }
+
+    fn with_connection(mut connection: Connection, path: Option<PathBuf>) -> Result<Self> {
+        let applied: usize = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(Error::sqlite("read the schema version"))?;
+        if applied > MIGRATIONS.len() {
+            return Err(Error::Schema(format!(
+                "the database is at schema version {applied}, newer than this build ({}): \
+                 upgrade the platform",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let transaction = connection.transaction().map_err(Error::sqlite("migrate"))?;
+            transaction
+                .execute_batch(migration)
+                .map_err(Error::sqlite("migrate"))?;
+            transaction
+                .pragma_update(None, "user_version", index + 1)
+                .map_err(Error::sqlite("migrate"))?;
+            transaction.commit().map_err(Error::sqlite("migrate"))?;
+        }
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            path,
+        })
+    }
+
+    /// Runs `work` on the connection, on the blocking pool.
+    async fn call<T, F>(&self, operation: &'static str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite inconsistent: use it.
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&mut connection)
+        })
+        .await
+        .map_err(Error::Task)?
+        .map_err(Error::sqlite(operation))
+    }
+}
+
+fn time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(error),
+            )
+        })
+}
+
+fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let kind: String = row.get(1)?;
+    let status: String = row.get(2)?;
+    let finished_at: Option<String> = row.get(4)?;
+    let detail: String = row.get(11)?;
+    Ok(RunRecord {
+        run_id: row.get(0)?,
+        kind: RunKind::parse(&kind),
+        status: RunStatus::parse(&status),
+        started_at: time(3, &row.get::<_, String>(3)?)?,
+        finished_at: finished_at.map(|text| time(4, &text)).transpose()?,
+        duration_ms: row.get::<_, Option<i64>>(5)?.map(|ms| ms as u64),
+        rows_in: row.get::<_, i64>(6)? as u64,
+        rows_out: row.get::<_, i64>(7)? as u64,
+        quarantined: row.get::<_, i64>(8)? as u64,
+        duplicates: row.get::<_, i64>(9)? as u64,
+        error: row.get(10)?,
+        detail: serde_json::from_str(&detail).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                11,
+                rusqlite::types::Type::Text,
+                Box::new(error),
+            )
+        })?,
+    })
+}
+
+fn row_to_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        username: row.get(0)?,
+        password_hash: row.get(1)?,
+        role: row.get(2)?,
+        disabled: row.get(3)?,
+        created_at: time(4, &row.get::<_, String>(4)?)?,
+    })
+}
+
+fn row_to_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        key_hash: row.get(2)?,
+        role: row.get(3)?,
+        created_at: time(4, &row.get::<_, String>(4)?)?,
+        revoked: row.get(5)?,
+    })
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "(in memory)".to_owned(), |p| p.display().to_string())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.call("ping", |c| c.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    async fn claim(&self, operation: &'static str) -> Result<Claim> {
+        let Some(path) = &self.path else {
+            return Ok(Claim::new(operation, Held::Nothing));
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let lock = dir.join(format!(".{operation}.lock"));
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .map_err(|source| Error::Directory {
+                    path: lock.display().to_string(),
+                    source,
+                })?;
+            match file.try_lock() {
+                Ok(()) => Ok(Claim::new(operation, Held::File(file))),
+                Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy { operation }),
+                Err(std::fs::TryLockError::Error(source)) => Err(Error::Directory {
+                    path: lock.display().to_string(),
+                    source,
+                }),
+            }
+        })
+        .await
+        .map_err(Error::Task)?
+    }
+
+    async fn save_run(&self, run: &RunRecord) -> Result<()> {
+        let run = run.clone();
+        let detail = serde_json::to_string(&run.detail).expect("run details always serialise");
+        self.call("save a run", move |c| {
+            c.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO runs ({RUN_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
+                params![
+                    run.run_id,
+                    run.kind.as_str(),
+                    run.status.as_str(),
+                    run.started_at.to_rfc3339(),
+                    run.finished_at.map(|at| at.to_rfc3339()),
+                    run.duration_ms.map(|ms| ms as i64),
+                    run.rows_in as i64,
+                    run.rows_out as i64,
+                    run.quarantined as i64,
+                    run.duplicates as i64,
+                    run.error,
+                    detail,
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
+        self.call("list runs", move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR kind = ?1
+                 ORDER BY started_at DESC, run_id DESC LIMIT ?2"
+            ))?;
+            let rows = statement
+                .query_map(params![kind.map(RunKind::as_str), limit as i64], row_to_run)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let run_id = run_id.to_owned();
+        self.call("read a run", move |c| {
+            c.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"),
+                params![run_id],
+                row_to_run,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn run_by_idempotency_key(&self, digest: &str) -> Result<Option<RunRecord>> {
+        let digest = digest.to_owned();
+        self.call("find a run by idempotency key", move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs
+                     WHERE json_extract(detail, '$.idempotency_key') = ?1
+                     ORDER BY started_at LIMIT 1"
+                ),
+                params![digest],
+                row_to_run,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn fail_interrupted_runs(&self, kind: RunKind, error: &str) -> Result<u64> {
+        let error = error.to_owned();
+        let now = crate::now().to_rfc3339();
+        self.call("mark interrupted runs", move |c| {
+            c.execute(
+                "UPDATE runs SET status = 'failed', error = ?1, finished_at = ?2
+                 WHERE status = 'running' AND kind = ?3",
+                params![error, now, kind.as_str()],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<bool> {
+        let user = user.clone();
+        self.call("create a user", move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO api_users (username, password_hash, role, disabled,
+                 created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    user.username,
+                    user.password_hash,
+                    user.role,
+                    user.disabled,
+                    user.created_at.to_rfc3339()
+                ],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<UserRecord>> {
+        let username = username.to_owned();
+        self.call("read a user", move |c| {
+            c.query_row(
+                "SELECT username, password_hash, role, disabled, created_at FROM api_users
+                 WHERE username = ?1",
+                params![username],
+                row_to_user,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        self.call("list users", |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT username, password_hash, role, disabled, created_at FROM api_users
+                 ORDER BY username",
+            )?;
+            let rows = statement.query_map([], row_to_user)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn disable_user(&self, username: &str) -> Result<bool> {
+        let username = username.to_owned();
+        self.call("disable a user", move |c| {
+            let transaction = c.transaction()?;
+            let changed = transaction.execute(
+                "UPDATE api_users SET disabled = 1 WHERE username = ?1",
+                params![username],
+            )?;
+            transaction.execute(
+                "UPDATE api_refresh_tokens SET revoked = 1 WHERE username = ?1",
+                params![username],
+            )?;
+            transaction.commit()?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> Result<()> {
+        let token = token.clone();
+        self.call("store a refresh token", move |c| {
+            c.execute(
+                "INSERT INTO api_refresh_tokens (token_hash, username, family, expires_at, used,
+                 revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.token_hash,
+                    token.username,
+                    token.family,
+                    token.expires_at,
+                    token.used,
+                    token.revoked
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>> {
+        let token_hash = token_hash.to_owned();
+        self.call("read a refresh token", move |c| {
+            c.query_row(
+                "SELECT token_hash, username, family, expires_at, used, revoked
+                 FROM api_refresh_tokens WHERE token_hash = ?1",
+                params![token_hash],
+                |row| {
+                    Ok(RefreshTokenRecord {
+                        token_hash: row.get(0)?,
+                        username: row.get(1)?,
+                        family: row.get(2)?,
+                        expires_at: row.get(3)?,
+                        used: row.get(4)?,
+                        revoked: row.get(5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn spend_refresh_token(&self, token_hash: &str) -> Result<bool> {
+        let token_hash = token_hash.to_owned();
+        self.call("spend a refresh token", move |c| {
+            c.execute(
+                "UPDATE api_refresh_tokens SET used = 1 WHERE token_hash = ?1 AND used = 0",
+                params![token_hash],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn revoke_refresh_family(&self, family: &str) -> Result<()> {
+        let family = family.to_owned();
+        self.call("revoke a session", move |c| {
+            c.execute(
+                "UPDATE api_refresh_tokens SET revoked = 1 WHERE family = ?1",
+                params![family],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<()> {
+        let jti = jti.to_owned();
+        self.call("revoke an access token", move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO api_revoked_access (jti, expires_at) VALUES (?1, ?2)",
+                params![jti, expires_at],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn revoked_access_tokens(&self, now: i64) -> Result<Vec<String>> {
+        self.call("read revoked access tokens", move |c| {
+            c.execute(
+                "DELETE FROM api_revoked_access WHERE expires_at < ?1",
+                params![now],
+            )?;
+            let mut statement = c.prepare_cached("SELECT jti FROM api_revoked_access")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.call("store an API key", move |c| {
+            c.execute(
+                "INSERT INTO api_keys (id, name, key_hash, role, created_at, revoked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.id,
+                    key.name,
+                    key.key_hash,
+                    key.role,
+                    key.created_at.to_rfc3339(),
+                    key.revoked
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let key_hash = key_hash.to_owned();
+        self.call("read an API key", move |c| {
+            c.query_row(
+                "SELECT id, name, key_hash, role, created_at, revoked FROM api_keys
+                 WHERE key_hash = ?1",
+                params![key_hash],
+                row_to_key,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.call("list API keys", |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT id, name, key_hash, role, created_at, revoked FROM api_keys
+                 ORDER BY created_at, id",
+            )?;
+            let rows = statement.query_map([], row_to_key)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call("revoke an API key", move |c| {
+            c.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])
+                .map(|n| n == 1)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_operation_is_claimed_by_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retail.db");
+        let first = SqliteStore::open(&path).unwrap();
+        let second = SqliteStore::open(&path).unwrap();
+        let held = first.claim("pipeline run").await.unwrap();
+        assert!(matches!(
+            second.claim("pipeline run").await,
+            Err(Error::Busy {
+                operation: "pipeline run"
+            })
+        ));
+        let _other_operation = second.claim("ingestion").await.unwrap();
+        drop(held);
+        second.claim("pipeline run").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_of_an_earlier_release_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m/retail.db");
+        // The first release's file: the runs table only, with the API's own tables created
+        // by the API on the side.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "CREATE TABLE api_users (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL,
+                 role TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+                 created_at TEXT NOT NULL);
+                 INSERT INTO api_users VALUES ('ana', 'h', 'admin', 0, '2026-11-20T10:00:00+00:00');",
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let ana = store.user("ana").await.unwrap().expect("kept");
+        assert_eq!(ana.role, "admin");
+        let run = RunRecord::start(RunKind::Pipeline);
+        store.save_run(&run).await.unwrap();
+        drop(store);
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.runs(None, 5).await.unwrap(), vec![run]);
+        drop(reopened);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let error = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("newer than this build"),
+            "{error}"
+        );
+    }
+}

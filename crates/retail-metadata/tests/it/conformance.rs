@@ -1,0 +1,287 @@
+//! The metadata store's contract, checked on each backend: a test per backend calls
+//! [`suite`], so both answer every question the same way.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use retail_metadata::{
+    ApiKeyRecord, Error, MetadataStore, PostgresStore, RefreshTokenRecord, RunKind, RunRecord,
+    RunStatus, SqliteStore, UserRecord,
+};
+
+/// Runs every check on `store`; `shared` is a second handle on the same store (another
+/// process, another replica) for the claims.
+async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
+    runs_are_saved_listed_found_and_interrupted_ones_failed(store.as_ref()).await;
+    users_sessions_and_keys_keep_only_hashes_and_change_atomically(store.as_ref()).await;
+    claims_exclude_other_holders_until_released(store.as_ref(), shared.as_ref()).await;
+    store.ping().await.expect("ping");
+}
+
+async fn runs_are_saved_listed_found_and_interrupted_ones_failed(store: &dyn MetadataStore) {
+    let mut ingest = RunRecord::start(RunKind::Ingest);
+    ingest.rows_in = 10;
+    ingest.detail.idempotency_key = Some("d1gest".to_owned());
+    ingest.finish(RunStatus::Succeeded);
+    store.save_run(&ingest).await.unwrap();
+    let mut failed = RunRecord::start(RunKind::Pipeline);
+    failed.started_at = ingest.started_at + Duration::seconds(1);
+    failed.error = Some("boom".into());
+    failed.detail.requested_by = Some("cli".into());
+    failed.finish(RunStatus::Failed);
+    store.save_run(&failed).await.unwrap();
+    let mut running = RunRecord::start(RunKind::Pipeline);
+    running.started_at = ingest.started_at + Duration::seconds(2);
+    store.save_run(&running).await.unwrap();
+
+    let all = store.runs(None, 10).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, [&running.run_id, &failed.run_id, &ingest.run_id]);
+    assert_eq!(all[1], failed, "a record reads back equal");
+    assert_eq!(
+        store.runs(Some(RunKind::Ingest), 10).await.unwrap(),
+        vec![ingest.clone()]
+    );
+    assert_eq!(store.runs(None, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store.run(&failed.run_id).await.unwrap(),
+        Some(failed.clone())
+    );
+    assert!(store.run("nope").await.unwrap().is_none());
+    assert_eq!(
+        store.run_by_idempotency_key("d1gest").await.unwrap(),
+        Some(ingest.clone())
+    );
+    assert!(
+        store
+            .run_by_idempotency_key("other")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Saving again replaces.
+    running.rows_out = 7;
+    store.save_run(&running).await.unwrap();
+    assert_eq!(
+        store.run(&running.run_id).await.unwrap().unwrap().rows_out,
+        7
+    );
+
+    let marked = store
+        .fail_interrupted_runs(RunKind::Pipeline, "interrupted")
+        .await
+        .unwrap();
+    assert_eq!(marked, 1);
+    let after = store.run(&running.run_id).await.unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Failed);
+    assert_eq!(after.error.as_deref(), Some("interrupted"));
+    assert!(after.finished_at.is_some());
+    assert_eq!(
+        store
+            .run(&failed.run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("boom"),
+        "finished runs are left alone"
+    );
+}
+
+async fn users_sessions_and_keys_keep_only_hashes_and_change_atomically(store: &dyn MetadataStore) {
+    let ana = UserRecord {
+        username: "ana".into(),
+        password_hash: "$argon2id$hash".into(),
+        role: "data_analyst".into(),
+        disabled: false,
+        created_at: retail_metadata::now(),
+    };
+    assert!(store.insert_user(&ana).await.unwrap());
+    assert!(!store.insert_user(&ana).await.unwrap(), "the name is taken");
+    assert_eq!(store.user("ana").await.unwrap(), Some(ana.clone()));
+    assert!(store.user("bob").await.unwrap().is_none());
+
+    let token = RefreshTokenRecord {
+        token_hash: "t1".into(),
+        username: "ana".into(),
+        family: "f1".into(),
+        expires_at: 2_000_000_000,
+        used: false,
+        revoked: false,
+    };
+    store.insert_refresh_token(&token).await.unwrap();
+    assert_eq!(
+        store.refresh_token("t1").await.unwrap(),
+        Some(token.clone())
+    );
+    assert!(store.spend_refresh_token("t1").await.unwrap());
+    assert!(
+        !store.spend_refresh_token("t1").await.unwrap(),
+        "a token is spent once"
+    );
+    store
+        .insert_refresh_token(&RefreshTokenRecord {
+            token_hash: "t2".into(),
+            ..token.clone()
+        })
+        .await
+        .unwrap();
+    store.revoke_refresh_family("f1").await.unwrap();
+    assert!(store.refresh_token("t2").await.unwrap().unwrap().revoked);
+
+    store.revoke_access_token("j1", 100).await.unwrap();
+    store.revoke_access_token("j1", 100).await.unwrap();
+    store.revoke_access_token("j2", 300).await.unwrap();
+    let mut revoked = store.revoked_access_tokens(50).await.unwrap();
+    revoked.sort();
+    assert_eq!(revoked, ["j1", "j2"]);
+    assert_eq!(store.revoked_access_tokens(200).await.unwrap(), ["j2"]);
+
+    let key = ApiKeyRecord {
+        id: "abc".into(),
+        name: "loader".into(),
+        key_hash: "kh".into(),
+        role: "data_engineer".into(),
+        created_at: retail_metadata::now(),
+        revoked: false,
+    };
+    store.insert_api_key(&key).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash("kh").await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.api_keys().await.unwrap(), vec![key.clone()]);
+    assert!(store.revoke_api_key("abc").await.unwrap());
+    assert!(!store.revoke_api_key("nope").await.unwrap());
+    assert!(store.api_key_by_hash("kh").await.unwrap().unwrap().revoked);
+
+    store
+        .insert_refresh_token(&RefreshTokenRecord {
+            token_hash: "t3".into(),
+            family: "f3".into(),
+            ..token
+        })
+        .await
+        .unwrap();
+    assert!(store.disable_user("ana").await.unwrap());
+    assert!(!store.disable_user("bob").await.unwrap());
+    assert!(store.user("ana").await.unwrap().unwrap().disabled);
+    assert!(
+        store.refresh_token("t3").await.unwrap().unwrap().revoked,
+        "disabling a user ends their sessions"
+    );
+    assert_eq!(store.users().await.unwrap().len(), 1);
+    let listed = serde_json::to_string(&store.users().await.unwrap()).unwrap();
+    assert!(!listed.contains("argon2"), "{listed}");
+}
+
+async fn claims_exclude_other_holders_until_released(
+    store: &dyn MetadataStore,
+    shared: &dyn MetadataStore,
+) {
+    let held = store.claim("pipeline run").await.unwrap();
+    assert_eq!(held.operation(), "pipeline run");
+    assert!(matches!(
+        shared.claim("pipeline run").await,
+        Err(Error::Busy {
+            operation: "pipeline run"
+        })
+    ));
+    let other = shared.claim("ingestion").await.unwrap();
+    drop(held);
+    // A PostgreSQL claim is released when its connection closes: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match shared.claim("pipeline run").await {
+            Ok(_) => break,
+            Err(Error::Busy { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    drop(other);
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retail.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let shared = Arc::new(SqliteStore::open(&path).unwrap());
+    suite(store, shared).await;
+}
+
+/// The PostgreSQL server of the test run (`RETAIL_TEST_POSTGRES_URL`); its absence fails the
+/// test where `RETAIL_REQUIRE_POSTGRES` is set (CI), and skips it elsewhere, saying so.
+fn postgres_url() -> Option<String> {
+    if let Ok(url) = std::env::var("RETAIL_TEST_POSTGRES_URL") {
+        return Some(url);
+    }
+    assert!(
+        std::env::var_os("RETAIL_REQUIRE_POSTGRES").is_none(),
+        "RETAIL_TEST_POSTGRES_URL is not set (scripts/services.sh start postgres)"
+    );
+    eprintln!("skipped: RETAIL_TEST_POSTGRES_URL is not set");
+    None
+}
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_contract() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("metadata_test_{}", uuid_suffix());
+    let store = Arc::new(PostgresStore::connect(&url, &schema, 2).await.unwrap());
+    let shared = Arc::new(PostgresStore::connect(&url, &schema, 2).await.unwrap());
+    suite(Arc::clone(&store) as Arc<dyn MetadataStore>, shared).await;
+    store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_postgres_schema_of_a_newer_build_or_an_edited_migration_stops_start_up() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("metadata_test_{}", uuid_suffix());
+    let store = PostgresStore::connect(&url, &schema, 1).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            &format!("UPDATE {schema}.metadata_migrations SET checksum = 'x' WHERE version = 1"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let edited = PostgresStore::connect(&url, &schema, 1).await.unwrap_err();
+    assert!(edited.to_string().contains("changed after"), "{edited}");
+    client
+        .execute(
+            &format!("INSERT INTO {schema}.metadata_migrations VALUES (999, 'y')"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let newer = PostgresStore::connect(&url, &schema, 1).await.unwrap_err();
+    assert!(
+        newer.to_string().contains("newer than this build"),
+        "{newer}"
+    );
+    let wrong = PostgresStore::connect("postgres://u:sekrit@127.0.0.1:1/db", "s", 1)
+        .await
+        .unwrap_err();
+    assert!(!format!("{wrong:?}{wrong}").contains("sekrit"), "{wrong}");
+    store.drop_schema().await.unwrap();
+}
+
+fn uuid_suffix() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}

@@ -1,0 +1,3 @@
+//! One suite of behaviour run on both metadata stores: the SQLite file and a PostgreSQL schema.
+
+mod conformance;

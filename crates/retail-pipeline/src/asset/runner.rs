@@ -1,0 +1,545 @@
+//! The one runner of the asset graph: claims the pipeline, walks the selected assets in order,
+//! retries transient failures, reconciles the lake's counts and records the run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use retail_domain::error::Classify as _;
+use retail_domain::progress::{NoProgress, Progress};
+use retail_lake::Lake;
+use retail_lake::schema::{self as tables, BRONZE_TRANSACTIONS, SILVER_TRANSACTIONS};
+use retail_metadata::{AssetRun, Claim, MetadataStore, RunKind, RunRecord, RunStatus};
+use retail_telemetry::metrics;
+use serde::Serialize;
+use tracing::{Instrument as _, info, info_span, warn};
+
+use super::{Asset, BRONZE, RunContext, Staleness};
+use crate::error::{Error, Result};
+use crate::quality::quality_report;
+use crate::reconcile::reconcile;
+use crate::{GOLD_APP_ID, SILVER_APP_ID};
+
+/// The message a run left `running` by a dead process is closed with.
+const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished (every table is at its \
+     last committed version; the next run resumes)";
+
+/// How transient failures (an unreachable store, a lost connection) are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts of one asset in all (1: no retry).
+    pub max_attempts: u32,
+    /// The first wait; each later one doubles, with up to 50 % random jitter added.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn wait(&self, attempt: u32) -> Duration {
+        let base = self.backoff * 2_u32.saturating_pow(attempt.saturating_sub(1));
+        // Jitter from the clock: enough to keep replicas that failed together apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Asset keys to materialise, run in graph order; empty: every asset.
+    pub assets: Vec<String>,
+    /// Rebuild gold even when it is up to date.
+    pub force: bool,
+    /// Who asked: `cli`, `api:<user>`, `schedule:<name>`.
+    pub requested_by: String,
+}
+
+/// The state of one table.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TableStatus {
+    /// The table's name.
+    pub table: &'static str,
+    /// Its latest version, `None` when never written.
+    pub version: Option<u64>,
+    /// Its rows (from the Delta log's statistics).
+    pub rows: u64,
+    /// The upstream version it is built from (bronze for silver tables, silver for gold).
+    pub built_from: Option<i64>,
+}
+
+/// The state of one asset.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AssetStatus {
+    /// Its key.
+    pub asset: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// The assets it is computed from.
+    pub upstream: Vec<&'static str>,
+    /// How far it is behind.
+    #[schema(value_type = Object)]
+    pub staleness: Staleness,
+}
+
+/// Where the pipeline stands.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PipelineStatus {
+    /// Every table.
+    pub tables: Vec<TableStatus>,
+    /// Every asset, in graph order.
+    pub assets: Vec<AssetStatus>,
+    /// True when silver has consumed every bronze version.
+    pub silver_up_to_date: bool,
+    /// True when every gold table is built from the latest silver version.
+    pub gold_up_to_date: bool,
+    /// Table counts.
+    pub reconciliation: retail_metadata::Reconciliation,
+    /// The latest pipeline run.
+    pub latest_run: Option<RunRecord>,
+}
+
+/// Walks the asset graph.
+#[derive(Debug)]
+pub struct Runner {
+    lake: Lake,
+    store: Arc<dyn MetadataStore>,
+    /// Every asset, in an order where each comes after its upstream assets.
+    assets: Vec<Arc<dyn Asset>>,
+    retry: RetryPolicy,
+    /// Where background runs go: a runtime of their own in `retail serve`, so that CPU-heavy
+    /// stages never hold the workers that answer requests.
+    jobs: tokio::runtime::Handle,
+}
+
+impl Runner {
+    /// A runner over `assets` (in any order). Background runs go to `jobs`.
+    ///
+    /// # Errors
+    ///
+    /// When two assets share a key, an asset names an upstream asset that is not there, or
+    /// the graph has a cycle.
+    pub fn new(
+        lake: Lake,
+        store: Arc<dyn MetadataStore>,
+        assets: Vec<Arc<dyn Asset>>,
+        retry: RetryPolicy,
+        jobs: tokio::runtime::Handle,
+    ) -> Result<Self> {
+        Ok(Self {
+            lake,
+            store,
+            assets: in_graph_order(assets)?,
+            retry,
+            jobs,
+        })
+    }
+
+    /// Every asset, in graph order.
+    pub fn assets(&self) -> &[Arc<dyn Asset>] {
+        &self.assets
+    }
+
+    /// The keys of `key` and of every asset downstream of it, in graph order.
+    pub fn with_downstream(&self, key: &str) -> Vec<String> {
+        let mut keys: BTreeSet<&str> = BTreeSet::from([key]);
+        for asset in &self.assets {
+            if asset.upstream().iter().any(|u| keys.contains(u)) {
+                keys.insert(asset.key());
+            }
+        }
+        self.assets
+            .iter()
+            .map(|a| a.key())
+            .filter(|k| keys.contains(k))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The selected assets in graph order.
+    fn select(&self, keys: &[String]) -> Result<Vec<Arc<dyn Asset>>> {
+        if let Some(unknown) = keys
+            .iter()
+            .find(|k| !self.assets.iter().any(|a| a.key() == k.as_str()))
+        {
+            return Err(Error::UnknownAsset {
+                key: unknown.clone(),
+                known: self
+                    .assets
+                    .iter()
+                    .map(|a| a.key())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok(self
+            .assets
+            .iter()
+            .filter(|a| keys.is_empty() || keys.iter().any(|k| k == a.key()))
+            .cloned()
+            .collect())
+    }
+
+    /// Runs the selection now and returns its record (also when it fails, the record is kept).
+    ///
+    /// # Errors
+    ///
+    /// When an asset is unknown, another run holds the pipeline, or an asset fails.
+    pub async fn run(&self, request: RunRequest, progress: &dyn Progress) -> Result<RunRecord> {
+        let selected = self.select(&request.assets)?;
+        let claim = self.store.claim("pipeline run").await?;
+        let run = self.begin(&request).await?;
+        self.execute(claim, run, selected, &request, progress).await
+    }
+
+    /// Starts the selection in the background and returns its record at once (status
+    /// `running`); follow it with [`MetadataStore::run`]. A request cut short does not stop it.
+    ///
+    /// # Errors
+    ///
+    /// When an asset is unknown or another run holds the pipeline: then nothing starts.
+    pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<RunRecord> {
+        let selected = self.select(&request.assets)?;
+        let claim = self.store.claim("pipeline run").await?;
+        let run = self.begin(&request).await?;
+        let started = run.clone();
+        let runner = Arc::clone(self);
+        self.jobs.spawn(async move {
+            let run_id = run.run_id.clone();
+            if let Err(error) = runner
+                .execute(claim, run, selected, &request, &NoProgress)
+                .await
+            {
+                warn!(run = %run_id, %error, "background pipeline run failed");
+            }
+        });
+        Ok(started)
+    }
+
+    /// Closes runs that a dead process left `running`: call at start-up. Does nothing while
+    /// another process holds the pipeline (its run is alive). Returns how many were closed.
+    ///
+    /// # Errors
+    ///
+    /// When the metadata store fails.
+    pub async fn recover(&self) -> Result<u64> {
+        let _claim = match self.store.claim("pipeline run").await {
+            Ok(claim) => claim,
+            Err(retail_metadata::Error::Busy { .. }) => return Ok(0),
+            Err(error) => return Err(error.into()),
+        };
+        let closed = self
+            .store
+            .fail_interrupted_runs(RunKind::Pipeline, INTERRUPTED)
+            .await?;
+        if closed > 0 {
+            warn!(
+                runs = closed,
+                "closed pipeline runs left running by a stopped process"
+            );
+        }
+        Ok(closed)
+    }
+
+    async fn begin(&self, request: &RunRequest) -> Result<RunRecord> {
+        let mut run = RunRecord::start(RunKind::Pipeline);
+        run.detail.requested_by = Some(request.requested_by.clone());
+        run.detail.selection.clone_from(&request.assets);
+        self.store.save_run(&run).await?;
+        info!(run = %run.run_id, by = %request.requested_by, assets = ?request.assets, "pipeline run started");
+        Ok(run)
+    }
+
+    async fn execute(
+        &self,
+        _claim: Claim,
+        mut run: RunRecord,
+        selected: Vec<Arc<dyn Asset>>,
+        request: &RunRequest,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord> {
+        let span = info_span!("pipeline_run", run = %run.run_id);
+        let outcome = self
+            .walk(&selected, request, &mut run, progress)
+            .instrument(span)
+            .await;
+        match outcome {
+            Ok(changed) => {
+                let status = if changed {
+                    RunStatus::Succeeded
+                } else {
+                    RunStatus::UpToDate
+                };
+                run.finish(status);
+                metrics::record_run(status.as_str());
+                self.store.save_run(&run).await?;
+                Ok(run)
+            }
+            Err(error) => {
+                run.fail(&error);
+                metrics::record_run(RunStatus::Failed.as_str());
+                if let Err(save_error) = self.store.save_run(&run).await {
+                    warn!(error = %save_error, "failed to record the failed run");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn walk(
+        &self,
+        selected: &[Arc<dyn Asset>],
+        request: &RunRequest,
+        run: &mut RunRecord,
+        progress: &dyn Progress,
+    ) -> Result<bool> {
+        let mut cx = RunContext {
+            run,
+            progress,
+            force: request.force,
+            silver: None,
+            consistency: None,
+        };
+        let mut changed = false;
+        for asset in selected {
+            let started = Instant::now();
+            let recorded = cx.run.detail.assets.len();
+            let mut attempt = 1;
+            let result = loop {
+                let outcome = asset
+                    .materialize(&mut cx)
+                    .instrument(info_span!("asset", key = asset.key(), attempt))
+                    .await;
+                match outcome {
+                    Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
+                        let wait = self.retry.wait(attempt);
+                        warn!(asset = asset.key(), attempt, %error, ?wait, "asset failed; retrying");
+                        cx.run.detail.assets.truncate(recorded);
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
+            for entry in &mut cx.run.detail.assets[recorded..] {
+                entry.attempts = attempt;
+            }
+            metrics::record_stage(asset.key(), started.elapsed().as_secs_f64());
+            match result {
+                Ok(asset_changed) => changed |= asset_changed,
+                Err(error) => {
+                    cx.run.detail.assets.push(AssetRun {
+                        status: "failed".to_owned(),
+                        attempts: attempt,
+                        ..AssetRun::up_to_date(asset.key())
+                    });
+                    return Err(error);
+                }
+            }
+        }
+        let reconciliation = reconcile(&self.lake).await?;
+        info!(%reconciliation, "reconciliation");
+        for table in tables::ALL_TABLES {
+            metrics::set_table_rows(table.name, self.lake.count_rows(&table).await?);
+        }
+        cx.run.detail.reconciliation = Some(reconciliation);
+        if let Some(stats) = &cx.silver {
+            cx.run.detail.quality = Some(quality_report(&cx.run.run_id, stats, cx.consistency));
+        }
+        let silver_ran = selected.iter().any(|a| a.key() == "silver");
+        if silver_ran && !reconciliation.balances() {
+            return Err(Error::Reconciliation {
+                detail: reconciliation.to_string(),
+            });
+        }
+        Ok(changed)
+    }
+
+    /// Every table's version and rows, each asset's staleness, whether silver and gold are up
+    /// to date, and the latest run.
+    ///
+    /// # Errors
+    ///
+    /// When a table's log or the metadata store cannot be read.
+    pub async fn status(&self) -> Result<PipelineStatus> {
+        let lake = &self.lake;
+        let mut statuses = Vec::new();
+        for table in tables::ALL_TABLES {
+            let delta = lake.open(&table).await?;
+            let built_from = match (&delta, table.name.split('/').next()) {
+                (Some(delta), Some("silver")) => {
+                    lake.app_version_in(delta, &table, SILVER_APP_ID).await?
+                }
+                (Some(delta), Some("gold")) => {
+                    lake.app_version_in(delta, &table, GOLD_APP_ID).await?
+                }
+                _ => None,
+            };
+            statuses.push(TableStatus {
+                table: table.name,
+                version: delta.as_ref().and_then(|d| d.version()),
+                rows: lake.count_rows(&table).await?,
+                built_from,
+            });
+        }
+        let version_of = |name: &str| {
+            statuses
+                .iter()
+                .find(|s| s.table == name)
+                .and_then(|s| s.version)
+        };
+        let bronze = version_of(BRONZE_TRANSACTIONS.name).map(|v| v as i64);
+        let silver = version_of(SILVER_TRANSACTIONS.name).map(|v| v as i64);
+        let silver_mark = statuses
+            .iter()
+            .find(|s| s.table == SILVER_TRANSACTIONS.name)
+            .and_then(|s| s.built_from);
+        let silver_up_to_date = bronze.is_none() || silver_mark == bronze;
+        let gold_up_to_date = silver.is_none()
+            || statuses
+                .iter()
+                .filter(|s| s.table.starts_with("gold/"))
+                .all(|s| s.built_from == silver);
+        let mut assets = Vec::with_capacity(self.assets.len());
+        for asset in &self.assets {
+            assets.push(AssetStatus {
+                asset: asset.key(),
+                description: asset.description(),
+                upstream: asset.upstream().to_vec(),
+                staleness: asset.staleness().await?,
+            });
+        }
+        Ok(PipelineStatus {
+            tables: statuses,
+            assets,
+            silver_up_to_date,
+            gold_up_to_date,
+            reconciliation: reconcile(lake).await?,
+            latest_run: self
+                .store
+                .runs(Some(RunKind::Pipeline), 1)
+                .await?
+                .into_iter()
+                .next(),
+        })
+    }
+}
+
+/// Sorts assets so that each comes after its upstream assets (stable for independent ones).
+fn in_graph_order(assets: Vec<Arc<dyn Asset>>) -> Result<Vec<Arc<dyn Asset>>> {
+    let mut by_key: HashMap<&'static str, Arc<dyn Asset>> = HashMap::new();
+    let mut keys = Vec::new();
+    for asset in assets {
+        let key = asset.key();
+        if by_key.insert(key, asset).is_some() {
+            return Err(Error::Graph(format!("two assets are called {key}")));
+        }
+        keys.push(key);
+    }
+    for key in &keys {
+        for upstream in by_key[key].upstream() {
+            if *upstream != BRONZE && !by_key.contains_key(upstream) {
+                return Err(Error::Graph(format!(
+                    "asset {key} is computed from {upstream}, which is not an asset"
+                )));
+            }
+        }
+    }
+    let mut ordered: Vec<Arc<dyn Asset>> = Vec::with_capacity(keys.len());
+    let mut placed: BTreeSet<&'static str> = BTreeSet::from([BRONZE]);
+    while ordered.len() < keys.len() {
+        let ready = keys.iter().find(|key| {
+            !placed.contains(**key) && by_key[**key].upstream().iter().all(|u| placed.contains(u))
+        });
+        let Some(key) = ready else {
+            return Err(Error::Graph("the asset graph has a cycle".to_owned()));
+        };
+        placed.insert(key);
+        ordered.push(Arc::clone(&by_key[*key]));
+    }
+    Ok(ordered)
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fake(&'static str, &'static [&'static str]);
+
+    #[async_trait]
+    impl Asset for Fake {
+        fn key(&self) -> &'static str {
+            self.0
+        }
+        fn description(&self) -> &'static str {
+            "fake"
+        }
+        fn upstream(&self) -> &'static [&'static str] {
+            self.1
+        }
+        async fn staleness(&self) -> Result<Staleness> {
+            Ok(Staleness::UpToDate)
+        }
+        async fn materialize(&self, _cx: &mut RunContext<'_>) -> Result<bool> {
+            Ok(false)
+        }
+    }
+
+    fn keys(assets: &[Arc<dyn Asset>]) -> Vec<&'static str> {
+        assets.iter().map(|a| a.key()).collect()
+    }
+
+    #[test]
+    fn assets_are_ordered_after_their_upstream_and_bad_graphs_are_refused() {
+        let assets: Vec<Arc<dyn Asset>> = vec![
+            Arc::new(Fake("search", &["gold"])),
+            Arc::new(Fake("gold", &["silver"])),
+            Arc::new(Fake("silver", &[BRONZE])),
+            Arc::new(Fake("warehouse", &["gold"])),
+        ];
+        let ordered = in_graph_order(assets).unwrap();
+        assert_eq!(keys(&ordered), ["silver", "gold", "search", "warehouse"]);
+        let missing = in_graph_order(vec![Arc::new(Fake("gold", &["silver"]))]).unwrap_err();
+        assert!(missing.to_string().contains("not an asset"), "{missing}");
+        let cycle = in_graph_order(vec![
+            Arc::new(Fake("a", &["b"])),
+            Arc::new(Fake("b", &["a"])),
+        ])
+        .unwrap_err();
+        assert!(cycle.to_string().contains("cycle"), "{cycle}");
+        let twice = in_graph_order(vec![
+            Arc::new(Fake("a", &[BRONZE])),
+            Arc::new(Fake("a", &[BRONZE])),
+        ])
+        .unwrap_err();
+        assert!(twice.to_string().contains("two assets"), "{twice}");
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 4,
+            backoff: Duration::from_millis(100),
+        };
+        for attempt in 1..=3 {
+            let base = Duration::from_millis(100 * 2_u64.pow(attempt - 1));
+            let wait = policy.wait(attempt);
+            assert!(
+                wait >= base && wait <= base.mul_f64(1.5),
+                "{attempt}: {wait:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The silver asset: bronze rows not yet processed → silver, quarantine, duplicates and the
+//! applied changes (see `ARCHITECTURE.md`, data flow step 2).
+//!
+//! Progress is stored in the tables themselves: silver, quarantine, duplicates and changes
+//! record the bronze version they have consumed (`retail.pipeline.silver`) in the same commit
+//! as their rows, so a failure leaves each table at its last commit and the next run resumes.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use deltalake::arrow::array::{Array as _, AsArray as _};
+use deltalake::arrow::datatypes::Int64Type;
+use futures::TryStreamExt as _;
+use retail_domain::progress::Progress;
+use retail_lake::Lake;
+use retail_lake::schema::{
+    BRONZE_TRANSACTIONS, SILVER_CHANGES, SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS,
+    TableSpec,
+};
+use retail_metadata::{AssetRun, RunRecord};
+use retail_telemetry::metrics;
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use super::{Asset, BRONZE, RunContext, Staleness};
+use crate::error::{Error, Result};
+use crate::silver::{SilverOutput, SilverStats, SilverTransform};
+use crate::{CHANGES_APP_ID, SILVER_APP_ID};
+
+/// Bronze → silver, quarantine, duplicates and changes.
+#[derive(Debug, Clone)]
+pub struct SilverAsset {
+    lake: Lake,
+}
+
+impl SilverAsset {
+    /// The silver asset of `lake`.
+    pub fn new(lake: Lake) -> Self {
+        Self { lake }
+    }
+}
+
+#[async_trait]
+impl Asset for SilverAsset {
+    fn key(&self) -> &'static str {
+        "silver"
+    }
+
+    fn description(&self) -> &'static str {
+        "bronze rows cleansed by the contract's rules into silver; the rest to quarantine or \
+         duplicates; updates and deletes applied"
+    }
+
+    fn upstream(&self) -> &'static [&'static str] {
+        &[BRONZE]
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        retail_lake::schema::tables_of(retail_lake::schema::Writer::Silver)
+    }
+
+    async fn staleness(&self) -> Result<Staleness> {
+        let Some(bronze) = self.lake.latest_version(&BRONZE_TRANSACTIONS).await? else {
+            return Ok(Staleness::UpToDate);
+        };
+        Ok(
+            match self
+                .lake
+                .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
+                .await?
+            {
+                None => Staleness::Missing,
+                Some(mark) if mark == bronze as i64 => Staleness::UpToDate,
+                Some(mark) => Staleness::Stale(format!(
+                    "bronze is at version {bronze}, silver has processed up to version {mark}"
+                )),
+            },
+        )
+    }
+
+    async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
+        // Boxed: the stage's future holds the delete's state and is large.
+        let stats = Box::pin(
+            self.run_silver(cx.run, cx.progress)
+                .instrument(info_span!("silver")),
+        )
+        .await?;
+        let changed = stats.is_some();
+        cx.silver = stats;
+        Ok(changed)
+    }
+}
+
+impl SilverAsset {
+    /// Processes bronze rows added since silver's mark. Returns `None` when there were none.
+    async fn run_silver(
+        &self,
+        run: &mut RunRecord,
+        progress: &dyn Progress,
+    ) -> Result<Option<SilverStats>> {
+        let lake = &self.lake;
+        self.finish_pending_changes().await?;
+        let silver_mark = lake
+            .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
+            .await?;
+        let Some((bronze_version, files)) = lake
+            .files_added_after(&BRONZE_TRANSACTIONS, mark_version(silver_mark))
+            .await?
+        else {
+            info!("bronze is empty: nothing to process");
+            return Ok(None);
+        };
+        let target = i64::try_from(bronze_version).expect("versions fit i64");
+        if silver_mark == Some(target) {
+            info!(bronze_version, "silver is up to date");
+            run.detail.assets.extend(
+                [
+                    SILVER_QUARANTINE,
+                    SILVER_DUPLICATES,
+                    SILVER_CHANGES,
+                    SILVER_TRANSACTIONS,
+                ]
+                .iter()
+                .map(|table| AssetRun::up_to_date(table.name)),
+            );
+            return Ok(None);
+        }
+        run.detail.bronze_versions = Some((
+            silver_mark.and_then(|v| u64::try_from(v).ok()),
+            bronze_version,
+        ));
+
+        // Quarantine and duplicates commit before silver; after a crash between commits they
+        // may be ahead, and then must not receive the same rows twice.
+        let files_for = |mark: Option<i64>| async move {
+            if mark == silver_mark {
+                return Ok::<_, Error>(None);
+            }
+            let listed = lake
+                .files_added_after(&BRONZE_TRANSACTIONS, mark_version(mark))
+                .await?;
+            Ok(Some(
+                listed
+                    .map(|(_, files)| files.into_iter().collect::<HashSet<_>>())
+                    .unwrap_or_default(),
+            ))
+        };
+        let quarantine_mark = lake.app_version(&SILVER_QUARANTINE, SILVER_APP_ID).await?;
+        let duplicates_mark = lake.app_version(&SILVER_DUPLICATES, SILVER_APP_ID).await?;
+        let changes_mark = lake.app_version(&SILVER_CHANGES, SILVER_APP_ID).await?;
+        let quarantine_files = files_for(quarantine_mark).await?;
+        let duplicate_files = files_for(duplicates_mark).await?;
+        let change_files = files_for(changes_mark).await?;
+
+        // Known silver ids are loaded month by month as the new rows need them.
+        let silver_now = lake.open(&SILVER_TRANSACTIONS).await?;
+        info!(files = files.len(), "processing new bronze files");
+        let mut silver_out = lake.appender(&SILVER_TRANSACTIONS).await?;
+        let mut quarantine_out = lake.appender(&SILVER_QUARANTINE).await?;
+        let mut duplicates_out = lake.appender(&SILVER_DUPLICATES).await?;
+        let mut changes_out = lake.appender(&SILVER_CHANGES).await?;
+        let bronze = lake.open_at(&BRONZE_TRANSACTIONS, bronze_version).await?;
+        progress.begin(
+            "silver",
+            lake.rows_in_files(&bronze, &BRONZE_TRANSACTIONS, &files)?,
+        );
+        // Bronze is read and transformed on one worker while this one encodes the output:
+        // the two halves of the stage run on both cores.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
+        let reader = tokio::spawn({
+            let lake = lake.clone();
+            let mut transform = SilverTransform::new_lazy(&run.run_id, Utc::now(), target);
+            if silver_now.is_none() {
+                // No silver yet: no id to look up, whatever the months.
+                transform.add_known(None, []);
+            }
+            async move {
+                let mut known_ids = 0_usize;
+                for file in &files {
+                    let keep = |set: &Option<HashSet<String>>| {
+                        set.as_ref().is_none_or(|s| s.contains(file))
+                    };
+                    let keep = (
+                        keep(&quarantine_files),
+                        keep(&duplicate_files),
+                        keep(&change_files),
+                    );
+                    let mut stream = lake.read_file(&BRONZE_TRANSACTIONS, &bronze, file).await?;
+                    while let Some(batch) =
+                        stream.try_next().await.map_err(|source| Error::Read {
+                            table: BRONZE_TRANSACTIONS.name,
+                            source: Box::new(source),
+                        })?
+                    {
+                        let needed = transform
+                            .ids_needed(&batch)
+                            .map_err(Error::transform("silver"))?;
+                        if needed.as_ref().is_none_or(|months| !months.is_empty()) {
+                            let ids = match &silver_now {
+                                Some(silver) => silver_ids(&lake, silver, needed.as_ref()).await?,
+                                None => Vec::new(),
+                            };
+                            known_ids += ids.len();
+                            debug!(months = ?needed, ids = ids.len(), "silver ids loaded");
+                            transform.add_known(needed, ids);
+                        }
+                        let output = transform
+                            .transform(&batch)
+                            .map_err(Error::transform("silver"))?;
+                        let rows = batch.num_rows() as u64;
+                        if sender
+                            .send(SilverMessage { output, keep, rows })
+                            .await
+                            .is_err()
+                        {
+                            return Ok(transform); // the writer stopped on an error of its own
+                        }
+                    }
+                }
+                info!(known_ids, "silver ids read for deduplication");
+                Ok::<_, Error>(transform)
+            }
+        });
+        while let Some(SilverMessage {
+            output,
+            keep: (keep_quarantine, keep_duplicates, keep_changes),
+            rows,
+        }) = receiver.recv().await
+        {
+            silver_out.write(output.silver).await?;
+            if keep_quarantine {
+                quarantine_out.write(output.quarantine).await?;
+            }
+            if keep_duplicates {
+                duplicates_out.write(output.duplicates).await?;
+            }
+            if keep_changes {
+                changes_out.write(output.changes).await?;
+            }
+            progress.advance(rows);
+        }
+        let transform = reader.await.map_err(Error::Task)??;
+        progress.end();
+        let removed = transform.removed();
+        let stats = transform.into_stats();
+        if !stats.reconciles() {
+            return Err(Error::Reconciliation {
+                detail: format!(
+                    "bronze rows {} != silver {} + quarantine {} + duplicates {} + deletes {}",
+                    stats.bronze_rows,
+                    stats.silver_rows,
+                    stats.quarantined_rows,
+                    stats.duplicate_rows,
+                    stats.deletes
+                ),
+            });
+        }
+        let marker = [(SILVER_APP_ID.to_owned(), target)];
+        // Without changes, silver's append also says that every change is applied; with
+        // changes, the delete that applies them says so (see `finish_pending_changes`).
+        let silver_marker = if removed.is_empty() {
+            vec![
+                (SILVER_APP_ID.to_owned(), target),
+                (CHANGES_APP_ID.to_owned(), target),
+            ]
+        } else {
+            marker.to_vec()
+        };
+        for (table, appender, rows, marker) in [
+            (
+                SILVER_QUARANTINE,
+                quarantine_out,
+                stats.quarantined_rows,
+                &marker[..],
+            ),
+            (
+                SILVER_DUPLICATES,
+                duplicates_out,
+                stats.duplicate_rows,
+                &marker[..],
+            ),
+            (
+                SILVER_CHANGES,
+                changes_out,
+                stats.updates + stats.deletes,
+                &marker[..],
+            ),
+            (
+                SILVER_TRANSACTIONS,
+                silver_out,
+                stats.silver_rows,
+                &silver_marker[..],
+            ),
+        ] {
+            let started = Instant::now();
+            let version = appender.commit(marker).await?;
+            metrics::record_commit("silver", started.elapsed().as_secs_f64());
+            metrics::record_rows_written(table.name, rows);
+            run.detail
+                .assets
+                .push(AssetRun::materialized(table.name, rows, version));
+        }
+        for (reason, rows) in &stats.quarantine_by_reason {
+            if let Some(reason) = retail_domain::record::QuarantineReason::parse(reason) {
+                metrics::record_quarantined(reason.as_str(), *rows);
+            }
+        }
+        metrics::record_duplicates(stats.duplicate_rows);
+        if !removed.is_empty() {
+            let started = Instant::now();
+            let (version, deleted) = self.remove_from_silver(&removed, target).await?;
+            metrics::record_commit("silver", started.elapsed().as_secs_f64());
+            info!(
+                updates = stats.updates,
+                deletes = stats.deletes,
+                deleted,
+                "changes applied to silver"
+            );
+            run.detail.assets.push(AssetRun::materialized(
+                SILVER_TRANSACTIONS.name,
+                stats.silver_rows,
+                version,
+            ));
+        }
+        run.rows_in += stats.bronze_rows;
+        run.rows_out += stats.silver_rows;
+        run.quarantined += stats.quarantined_rows;
+        run.duplicates += stats.duplicate_rows;
+        info!(
+            bronze = stats.bronze_rows,
+            silver = stats.silver_rows,
+            quarantined = stats.quarantined_rows,
+            duplicates = stats.duplicate_rows,
+            "silver stage finished"
+        );
+        Ok(Some(stats))
+    }
+
+    /// Deletes the silver rows that updates and deletes replaced or removed, in one commit
+    /// that also records [`CHANGES_APP_ID`] = `bronze_version`.
+    async fn remove_from_silver(
+        &self,
+        removed: &[String],
+        bronze_version: i64,
+    ) -> Result<(Option<u64>, u64)> {
+        let (version, deleted) = self
+            .lake
+            .delete_where_in(
+                &SILVER_TRANSACTIONS,
+                "transaction_id",
+                removed,
+                &[(CHANGES_APP_ID.to_owned(), bronze_version)],
+            )
+            .await?;
+        if deleted != removed.len() as u64 {
+            return Err(Error::Reconciliation {
+                detail: format!(
+                    "{} changes should remove as many silver rows, but {deleted} were removed",
+                    removed.len()
+                ),
+            });
+        }
+        Ok((version, deleted))
+    }
+
+    /// Completes a run that stopped after silver's append and before its changes were applied
+    /// (a crash between the two commits): the changes are read back from
+    /// `silver/retail_transaction_changes`. Gold then sees a new silver version.
+    async fn finish_pending_changes(&self) -> Result<()> {
+        let lake = &self.lake;
+        let Some(silver_mark) = lake
+            .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
+            .await?
+        else {
+            return Ok(());
+        };
+        if lake
+            .app_version(&SILVER_TRANSACTIONS, CHANGES_APP_ID)
+            .await?
+            == Some(silver_mark)
+        {
+            return Ok(());
+        }
+        let mut pending = Vec::new();
+        if lake.latest_version(&SILVER_CHANGES).await?.is_some() {
+            let mut stream = lake
+                .scan(
+                    &SILVER_CHANGES,
+                    Some(&["target_transaction_id", "bronze_version"]),
+                )
+                .await?;
+            while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
+                table: SILVER_CHANGES.name,
+                source: Box::new(source),
+            })? {
+                let targets = batch.column(0).as_string::<i32>();
+                let versions = batch.column(1).as_primitive::<Int64Type>();
+                for row in 0..batch.num_rows() {
+                    if versions.value(row) == silver_mark {
+                        pending.push(targets.value(row).to_owned());
+                    }
+                }
+            }
+        }
+        warn!(
+            bronze_version = silver_mark,
+            changes = pending.len(),
+            "applying the changes of an interrupted run"
+        );
+        self.remove_from_silver(&pending, silver_mark).await?;
+        Ok(())
+    }
+}
+
+/// What the silver reader hands to the writer: the output of one bronze batch.
+struct SilverMessage {
+    output: SilverOutput,
+    /// Whether quarantine, duplicates and changes take their part (they may be ahead of
+    /// silver).
+    keep: (bool, bool, bool),
+    /// Bronze rows the output came from.
+    rows: u64,
+}
+
+/// Reads the transaction ids of silver's files in the given invoice months (`None`: all).
+async fn silver_ids(
+    lake: &Lake,
+    silver: &deltalake::DeltaTable,
+    months: Option<&HashSet<String>>,
+) -> Result<Vec<u128>> {
+    let files = match months {
+        Some(months) => {
+            lake.files_in_partitions(silver, &SILVER_TRANSACTIONS, "invoice_month", months)?
+        }
+        None => lake.data_files(silver, &SILVER_TRANSACTIONS)?,
+    };
+    let mut ids = Vec::new();
+    for file in &files {
+        let mut stream = lake
+            .read_file_columns(
+                &SILVER_TRANSACTIONS,
+                silver,
+                file,
+                Some(&["transaction_id"]),
+            )
+            .await?;
+        while let Some(batch) = stream.try_next().await? {
+            let column = batch.column(0).as_string::<i32>();
+            ids.reserve(column.len());
+            ids.extend(
+                column
+                    .iter()
+                    .flatten()
+                    .filter_map(|id| u128::from_str_radix(id, 16).ok()),
+            );
+        }
+    }
+    Ok(ids)
+}
+
+pub(crate) fn mark_version(mark: Option<i64>) -> Option<u64> {
+    mark.and_then(|v| u64::try_from(v).ok())
+}

@@ -1,0 +1,55 @@
+//! The services callers use: the API holds them as a handful of trait objects, the CLI and
+//! (next) the scheduler and stream consumers call the same ones.
+//!
+//! - [`AccessService`]: log in, refresh, log out, and admit a request (who, may they, how often);
+//! - [`AnalyticsService`]: the warehouse's catalogue, entities, pages and exports, behind a
+//!   circuit breaker and a cache layered around the warehouse;
+//! - [`IngestService`]: files, HTTP bodies and changes to one transaction into bronze;
+//! - [`PipelineService`]: start, run and follow runs of the asset graph;
+//! - [`OperationsService`]: readiness and metrics.
+//!
+//! Each is a trait with one implementation here, built from ports and the pipeline's use cases
+//! by the composition root (`retail-app`); nothing here picks an adapter.
+
+pub mod access;
+pub mod analytics;
+mod config;
+mod error;
+pub mod ingest;
+pub mod operations;
+pub mod pipeline;
+
+use std::sync::Arc;
+
+pub use access::{AccessService, Admission, Credentials, Principal, TokenPair};
+pub use analytics::{AnalyticsService, Answer, RawParams};
+pub use config::ApiConfig;
+pub use error::{Error, Result};
+pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
+pub use operations::{OperationsService, Readiness};
+pub use pipeline::{AssetInfo, PipelineService};
+pub use retail_ingest::decode::Format;
+pub use retail_metadata::{RunKind, RunRecord};
+pub use retail_pipeline::{PipelineStatus, RunRequest, Staleness};
+pub use retail_warehouse::{Catalogue, Cell, QueryResult, catalogue};
+
+/// The services, as the API and the CLI hold them.
+#[derive(Clone)]
+pub struct Services {
+    /// Authentication, roles and rate limits.
+    pub access: Arc<dyn AccessService>,
+    /// The warehouse's answers.
+    pub analytics: Arc<dyn AnalyticsService>,
+    /// Ingestion into bronze.
+    pub ingest: Arc<dyn IngestService>,
+    /// Pipeline runs.
+    pub pipeline: Arc<dyn PipelineService>,
+    /// Readiness and metrics.
+    pub operations: Arc<dyn OperationsService>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}

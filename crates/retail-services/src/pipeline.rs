@@ -1,0 +1,114 @@
+//! Pipeline runs for callers: start one in the background (the API), run one now (the CLI),
+//! follow them, and see where every table and asset stands.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use retail_domain::progress::Progress;
+use retail_metadata::{MetadataStore, RunKind, RunRecord};
+use retail_pipeline::{PipelineStatus, RunRequest, Runner};
+
+use crate::error::{Error, Result};
+
+/// An asset of the graph, for listings.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AssetInfo {
+    /// Its key.
+    pub key: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// The assets it is computed from.
+    pub upstream: Vec<&'static str>,
+    /// The lake tables it writes.
+    pub tables: Vec<&'static str>,
+}
+
+/// Pipeline runs.
+#[async_trait]
+pub trait PipelineService: Send + Sync {
+    /// Starts a run in the background and returns its record (status `running`) at once.
+    async fn start(&self, request: RunRequest) -> Result<RunRecord>;
+
+    /// Runs now and returns the finished record.
+    async fn run(&self, request: RunRequest, progress: &dyn Progress) -> Result<RunRecord>;
+
+    /// One run (an ingestion or a pipeline run) by id.
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord>;
+
+    /// Recorded runs, newest first.
+    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// Every table's version and rows, every asset's staleness, the latest run.
+    async fn status(&self) -> Result<PipelineStatus>;
+
+    /// The asset graph, in order.
+    fn assets(&self) -> Vec<AssetInfo>;
+
+    /// The keys of an asset and of every asset downstream of it.
+    fn with_downstream(&self, key: &str) -> Vec<String>;
+}
+
+/// Pipeline runs over the asset runner.
+#[derive(Debug)]
+pub struct Pipeline {
+    runner: Arc<Runner>,
+    store: Arc<dyn MetadataStore>,
+}
+
+impl Pipeline {
+    /// The service over `runner`, reading records from `store`.
+    pub fn new(runner: Arc<Runner>, store: Arc<dyn MetadataStore>) -> Self {
+        Self { runner, store }
+    }
+}
+
+#[async_trait]
+impl PipelineService for Pipeline {
+    async fn start(&self, request: RunRequest) -> Result<RunRecord> {
+        Ok(self.runner.start(request).await?)
+    }
+
+    async fn run(&self, request: RunRequest, progress: &dyn Progress) -> Result<RunRecord> {
+        Ok(self.runner.run(request, progress).await?)
+    }
+
+    async fn run_record(&self, run_id: &str) -> Result<RunRecord> {
+        if uuid::Uuid::parse_str(run_id).is_err() {
+            return Err(Error::invalid(format!(
+                "{run_id:?} is not a run id (a UUID)"
+            )));
+        }
+        self.store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no run {run_id}")))
+    }
+
+    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit must be from 1 to 1000"));
+        }
+        Ok(self.store.runs(kind, limit).await?)
+    }
+
+    async fn status(&self) -> Result<PipelineStatus> {
+        Ok(self.runner.status().await?)
+    }
+
+    fn assets(&self) -> Vec<AssetInfo> {
+        self.runner
+            .assets()
+            .iter()
+            .map(|asset| AssetInfo {
+                key: asset.key(),
+                description: asset.description(),
+                upstream: asset.upstream().to_vec(),
+                tables: asset.tables().iter().map(|t| t.name).collect(),
+            })
+            .collect()
+    }
+
+    fn with_downstream(&self, key: &str) -> Vec<String> {
+        self.runner.with_downstream(key)
+    }
+}

@@ -1,0 +1,146 @@
+//! Fixtures shared by the integration tests (a dev-dependency only): where the real data is,
+//! small generated datasets that every checkout has, and the test servers.
+//!
+//! A test that needs a server or the real data fails where the environment requires it (CI
+//! sets `RETAIL_REQUIRE_POSTGRES`, `RETAIL_REQUIRE_REDIS`, `RETAIL_REQUIRE_TEST_DATA`), and
+//! elsewhere says so and skips. Tests that can run on generated data always run.
+
+use std::path::{Path, PathBuf};
+
+use retail_ingest::generate::{GenerateOptions, write_daily_csv_files};
+
+/// The real Online Retail data, when present (`RETAIL_TEST_DATA` or `../shared/data/online-retail`
+/// beside the checkout).
+///
+/// # Panics
+///
+/// When it is absent and `RETAIL_REQUIRE_TEST_DATA` is set.
+pub fn real_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("RETAIL_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/online-retail")
+        });
+    if dir.join("spark-guide-by-day").is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("RETAIL_REQUIRE_TEST_DATA").is_none(),
+        "real test data not found at {} (set RETAIL_TEST_DATA)",
+        dir.display()
+    );
+    eprintln!("skipped: real test data not found at {}", dir.display());
+    None
+}
+
+/// The daily CSV files of Online Retail I, sorted by day.
+///
+/// # Panics
+///
+/// When the directory cannot be listed.
+pub fn daily_files(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("spark-guide-by-day"))
+        .expect("data dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A generated dataset in the Online Retail shape: one CSV file per day, in a temporary
+/// directory removed when this is dropped.
+#[derive(Debug)]
+pub struct Generated {
+    dir: tempfile::TempDir,
+    /// The daily files, sorted by day.
+    pub files: Vec<PathBuf>,
+}
+
+impl Generated {
+    /// `rows` rows over `days` days from 2010-12-01, with a fixed seed (the same every run):
+    /// guests, returns, cancellations, non-product lines, duplicates and a few bad rows.
+    ///
+    /// # Panics
+    ///
+    /// When the files cannot be written.
+    pub fn new(rows: u64, days: u32) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = GenerateOptions {
+            rows,
+            seed: 7,
+            start: chrono::NaiveDate::from_ymd_opt(2010, 12, 1).expect("a date"),
+            days,
+        };
+        write_daily_csv_files(dir.path(), &options).expect("generated files");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .expect("generated dir")
+            .map(|entry| entry.expect("entry").path())
+            .collect();
+        files.sort();
+        Self { dir, files }
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The files as inputs of an ingestion.
+    pub fn inputs(&self, files: &[PathBuf]) -> Vec<String> {
+        files.iter().map(|p| p.display().to_string()).collect()
+    }
+}
+
+fn server(variable: &str, require: &str, start: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(variable) {
+        return Some(url);
+    }
+    assert!(
+        std::env::var_os(require).is_none(),
+        "{variable} is not set ({start})"
+    );
+    eprintln!("skipped: {variable} is not set ({start})");
+    None
+}
+
+/// The PostgreSQL server of the test run (`RETAIL_TEST_POSTGRES_URL`).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_POSTGRES` is.
+pub fn postgres_url() -> Option<String> {
+    server(
+        "RETAIL_TEST_POSTGRES_URL",
+        "RETAIL_REQUIRE_POSTGRES",
+        "scripts/services.sh start postgres",
+    )
+}
+
+/// The Redis server of the test run (`RETAIL_TEST_REDIS_URL`).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_REDIS` is.
+pub fn redis_url() -> Option<String> {
+    server(
+        "RETAIL_TEST_REDIS_URL",
+        "RETAIL_REQUIRE_REDIS",
+        "scripts/services.sh start redis",
+    )
+}
+
+/// A name no other test of this run uses: for schemas and keys of shared servers.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
+}
