@@ -10,7 +10,8 @@
 //! - [`line_type`](mod@line_type) and [`country`](mod@country): what a stock code and a country mean;
 //! - [`score`](mod@score): the per-row data quality score;
 //! - [`transaction`](mod@transaction): the deterministic transaction id and the bronze record hash;
-//! - [`rfm`](mod@rfm): SQL-exact `NTILE` and the RFM segment table;
+//! - [`rfm`](mod@rfm): SQL-exact `NTILE` and the RFM segment table (in Rust and in SQL);
+//! - [`measure`](mod@measure): what counts as a purchase, an order, units sold (in Rust and in SQL);
 //! - [`error`](mod@error): the workspace's error vocabulary ([`ErrorKind`], [`Classify`]);
 //! - [`progress`](mod@progress): how long work reports its progress;
 //! - [`ports`](mod@ports): the traits adapters implement ([`ports::Follower`]).
@@ -51,6 +52,7 @@ pub mod country;
 pub mod error;
 pub mod field;
 pub mod line_type;
+pub mod measure;
 pub mod ports;
 pub mod progress;
 pub mod record;

@@ -49,12 +49,9 @@ pub fn ntile(row_number: usize, total: usize, buckets: usize) -> u8 {
     u8::try_from(bucket + 1).unwrap_or(u8::MAX)
 }
 
-/// Segment name from (`r_score`, `f_score`), both `1..=5`, per the contract table
-/// ("Hibernating", "At Risk", "Can't Lose Them", "About to Sleep", "Need Attention",
-/// "Loyal Customers", "Promising", "New Customers", "Potential Loyalists", "Champions").
-///
-/// The contract's table covers each of the 25 pairs exactly once (a test checks this), so no
-/// pair needed a resolution:
+/// The contract's segment table, written once: (r from, r to, f from, f to, segment). Each of
+/// the 25 (R, F) pairs falls in exactly one rule (a test checks it); [`segment`] reads the
+/// table in Rust and [`segment_sql`] writes it as the SQL both warehouse backends run.
 ///
 /// | r \ f | 1 | 2 | 3 | 4 | 5 |
 /// |---|---|---|---|---|---|
@@ -62,6 +59,20 @@ pub fn ntile(row_number: usize, total: usize, buckets: usize) -> u8 {
 /// | 3 | About to Sleep | About to Sleep | Need Attention | Loyal Customers | Loyal Customers |
 /// | 4 | Promising | Potential Loyalists | Potential Loyalists | Loyal Customers | Loyal Customers |
 /// | 5 | New Customers | Potential Loyalists | Potential Loyalists | Champions | Champions |
+pub const SEGMENT_RULES: [(u8, u8, u8, u8, &str); 10] = [
+    (1, 2, 1, 2, "Hibernating"),
+    (1, 2, 3, 4, "At Risk"),
+    (1, 2, 5, 5, "Can't Lose Them"),
+    (3, 3, 1, 2, "About to Sleep"),
+    (3, 3, 3, 3, "Need Attention"),
+    (3, 4, 4, 5, "Loyal Customers"),
+    (4, 4, 1, 1, "Promising"),
+    (5, 5, 1, 1, "New Customers"),
+    (4, 5, 2, 3, "Potential Loyalists"),
+    (5, 5, 4, 5, "Champions"),
+];
+
+/// Segment name from (`r_score`, `f_score`), both `1..=5`, by [`SEGMENT_RULES`].
 ///
 /// Scores outside `1..=5` are a caller bug and are clamped into that range.
 pub fn segment(r_score: u8, f_score: u8) -> &'static str {
@@ -69,18 +80,33 @@ pub fn segment(r_score: u8, f_score: u8) -> &'static str {
         (1..=5).contains(&r_score) && (1..=5).contains(&f_score),
         "scores are 1..=5"
     );
-    match (r_score.clamp(1, 5), f_score.clamp(1, 5)) {
-        (1..=2, 1..=2) => "Hibernating",
-        (1..=2, 3..=4) => "At Risk",
-        (1..=2, _) => "Can't Lose Them",
-        (3, 1..=2) => "About to Sleep",
-        (3, 3) => "Need Attention",
-        (3..=4, 4..=5) => "Loyal Customers",
-        (4, 1) => "Promising",
-        (5, 1) => "New Customers",
-        (4..=5, 2..=3) => "Potential Loyalists",
-        _ => "Champions",
+    let (r, f) = (r_score.clamp(1, 5), f_score.clamp(1, 5));
+    SEGMENT_RULES
+        .iter()
+        .find(|(r_from, r_to, f_from, f_to, _)| {
+            (*r_from..=*r_to).contains(&r) && (*f_from..=*f_to).contains(&f)
+        })
+        .map_or("Champions", |rule| rule.4)
+}
+
+/// [`SEGMENT_RULES`] as a SQL `CASE` over two score expressions.
+///
+/// ```
+/// let sql = retail_domain::rfm::segment_sql("r", "f");
+/// assert!(sql.starts_with("CASE WHEN r BETWEEN 1 AND 2 AND f BETWEEN 1 AND 2 THEN 'Hibernating'"));
+/// assert!(sql.contains("'Can''t Lose Them'"));
+/// ```
+pub fn segment_sql(r_score: &str, f_score: &str) -> String {
+    let mut sql = String::from("CASE");
+    for (r_from, r_to, f_from, f_to, name) in SEGMENT_RULES {
+        sql.push_str(&format!(
+            " WHEN {r_score} BETWEEN {r_from} AND {r_to} AND {f_score} BETWEEN {f_from} AND {f_to} \
+             THEN '{}'",
+            name.replace('\'', "''")
+        ));
     }
+    sql.push_str(" END");
+    sql
 }
 
 #[cfg(test)]
@@ -213,6 +239,21 @@ mod tests {
                 assert!(SEGMENTS.contains(&name));
             }
         }
+    }
+
+    #[test]
+    fn the_rule_table_covers_every_pair_exactly_once_and_names_every_segment() {
+        for r in 1..=5u8 {
+            for f in 1..=5u8 {
+                let matching = SEGMENT_RULES
+                    .iter()
+                    .filter(|(a, b, c, d, _)| (*a..=*b).contains(&r) && (*c..=*d).contains(&f))
+                    .count();
+                assert_eq!(matching, 1, "pair {r}{f}");
+            }
+        }
+        let names: Vec<&str> = SEGMENT_RULES.iter().map(|rule| rule.4).collect();
+        assert_eq!(names, SEGMENTS);
     }
 
     #[test]

@@ -22,7 +22,8 @@ use deltalake::arrow::datatypes::{
 use deltalake::arrow::error::ArrowError;
 use retail_lake::schema::{HISTORY_CUSTOMERS, HISTORY_INVOICES, HISTORY_PRODUCTS};
 
-use crate::gold::{FastMap, NONE_ID, SilverSet, month_index, month_label, parse_month_label};
+use crate::calendar::{month_index, month_label, parse_month_label};
+use crate::silver_set::{FastMap, NONE, SilverSet};
 
 /// A row's place in the walk that type 2 versions follow: invoice date, then invoice, then
 /// transaction id.
@@ -111,14 +112,14 @@ impl History {
         for index in order {
             let row = &silver.rows[*index as usize];
             let month = month_index(row.day());
-            if row.customer != NONE_ID {
+            if row.customer != NONE {
                 let part = customers.entry((row.customer, month)).or_default();
                 part.monetary += row.total_amount;
-                if row.quantity > 0 {
+                if row.is_purchase() {
                     part.last_purchase = part.last_purchase.max(Some(row.day()));
-                    if !row.is_cancellation {
-                        part.invoices.push(row.invoice);
-                    }
+                }
+                if row.counts_as_order() {
+                    part.invoices.push(row.invoice);
                 }
                 if part.runs.last().is_none_or(|run| run.0 != row.country) {
                     part.runs.push((
@@ -133,7 +134,7 @@ impl History {
                 .entry((row.stock_code, month, row.description))
                 .or_default();
             product.lines += 1;
-            if row.quantity > 0 {
+            if row.is_purchase() {
                 product.first_sale =
                     Some(product.first_sale.map_or(row.day(), |d| d.min(row.day())));
                 product.last_sale = product.last_sale.max(Some(row.day()));
@@ -157,8 +158,8 @@ impl History {
             part.first_at = part.first_at.min(row.invoice_date);
             part.last_at = part.last_at.max(row.invoice_date);
         }
-        let name = |id: u32, interner: &crate::gold::Interner| -> Option<String> {
-            (id != NONE_ID).then(|| interner.get(id).to_owned())
+        let name = |id: u32, interner: &crate::silver_set::Interner| -> Option<String> {
+            (id != NONE).then(|| interner.get(id).to_owned())
         };
         let mut history = Self::default();
         for ((customer, month), mut part) in customers {

@@ -36,6 +36,7 @@
 //! ```
 
 pub mod asset;
+mod calendar;
 mod error;
 pub mod gold;
 pub mod history;
@@ -43,6 +44,7 @@ mod ingestion;
 pub mod quality;
 mod reconcile;
 pub mod silver;
+pub mod silver_set;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike as _, Months, NaiveDate, NaiveDateTime};
+use retail_domain::measure::sql as measure;
 
 use crate::error::{Error, Result};
 
@@ -542,15 +543,17 @@ fn top_products(params: &Params) -> Statement {
         format!(
             "SELECT p.stock_code,
        SUM(f.total_amount) AS net_revenue,
-       SUM(CASE WHEN f.quantity > 0 THEN f.quantity ELSE 0 END) AS units_sold,
-       -SUM(CASE WHEN f.quantity < 0 THEN f.quantity ELSE 0 END) AS units_returned,
-       COUNT(DISTINCT CASE WHEN f.quantity > 0 AND NOT f.is_cancellation THEN f.invoice END)
-           AS orders
+       {units_sold} AS units_sold,
+       {units_returned} AS units_returned,
+       {orders} AS orders
   FROM fact_sales f
   JOIN dim_product p ON p.product_key = f.product_key
   JOIN dim_country c ON c.country_key = f.country_key
  WHERE p.line_type = 'product'{filter}
- GROUP BY p.stock_code"
+ GROUP BY p.stock_code",
+            units_sold = measure::units_sold("f"),
+            units_returned = measure::units_returned("f"),
+            orders = measure::orders("f"),
         )
     };
     match whole_months(from, to) {

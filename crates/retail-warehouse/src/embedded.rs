@@ -114,25 +114,21 @@ impl EmbeddedWarehouse {
             register(&context, name, table.arrow_schema(), batches)?;
         }
         let summaries = SUMMARIES.iter().map(|s| (s.name, s.full()));
-        let views = VIEWS.iter().map(|v| (v.name, v.query.to_owned()));
-        for (name, query) in summaries.chain(views) {
-            let view = crate::sql::View {
-                name,
-                query: "",
-                key: &[],
-            };
+        let views = VIEWS.iter().map(|v| (v.name, (v.query)()));
+        let summaries: Vec<(&str, String)> = summaries.chain(views).collect();
+        for (name, query) in summaries {
             let frame = context
                 .sql(&query)
                 .await
-                .map_err(Error::datafusion(format!("planning view {}", view.name)))?;
+                .map_err(Error::datafusion(format!("planning view {name}")))?;
             let schema = Arc::new(frame.schema().as_arrow().clone());
             let batches = frame
                 .collect()
                 .await
-                .map_err(Error::datafusion(format!("computing view {}", view.name)))?;
+                .map_err(Error::datafusion(format!("computing view {name}")))?;
             // The executed plan's schema can differ in nullability from the logical one.
             let schema = batches.first().map_or(schema, |b| b.schema());
-            register(&context, view.name, schema, batches)?;
+            register(&context, name, schema, batches)?;
         }
         info!(
             seconds = started.elapsed().as_secs_f64(),

@@ -370,7 +370,7 @@ impl PostgresWarehouse {
         let mut rebuilt = false;
         for summary in SUMMARIES {
             let name = summary.name;
-            let hash = hash(summary.query, summary.key);
+            let hash = hash(&summary.text(), summary.key);
             if recorded.get(name) == Some(&hash) && relation_exists(tx, schema, name).await? {
                 continue;
             }
@@ -392,7 +392,7 @@ impl PostgresWarehouse {
         }
         for view in VIEWS {
             let name = view.name;
-            let hash = hash(view.query, view.key);
+            let hash = hash(&(view.query)(), view.key);
             if !rebuilt
                 && recorded.get(name) == Some(&hash)
                 && relation_exists(tx, schema, name).await?
@@ -405,7 +405,7 @@ impl PostgresWarehouse {
                  CREATE MATERIALIZED VIEW {name} AS {};
                  CREATE UNIQUE INDEX {name}_key ON {name} ({});
                  {}",
-                view.query,
+                (view.query)(),
                 view.key.join(", "),
                 record(name, &hash)
             ))

@@ -1,9 +1,15 @@
 //! SQL shared by both backends: summary tables and views over the star schema.
 //!
 //! Each is one `SELECT` that PostgreSQL and DataFusion both accept, and the catalogue queries
-//! them by the same names on both backends. Summary tables are maintained slice by slice by
-//! each PostgreSQL load; views are materialized views refreshed concurrently after it. The
-//! embedded warehouse computes both once per gold version and keeps them in memory.
+//! them by the same names on both backends. The measures (what counts as a purchase, an order,
+//! units sold) and the RFM segment rules come from the domain, written once
+//! (`retail_domain::measure::sql`, `retail_domain::rfm::segment_sql`). Summary tables are
+//! maintained slice by slice by each PostgreSQL load; views are materialized views refreshed
+//! concurrently after it. The embedded warehouse computes both once per gold version and keeps
+//! them in memory.
+
+use retail_domain::measure::sql as measure;
+use retail_domain::rfm;
 
 /// How a summary table is split for incremental maintenance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +30,7 @@ pub(crate) struct Summary {
     /// Relation name on both backends.
     pub(crate) name: &'static str,
     /// The defining `SELECT`, with `{filter}`.
-    pub(crate) query: &'static str,
+    pub(crate) query: fn() -> String,
     /// Columns that identify a row.
     pub(crate) key: &'static [&'static str],
     /// The slice a load rewrites.
@@ -34,12 +40,17 @@ pub(crate) struct Summary {
 impl Summary {
     /// The query over all facts.
     pub(crate) fn full(&self) -> String {
-        self.query.replace("{filter}", "")
+        (self.query)().replace("{filter}", "")
     }
 
     /// The query over the facts that `filter` (starting with ` AND `) selects.
     pub(crate) fn sliced(&self, filter: &str) -> String {
-        self.query.replace("{filter}", filter)
+        (self.query)().replace("{filter}", filter)
+    }
+
+    /// The defining query as stored (with its `{filter}` marker).
+    pub(crate) fn text(&self) -> String {
+        (self.query)()
     }
 }
 
@@ -47,11 +58,14 @@ impl Summary {
 /// customers over any period are counted from this small relation instead of the facts.
 pub(crate) const CUSTOMER_DAYS: Summary = Summary {
     name: "customer_days",
-    query: "SELECT DISTINCT f.date_key, c.country_name, d.customer_id
+    query: || {
+        "SELECT DISTINCT f.date_key, c.country_name, d.customer_id
   FROM fact_sales f
   JOIN dim_customer d ON d.customer_key = f.customer_key
   JOIN dim_country c ON c.country_key = f.country_key
- WHERE f.customer_key <> 0{filter}",
+ WHERE f.customer_key <> 0{filter}"
+            .to_owned()
+    },
     key: &["date_key", "country_name", "customer_id"],
     slice: SliceBy::Day,
 };
@@ -60,18 +74,24 @@ pub(crate) const CUSTOMER_DAYS: Summary = Summary {
 /// instead of the facts.
 pub(crate) const PRODUCT_MONTHLY_COUNTRY: Summary = Summary {
     name: "product_monthly_country",
-    query: "SELECT CAST(date_trunc('month', f.invoice_date) AS DATE) AS month, c.country_name,
+    query: || {
+        format!(
+            "SELECT CAST(date_trunc('month', f.invoice_date) AS DATE) AS month, c.country_name,
        p.stock_code,
        SUM(f.total_amount) AS net_revenue,
-       CAST(SUM(CASE WHEN f.quantity > 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_sold,
-       CAST(-SUM(CASE WHEN f.quantity < 0 THEN f.quantity ELSE 0 END) AS BIGINT) AS units_returned,
-       COUNT(DISTINCT CASE WHEN f.quantity > 0 AND NOT f.is_cancellation THEN f.invoice END)
-           AS orders
+       CAST({units_sold} AS BIGINT) AS units_sold,
+       CAST({units_returned} AS BIGINT) AS units_returned,
+       {orders} AS orders
   FROM fact_sales f
   JOIN dim_product p ON p.product_key = f.product_key
   JOIN dim_country c ON c.country_key = f.country_key
- WHERE p.line_type = 'product'{filter}
+ WHERE p.line_type = 'product'{{filter}}
  GROUP BY CAST(date_trunc('month', f.invoice_date) AS DATE), c.country_name, p.stock_code",
+            units_sold = measure::units_sold("f"),
+            units_returned = measure::units_returned("f"),
+            orders = measure::orders("f"),
+        )
+    },
     key: &["month", "country_name", "stock_code"],
     slice: SliceBy::Month,
 };
@@ -81,17 +101,22 @@ pub(crate) const PRODUCT_MONTHLY_COUNTRY: Summary = Summary {
 /// purchase line) and monetary value (all lines). RFM ranks these rows.
 pub(crate) const CUSTOMER_ACTIVITY: Summary = Summary {
     name: "customer_activity",
-    query: "SELECT d.customer_id,
-       MAX(CASE WHEN f.quantity > 0 THEN f.date_key END) AS last_key,
-       MAX(CASE WHEN f.quantity > 0 THEN
+    query: || {
+        format!(
+            "SELECT d.customer_id,
+       MAX(CASE WHEN {purchase} THEN f.date_key END) AS last_key,
+       MAX(CASE WHEN {purchase} THEN
            CAST(EXTRACT(EPOCH FROM f.invoice_date) AS BIGINT) / 86400 END) AS last_day,
-       COUNT(DISTINCT CASE WHEN f.quantity > 0 AND NOT f.is_cancellation THEN f.invoice END)
-           AS frequency,
+       {orders} AS frequency,
        SUM(f.total_amount) AS monetary
   FROM fact_sales f
   JOIN dim_customer d ON d.customer_key = f.customer_key
- WHERE f.customer_key <> 0{filter}
+ WHERE f.customer_key <> 0{{filter}}
  GROUP BY d.customer_id",
+            purchase = measure::is_purchase("f"),
+            orders = measure::orders("f"),
+        )
+    },
     key: &["customer_id"],
     slice: SliceBy::Customer,
 };
@@ -108,7 +133,7 @@ pub(crate) struct View {
     /// Relation name on both backends.
     pub(crate) name: &'static str,
     /// The defining `SELECT`.
-    pub(crate) query: &'static str,
+    pub(crate) query: fn() -> String,
     /// Columns that identify a row (the unique index a concurrent refresh needs).
     pub(crate) key: &'static [&'static str],
 }
@@ -116,10 +141,13 @@ pub(crate) struct View {
 /// Sales per day and country with the country's region (gold's `daily_sales`, ready to join).
 pub(crate) const SALES_DAILY_COUNTRY: View = View {
     name: "sales_daily_country",
-    query: "SELECT s.date_key, s.country_name, c.region, s.gross_revenue, s.returns_amount,
+    query: || {
+        "SELECT s.date_key, s.country_name, c.region, s.gross_revenue, s.returns_amount,
        s.net_revenue, s.orders, s.units, s.customers, s.lines
   FROM daily_sales s
-  JOIN dim_country c ON c.country_name = s.country_name",
+  JOIN dim_country c ON c.country_name = s.country_name"
+            .to_owned()
+    },
     key: &["date_key", "country_name"],
 };
 
@@ -127,7 +155,8 @@ pub(crate) const SALES_DAILY_COUNTRY: View = View {
 /// add up from days (an invoice falls on one day); customers are counted from `customer_days`.
 pub(crate) const SALES_MONTHLY_COUNTRY: View = View {
     name: "sales_monthly_country",
-    query: "SELECT t.month, t.country_name, t.region, t.gross_revenue, t.returns_amount,
+    query: || {
+        "SELECT t.month, t.country_name, t.region, t.gross_revenue, t.returns_amount,
        t.net_revenue, t.orders, t.units, COALESCE(k.customers, 0) AS customers, t.lines
   FROM (SELECT CAST(date_trunc('month', CAST(d.date AS TIMESTAMP)) AS DATE) AS month,
                s.country_name, s.region,
@@ -147,7 +176,9 @@ pub(crate) const SALES_MONTHLY_COUNTRY: View = View {
                JOIN dim_date d ON d.date_key = k.date_key
               GROUP BY CAST(date_trunc('month', CAST(d.date AS TIMESTAMP)) AS DATE),
                        k.country_name) k
-    ON k.month = t.month AND k.country_name = t.country_name",
+    ON k.month = t.month AND k.country_name = t.country_name"
+            .to_owned()
+    },
     key: &["month", "country_name"],
 };
 
@@ -156,20 +187,11 @@ pub(crate) const SALES_MONTHLY_COUNTRY: View = View {
 /// newest invoice date). Compared with gold's `customer_rfm` by the conformance tests.
 pub(crate) const CUSTOMER_RFM_LIVE: View = View {
     name: "customer_rfm_live",
-    query: "SELECT s.customer_id, s.last_purchase_date, s.recency_days, s.frequency, s.monetary,
+    query: || {
+        format!(
+            "SELECT s.customer_id, s.last_purchase_date, s.recency_days, s.frequency, s.monetary,
        s.r_score, s.f_score, s.m_score,
-       CASE
-         WHEN s.r_score <= 2 AND s.f_score <= 2 THEN 'Hibernating'
-         WHEN s.r_score <= 2 AND s.f_score <= 4 THEN 'At Risk'
-         WHEN s.r_score <= 2 THEN 'Can''t Lose Them'
-         WHEN s.r_score = 3 AND s.f_score <= 2 THEN 'About to Sleep'
-         WHEN s.r_score = 3 AND s.f_score = 3 THEN 'Need Attention'
-         WHEN s.r_score <= 4 AND s.f_score >= 4 THEN 'Loyal Customers'
-         WHEN s.r_score = 4 AND s.f_score = 1 THEN 'Promising'
-         WHEN s.r_score = 5 AND s.f_score = 1 THEN 'New Customers'
-         WHEN s.f_score <= 3 THEN 'Potential Loyalists'
-         ELSE 'Champions'
-       END AS segment
+       {segment} AS segment
   FROM (SELECT b.customer_id, b.last_purchase_date, b.recency_days, b.frequency, b.monetary,
                NTILE(5) OVER (ORDER BY b.recency_days DESC, b.customer_id) AS r_score,
                NTILE(5) OVER (ORDER BY b.frequency, b.customer_id) AS f_score,
@@ -183,6 +205,9 @@ pub(crate) const CUSTOMER_RFM_LIVE: View = View {
                                          AS BIGINT) / 86400 + 1 AS reference_day
                                FROM dim_date) r
                  WHERE p.last_key IS NOT NULL) b) s",
+            segment = rfm::segment_sql("s.r_score", "s.f_score"),
+        )
+    },
     key: &["customer_id"],
 };
 

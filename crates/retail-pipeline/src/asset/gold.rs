@@ -246,7 +246,7 @@ impl GoldAsset {
             let rebuilt: BTreeSet<i32> = plan
                 .months
                 .iter()
-                .filter_map(|m| crate::gold::parse_month_label(m))
+                .filter_map(|m| crate::calendar::parse_month_label(m))
                 .collect();
             let latest_kept = history.months().difference(&rebuilt).max().copied();
             if let Some(customer) = self.keys_move_outside(dim_customer, latest_kept).await? {
@@ -523,7 +523,7 @@ impl GoldAsset {
                 .map(|(_, from)| *from)
                 .min()
                 .unwrap_or(i64::MIN);
-            let changed_month = crate::gold::month_index(crate::gold::day_of(changed_at));
+            let changed_month = crate::calendar::month_index(crate::calendar::day_of(changed_at));
             if index == 0 || changed_month <= latest_kept {
                 return Ok(Some(customer.clone()));
             }
