@@ -165,16 +165,19 @@ impl Lake {
             .with_columns(schema.fields().cloned())
             .with_partition_columns(table.partition_columns.iter().copied())
             .with_table_name(table.name.replace('/', "."))
+            // Without retries: a creation that lost the race to another process would
+            // otherwise be retried as the next version, a second CREATE TABLE that replaces
+            // the winner's table id and metadata.
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
         match created {
             Ok(delta) => Ok(delta),
-            // Another process created it first: use theirs.
-            Err(DeltaTableError::VersionAlreadyExists(_)) => {
-                self.open(table).await?.ok_or_else(|| Error::MissingTable {
-                    table: table.name.to_owned(),
-                })
-            }
-            Err(source) => Err(table_error("create", table, source)),
+            // Another process created it first (the creation saw the table, or lost the race
+            // to write its first version): use theirs.
+            Err(source) => match self.open(table).await? {
+                Some(delta) => Ok(delta),
+                None => Err(table_error("create", table, source)),
+            },
         }
     }
 

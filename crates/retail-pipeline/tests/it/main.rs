@@ -4,5 +4,6 @@
 mod changes;
 mod contract;
 mod incremental;
+mod ingestion;
 mod real_data;
 mod support;

@@ -66,6 +66,17 @@ impl TestLake {
         }
     }
 
+    /// An ingestion service of another process over the same lake and metadata store, as an
+    /// API replica has.
+    pub(crate) fn replica(&self) -> IngestionService {
+        let config = LakeConfig {
+            root: self.lake.root().to_string(),
+            ..LakeConfig::default()
+        };
+        let lake = Lake::new(&config).expect("lake");
+        IngestionService::new(lake, Arc::clone(&self.store), IngestOptions::default())
+    }
+
     pub(crate) async fn ingest(&self, paths: &[PathBuf]) -> RunRecord {
         let inputs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         self.try_ingest(&inputs).await.expect("ingestion succeeds")
@@ -210,6 +221,21 @@ pub(crate) fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<Strin
             let array = b.column_by_name(column).expect("column").as_string::<i32>();
             (0..array.len())
                 .map(|i| (!array.is_null(i)).then(|| array.value(i).to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A column's cells as Arrow displays them (timestamps as `2011-01-04T10:00:00`).
+pub(crate) fn formatted(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    let options = FormatOptions::default();
+    batches
+        .iter()
+        .flat_map(|b| {
+            let array = b.column_by_name(column).expect("column");
+            let formatter = ArrayFormatter::try_new(array.as_ref(), &options).expect("formatter");
+            (0..array.len())
+                .map(|i| formatter.value(i).to_string())
                 .collect::<Vec<_>>()
         })
         .collect()
