@@ -2,3 +2,4 @@
 //! by the composition root exactly as `retail serve` builds it.
 
 mod api;
+mod production;
