@@ -9,7 +9,7 @@ use retail_services::{Admission, Credentials};
 
 use crate::error::ApiError;
 use crate::extract::bearer;
-use crate::{AppState, header};
+use crate::state::{AppState, header};
 
 #[derive(Clone)]
 struct Guard {

@@ -14,12 +14,13 @@ mod extract;
 mod guard;
 mod openapi;
 mod routes;
+mod state;
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use retail_services::{ApiConfig, Services};
@@ -29,11 +30,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::document as openapi_document;
 
-/// What every handler can reach: the services.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) services: Services,
-}
+use crate::state::AppState;
 
 /// Request counts and latency by route, method and status.
 async fn record_metrics(request: Request, next: Next) -> Response {
@@ -139,8 +136,4 @@ pub async fn serve(
         .await?;
     tracing::info!("API stopped");
     Ok(())
-}
-
-pub(crate) fn header(value: impl std::fmt::Display) -> HeaderValue {
-    HeaderValue::from_str(&value.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -20,6 +20,7 @@
 //! ```
 
 mod config;
+pub mod warehouses;
 
 use std::sync::Arc;
 
@@ -36,9 +37,7 @@ use retail_services::analytics::{Analytics, BreakerWarehouse, CachedWarehouse, C
 use retail_services::ingest::Ingest;
 use retail_services::operations::Operations;
 use retail_services::pipeline::Pipeline;
-use retail_warehouse::{
-    Backend, EmbeddedFollower, EmbeddedWarehouse, PostgresFollower, PostgresWarehouse, Warehouse,
-};
+use retail_warehouse::{Backend, EmbeddedFollower, PostgresFollower, PostgresWarehouse, Warehouse};
 
 pub use config::{Config, ENV_PREFIX, IngestConfig, PipelineConfig, TelemetryConfig};
 
@@ -148,24 +147,17 @@ impl App {
         let mut followers: Vec<Arc<dyn Follower>> = Vec::new();
         let (warehouse, postgres): (Arc<dyn Warehouse>, _) = match config.warehouse.backend {
             Backend::Embedded => {
-                let embedded = Arc::new(EmbeddedWarehouse::new(lake.clone()));
+                let embedded = Arc::new(warehouses::embedded(&lake));
                 if role == Role::Server {
                     followers.push(Arc::new(EmbeddedFollower::new(Arc::clone(&embedded))));
                 }
                 (embedded, None)
             }
             Backend::Postgres => {
-                let postgres = Arc::new(
-                    PostgresWarehouse::connect(&config.warehouse)
-                        .await
-                        .context("cannot open the warehouse")?,
-                );
-                if role == Role::Server {
-                    postgres
-                        .ensure_migrated()
-                        .await
-                        .context("cannot bring the warehouse schema up to date")?;
-                }
+                // The server brings the schema up to date at start; a command leaves that to
+                // `retail migrate` and the load.
+                let postgres =
+                    Arc::new(warehouses::postgres(&config.warehouse, role == Role::Server).await?);
                 followers.push(Arc::new(PostgresFollower::new(
                     Arc::clone(&postgres),
                     lake.clone(),

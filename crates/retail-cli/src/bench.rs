@@ -15,9 +15,7 @@ use retail_ingest::generate::{GenerateOptions, write_daily_csv_files};
 use retail_services::{RunRecord, RunRequest};
 use serde::Serialize;
 
-use retail_warehouse::{
-    Catalogue, EmbeddedWarehouse, Params, PostgresWarehouse, QueryResult, Warehouse as _,
-};
+use retail_warehouse::{Catalogue, Params, PostgresWarehouse, QueryResult, Warehouse as _};
 
 /// Options of `retail bench`.
 #[derive(Debug, Args)]
@@ -190,7 +188,7 @@ async fn measure(
     let postgres = if args.warehouse && !base.warehouse.postgres_url.trim().is_empty() {
         let mut settings = base.warehouse.clone();
         settings.postgres_schema = format!("bench_{}", std::process::id());
-        let pg = PostgresWarehouse::connect(&settings).await?;
+        let pg = retail_app::warehouses::postgres(&settings, false).await?;
         pg.drop_schema().await?;
         pg.migrate().await?;
         Some(pg)
@@ -329,7 +327,7 @@ async fn query_latencies(
     postgres: Option<&PostgresWarehouse>,
     runs: usize,
 ) -> anyhow::Result<Vec<QueryLatency>> {
-    let embedded = EmbeddedWarehouse::new(app.lake.clone());
+    let embedded = retail_app::warehouses::embedded(&app.lake);
     let first = |result: QueryResult| {
         result
             .rows

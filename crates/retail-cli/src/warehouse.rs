@@ -2,13 +2,11 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
+use retail_app::warehouses::{self, Status};
 use retail_app::{App, Config, Role};
 use retail_services::RunRequest;
-use retail_warehouse::{
-    Backend, Catalogue, EmbeddedWarehouse, Params, PostgresWarehouse, QueryResult, Warehouse,
-};
+use retail_warehouse::{Backend, Catalogue, Params, QueryResult};
 
 use crate::progress::TerminalProgress;
 
@@ -66,40 +64,15 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
-/// The PostgreSQL warehouse, migrated.
-async fn postgres(config: &Config) -> anyhow::Result<PostgresWarehouse> {
-    if config.warehouse.postgres_url.trim().is_empty() {
-        bail!(
-            "no PostgreSQL configured: set warehouse.postgres_url (RETAIL__WAREHOUSE__POSTGRES_URL) \
-             and warehouse.backend = postgres"
-        );
-    }
-    let warehouse = PostgresWarehouse::connect(&config.warehouse).await?;
-    warehouse
-        .migrate()
-        .await
-        .context("cannot bring the warehouse schema up to date")?;
-    Ok(warehouse)
-}
-
 /// `retail migrate`.
 pub(crate) async fn migrate(config: Config) -> anyhow::Result<()> {
-    if config.warehouse.postgres_url.trim().is_empty() {
-        println!("the embedded warehouse has no schema to migrate (warehouse.backend = embedded)");
-        return Ok(());
-    }
-    let warehouse = PostgresWarehouse::connect(&config.warehouse).await?;
-    let applied = warehouse.migrate().await?;
-    if applied.is_empty() {
-        println!(
-            "warehouse schema {} is up to date",
-            config.warehouse.postgres_schema
-        );
-    } else {
-        println!(
-            "applied migrations {applied:?} to schema {}",
-            config.warehouse.postgres_schema
-        );
+    let schema = &config.warehouse.postgres_schema;
+    match warehouses::migrate(&config.warehouse).await? {
+        None => println!(
+            "the embedded warehouse has no schema to migrate (warehouse.backend = embedded)"
+        ),
+        Some(applied) if applied.is_empty() => println!("warehouse schema {schema} is up to date"),
+        Some(applied) => println!("applied migrations {applied:?} to schema {schema}"),
     }
     Ok(())
 }
@@ -215,14 +188,10 @@ pub(crate) async fn run(command: WarehouseCommand, config: Config) -> anyhow::Re
                 None => config.warehouse.backend,
             };
             let started = std::time::Instant::now();
-            let result = match backend {
-                Backend::Embedded => {
-                    let lake =
-                        retail_lake::Lake::new(&config.lake).context("cannot open the lake")?;
-                    EmbeddedWarehouse::new(lake).query(query, &params).await?
-                }
-                Backend::Postgres => postgres(&config).await?.query(query, &params).await?,
-            };
+            let result = warehouses::open(&config, backend)
+                .await?
+                .query(query, &params)
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
@@ -256,23 +225,18 @@ pub(crate) async fn run(command: WarehouseCommand, config: Config) -> anyhow::Re
 }
 
 async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    match config.warehouse.backend {
-        Backend::Embedded => {
-            let lake = retail_lake::Lake::new(&config.lake).context("cannot open the lake")?;
-            let warehouse = EmbeddedWarehouse::new(lake);
-            warehouse.refresh().await?;
-            let versions = warehouse.versions().await.unwrap_or_default();
+    match warehouses::status(config).await? {
+        Status::Embedded { gold_versions } => {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"backend": "embedded", "gold_versions": versions})
+                    serde_json::json!({"backend": "embedded", "gold_versions": gold_versions})
                 );
             } else {
-                println!("embedded warehouse over gold (versions {versions:?})");
+                println!("embedded warehouse over gold (versions {gold_versions:?})");
             }
         }
-        Backend::Postgres => {
-            let objects = postgres(config).await?.objects().await?;
+        Status::Postgres(objects) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&objects)?);
                 return Ok(());

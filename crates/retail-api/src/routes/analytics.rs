@@ -7,10 +7,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::Rows;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::QueryPairs;
-use crate::{AppState, header};
+use crate::routes::rows::Rows;
+use crate::state::{AppState, header};
 
 /// Which catalogue query each analytics path runs (the OpenAPI document reads it too).
 pub(crate) const ENDPOINTS: [(&str, &str); 7] = [

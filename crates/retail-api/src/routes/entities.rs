@@ -6,9 +6,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Rows, first_row};
-use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::rows::{Rows, first_row};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail, IngestRefusal};
 use crate::extract::{Body, BodyFormat, Caller, IdempotencyKey, RequestId};
-use crate::{AppState, header};
+use crate::state::{AppState, header};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/ingest/transactions", post(ingest_transactions))

@@ -10,16 +10,14 @@ pub(crate) mod entities;
 pub(crate) mod ingestion;
 pub(crate) mod operations;
 pub(crate) mod pipeline;
+pub(crate) mod rows;
 pub(crate) mod sales;
 pub(crate) mod session;
 pub(crate) mod transactions;
 
-use axum::Router;
-use retail_services::QueryResult;
-use serde::Serialize;
-
-use crate::AppState;
 use crate::guard::protected;
+use crate::state::AppState;
+use axum::Router;
 
 /// Every route of the API.
 pub(crate) fn routes(state: AppState) -> Router {
@@ -44,18 +42,4 @@ pub(crate) fn routes(state: AppState) -> Router {
                 .external_url_unchecked("/openapi.json", crate::openapi::document()),
         )
         .with_state(state)
-}
-
-/// Rows of a catalogue query, one object per row, money rounded to cents. The OpenAPI
-/// document describes each query's row from the catalogue.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
-pub(crate) struct Rows(pub(crate) QueryResult);
-
-/// The first row of a result as one object (`null` when there is none).
-pub(crate) fn first_row(result: &QueryResult) -> serde_json::Value {
-    serde_json::to_value(result)
-        .ok()
-        .and_then(|rows| rows.as_array().and_then(|rows| rows.first().cloned()))
-        .unwrap_or_default()
 }

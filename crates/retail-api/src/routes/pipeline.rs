@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Caller, OptionalJsonBody, TypedQuery};
-use crate::{AppState, header as header_value};
+use crate::state::{AppState, header as header_value};
 
 /// Routes that read (`read:pipelines`).
 pub(crate) fn read_routes() -> Router<AppState> {

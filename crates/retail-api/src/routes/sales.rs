@@ -8,10 +8,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::Rows;
-use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::QueryPairs;
+use crate::routes::rows::Rows;
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -8,9 +8,9 @@ use retail_services::TokenPair;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, OptionalJsonBody, bearer};
+use crate::state::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Body, BodyFormat, Caller, IdempotencyKey, RequestId};
-use crate::{AppState, header};
+use crate::state::{AppState, header};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

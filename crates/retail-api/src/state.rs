@@ -1,0 +1,15 @@
+//! What every handler can reach, and small helpers for answers.
+
+use axum::http::HeaderValue;
+use retail_services::Services;
+
+/// What every handler can reach: the services.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) services: Services,
+}
+
+/// A header value from anything displayable (empty when it is not a valid header value).
+pub(crate) fn header(value: impl std::fmt::Display) -> HeaderValue {
+    HeaderValue::from_str(&value.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

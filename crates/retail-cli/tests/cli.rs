@@ -1,0 +1,172 @@
+//! The `retail` binary end to end on generated data: every command a user types in the quick
+//! start, their `--help`, and clear errors that change nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `retail` with a lake and metadata store in `dir`.
+fn retail(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_retail"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RETAIL_CONFIG")
+        .env("RETAIL__LAKE__ROOT", dir.join("lake"))
+        .env("RETAIL__METADATA__PATH", dir.join("retail.db"))
+        .env("RETAIL__TELEMETRY__LOG_LEVEL", "warn")
+        .output()
+        .expect("retail runs")
+}
+
+/// Runs `retail`, asserts success and parses its standard output as JSON.
+fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let output = retail(dir, args);
+    assert!(
+        output.status.success(),
+        "retail {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "retail {args:?} printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn materialized(run: &serde_json::Value) -> Vec<String> {
+    run["detail"]["assets"]
+        .as_array()
+        .expect("assets")
+        .iter()
+        .filter(|a| a["status"] == "materialized")
+        .map(|a| a["asset"].as_str().expect("key").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_quick_start_commands_work_asset_by_asset_on_generated_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let generated = retail(
+        dir,
+        &["generate", "--rows", "2000", "--days", "15", "--out", "gen"],
+    );
+    assert!(generated.status.success());
+
+    let ingestion = json(dir, &["ingest", "gen", "--json"]);
+    assert_eq!(ingestion["status"], "succeeded", "{ingestion}");
+    let landed = ingestion["rows_out"].as_u64().unwrap();
+    assert!(landed >= 2_000, "{ingestion}");
+
+    // Silver alone: gold stays behind, and the status says so.
+    let silver = json(dir, &["pipeline", "run", "--asset", "silver", "--json"]);
+    let written = materialized(&silver);
+    assert!(written.contains(&"silver/retail_transactions".to_owned()));
+    assert!(
+        written.iter().all(|t| t.starts_with("silver/")),
+        "{written:?}"
+    );
+    let status = json(dir, &["pipeline", "status", "--json"]);
+    assert_eq!(status["silver_up_to_date"], true, "{status}");
+    assert_eq!(status["gold_up_to_date"], false, "{status}");
+
+    let rest = json(dir, &["pipeline", "run", "--json"]);
+    assert!(
+        materialized(&rest).contains(&"gold/fact_sales".to_owned()),
+        "{rest}"
+    );
+    assert!(
+        !materialized(&rest).iter().any(|t| t.starts_with("silver/")),
+        "silver was current: {rest}"
+    );
+    let status = json(dir, &["pipeline", "status", "--json"]);
+    assert_eq!(status["gold_up_to_date"], true, "{status}");
+
+    let rows = json(
+        dir,
+        &[
+            "warehouse",
+            "query",
+            "sales_summary",
+            "--backend",
+            "embedded",
+            "--json",
+        ],
+    );
+    let summary = &rows.as_array().expect("rows")[0];
+    assert!(summary["orders"].as_u64().is_some_and(|n| n > 0), "{rows}");
+
+    // Bad input: a clear error naming the problem, and nothing recorded or written.
+    let runs_before = json(dir, &["pipeline", "runs", "--json"])
+        .as_array()
+        .unwrap()
+        .len();
+    let unknown = retail(dir, &["pipeline", "run", "--asset", "platinum"]);
+    assert!(!unknown.status.success());
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(message.contains("platinum"), "{message}");
+    let missing = retail(dir, &["ingest", "nowhere/*.csv"]);
+    assert!(!missing.status.success());
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(message.contains("nowhere/*.csv"), "{message}");
+    let query = retail(
+        dir,
+        &[
+            "warehouse",
+            "query",
+            "sales_summary",
+            "-p",
+            "from=yesterday",
+        ],
+    );
+    assert!(!query.status.success());
+    let message = String::from_utf8_lossy(&query.stderr);
+    assert!(message.contains("from"), "{message}");
+    // The failed ingestion is recorded as failed; no pipeline run was added.
+    let runs = json(dir, &["pipeline", "runs", "--kind", "pipeline", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    let all = json(dir, &["pipeline", "runs", "--json"])
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(all <= runs_before + 1);
+    let status = json(dir, &["pipeline", "status", "--json"]);
+    assert_eq!(status["gold_up_to_date"], true, "{status}");
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        &[][..],
+        &["ingest"],
+        &["pipeline"],
+        &["pipeline", "run"],
+        &["pipeline", "status"],
+        &["pipeline", "runs"],
+        &["pipeline", "assets"],
+        &["quality", "report"],
+        &["generate"],
+        &["demo"],
+        &["bench"],
+        &["warehouse"],
+        &["warehouse", "load"],
+        &["warehouse", "status"],
+        &["warehouse", "query"],
+        &["warehouse", "catalogue"],
+        &["serve"],
+        &["users"],
+        &["keys"],
+        &["migrate"],
+        &["config"],
+        &["config", "print"],
+        &["config", "check"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = retail(dir.path(), &args);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "retail {args:?}");
+        assert!(text.contains("Usage: retail"), "retail {args:?}: {text}");
+    }
+}
