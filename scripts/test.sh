@@ -24,6 +24,9 @@ data="${RETAIL_TEST_DATA:-$root/../shared/data/online-retail}"
 if [ -d "$data/spark-guide-by-day" ]; then
   export RETAIL_TEST_DATA="$data" RETAIL_REQUIRE_TEST_DATA=1
   echo "real data: $RETAIL_TEST_DATA"
+elif [ -n "${CI:-}" ] || [ -n "${RETAIL_REQUIRE_TEST_DATA:-}" ]; then
+  echo "error: the real data is required here (CI) and was not found at $data (set RETAIL_TEST_DATA)" >&2
+  exit 1
 else
   echo "real data not found at $data: tests that need it will say so and skip"
 fi
