@@ -12,6 +12,7 @@
 //! - [`transaction`](mod@transaction): the deterministic transaction id and the bronze record hash;
 //! - [`rfm`](mod@rfm): SQL-exact `NTILE` and the RFM segment table (in Rust and in SQL);
 //! - [`measure`](mod@measure): what counts as a purchase, an order, units sold (in Rust and in SQL);
+//! - [`names`](mod@names): names safe to write into SQL;
 //! - [`error`](mod@error): the workspace's error vocabulary ([`ErrorKind`], [`Classify`]);
 //! - [`progress`](mod@progress): how long work reports its progress;
 //! - [`ports`](mod@ports): the traits adapters implement ([`ports::Follower`]).
@@ -53,6 +54,7 @@ pub mod error;
 pub mod field;
 pub mod line_type;
 pub mod measure;
+pub mod names;
 pub mod ports;
 pub mod progress;
 pub mod record;

@@ -39,6 +39,20 @@ pub struct RawFields<'a> {
 }
 
 impl<'a> RawFields<'a> {
+    /// Borrows eight owned fields given in [`Column::ALL`](crate::column::Column::ALL) order.
+    pub fn from_array(fields: &'a [Option<String>; 8]) -> Self {
+        Self {
+            invoice: fields[0].as_deref(),
+            stock_code: fields[1].as_deref(),
+            description: fields[2].as_deref(),
+            quantity: fields[3].as_deref(),
+            invoice_date: fields[4].as_deref(),
+            unit_price: fields[5].as_deref(),
+            customer_id: fields[6].as_deref(),
+            country: fields[7].as_deref(),
+        }
+    }
+
     /// Returns the eight fields in [`Column::ALL`](crate::column::Column::ALL) order.
     pub fn to_array(&self) -> [Option<&'a str>; 8] {
         [

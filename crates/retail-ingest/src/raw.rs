@@ -116,16 +116,7 @@ impl RawRows {
 
 /// Borrows owned fields as the domain's raw fields.
 pub fn raw_fields(fields: &Fields) -> RawFields<'_> {
-    RawFields {
-        invoice: fields[0].as_deref(),
-        stock_code: fields[1].as_deref(),
-        description: fields[2].as_deref(),
-        quantity: fields[3].as_deref(),
-        invoice_date: fields[4].as_deref(),
-        unit_price: fields[5].as_deref(),
-        customer_id: fields[6].as_deref(),
-        country: fields[7].as_deref(),
-    }
+    RawFields::from_array(fields)
 }
 
 /// Accumulates raw records and cuts them into batches of a bounded size.

@@ -1,3 +1,4 @@
+use retail_domain::names::is_sql_identifier;
 use serde::{Deserialize, Serialize};
 
 /// Where the metadata store lives (`[metadata]`, `RETAIL__METADATA__...`).
@@ -48,7 +49,7 @@ impl MetadataConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.is_postgres() {
-            if !is_identifier(&self.schema) {
+            if !is_sql_identifier(&self.schema) {
                 problems.push(format!(
                     "metadata.schema must be a plain lower-case identifier, not {:?}",
                     self.schema
@@ -65,16 +66,6 @@ impl MetadataConfig {
         }
         problems
     }
-}
-
-/// `[a-z_][a-z0-9_]{0,62}`: safe to put in SQL without quoting.
-pub(crate) fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63
 }
 
 #[cfg(test)]

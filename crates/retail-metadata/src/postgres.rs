@@ -14,11 +14,11 @@ use sha2::{Digest as _, Sha256};
 use tokio_postgres::{NoTls, Row};
 
 use crate::claim::{Claim, Held};
-use crate::config::is_identifier;
 use crate::error::{Error, Result};
 use crate::{
     ApiKeyRecord, MetadataStore, RefreshTokenRecord, RunKind, RunRecord, RunStatus, UserRecord,
 };
+use retail_domain::names::is_sql_identifier;
 
 /// Versioned migrations: (version, SQL). Append only; an applied migration is never edited
 /// (its checksum is kept and checked at every start).
@@ -100,7 +100,7 @@ impl PostgresStore {
     /// When the URL is not valid (the message never repeats it), the server cannot be reached,
     /// a migration fails, or the schema was migrated by a newer build.
     pub async fn connect(url: &str, schema: &str, pool_size: usize) -> Result<Self> {
-        if !is_identifier(schema) {
+        if !is_sql_identifier(schema) {
             return Err(Error::Connection(format!(
                 "metadata.schema {schema:?} is not a plain lower-case identifier"
             )));

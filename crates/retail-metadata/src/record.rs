@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use retail_domain::error::error_chain;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -409,18 +410,6 @@ impl RunRecord {
         self.error = Some(error_chain(error));
         self.finish(RunStatus::Failed);
     }
-}
-
-/// Renders an error with its causes, `a: b: c`.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

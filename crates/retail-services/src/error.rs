@@ -1,7 +1,7 @@
 //! One error for every service: what went wrong (the workspace's [`ErrorKind`]), a message for
 //! the caller, and when to try again. The API maps it to a status in one place.
 
-use retail_domain::error::{Classify, ErrorKind};
+use retail_domain::error::{Classify, ErrorKind, error_chain};
 
 /// A service's error.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl Error {
         let message = if kind == ErrorKind::Internal {
             "internal error (logged with this request's id)".to_owned()
         } else {
-            chain(&error)
+            error_chain(&error)
         };
         Self {
             kind,
@@ -96,21 +96,10 @@ impl Error {
     /// The whole cause chain, for logs (never for callers of internal errors).
     pub fn detail(&self) -> String {
         match &self.source {
-            Some(source) => chain(source.as_ref()),
+            Some(source) => error_chain(source.as_ref()),
             None => self.message.clone(),
         }
     }
-}
-
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl std::fmt::Display for Error {

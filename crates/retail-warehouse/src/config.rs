@@ -1,3 +1,4 @@
+use retail_domain::names::is_sql_identifier;
 use serde::{Deserialize, Serialize};
 
 /// Which warehouse serves queries.
@@ -90,7 +91,7 @@ impl WarehouseConfig {
                 "warehouse.postgres_url must be set when warehouse.backend is postgres".to_owned(),
             );
         }
-        if !is_identifier(&self.postgres_schema) {
+        if !is_sql_identifier(&self.postgres_schema) {
             problems.push(format!(
                 "warehouse.postgres_schema must be a plain lower-case identifier, not {:?}",
                 self.postgres_schema
@@ -107,16 +108,6 @@ impl WarehouseConfig {
         }
         problems
     }
-}
-
-/// `[a-z_][a-z0-9_]{0,62}`: safe to put in SQL without quoting.
-pub(crate) fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63
 }
 
 #[cfg(test)]
@@ -144,8 +135,5 @@ mod tests {
         let problems = config.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(WarehouseConfig::default().problems().is_empty());
-        assert!(is_identifier("retail_test_01"));
-        assert!(!is_identifier("Retail"));
-        assert!(!is_identifier("1retail"));
     }
 }

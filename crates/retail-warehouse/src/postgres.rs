@@ -28,12 +28,13 @@ use tracing::{debug, info, warn};
 
 use crate::Warehouse;
 use crate::catalogue::{Arg, Params, QueryDef};
-use crate::config::{Backend, WarehouseConfig, is_identifier};
+use crate::config::{Backend, WarehouseConfig};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Fingerprints, SliceStat, route};
 use crate::migrations::MIGRATIONS;
 use crate::sql::{SUMMARIES, SliceBy, VIEWS};
 use crate::value::QueryResult;
+use retail_domain::names::is_sql_identifier;
 
 /// How a gold table is loaded.
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +154,7 @@ impl PostgresWarehouse {
     /// When the URL cannot be parsed (the message never repeats it) or the schema name is not a
     /// plain identifier.
     pub async fn connect(config: &WarehouseConfig) -> Result<Self> {
-        if !is_identifier(&config.postgres_schema) {
+        if !is_sql_identifier(&config.postgres_schema) {
             return Err(Error::Pool(format!(
                 "warehouse.postgres_schema {:?} is not a plain lower-case identifier",
                 config.postgres_schema

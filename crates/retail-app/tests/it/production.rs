@@ -3,7 +3,6 @@
 
 use axum::http::{Method, StatusCode};
 use retail_app::{App, Config, Role};
-use retail_domain::progress::NoProgress;
 use retail_metadata::{PostgresStore, RunKind};
 use retail_services::ApiConfig;
 use retail_test_support::{Generated, postgres_url, unique_name};
@@ -59,16 +58,7 @@ async fn replicas_on_a_postgres_metadata_store_share_users_runs_and_the_pipeline
 
     // New days ingested through the first replica are processed by a run the second starts;
     // the first follows the run by its id.
-    let inputs: Vec<String> = data.files[10..]
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    app.app
-        .services
-        .ingest
-        .ingest_files(&inputs, "test", &NoProgress)
-        .await
-        .unwrap();
+    app.ingest(&data.files[10..]).await;
     let (status, _, started) =
         send(&router, Method::POST, "/admin/pipeline/run", &auth, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");

@@ -133,16 +133,7 @@ fn push_object(
 ) -> Result<()> {
     match split_object(object) {
         Ok((fields, extra)) => {
-            let raw = RawFields {
-                invoice: fields[0].as_deref(),
-                stock_code: fields[1].as_deref(),
-                description: fields[2].as_deref(),
-                quantity: fields[3].as_deref(),
-                invoice_date: fields[4].as_deref(),
-                unit_price: fields[5].as_deref(),
-                customer_id: fields[6].as_deref(),
-                country: fields[7].as_deref(),
-            };
+            let raw = RawFields::from_array(&fields);
             builder.push(source_row, &raw, extra.as_deref())
         }
         Err(error) => builder.push_malformed(source_row, &raw_text(), &error),

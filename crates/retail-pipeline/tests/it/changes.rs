@@ -25,17 +25,9 @@ fn record(invoice: &str, stock_code: &str, quantity: &str) -> [Option<String>; 8
 }
 
 fn id_of(fields: &[Option<String>; 8]) -> String {
-    let raw = RawFields {
-        invoice: fields[0].as_deref(),
-        stock_code: fields[1].as_deref(),
-        description: fields[2].as_deref(),
-        quantity: fields[3].as_deref(),
-        invoice_date: fields[4].as_deref(),
-        unit_price: fields[5].as_deref(),
-        customer_id: fields[6].as_deref(),
-        country: fields[7].as_deref(),
-    };
-    cleanse(&raw, None).expect("a clean record").transaction_id
+    cleanse(&RawFields::from_array(fields), None)
+        .expect("a clean record")
+        .transaction_id
 }
 
 fn change(operation: Operation, target: &str) -> Option<RecordChange> {

@@ -35,9 +35,7 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
         let token = app.token(role).await;
         let bearer = format!("Bearer {token}");
         for (path, expected) in &endpoints {
-            let (status, _, json) = app
-                .call(Method::GET, path, &[("authorization", &bearer)], None)
-                .await;
+            let (status, _, json) = app.get(path, &[("authorization", &bearer)]).await;
             assert_eq!(
                 status.as_str(),
                 expected[index],
@@ -83,9 +81,7 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
     );
 
     // No credentials at all.
-    let (status, headers, json) = app
-        .call(Method::GET, "/api/v2/analytics/sales-summary", &[], None)
-        .await;
+    let (status, headers, json) = app.get("/api/v2/analytics/sales-summary", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], "Bearer");
     assert_error(&json, "unauthenticated");
@@ -122,12 +118,7 @@ async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
     let tampered = format!("{}.{}.{}", analyst_parts[0], parts[1], analyst_parts[2]);
     let path = "/api/v2/analytics/sales-summary";
     let (status, _, _) = app
-        .call(
-            Method::GET,
-            path,
-            &[("authorization", &format!("Bearer {valid}"))],
-            None,
-        )
+        .get(path, &[("authorization", &format!("Bearer {valid}"))])
         .await;
     assert_eq!(status, StatusCode::OK, "the hand-made valid token works");
     for (label, token) in [
@@ -137,19 +128,12 @@ async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
         ("malformed", "not.a.jwt"),
     ] {
         let (status, _, json) = app
-            .call(
-                Method::GET,
-                path,
-                &[("authorization", &format!("Bearer {token}"))],
-                None,
-            )
+            .get(path, &[("authorization", &format!("Bearer {token}"))])
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: {json}");
         assert_error(&json, "unauthenticated");
     }
-    let (status, _, json) = app
-        .call(Method::GET, path, &[("x-api-key", "rk_nope_nope")], None)
-        .await;
+    let (status, _, json) = app.get(path, &[("x-api-key", "rk_nope_nope")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}");
 }
 
@@ -207,12 +191,7 @@ async fn refresh_tokens_rotate_logout_ends_the_session_and_api_keys_work() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, _) = app
-        .call(
-            Method::GET,
-            "/admin/pipeline/runs",
-            &[("authorization", &bearer)],
-            None,
-        )
+        .get("/admin/pipeline/runs", &[("authorization", &bearer)])
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
@@ -242,22 +221,12 @@ async fn refresh_tokens_rotate_logout_ends_the_session_and_api_keys_work() {
         .await
         .unwrap();
     let (status, _, _) = app
-        .call(
-            Method::GET,
-            "/admin/pipeline/runs",
-            &[("x-api-key", &key)],
-            None,
-        )
+        .get("/admin/pipeline/runs", &[("x-api-key", &key)])
         .await;
     assert_eq!(status, StatusCode::OK);
     app.app.services.access.revoke_key(&id).await.unwrap();
     let (status, _, _) = app
-        .call(
-            Method::GET,
-            "/admin/pipeline/runs",
-            &[("x-api-key", &key)],
-            None,
-        )
+        .get("/admin/pipeline/runs", &[("x-api-key", &key)])
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -276,9 +245,7 @@ async fn requests_over_the_rate_get_429_with_retry_after_per_user_and_endpoint()
     let mut statuses = Vec::new();
     let mut last = None;
     for _ in 0..4 {
-        let (status, headers, json) = app
-            .call(Method::GET, path, &[("authorization", &analyst)], None)
-            .await;
+        let (status, headers, json) = app.get(path, &[("authorization", &analyst)]).await;
         statuses.push(status.as_u16());
         last = Some((headers, json));
     }
@@ -296,16 +263,12 @@ async fn requests_over_the_rate_get_429_with_retry_after_per_user_and_endpoint()
     assert_eq!(headers["x-ratelimit-limit"], "60");
     assert_eq!(headers["x-ratelimit-remaining"], "0");
     // Another user, and another endpoint of the same user, have their own allowance.
-    let (status, _, _) = app
-        .call(Method::GET, path, &[("authorization", &engineer)], None)
-        .await;
+    let (status, _, _) = app.get(path, &[("authorization", &engineer)]).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = app
-        .call(
-            Method::GET,
+        .get(
             "/api/v2/analytics/geography",
             &[("authorization", &analyst)],
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::OK);

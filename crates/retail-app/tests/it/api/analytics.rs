@@ -60,9 +60,7 @@ async fn endpoints_answer_the_catalogue_and_cache(app: &TestApp) {
         ("/api/v2/analytics/geography", "geography", &[]),
     ];
     for (path, name, raw) in cases {
-        let (status, headers, json) = app
-            .call(Method::GET, path, &[("authorization", &bearer)], None)
-            .await;
+        let (status, headers, json) = app.get(path, &[("authorization", &bearer)]).await;
         assert_eq!(status, StatusCode::OK, "{path}: {json}");
         assert_eq!(headers["x-cache"], "miss", "{path}");
         let query = Catalogue::get(name).unwrap();
@@ -77,9 +75,7 @@ async fn endpoints_answer_the_catalogue_and_cache(app: &TestApp) {
         assert_eq!(json["query"], name);
         assert_eq!(json["backend"], "embedded");
         assert!(!expected.as_array().unwrap().is_empty(), "{path} has rows");
-        let (_, headers, again) = app
-            .call(Method::GET, path, &[("authorization", &bearer)], None)
-            .await;
+        let (_, headers, again) = app.get(path, &[("authorization", &bearer)]).await;
         assert_eq!(headers["x-cache"], "hit", "{path}");
         assert_eq!(again, json);
     }
@@ -100,11 +96,9 @@ async fn on_the_whole_real_dataset_the_api_serves_the_contract_figures() {
     let bearer = format!("Bearer {}", app.token("data_analyst").await);
     // The contract's figure, rounded to cents on its way out.
     let (_, _, json) = app
-        .call(
-            Method::GET,
+        .get(
             "/api/v2/analytics/sales-summary",
             &[("authorization", &bearer)],
-            None,
         )
         .await;
     assert_eq!(json["rows"][0]["net_revenue"].as_f64(), Some(9_748_131.07));
@@ -140,7 +134,7 @@ async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
         ),
         ("/admin/pipeline/runs?limit=0", "limit"),
     ] {
-        let (status, _, json) = app.call(Method::GET, path, &auth, None).await;
+        let (status, _, json) = app.get(path, &auth).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
         assert_error(&json, "invalid_input");
         assert!(
@@ -166,17 +160,10 @@ async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
     assert_error(&json, "payload_too_large");
-    let (status, _, json) = app
-        .call(
-            Method::GET,
-            "/api/v1/customers/no-such-customer",
-            &auth,
-            None,
-        )
-        .await;
+    let (status, _, json) = app.get("/api/v1/customers/no-such-customer", &auth).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&json, "not_found");
-    let (status, _, json) = app.call(Method::GET, "/no/such/route", &[], None).await;
+    let (status, _, json) = app.get("/no/such/route", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&json, "not_found");
 }
@@ -188,10 +175,7 @@ async fn sales_pages_with_a_cursor_invoices_and_streamed_exports() {
     let engineer = format!("Bearer {}", app.token("data_engineer").await);
     let get = |path: String, token: String| {
         let app = &app;
-        async move {
-            app.call(Method::GET, &path, &[("authorization", &token)], None)
-                .await
-        }
+        async move { app.get(&path, &[("authorization", &token)]).await }
     };
     let (status, _, whole) = get("/api/v1/sales?limit=10".into(), analyst.clone()).await;
     assert_eq!(status, StatusCode::OK, "{whole}");

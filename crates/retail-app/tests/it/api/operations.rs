@@ -9,25 +9,23 @@ use crate::api::support::{PASSWORD, TestApp, send, test_config};
 #[tokio::test]
 async fn operations_endpoints_describe_the_service() {
     let app = TestApp::generated(500, ApiConfig::default()).await;
-    let (status, headers, json) = app.call(Method::GET, "/health", &[], None).await;
+    let (status, headers, json) = app.get("/health", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["status"], "ok");
     assert!(
         !headers["x-request-id"].is_empty(),
         "every response has a request id"
     );
-    let (_, headers, _) = app
-        .call(Method::GET, "/health", &[("x-request-id", "abc-123")], None)
-        .await;
+    let (_, headers, _) = app.get("/health", &[("x-request-id", "abc-123")]).await;
     assert_eq!(headers["x-request-id"], "abc-123", "a caller's id is kept");
 
-    let (status, _, json) = app.call(Method::GET, "/ready", &[], None).await;
+    let (status, _, json) = app.get("/ready", &[]).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     for check in ["lake", "warehouse", "metadata"] {
         assert_eq!(json["checks"][check], "ok", "{json}");
     }
 
-    let (status, _, openapi) = app.call(Method::GET, "/openapi.json", &[], None).await;
+    let (status, _, openapi) = app.get("/openapi.json", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         openapi["openapi"].as_str().unwrap().starts_with("3.1"),
@@ -73,7 +71,7 @@ async fn operations_endpoints_describe_the_service() {
         "the docs page is served by the binary"
     );
 
-    let (status, _, _) = app.call(Method::GET, "/metrics", &[], None).await;
+    let (status, _, _) = app.get("/metrics", &[]).await;
     assert_eq!(status, StatusCode::OK);
     let request = axum::http::Request::get("/metrics")
         .body(axum::body::Body::empty())

@@ -2,7 +2,6 @@
 //! asset graph and its staleness, and runs a dead process left behind.
 
 use axum::http::{Method, StatusCode};
-use retail_domain::progress::NoProgress;
 use retail_metadata::{RunKind, RunRecord};
 use retail_services::ApiConfig;
 use retail_test_support::Generated;
@@ -16,9 +15,7 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
     let engineer = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", engineer.as_str())];
 
-    let (status, _, assets) = app
-        .call(Method::GET, "/admin/pipeline/assets", &auth, None)
-        .await;
+    let (status, _, assets) = app.get("/admin/pipeline/assets", &auth).await;
     assert_eq!(status, StatusCode::OK, "{assets}");
     let keys: Vec<&str> = assets
         .as_array()
@@ -30,28 +27,15 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
 
     // The analytics answer before the new days, which loads the embedded snapshot.
     let summary = || async {
-        let (status, _, json) = app
-            .call(Method::GET, "/api/v2/analytics/sales-summary", &auth, None)
-            .await;
+        let (status, _, json) = app.get("/api/v2/analytics/sales-summary", &auth).await;
         assert_eq!(status, StatusCode::OK, "{json}");
         json
     };
     let before = summary().await;
 
     // New days arrive; the status tells what is behind.
-    let inputs: Vec<String> = data.files[15..]
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    app.app
-        .services
-        .ingest
-        .ingest_files(&inputs, "test", &NoProgress)
-        .await
-        .unwrap();
-    let (_, _, status) = app
-        .call(Method::GET, "/admin/pipeline/status", &auth, None)
-        .await;
+    app.ingest(&data.files[15..]).await;
+    let (_, _, status) = app.get("/admin/pipeline/status", &auth).await;
     assert_eq!(status["silver_up_to_date"], false, "{status}");
     assert_eq!(status["assets"][0]["asset"], "silver");
     assert_eq!(
@@ -81,9 +65,7 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
         "{assets:?}"
     );
     assert!(run["detail"]["reconciliation"].is_object(), "{run}");
-    let (_, _, status) = app
-        .call(Method::GET, "/admin/pipeline/status", &auth, None)
-        .await;
+    let (_, _, status) = app.get("/admin/pipeline/status", &auth).await;
     for asset in status["assets"].as_array().unwrap() {
         assert_eq!(asset["staleness"]["state"], "up_to_date", "{asset}");
     }
@@ -99,24 +81,15 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
 
     // The run is listed, and found by id; bad ids and unknown assets are clear 4xx.
     let (_, _, runs) = app
-        .call(
-            Method::GET,
-            "/admin/pipeline/runs?kind=pipeline&limit=1",
-            &auth,
-            None,
-        )
+        .get("/admin/pipeline/runs?kind=pipeline&limit=1", &auth)
         .await;
     assert_eq!(runs[0]["run_id"], run["run_id"]);
-    let (status, _, json) = app
-        .call(Method::GET, "/admin/pipeline/runs/not-a-run", &auth, None)
-        .await;
+    let (status, _, json) = app.get("/admin/pipeline/runs/not-a-run", &auth).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     let (status, _, json) = app
-        .call(
-            Method::GET,
+        .get(
             "/admin/pipeline/runs/0190a6a4-0000-7000-8000-000000000000",
             &auth,
-            None,
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{json}");

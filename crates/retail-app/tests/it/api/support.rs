@@ -91,6 +91,17 @@ impl TestApp {
         }
     }
 
+    /// Ingests `files` as the CLI does.
+    pub(crate) async fn ingest(&self, files: &[PathBuf]) {
+        let inputs: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        self.app
+            .services
+            .ingest
+            .ingest_files(&inputs, "test", &NoProgress)
+            .await
+            .expect("ingest");
+    }
+
     /// The directory of the lake and the metadata store.
     pub(crate) fn dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -118,6 +129,15 @@ impl TestApp {
             body.map(|b| ("application/json", b)),
         )
         .await
+    }
+
+    /// Sends a GET.
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, serde_json::Value) {
+        self.call(Method::GET, path, headers, None).await
     }
 
     /// POSTs a body of the given content type.
