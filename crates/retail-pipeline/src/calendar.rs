@@ -39,3 +39,49 @@ pub(crate) fn month_label(index: i32) -> String {
         index.rem_euclid(12) + 1
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2010-12-01 00:00 in micros since the epoch.
+    const FIRST_DAY: i64 = 1_291_161_600_000_000;
+
+    #[test]
+    fn a_timestamp_falls_on_its_day_also_before_1970() {
+        assert_eq!(day_of(FIRST_DAY), 14_944);
+        assert_eq!(day_of(FIRST_DAY + MICROS_PER_DAY - 1), 14_944);
+        assert_eq!(day_of(FIRST_DAY + MICROS_PER_DAY), 14_945);
+        // Euclidean division: one microsecond before the epoch is the day before it.
+        assert_eq!(day_of(-1), -1);
+        assert_eq!(
+            date_of_day(-1),
+            NaiveDate::from_ymd_opt(1969, 12, 31).unwrap()
+        );
+    }
+
+    #[test]
+    fn keys_labels_and_indexes_agree_across_a_year_end() {
+        let day = day_of(FIRST_DAY);
+        assert_eq!(date_key(day), 20_101_201);
+        assert_eq!(date_key(day + 31), 20_110_101);
+        assert_eq!(month_label(month_index(day)), "2010-12");
+        assert_eq!(month_index(day + 31), month_index(day) + 1);
+        assert_eq!(month_label(month_index(day + 31)), "2011-01");
+        for label in ["2010-12", "2011-01", "0001-01", "9999-12"] {
+            assert_eq!(
+                parse_month_label(label).map(month_label).as_deref(),
+                Some(label)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_month_labels_are_refused() {
+        for label in [
+            "2011-13", "2011-00", "2011-1", "11-01", "2011/01", "2011-", "", "abcd-ef",
+        ] {
+            assert_eq!(parse_month_label(label), None, "{label}");
+        }
+    }
+}

@@ -258,3 +258,58 @@ pub fn countries_of(silver: &SilverSet) -> CountryAttributesByName {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_gives_one_id_per_value_and_ranks_by_the_value() {
+        let mut interner = Interner::default();
+        let ids: Vec<u32> = ["b", "a", "c", "a", "b"]
+            .iter()
+            .map(|v| interner.intern(v))
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 1, 0]);
+        assert_eq!(interner.get(2), "c");
+        let (order, rank) = interner.sorted();
+        assert_eq!(order, [1, 0, 2], "a, b, c");
+        assert_eq!(rank, [1, 0, 2]);
+    }
+
+    #[test]
+    fn purchases_and_orders_follow_the_contract() {
+        let row = |quantity, is_cancellation| Row {
+            transaction_id: 1,
+            invoice_date: 0,
+            quantity,
+            unit_price: 1_000,
+            total_amount: quantity * 1_000,
+            invoice: 0,
+            stock_code: 0,
+            description: NONE,
+            customer: NONE,
+            country: 0,
+            score: 100,
+            line_type: LineType::Product,
+            is_cancellation,
+        };
+        assert!(row(2, false).is_purchase() && row(2, false).counts_as_order());
+        assert!(!row(-2, false).is_purchase() && !row(-2, false).counts_as_order());
+        assert!(!row(-2, true).counts_as_order());
+        // A positive line on a cancellation invoice is not an order.
+        assert!(!row(2, true).counts_as_order());
+    }
+
+    #[test]
+    fn a_batch_without_a_silver_column_is_refused_by_name() {
+        let batch = RecordBatch::try_from_iter([(
+            "invoice",
+            std::sync::Arc::new(deltalake::arrow::array::StringArray::from(vec!["536365"]))
+                as ArrayRef,
+        )])
+        .unwrap();
+        let error = SilverSet::default().push_batch(&batch).unwrap_err();
+        assert!(error.to_string().contains("transaction_id"), "{error}");
+    }
+}

@@ -100,8 +100,6 @@ fn string_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArr
         .ok_or_else(|| missing_column(name))
 }
 
-/// Gives every member (interned id, in `sorted` order) its prior key, or the next number after
-/// the largest prior key. Indexed by interned id.
 /// Assigns keys to members given by name in sorted order: a member keeps its prior key, a new
 /// one gets the next unused number.
 pub(super) fn assign_keys<'a>(
@@ -118,4 +116,84 @@ pub(super) fn assign_keys<'a>(
             (name.to_owned(), key)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, Int32Array, Int64Array};
+
+    use super::*;
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    #[test]
+    fn members_keep_their_keys_and_new_ones_get_numbers_after_the_largest() {
+        let prior = HashMap::from([("B".to_owned(), 1), ("D".to_owned(), 7)]);
+        let keys = assign_keys(["A", "B", "C", "D", "E"].into_iter(), &prior);
+        assert_eq!(keys["B"], 1);
+        assert_eq!(keys["D"], 7);
+        // New members in sorted order, after the largest prior key (never reusing a gap).
+        assert_eq!((keys["A"], keys["C"], keys["E"]), (8, 9, 10));
+        // A first build numbers from 1.
+        let first = assign_keys(["X", "Y"].into_iter(), &HashMap::new());
+        assert_eq!((first["X"], first["Y"]), (1, 2));
+    }
+
+    #[test]
+    fn prior_keys_are_read_from_the_dimensions_without_the_unknown_customer() {
+        let countries = batch(vec![
+            (
+                "country_key",
+                Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+            ),
+            (
+                "country_name",
+                Arc::new(StringArray::from(vec!["France", "EIRE"])),
+            ),
+        ]);
+        let products = batch(vec![
+            (
+                "product_key",
+                Arc::new(Int64Array::from(vec![5])) as ArrayRef,
+            ),
+            ("stock_code", Arc::new(StringArray::from(vec!["85123A"]))),
+        ]);
+        let customers = batch(vec![
+            (
+                "customer_key",
+                Arc::new(Int64Array::from(vec![UNKNOWN_CUSTOMER_KEY, 3, 4])) as ArrayRef,
+            ),
+            (
+                "customer_id",
+                Arc::new(StringArray::from(vec!["", "17850", "17850"])),
+            ),
+            ("version", Arc::new(Int32Array::from(vec![0, 1, 2]))),
+            (
+                "country_name",
+                Arc::new(StringArray::from(vec!["", "United Kingdom", "France"])),
+            ),
+        ]);
+        let prior = PriorKeys::from_dimensions(
+            std::slice::from_ref(&countries),
+            std::slice::from_ref(&products),
+            std::slice::from_ref(&customers),
+        )
+        .unwrap();
+        assert_eq!(prior.countries["EIRE"], 2);
+        assert_eq!(prior.products["85123A"], 5);
+        assert_eq!(prior.customers.len(), 2);
+        assert_eq!(
+            prior.customers[&("17850".to_owned(), 2, "France".to_owned())],
+            4
+        );
+
+        // A dimension without its key column is an error naming the column.
+        let error =
+            PriorKeys::from_dimensions(&[], std::slice::from_ref(&countries), &[]).unwrap_err();
+        assert!(error.to_string().contains("product_key"), "{error}");
+    }
 }
