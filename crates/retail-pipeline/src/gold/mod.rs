@@ -1,9 +1,10 @@
 //! Gold: the star schema and the aggregates of the contract, computed from silver rows.
 //!
 //! Pure computation, split by concern: the rows come as a [`SilverSet`](crate::silver_set),
-//! days and months are counted by [`calendar`](crate::calendar), the whole-history tables read
-//! the per-month [`History`]; here [`build_gold`] assembles the [`dimensions`] with their
-//! [`keys`], the [`facts`] and the [`aggregates`] into one set of batches per gold table.
+//! days and months are counted by `calendar.rs`, the whole-history tables read the per-month
+//! [`History`]; here [`build_gold`] assembles the dimensions (`dimensions.rs`) with their
+//! surrogate keys (`keys.rs`), the facts (`facts.rs`) and the aggregates (`aggregates.rs`)
+//! into one set of batches per gold table.
 
 mod aggregates;
 mod dimensions;
