@@ -2,14 +2,17 @@
 //! idempotency key, the request id and the caller. Each turns a bad request into the API's
 //! error shape.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use retail_services::{Format, Principal};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The query string as `name=value` pairs, in order (repeated names kept).
 #[derive(Debug, Clone, Default)]
@@ -175,6 +178,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(parts.extensions.get::<Principal>().cloned()))
+    }
+}
+
+/// The client's address, for the throttles of logins: the last entry of the configured proxy
+/// header when it holds an IP address, else the TCP peer, else `local` (an in-process call).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAddress(pub(crate) String);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let forwarded = state.client_header.as_ref().and_then(|name| {
+            let last = parts.headers.get_all(name).iter().next_back()?;
+            let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+            entry.parse::<IpAddr>().ok()
+        });
+        let peer = || {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+        };
+        Ok(Self(
+            forwarded
+                .or_else(peer)
+                .map_or_else(|| "local".to_owned(), |ip| ip.to_string()),
+        ))
     }
 }
 

@@ -83,10 +83,44 @@ async fn json_errors(request: Request, next: Next) -> Response {
     ApiError::new(status, code, message).into_response()
 }
 
+/// A handler that panicked answers the JSON `500` and the server lives on; the panic is
+/// logged with the request's span (its message stays out of the answer).
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = message, "a request handler panicked");
+    retail_telemetry::metrics::record_handler_panic();
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
+}
+
 /// The whole application over `services`, with `config`'s timeout and body limit.
 pub fn router(services: Services, config: &ApiConfig) -> Router {
+    let client_header = (!config.client_address_header.is_empty())
+        .then(|| HeaderName::try_from(config.client_address_header.as_str()).ok())
+        .flatten();
+    let state = AppState {
+        services,
+        client_header,
+    };
+    with_layers(routes::routes(state), config)
+}
+
+/// The layers every route passes: panics and lower layers' rejections as JSON errors, the body
+/// limit, the timeout, metrics, request ids and the request's span.
+fn with_layers(routes: Router, config: &ApiConfig) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    routes::routes(AppState { services })
+    routes
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_answer,
+        ))
         .layer(middleware::from_fn(json_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             config.body_limit_bytes,
@@ -131,9 +165,50 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(listen = ?listener.local_addr().ok(), "API listening");
-    axum::serve(listener, router)
+    // The peer's address reaches the handlers (the login throttles key on it).
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("API stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_the_json_500_and_the_router_lives_on() {
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let routes = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }));
+        let app = with_layers(routes, &ApiConfig::default());
+        let response = app
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "internal");
+        assert!(!json.to_string().contains("a bug"), "no panic text leaks");
+        let response = app
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

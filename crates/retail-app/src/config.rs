@@ -46,6 +46,9 @@ pub struct PipelineConfig {
     /// The wait before the first retry, in milliseconds; each later one doubles, with random
     /// jitter.
     pub retry_backoff_ms: u64,
+    /// The earliest plausible invoice date: earlier rows are quarantined as
+    /// `implausible_invoice_date` (as are rows dated more than a day after their ingestion).
+    pub earliest_invoice_date: chrono::NaiveDate,
 }
 
 impl Default for PipelineConfig {
@@ -53,6 +56,16 @@ impl Default for PipelineConfig {
         Self {
             max_attempts: 3,
             retry_backoff_ms: 500,
+            earliest_invoice_date: retail_domain::record::DateWindow::default_earliest().date(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The silver rules these settings make.
+    pub fn silver_rules(&self) -> retail_pipeline::SilverRules {
+        retail_pipeline::SilverRules {
+            earliest_invoice_date: self.earliest_invoice_date.and_time(chrono::NaiveTime::MIN),
         }
     }
 }

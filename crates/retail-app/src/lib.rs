@@ -193,7 +193,7 @@ impl App {
                 (Some(JobRuntime(Some(runtime))), handle)
             }
         };
-        let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake);
+        let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
         assets.extend(
             followers
                 .into_iter()
@@ -228,6 +228,7 @@ impl App {
         let guarded: Arc<dyn Warehouse> = Arc::new(BreakerWarehouse::new(
             Arc::clone(&warehouse),
             Arc::clone(&breaker),
+            std::time::Duration::from_millis(config.api.warehouse_timeout_ms),
         ));
         let cached = Arc::new(CachedWarehouse::new(
             Arc::clone(&guarded),
@@ -245,8 +246,16 @@ impl App {
         let metrics = retail_telemetry::prometheus::handle();
         let services = Services {
             access: Arc::new(access),
-            analytics: Arc::new(Analytics::new(cached, Arc::clone(&guarded))),
-            ingest: Arc::new(Ingest::new(ingestion, Arc::clone(&store))),
+            analytics: Arc::new(Analytics::new(
+                cached,
+                Arc::clone(&guarded),
+                config.api.export_limits(),
+            )),
+            ingest: Arc::new(Ingest::new(
+                ingestion,
+                Arc::clone(&store),
+                config.pipeline.silver_rules(),
+            )),
             pipeline: Arc::new(Pipeline::new(runner, Arc::clone(&store))),
             operations: Arc::new(Operations::new(
                 lake.clone(),

@@ -13,6 +13,9 @@ pub enum ErrorKind {
     NotFound,
     /// The request clashes with the current state (a duplicate, a concurrent write).
     Conflict,
+    /// The request is well formed but contradicts what was sent before under the same
+    /// identity (an idempotency key reused for different content).
+    Unprocessable,
     /// The caller did not prove who they are.
     Unauthenticated,
     /// The caller is known but not allowed to do this.
@@ -27,10 +30,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::InvalidInput,
         Self::NotFound,
         Self::Conflict,
+        Self::Unprocessable,
         Self::Unauthenticated,
         Self::Forbidden,
         Self::RateLimited,
@@ -44,6 +48,7 @@ impl ErrorKind {
             Self::InvalidInput => "invalid_input",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::Unprocessable => "unprocessable",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
@@ -120,6 +125,7 @@ mod tests {
                 "invalid_input",
                 "not_found",
                 "conflict",
+                "unprocessable",
                 "unauthenticated",
                 "forbidden",
                 "rate_limited",

@@ -200,35 +200,53 @@ pub fn normalise_customer_id(text: &str) -> Option<&str> {
     (!customer_id.is_empty()).then_some(customer_id)
 }
 
-/// Normalises a description: trimmed, every run of white space collapsed to one space;
-/// empty becomes `None`.
+/// Normalises a description: every control character (see [`is_control`]) becomes a space,
+/// then the text is trimmed and every run of white space collapsed to one space; empty becomes
+/// `None`.
 pub fn normalise_description(text: &str) -> Option<String> {
-    let trimmed = text.trim();
+    let is_gap = |c: char| c.is_whitespace() || is_control(c);
+    let trimmed = text.trim_matches(is_gap);
     if trimmed.is_empty() {
         return None;
     }
     // Most descriptions have single spaces only: copy them as they are.
     let mut previous_was_space = false;
     let is_clean = trimmed.chars().all(|c| {
-        let is_clean_char = if c.is_whitespace() {
-            c == ' ' && !previous_was_space
-        } else {
-            true
-        };
-        previous_was_space = c.is_whitespace();
+        let gap = is_gap(c);
+        let is_clean_char = !gap || (c == ' ' && !previous_was_space);
+        previous_was_space = gap;
         is_clean_char
     });
     if is_clean {
         return Some(trimmed.to_owned());
     }
     let mut collapsed = String::with_capacity(trimmed.len());
-    for word in trimmed.split_whitespace() {
+    for word in trimmed.split(is_gap).filter(|word| !word.is_empty()) {
         if !collapsed.is_empty() {
             collapsed.push(' ');
         }
         collapsed.push_str(word);
     }
     Some(collapsed)
+}
+
+/// A control character as the text rule counts them: U+0000 to U+001F, or U+007F.
+pub fn is_control(c: char) -> bool {
+    c <= '\u{1f}' || c == '\u{7f}'
+}
+
+/// Longest invoice, stock code or customer id, in characters (the real data's longest: 7, 12
+/// and 5).
+pub const MAX_CODE_CHARS: usize = 50;
+/// Longest country, in characters (real data: 20).
+pub const MAX_COUNTRY_CHARS: usize = 100;
+/// Longest description, in characters (real data: 35).
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// Whether a normalised text breaks the text rule: a control character, or more than
+/// `max_chars` characters (`invalid_text`).
+pub fn breaks_text_rule(text: &str, max_chars: usize) -> bool {
+    text.chars().any(is_control) || text.chars().count() > max_chars
 }
 
 /// Normalises a stock code: trimmed and upper-cased (`85123a` and `85123A` are one product);
@@ -495,6 +513,19 @@ mod tests {
         );
         assert_eq!(normalise_description("A\u{a0}B"), Some("A B".to_owned()));
         assert_eq!(normalise_description(" \t "), None);
+        // Control characters become spaces before white space collapses.
+        assert_eq!(
+            normalise_description("A\u{0}B\u{1b}[31m  C\u{7f}"),
+            Some("A B [31m C".to_owned())
+        );
+        assert_eq!(normalise_description("\u{0}\u{1}"), None);
+        assert!(breaks_text_rule("536365\u{0}", MAX_CODE_CHARS));
+        assert!(breaks_text_rule(&"9".repeat(51), MAX_CODE_CHARS));
+        assert!(!breaks_text_rule(&"9".repeat(50), MAX_CODE_CHARS));
+        assert!(
+            !breaks_text_rule("CÔTE D'IVOIRE \u{80}", MAX_COUNTRY_CHARS),
+            "C1 controls are text"
+        );
         assert_eq!(normalise_description(""), None);
     }
 

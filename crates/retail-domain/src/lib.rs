@@ -22,7 +22,7 @@
 //! agree with it.
 //!
 //! ```
-//! use retail_domain::{cleanse, LineType, QuarantineReason, RawFields};
+//! use retail_domain::{cleanse, DateWindow, LineType, QuarantineReason, RawFields};
 //!
 //! let raw = RawFields {
 //!     invoice: Some("536365"),
@@ -34,7 +34,7 @@
 //!     customer_id: Some("17850.0"),
 //!     country: Some("United Kingdom"),
 //! };
-//! let clean = cleanse(&raw, None).expect("a valid row");
+//! let clean = cleanse(&raw, None, &DateWindow::ingested_now()).expect("a valid row");
 //! assert_eq!(clean.stock_code, "85123A");
 //! assert_eq!(clean.total_amount.to_string(), "15.300");
 //! assert_eq!(clean.line_type, LineType::Product);
@@ -42,7 +42,7 @@
 //!
 //! let broken = RawFields { quantity: Some("0"), unit_price: Some("-1"), ..raw };
 //! assert_eq!(
-//!     cleanse(&broken, None),
+//!     cleanse(&broken, None, &DateWindow::ingested_now()),
 //!     Err(vec![QuarantineReason::ZeroQuantity, QuarantineReason::NegativeUnitPrice])
 //! );
 //! ```
@@ -67,7 +67,7 @@ pub use column::Column;
 pub use country::{CountryInfo, Region, lookup_country};
 pub use error::{Classify, Error, ErrorKind, Result};
 pub use line_type::LineType;
-pub use record::{CleanTransaction, QuarantineReason, RawFields, cleanse};
+pub use record::{CleanTransaction, DateWindow, QuarantineReason, RawFields, cleanse};
 pub use rfm::{ntile, segment};
 pub use score::{ScoreInputs, quality_score};
 pub use transaction::{raw_record_hash, transaction_id};

@@ -8,9 +8,9 @@ use rust_decimal::Decimal;
 use crate::country::{Region, lookup_country};
 use crate::error::Error;
 use crate::field::{
-    UNIT_PRICE_SCALE, is_cancellation_invoice, is_well_formed_email, non_blank,
-    normalise_customer_id, normalise_description, parse_invoice_date, parse_quantity,
-    parse_unit_price, upper_case,
+    MAX_CODE_CHARS, MAX_COUNTRY_CHARS, MAX_DESCRIPTION_CHARS, UNIT_PRICE_SCALE, breaks_text_rule,
+    is_cancellation_invoice, is_well_formed_email, non_blank, normalise_customer_id,
+    normalise_description, parse_invoice_date, parse_quantity, parse_unit_price, upper_case,
 };
 use crate::line_type::LineType;
 use crate::score::{ScoreInputs, quality_score};
@@ -100,6 +100,9 @@ pub enum QuarantineReason {
     MissingInvoiceDate,
     /// The invoice date is in no accepted form, or is not a real date and time.
     InvalidInvoiceDate,
+    /// The invoice date is outside the plausible window: before its earliest day (2000-01-01
+    /// unless configured) or more than one day after the record was ingested.
+    ImplausibleInvoiceDate,
     /// The unit price is absent or blank.
     MissingUnitPrice,
     /// The unit price is not an exact decimal with at most three fractional digits.
@@ -108,6 +111,10 @@ pub enum QuarantineReason {
     NegativeUnitPrice,
     /// The country is absent or blank.
     MissingCountry,
+    /// A text field holds a control character (U+0000 to U+001F, U+007F: the invoice, stock
+    /// code, customer id or country) or is too long (50 characters for codes, 100 for the
+    /// country, 500 for the description).
+    InvalidText,
     /// An update or delete names a transaction that is not in silver (never processed, or
     /// already removed). Set by the silver stage, never by [`cleanse`].
     UnknownTransaction,
@@ -118,7 +125,7 @@ pub enum QuarantineReason {
 
 impl QuarantineReason {
     /// Every reason, in declaration (reporting) order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::MalformedRecord,
         Self::MissingInvoice,
         Self::MissingStockCode,
@@ -127,10 +134,12 @@ impl QuarantineReason {
         Self::ZeroQuantity,
         Self::MissingInvoiceDate,
         Self::InvalidInvoiceDate,
+        Self::ImplausibleInvoiceDate,
         Self::MissingUnitPrice,
         Self::InvalidUnitPrice,
         Self::NegativeUnitPrice,
         Self::MissingCountry,
+        Self::InvalidText,
         Self::UnknownTransaction,
         Self::ConflictingChange,
     ];
@@ -146,10 +155,12 @@ impl QuarantineReason {
             Self::ZeroQuantity => "zero_quantity",
             Self::MissingInvoiceDate => "missing_invoice_date",
             Self::InvalidInvoiceDate => "invalid_invoice_date",
+            Self::ImplausibleInvoiceDate => "implausible_invoice_date",
             Self::MissingUnitPrice => "missing_unit_price",
             Self::InvalidUnitPrice => "invalid_unit_price",
             Self::NegativeUnitPrice => "negative_unit_price",
             Self::MissingCountry => "missing_country",
+            Self::InvalidText => "invalid_text",
             Self::UnknownTransaction => "unknown_transaction",
             Self::ConflictingChange => "conflicting_change",
         }
@@ -219,11 +230,53 @@ pub struct CleanTransaction {
     pub score_inputs: ScoreInputs,
 }
 
+/// The invoice dates a record may carry: from `earliest` to one day after the record was
+/// ingested, so that one record can never stretch the calendar of every gold table (a date in
+/// year 9999 would make `dim_date` millions of rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateWindow {
+    /// The earliest plausible invoice date and time.
+    pub earliest: NaiveDateTime,
+    /// The latest plausible invoice date and time.
+    pub latest: NaiveDateTime,
+}
+
+impl DateWindow {
+    /// The default earliest plausible invoice date: 2000-01-01 00:00.
+    pub fn default_earliest() -> NaiveDateTime {
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .expect("a real date")
+    }
+
+    /// The window of a record ingested at `ingested_at` (UTC): from `earliest` to one day
+    /// after ingestion (the day also absorbs any shop's time zone).
+    pub fn for_record(earliest: NaiveDateTime, ingested_at: NaiveDateTime) -> Self {
+        Self {
+            earliest,
+            latest: ingested_at
+                .checked_add_signed(chrono::Duration::days(1))
+                .unwrap_or(NaiveDateTime::MAX),
+        }
+    }
+
+    /// The window of a record ingested now, from the default earliest date.
+    pub fn ingested_now() -> Self {
+        Self::for_record(Self::default_earliest(), chrono::Utc::now().naive_utc())
+    }
+
+    /// Whether `at` is plausible.
+    pub fn contains(&self, at: NaiveDateTime) -> bool {
+        (self.earliest..=self.latest).contains(&at)
+    }
+}
+
 /// The shortest customer id that passes the score's accuracy check.
 const MIN_CUSTOMER_ID_CHARS: usize = 5;
 
 /// Applies the contract's silver rules. `email` is an optional extra source column (validity
-/// check). Returns every broken rule (non-empty, in enum order) on failure.
+/// check); `window` the plausible invoice dates of the record. Returns every broken rule
+/// (non-empty, in enum order) on failure.
 ///
 /// A field that is absent or blank after trimming is missing. The rules per field are those
 /// of the [`field`](crate::field) parsers: a missing field reports `missing_*`, a present
@@ -242,7 +295,7 @@ const MIN_CUSTOMER_ID_CHARS: usize = 5;
 /// enum's order. [`QuarantineReason::MalformedRecord`] is never among them.
 ///
 /// ```
-/// use retail_domain::record::{cleanse, RawFields};
+/// use retail_domain::record::{cleanse, DateWindow, RawFields};
 ///
 /// let raw = RawFields {
 ///     invoice: Some("536365"),
@@ -254,13 +307,15 @@ const MIN_CUSTOMER_ID_CHARS: usize = 5;
 ///     customer_id: Some("17850.0"),
 ///     country: Some("United Kingdom"),
 /// };
-/// let clean = cleanse(&raw, None).expect("the first real row is clean");
+/// let window = DateWindow::ingested_now();
+/// let clean = cleanse(&raw, None, &window).expect("the first real row is clean");
 /// assert_eq!(clean.total_amount.to_string(), "15.300");
 /// assert_eq!(clean.customer_id.as_deref(), Some("17850"));
 /// ```
 pub fn cleanse(
     raw: &RawFields<'_>,
     email: Option<&str>,
+    window: &DateWindow,
 ) -> Result<CleanTransaction, Vec<QuarantineReason>> {
     use QuarantineReason as Reason;
 
@@ -284,7 +339,11 @@ pub fn cleanse(
         raw.invoice_date,
         Reason::MissingInvoiceDate,
         &mut reasons,
-        |text| parse_invoice_date(text).ok_or(Reason::InvalidInvoiceDate),
+        |text| match parse_invoice_date(text) {
+            None => Err(Reason::InvalidInvoiceDate),
+            Some(at) if !window.contains(at) => Err(Reason::ImplausibleInvoiceDate),
+            Some(at) => Ok(at),
+        },
     );
     let unit_price = judge(
         raw.unit_price,
@@ -297,6 +356,20 @@ pub fn cleanse(
         },
     );
     let country = require(raw.country, Reason::MissingCountry, &mut reasons);
+    let description = raw.description.and_then(normalise_description);
+    let customer_id = raw.customer_id.and_then(normalise_customer_id);
+    let breaks_text = [
+        (invoice, MAX_CODE_CHARS),
+        (stock_code, MAX_CODE_CHARS),
+        (customer_id, MAX_CODE_CHARS),
+        (country, MAX_COUNTRY_CHARS),
+        (description.as_deref(), MAX_DESCRIPTION_CHARS),
+    ]
+    .into_iter()
+    .any(|(text, max)| text.is_some_and(|text| breaks_text_rule(text, max)));
+    if breaks_text {
+        reasons.push(Reason::InvalidText);
+    }
 
     let total_amount = match (quantity, unit_price) {
         (Some(quantity), Some(unit_price)) => {
@@ -334,11 +407,12 @@ pub fn cleanse(
         );
         return Err(reasons);
     };
-    debug_assert!(reasons.is_empty(), "a broken rule leaves its value missing");
+    if !reasons.is_empty() {
+        // Text broken in fields whose values are all there.
+        return Err(reasons);
+    }
 
     let stock_code = upper_case(stock_code);
-    let description = raw.description.and_then(normalise_description);
-    let customer_id = raw.customer_id.and_then(normalise_customer_id);
     let country_info = lookup_country(country);
 
     let accuracy_checks = [
@@ -453,11 +527,11 @@ mod tests {
     }
 
     fn clean(raw: &RawFields<'_>) -> CleanTransaction {
-        cleanse(raw, None).expect("row is clean")
+        cleanse(raw, None, &DateWindow::ingested_now()).expect("row is clean")
     }
 
     fn reasons(raw: &RawFields<'_>) -> Vec<QuarantineReason> {
-        cleanse(raw, None).expect_err("row is quarantined")
+        cleanse(raw, None, &DateWindow::ingested_now()).expect_err("row is quarantined")
     }
 
     #[test]
@@ -871,7 +945,7 @@ mod tests {
         assert_eq!(no_description.data_quality_score.to_string(), "0.95");
 
         let with_email = |email| {
-            cleanse(&first_row(), email)
+            cleanse(&first_row(), email, &DateWindow::ingested_now())
                 .expect("clean")
                 .data_quality_score
                 .to_string()
@@ -885,9 +959,124 @@ mod tests {
                 ..first_row()
             },
             Some("x@y"),
+            &DateWindow::ingested_now(),
         )
         .expect("clean");
         assert_eq!(both_invalid.data_quality_score.to_string(), "0.70");
+    }
+
+    #[test]
+    fn invoice_dates_outside_the_plausible_window_are_quarantined() {
+        let ingested = chrono::NaiveDate::from_ymd_opt(2011, 12, 9)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        let window = DateWindow::for_record(DateWindow::default_earliest(), ingested);
+        let dated = |date| {
+            cleanse(
+                &RawFields {
+                    invoice_date: Some(date),
+                    ..first_row()
+                },
+                None,
+                &window,
+            )
+        };
+        for plausible in [
+            "2000-01-01 00:00:00",
+            "2011-12-09 12:00",
+            "2011-12-10 12:00",
+        ] {
+            assert!(dated(plausible).is_ok(), "{plausible}");
+        }
+        for implausible in [
+            "1999-12-31 23:59:59",
+            "0001-01-01 00:00:00",
+            "9999-12-31 23:59:59",
+            "2011-12-10 12:01",
+        ] {
+            assert_eq!(
+                dated(implausible).unwrap_err(),
+                [QuarantineReason::ImplausibleInvoiceDate],
+                "{implausible}"
+            );
+        }
+        // An ingestion time at the end of the calendar does not overflow.
+        let last = DateWindow::for_record(DateWindow::default_earliest(), NaiveDateTime::MAX);
+        assert!(last.contains(NaiveDateTime::MAX));
+    }
+
+    #[test]
+    fn control_characters_and_overlong_text_break_the_text_rule() {
+        let window = DateWindow::ingested_now();
+        let long_code = "9".repeat(51);
+        let long_country = "X".repeat(101);
+        let long_description = "Y".repeat(501);
+        for broken in [
+            RawFields {
+                invoice: Some("536\u{0}365"),
+                ..first_row()
+            },
+            RawFields {
+                stock_code: Some("85123A\u{7f}"),
+                ..first_row()
+            },
+            RawFields {
+                customer_id: Some("1785\u{1b}0"),
+                ..first_row()
+            },
+            RawFields {
+                country: Some("United\u{1}Kingdom"),
+                ..first_row()
+            },
+            RawFields {
+                invoice: Some(long_code.as_str()),
+                ..first_row()
+            },
+            RawFields {
+                country: Some(long_country.as_str()),
+                ..first_row()
+            },
+            RawFields {
+                description: Some(long_description.as_str()),
+                ..first_row()
+            },
+        ] {
+            assert_eq!(
+                cleanse(&broken, None, &window).unwrap_err(),
+                [QuarantineReason::InvalidText],
+                "{broken:?}"
+            );
+        }
+        // A control character in a description becomes a space: the row stays clean.
+        let clean = cleanse(
+            &RawFields {
+                description: Some("WHITE\u{0}HANGING\tHEART"),
+                ..first_row()
+            },
+            None,
+            &window,
+        )
+        .unwrap();
+        assert_eq!(clean.description.as_deref(), Some("WHITE HANGING HEART"));
+        // The text rule is reported with the others, in enum order.
+        let many = cleanse(
+            &RawFields {
+                quantity: Some("0"),
+                country: Some("X\u{0}"),
+                ..first_row()
+            },
+            None,
+            &window,
+        )
+        .unwrap_err();
+        assert_eq!(
+            many,
+            [
+                QuarantineReason::ZeroQuantity,
+                QuarantineReason::InvalidText
+            ]
+        );
     }
 
     #[test]
@@ -931,10 +1120,12 @@ mod tests {
                 "zero_quantity",
                 "missing_invoice_date",
                 "invalid_invoice_date",
+                "implausible_invoice_date",
                 "missing_unit_price",
                 "invalid_unit_price",
                 "negative_unit_price",
                 "missing_country",
+                "invalid_text",
                 "unknown_transaction",
                 "conflicting_change",
             ]

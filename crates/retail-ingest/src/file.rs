@@ -182,10 +182,10 @@ impl FileSource {
                         location,
                         unit: file.checksum[..16].to_owned(),
                         parts,
-                        checkpoint: Some(Checkpoint {
-                            app_id: format!("{FILE_APP_PREFIX}{}", file.checksum),
-                            version: 1,
-                        }),
+                        checkpoint: Some(Checkpoint::progress(
+                            format!("{FILE_APP_PREFIX}{}", file.checksum),
+                            1,
+                        )),
                         change: None,
                         checksum: file.checksum,
                     })
@@ -218,10 +218,7 @@ impl Source for FileSource {
             .iter()
             .map(|file| Announcement {
                 location: file.path.display().to_string(),
-                checkpoint: Checkpoint {
-                    app_id: format!("{FILE_APP_PREFIX}{}", file.checksum),
-                    version: 1,
-                },
+                checkpoint: Checkpoint::progress(format!("{FILE_APP_PREFIX}{}", file.checksum), 1),
                 checksum: file.checksum.clone(),
             })
             .collect()

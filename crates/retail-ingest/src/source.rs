@@ -9,16 +9,58 @@ use crate::raw::RecordChange;
 
 /// How far a source has been ingested. It lands in the same Delta commit as the records it
 /// covers (a Delta application transaction): `app_id` names the source (a file's content, an
-/// idempotency key, a stream partition), `version` how far (1 for a file or a key, the next
-/// offset for a partition). A batch whose checkpoint bronze already holds at that version or
-/// beyond is not written again: a file is never ingested twice, a retried request never
+/// idempotency key, a stream partition), `version` how far. A batch whose checkpoint bronze
+/// already holds is not written again: a file is never ingested twice, a retried request never
 /// doubles, a stream restarted after a crash resumes exactly where its last commit ended.
+///
+/// Two kinds, made by [`Checkpoint::progress`] and [`Checkpoint::fingerprint`]:
+/// - **progress** (files: `1`; stream partitions: the next offset): held once bronze records
+///   this version or a later one;
+/// - **fingerprint** (an idempotency key: a hash of the request): held when bronze records
+///   exactly this version; another version means the id was used for other content, which
+///   [`Checkpoint::held_by`] reports so the caller can refuse it rather than drop it silently.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Checkpoint {
     /// The application id recorded in bronze's log.
     pub app_id: String,
     /// The version recorded with it.
     pub version: i64,
+    /// Whether the version fingerprints the content (held only by exactly this version).
+    pub exact: bool,
+}
+
+impl Checkpoint {
+    /// A checkpoint of progress: held by this version or any later one.
+    pub fn progress(app_id: impl Into<String>, version: i64) -> Self {
+        Self {
+            app_id: app_id.into(),
+            version,
+            exact: false,
+        }
+    }
+
+    /// A checkpoint whose version fingerprints the content: held by exactly this version.
+    pub fn fingerprint(app_id: impl Into<String>, version: i64) -> Self {
+        Self {
+            app_id: app_id.into(),
+            version,
+            exact: true,
+        }
+    }
+
+    /// Whether `recorded` (the version bronze records for this app id, if any) holds this
+    /// checkpoint; `Err(recorded)` when a fingerprint's id was recorded for other content.
+    ///
+    /// # Errors
+    ///
+    /// The recorded version, when it is not this fingerprint.
+    pub fn held_by(&self, recorded: Option<i64>) -> std::result::Result<bool, i64> {
+        match recorded {
+            None => Ok(false),
+            Some(version) if self.exact && version != self.version => Err(version),
+            Some(version) => Ok(version >= self.version),
+        }
+    }
 }
 
 /// One batch of a source: its records and its checkpoint.
@@ -120,5 +162,24 @@ impl Source for BatchSource {
 
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
         Ok(self.batch.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_held_by_later_versions_and_a_fingerprint_only_by_itself() {
+        let offset = Checkpoint::progress("partition-0", 10);
+        assert_eq!(offset.held_by(None), Ok(false));
+        assert_eq!(offset.held_by(Some(9)), Ok(false));
+        assert_eq!(offset.held_by(Some(10)), Ok(true));
+        assert_eq!(offset.held_by(Some(11)), Ok(true));
+        let key = Checkpoint::fingerprint("key", 77);
+        assert_eq!(key.held_by(None), Ok(false));
+        assert_eq!(key.held_by(Some(77)), Ok(true));
+        assert_eq!(key.held_by(Some(78)), Err(78));
+        assert_eq!(key.held_by(Some(1)), Err(1));
     }
 }

@@ -52,6 +52,16 @@ pub enum Error {
          this commit was written: ingest again (what bronze holds is skipped)"
     )]
     ConcurrentIngestion,
+    /// A checkpoint whose version fingerprints its content (an idempotency key) is recorded in
+    /// bronze for other content.
+    #[error(
+        "{app_id} was already used for different content: send the same request again to \
+         replay it, or use a new key for new content"
+    )]
+    CheckpointReused {
+        /// The checkpoint's application id.
+        app_id: String,
+    },
     /// A run named an asset the graph does not have.
     #[error("unknown asset {key:?}; assets: {known}")]
     UnknownAsset {
@@ -89,6 +99,7 @@ impl Classify for Error {
             Self::Follower { source, .. } => source.kind(),
             Self::Read { .. } => ErrorKind::Unavailable,
             Self::ConcurrentIngestion | Self::GoldIncomplete => ErrorKind::Conflict,
+            Self::CheckpointReused { .. } => ErrorKind::Unprocessable,
             Self::UnknownAsset { .. } => ErrorKind::InvalidInput,
             Self::Transform { .. }
             | Self::Reconciliation { .. }

@@ -187,14 +187,15 @@ impl IngestionService {
             let bronze = self.lake.open(&BRONZE_TRANSACTIONS).await?;
             let mut seen = HashSet::new();
             for (position, unit) in announced.iter().enumerate() {
-                let known = match &bronze {
-                    Some(bronze) => self
-                        .lake
-                        .app_version_in(bronze, &BRONZE_TRANSACTIONS, &unit.checkpoint.app_id)
-                        .await?
-                        .is_some_and(|version| version >= unit.checkpoint.version),
-                    None => false,
+                let recorded = match &bronze {
+                    Some(bronze) => {
+                        self.lake
+                            .app_version_in(bronze, &BRONZE_TRANSACTIONS, &unit.checkpoint.app_id)
+                            .await?
+                    }
+                    None => None,
                 };
+                let known = held(&unit.checkpoint, recorded)?;
                 if known || !seen.insert(unit.checkpoint.app_id.clone()) {
                     skipped.push(position);
                     info!(location = %unit.location, "already ingested, skipped");
@@ -292,15 +293,15 @@ impl IngestionService {
             Err(error) if error.is_commit_conflict() && !pending.is_empty() => {
                 let bronze = self.lake.open(&BRONZE_TRANSACTIONS).await?;
                 for (checkpoint, _) in pending {
-                    let held = match &bronze {
-                        Some(bronze) => self
-                            .lake
-                            .app_version_in(bronze, &BRONZE_TRANSACTIONS, &checkpoint.app_id)
-                            .await?
-                            .is_some_and(|version| version >= checkpoint.version),
-                        None => false,
+                    let recorded = match &bronze {
+                        Some(bronze) => {
+                            self.lake
+                                .app_version_in(bronze, &BRONZE_TRANSACTIONS, &checkpoint.app_id)
+                                .await?
+                        }
+                        None => None,
                     };
-                    if !held {
+                    if !held(checkpoint, recorded)? {
                         return Err(Error::ConcurrentIngestion);
                     }
                 }
@@ -329,16 +330,25 @@ async fn is_known(
     pending: &[(Checkpoint, usize)],
     checkpoint: &Checkpoint,
 ) -> Result<bool> {
-    if pending
+    let staged = pending
         .iter()
-        .any(|(p, _)| p.app_id == checkpoint.app_id && p.version >= checkpoint.version)
-    {
-        return Ok(true);
+        .filter(|(p, _)| p.app_id == checkpoint.app_id)
+        .map(|(p, _)| p.version)
+        .max();
+    if staged.is_some() {
+        return held(checkpoint, staged);
     }
-    Ok(appender
-        .app_version(&checkpoint.app_id)
-        .await?
-        .is_some_and(|version| version >= checkpoint.version))
+    let recorded = appender.app_version(&checkpoint.app_id).await?;
+    held(checkpoint, recorded)
+}
+
+/// Whether `recorded` holds `checkpoint`; a fingerprint recorded for other content is refused.
+fn held(checkpoint: &Checkpoint, recorded: Option<i64>) -> Result<bool> {
+    checkpoint
+        .held_by(recorded)
+        .map_err(|_| Error::CheckpointReused {
+            app_id: checkpoint.app_id.clone(),
+        })
 }
 
 /// Writes one batch's records with their lineage; returns (rows, malformed).

@@ -18,14 +18,14 @@
 //! use retail_domain::progress::NoProgress;
 //! use retail_lake::{Lake, LakeConfig};
 //! use retail_metadata::SqliteStore;
-//! use retail_pipeline::{RetryPolicy, RunRequest, Runner, default_assets};
+//! use retail_pipeline::{RetryPolicy, RunRequest, Runner, SilverRules, default_assets};
 //!
 //! let lake = Lake::new(&LakeConfig::default())?;
 //! let store = Arc::new(SqliteStore::open(std::path::Path::new("./data/retail.db"))?);
 //! let runner = Runner::new(
 //!     lake.clone(),
 //!     store,
-//!     default_assets(&lake),
+//!     default_assets(&lake, SilverRules::default()),
 //!     RetryPolicy::default(),
 //!     tokio::runtime::Handle::current(),
 //! )?;
@@ -55,6 +55,7 @@ pub use asset::{
 pub use error::{Error, Result};
 pub use ingestion::{IngestOptions, IngestRequest, IngestionService};
 pub use reconcile::reconcile;
+pub use silver::SilverRules;
 
 /// Application id of the silver stage's progress (value: the bronze version consumed).
 pub const SILVER_APP_ID: &str = "retail.pipeline.silver";
@@ -65,11 +66,11 @@ pub const CHANGES_APP_ID: &str = "retail.pipeline.silver.changes";
 /// Application id of the gold stage's progress (value: the silver version built from).
 pub const GOLD_APP_ID: &str = "retail.pipeline.gold";
 
-/// The assets every deployment has: silver and gold. Followers of gold are added by the
-/// composition root, as configured.
-pub fn default_assets(lake: &retail_lake::Lake) -> Vec<Arc<dyn Asset>> {
+/// The assets every deployment has: silver (applying the contract with `rules`) and gold.
+/// Followers of gold are added by the composition root, as configured.
+pub fn default_assets(lake: &retail_lake::Lake, rules: SilverRules) -> Vec<Arc<dyn Asset>> {
     vec![
-        Arc::new(SilverAsset::new(lake.clone())),
+        Arc::new(SilverAsset::new(lake.clone(), rules)),
         Arc::new(GoldAsset::new(lake.clone())),
     ]
 }

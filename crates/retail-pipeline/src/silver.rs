@@ -14,7 +14,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use deltalake::arrow::error::ArrowError;
-use retail_domain::record::{CleanTransaction, QuarantineReason, RawFields, cleanse};
+use retail_domain::record::{CleanTransaction, DateWindow, QuarantineReason, RawFields, cleanse};
 use retail_domain::{Operation, parse_transaction_id};
 use retail_lake::schema::{
     SILVER_CHANGES, SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS,
@@ -95,9 +95,27 @@ struct AppliedChange {
     replacement: Option<u128>,
 }
 
+/// The configurable parts of the silver rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SilverRules {
+    /// The earliest plausible invoice date (`pipeline.earliest_invoice_date`); earlier rows are
+    /// quarantined as `implausible_invoice_date`, as are rows dated more than one day after
+    /// their ingestion.
+    pub earliest_invoice_date: NaiveDateTime,
+}
+
+impl Default for SilverRules {
+    fn default() -> Self {
+        Self {
+            earliest_invoice_date: DateWindow::default_earliest(),
+        }
+    }
+}
+
 /// Applies the contract's silver rules to bronze batches.
 #[derive(Debug)]
 pub struct SilverTransform {
+    rules: SilverRules,
     run_id: String,
     processed_at: DateTime<Utc>,
     bronze_version: i64,
@@ -122,6 +140,7 @@ impl SilverTransform {
         seen: HashSet<u128>,
     ) -> Self {
         Self {
+            rules: SilverRules::default(),
             run_id: run_id.to_owned(),
             processed_at,
             bronze_version,
@@ -132,6 +151,12 @@ impl SilverTransform {
             stats: SilverStats::default(),
             score_counts: [0; 101],
         }
+    }
+
+    /// The pass with `rules` instead of the default ones.
+    #[must_use]
+    pub fn with_rules(self, rules: SilverRules) -> Self {
+        Self { rules, ..self }
     }
 
     /// Starts a pass that knows no silver id yet: before each batch, the caller asks
@@ -231,8 +256,8 @@ impl SilverTransform {
         let mut changes: Vec<AppliedChange> = Vec::new();
         for row in 0..bronze.num_rows() {
             self.stats.bronze_rows += 1;
-            let ingested_at = input.ingested_at.value(row);
-            let ingested_at = DateTime::from_timestamp_micros(ingested_at);
+            let ingested_micros = input.ingested_at.value(row);
+            let ingested_at = DateTime::from_timestamp_micros(ingested_micros);
             if ingested_at > self.stats.newest_ingested_at {
                 self.stats.newest_ingested_at = ingested_at;
             }
@@ -276,7 +301,11 @@ impl SilverTransform {
                 continue;
             }
             let email = input.email(row);
-            let clean = match cleanse(&raw, email.as_deref()) {
+            let window = DateWindow::for_record(
+                self.rules.earliest_invoice_date,
+                ingested_at.map_or(NaiveDateTime::MAX, |at| at.naive_utc()),
+            );
+            let clean = match cleanse(&raw, email.as_deref(), &window) {
                 Err(reasons) => {
                     quarantine.push((row, reasons));
                     continue;

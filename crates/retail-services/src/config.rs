@@ -33,6 +33,23 @@ pub struct ApiConfig {
     pub breaker_failures: u32,
     /// Seconds an open circuit waits before letting one trial call through.
     pub breaker_cool_down_seconds: u64,
+    /// Logins, refreshes and logouts per minute per client address, and logins per minute per
+    /// user name (each with a burst of as many); checked before any password is hashed.
+    pub auth_per_minute: u32,
+    /// The header that carries the client's address when a reverse proxy sits in front
+    /// (`x-forwarded-for`: its last entry, the address the proxy saw); empty: the TCP peer.
+    pub client_address_header: String,
+    /// Most lines one export may hold; a larger selection is refused with a `400`.
+    pub export_max_rows: u64,
+    /// Longest one export may stream, in seconds; then it is cut short.
+    pub export_timeout_seconds: u64,
+    /// Exports one caller may run at once.
+    pub exports_per_user: usize,
+    /// Exports that may run at once in all.
+    pub exports_in_all: usize,
+    /// Longest one warehouse call may take, in milliseconds: shorter than the request timeout,
+    /// so a slow warehouse is a `503` the breaker counts, not a request the server cuts off.
+    pub warehouse_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +68,13 @@ impl Default for ApiConfig {
             redis_url: String::new(),
             breaker_failures: 5,
             breaker_cool_down_seconds: 60,
+            auth_per_minute: 30,
+            export_max_rows: 1_000_000,
+            export_timeout_seconds: 600,
+            exports_per_user: 2,
+            exports_in_all: 4,
+            client_address_header: String::new(),
+            warehouse_timeout_ms: 10_000,
         }
     }
 }
@@ -85,11 +109,28 @@ impl std::fmt::Debug for ApiConfig {
             )
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cool_down_seconds", &self.breaker_cool_down_seconds)
+            .field("auth_per_minute", &self.auth_per_minute)
+            .field("export_max_rows", &self.export_max_rows)
+            .field("export_timeout_seconds", &self.export_timeout_seconds)
+            .field("exports_per_user", &self.exports_per_user)
+            .field("exports_in_all", &self.exports_in_all)
+            .field("client_address_header", &self.client_address_header)
+            .field("warehouse_timeout_ms", &self.warehouse_timeout_ms)
             .finish()
     }
 }
 
 impl ApiConfig {
+    /// The limits of exports these settings make.
+    pub fn export_limits(&self) -> crate::analytics::ExportLimits {
+        crate::analytics::ExportLimits {
+            max_rows: self.export_max_rows,
+            deadline: std::time::Duration::from_secs(self.export_timeout_seconds),
+            per_user: self.exports_per_user,
+            in_all: self.exports_in_all,
+        }
+    }
+
     /// Every problem with the settings, as sentences.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -108,6 +149,26 @@ impl ApiConfig {
         if self.breaker_failures == 0 {
             problems.push("api.breaker_failures must be at least 1".to_owned());
         }
+        if self.export_max_rows == 0
+            || self.export_timeout_seconds == 0
+            || self.exports_per_user == 0
+            || self.exports_in_all == 0
+        {
+            problems.push(
+                "api.export_max_rows, export_timeout_seconds, exports_per_user and \
+                 exports_in_all must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if self.auth_per_minute == 0 {
+            problems.push("api.auth_per_minute must be at least 1".to_owned());
+        }
+        if !self.client_address_header.is_empty() && !is_header_name(&self.client_address_header) {
+            problems.push(format!(
+                "api.client_address_header {:?} is not a header name",
+                self.client_address_header
+            ));
+        }
         if self.rate_limit_per_minute == 0 {
             problems.push("api.rate_limit_per_minute must be at least 1".to_owned());
         }
@@ -116,6 +177,21 @@ impl ApiConfig {
                 "api.request_timeout_ms and api.body_limit_bytes must be positive".to_owned(),
             );
         }
+        if self.warehouse_timeout_ms == 0 || self.warehouse_timeout_ms >= self.request_timeout_ms {
+            problems.push(format!(
+                "api.warehouse_timeout_ms must be positive and shorter than api.request_timeout_ms \
+                 ({} ms)",
+                self.request_timeout_ms
+            ));
+        }
         problems
     }
+}
+
+/// A lower-case HTTP header name: letters, digits and `-`.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }

@@ -51,6 +51,15 @@ impl Error {
         }
     }
 
+    /// The same error, telling the caller to retry after `seconds`.
+    #[must_use]
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
     /// Too many requests; try again after `retry_after` seconds.
     pub fn rate_limited(retry_after: u64) -> Self {
         Self {

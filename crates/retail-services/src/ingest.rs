@@ -10,15 +10,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use retail_domain::error::ErrorKind;
 use retail_domain::progress::Progress;
-use retail_domain::record::cleanse;
+use retail_domain::record::{DateWindow, cleanse};
 use retail_domain::{Operation, parse_transaction_id};
 use retail_ingest::decode::{Format, Part, decode};
 use retail_ingest::{
     BatchSource, Checkpoint, Fields, RawRows, RecordChange, SourceBatch, raw_fields,
 };
 use retail_metadata::{MetadataStore, RunRecord};
-use retail_pipeline::{IngestRequest, IngestionService};
+use retail_pipeline::{IngestRequest, IngestionService, SilverRules};
 use serde::Serialize;
 use sha2::Digest as _;
 
@@ -140,17 +141,32 @@ pub struct Ingest {
     ingestion: IngestionService,
     store: Arc<dyn MetadataStore>,
     batch_rows: usize,
+    rules: SilverRules,
 }
 
 impl Ingest {
-    /// Callers' ingestion over `ingestion`, looking replays up in `store`.
-    pub fn new(ingestion: IngestionService, store: Arc<dyn MetadataStore>) -> Self {
+    /// Callers' ingestion over `ingestion`, looking replays up in `store`; records are judged
+    /// with silver's `rules` to tell callers what will be quarantined.
+    pub fn new(
+        ingestion: IngestionService,
+        store: Arc<dyn MetadataStore>,
+        rules: SilverRules,
+    ) -> Self {
         let batch_rows = ingestion.lake().batch_rows();
         Self {
             ingestion,
             store,
             batch_rows,
+            rules,
         }
+    }
+
+    /// The plausible invoice dates of records ingested now.
+    fn window(&self) -> DateWindow {
+        DateWindow::for_record(
+            self.rules.earliest_invoice_date,
+            chrono::Utc::now().naive_utc(),
+        )
     }
 
     /// Decodes a body on the blocking pool: its records, or every malformed one.
@@ -215,6 +231,7 @@ impl Ingest {
         rows: RawRows,
         change: Option<RecordChange>,
         sender: &Sender,
+        fingerprint: i64,
     ) -> Result<(Option<String>, bool)> {
         let key = sender.idempotency_key.as_ref().map(|key| {
             // Scoped to the caller, so that two callers' keys never collide.
@@ -228,9 +245,8 @@ impl Ingest {
                 suffix: String::new(),
                 rows,
             }],
-            checkpoint: key.as_ref().map(|digest| Checkpoint {
-                app_id: format!("{KEY_APP_PREFIX}{digest}"),
-                version: 1,
+            checkpoint: key.as_ref().map(|digest| {
+                Checkpoint::fingerprint(format!("{KEY_APP_PREFIX}{digest}"), fingerprint)
             }),
             change,
             checksum: String::new(),
@@ -244,7 +260,15 @@ impl Ingest {
         let run = self
             .ingestion
             .ingest(&mut source, &request, &retail_domain::progress::NoProgress)
-            .await?;
+            .await
+            .map_err(|error| match error {
+                retail_pipeline::Error::CheckpointReused { .. } => Error::new(
+                    ErrorKind::Unprocessable,
+                    "this Idempotency-Key was already used for a different request: send the \
+                     same request again to replay it, or use a new key for new records",
+                ),
+                other => other.into(),
+            })?;
         let replayed = run.detail.files.first().is_some_and(|f| f.skipped);
         if !replayed {
             return Ok((Some(run.run_id), false));
@@ -257,18 +281,35 @@ impl Ingest {
     }
 }
 
+/// The version of an idempotency key's checkpoint: a fingerprint of the request (its parts,
+/// each with its length), so that a retry of the same request replays and other content under
+/// the same key is refused. Positive, as Delta application versions are.
+fn fingerprint(parts: &[&[u8]]) -> i64 {
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::try_from(u64::from_le_bytes(first) >> 1)
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
 /// The run record's `requested_by` for a caller.
 fn requested_by(caller: Option<&Principal>) -> String {
     caller.map_or_else(|| "api".to_owned(), |p| format!("api:{}", p.subject))
 }
 
 /// The quarantine reasons the contract will give each record, for those that have any.
-fn will_be_quarantined(records: &[Fields]) -> Vec<RecordProblem> {
+fn will_be_quarantined(records: &[Fields], window: &DateWindow) -> Vec<RecordProblem> {
     records
         .iter()
         .enumerate()
         .filter_map(|(index, fields)| {
-            cleanse(&raw_fields(fields), None)
+            cleanse(&raw_fields(fields), None, window)
                 .err()
                 .map(|reasons| RecordProblem {
                     index,
@@ -298,13 +339,14 @@ impl IngestService for Ingest {
         body: Bytes,
         sender: Sender,
     ) -> Result<IngestOutcome> {
+        let fingerprint = fingerprint(&[format.as_str().as_bytes(), &body]);
         let rows = match self.decode_body(format, body).await? {
             Ok(rows) => rows,
             Err(problems) => return Ok(IngestOutcome::Refused(problems)),
         };
         let records = rows.rows as usize;
-        let quarantined = will_be_quarantined(&rows.fields());
-        let (ingestion_id, replayed) = self.write(rows, None, &sender).await?;
+        let quarantined = will_be_quarantined(&rows.fields(), &self.window());
+        let (ingestion_id, replayed) = self.write(rows, None, &sender, fingerprint).await?;
         Ok(if replayed {
             IngestOutcome::Replayed(IngestReceipt {
                 ingestion_id,
@@ -339,6 +381,16 @@ impl IngestService for Ingest {
                 Some(id.clone())
             }
         };
+        let label = match &change {
+            TransactionChange::Create => "create",
+            TransactionChange::Update(_) => "update",
+            TransactionChange::Delete(_) => "delete",
+        };
+        let fingerprint = fingerprint(&[
+            label.as_bytes(),
+            target.as_deref().unwrap_or_default().as_bytes(),
+            body.as_deref().unwrap_or_default(),
+        ]);
         let fields: Fields = match (&change, body) {
             (TransactionChange::Delete(_), _) => Fields::default(),
             (_, None) => return Err(Error::invalid("send the transaction as a JSON object")),
@@ -356,30 +408,30 @@ impl IngestService for Ingest {
                 one_record(self.decode_body(Format::Json, body).await?)?
             }
         };
-        let checked = cleanse(&raw_fields(&fields), None);
+        let checked = cleanse(&raw_fields(&fields), None, &self.window());
+        // A created or updated transaction that silver would refuse is refused now: it could
+        // only be quarantined.
+        if !matches!(change, TransactionChange::Delete(_))
+            && let Err(reasons) = &checked
+        {
+            return Err(Error::invalid(format!(
+                "the fields break the contract's rules ({}); nothing was written",
+                reasons
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let (operation, record_change) = match &change {
             TransactionChange::Create => (Operation::Insert, None),
-            TransactionChange::Update(id) => {
-                // An update that silver would refuse is refused now: it could only be
-                // quarantined.
-                if let Err(reasons) = &checked {
-                    return Err(Error::invalid(format!(
-                        "the new fields break the contract's rules ({}); nothing was written",
-                        reasons
-                            .iter()
-                            .map(|r| r.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-                (
-                    Operation::Update,
-                    Some(RecordChange {
-                        operation: Operation::Update,
-                        target_transaction_id: id.clone(),
-                    }),
-                )
-            }
+            TransactionChange::Update(id) => (
+                Operation::Update,
+                Some(RecordChange {
+                    operation: Operation::Update,
+                    target_transaction_id: id.clone(),
+                }),
+            ),
             TransactionChange::Delete(id) => (
                 Operation::Delete,
                 Some(RecordChange {
@@ -389,7 +441,9 @@ impl IngestService for Ingest {
             ),
         };
         let rows = RawRows::from_fields(std::slice::from_ref(&fields), self.batch_rows)?;
-        let (ingestion_id, replayed) = self.write(rows, record_change, &sender).await?;
+        let (ingestion_id, replayed) = self
+            .write(rows, record_change, &sender, fingerprint)
+            .await?;
         let (transaction_id, will_be_quarantined) = match (&change, checked) {
             (TransactionChange::Delete(_), _) => (None, Vec::new()),
             (_, Ok(clean)) => (Some(clean.transaction_id), Vec::new()),

@@ -1,7 +1,12 @@
-//! Operations: readiness of each dependency and the metrics.
+//! Operations: readiness of each dependency and the metrics, both cheap enough to be asked
+//! every second by any number of probes and scrapers: readiness is checked at most once per
+//! [`READY_TTL`] (concurrent probes share one check), and the layers' row counts are refreshed
+//! in the background at most once per [`LAYER_COUNTS_EVERY`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use retail_lake::Lake;
@@ -9,15 +14,26 @@ use retail_lake::schema::{self as tables};
 use retail_metadata::MetadataStore;
 use retail_warehouse::Warehouse;
 
+use tracing::warn;
+
 use crate::analytics::{CircuitBreaker, CircuitState};
+
+/// How long one readiness check answers every probe.
+pub const READY_TTL: Duration = Duration::from_secs(1);
+
+/// How often the layers' row counts (read from the Delta logs) are refreshed for `/metrics`.
+pub const LAYER_COUNTS_EVERY: Duration = Duration::from_secs(15);
 
 /// Readiness of each dependency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
     /// Whether every dependency answers.
     pub ready: bool,
-    /// `ok` or what failed, per dependency: `lake`, `warehouse`, `metadata`.
-    pub checks: BTreeMap<&'static str, String>,
+    /// Per dependency (`lake`, `warehouse`, `metadata`): `ok`, or a code saying what is wrong
+    /// (`unavailable`, `not_found`, `internal`, ... for a failed check; `circuit_open` or
+    /// `trial_in_flight` for the warehouse's breaker). The failure itself is logged, never
+    /// answered.
+    pub checks: BTreeMap<&'static str, &'static str>,
 }
 
 /// Renders the metrics in the Prometheus text format.
@@ -40,6 +56,9 @@ pub struct Operations {
     breaker: Arc<CircuitBreaker>,
     store: Arc<dyn MetadataStore>,
     render: MetricsRenderer,
+    ready: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+    counts_at: std::sync::Mutex<Option<Instant>>,
+    counting: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Operations {
@@ -64,53 +83,108 @@ impl Operations {
             breaker,
             store,
             render,
+            ready: tokio::sync::Mutex::new(None),
+            counts_at: std::sync::Mutex::new(None),
+            counting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    async fn check(&self) -> Readiness {
+        let mut checks = BTreeMap::new();
+        checks.insert(
+            "lake",
+            code(
+                "lake",
+                self.lake.latest_version(&tables::GOLD_FACT_SALES).await,
+            ),
+        );
+        let warehouse = match self.breaker.state() {
+            CircuitState::Open => "circuit_open",
+            CircuitState::Trial => "trial_in_flight",
+            // Closed, or half-open: then this call is the trial that may close it.
+            CircuitState::Closed | CircuitState::HalfOpen => {
+                code("warehouse", self.warehouse.data_version().await)
+            }
+        };
+        checks.insert("warehouse", warehouse);
+        checks.insert("metadata", code("metadata", self.store.ping().await));
+        Readiness {
+            ready: checks.values().all(|v| *v == "ok"),
+            checks,
         }
     }
 }
 
-fn outcome<E: std::fmt::Display>(result: Result<(), E>) -> String {
-    result
-        .err()
-        .map_or_else(|| "ok".to_owned(), |e| e.to_string())
+/// `ok`, or the failure's code (the failure is logged).
+fn code<T, E>(dependency: &str, result: Result<T, E>) -> &'static str
+where
+    E: retail_domain::error::Classify + std::fmt::Display,
+{
+    match result {
+        Ok(_) => "ok",
+        Err(error) => {
+            warn!(dependency, %error, "readiness check failed");
+            error.kind().as_str()
+        }
+    }
+}
+
+async fn count_layers(lake: &Lake) {
+    for (table, layer) in [
+        (tables::BRONZE_TRANSACTIONS, "bronze"),
+        (tables::SILVER_TRANSACTIONS, "silver"),
+        (tables::SILVER_QUARANTINE, "quarantine"),
+        (tables::SILVER_DUPLICATES, "duplicates"),
+        (tables::GOLD_FACT_SALES, "gold_fact_sales"),
+    ] {
+        if let Ok(rows) = lake.count_rows(&table).await {
+            retail_telemetry::metrics::set_layer_rows(layer, rows);
+        }
+    }
 }
 
 #[async_trait]
 impl OperationsService for Operations {
     async fn readiness(&self) -> Readiness {
-        let mut checks = BTreeMap::new();
-        checks.insert(
-            "lake",
-            outcome(
-                self.lake
-                    .latest_version(&tables::GOLD_FACT_SALES)
-                    .await
-                    .map(|_| ()),
-            ),
-        );
-        let warehouse = if self.breaker.state() == CircuitState::Open {
-            "circuit open after repeated failures".to_owned()
-        } else {
-            outcome(self.warehouse.data_version().await.map(|_| ()))
-        };
-        checks.insert("warehouse", warehouse);
-        checks.insert("metadata", outcome(self.store.ping().await));
-        Readiness {
-            ready: checks.values().all(|v| v == "ok"),
-            checks,
+        let mut cached = self.ready.lock().await;
+        if let Some((at, readiness)) = cached.as_ref()
+            && at.elapsed() < READY_TTL
+        {
+            return readiness.clone();
         }
+        let readiness = self.check().await;
+        *cached = Some((Instant::now(), readiness.clone()));
+        readiness
     }
 
     async fn metrics(&self) -> String {
-        for (table, layer) in [
-            (tables::BRONZE_TRANSACTIONS, "bronze"),
-            (tables::SILVER_TRANSACTIONS, "silver"),
-            (tables::SILVER_QUARANTINE, "quarantine"),
-            (tables::SILVER_DUPLICATES, "duplicates"),
-            (tables::GOLD_FACT_SALES, "gold_fact_sales"),
-        ] {
-            if let Ok(rows) = self.lake.count_rows(&table).await {
-                retail_telemetry::metrics::set_layer_rows(layer, rows);
+        let last = *self
+            .counts_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last {
+            // The first scrape waits for the counts, so they are never missing.
+            None => {
+                count_layers(&self.lake).await;
+                *self
+                    .counts_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
             }
+            Some(at) if at.elapsed() >= LAYER_COUNTS_EVERY => {
+                if !self.counting.swap(true, Ordering::AcqRel) {
+                    *self
+                        .counts_at
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                    let (lake, counting) = (self.lake.clone(), Arc::clone(&self.counting));
+                    tokio::spawn(async move {
+                        count_layers(&lake).await;
+                        counting.store(false, Ordering::Release);
+                    });
+                }
+            }
+            Some(_) => {}
         }
         (self.render)()
     }

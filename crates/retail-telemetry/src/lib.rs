@@ -74,6 +74,8 @@ pub mod metrics {
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "retail_http_request_duration_seconds";
     /// Analytics cache lookups, by result (`hit`, `shared_hit`, `miss`).
     pub const API_CACHE_TOTAL: &str = "retail_api_cache_total";
+    /// Request handlers that panicked (each answered `500`; the server went on).
+    pub const HTTP_HANDLER_PANICS_TOTAL: &str = "retail_http_handler_panics_total";
     /// Failures to reach the state shared by replicas (Redis); requests then fall back to
     /// in-process limits.
     pub const API_REDIS_ERRORS_TOTAL: &str = "retail_api_redis_errors_total";
@@ -115,6 +117,10 @@ pub mod metrics {
             "HTTP request latency by route, method and status"
         );
         describe_counter!(API_CACHE_TOTAL, "analytics cache lookups by result");
+        describe_counter!(
+            HTTP_HANDLER_PANICS_TOTAL,
+            "request handlers that panicked and answered 500"
+        );
         describe_counter!(
             API_REDIS_ERRORS_TOTAL,
             "failures to reach the state shared by replicas"
@@ -186,6 +192,11 @@ pub mod metrics {
         ];
         counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
         histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(seconds);
+    }
+
+    /// Counts a request handler that panicked.
+    pub fn record_handler_panic() {
+        counter!(HTTP_HANDLER_PANICS_TOTAL).increment(1);
     }
 
     /// Counts an analytics cache lookup (`hit`, `shared_hit`, `miss`).

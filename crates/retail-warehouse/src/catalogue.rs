@@ -190,17 +190,35 @@ impl Params {
     }
 }
 
+/// The years a date, month or cursor parameter may name: wide enough for any retail history,
+/// narrow enough that no date arithmetic or key (`yyyymmdd` as an integer) can overflow.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1900..=2100;
+
+/// `YYYY-MM-DD` exactly (four-digit year, no sign), a real date within [`YEARS`].
+fn strict_date(text: &str) -> Option<NaiveDate> {
+    let shape = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+        .filter(|date| YEARS.contains(&date.year()))
+}
+
 fn parse_value(def: &ParamDef, text: &str) -> std::result::Result<ParamValue, String> {
     let text = text.trim();
+    let years = format!("{} to {}", YEARS.start(), YEARS.end());
     match def.kind {
-        ParamKind::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        ParamKind::Date => strict_date(text)
             .map(ParamValue::Date)
-            .map_err(|_| format!("{text:?} is not a real date")),
-        ParamKind::Month => NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
-            .ok()
-            .filter(|_| text.len() == 7)
+            .ok_or_else(|| format!("{text:?} is not a real date (YYYY-MM-DD, years {years})")),
+        ParamKind::Month => (text.len() == 7)
+            .then(|| strict_date(&format!("{text}-01")))
+            .flatten()
             .map(ParamValue::Month)
-            .ok_or_else(|| format!("{text:?} is not a month")),
+            .ok_or_else(|| format!("{text:?} is not a month (YYYY-MM, years {years})")),
         ParamKind::Text => {
             if text.is_empty() || text.chars().count() > 200 {
                 Err("between 1 and 200 characters".to_owned())
@@ -224,6 +242,16 @@ fn parse_value(def: &ParamDef, text: &str) -> std::result::Result<ParamValue, St
         ParamKind::Cursor => text
             .split_once('~')
             .and_then(|(at, id)| {
+                let (day, time) = at.split_once('T')?;
+                strict_date(day)?;
+                let time_shape = time.len() == 8
+                    && time.bytes().enumerate().all(|(i, b)| match i {
+                        2 | 5 => b == b':',
+                        _ => b.is_ascii_digit(),
+                    });
+                if !time_shape {
+                    return None;
+                }
                 let at = NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S").ok()?;
                 let valid_id = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
                 valid_id.then(|| ParamValue::Cursor(at, id.to_ascii_lowercase()))
@@ -744,8 +772,9 @@ fn product_history(params: &Params) -> Statement {
     ))
 }
 
-fn sales_lines(params: &Params) -> Statement {
-    let mut b = Builder::default();
+/// The filters of sales lines (period, country, customer, product, invoice) as SQL over
+/// `fact_sales f`, `dim_product p`, `dim_country c` and `dim_customer d`.
+fn sales_filter(b: &mut Builder, params: &Params) -> String {
     let mut filter = format!(
         "{}{}",
         b.period_facts(params, "f.invoice_date"),
@@ -760,6 +789,44 @@ fn sales_lines(params: &Params) -> Statement {
             filter += &format!(" AND {column} = {}", b.bind(Arg::Text(value.to_owned())));
         }
     }
+    filter
+}
+
+/// The relations sales lines read.
+const SALES_FROM: &str = "FROM fact_sales f
+  JOIN dim_product p ON p.product_key = f.product_key
+  JOIN dim_country c ON c.country_key = f.country_key
+  LEFT JOIN dim_customer d ON d.customer_key = f.customer_key AND f.customer_key <> 0";
+
+/// The columns of a sales line.
+const SALES_COLUMNS: &str = "f.invoice_date, f.transaction_id, f.invoice, p.stock_code, \
+p.description, f.quantity, f.unit_price, f.total_amount, d.customer_id, c.country_name, \
+f.line_type, f.is_return, f.is_cancellation";
+
+fn sales_export(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let filter = sales_filter(&mut b, params);
+    b.finish(format!(
+        "SELECT {SALES_COLUMNS}
+  {SALES_FROM}
+ WHERE 1 = 1{filter}
+ ORDER BY f.invoice_date ASC, f.transaction_id ASC"
+    ))
+}
+
+fn sales_count(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let filter = sales_filter(&mut b, params);
+    b.finish(format!(
+        "SELECT CAST(count(*) AS BIGINT) AS lines
+  {SALES_FROM}
+ WHERE 1 = 1{filter}"
+    ))
+}
+
+fn sales_lines(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let mut filter = sales_filter(&mut b, params);
     let descending = params.choice("order") != Some("asc");
     if let Some((at, id)) = params.cursor("cursor") {
         let (at_1, at_2) = (b.bind(Arg::Timestamp(at)), b.bind(Arg::Timestamp(at)));
@@ -772,18 +839,54 @@ fn sales_lines(params: &Params) -> Statement {
     let direction = if descending { "DESC" } else { "ASC" };
     let limit = params.int("limit").unwrap_or(100);
     b.finish(format!(
-        "SELECT f.invoice_date, f.transaction_id, f.invoice, p.stock_code, p.description,
-       f.quantity, f.unit_price, f.total_amount, d.customer_id, c.country_name, f.line_type,
-       f.is_return, f.is_cancellation
-  FROM fact_sales f
-  JOIN dim_product p ON p.product_key = f.product_key
-  JOIN dim_country c ON c.country_key = f.country_key
-  LEFT JOIN dim_customer d ON d.customer_key = f.customer_key AND f.customer_key <> 0
+        "SELECT {SALES_COLUMNS}
+  {SALES_FROM}
  WHERE 1 = 1{filter}
  ORDER BY f.invoice_date {direction}, f.transaction_id {direction}
  LIMIT {limit}"
     ))
 }
+
+/// The columns of a sales line (`sales_lines`, `sales_export`).
+const SALES_LINE_COLUMNS: &[ColumnDef] = &[
+    col("invoice_date", ColumnKind::Timestamp),
+    col("transaction_id", ColumnKind::Text),
+    col("invoice", ColumnKind::Text),
+    col("stock_code", ColumnKind::Text),
+    opt("description", ColumnKind::Text),
+    col("quantity", ColumnKind::Int),
+    col("unit_price", ColumnKind::Money),
+    col("total_amount", ColumnKind::Money),
+    opt("customer_id", ColumnKind::Text),
+    col("country_name", ColumnKind::Text),
+    col("line_type", ColumnKind::Text),
+    col("is_return", ColumnKind::Bool),
+    col("is_cancellation", ColumnKind::Bool),
+];
+
+const CUSTOMER_FILTER: ParamDef = ParamDef {
+    name: "customer_id",
+    kind: ParamKind::Text,
+    default: None,
+    required: false,
+    description: "only this customer's lines",
+};
+
+const STOCK_CODE_FILTER: ParamDef = ParamDef {
+    name: "stock_code",
+    kind: ParamKind::Text,
+    default: None,
+    required: false,
+    description: "only this product's lines",
+};
+
+const INVOICE_FILTER: ParamDef = ParamDef {
+    name: "invoice",
+    kind: ParamKind::Text,
+    default: None,
+    required: false,
+    description: "only this invoice's lines",
+};
 
 const LIMIT_100: ParamDef = ParamDef {
     name: "limit",
@@ -993,27 +1096,9 @@ pub const QUERIES: &[QueryDef] = {
                 FROM,
                 TO,
                 COUNTRY,
-                ParamDef {
-                    name: "customer_id",
-                    kind: ParamKind::Text,
-                    default: None,
-                    required: false,
-                    description: "only this customer's lines",
-                },
-                ParamDef {
-                    name: "stock_code",
-                    kind: ParamKind::Text,
-                    default: None,
-                    required: false,
-                    description: "only this product's lines",
-                },
-                ParamDef {
-                    name: "invoice",
-                    kind: ParamKind::Text,
-                    default: None,
-                    required: false,
-                    description: "only this invoice's lines",
-                },
+                CUSTOMER_FILTER,
+                STOCK_CODE_FILTER,
+                INVOICE_FILTER,
                 ParamDef {
                     name: "order",
                     kind: ParamKind::Choice(&["desc", "asc"]),
@@ -1030,22 +1115,37 @@ pub const QUERIES: &[QueryDef] = {
                     description: "continue after this row: the next_cursor of the previous page",
                 },
             ],
-            columns: &[
-                col("invoice_date", Timestamp),
-                col("transaction_id", Text),
-                col("invoice", Text),
-                col("stock_code", Text),
-                opt("description", Text),
-                col("quantity", Int),
-                col("unit_price", Money),
-                col("total_amount", Money),
-                opt("customer_id", Text),
-                col("country_name", Text),
-                col("line_type", Text),
-                col("is_return", Bool),
-                col("is_cancellation", Bool),
-            ],
+            columns: SALES_LINE_COLUMNS,
             build: sales_lines,
+        },
+        QueryDef {
+            name: "sales_export",
+            description: "Every sales line of a selection, oldest first, in one pass (exports \
+                          stream it; use sales_lines for pages)",
+            params: &[
+                FROM,
+                TO,
+                COUNTRY,
+                CUSTOMER_FILTER,
+                STOCK_CODE_FILTER,
+                INVOICE_FILTER,
+            ],
+            columns: SALES_LINE_COLUMNS,
+            build: sales_export,
+        },
+        QueryDef {
+            name: "sales_count",
+            description: "How many sales lines a selection holds (the sales_lines filters)",
+            params: &[
+                FROM,
+                TO,
+                COUNTRY,
+                CUSTOMER_FILTER,
+                STOCK_CODE_FILTER,
+                INVOICE_FILTER,
+            ],
+            columns: &[col("lines", Int)],
+            build: sales_count,
         },
         QueryDef {
             name: "product_profile",
@@ -1151,6 +1251,56 @@ mod tests {
     }
 
     #[test]
+    fn dates_months_and_cursors_outside_four_digit_years_1900_to_2100_are_refused() {
+        for from in [
+            "+262142-12-15",
+            "-0001-01-01",
+            "+2011-01-01",
+            "10000-01-01",
+            "1899-12-31",
+            "2101-01-01",
+            "2011-1-01",
+            "2011-01-1",
+            "20110101",
+            "2011-01-01T00:00:00",
+            "２０１１-01-01",
+        ] {
+            let error = parse("top_products", &[("from", from)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("not a real date"), "{from}: {error}");
+        }
+        for month in ["+262142-12", "1899-12", "2101-01", "2011-1", "211-01"] {
+            let error = parse("cohort_retention", &[("from_cohort", month)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("not a month"), "{month}: {error}");
+        }
+        assert!(
+            parse(
+                "top_products",
+                &[("from", "1900-01-01"), ("to", "2100-12-31")]
+            )
+            .is_ok()
+        );
+        let id = "0123456789abcdef0123456789abcdef";
+        for at in [
+            "+262142-12-15T00:00:00",
+            "1899-12-31T23:59:59",
+            "2011-01-01T1:00:00",
+            "2011-01-01 10:00:00",
+        ] {
+            let cursor = format!("{at}~{id}");
+            let error = parse("sales_lines", &[("cursor", cursor.as_str())])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("not a cursor"), "{at}: {error}");
+        }
+        let cursor = format!("2011-01-01T10:00:00~{id}");
+        assert!(parse("sales_lines", &[("cursor", cursor.as_str())]).is_ok());
+    }
+
+    #[test]
     fn top_products_reads_whole_months_from_the_view_and_the_rest_from_the_facts() {
         let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
         assert_eq!(
@@ -1204,7 +1354,12 @@ mod tests {
                 .with("customer_id", ParamValue::Text("1".into()))
                 .with("stock_code", ParamValue::Text("1".into()));
             let sql = query.statement(&params).sql;
-            let single_row = ["sales_summary", "customer_profile", "product_profile"];
+            let single_row = [
+                "sales_summary",
+                "sales_count",
+                "customer_profile",
+                "product_profile",
+            ];
             // sales_lines orders by its cursor columns.
             assert!(
                 sql.contains("ORDER BY") || single_row.contains(&query.name),

@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use retail_lake::Lake;
 use retail_lake::schema::{self as tables, TableSpec};
 use tokio::sync::{Mutex, RwLock};
 use tracing::info;
 
-use crate::Warehouse;
 use crate::catalogue::{Arg, Params, QueryDef};
 use crate::config::Backend;
 use crate::error::{Error, Result};
 use crate::sql::{SUMMARIES, VIEWS};
 use crate::value::QueryResult;
+use crate::{ResultStream, Warehouse};
 
 /// Each gold table the warehouse serves and its relation name, from the table registry.
 pub(crate) fn relations() -> Vec<(TableSpec, &'static str)> {
@@ -199,6 +199,40 @@ impl EmbeddedWarehouse {
     ///
     /// When gold is missing or DataFusion fails.
     pub async fn run(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
+        let frame = self.frame(query, params).await?;
+        let batches = frame
+            .collect()
+            .await
+            .map_err(Error::datafusion(format!("running {}", query.name)))?;
+        QueryResult::from_batches(&batches)
+    }
+
+    /// Runs a catalogue query and streams its rows batch by batch, over the snapshot current
+    /// when it starts (a refresh meanwhile does not change what the stream reads).
+    ///
+    /// # Errors
+    ///
+    /// When gold is missing or DataFusion cannot plan the query; later failures end the
+    /// stream with an error.
+    pub async fn run_streaming(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
+        let frame = self.frame(query, params).await?;
+        let name = query.name;
+        let batches = frame
+            .execute_stream()
+            .await
+            .map_err(Error::datafusion(format!("running {name}")))?;
+        Ok(Box::pin(batches.map(move |batch| {
+            let batch = batch.map_err(Error::datafusion(format!("streaming {name}")))?;
+            QueryResult::from_batches(std::slice::from_ref(&batch))
+        })))
+    }
+
+    /// The query planned over the current snapshot, its parameters bound.
+    async fn frame(
+        &self,
+        query: &QueryDef,
+        params: &Params,
+    ) -> Result<deltalake::datafusion::dataframe::DataFrame> {
         let snapshot = self.current().await?;
         let statement = query.statement(params);
         let values: Vec<ScalarValue> = statement
@@ -227,11 +261,7 @@ impl EmbeddedWarehouse {
                 .with_param_values(values)
                 .map_err(Error::datafusion(operation()))?;
         }
-        let batches = frame
-            .collect()
-            .await
-            .map_err(Error::datafusion(operation()))?;
-        QueryResult::from_batches(&batches)
+        Ok(frame)
     }
 
     /// Runs any read-only SQL over the snapshot (tests compare gold with the views this way).
@@ -281,6 +311,10 @@ impl Warehouse for EmbeddedWarehouse {
 
     async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
         self.run(query, params).await
+    }
+
+    async fn stream(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
+        self.run_streaming(query, params).await
     }
 
     async fn data_version(&self) -> Result<String> {

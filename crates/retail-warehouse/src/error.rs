@@ -81,6 +81,12 @@ pub enum Error {
         /// Seconds until a trial call is let through.
         retry_after: u64,
     },
+    /// A call took longer than its deadline.
+    #[error("the warehouse did not answer within {millis} ms")]
+    Timeout {
+        /// The deadline.
+        millis: u64,
+    },
     /// A value of a type the warehouse does not convert.
     #[error("unsupported column type {data_type} in {context}")]
     UnsupportedType {
@@ -154,7 +160,16 @@ impl Classify for Error {
                 // statement timeout
                 ErrorKind::Unavailable
             }
-            Self::Pool(_) | Self::CircuitOpen { .. } => ErrorKind::Unavailable,
+            // Data exceptions (SQLSTATE class 22: a value out of range, an invalid text
+            // representation, a bad byte sequence): the value came from the caller.
+            Self::Postgres { source, .. }
+                if source.code().is_some_and(|c| c.code().starts_with("22")) =>
+            {
+                ErrorKind::InvalidInput
+            }
+            Self::Pool(_) | Self::CircuitOpen { .. } | Self::Timeout { .. } => {
+                ErrorKind::Unavailable
+            }
             Self::DataFusion { .. }
             | Self::Postgres { .. }
             | Self::MigrationChanged { .. }

@@ -31,6 +31,9 @@ pub use follower::{EmbeddedFollower, PostgresFollower};
 pub use postgres::{LoadReport, PostgresWarehouse, SchemaObjects, TableLoad};
 pub use value::{Cell, QueryResult};
 
+/// Pages of a query's rows, as the backend produces them.
+pub type ResultStream = futures::stream::BoxStream<'static, Result<QueryResult>>;
+
 /// What every warehouse backend offers: the catalogue's queries and a version of the data.
 ///
 /// The API holds one as `Arc<dyn Warehouse>`, layered with a cache and a circuit breaker; only
@@ -46,6 +49,18 @@ pub trait Warehouse: Send + Sync + std::fmt::Debug {
     ///
     /// When the backend cannot answer (unreachable, timed out, gold missing).
     async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult>;
+
+    /// Runs one query and hands its rows out in pages as the backend produces them: one pass
+    /// over one snapshot of the data, for results too large to hold (exports). The default
+    /// runs [`Warehouse::query`] and hands the result out as one page.
+    ///
+    /// # Errors
+    ///
+    /// When the query cannot start; a failure later ends the stream with an error.
+    async fn stream(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
+        let result = self.query(query, params).await?;
+        Ok(Box::pin(futures::stream::once(async { Ok(result) })))
+    }
 
     /// A token that changes whenever the data served changes: cache keys include it.
     ///

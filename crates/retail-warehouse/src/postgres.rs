@@ -15,7 +15,7 @@ use deltalake::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Schema,
     TimestampMicrosecondType,
 };
-use futures::{SinkExt as _, TryStreamExt as _, pin_mut};
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _, pin_mut};
 use retail_domain::error::Classify as _;
 use retail_lake::Lake;
 use retail_lake::schema::{self as tables, TableSpec};
@@ -26,7 +26,6 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{NoTls, Transaction};
 use tracing::{debug, info, warn};
 
-use crate::Warehouse;
 use crate::catalogue::{Arg, Params, QueryDef};
 use crate::config::{Backend, WarehouseConfig};
 use crate::error::{Error, Result};
@@ -34,6 +33,7 @@ use crate::fingerprint::{Fingerprints, SliceStat, route};
 use crate::migrations::MIGRATIONS;
 use crate::sql::{SUMMARIES, SliceBy, VIEWS};
 use crate::value::QueryResult;
+use crate::{ResultStream, Warehouse};
 use retail_domain::names::is_sql_identifier;
 
 /// How a gold table is loaded.
@@ -970,6 +970,54 @@ impl PostgresWarehouse {
         .await
     }
 
+    /// Runs a catalogue query and streams its rows in pages of [`STREAM_PAGE`], on a
+    /// connection of its own (taken out of the pool and closed at the end, so a stream cut
+    /// short never hands a busy connection back) whose statement timeout is the load timeout.
+    /// One statement reads one snapshot, however long it streams.
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL cannot be reached or refuses the query; later failures end the stream
+    /// with an error.
+    pub async fn run_streaming(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
+        let statement = query.statement(params);
+        let name = query.name;
+        let client = deadpool_postgres::Object::take(self.client().await?);
+        client
+            .batch_execute(&format!("SET statement_timeout = {}", self.load_timeout_ms))
+            .await
+            .map_err(Error::postgres("configuring a stream"))?;
+        let values: Vec<Box<dyn ToSql + Sync + Send>> = statement
+            .args
+            .iter()
+            .map(|arg| -> Box<dyn ToSql + Sync + Send> {
+                match arg {
+                    Arg::Int(value) => Box::new(*value),
+                    Arg::Date(value) => Box::new(*value),
+                    Arg::Timestamp(value) => Box::new(*value),
+                    Arg::Text(value) => Box::new(value.clone()),
+                }
+            })
+            .collect();
+        let rows = client
+            .query_raw(
+                statement.sql.as_str(),
+                values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)),
+            )
+            .await
+            .map_err(Error::postgres(format!("running {name}")))?;
+        let pages = rows.chunks(STREAM_PAGE).map(move |chunk| {
+            // The connection lives as long as the stream reads from it.
+            let _connection = &client;
+            let rows = chunk
+                .into_iter()
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::postgres(format!("streaming {name}")))?;
+            QueryResult::from_rows(&rows)
+        });
+        Ok(Box::pin(pages))
+    }
+
     /// A token that changes whenever a load changes the warehouse (the loaded gold versions).
     ///
     /// # Errors
@@ -1184,6 +1232,10 @@ impl Warehouse for PostgresWarehouse {
         self.run(query, params).await
     }
 
+    async fn stream(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
+        self.run_streaming(query, params).await
+    }
+
     async fn data_version(&self) -> Result<String> {
         PostgresWarehouse::data_version(self).await
     }
@@ -1211,6 +1263,9 @@ async fn read_version(lake: &Lake, spec: &LoadSpec, version: u64) -> Result<Vec<
 fn date_of_key(key: i32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(key / 10_000, (key / 100 % 100) as u32, (key % 100) as u32)
 }
+
+/// Rows per page of a streamed query.
+pub(crate) const STREAM_PAGE: usize = 1000;
 
 /// The monthly partition (`fact_sales_2011_01`) of each date-key slice, grouped.
 fn months_of(slices: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {

@@ -37,8 +37,9 @@ pub(crate) async fn health() -> Json<Health> {
 pub(crate) struct Readiness {
     /// `ready` or `not_ready`.
     status: &'static str,
-    /// `ok` or what failed, per dependency: `lake`, `warehouse`, `metadata`.
-    checks: BTreeMap<&'static str, String>,
+    /// Per dependency (`lake`, `warehouse`, `metadata`): `ok`, or a code saying what is wrong
+    /// (`unavailable`, `not_found`, `internal`, `circuit_open`, `trial_in_flight`).
+    checks: BTreeMap<&'static str, &'static str>,
 }
 
 #[utoipa::path(get, path = "/ready", tag = "operations",

@@ -9,9 +9,19 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::QueryPairs;
+use crate::extract::{Caller, QueryPairs};
 use crate::routes::rows::Rows;
 use crate::state::AppState;
+
+/// Whether the caller may see customer-level detail: the customer of each line, and lines
+/// selected by customer (the rule of `/api/v1/customers/{id}`).
+fn sees_customers(state: &AppState, caller: &Caller) -> bool {
+    let (permission, path) = retail_services::access::CUSTOMER_DETAIL;
+    caller
+        .0
+        .as_ref()
+        .is_some_and(|principal| state.services.access.may(principal, permission, path))
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -42,13 +52,16 @@ pub(crate) struct SalesPage {
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "A page of sales lines", body = SalesPage),
-        (status = 400, description = "A filter is unknown or not of its type", body = ErrorBody)))]
+        (status = 200, description = "A page of sales lines; customer_id is empty unless the caller may read customers (read:data)", body = SalesPage),
+        (status = 400, description = "A filter is unknown or not of its type", body = ErrorBody),
+        (status = 403, description = "Filtering by customer_id without customer-level access (read:data)", body = ErrorBody)))]
 pub(crate) async fn sales(
     State(state): State<AppState>,
+    caller: Caller,
     QueryPairs(params): QueryPairs,
 ) -> Result<Json<SalesPage>, ApiError> {
-    let page = state.services.analytics.sales(params).await?;
+    let customers = sees_customers(&state, &caller);
+    let page = state.services.analytics.sales(params, customers).await?;
     Ok(Json(SalesPage {
         rows: Rows(page.rows),
         next_cursor: page.next_cursor,
@@ -68,11 +81,16 @@ pub(crate) async fn sales(
     responses(
         (status = 200, description = "The selection, streamed (exact money, oldest first)",
          content((String = "text/csv"), (String = "application/x-ndjson"), (Vec<u8> = "application/vnd.apache.parquet"))),
-        (status = 400, description = "A filter or the format is not valid", body = ErrorBody)))]
+        (status = 400, description = "A filter or the format is not valid", body = ErrorBody),
+        (status = 400, description = "The selection holds more lines than api.export_max_rows", body = ErrorBody),
+        (status = 403, description = "Filtering by customer_id without customer-level access (read:data)", body = ErrorBody),
+        (status = 429, description = "Too many exports at once for this caller or in all", body = ErrorBody)))]
 pub(crate) async fn export(
     State(state): State<AppState>,
+    caller: Caller,
     QueryPairs(mut params): QueryPairs,
 ) -> Result<Response, ApiError> {
+    let customers = sees_customers(&state, &caller);
     let format = match params.iter().position(|(k, _)| k == "format") {
         Some(index) => params.remove(index).1,
         None => {
@@ -81,7 +99,12 @@ pub(crate) async fn export(
             ));
         }
     };
-    let export = state.services.analytics.export(params, &format)?;
+    let subject = caller.0.as_ref().map_or("", |p| p.subject.as_str());
+    let export = state
+        .services
+        .analytics
+        .export(params, &format, customers, subject)
+        .await?;
     Ok((
         [(header::CONTENT_TYPE, export.content_type)],
         axum::body::Body::from_stream(export.body),

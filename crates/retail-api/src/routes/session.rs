@@ -1,6 +1,6 @@
 //! `/api/v1/auth/...`: log in, refresh, log out.
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -9,14 +9,18 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, OptionalJsonBody, bearer};
+use crate::extract::{ClientAddress, JsonBody, OptionalJsonBody, bearer};
 use crate::state::AppState;
+
+/// Largest body of an auth request: a user name, a password or a token fit many times over.
+pub(crate) const AUTH_BODY_LIMIT: usize = 4 * 1024;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/refresh", post(refresh))
         .route("/api/v1/auth/logout", post(logout))
+        .layer(DefaultBodyLimit::max(AUTH_BODY_LIMIT))
 }
 
 /// A user name and password.
@@ -49,16 +53,21 @@ pub(crate) struct LogoutRequest {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Tokens", body = TokenPair),
-        (status = 401, description = "Wrong user name or password", body = ErrorBody)))]
+        (status = 400, description = "Not a user name and password", body = ErrorBody),
+        (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 413, description = "Body larger than 4 KiB", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address or for this user, or failures in a row: wait Retry-After seconds", body = ErrorBody),
+        (status = 503, description = "Too many logins at once: retry in a moment", body = ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     Ok(Json(
         state
             .services
             .access
-            .login(&body.username, &body.password)
+            .login(&body.username, &body.password, &client)
             .await?,
     ))
 }
@@ -66,28 +75,41 @@ pub(crate) async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens; the refresh token sent is spent", body = TokenPair),
-        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ErrorBody)))]
+        (status = 400, description = "Not a refresh token", body = ErrorBody),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ErrorBody),
+        (status = 413, description = "Body larger than 4 KiB", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody)))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     Ok(Json(
-        state.services.access.refresh(&body.refresh_token).await?,
+        state
+            .services
+            .access
+            .refresh(&body.refresh_token, &client)
+            .await?,
     ))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
-    responses((status = 204, description = "Session ended")))]
+    responses(
+        (status = 204, description = "Session ended"),
+        (status = 400, description = "Not a logout request", body = ErrorBody),
+        (status = 413, description = "Body larger than 4 KiB", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody)))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(client): ClientAddress,
     OptionalJsonBody(body): OptionalJsonBody<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
     let body = body.unwrap_or_default();
     state
         .services
         .access
-        .logout(body.refresh_token.as_deref(), bearer(&headers))
+        .logout(body.refresh_token.as_deref(), bearer(&headers), &client)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

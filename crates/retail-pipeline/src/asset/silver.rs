@@ -25,19 +25,20 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use super::{Asset, BRONZE, RunContext, Staleness};
 use crate::error::{Error, Result};
-use crate::silver::{SilverOutput, SilverStats, SilverTransform};
+use crate::silver::{SilverOutput, SilverRules, SilverStats, SilverTransform};
 use crate::{CHANGES_APP_ID, SILVER_APP_ID};
 
 /// Bronze → silver, quarantine, duplicates and changes.
 #[derive(Debug, Clone)]
 pub struct SilverAsset {
     lake: Lake,
+    rules: SilverRules,
 }
 
 impl SilverAsset {
-    /// The silver asset of `lake`.
-    pub fn new(lake: Lake) -> Self {
-        Self { lake }
+    /// The silver asset of `lake`, applying the contract with `rules`.
+    pub fn new(lake: Lake, rules: SilverRules) -> Self {
+        Self { lake, rules }
     }
 }
 
@@ -170,7 +171,8 @@ impl SilverAsset {
         let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
         let reader = tokio::spawn({
             let lake = lake.clone();
-            let mut transform = SilverTransform::new_lazy(&run.run_id, Utc::now(), target);
+            let mut transform =
+                SilverTransform::new_lazy(&run.run_id, Utc::now(), target).with_rules(self.rules);
             if silver_now.is_none() {
                 // No silver yet: no id to look up, whatever the months.
                 transform.add_known(None, []);

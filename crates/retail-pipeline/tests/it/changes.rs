@@ -1,6 +1,6 @@
 //! Updates and deletes of transactions already in silver, carried by bronze records.
 
-use retail_domain::{Operation, RawFields, cleanse};
+use retail_domain::{DateWindow, Operation, RawFields, cleanse};
 use retail_ingest::RecordChange;
 use retail_lake::schema::{
     GOLD_DAILY_SALES, GOLD_FACT_SALES, GOLD_TABLES, SILVER_CHANGES, SILVER_DUPLICATES,
@@ -25,9 +25,13 @@ fn record(invoice: &str, stock_code: &str, quantity: &str) -> [Option<String>; 8
 }
 
 fn id_of(fields: &[Option<String>; 8]) -> String {
-    cleanse(&RawFields::from_array(fields), None)
-        .expect("a clean record")
-        .transaction_id
+    cleanse(
+        &RawFields::from_array(fields),
+        None,
+        &DateWindow::ingested_now(),
+    )
+    .expect("a clean record")
+    .transaction_id
 }
 
 fn change(operation: Operation, target: &str) -> Option<RecordChange> {

@@ -1,7 +1,9 @@
 //! The contract's rules, seen through the tables they produce.
 
 use retail_lake::arrow::array::{Array as _, AsArray as _};
-use retail_lake::schema::{SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS};
+use retail_lake::schema::{
+    GOLD_COHORT_RETENTION, GOLD_DIM_DATE, SILVER_DUPLICATES, SILVER_QUARANTINE, SILVER_TRANSACTIONS,
+};
 use retail_metadata::RunStatus;
 
 use crate::support::{TestLake, real_data, rows, strings, testdata};
@@ -204,4 +206,107 @@ async fn a_file_already_ingested_is_skipped_and_a_bad_input_changes_nothing() {
             .unwrap(),
         version
     );
+}
+
+#[tokio::test]
+async fn implausible_dates_and_control_characters_are_quarantined_and_gold_keeps_its_size() {
+    let data = retail_test_support::Generated::new(500, 5);
+    let lake = TestLake::new();
+    lake.ingest(&data.files).await;
+    lake.run().await;
+    let days = lake.lake.count_rows(&GOLD_DIM_DATE).await.unwrap();
+    let cohorts = lake.lake.count_rows(&GOLD_COHORT_RETENTION).await.unwrap();
+
+    let record = |invoice: &str, description: &str, date: &str, country: &str| {
+        [
+            Some(invoice.to_owned()),
+            Some("85123A".to_owned()),
+            Some(description.to_owned()),
+            Some("1".to_owned()),
+            Some(date.to_owned()),
+            Some("2.55".to_owned()),
+            Some("17850".to_owned()),
+            Some(country.to_owned()),
+        ]
+    };
+    let records = [
+        record(
+            "990001",
+            "FAR FUTURE",
+            "9999-12-31 00:00:00",
+            "United Kingdom",
+        ),
+        record(
+            "990002",
+            "FAR PAST",
+            "0001-01-01 00:00:00",
+            "United Kingdom",
+        ),
+        record(
+            "990003",
+            "BEFORE 2000",
+            "1999-12-31 23:59:59",
+            "United Kingdom",
+        ),
+        record(
+            "990004",
+            "CONTROL COUNTRY",
+            "2010-12-02 10:00:00",
+            "United\u{0}Kingdom",
+        ),
+        record(
+            "990005",
+            "BELL\u{7}IN\u{1b}DESCRIPTION",
+            "2010-12-02 10:00:00",
+            "France",
+        ),
+    ];
+    lake.ingest_records(&records, None).await;
+    let run = lake.run().await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!((run.rows_out, run.quarantined), (1, 4));
+
+    let quarantine = lake.read(&SILVER_QUARANTINE).await;
+    let invoices = strings(&quarantine, "invoice");
+    let mut reasons: Vec<(String, String)> = Vec::new();
+    let mut offset = 0;
+    for batch in &quarantine {
+        let lists = batch.column_by_name("reasons").unwrap().as_list::<i32>();
+        for row in 0..batch.num_rows() {
+            let list = lists.value(row);
+            let list = list.as_string::<i32>();
+            let codes: Vec<&str> = (0..list.len()).map(|i| list.value(i)).collect();
+            if let Some(invoice) = invoices[offset + row]
+                .as_deref()
+                .filter(|i| i.starts_with("99"))
+            {
+                reasons.push((invoice.to_owned(), codes.join(",")));
+            }
+        }
+        offset += batch.num_rows();
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("990001".to_owned(), "implausible_invoice_date".to_owned()),
+            ("990002".to_owned(), "implausible_invoice_date".to_owned()),
+            ("990003".to_owned(), "implausible_invoice_date".to_owned()),
+            ("990004".to_owned(), "invalid_text".to_owned()),
+        ]
+    );
+    // The description's control characters became spaces.
+    let silver = lake.read(&SILVER_TRANSACTIONS).await;
+    assert!(
+        strings(&silver, "description")
+            .iter()
+            .any(|d| d.as_deref() == Some("BELL IN DESCRIPTION"))
+    );
+    // No record stretched gold's calendar.
+    assert_eq!(lake.lake.count_rows(&GOLD_DIM_DATE).await.unwrap(), days);
+    assert_eq!(
+        lake.lake.count_rows(&GOLD_COHORT_RETENTION).await.unwrap(),
+        cohorts
+    );
+    assert!(run.detail.reconciliation.expect("recorded").balances());
 }

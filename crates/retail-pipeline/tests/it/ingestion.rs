@@ -66,10 +66,7 @@ fn gated(lake: &TestLake, key: &str, records: &[Fields], gate: &Arc<Barrier>) ->
             suffix: String::new(),
             rows: RawRows::from_fields(records, lake.lake.batch_rows()).expect("raw rows"),
         }],
-        checkpoint: Some(Checkpoint {
-            app_id: format!("test-key-{key}"),
-            version: 1,
-        }),
+        checkpoint: Some(Checkpoint::fingerprint(format!("test-key-{key}"), 1)),
         change: None,
         checksum: String::new(),
     };

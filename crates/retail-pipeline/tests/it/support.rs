@@ -48,7 +48,7 @@ impl TestLake {
         let runner = Runner::new(
             lake.clone(),
             Arc::clone(&store),
-            default_assets(&lake),
+            default_assets(&lake, retail_pipeline::SilverRules::default()),
             // Transient failures are retried once, quickly.
             RetryPolicy {
                 max_attempts: 2,

@@ -8,6 +8,7 @@
 mod credentials;
 mod policy;
 mod ratelimit;
+mod throttle;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::config::ApiConfig;
 use crate::error::{Error, Result};
 use credentials::{Claims, hash_password, random_hex, sha256_hex, verify_password};
 use ratelimit::RateLimiter;
+use throttle::AuthThrottle;
 
 /// How often revocations made by other replicas are picked up.
 const REVOCATIONS_REFRESH: Duration = Duration::from_secs(5);
@@ -87,15 +89,23 @@ pub enum Admission {
 /// Authentication, authorisation and rate limits.
 #[async_trait]
 pub trait AccessService: Send + Sync {
-    /// Checks a password and hands out tokens.
-    async fn login(&self, username: &str, password: &str) -> Result<TokenPair>;
+    /// Checks a password and hands out tokens. `client` (the caller's address) and the user
+    /// name are throttled before any password is hashed; failures in a row make the account
+    /// wait longer and longer.
+    async fn login(&self, username: &str, password: &str, client: &str) -> Result<TokenPair>;
 
     /// Trades a refresh token for a new pair; the old one is spent. A spent token presented
-    /// again revokes its whole session (the sign of a stolen token).
-    async fn refresh(&self, refresh_token: &str) -> Result<TokenPair>;
+    /// again revokes its whole session (the sign of a stolen token). Throttled per `client`.
+    async fn refresh(&self, refresh_token: &str, client: &str) -> Result<TokenPair>;
 
     /// Ends a session: its refresh tokens are revoked and the access token stops working.
-    async fn logout(&self, refresh_token: Option<&str>, access_token: Option<&str>) -> Result<()>;
+    /// Throttled per `client`.
+    async fn logout(
+        &self,
+        refresh_token: Option<&str>,
+        access_token: Option<&str>,
+        client: &str,
+    ) -> Result<()>;
 
     /// Authenticates `credentials`, checks that the role may use `permission` on `path`, and
     /// counts the request against the caller's limit on `route`.
@@ -127,7 +137,15 @@ pub trait AccessService: Send + Sync {
 
     /// The role names.
     fn roles(&self) -> Vec<String>;
+
+    /// Whether `principal`'s role may use `permission` on `path` (for rules inside a route,
+    /// such as customer-level detail in sales lines).
+    fn may(&self, principal: &Principal, permission: &str, path: &str) -> bool;
 }
+
+/// The permission and path that customer-level detail needs: who may not read a customer's
+/// profile may not read that customer's lines either.
+pub const CUSTOMER_DETAIL: (&str, &str) = ("read:data", "/api/v1/customers/");
 
 /// The access service over the metadata store.
 pub struct Access {
@@ -145,6 +163,8 @@ pub struct Access {
     revoked: RwLock<(HashSet<String>, Instant)>,
     /// A hash to verify against when the user does not exist, so both cases take as long.
     dummy_hash: String,
+    /// The throttles of logins, refreshes and logouts, and the cap on hashing.
+    throttle: AuthThrottle,
 }
 
 impl std::fmt::Debug for Access {
@@ -193,6 +213,7 @@ impl Access {
             burst: config.rate_limit_burst,
             revoked: RwLock::new((revoked, Instant::now())),
             dummy_hash,
+            throttle: AuthThrottle::new(config.auth_per_minute, hashers()),
         })
     }
 
@@ -304,6 +325,11 @@ impl Access {
     }
 }
 
+/// Password hashes that may run at once: every core but one, so logins never take them all.
+fn hashers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 fn bad_credentials() -> Error {
     // One message for every case: no enumeration of user names.
     Error::unauthenticated("wrong user name or password")
@@ -311,7 +337,8 @@ fn bad_credentials() -> Error {
 
 #[async_trait]
 impl AccessService for Access {
-    async fn login(&self, username: &str, password: &str) -> Result<TokenPair> {
+    async fn login(&self, username: &str, password: &str, client: &str) -> Result<TokenPair> {
+        self.throttle.login_at(client, username, Instant::now())?;
         let user = self.store.user(username).await?;
         let (hash, usable) = match &user {
             Some(user) => (user.password_hash.clone(), !user.disabled),
@@ -319,12 +346,17 @@ impl AccessService for Access {
             None => (self.dummy_hash.clone(), false),
         };
         let password = password.to_owned();
-        // argon2 is deliberately slow: keep it off the async workers.
+        // argon2 is deliberately slow: keep it off the async workers, a few at a time.
+        let slot = self.throttle.hashing_slot().await?;
         let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .map_err(|error| Error::new(ErrorKind::Internal, error.to_string()))?;
+        drop(slot);
+        let succeeded = matches && usable;
+        self.throttle
+            .outcome_at(username, succeeded, Instant::now());
         match user {
-            Some(user) if matches && usable => {
+            Some(user) if succeeded => {
                 self.issue(&user.username, &user.role, &random_hex(16))
                     .await
             }
@@ -332,7 +364,8 @@ impl AccessService for Access {
         }
     }
 
-    async fn refresh(&self, refresh_token: &str) -> Result<TokenPair> {
+    async fn refresh(&self, refresh_token: &str, client: &str) -> Result<TokenPair> {
+        self.throttle.client_at(client, Instant::now())?;
         let hash = sha256_hex(refresh_token);
         let Some(token) = self.store.refresh_token(&hash).await? else {
             return Err(Error::unauthenticated("unknown refresh token"));
@@ -367,7 +400,13 @@ impl AccessService for Access {
         self.issue(&user.username, &user.role, &token.family).await
     }
 
-    async fn logout(&self, refresh_token: Option<&str>, access_token: Option<&str>) -> Result<()> {
+    async fn logout(
+        &self,
+        refresh_token: Option<&str>,
+        access_token: Option<&str>,
+        client: &str,
+    ) -> Result<()> {
+        self.throttle.client_at(client, Instant::now())?;
         if let Some(refresh_token) = refresh_token
             && let Some(token) = self.store.refresh_token(&sha256_hex(refresh_token)).await?
         {
@@ -427,9 +466,11 @@ impl AccessService for Access {
         }
         self.known_role(role)?;
         let password = password.to_owned();
+        let slot = self.throttle.hashing_slot().await?;
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|error| Error::new(ErrorKind::Internal, error.to_string()))??;
+        drop(slot);
         let inserted = self
             .store
             .insert_user(&UserRecord {
@@ -500,6 +541,10 @@ impl AccessService for Access {
             .map(str::to_owned)
             .collect()
     }
+
+    fn may(&self, principal: &Principal, permission: &str, path: &str) -> bool {
+        self.policy.allows(&principal.role, permission, path)
+    }
 }
 
 #[cfg(test)]
@@ -543,16 +588,19 @@ mod tests {
             .await
             .unwrap();
         let wrong = access
-            .login("ana", "wrong password here")
+            .login("ana", "wrong password here", "test")
             .await
             .unwrap_err();
         assert_eq!(wrong.kind(), ErrorKind::Unauthenticated);
         let nobody = access
-            .login("nobody", "correct horse battery")
+            .login("nobody", "correct horse battery", "test")
             .await
             .unwrap_err();
         assert_eq!(wrong.message(), nobody.message(), "no enumeration");
-        let pair = access.login("ana", "correct horse battery").await.unwrap();
+        let pair = access
+            .login("ana", "correct horse battery", "test")
+            .await
+            .unwrap();
         assert_eq!(
             principal(&access, &pair.access_token).await.unwrap().role,
             "data_analyst"
@@ -583,13 +631,19 @@ mod tests {
             .create_user("eng", "data_engineer", "a long enough password")
             .await
             .unwrap();
-        let first = access.login("eng", "a long enough password").await.unwrap();
-        let second = access.refresh(&first.refresh_token).await.unwrap();
+        let first = access
+            .login("eng", "a long enough password", "test")
+            .await
+            .unwrap();
+        let second = access.refresh(&first.refresh_token, "test").await.unwrap();
         assert_ne!(first.refresh_token, second.refresh_token);
-        let reused = access.refresh(&first.refresh_token).await.unwrap_err();
+        let reused = access
+            .refresh(&first.refresh_token, "test")
+            .await
+            .unwrap_err();
         assert!(reused.message().contains("already used"), "{reused}");
         // The reuse revoked the family: the newer token is dead too.
-        assert!(access.refresh(&second.refresh_token).await.is_err());
+        assert!(access.refresh(&second.refresh_token, "test").await.is_err());
     }
 
     #[tokio::test]
@@ -599,7 +653,10 @@ mod tests {
             .create_user("eng", "data_engineer", "a long enough password")
             .await
             .unwrap();
-        let pair = access.login("eng", "a long enough password").await.unwrap();
+        let pair = access
+            .login("eng", "a long enough password", "test")
+            .await
+            .unwrap();
         let mut tampered = pair.access_token.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
@@ -617,11 +674,11 @@ mod tests {
         .unwrap();
         assert!(principal(&other, &pair.access_token).await.is_err());
         access
-            .logout(Some(&pair.refresh_token), Some(&pair.access_token))
+            .logout(Some(&pair.refresh_token), Some(&pair.access_token), "test")
             .await
             .unwrap();
         assert!(principal(&access, &pair.access_token).await.is_err());
-        assert!(access.refresh(&pair.refresh_token).await.is_err());
+        assert!(access.refresh(&pair.refresh_token, "test").await.is_err());
     }
 
     #[tokio::test]

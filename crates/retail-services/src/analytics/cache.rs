@@ -142,6 +142,15 @@ impl Warehouse for CachedWarehouse {
         Ok(self.lookup(query, params).await?.rows.as_ref().clone())
     }
 
+    async fn stream(
+        &self,
+        query: &QueryDef,
+        params: &Params,
+    ) -> retail_warehouse::Result<retail_warehouse::ResultStream> {
+        // Streams are too large to cache.
+        self.inner.stream(query, params).await
+    }
+
     async fn data_version(&self) -> retail_warehouse::Result<String> {
         self.inner.data_version().await
     }

@@ -1,9 +1,12 @@
 //! Streamed exports of sales lines (CSV, JSON lines, Parquet), page by page through the
 //! catalogue's `sales_lines` query, so an export of any size is never whole in memory.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use futures::stream::BoxStream;
 
 use retail_lake::arrow::array::{
@@ -14,9 +17,9 @@ use retail_lake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit
 use retail_lake::parquet::arrow::ArrowWriter;
 use retail_lake::parquet::basic::Compression;
 use retail_lake::parquet::file::properties::WriterProperties;
-use retail_warehouse::{Catalogue, Cell, Params, QueryResult, Warehouse};
+use retail_warehouse::{Catalogue, Cell, Params, QueryResult, ResultStream, Warehouse};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::next_cursor;
 use crate::error::{Error, Result};
 
 /// Money is exported as `Decimal128(18, 3)`, as the lake holds it.
@@ -256,18 +259,139 @@ fn csv_page(page: &QueryResult, header: bool) -> Vec<u8> {
         let _ = writer.write_record(&page.columns);
     }
     for row in &page.rows {
-        let _ = writer.write_record(row.iter().map(ToString::to_string));
+        let _ = writer.write_record(row.iter().map(|cell| match cell {
+            Cell::Text(text) => neutralise_formula(text),
+            other => other.to_string(),
+        }));
     }
     writer.into_inner().unwrap_or_default()
 }
 
+/// A text cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return) gets a leading `'`, which spreadsheets show as text. Numbers are not
+/// text cells, so a negative quantity stays a number.
+fn neutralise_formula(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// How much one export may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportLimits {
+    /// Most lines one export may hold (`api.export_max_rows`); a larger selection is refused
+    /// before anything is sent.
+    pub max_rows: u64,
+    /// Longest one export may stream (`api.export_timeout_seconds`); then it is cut short.
+    pub deadline: Duration,
+    /// Exports one caller may run at once (`api.exports_per_user`).
+    pub per_user: usize,
+    /// Exports that may run at once in all (`api.exports_in_all`).
+    pub in_all: usize,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        Self {
+            max_rows: 1_000_000,
+            deadline: Duration::from_secs(600),
+            per_user: 2,
+            in_all: 4,
+        }
+    }
+}
+
+/// The exports running now, per caller and in all.
+#[derive(Debug)]
+pub(crate) struct ExportSlots {
+    limits: ExportLimits,
+    in_all: Arc<Semaphore>,
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A running export's place; freed when the export's stream ends or is dropped.
+#[derive(Debug)]
+pub(crate) struct ExportSlot {
+    _in_all: OwnedSemaphorePermit,
+    user: String,
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self
+            .per_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = running.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl ExportSlots {
+    pub(crate) fn new(limits: ExportLimits) -> Self {
+        Self {
+            limits,
+            in_all: Arc::new(Semaphore::new(limits.in_all.max(1))),
+            per_user: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> ExportLimits {
+        self.limits
+    }
+
+    /// A place for an export of `user`; `429` when they, or everybody, run as many as allowed.
+    pub(crate) fn take(&self, user: &str) -> Result<ExportSlot> {
+        let busy = || {
+            Error::new(
+                retail_domain::error::ErrorKind::RateLimited,
+                format!(
+                    "too many exports at once ({} per caller, {} in all): retry when one has \
+                     finished",
+                    self.limits.per_user, self.limits.in_all
+                ),
+            )
+            .with_retry_after(5)
+        };
+        let mut running = self
+            .per_user
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = running.get(user).copied().unwrap_or(0);
+        if mine >= self.limits.per_user.max(1) {
+            return Err(busy());
+        }
+        let permit = Arc::clone(&self.in_all)
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
+        running.insert(user.to_owned(), mine + 1);
+        Ok(ExportSlot {
+            _in_all: permit,
+            user: user.to_owned(),
+            per_user: Arc::clone(&self.per_user),
+        })
+    }
+}
+
 /// The export of the sales lines that `filters` select (the `sales_lines` filters, without
-/// paging), oldest first. The filters are checked now, so a bad one is an error and not a
-/// broken stream.
-pub(crate) fn export(
+/// paging), oldest first, in one pass over one snapshot of the warehouse. The filters and the
+/// size of the selection are checked now, so a bad filter or a selection over
+/// `limits.max_rows` is an error and not a broken stream. `slot` is held until the stream
+/// ends; the stream is cut short with an error after `limits.deadline`.
+pub(crate) async fn export(
     warehouse: Arc<dyn Warehouse>,
     filters: Vec<(String, String)>,
     format: ExportFormat,
+    customers: bool,
+    limits: ExportLimits,
+    slot: ExportSlot,
 ) -> Result<Export> {
     for (name, _) in &filters {
         if ["order", "limit", "cursor"].contains(&name.as_str()) {
@@ -276,8 +400,27 @@ pub(crate) fn export(
             )));
         }
     }
-    let query = Catalogue::get("sales_lines")?;
-    Params::parse(query, filters.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let pairs = || filters.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let counted = Catalogue::get("sales_count")?;
+    let count = warehouse
+        .query(counted, &Params::parse(counted, pairs())?)
+        .await?;
+    let lines = match count.get(0, "lines") {
+        Some(Cell::Int(lines)) => u64::try_from(*lines).unwrap_or(0),
+        _ => 0,
+    };
+    if lines > limits.max_rows {
+        return Err(Error::invalid(format!(
+            "the selection holds {lines} lines, more than the {} one export may hold \
+             (api.export_max_rows): narrow it with from and to, country, stock_code or \
+             customer_id",
+            limits.max_rows
+        )));
+    }
+    let query = Catalogue::get("sales_export")?;
+    let pages = warehouse
+        .stream(query, &Params::parse(query, pairs())?)
+        .await?;
     let parquet =
         match format {
             ExportFormat::Parquet => Some(ParquetExport::new().map_err(|message| {
@@ -285,68 +428,138 @@ pub(crate) fn export(
             })?),
             _ => None,
         };
-    let failed = |what: &str| {
-        tracing::error!(what, "export stopped");
-        std::io::Error::other("export failed")
-    };
-    let limit = EXPORT_PAGE.to_string();
-    let body = futures::stream::unfold(
-        (Some(None::<String>), true, parquet),
-        move |(cursor, first, mut parquet)| {
-            let warehouse = Arc::clone(&warehouse);
-            let filters = filters.clone();
-            let limit = limit.clone();
-            async move {
-                let cursor = cursor?;
-                let mut pairs: Vec<(&str, &str)> = filters
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                pairs.push(("order", "asc"));
-                pairs.push(("limit", &limit));
-                if let Some(cursor) = &cursor {
-                    pairs.push(("cursor", cursor));
-                }
-                let page = match Params::parse(query, pairs.iter().copied()) {
-                    Ok(params) => warehouse.query(query, &params).await,
-                    Err(error) => Err(error),
-                };
-                let page = match page {
-                    Ok(page) => page,
-                    Err(error) => {
-                        tracing::error!(%error, "export stopped");
-                        return Some((Err(failed("query")), (None, false, None)));
-                    }
-                };
-                let next = next_cursor(&page, EXPORT_PAGE);
-                let bytes = match format {
-                    ExportFormat::Csv => csv_page(&page, first),
-                    ExportFormat::Jsonl => jsonl(&page),
-                    ExportFormat::Parquet => {
-                        let mut writer = parquet.take().expect("a parquet export has its writer");
-                        let written = writer.page(&page).and_then(|mut bytes| {
-                            if next.is_none() {
-                                bytes.extend(writer.finish()?);
-                            } else {
-                                parquet = Some(writer);
-                            }
-                            Ok(bytes)
-                        });
-                        match written {
-                            Ok(bytes) => bytes,
-                            Err(message) => {
-                                tracing::error!(%message, "parquet export failed");
-                                return Some((Err(failed("parquet")), (None, false, None)));
-                            }
-                        }
-                    }
-                };
-                Some((Ok(Bytes::from(bytes)), (next.map(Some), false, parquet)))
-            }
+    let state = Streaming {
+        pages,
+        pending: QueryResult {
+            columns: query.columns.iter().map(|c| c.name.to_owned()).collect(),
+            rows: Vec::new(),
         },
-    );
+        first: true,
+        parquet,
+        format,
+        customers,
+        deadline: tokio::time::Instant::now() + limits.deadline,
+        done: false,
+        _slot: slot,
+    };
+    let body = futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        match state.next().await {
+            Ok(Some(bytes)) => Some((Ok(bytes), Some(state))),
+            Ok(None) => None,
+            Err(what) => {
+                tracing::error!(what, "export stopped");
+                Some((Err(std::io::Error::other("export failed")), None))
+            }
+        }
+    });
     Ok(Export {
         content_type: format.content_type(),
         body: Box::pin(body),
     })
+}
+
+/// An export on its way: the warehouse's pages, regrouped into pages of [`EXPORT_PAGE`]
+/// lines (one Parquet row group each) and encoded.
+struct Streaming {
+    pages: ResultStream,
+    pending: QueryResult,
+    first: bool,
+    parquet: Option<ParquetExport>,
+    format: ExportFormat,
+    customers: bool,
+    deadline: tokio::time::Instant,
+    done: bool,
+    _slot: ExportSlot,
+}
+
+impl Streaming {
+    /// The next bytes; `None` once the export is whole.
+    async fn next(&mut self) -> std::result::Result<Option<Bytes>, String> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            if self.pending.rows.len() >= EXPORT_PAGE {
+                let rest = self.pending.rows.split_off(EXPORT_PAGE);
+                let page = QueryResult {
+                    columns: self.pending.columns.clone(),
+                    rows: std::mem::replace(&mut self.pending.rows, rest),
+                };
+                return self.encode(page, false).map(Some);
+            }
+            match tokio::time::timeout_at(self.deadline, self.pages.next()).await {
+                Err(_) => {
+                    return Err("the export took longer than api.export_timeout_seconds".into());
+                }
+                Ok(Some(Err(error))) => return Err(error.to_string()),
+                Ok(Some(Ok(page))) => {
+                    if page.columns != self.pending.columns && !page.rows.is_empty() {
+                        return Err(format!("unexpected columns {:?}", page.columns));
+                    }
+                    self.pending.rows.extend(page.rows);
+                }
+                Ok(None) => {
+                    self.done = true;
+                    let page = QueryResult {
+                        columns: self.pending.columns.clone(),
+                        rows: std::mem::take(&mut self.pending.rows),
+                    };
+                    return self.encode(page, true).map(Some);
+                }
+            }
+        }
+    }
+
+    fn encode(&mut self, mut page: QueryResult, last: bool) -> std::result::Result<Bytes, String> {
+        if !self.customers {
+            super::mask_customers(&mut page);
+        }
+        let first = std::mem::replace(&mut self.first, false);
+        let bytes = match self.format {
+            ExportFormat::Csv => csv_page(&page, first),
+            ExportFormat::Jsonl => jsonl(&page),
+            ExportFormat::Parquet => {
+                let mut writer = self
+                    .parquet
+                    .take()
+                    .ok_or_else(|| "the parquet writer is gone".to_owned())?;
+                let mut bytes = writer.page(&page)?;
+                if last {
+                    bytes.extend(writer.finish()?);
+                } else {
+                    self.parquet = Some(writer);
+                }
+                bytes
+            }
+        };
+        Ok(Bytes::from(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_cells_that_spreadsheets_would_run_get_a_quote_and_numbers_do_not() {
+        let page = QueryResult {
+            columns: vec!["description".to_owned(), "quantity".to_owned()],
+            rows: vec![
+                vec![
+                    Cell::Text("=HYPERLINK(\"http://x\")".to_owned()),
+                    Cell::Int(-3),
+                ],
+                vec![Cell::Text("@SUM(A1)".to_owned()), Cell::Int(2)],
+                vec![Cell::Text("+1".to_owned()), Cell::Int(1)],
+                vec![Cell::Text("-".to_owned()), Cell::Int(1)],
+                vec![Cell::Text("HEART".to_owned()), Cell::Int(1)],
+            ],
+        };
+        let text = String::from_utf8(csv_page(&page, true)).unwrap();
+        assert_eq!(
+            text,
+            "description,quantity\n\"'=HYPERLINK(\"\"http://x\"\")\",-3\n'@SUM(A1),2\n'+1,1\n'-,1\nHEART,1\n"
+        );
+    }
 }

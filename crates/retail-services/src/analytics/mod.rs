@@ -12,7 +12,9 @@ use retail_warehouse::{Backend, Catalogue, Cell, Params, QueryResult, Warehouse}
 
 pub use breaker::{BreakerWarehouse, CircuitBreaker, CircuitState};
 pub use cache::{CacheOutcome, Cached, CachedWarehouse};
-pub use export::{EXPORT_PAGE, Export, ExportFormat};
+pub use export::{EXPORT_PAGE, Export, ExportFormat, ExportLimits};
+
+use export::ExportSlots;
 
 use crate::error::{Error, Result};
 
@@ -67,8 +69,10 @@ pub trait AnalyticsService: Send + Sync {
     /// Runs catalogue query `name` with raw parameters, from the cache when it can.
     async fn query(&self, name: &str, params: RawParams) -> Result<Answer>;
 
-    /// A page of sales lines (the `sales_lines` filters, `limit` and `cursor`).
-    async fn sales(&self, params: RawParams) -> Result<SalesPage>;
+    /// A page of sales lines (the `sales_lines` filters, `limit` and `cursor`). Without
+    /// `customers` (customer-level detail), the `customer_id` filter is refused and the
+    /// column comes back empty.
+    async fn sales(&self, params: RawParams, customers: bool) -> Result<SalesPage>;
 
     /// A customer's profile and newest invoices.
     async fn customer(&self, customer_id: &str) -> Result<CustomerRows>;
@@ -79,9 +83,17 @@ pub trait AnalyticsService: Send + Sync {
     /// An invoice's lines, in order.
     async fn invoice(&self, invoice: &str) -> Result<QueryResult>;
 
-    /// The sales lines that `filters` select, streamed in `format` (checked before the
-    /// stream starts).
-    fn export(&self, filters: RawParams, format: &str) -> Result<Export>;
+    /// The sales lines that `filters` select, streamed in `format` in one pass over one
+    /// snapshot (the filters and the selection's size are checked before the stream starts;
+    /// `caller` runs at most a few exports at once); `customers` as for
+    /// [`AnalyticsService::sales`].
+    async fn export(
+        &self,
+        filters: RawParams,
+        format: &str,
+        customers: bool,
+        caller: &str,
+    ) -> Result<Export>;
 }
 
 /// The analytics service over a warehouse layered with a breaker and a cache.
@@ -91,12 +103,23 @@ pub struct Analytics {
     cached: Arc<CachedWarehouse>,
     /// Breaker only: entity lookups, pages and exports (each answer is its own).
     guarded: Arc<dyn Warehouse>,
+    /// The exports running now.
+    exports: ExportSlots,
 }
 
 impl Analytics {
-    /// Serves `cached` (the cache layer) and `guarded` (the breaker layer it wraps).
-    pub fn new(cached: Arc<CachedWarehouse>, guarded: Arc<dyn Warehouse>) -> Self {
-        Self { cached, guarded }
+    /// Serves `cached` (the cache layer) and `guarded` (the breaker layer it wraps); exports
+    /// within `limits`.
+    pub fn new(
+        cached: Arc<CachedWarehouse>,
+        guarded: Arc<dyn Warehouse>,
+        limits: ExportLimits,
+    ) -> Self {
+        Self {
+            cached,
+            guarded,
+            exports: ExportSlots::new(limits),
+        }
     }
 
     async fn rows(&self, name: &str, raw: &[(&str, &str)]) -> Result<QueryResult> {
@@ -138,7 +161,8 @@ impl AnalyticsService for Analytics {
         })
     }
 
-    async fn sales(&self, params: RawParams) -> Result<SalesPage> {
+    async fn sales(&self, params: RawParams, customers: bool) -> Result<SalesPage> {
+        refuse_customer_filter(&params, customers)?;
         let query = Catalogue::get("sales_lines")?;
         let checked = Params::parse(query, pairs(&params))?;
         let limit = params
@@ -146,11 +170,12 @@ impl AnalyticsService for Analytics {
             .find(|(k, _)| k == "limit")
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(100);
-        let rows = self.guarded.query(query, &checked).await?;
-        Ok(SalesPage {
-            next_cursor: next_cursor(&rows, limit),
-            rows,
-        })
+        let mut rows = self.guarded.query(query, &checked).await?;
+        let next_cursor = next_cursor(&rows, limit);
+        if !customers {
+            mask_customers(&mut rows);
+        }
+        Ok(SalesPage { next_cursor, rows })
     }
 
     async fn customer(&self, customer_id: &str) -> Result<CustomerRows> {
@@ -195,11 +220,45 @@ impl AnalyticsService for Analytics {
         Ok(lines)
     }
 
-    fn export(&self, filters: RawParams, format: &str) -> Result<Export> {
+    async fn export(
+        &self,
+        filters: RawParams,
+        format: &str,
+        customers: bool,
+        caller: &str,
+    ) -> Result<Export> {
+        refuse_customer_filter(&filters, customers)?;
+        let format = ExportFormat::parse(format)?;
+        let slot = self.exports.take(caller)?;
         export::export(
             Arc::clone(&self.guarded),
             filters,
-            ExportFormat::parse(format)?,
+            format,
+            customers,
+            self.exports.limits(),
+            slot,
         )
+        .await
+    }
+}
+
+/// A caller without customer-level detail may not select lines by customer.
+fn refuse_customer_filter(params: &RawParams, customers: bool) -> Result<()> {
+    if !customers && params.iter().any(|(name, _)| name == "customer_id") {
+        return Err(Error::forbidden(
+            "filtering sales lines by customer needs customer-level access (read:data on \
+             /api/v1/customers/)",
+        ));
+    }
+    Ok(())
+}
+
+/// Empties the `customer_id` column of sales lines, for a caller without customer-level
+/// detail.
+pub(crate) fn mask_customers(rows: &mut QueryResult) {
+    if let Some(index) = rows.columns.iter().position(|c| c == "customer_id") {
+        for row in &mut rows.rows {
+            row[index] = retail_warehouse::Cell::Null;
+        }
     }
 }

@@ -22,11 +22,17 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
     .await;
     let customer_path = format!("/api/v1/customers/{customer}");
     let product_path = format!("/api/v1/products/{product}");
+    // Who may not read a customer's profile may not select their lines either.
+    let customer_lines = format!("/api/v1/sales?customer_id={customer}");
+    let customer_export = format!("/api/v1/sales/export?format=csv&customer_id={customer}");
     let endpoints = [
         ("/api/v2/analytics/sales-summary", ["200", "200", "200"]),
         ("/api/v2/analytics/customers/rfm", ["200", "200", "200"]),
         (customer_path.as_str(), ["403", "200", "200"]),
         (product_path.as_str(), ["403", "200", "200"]),
+        ("/api/v1/sales?limit=5", ["200", "200", "200"]),
+        (customer_lines.as_str(), ["403", "200", "200"]),
+        (customer_export.as_str(), ["403", "200", "200"]),
         ("/admin/pipeline/runs", ["403", "200", "200"]),
         ("/admin/pipeline/status", ["403", "200", "200"]),
     ];
@@ -46,6 +52,24 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
             }
         }
     }
+    // Nor see whose lines they are: the customer column is empty for them.
+    let customers_seen = |role: &'static str| {
+        let app = &app;
+        async move {
+            let bearer = format!("Bearer {}", app.token(role).await);
+            let (_, _, page) = app
+                .get("/api/v1/sales?limit=50", &[("authorization", &bearer)])
+                .await;
+            page["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|row| !row["customer_id"].is_null())
+                .count()
+        }
+    };
+    assert_eq!(customers_seen("data_analyst").await, 0);
+    assert!(customers_seen("data_engineer").await > 0);
     // Running the pipeline: engineers and admins only.
     let analyst = format!("Bearer {}", app.token("data_analyst").await);
     let (status, _, json) = app
@@ -349,4 +373,53 @@ async fn first_cell(app: &TestApp, sql: &str) -> String {
         .unwrap()
         .rows[0][0]
         .to_string()
+}
+
+#[tokio::test]
+async fn logins_are_throttled_per_account_before_any_password_is_hashed() {
+    let app = TestApp::generated(300, ApiConfig::default()).await;
+    let login = |username: &'static str, password: &'static str| {
+        let body = serde_json::json!({"username": username, "password": password}).to_string();
+        let app = &app;
+        async move {
+            app.call(Method::POST, "/api/v1/auth/login", &[], Some(&body))
+                .await
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, headers, json) = login("data_engineer", "a wrong password!").await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_error(&json, "rate_limited");
+            assert!(
+                headers["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+                    >= 1
+            );
+        }
+        statuses.push(status.as_u16());
+    }
+    // Five failures are free, the sixth starts the waits: every later attempt within the wait
+    // is refused before its password is checked.
+    assert_eq!(statuses[..6], [401; 6], "{statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Even the right password waits now.
+    let (status, _, _) = login("data_engineer", crate::api::support::PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Other accounts are not affected.
+    let (status, _, json) = login("data_analyst", crate::api::support::PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+
+    // Auth bodies are small whatever api.body_limit_bytes says.
+    let big = format!(
+        r#"{{"username": "{}", "password": "x"}}"#,
+        "a".repeat(5_000)
+    );
+    let (status, _, json) = app
+        .call(Method::POST, "/api/v1/auth/login", &[], Some(&big))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
 }

@@ -133,6 +133,24 @@ async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
             "is after",
         ),
         ("/admin/pipeline/runs?limit=0", "limit"),
+        // Dates beyond four-digit years 1900 to 2100 (this one closed the connection with a
+        // panic once).
+        (
+            "/api/v2/analytics/top-products?from=%2B262142-12-15",
+            "not a real date",
+        ),
+        (
+            "/api/v2/analytics/revenue-trend?to=1899-12-31",
+            "not a real date",
+        ),
+        (
+            "/api/v2/analytics/cohorts?from_cohort=%2B262142-12",
+            "not a month",
+        ),
+        (
+            "/api/v1/sales?cursor=%2B262142-12-15T00:00:00~0123456789abcdef0123456789abcdef",
+            "not a cursor",
+        ),
     ] {
         let (status, _, json) = app.get(path, &auth).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
@@ -300,4 +318,64 @@ async fn sales_pages_with_a_cursor_invoices_and_streamed_exports() {
     let (status, _, json) = get("/api/v1/sales/export?format=xml".into(), analyst.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     assert_error(&json, "invalid_input");
+}
+
+#[tokio::test]
+async fn exports_are_bounded_in_size_and_in_number_at_once() {
+    let config = ApiConfig {
+        export_max_rows: 1_500,
+        exports_per_user: 1,
+        ..ApiConfig::default()
+    };
+    let app = TestApp::generated(3_000, config).await;
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let export = |path: &'static str| {
+        let request = axum::http::Request::get(path)
+            .header("authorization", &engineer)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        tower::ServiceExt::oneshot(app.router.clone(), request)
+    };
+    // Too many lines: refused before anything is sent, saying how to narrow it.
+    let response = export("/api/v1/sales/export?format=csv").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api.export_max_rows"),
+        "{json}"
+    );
+    // One export at a time per caller: a second one while the first streams is refused.
+    let first = export("/api/v1/sales/export?format=jsonl&from=2010-12-01&to=2010-12-05")
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = export("/api/v1/sales/export?format=jsonl&from=2010-12-01&to=2010-12-05")
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.headers().contains_key("retry-after"));
+    // Reading the first to its end frees the place.
+    let lines = axum::body::to_bytes(first.into_body(), 64 << 20)
+        .await
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .count();
+    assert!(lines > 0);
+    let third = export("/api/v1/sales/export?format=jsonl&from=2010-12-01&to=2010-12-05")
+        .await
+        .unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+    // An abandoned export (the client went away) frees its place too.
+    drop(third);
+    let fourth = export("/api/v1/sales/export?format=csv&from=2010-12-01&to=2010-12-05")
+        .await
+        .unwrap();
+    assert_eq!(fourth.status(), StatusCode::OK);
 }

@@ -219,3 +219,62 @@ async fn malformed_bodies_are_refused_whole_and_change_nothing() {
         before
     );
 }
+
+#[tokio::test]
+async fn a_key_reused_for_other_records_is_refused_and_replicas_racing_on_a_key_write_once() {
+    let app = TestApp::generated(300, ApiConfig::default()).await;
+    let bronze = || async { app.lake().count_rows(&BRONZE_TRANSACTIONS).await.unwrap() };
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let post = |router: axum::Router, key: &'static str, body: String| {
+        let engineer = engineer.clone();
+        async move {
+            crate::api::support::send(
+                &router,
+                Method::POST,
+                "/api/v1/ingest/transactions",
+                &[
+                    ("authorization", engineer.as_str()),
+                    ("idempotency-key", key),
+                ],
+                Some(("application/json", body.as_str())),
+            )
+            .await
+        }
+    };
+    let (status, _, json) = post(app.router.clone(), "k-1", RECORDS.to_owned()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    let before = bronze().await;
+
+    // The same key with other records: refused, nothing written, the first records kept.
+    let other = RECORDS.replace("900001", "900009");
+    let (status, _, json) = post(app.router.clone(), "k-1", other.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert_error(&json, "unprocessable");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
+        "{json}"
+    );
+    assert_eq!(bronze().await, before);
+    // The first request again is still a replay.
+    let (status, _, json) = post(app.router.clone(), "k-1", RECORDS.to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+
+    // Two replicas over the same lake receive one key at the same moment: written once.
+    let replica = retail_app::App::build(
+        crate::api::support::test_config(app.dir(), ApiConfig::default()),
+        retail_app::Role::Server,
+    )
+    .await
+    .unwrap();
+    let (a, b) = tokio::join!(
+        post(app.router.clone(), "k-2", other.clone()),
+        post(replica.router(), "k-2", other.clone()),
+    );
+    let mut statuses = [a.0.as_u16(), b.0.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 202], "{} / {}", a.2, b.2);
+    assert_eq!(bronze().await, before + 3);
+}
