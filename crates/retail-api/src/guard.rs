@@ -3,6 +3,8 @@
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use retail_services::{Admission, Credentials};
@@ -19,8 +21,21 @@ struct Guard {
 
 async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
+    let presented =
+        headers.get_all(AUTHORIZATION).iter().count() + headers.get_all("x-api-key").iter().count();
+    if presented > 1 {
+        // Two credentials: refuse rather than pick one, so a bad one never hides behind a good.
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send one credential: one Authorization: Bearer header or one X-API-Key, not both",
+        )
+        .into_response();
+    }
     let credentials = Credentials {
-        bearer: bearer(headers),
+        bearer: headers
+            .get(AUTHORIZATION)
+            .map(|value| bearer(headers).unwrap_or_else(|| value.to_str().unwrap_or_default())),
         api_key: headers.get("x-api-key").and_then(|v| v.to_str().ok()),
     };
     let path = request.uri().path().to_owned();

@@ -83,15 +83,29 @@ pub(crate) async fn serve_demo(config: Config) -> anyhow::Result<()> {
 
 /// `retail serve`.
 pub(crate) async fn serve(config: Config, listen: Option<String>) -> anyhow::Result<()> {
+    // Checked before anything is opened: a refused start changes nothing.
+    serving_address(&config, listen.as_deref())?;
     let app = App::build(config, Role::Server).await?;
     serve_app(&app, listen).await
 }
 
-async fn serve_app(app: &App, listen: Option<String>) -> anyhow::Result<()> {
-    let listen = listen.unwrap_or_else(|| app.config.api.listen.clone());
+/// Where the API will listen, once the settings allow serving there.
+pub(crate) fn serving_address(
+    config: &Config,
+    listen: Option<&str>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listen = listen.unwrap_or(&config.api.listen);
     let address: std::net::SocketAddr = listen.parse().with_context(|| {
         format!("--listen must be an address such as 127.0.0.1:8080, not {listen:?}")
     })?;
+    if let Some(problem) = config.api.serving_problem(address) {
+        anyhow::bail!("{problem}");
+    }
+    Ok(address)
+}
+
+async fn serve_app(app: &App, listen: Option<String>) -> anyhow::Result<()> {
+    let address = serving_address(&app.config, listen.as_deref())?;
     if app.config.api.jwt_secret.is_empty() {
         tracing::warn!(
             "api.jwt_secret is not set: tokens are signed with a random secret and stop working \

@@ -286,6 +286,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             rows,
             no_serve,
         } => {
+            if !no_serve {
+                api::serving_address(&config, None)?;
+            }
             demo(config.clone(), data, rows).await?;
             if no_serve {
                 return Ok(());

@@ -170,3 +170,16 @@ fn every_command_has_help() {
         assert!(text.contains("Usage: retail"), "retail {args:?}: {text}");
     }
 }
+
+#[test]
+fn serve_refuses_a_random_token_secret_beyond_loopback_before_opening_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = retail(dir.path(), &["serve", "--listen", "0.0.0.0:0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RETAIL__API__JWT_SECRET"), "{stderr}");
+    assert!(
+        !dir.path().join("retail.db").exists(),
+        "nothing is created by a refused start"
+    );
+}

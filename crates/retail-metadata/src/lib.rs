@@ -39,7 +39,7 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use auth::{ApiKeyRecord, RefreshTokenRecord, UserRecord};
+pub use auth::{ApiKeyRecord, RefreshTokenRecord, Rotation, UserRecord};
 pub use claim::Claim;
 pub use config::MetadataConfig;
 pub use error::{Error, Result};
@@ -109,9 +109,19 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// A refresh token by its hash.
     async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>>;
 
-    /// Marks a refresh token used, atomically: `false` when it was already used (then the
-    /// caller must treat the presentation as a reuse).
-    async fn spend_refresh_token(&self, token_hash: &str) -> Result<bool>;
+    /// Trades the refresh token `token_hash` for `next_hash` (expiring at `next_expires_at`)
+    /// in one transaction, at `now` (Unix seconds): an unspent token is spent and the next
+    /// one stored in its session; one spent less than `grace_seconds` ago (a client retrying
+    /// a refresh whose answer it lost) also gets the next one; one spent longer ago revokes
+    /// its whole session. Concurrent rotations of one token are serialised.
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: i64,
+        now: i64,
+        grace_seconds: i64,
+    ) -> Result<Rotation>;
 
     /// Revokes every refresh token of a session family.
     async fn revoke_refresh_family(&self, family: &str) -> Result<()>;

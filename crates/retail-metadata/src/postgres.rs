@@ -13,18 +13,21 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sha2::{Digest as _, Sha256};
 use tokio_postgres::{NoTls, Row};
 
+use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::{
-    ApiKeyRecord, MetadataStore, RefreshTokenRecord, RunKind, RunRecord, RunStatus, UserRecord,
+    ApiKeyRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus,
+    UserRecord,
 };
 use retail_domain::names::is_sql_identifier;
 
 /// Versioned migrations: (version, SQL). Append only; an applied migration is never edited
 /// (its checksum is kept and checked at every start).
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE runs (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE runs (
         run_id text PRIMARY KEY,
         kind text NOT NULL,
         status text NOT NULL,
@@ -69,7 +72,13 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         jti text PRIMARY KEY,
         expires_at bigint NOT NULL
     );",
-)];
+    ),
+    // When a refresh token was spent, for the grace period of an honest retry.
+    (
+        2,
+        "ALTER TABLE api_refresh_tokens ADD COLUMN used_at bigint",
+    ),
+];
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
                            rows_out, quarantined, duplicates, error, detail::text";
@@ -536,17 +545,81 @@ impl MetadataStore for PostgresStore {
             }))
     }
 
-    async fn spend_refresh_token(&self, token_hash: &str) -> Result<bool> {
-        let changed = self
-            .client()
-            .await?
-            .execute(
-                "UPDATE api_refresh_tokens SET used = true WHERE token_hash = $1 AND NOT used",
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: i64,
+        now: i64,
+        grace_seconds: i64,
+    ) -> Result<Rotation> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("rotate a refresh token"))?;
+        // FOR UPDATE: a concurrent rotation of the same token waits for this one.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT username, family, expires_at, used_at, revoked, used
+                 FROM api_refresh_tokens WHERE token_hash = $1 FOR UPDATE",
                 &[&token_hash],
             )
             .await
-            .map_err(Error::postgres("spend a refresh token"))?;
-        Ok(changed == 1)
+            .map_err(Error::postgres("rotate a refresh token"))?
+        else {
+            return Ok(Rotation::Unknown);
+        };
+        let used: bool = row.get(5);
+        let state = TokenState {
+            username: row.get(0),
+            family: row.get(1),
+            expires_at: row.get(2),
+            // Tokens spent before `used_at` existed count as spent long ago.
+            used_at: row
+                .get::<_, Option<i64>>(3)
+                .or(used.then_some(i64::MIN / 2)),
+            revoked: row.get(4),
+        };
+        let rotation = match state.verdict(now, grace_seconds) {
+            Verdict::Revoked => Rotation::Revoked,
+            Verdict::Expired => Rotation::Expired,
+            Verdict::Reuse => {
+                tx.execute(
+                    "UPDATE api_refresh_tokens SET revoked = true WHERE family = $1",
+                    &[&state.family],
+                )
+                .await
+                .map_err(Error::postgres("rotate a refresh token"))?;
+                Rotation::Reused
+            }
+            verdict @ (Verdict::Spend | Verdict::Retry) => {
+                if verdict == Verdict::Spend {
+                    tx.execute(
+                        "UPDATE api_refresh_tokens SET used = true, used_at = $2
+                         WHERE token_hash = $1",
+                        &[&token_hash, &now],
+                    )
+                    .await
+                    .map_err(Error::postgres("rotate a refresh token"))?;
+                }
+                tx.execute(
+                    "INSERT INTO api_refresh_tokens (token_hash, username, family, expires_at,
+                     used, revoked) VALUES ($1, $2, $3, $4, false, false)",
+                    &[&next_hash, &state.username, &state.family, &next_expires_at],
+                )
+                .await
+                .map_err(Error::postgres("rotate a refresh token"))?;
+                Rotation::Rotated {
+                    username: state.username,
+                    family: state.family,
+                }
+            }
+        };
+        tx.commit()
+            .await
+            .map_err(Error::postgres("rotate a refresh token"))?;
+        Ok(rotation)
     }
 
     async fn revoke_refresh_family(&self, family: &str) -> Result<()> {

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
+use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::{
-    ApiKeyRecord, MetadataStore, RefreshTokenRecord, RunKind, RunRecord, RunStatus, UserRecord,
+    ApiKeyRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus,
+    UserRecord,
 };
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
@@ -67,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
     CREATE INDEX runs_by_status ON runs (status, kind)",
+    // When a refresh token was spent, for the grace period of an honest retry.
+    "ALTER TABLE api_refresh_tokens ADD COLUMN used_at INTEGER",
 ];
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
@@ -470,14 +474,71 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn spend_refresh_token(&self, token_hash: &str) -> Result<bool> {
-        let token_hash = token_hash.to_owned();
-        self.call("spend a refresh token", move |c| {
-            c.execute(
-                "UPDATE api_refresh_tokens SET used = 1 WHERE token_hash = ?1 AND used = 0",
-                params![token_hash],
-            )
-            .map(|n| n == 1)
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        next_expires_at: i64,
+        now: i64,
+        grace_seconds: i64,
+    ) -> Result<Rotation> {
+        let (token_hash, next_hash) = (token_hash.to_owned(), next_hash.to_owned());
+        self.call("rotate a refresh token", move |c| {
+            // IMMEDIATE: the write lock first, so two processes cannot both read it unspent.
+            let transaction = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = transaction
+                .query_row(
+                    "SELECT username, family, expires_at, used_at, revoked, used
+                     FROM api_refresh_tokens WHERE token_hash = ?1",
+                    params![token_hash],
+                    |row| {
+                        // Tokens spent before `used_at` existed count as spent long ago.
+                        let used: bool = row.get(5)?;
+                        let used_at: Option<i64> = row.get(3)?;
+                        Ok(TokenState {
+                            username: row.get(0)?,
+                            family: row.get(1)?,
+                            expires_at: row.get(2)?,
+                            used_at: used_at.or(used.then_some(i64::MIN / 2)),
+                            revoked: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(state) = state else {
+                return Ok(Rotation::Unknown);
+            };
+            let rotation = match state.verdict(now, grace_seconds) {
+                Verdict::Revoked => Rotation::Revoked,
+                Verdict::Expired => Rotation::Expired,
+                Verdict::Reuse => {
+                    transaction.execute(
+                        "UPDATE api_refresh_tokens SET revoked = 1 WHERE family = ?1",
+                        params![state.family],
+                    )?;
+                    Rotation::Reused
+                }
+                verdict @ (Verdict::Spend | Verdict::Retry) => {
+                    if verdict == Verdict::Spend {
+                        transaction.execute(
+                            "UPDATE api_refresh_tokens SET used = 1, used_at = ?2
+                             WHERE token_hash = ?1",
+                            params![token_hash, now],
+                        )?;
+                    }
+                    transaction.execute(
+                        "INSERT INTO api_refresh_tokens (token_hash, username, family,
+                         expires_at, used, revoked) VALUES (?1, ?2, ?3, ?4, 0, 0)",
+                        params![next_hash, state.username, state.family, next_expires_at],
+                    )?;
+                    Rotation::Rotated {
+                        username: state.username,
+                        family: state.family,
+                    }
+                }
+            };
+            transaction.commit()?;
+            Ok(rotation)
         })
         .await
     }

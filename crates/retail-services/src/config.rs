@@ -13,6 +13,13 @@ pub struct ApiConfig {
     pub access_token_minutes: u64,
     /// Lifetime of a refresh token, in days.
     pub refresh_token_days: u64,
+    /// Seconds after a refresh during which the spent refresh token may be presented again
+    /// (a client retrying a refresh whose answer it lost) without ending the session; 0: never.
+    pub refresh_grace_seconds: u64,
+    /// The `iss` claim of access tokens: tokens from another issuer are refused.
+    pub token_issuer: String,
+    /// The `aud` claim of access tokens: tokens for another audience are refused.
+    pub token_audience: String,
     /// A TOML file of extra roles (see `config/roles.example.toml`); empty for the built-in roles.
     pub roles_file: String,
     /// Longest a request may take, in milliseconds.
@@ -59,6 +66,9 @@ impl Default for ApiConfig {
             jwt_secret: String::new(),
             access_token_minutes: 30,
             refresh_token_days: 7,
+            refresh_grace_seconds: 10,
+            token_issuer: "retail-platform".to_owned(),
+            token_audience: "retail-api".to_owned(),
             roles_file: String::new(),
             request_timeout_ms: 30_000,
             body_limit_bytes: 16 * 1024 * 1024,
@@ -93,6 +103,9 @@ impl std::fmt::Debug for ApiConfig {
             )
             .field("access_token_minutes", &self.access_token_minutes)
             .field("refresh_token_days", &self.refresh_token_days)
+            .field("refresh_grace_seconds", &self.refresh_grace_seconds)
+            .field("token_issuer", &self.token_issuer)
+            .field("token_audience", &self.token_audience)
             .field("roles_file", &self.roles_file)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("body_limit_bytes", &self.body_limit_bytes)
@@ -131,6 +144,30 @@ impl ApiConfig {
         }
     }
 
+    /// Why the API may not serve on `address` with these settings: a random per-process
+    /// signing secret (no `api.jwt_secret`) is for one process on loopback only, since tokens
+    /// one replica signs would fail on the others, and a restart logs everybody out.
+    pub fn serving_problem(&self, address: std::net::SocketAddr) -> Option<String> {
+        if !self.jwt_secret.is_empty() {
+            return None;
+        }
+        if !address.ip().is_loopback() {
+            Some(format!(
+                "api.jwt_secret is not set and the API would listen on {address}, beyond \
+                 loopback: set RETAIL__API__JWT_SECRET (at least 32 bytes, the same on every \
+                 replica)"
+            ))
+        } else if !self.redis_url.is_empty() {
+            Some(
+                "api.jwt_secret is not set but api.redis_url shares state with other replicas: \
+                 set RETAIL__API__JWT_SECRET (at least 32 bytes, the same on every replica)"
+                    .to_owned(),
+            )
+        } else {
+            None
+        }
+    }
+
     /// Every problem with the settings, as sentences.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -142,6 +179,9 @@ impl ApiConfig {
         }
         if !self.jwt_secret.is_empty() && self.jwt_secret.len() < 32 {
             problems.push("api.jwt_secret must be at least 32 bytes long".to_owned());
+        }
+        if self.token_issuer.trim().is_empty() || self.token_audience.trim().is_empty() {
+            problems.push("api.token_issuer and api.token_audience must not be empty".to_owned());
         }
         if self.access_token_minutes == 0 || self.refresh_token_days == 0 {
             problems.push("api token lifetimes must be at least 1".to_owned());
@@ -194,4 +234,32 @@ fn is_header_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_random_secret_serves_only_one_process_on_loopback() {
+        let local: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let exposed: std::net::SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let random = ApiConfig::default();
+        assert_eq!(random.serving_problem(local), None);
+        assert!(
+            random
+                .serving_problem(exposed)
+                .is_some_and(|problem| problem.contains("RETAIL__API__JWT_SECRET"))
+        );
+        let shared = ApiConfig {
+            redis_url: "redis://127.0.0.1:6379/".to_owned(),
+            ..ApiConfig::default()
+        };
+        assert!(shared.serving_problem(local).is_some());
+        let set = ApiConfig {
+            jwt_secret: "a secret of at least thirty-two bytes!!".to_owned(),
+            ..shared
+        };
+        assert_eq!(set.serving_problem(exposed), None);
+    }
 }

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use retail_metadata::{
-    ApiKeyRecord, Error, MetadataStore, PostgresStore, RefreshTokenRecord, RunKind, RunRecord,
-    RunStatus, SqliteStore, UserRecord,
+    ApiKeyRecord, Error, MetadataStore, PostgresStore, RefreshTokenRecord, Rotation, RunKind,
+    RunRecord, RunStatus, SqliteStore, UserRecord,
 };
 
 /// Runs every check on `store`; `shared` is a second handle on the same store (another
 /// process, another replica) for the claims.
 async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     runs_are_saved_listed_found_and_interrupted_ones_failed(store.as_ref()).await;
-    users_sessions_and_keys_keep_only_hashes_and_change_atomically(store.as_ref()).await;
+    users_sessions_and_keys_keep_only_hashes_and_change_atomically(store.as_ref(), shared.as_ref())
+        .await;
     claims_exclude_other_holders_until_released(store.as_ref(), shared.as_ref()).await;
     store.ping().await.expect("ping");
 }
@@ -90,7 +91,10 @@ async fn runs_are_saved_listed_found_and_interrupted_ones_failed(store: &dyn Met
     );
 }
 
-async fn users_sessions_and_keys_keep_only_hashes_and_change_atomically(store: &dyn MetadataStore) {
+async fn users_sessions_and_keys_keep_only_hashes_and_change_atomically(
+    store: &dyn MetadataStore,
+    shared: &dyn MetadataStore,
+) {
     let ana = UserRecord {
         username: "ana".into(),
         password_hash: "$argon2id$hash".into(),
@@ -116,10 +120,87 @@ async fn users_sessions_and_keys_keep_only_hashes_and_change_atomically(store: &
         store.refresh_token("t1").await.unwrap(),
         Some(token.clone())
     );
-    assert!(store.spend_refresh_token("t1").await.unwrap());
-    assert!(
-        !store.spend_refresh_token("t1").await.unwrap(),
-        "a token is spent once"
+    let rotated = Rotation::Rotated {
+        username: "ana".into(),
+        family: "f1".into(),
+    };
+    assert_eq!(
+        store
+            .rotate_refresh_token("t1", "t1b", 2_000_000_000, 1_000, 10)
+            .await
+            .unwrap(),
+        rotated
+    );
+    let next = store.refresh_token("t1b").await.unwrap().unwrap();
+    assert_eq!((next.family.as_str(), next.used), ("f1", false));
+    assert!(store.refresh_token("t1").await.unwrap().unwrap().used);
+    // A retry within the grace period gets a next token too; after it, the session ends.
+    assert_eq!(
+        store
+            .rotate_refresh_token("t1", "t1c", 2_000_000_000, 1_009, 10)
+            .await
+            .unwrap(),
+        rotated
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("t1", "t1d", 2_000_000_000, 1_011, 10)
+            .await
+            .unwrap(),
+        Rotation::Reused
+    );
+    assert!(store.refresh_token("t1b").await.unwrap().unwrap().revoked);
+    assert!(store.refresh_token("t1d").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .rotate_refresh_token("t1b", "t1e", 2_000_000_000, 1_012, 10)
+            .await
+            .unwrap(),
+        Rotation::Revoked
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("nope", "t1f", 2_000_000_000, 1_012, 10)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    store
+        .insert_refresh_token(&RefreshTokenRecord {
+            token_hash: "old".into(),
+            family: "f0".into(),
+            expires_at: 500,
+            ..token.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh_token("old", "old2", 2_000_000_000, 1_012, 10)
+            .await
+            .unwrap(),
+        Rotation::Expired
+    );
+    // Racing rotations of one token without a grace period: exactly one wins.
+    store
+        .insert_refresh_token(&RefreshTokenRecord {
+            token_hash: "race".into(),
+            family: "fr".into(),
+            ..token.clone()
+        })
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        store.rotate_refresh_token("race", "race-a", 2_000_000_000, 1_020, 0),
+        shared.rotate_refresh_token("race", "race-b", 2_000_000_000, 1_020, 0),
+    );
+    let mut outcomes =
+        [a.unwrap(), b.unwrap()].map(|rotation| matches!(rotation, Rotation::Rotated { .. }));
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        [false, true],
+        "one rotation wins, the other is a reuse"
     );
     store
         .insert_refresh_token(&RefreshTokenRecord {

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 /// The claims of an access token.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Claims {
+    pub(super) iss: String,
+    pub(super) aud: String,
     pub(super) sub: String,
     pub(super) role: String,
     pub(super) iat: i64,
@@ -21,30 +23,57 @@ pub(super) struct Claims {
     pub(super) typ: String,
 }
 
-impl Claims {
-    /// Signs the claims (HS256).
-    pub(super) fn sign(&self, key: &EncodingKey) -> Result<String> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), self, key)
+/// What signs and checks access tokens: the HS256 secret, the issuer and the audience.
+pub(super) struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub(super) issuer: String,
+    pub(super) audience: String,
+}
+
+impl TokenKeys {
+    pub(super) fn new(secret: &[u8], issuer: &str, audience: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        }
+    }
+
+    /// Signs `claims` (HS256).
+    pub(super) fn sign(&self, claims: &Claims) -> Result<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|error| Error::invalid(format!("cannot sign a token: {error}")))
     }
 
-    /// The claims of a valid access token: signed with `key`, HS256, not expired.
-    pub(super) fn verify(token: &str, key: &DecodingKey) -> Result<Self> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Self>(token, key, &validation).map_err(|error| {
-            Error::unauthenticated(match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "access token expired",
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    "access token signature is not valid"
-                }
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                    "access token is not signed with HS256"
-                }
-                _ => "access token is malformed",
-            })
-        })?;
+    /// The claims of a valid access token: HS256 with this secret, this issuer and audience,
+    /// not expired.
+    pub(super) fn verify(&self, token: &str) -> Result<Claims> {
+        use jsonwebtoken::errors::ErrorKind as Jwt;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| {
+                Error::unauthenticated(match error.kind() {
+                    Jwt::ExpiredSignature => "access token expired",
+                    Jwt::InvalidSignature => "access token signature is not valid",
+                    Jwt::InvalidAlgorithm => "access token is not signed with HS256",
+                    Jwt::InvalidIssuer => "access token is from another issuer (api.token_issuer)",
+                    Jwt::InvalidAudience => {
+                        "access token is for another audience (api.token_audience)"
+                    }
+                    Jwt::MissingRequiredClaim(_) => {
+                        "access token lacks a required claim (exp, sub, iss, aud)"
+                    }
+                    _ => "access token is malformed",
+                })
+            })?;
         if data.claims.typ != "access" {
             return Err(Error::unauthenticated("not an access token"));
         }

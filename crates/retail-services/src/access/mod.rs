@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use jsonwebtoken::{DecodingKey, EncodingKey};
 use retail_domain::error::ErrorKind;
 use retail_domain::ports::{RateDecision, SharedRateLimiter};
-use retail_metadata::{ApiKeyRecord, MetadataStore, RefreshTokenRecord, UserRecord};
+use retail_metadata::{ApiKeyRecord, MetadataStore, RefreshTokenRecord, Rotation, UserRecord};
 use serde::Serialize;
 use tokio::sync::RwLock;
 use tracing::warn;
@@ -27,12 +26,22 @@ pub use policy::{Policy, Role};
 
 use crate::config::ApiConfig;
 use crate::error::{Error, Result};
-use credentials::{Claims, hash_password, random_hex, sha256_hex, verify_password};
+use credentials::{Claims, TokenKeys, hash_password, random_hex, sha256_hex, verify_password};
 use ratelimit::RateLimiter;
 use throttle::AuthThrottle;
 
-/// How often revocations made by other replicas are picked up.
+/// How often revocations made by other replicas (logouts, disabled users) are picked up.
 const REVOCATIONS_REFRESH: Duration = Duration::from_secs(5);
+
+/// What ended before its tokens expire, as last read from the store.
+struct Revocations {
+    /// Access tokens logged out, by `jti`.
+    tokens: HashSet<String>,
+    /// Users disabled: their access tokens stop working too.
+    disabled: HashSet<String>,
+    /// When the sets were read.
+    read_at: Instant,
+}
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +55,8 @@ pub struct Principal {
 /// What a request presents.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Credentials<'a> {
-    /// A bearer access token.
+    /// A bearer access token. A request presenting both a token and a key is refused,
+    /// whichever is valid.
     pub bearer: Option<&'a str>,
     /// An API key.
     pub api_key: Option<&'a str>,
@@ -151,16 +161,16 @@ pub const CUSTOMER_DETAIL: (&str, &str) = ("read:data", "/api/v1/customers/");
 pub struct Access {
     store: Arc<dyn MetadataStore>,
     policy: Policy,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: TokenKeys,
     access_seconds: u64,
     refresh_seconds: u64,
+    refresh_grace_seconds: i64,
     limiter: RateLimiter,
     shared: Option<Arc<dyn SharedRateLimiter>>,
     per_minute: u32,
     burst: u32,
-    /// Revoked access tokens (by `jti`) and when the set was read from the store.
-    revoked: RwLock<(HashSet<String>, Instant)>,
+    /// Logged-out tokens and disabled users.
+    revoked: RwLock<Revocations>,
     /// A hash to verify against when the user does not exist, so both cases take as long.
     dummy_hash: String,
     /// The throttles of logins, refreshes and logouts, and the cap on hashing.
@@ -192,89 +202,104 @@ impl Access {
         } else {
             config.jwt_secret.clone()
         };
-        let revoked: HashSet<String> = store
-            .revoked_access_tokens(chrono::Utc::now().timestamp())
-            .await?
-            .into_iter()
-            .collect();
+        let revoked = read_revocations(store.as_ref()).await?;
         let dummy_hash = tokio::task::spawn_blocking(|| hash_password("not a real password"))
             .await
             .map_err(|error| Error::new(ErrorKind::Internal, error.to_string()))??;
         Ok(Self {
             store,
             policy,
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            keys: TokenKeys::new(
+                secret.as_bytes(),
+                &config.token_issuer,
+                &config.token_audience,
+            ),
             access_seconds: config.access_token_minutes * 60,
             refresh_seconds: config.refresh_token_days * 86_400,
+            refresh_grace_seconds: i64::try_from(config.refresh_grace_seconds).unwrap_or(i64::MAX),
             limiter: RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_burst),
             shared,
             per_minute: config.rate_limit_per_minute,
             burst: config.rate_limit_burst,
-            revoked: RwLock::new((revoked, Instant::now())),
+            revoked: RwLock::new(revoked),
             dummy_hash,
             throttle: AuthThrottle::new(config.auth_per_minute, hashers()),
         })
     }
 
-    async fn issue(&self, username: &str, role: &str, family: &str) -> Result<TokenPair> {
-        let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
+    /// A signed access token for `username` acting as `role`.
+    fn access_token(&self, username: &str, role: &str, now: i64) -> Result<String> {
+        self.keys.sign(&Claims {
+            iss: self.keys.issuer.clone(),
+            aud: self.keys.audience.clone(),
             sub: username.to_owned(),
             role: role.to_owned(),
             iat: now,
             exp: now + self.access_seconds as i64,
             jti: random_hex(16),
             typ: "access".to_owned(),
-        };
-        let access_token = claims.sign(&self.encoding)?;
+        })
+    }
+
+    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+        TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.access_seconds,
+            refresh_token,
+        }
+    }
+
+    /// A new session for `username`: an access token and the first refresh token.
+    async fn issue(&self, username: &str, role: &str) -> Result<TokenPair> {
+        let now = chrono::Utc::now().timestamp();
+        let access_token = self.access_token(username, role, now)?;
         let refresh_token = format!("rt_{}", random_hex(32));
         self.store
             .insert_refresh_token(&RefreshTokenRecord {
                 token_hash: sha256_hex(&refresh_token),
                 username: username.to_owned(),
-                family: family.to_owned(),
+                family: random_hex(16),
                 expires_at: now + self.refresh_seconds as i64,
                 used: false,
                 revoked: false,
             })
             .await?;
-        Ok(TokenPair {
-            access_token,
-            token_type: "Bearer",
-            expires_in: self.access_seconds,
-            refresh_token,
-        })
+        Ok(self.pair(access_token, refresh_token))
     }
 
-    /// Whether an access token was revoked, here or (within a few seconds) on any replica.
-    async fn is_revoked(&self, jti: &str) -> Result<bool> {
+    /// Whether an access token of `username` was revoked (logged out, or its user disabled),
+    /// here at once or on any replica within [`REVOCATIONS_REFRESH`].
+    async fn is_revoked(&self, jti: &str, username: &str) -> Result<bool> {
         {
             let revoked = self.revoked.read().await;
-            if revoked.1.elapsed() < REVOCATIONS_REFRESH {
-                return Ok(revoked.0.contains(jti));
+            if revoked.read_at.elapsed() < REVOCATIONS_REFRESH {
+                return Ok(revoked.tokens.contains(jti) || revoked.disabled.contains(username));
             }
         }
-        let fresh: HashSet<String> = self
-            .store
-            .revoked_access_tokens(chrono::Utc::now().timestamp())
-            .await?
-            .into_iter()
-            .collect();
-        let found = fresh.contains(jti);
-        *self.revoked.write().await = (fresh, Instant::now());
+        let fresh = read_revocations(self.store.as_ref()).await?;
+        let found = fresh.tokens.contains(jti) || fresh.disabled.contains(username);
+        *self.revoked.write().await = fresh;
         Ok(found)
     }
 
     async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal> {
         match credentials {
             Credentials {
+                bearer: Some(_),
+                api_key: Some(_),
+            } => Err(Error::unauthenticated(
+                "send one credential: Authorization: Bearer or X-API-Key, not both",
+            )),
+            Credentials {
                 bearer: Some(token),
                 ..
             } => {
-                let claims = Claims::verify(token, &self.decoding)?;
-                if self.is_revoked(&claims.jti).await? {
-                    return Err(Error::unauthenticated("access token revoked (logged out)"));
+                let claims = self.keys.verify(token)?;
+                if self.is_revoked(&claims.jti, &claims.sub).await? {
+                    return Err(Error::unauthenticated(
+                        "access token revoked (logged out or user disabled)",
+                    ));
                 }
                 Ok(Principal {
                     subject: claims.sub,
@@ -325,6 +350,27 @@ impl Access {
     }
 }
 
+/// The logged-out tokens and disabled users in `store` now.
+async fn read_revocations(store: &dyn MetadataStore) -> Result<Revocations> {
+    let tokens = store
+        .revoked_access_tokens(chrono::Utc::now().timestamp())
+        .await?
+        .into_iter()
+        .collect();
+    let disabled = store
+        .users()
+        .await?
+        .into_iter()
+        .filter(|user| user.disabled)
+        .map(|user| user.username)
+        .collect();
+    Ok(Revocations {
+        tokens,
+        disabled,
+        read_at: Instant::now(),
+    })
+}
+
 /// Password hashes that may run at once: every core but one, so logins never take them all.
 fn hashers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
@@ -356,48 +402,48 @@ impl AccessService for Access {
         self.throttle
             .outcome_at(username, succeeded, Instant::now());
         match user {
-            Some(user) if succeeded => {
-                self.issue(&user.username, &user.role, &random_hex(16))
-                    .await
-            }
+            Some(user) if succeeded => self.issue(&user.username, &user.role).await,
             _ => Err(bad_credentials()),
         }
     }
 
     async fn refresh(&self, refresh_token: &str, client: &str) -> Result<TokenPair> {
         self.throttle.client_at(client, Instant::now())?;
-        let hash = sha256_hex(refresh_token);
-        let Some(token) = self.store.refresh_token(&hash).await? else {
-            return Err(Error::unauthenticated("unknown refresh token"));
+        let now = chrono::Utc::now().timestamp();
+        let next = format!("rt_{}", random_hex(32));
+        let rotation = self
+            .store
+            .rotate_refresh_token(
+                &sha256_hex(refresh_token),
+                &sha256_hex(&next),
+                now + self.refresh_seconds as i64,
+                now,
+                self.refresh_grace_seconds,
+            )
+            .await?;
+        let (username, family) = match rotation {
+            Rotation::Rotated { username, family } => (username, family),
+            Rotation::Reused => {
+                return Err(Error::unauthenticated(
+                    "refresh token already used: every token of this session is revoked, log \
+                     in again",
+                ));
+            }
+            Rotation::Revoked => return Err(Error::unauthenticated("refresh token revoked")),
+            Rotation::Expired => return Err(Error::unauthenticated("refresh token expired")),
+            Rotation::Unknown => return Err(Error::unauthenticated("unknown refresh token")),
         };
-        if token.used {
-            self.store.revoke_refresh_family(&token.family).await?;
-            return Err(Error::unauthenticated(
-                "refresh token already used: every token of this session is revoked, log in again",
-            ));
-        }
-        if token.revoked {
-            return Err(Error::unauthenticated("refresh token revoked"));
-        }
-        if token.expires_at < chrono::Utc::now().timestamp() {
-            return Err(Error::unauthenticated("refresh token expired"));
-        }
         let Some(user) = self
             .store
-            .user(&token.username)
+            .user(&username)
             .await?
             .filter(|user| !user.disabled)
         else {
+            self.store.revoke_refresh_family(&family).await?;
             return Err(Error::unauthenticated("user disabled"));
         };
-        if !self.store.spend_refresh_token(&hash).await? {
-            // Spent by a concurrent refresh: treat as a reuse.
-            self.store.revoke_refresh_family(&token.family).await?;
-            return Err(Error::unauthenticated(
-                "refresh token already used: every token of this session is revoked, log in again",
-            ));
-        }
-        self.issue(&user.username, &user.role, &token.family).await
+        let access_token = self.access_token(&user.username, &user.role, now)?;
+        Ok(self.pair(access_token, next))
     }
 
     async fn logout(
@@ -412,11 +458,11 @@ impl AccessService for Access {
         {
             self.store.revoke_refresh_family(&token.family).await?;
         }
-        if let Some(claims) = access_token.and_then(|t| Claims::verify(t, &self.decoding).ok()) {
+        if let Some(claims) = access_token.and_then(|token| self.keys.verify(token).ok()) {
             self.store
                 .revoke_access_token(&claims.jti, claims.exp)
                 .await?;
-            self.revoked.write().await.0.insert(claims.jti);
+            self.revoked.write().await.tokens.insert(claims.jti);
         }
         Ok(())
     }
@@ -496,6 +542,11 @@ impl AccessService for Access {
 
     async fn disable_user(&self, username: &str) -> Result<()> {
         if self.store.disable_user(username).await? {
+            self.revoked
+                .write()
+                .await
+                .disabled
+                .insert(username.to_owned());
             Ok(())
         } else {
             Err(Error::not_found(format!("user {username} not found")))
@@ -557,6 +608,8 @@ mod tests {
     async fn service() -> Access {
         let config = ApiConfig {
             jwt_secret: "s".repeat(32),
+            // Any second use of a refresh token is a reuse.
+            refresh_grace_seconds: 0,
             ..ApiConfig::default()
         };
         Access::new(

@@ -116,8 +116,9 @@ async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
     let app = TestApp::generated(500, ApiConfig::default()).await;
     let now = chrono::Utc::now().timestamp();
     let claims = |exp: i64| {
-        serde_json::json!({"sub": "admin", "role": "admin", "iat": now - 3600, "exp": exp,
-                           "jti": "x", "typ": "access"})
+        serde_json::json!({"iss": "retail-platform", "aud": "retail-api", "sub": "admin",
+                           "role": "admin", "iat": now - 3600, "exp": exp, "jti": "x",
+                           "typ": "access"})
     };
     let sign = |claims: &serde_json::Value, secret: &str| {
         jsonwebtoken::encode(
@@ -133,6 +134,15 @@ async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
         &claims(now + 600),
         "another secret of at least thirty-two bytes!",
     );
+    let mut other_issuer = claims(now + 600);
+    other_issuer["iss"] = serde_json::json!("another-platform");
+    let other_issuer = sign(&other_issuer, SECRET);
+    let mut other_audience = claims(now + 600);
+    other_audience["aud"] = serde_json::json!("another-api");
+    let other_audience = sign(&other_audience, SECRET);
+    let mut no_audience = claims(now + 600);
+    no_audience.as_object_mut().unwrap().remove("aud");
+    let no_audience = sign(&no_audience, SECRET);
     let mut tampered_claims = claims(now + 600);
     tampered_claims["role"] = serde_json::json!("admin");
     let parts: Vec<&str> = valid.split('.').collect();
@@ -149,6 +159,9 @@ async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
         ("expired", expired.as_str()),
         ("foreign", foreign.as_str()),
         ("tampered", tampered.as_str()),
+        ("other issuer", other_issuer.as_str()),
+        ("other audience", other_audience.as_str()),
+        ("no audience", no_audience.as_str()),
         ("malformed", "not.a.jwt"),
     ] {
         let (status, _, json) = app
@@ -159,11 +172,167 @@ async fn expired_tampered_foreign_and_malformed_tokens_are_refused() {
     }
     let (status, _, json) = app.get(path, &[("x-api-key", "rk_nope_nope")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{json}");
+
+    // Two credentials, one of them bad, in either order: refused, never the good one used.
+    let (_, key) = app
+        .app
+        .services
+        .access
+        .create_key("two credentials", "admin")
+        .await
+        .unwrap();
+    let good_bearer = format!("Bearer {valid}");
+    let bad_bearer = format!("Bearer {expired}");
+    for (label, headers) in [
+        (
+            "good token, bad key",
+            vec![
+                ("authorization", good_bearer.as_str()),
+                ("x-api-key", "rk_nope_nope"),
+            ],
+        ),
+        (
+            "bad token, good key",
+            vec![
+                ("authorization", bad_bearer.as_str()),
+                ("x-api-key", key.as_str()),
+            ],
+        ),
+        (
+            "two tokens",
+            vec![
+                ("authorization", good_bearer.as_str()),
+                ("authorization", bad_bearer.as_str()),
+            ],
+        ),
+    ] {
+        let (status, _, json) = app.get(path, &headers).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: {json}");
+        assert_error(&json, "unauthenticated");
+    }
+    let (status, _, _) = app.get(path, &[("x-api-key", &key)]).await;
+    assert_eq!(status, StatusCode::OK, "the key alone works");
+}
+
+#[tokio::test]
+async fn revocations_reach_every_replica_within_seconds_and_a_lost_refresh_may_be_retried() {
+    let app = TestApp::generated(500, ApiConfig::default()).await;
+    // A second replica over the same lake and metadata store, built as `retail serve` builds it.
+    let other = retail_app::App::build(
+        test_config(app.dir(), ApiConfig::default()),
+        retail_app::Role::Server,
+    )
+    .await
+    .unwrap();
+    let other = other.router();
+    let path = "/api/v2/analytics/sales-summary";
+    let on_other = |bearer: String| {
+        let other = other.clone();
+        async move {
+            send(
+                &other,
+                Method::GET,
+                path,
+                &[("authorization", &bearer)],
+                None,
+            )
+            .await
+            .0
+        }
+    };
+    // Waits until the other replica refuses `bearer`; how long it took.
+    let refused_within = |bearer: String| async move {
+        let started = std::time::Instant::now();
+        while on_other(bearer.clone()).await != StatusCode::UNAUTHORIZED {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(15),
+                "still accepted after 15 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        started.elapsed()
+    };
+
+    // A user disabled on this replica: their access token stops working on the other one.
+    let user = "revoked-user";
+    let access = &app.app.services.access;
+    access
+        .create_user(user, "data_analyst", crate::api::support::PASSWORD)
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", app.token(user).await);
+    assert_eq!(on_other(bearer.clone()).await, StatusCode::OK);
+    access.disable_user(user).await.unwrap();
+    let (status, _, _) = app.get(path, &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "at once on this replica");
+    let waited = refused_within(bearer).await;
+    assert!(waited < std::time::Duration::from_secs(7), "{waited:?}");
+
+    // A logout here ends the access token there.
+    let session = app.login("data_engineer").await;
+    let bearer = format!("Bearer {}", session["access_token"].as_str().unwrap());
+    assert_eq!(on_other(bearer.clone()).await, StatusCode::OK);
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            &[("authorization", &bearer)],
+            Some(&serde_json::json!({"refresh_token": session["refresh_token"]}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let waited = refused_within(bearer).await;
+    assert!(waited < std::time::Duration::from_secs(7), "{waited:?}");
+
+    // A key revoked here is refused there at once (keys are checked in the store each time).
+    let (id, key) = access.create_key("replicated", "admin").await.unwrap();
+    let with_key = |key: String| {
+        let other = other.clone();
+        async move {
+            send(&other, Method::GET, path, &[("x-api-key", &key)], None)
+                .await
+                .0
+        }
+    };
+    assert_eq!(with_key(key.clone()).await, StatusCode::OK);
+    access.revoke_key(&id).await.unwrap();
+    assert_eq!(with_key(key).await, StatusCode::UNAUTHORIZED);
+
+    // A refresh whose answer was lost may be retried at once (on any replica) without ending
+    // the session; both answers work.
+    let session = app.login("data_engineer").await;
+    let body = serde_json::json!({"refresh_token": session["refresh_token"]}).to_string();
+    let (first, _, one) = app
+        .call(Method::POST, "/api/v1/auth/refresh", &[], Some(&body))
+        .await;
+    let (second, _, two) = send(
+        &other,
+        Method::POST,
+        "/api/v1/auth/refresh",
+        &[],
+        Some(("application/json", &body)),
+    )
+    .await;
+    assert_eq!(
+        (first, second),
+        (StatusCode::OK, StatusCode::OK),
+        "{one} {two}"
+    );
+    assert_ne!(one["refresh_token"], two["refresh_token"]);
+    for pair in [&one, &two] {
+        let bearer = format!("Bearer {}", pair["access_token"].as_str().unwrap());
+        assert_eq!(on_other(bearer).await, StatusCode::OK);
+    }
 }
 
 #[tokio::test]
 async fn refresh_tokens_rotate_logout_ends_the_session_and_api_keys_work() {
-    let app = TestApp::generated(500, ApiConfig::default()).await;
+    // No grace period: any second use of a refresh token is a reuse.
+    let config = ApiConfig {
+        refresh_grace_seconds: 0,
+        ..ApiConfig::default()
+    };
+    let app = TestApp::generated(500, config).await;
     let first = app.login("data_engineer").await;
     let body = |token: &serde_json::Value| {
         serde_json::json!({"refresh_token": token["refresh_token"]}).to_string()
