@@ -258,7 +258,14 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             for (_, definition) in &objects.indexes {
                 println!("  {definition}");
             }
-            println!("materialized views:");
+            println!(
+                "materialized views:{}",
+                if objects.views_current {
+                    ""
+                } else {
+                    " (behind the loaded tables: the next load refreshes them)"
+                }
+            );
             for (name, populated) in &objects.views {
                 println!(
                     "  {name}{}",

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sales_listing",
         sql: include_str!("../migrations/0002_sales_listing.sql"),
     },
+    Migration {
+        version: 3,
+        name: "view_state",
+        sql: include_str!("../migrations/0003_view_state.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ struct LoadSpec {
     slice: Option<&'static str>,
 }
 
+/// The data version of the loaded tables, from `load_state`: `table:gold_version,...`.
+const LOAD_VERSION: &str = "(SELECT COALESCE(string_agg(table_name || ':' || gold_version, ',' \
+                            ORDER BY table_name), '') FROM load_state)";
+
 /// How each table the warehouse serves is loaded, from the table registry.
 fn loads() -> Vec<LoadSpec> {
     tables::warehouse_tables()
@@ -123,6 +127,9 @@ pub struct SchemaObjects {
     pub views: Vec<(String, bool)>,
     /// Load state: (table, gold version, rows).
     pub loaded: Vec<(String, i64, i64)>,
+    /// Whether the materialized views reflect the load state (a refresh that failed leaves
+    /// them behind until the next load).
+    pub views_current: bool,
 }
 
 /// A PostgreSQL warehouse behind a connection pool.
@@ -132,7 +139,6 @@ pub struct PostgresWarehouse {
     /// Set once this process has brought the schema up to date.
     migrated: tokio::sync::OnceCell<()>,
     schema: String,
-    statement_timeout_ms: u64,
     load_timeout_ms: u64,
     max_attempts: u32,
 }
@@ -189,7 +195,6 @@ impl PostgresWarehouse {
             pool,
             migrated: tokio::sync::OnceCell::new(),
             schema: config.postgres_schema.clone(),
-            statement_timeout_ms: config.statement_timeout_ms,
             load_timeout_ms: config.load_timeout_ms,
             max_attempts: config.max_attempts,
         };
@@ -555,13 +560,6 @@ impl PostgresWarehouse {
             versions.push(version);
         }
         let mut client = self.client().await?;
-        let loaded: BTreeMap<String, (i64, i64)> = client
-            .query("SELECT table_name, gold_version, rows FROM load_state", &[])
-            .await
-            .map_err(Error::postgres("reading load state"))?
-            .iter()
-            .map(|row| (row.get(0), (row.get(1), row.get(2))))
-            .collect();
         let tx = client
             .transaction()
             .await
@@ -572,6 +570,21 @@ impl PostgresWarehouse {
         ))
         .await
         .map_err(Error::postgres("configuring the load"))?;
+        // One loader of this schema at a time: a second one waits here (until the first
+        // commits), then finds what the first loaded and skips it.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("retail.load.{}", self.schema)],
+        )
+        .await
+        .map_err(Error::postgres("waiting for another load of this schema"))?;
+        let loaded: BTreeMap<String, (i64, i64)> = tx
+            .query("SELECT table_name, gold_version, rows FROM load_state", &[])
+            .await
+            .map_err(Error::postgres("reading load state"))?
+            .iter()
+            .map(|row| (row.get(0), (row.get(1), row.get(2))))
+            .collect();
         let mut report = LoadReport {
             tables: Vec::new(),
             partitions_created: Vec::new(),
@@ -657,10 +670,9 @@ impl PostgresWarehouse {
         tx.commit()
             .await
             .map_err(Error::postgres("committing the load"))?;
-        if report.changed() {
-            self.refresh_views(&client).await?;
-            report.views_refreshed = true;
-        }
+        // Also when nothing changed now: a refresh that failed after an earlier load is
+        // retried, so the views never stay behind the tables.
+        report.views_refreshed = self.refresh_views_if_behind(&mut client).await?;
         report.seconds = started.elapsed().as_secs_f64();
         info!(
             rows = report.rows_copied(),
@@ -670,34 +682,79 @@ impl PostgresWarehouse {
         Ok(report)
     }
 
-    async fn refresh_views(&self, client: &tokio_postgres::Client) -> Result<()> {
-        client
-            .batch_execute(&format!("SET statement_timeout = {}", self.load_timeout_ms))
+    /// Refreshes the summary views when they reflect another data version than the load
+    /// state's, and records the version they now reflect; whether it refreshed. In one
+    /// transaction under a lock of its own, so concurrent refreshes record versions in order.
+    async fn refresh_views_if_behind(&self, client: &mut tokio_postgres::Client) -> Result<bool> {
+        self.refresh_views_where(client, None).await
+    }
+
+    /// As [`Self::refresh_views_if_behind`]; with `mark`, refreshes whatever the state and
+    /// records the version with `mark` appended (a change the load state does not show, such
+    /// as an erasure, so that caches keyed by the version drop their answers).
+    async fn refresh_views_where(
+        &self,
+        client: &mut tokio_postgres::Client,
+        mark: Option<&str>,
+    ) -> Result<bool> {
+        let tx = client
+            .transaction()
             .await
-            .map_err(Error::postgres("configuring the refresh"))?;
+            .map_err(Error::postgres("begin the view refresh"))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            self.load_timeout_ms
+        ))
+        .await
+        .map_err(Error::postgres("configuring the refresh"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("retail.views.{}", self.schema)],
+        )
+        .await
+        .map_err(Error::postgres("waiting for another view refresh"))?;
+        // Read before refreshing: the views then reflect at least this version.
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT {LOAD_VERSION}, (SELECT data_version FROM view_state WHERE id = 1)"
+                ),
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("reading the view state"))?;
+        let (mut current, reflected): (String, Option<String>) = (row.get(0), row.get(1));
+        match mark {
+            Some(mark) => current.push_str(mark),
+            None if reflected.as_deref() == Some(current.as_str()) => return Ok(false),
+            None => {}
+        }
         for view in VIEWS {
             let started = Instant::now();
-            client
-                .batch_execute(&format!(
-                    "REFRESH MATERIALIZED VIEW CONCURRENTLY {}",
-                    view.name
-                ))
-                .await
-                .map_err(Error::postgres(format!("refreshing {}", view.name)))?;
+            tx.batch_execute(&format!(
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY {}",
+                view.name
+            ))
+            .await
+            .map_err(Error::postgres(format!("refreshing {}", view.name)))?;
             debug!(
                 view = view.name,
                 seconds = started.elapsed().as_secs_f64(),
                 "view refreshed"
             );
         }
-        client
-            .batch_execute(&format!(
-                "SET statement_timeout = {}",
-                self.statement_timeout_ms
-            ))
+        tx.execute(
+            "INSERT INTO view_state (id, data_version, refreshed_at) VALUES (1, $1, now())
+             ON CONFLICT (id) DO UPDATE
+             SET data_version = EXCLUDED.data_version, refreshed_at = EXCLUDED.refreshed_at",
+            &[&current],
+        )
+        .await
+        .map_err(Error::postgres("recording the view state"))?;
+        tx.commit()
             .await
-            .map_err(Error::postgres("restoring the statement timeout"))?;
-        Ok(())
+            .map_err(Error::postgres("committing the view refresh"))?;
+        Ok(true)
     }
 
     async fn replace_table(
@@ -1018,7 +1075,8 @@ impl PostgresWarehouse {
         Ok(Box::pin(pages))
     }
 
-    /// A token that changes whenever a load changes the warehouse (the loaded gold versions).
+    /// A token that changes whenever a load changes the warehouse (the loaded gold versions),
+    /// once the summary views reflect the change: the version recorded by their last refresh.
     ///
     /// # Errors
     ///
@@ -1026,15 +1084,31 @@ impl PostgresWarehouse {
     pub async fn data_version(&self) -> Result<String> {
         let client = self.client().await?;
         let row = client
+            .query_opt("SELECT data_version FROM view_state WHERE id = 1", &[])
+            .await
+            .map_err(Error::postgres("reading the view state"))?;
+        Ok(row.map(|row| row.get(0)).unwrap_or_default())
+    }
+
+    /// The data version of the loaded tables and the one the views reflect; they differ while
+    /// a refresh is due.
+    ///
+    /// # Errors
+    ///
+    /// When PostgreSQL fails.
+    pub async fn view_lag(&self) -> Result<(String, String)> {
+        let client = self.client().await?;
+        let row = client
             .query_one(
-                "SELECT COALESCE(string_agg(table_name || ':' || gold_version, ','
-                                            ORDER BY table_name), '')
-                   FROM load_state",
+                &format!(
+                    "SELECT {LOAD_VERSION},
+                            COALESCE((SELECT data_version FROM view_state WHERE id = 1), '')"
+                ),
                 &[],
             )
             .await
-            .map_err(Error::postgres("reading load state"))?;
-        Ok(row.get(0))
+            .map_err(Error::postgres("reading the view state"))?;
+        Ok((row.get(0), row.get(1)))
     }
 
     /// Applies pending migrations once per process (later calls return at once).
@@ -1102,7 +1176,9 @@ impl PostgresWarehouse {
         tx.commit()
             .await
             .map_err(Error::postgres("committing the erasure"))?;
-        self.refresh_views(&client).await?;
+        // The load state did not change: refresh anyway, under a new data version.
+        let mark = format!(";erased@{}", chrono::Utc::now().timestamp_micros());
+        self.refresh_views_where(&mut client, Some(&mark)).await?;
         info!(
             customers = customers.len(),
             rows = removed,
@@ -1199,12 +1275,15 @@ impl PostgresWarehouse {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
+        drop(client);
+        let (tables, reflected) = self.view_lag().await?;
         Ok(SchemaObjects {
             migrations,
             partitions,
             indexes,
             views,
             loaded,
+            views_current: tables == reflected,
         })
     }
 

@@ -233,3 +233,51 @@ async fn a_failed_load_leaves_the_previous_state_and_a_rerun_completes() {
     assert_facts_match_gold(&warehouse, &lake).await;
     warehouse.drop_schema().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_loaders_wait_for_each_other_and_views_never_stay_behind_the_tables() {
+    let Some(files) = daily_files() else { return };
+    let Some(first) = postgres("concurrent").await else {
+        return;
+    };
+    // A second process's warehouse on the same schema.
+    let second = retail_warehouse::PostgresWarehouse::connect(&retail_warehouse::WarehouseConfig {
+        backend: retail_warehouse::Backend::Postgres,
+        postgres_url: std::env::var("RETAIL_TEST_POSTGRES_URL").unwrap(),
+        postgres_schema: first.schema().to_owned(),
+        pool_size: 2,
+        ..retail_warehouse::WarehouseConfig::default()
+    })
+    .await
+    .unwrap();
+    let lake = TestLake::new();
+    lake.add(&files[..3]).await;
+    let (a, b) = tokio::join!(first.load(&lake.lake), second.load(&lake.lake));
+    let (a, b) = (a.expect("first loader"), b.expect("second loader"));
+    assert!(
+        a.changed() != b.changed(),
+        "one loader loads, the other waits and finds nothing left: {a:?} {b:?}"
+    );
+    assert_facts_match_gold(&first, &lake).await;
+    let (tables, views) = first.view_lag().await.unwrap();
+    assert!(tables.contains("fact_sales:"), "{tables}");
+    assert_eq!(views, tables, "the views reflect the loaded tables");
+    assert_eq!(first.data_version().await.unwrap(), tables);
+
+    // A refresh that failed after a load leaves the views behind: the data version stays
+    // the one they reflect, and the next load refreshes them although no table changed.
+    let client = raw_client(&first).await;
+    client
+        .batch_execute("UPDATE view_state SET data_version = 'behind'")
+        .await
+        .unwrap();
+    assert_eq!(first.data_version().await.unwrap(), "behind");
+    assert!(!first.objects().await.unwrap().views_current);
+    let report = second.load(&lake.lake).await.unwrap();
+    assert!(!report.changed());
+    assert!(report.views_refreshed, "{report:?}");
+    assert_eq!(first.data_version().await.unwrap(), tables);
+    let report = second.load(&lake.lake).await.unwrap();
+    assert!(!report.views_refreshed, "nothing to refresh: {report:?}");
+    first.drop_schema().await.unwrap();
+}
