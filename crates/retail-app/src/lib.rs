@@ -124,7 +124,8 @@ pub async fn open_store(
         return Ok(Arc::new(store));
     }
     let path = std::path::PathBuf::from(&config.path);
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+    let busy = std::time::Duration::from_millis(config.busy_timeout_ms);
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, busy))
         .await
         .context("cannot open the metadata store")?
         .context("cannot open the metadata store")?;

@@ -15,6 +15,10 @@ pub struct MetadataConfig {
     pub schema: String,
     /// PostgreSQL connections in the pool.
     pub pool_size: usize,
+    /// How long a write to the SQLite file waits for another process's write (milliseconds)
+    /// before failing as unavailable (a `503` with `Retry-After` on the API): short, so a busy
+    /// CLI never stalls API requests for seconds. Reads never wait (WAL).
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for MetadataConfig {
@@ -24,6 +28,7 @@ impl Default for MetadataConfig {
             url: String::new(),
             schema: "retail_metadata".to_owned(),
             pool_size: 4,
+            busy_timeout_ms: 1_000,
         }
     }
 }
@@ -35,6 +40,7 @@ impl std::fmt::Debug for MetadataConfig {
             .field("url", &if self.url.is_empty() { "" } else { "********" })
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
             .finish()
     }
 }

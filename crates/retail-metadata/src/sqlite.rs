@@ -93,6 +93,16 @@ impl SqliteStore {
     /// When the file cannot be opened, a migration fails, or the file was written by a newer
     /// build.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, std::time::Duration::from_secs(1))
+    }
+
+    /// As [`SqliteStore::open`], a write waiting at most `busy_timeout` for another
+    /// process's write before failing with an error of kind `Unavailable`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub fn open_with(path: &Path, busy_timeout: std::time::Duration) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| Error::Directory {
                 path: parent.display().to_string(),
@@ -101,7 +111,7 @@ impl SqliteStore {
         }
         let connection = Connection::open(path).map_err(Error::sqlite("open the database"))?;
         connection
-            .busy_timeout(std::time::Duration::from_secs(10))
+            .busy_timeout(busy_timeout)
             .map_err(Error::sqlite("open the database"))?;
         let mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -639,6 +649,38 @@ impl MetadataStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_writer_in_another_process_never_blocks_reads_and_writes_wait_only_briefly() {
+        use retail_domain::error::{Classify as _, ErrorKind};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retail.db");
+        let store = SqliteStore::open_with(&path, std::time::Duration::from_millis(50)).unwrap();
+        store
+            .insert_user(&UserRecord {
+                username: "ana".into(),
+                password_hash: "h".into(),
+                role: "admin".into(),
+                disabled: false,
+                created_at: crate::now(),
+            })
+            .await
+            .unwrap();
+        // Another process (a CLI) holds the write lock.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        other
+            .execute("UPDATE api_users SET role = 'data_analyst'", [])
+            .unwrap();
+        // Reads go on, seeing the last committed state.
+        let ana = store.user("ana").await.unwrap().unwrap();
+        assert_eq!(ana.role, "admin");
+        // A write waits for the busy timeout, then fails as unavailable (retry later).
+        let error = store.disable_user("ana").await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+        other.execute_batch("COMMIT").unwrap();
+        assert!(store.disable_user("ana").await.unwrap());
+    }
 
     #[tokio::test]
     async fn an_operation_is_claimed_by_one_holder_at_a_time() {
