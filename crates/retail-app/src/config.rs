@@ -157,6 +157,13 @@ impl Config {
         if self.lake.batch_rows == 0 {
             problems.push("lake.batch_rows must be at least 1".to_owned());
         }
+        if self.lake.vacuum_retention_hours == 0 {
+            problems.push(
+                "lake.vacuum_retention_hours must be at least 1: readers of the previous \
+                 versions need their files"
+                    .to_owned(),
+            );
+        }
         problems.extend(self.metadata.problems());
         if self.pipeline.max_attempts == 0 {
             problems.push("pipeline.max_attempts must be at least 1".to_owned());

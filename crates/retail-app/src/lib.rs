@@ -200,7 +200,7 @@ impl App {
                 .into_iter()
                 .map(|follower| Arc::new(FollowerAsset::new(lake.clone(), follower)) as _),
         );
-        let runner = Arc::new(Runner::new(
+        let mut runner = Runner::new(
             lake.clone(),
             Arc::clone(&store),
             assets,
@@ -209,7 +209,11 @@ impl App {
                 backoff: std::time::Duration::from_millis(config.pipeline.retry_backoff_ms),
             },
             jobs_handle,
-        )?);
+        )?;
+        if config.lake.vacuum_after_runs {
+            runner = runner.with_vacuum(config.lake.vacuum_retention());
+        }
+        let runner = Arc::new(runner);
         if role == Role::Server {
             runner.recover().await?;
         }

@@ -88,6 +88,9 @@ enum Command {
     /// The warehouse: load PostgreSQL from gold, run catalogue queries, show what it holds.
     #[command(subcommand)]
     Warehouse(warehouse::WarehouseCommand),
+    /// Lake maintenance.
+    #[command(subcommand)]
+    Lake(LakeCommand),
     /// Serve the HTTP API (health, readiness, metrics, OpenAPI and docs, auth, analytics).
     ///
     /// Listens on api.listen (127.0.0.1:8080) unless --listen says otherwise; stops gracefully
@@ -298,6 +301,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Bench(args) => Box::pin(bench::run(&config, &args)).await,
         Command::Warehouse(command) => warehouse::run(command, config).await,
         Command::Migrate => warehouse::migrate(config).await,
+        Command::Lake(LakeCommand::Vacuum {
+            retention_hours,
+            dry_run,
+            json,
+        }) => vacuum(&config, retention_hours, dry_run, json).await,
         Command::Serve { listen } => api::serve(config, listen).await,
         Command::Users(command) => api::users(command, config).await,
         Command::Keys(command) => api::keys(command, config).await,
@@ -391,6 +399,66 @@ fn print_run(run: &RunRecord, json: bool) -> anyhow::Result<()> {
     } else {
         print!("{}", report::run_text(run));
     }
+    Ok(())
+}
+
+/// `retail lake ...`.
+#[derive(Debug, Subcommand)]
+enum LakeCommand {
+    /// Remove data files that no table version within the retention references.
+    ///
+    /// Files a rewrite removed from a table more than lake.vacuum_retention_hours (168) ago,
+    /// and files no commit ever referenced (left by a failed write) older than that. Table
+    /// versions and progress marks do not change; time travel to versions whose files are
+    /// gone stops working. Pipeline runs end with the same vacuum (without the orphan search)
+    /// unless lake.vacuum_after_runs is false.
+    Vacuum {
+        /// Keep files removed less than this many hours ago (at least 1; default
+        /// lake.vacuum_retention_hours).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        retention_hours: Option<u64>,
+        /// Count what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the outcome per table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn vacuum(
+    config: &Config,
+    retention_hours: Option<u64>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let lake = retail_lake::Lake::new(&config.lake).context("cannot open the lake")?;
+    let retention = retention_hours.map_or_else(
+        || config.lake.vacuum_retention(),
+        |hours| std::time::Duration::from_secs(hours.saturating_mul(3600)),
+    );
+    let tables = lake.vacuum_all(retention, true, dry_run).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tables)?);
+        return Ok(());
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for table in tables.iter().filter(|t| t.files > 0) {
+        println!(
+            "{:<36} {verb} {} files, {:.1} MiB",
+            table.table,
+            table.files,
+            table.bytes as f64 / 1_048_576.0
+        );
+    }
+    let files: usize = tables.iter().map(|t| t.files).sum();
+    let bytes: u64 = tables.iter().map(|t| t.bytes).sum();
+    println!(
+        "{verb} {files} files ({:.1} MiB) from {} tables, keeping files removed less than {} h ago",
+        bytes as f64 / 1_048_576.0,
+        tables.len(),
+        retention.as_secs() / 3600
+    );
     Ok(())
 }
 

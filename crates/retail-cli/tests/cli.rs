@@ -132,6 +132,15 @@ fn the_quick_start_commands_work_asset_by_asset_on_generated_data() {
     assert!(all <= runs_before + 1);
     let status = json(dir, &["pipeline", "status", "--json"]);
     assert_eq!(status["gold_up_to_date"], true, "{status}");
+    // A vacuum within the retention removes nothing and changes no version.
+    let vacuum = json(dir, &["lake", "vacuum", "--json"]);
+    let tables = vacuum.as_array().unwrap();
+    assert_eq!(tables.len(), retail_lake::schema::ALL_TABLES.len());
+    assert!(tables.iter().all(|t| t["files"] == 0), "{vacuum}");
+    let refused = retail(dir, &["lake", "vacuum", "--retention-hours", "0"]);
+    assert!(!refused.status.success());
+    let status = json(dir, &["pipeline", "status", "--json"]);
+    assert_eq!(status["gold_up_to_date"], true, "{status}");
 }
 
 #[test]
@@ -158,6 +167,8 @@ fn every_command_has_help() {
         &["users"],
         &["keys"],
         &["migrate"],
+        &["lake"],
+        &["lake", "vacuum"],
         &["config"],
         &["config", "print"],
         &["config", "check"],

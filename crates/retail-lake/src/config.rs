@@ -14,6 +14,20 @@ pub struct LakeConfig {
     pub storage_options: BTreeMap<String, String>,
     /// Rows per Parquet row group and per in-memory batch when the platform streams a table.
     pub batch_rows: usize,
+    /// How long a data file no table version references any more is kept before a vacuum
+    /// removes it, in hours (at least 1): readers of older versions (time travel, a
+    /// warehouse load or a query pinned to a snapshot) need their files that long. Progress
+    /// marks need only the log, never removed files.
+    pub vacuum_retention_hours: u64,
+    /// Whether each pipeline run that changed something ends with a vacuum of every table.
+    pub vacuum_after_runs: bool,
+}
+
+impl LakeConfig {
+    /// How long unreferenced files are kept (`vacuum_retention_hours`).
+    pub fn vacuum_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.vacuum_retention_hours.saturating_mul(3600))
+    }
 }
 
 impl Default for LakeConfig {
@@ -22,6 +36,8 @@ impl Default for LakeConfig {
             root: "./data/lake".to_owned(),
             storage_options: BTreeMap::new(),
             batch_rows: 65_536,
+            vacuum_retention_hours: 168,
+            vacuum_after_runs: true,
         }
     }
 }

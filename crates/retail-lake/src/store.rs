@@ -22,6 +22,7 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::ObjectStoreExt as _;
 use tracing::{debug, instrument};
 use url::Url;
 
@@ -34,6 +35,19 @@ pub type FileRange = (String, Option<(i64, i64)>);
 
 /// Data files with their partition values (column → value).
 pub type AddedFiles = Vec<(String, HashMap<String, Option<String>>)>;
+
+/// What a vacuum removed (or, dry, would remove) from one table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Vacuumed {
+    /// The table (`layer/name`).
+    pub table: String,
+    /// Data files removed: no version within the retention references them.
+    pub files: usize,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// Whether nothing was removed, only counted.
+    pub dry_run: bool,
+}
 
 /// Handle to the lake: resolves table locations and runs Delta operations on them.
 #[derive(Debug, Clone)]
@@ -263,6 +277,92 @@ impl Lake {
             delta.version(),
             metrics.num_deleted_rows.unwrap_or(0) as u64,
         ))
+    }
+
+    /// Removes the data files of `table` that no version within `retention` references: files
+    /// removed from the table longer ago than that, and (with `orphans`) files no commit ever
+    /// referenced that are older than that (left by a write that failed before its commit).
+    /// Writes nothing to the log, so table versions and progress marks stay as they are.
+    /// `dry_run` only counts.
+    ///
+    /// # Errors
+    ///
+    /// When the table cannot be read or a file cannot be removed (files removed before stay
+    /// removed: each was unreferenced).
+    pub async fn vacuum(
+        &self,
+        table: &TableSpec,
+        retention: std::time::Duration,
+        orphans: bool,
+        dry_run: bool,
+    ) -> Result<Vacuumed> {
+        let mut outcome = Vacuumed {
+            table: table.name.to_owned(),
+            files: 0,
+            bytes: 0,
+            dry_run,
+        };
+        let Some(delta) = self.open(table).await? else {
+            return Ok(outcome);
+        };
+        let store = delta.log_store().object_store(None);
+        let retention = chrono::Duration::from_std(retention).map_err(|error| {
+            table_error("vacuum", table, DeltaTableError::Generic(error.to_string()))
+        })?;
+        // A dry run of delta's vacuum plans what to remove; the files are removed here so that
+        // no VACUUM commit bumps the table's version.
+        let (_, planned) = delta
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .with_mode(if orphans {
+                deltalake::operations::vacuum::VacuumMode::Full
+            } else {
+                deltalake::operations::vacuum::VacuumMode::Lite
+            })
+            .with_dry_run(true)
+            .await
+            .map_err(|source| table_error("vacuum", table, source))?;
+        for file in planned.files_deleted {
+            let path = deltalake::Path::from(file.as_str());
+            let size = match store.head(&path).await {
+                Ok(meta) => meta.size,
+                Err(deltalake::ObjectStoreError::NotFound { .. }) => continue,
+                Err(error) => {
+                    return Err(table_error("vacuum", table, DeltaTableError::from(error)));
+                }
+            };
+            if !dry_run {
+                match store.delete(&path).await {
+                    Ok(()) | Err(deltalake::ObjectStoreError::NotFound { .. }) => {}
+                    Err(error) => {
+                        return Err(table_error("vacuum", table, DeltaTableError::from(error)));
+                    }
+                }
+            }
+            outcome.files += 1;
+            outcome.bytes += size;
+        }
+        debug!(?outcome, "vacuumed");
+        Ok(outcome)
+    }
+
+    /// [`Lake::vacuum`] of every table of the lake, one after the other.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lake::vacuum`]; tables vacuumed before stay vacuumed.
+    pub async fn vacuum_all(
+        &self,
+        retention: std::time::Duration,
+        orphans: bool,
+        dry_run: bool,
+    ) -> Result<Vec<Vacuumed>> {
+        let mut all = Vec::new();
+        for table in &crate::schema::ALL_TABLES {
+            all.push(self.vacuum(table, retention, orphans, dry_run).await?);
+        }
+        Ok(all)
     }
 
     /// Starts a streaming write that appends to a table when committed.
@@ -1105,14 +1205,12 @@ mod tests {
         assert_eq!(again.version(), version);
     }
 
-    #[tokio::test]
-    async fn delete_where_in_removes_exactly_the_listed_rows_and_refuses_odd_values() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let lake = lake(&dir);
+    /// A batch of `silver/transaction_duplicates` with these transaction ids.
+    fn duplicates(ids: &[&str]) -> RecordBatch {
         let schema = SILVER_DUPLICATES.arrow_schema();
-        let ids = ["a1", "b2", "c3"];
-        // Build a proper batch: lineage columns need values of their own types.
-        let batch = RecordBatch::try_new(
+        let rows = ids.len();
+        // Lineage columns need values of their own types.
+        RecordBatch::try_new(
             Arc::clone(&schema),
             schema
                 .fields()
@@ -1120,11 +1218,11 @@ mod tests {
                 .map(|field| -> ArrayRef {
                     match field.data_type() {
                         DataType::Utf8 => Arc::new(StringArray::from_iter_values(ids)),
-                        DataType::Int64 => {
-                            Arc::new(deltalake::arrow::array::Int64Array::from(vec![1, 2, 3]))
-                        }
+                        DataType::Int64 => Arc::new(deltalake::arrow::array::Int64Array::from(
+                            (1..=rows as i64).collect::<Vec<_>>(),
+                        )),
                         DataType::Timestamp(_, _) => Arc::new(
-                            deltalake::arrow::array::TimestampMicrosecondArray::from(vec![0; 3])
+                            deltalake::arrow::array::TimestampMicrosecondArray::from(vec![0; rows])
                                 .with_timezone("UTC"),
                         ),
                         other => panic!("unexpected type {other}"),
@@ -1132,7 +1230,80 @@ mod tests {
                 })
                 .collect(),
         )
-        .expect("batch");
+        .expect("batch")
+    }
+
+    #[tokio::test]
+    async fn a_vacuum_removes_only_unreferenced_files_past_the_retention_and_keeps_the_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+        writer.write(duplicates(&["a1"])).await.unwrap();
+        writer.commit(&[]).await.unwrap();
+        // A rewrite: the first file is no longer referenced by the latest version.
+        let mut writer = lake.overwriter(&SILVER_DUPLICATES).await.unwrap();
+        writer.write(duplicates(&["b2"])).await.unwrap();
+        let version = writer.commit(&[]).await.unwrap();
+        // A file no commit references (a write that failed before its commit).
+        let table_dir = lake
+            .table_url(&SILVER_DUPLICATES)
+            .to_file_path()
+            .expect("a local table");
+        std::fs::write(table_dir.join("part-00000-orphan.parquet"), b"not parquet").unwrap();
+        let files = || {
+            std::fs::read_dir(&table_dir)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "parquet")
+                })
+                .count()
+        };
+        assert_eq!(files(), 3);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+        let hour = std::time::Duration::from_secs(3600);
+        let kept = lake
+            .vacuum(&SILVER_DUPLICATES, hour, true, false)
+            .await
+            .unwrap();
+        assert_eq!((kept.files, files()), (0, 3), "younger than the retention");
+        let zero = std::time::Duration::ZERO;
+        let dry = lake
+            .vacuum(&SILVER_DUPLICATES, zero, false, true)
+            .await
+            .unwrap();
+        assert_eq!((dry.files, files()), (1, 3), "a dry run only counts");
+        assert!(dry.bytes > 0);
+        let done = lake
+            .vacuum(&SILVER_DUPLICATES, zero, true, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            (done.files, files()),
+            (2, 1),
+            "the removed file and the orphan"
+        );
+        assert_eq!(
+            lake.latest_version(&SILVER_DUPLICATES).await.unwrap(),
+            version,
+            "no commit: versions and progress marks stay"
+        );
+        let left = lake.read_all(&SILVER_DUPLICATES).await.unwrap();
+        assert_eq!(left.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        let all = lake.vacuum_all(zero, true, false).await.unwrap();
+        assert_eq!(all.len(), crate::schema::ALL_TABLES.len());
+        assert_eq!(all.iter().map(|t| t.files).sum::<usize>(), 0);
+    }
+
+    #[tokio::test]
+    async fn delete_where_in_removes_exactly_the_listed_rows_and_refuses_odd_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        let batch = duplicates(&["a1", "b2", "c3"]);
         let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
         writer.write(batch).await.unwrap();
         writer.commit(&[]).await.unwrap();

@@ -119,6 +119,8 @@ pub struct Runner {
     /// Where background runs go: a runtime of their own in `retail serve`, so that CPU-heavy
     /// stages never hold the workers that answer requests.
     jobs: tokio::runtime::Handle,
+    /// The retention of the vacuum that ends each run that changed something; `None`: none.
+    vacuum: Option<std::time::Duration>,
 }
 
 impl Runner {
@@ -141,7 +143,17 @@ impl Runner {
             assets: in_graph_order(assets)?,
             retry,
             jobs,
+            vacuum: None,
         })
+    }
+
+    /// Ends each run that changed something with a vacuum of every table that keeps files
+    /// removed less than `retention` ago (see [`Lake::vacuum`]). A failed vacuum is logged and
+    /// does not fail the run.
+    #[must_use]
+    pub fn with_vacuum(mut self, retention: std::time::Duration) -> Self {
+        self.vacuum = Some(retention);
+        self
     }
 
     /// Every asset, in graph order.
@@ -279,6 +291,20 @@ impl Runner {
                 } else {
                     RunStatus::UpToDate
                 };
+                if changed && let Some(retention) = self.vacuum {
+                    // Under the run's claim and before the run is recorded as finished, so
+                    // the next run starts after it.
+                    match self.lake.vacuum_all(retention, false, false).await {
+                        Ok(tables) => {
+                            let files: usize = tables.iter().map(|t| t.files).sum();
+                            let bytes: u64 = tables.iter().map(|t| t.bytes).sum();
+                            info!(run = %run.run_id, files, bytes, "lake vacuumed");
+                        }
+                        Err(error) => {
+                            warn!(run = %run.run_id, %error, "vacuum after the run failed")
+                        }
+                    }
+                }
                 run.finish(status);
                 metrics::record_run(status.as_str());
                 self.store.save_run(&run).await?;

@@ -66,6 +66,13 @@ impl TestLake {
         }
     }
 
+    /// The same lake, each run that changed something ending with a vacuum that keeps no
+    /// removed file at all (the harshest retention).
+    pub(crate) fn vacuuming(mut self) -> Self {
+        self.runner = self.runner.with_vacuum(Duration::ZERO);
+        self
+    }
+
     /// An ingestion service of another process over the same lake and metadata store, as an
     /// API replica has.
     pub(crate) fn replica(&self) -> IngestionService {
