@@ -78,6 +78,11 @@ impl std::fmt::Display for TableSpec {
     }
 }
 
+/// Application id of the mark every gold commit carries: the silver version the build read.
+/// The tables of one complete build carry the same mark, so readers can tell one generation
+/// of gold from a build still committing its tables.
+pub const GOLD_MARK: &str = "retail.pipeline.gold";
+
 /// Decimal type of money columns.
 pub const MONEY: DataType = DataType::Decimal128(18, 3);
 /// Decimal type of quality scores.

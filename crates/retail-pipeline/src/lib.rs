@@ -64,7 +64,7 @@ pub const SILVER_APP_ID: &str = "retail.pipeline.silver";
 /// change is applied.
 pub const CHANGES_APP_ID: &str = "retail.pipeline.silver.changes";
 /// Application id of the gold stage's progress (value: the silver version built from).
-pub const GOLD_APP_ID: &str = "retail.pipeline.gold";
+pub const GOLD_APP_ID: &str = retail_lake::schema::GOLD_MARK;
 
 /// The assets every deployment has: silver (applying the contract with `rules`) and gold.
 /// Followers of gold are added by the composition root, as configured.

@@ -35,6 +35,44 @@ struct Snapshot {
     context: SessionContext,
 }
 
+/// The versions of the served tables that form one generation of gold: the versions whose
+/// [`tables::GOLD_MARK`] is the oldest mark among the tables' latest versions. While a build
+/// commits its tables one after the other (or after it failed halfway), the tables it already
+/// committed are read at their version before it, so no answer mixes two builds. Tables
+/// without a mark (not written by the pipeline) are read at their latest version.
+pub(crate) async fn one_generation(lake: &Lake, tables: &[TableSpec]) -> Result<Vec<u64>> {
+    let mut latest = Vec::with_capacity(tables.len());
+    for table in tables {
+        let delta = lake
+            .open(table)
+            .await?
+            .ok_or(Error::NoGold { table: table.name })?;
+        let version = delta.version().ok_or(Error::NoGold { table: table.name })?;
+        let mark = lake
+            .app_version_in(&delta, table, tables::GOLD_MARK)
+            .await?;
+        latest.push((table, version, mark));
+    }
+    let Some(oldest) = latest.iter().filter_map(|(_, _, mark)| *mark).min() else {
+        return Ok(latest.into_iter().map(|(_, version, _)| version).collect());
+    };
+    let mut versions = Vec::with_capacity(latest.len());
+    for (table, mut version, mut mark) in latest {
+        while mark.is_some_and(|mark| mark > oldest) && version > 0 {
+            version -= 1;
+            let delta = lake.open_at(table, version).await?;
+            mark = lake
+                .app_version_in(&delta, table, tables::GOLD_MARK)
+                .await?;
+        }
+        if mark.is_some_and(|mark| mark > oldest) {
+            return Err(Error::NoGold { table: table.name });
+        }
+        versions.push(version);
+    }
+    Ok(versions)
+}
+
 /// DataFusion over the gold tables of a lake.
 pub struct EmbeddedWarehouse {
     lake: Lake,
@@ -77,16 +115,9 @@ impl EmbeddedWarehouse {
     ///
     /// When gold is missing or cannot be read.
     pub async fn refresh(&self) -> Result<()> {
-        let mut versions = Vec::new();
         let relations = relations();
-        for (table, _) in &relations {
-            versions.push(
-                self.lake
-                    .latest_version(table)
-                    .await?
-                    .ok_or(Error::NoGold { table: table.name })?,
-            );
-        }
+        let served: Vec<TableSpec> = relations.iter().map(|(table, _)| *table).collect();
+        let versions = one_generation(&self.lake, &served).await?;
         if self
             .snapshot
             .read()

@@ -548,17 +548,10 @@ impl PostgresWarehouse {
 
     async fn load_once(&self, lake: &Lake) -> Result<LoadReport> {
         let started = Instant::now();
-        let mut versions = Vec::new();
         let loads = loads();
-        for spec in &loads {
-            let version = lake
-                .latest_version(&spec.table)
-                .await?
-                .ok_or(Error::NoGold {
-                    table: spec.table.name,
-                })?;
-            versions.push(version);
-        }
+        // One generation of gold, also while a pipeline run commits its tables.
+        let specs: Vec<TableSpec> = loads.iter().map(|spec| spec.table).collect();
+        let versions = crate::embedded::one_generation(lake, &specs).await?;
         let mut client = self.client().await?;
         let tx = client
             .transaction()

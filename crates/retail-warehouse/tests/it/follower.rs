@@ -169,3 +169,52 @@ async fn the_embedded_snapshot_follows_every_gold_build() {
         .unwrap();
     assert_ne!(before, after, "the new day is served");
 }
+
+#[tokio::test]
+async fn the_embedded_snapshot_never_mixes_tables_of_two_gold_builds() {
+    let data = Generated::new(2_000, 6);
+    let lake = TestLake::new();
+    lake.add(&data.files).await;
+    let warehouse = EmbeddedWarehouse::new(lake.lake.clone());
+    warehouse.refresh().await.unwrap();
+    let built = warehouse.versions().await.unwrap();
+    let served: Vec<_> = retail_lake::schema::warehouse_tables()
+        .map(|(table, _)| table)
+        .collect();
+    let mark = lake
+        .lake
+        .app_version(&served[0], retail_lake::schema::GOLD_MARK)
+        .await
+        .unwrap()
+        .expect("gold carries its mark");
+    // A build from a newer silver version commits its tables one by one: midway, the
+    // snapshot keeps reading the previous build's versions of the tables already committed.
+    let next = [(retail_lake::schema::GOLD_MARK.to_owned(), mark + 1)];
+    for table in &served[..served.len() - 1] {
+        let writer = lake.lake.appender(table).await.unwrap();
+        writer.commit(&next).await.unwrap();
+        warehouse.refresh().await.unwrap();
+        assert_eq!(
+            warehouse.versions().await.unwrap(),
+            built,
+            "midway after {}",
+            table.name
+        );
+    }
+    // Once the last table is committed, the new build is served.
+    let last = served.last().unwrap();
+    lake.lake
+        .appender(last)
+        .await
+        .unwrap()
+        .commit(&next)
+        .await
+        .unwrap();
+    warehouse.refresh().await.unwrap();
+    let mut latest = Vec::new();
+    for table in &served {
+        latest.push(lake.lake.latest_version(table).await.unwrap().unwrap());
+    }
+    assert_eq!(warehouse.versions().await.unwrap(), latest);
+    assert_ne!(latest, built);
+}
