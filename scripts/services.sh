@@ -2,18 +2,36 @@
 # Starts and stops the real servers the tests use, on 127.0.0.1 only, in a throw-away directory.
 #
 #   eval "$(scripts/services.sh start postgres redis)"   # prints export lines
-#                                  # (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL)
+#       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA)
 #   scripts/services.sh stop                             # stops everything this script started
 #
 # PostgreSQL and Redis are installed from the distribution's packages when missing (apt-get,
 # needs root); PostgreSQL runs as the unprivileged `postgres` user, Redis without persistence. State lives under $RETAIL_SERVICES_DIR
-# (default /tmp/retail-services), so `stop` finds what `start` began.
+# (default /tmp/retail-services), so `stop` finds what `start` began. Both also speak TLS with a
+# certificate for 127.0.0.1 signed by a throw-away authority (RETAIL_TEST_TLS_CA): PostgreSQL on
+# its one port (sslmode=require), Redis on a second port (rediss://).
 set -euo pipefail
 
 state="${RETAIL_SERVICES_DIR:-/tmp/retail-services}"
 pg_port="${RETAIL_TEST_POSTGRES_PORT:-55432}"
 
 log() { printf '%s\n' "$*" >&2; }
+
+# A throw-away certificate authority and a server certificate for 127.0.0.1 and localhost.
+tls_material() {
+  local dir="$state/tls"
+  if [ -f "$dir/server.pem" ]; then return 0; fi
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=retail test authority" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+    'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' > "$dir/server.ext"
+  openssl x509 -req -days 3650 -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -extfile "$dir/server.ext" -out "$dir/server.pem" >/dev/null 2>&1
+  chmod 644 "$dir/ca.pem" "$dir/server.pem"
+}
 
 pg_bin() {
   local dir
@@ -67,13 +85,20 @@ start_postgres() {
       run() { sh -c "$*"; }
     fi
     run "'$bin/initdb' -D '$dir/data' -A trust -U postgres --no-sync >'$dir/initdb.log' 2>&1"
+    # TLS with the throw-away certificate; the key must belong to the server's user.
+    tls_material
+    cp "$state/tls/server.pem" "$state/tls/server.key" "$dir/"
+    chmod 600 "$dir/server.key"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$dir/server.pem" "$dir/server.key"; fi
     # Durable enough for tests; fsync off keeps a 2-core machine from waiting on disk.
     run "'$bin/pg_ctl' -D '$dir/data' -l '$dir/server.log' -w -t 30 \
       -o \"-c listen_addresses=127.0.0.1 -p $pg_port -k '$dir' -c fsync=off \
-          -c max_connections=200 -c shared_buffers=256MB\" start >&2"
+          -c max_connections=200 -c shared_buffers=256MB -c ssl=on \
+          -c ssl_cert_file='$dir/server.pem' -c ssl_key_file='$dir/server.key'\" start >&2"
     log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (data in $dir)"
   fi
   printf 'export RETAIL_TEST_POSTGRES_URL=%q\n' "postgres://postgres@127.0.0.1:$pg_port/postgres"
+  printf 'export RETAIL_TEST_TLS_CA=%q\n' "$state/tls/ca.pem"
 }
 
 stop_postgres() {
@@ -112,14 +137,20 @@ start_redis() {
     DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >&2
   fi
-  local dir="$state/redis" port
+  local dir="$state/redis" port tls_port
   mkdir -p "$dir"
   if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
     port=$(cat "$dir/port")
+    tls_port=$(cat "$dir/tls_port")
     log "Redis already running on 127.0.0.1:$port"
   else
     port=$(free_port "${RETAIL_TEST_REDIS_PORT:-56379}")
+    tls_port=$(free_port $((port + 1)))
+    tls_material
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no \
+      --tls-port "$tls_port" --tls-cert-file "$state/tls/server.pem" \
+      --tls-key-file "$state/tls/server.key" --tls-ca-cert-file "$state/tls/ca.pem" \
+      --tls-auth-clients no \
       --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >&2
     local ready=""
     for _ in $(seq 1 100); do
@@ -134,9 +165,12 @@ start_redis() {
       exit 1
     fi
     printf '%s\n' "$port" > "$dir/port"
-    log "Redis $(redis-server --version | awk '{print $3}') on 127.0.0.1:$port"
+    printf '%s\n' "$tls_port" > "$dir/tls_port"
+    log "Redis $(redis-server --version | awk '{print $3}') on 127.0.0.1:$port (TLS on $tls_port)"
   fi
   printf 'export RETAIL_TEST_REDIS_URL=%q\n' "redis://127.0.0.1:$port/"
+  printf 'export RETAIL_TEST_REDISS_URL=%q\n' "rediss://127.0.0.1:$tls_port/"
+  printf 'export RETAIL_TEST_TLS_CA=%q\n' "$state/tls/ca.pem"
 }
 
 stop_redis() {
@@ -167,6 +201,7 @@ case "${1:-}" in
   stop)
     stop_postgres
     stop_redis
+    rm -rf "$state/tls"
     ;;
   *)
     log "usage: $0 start [postgres] [redis] | stop"

@@ -105,6 +105,8 @@ pub struct Config {
     pub warehouse: WarehouseConfig,
     /// The HTTP API.
     pub api: ApiConfig,
+    /// TLS to PostgreSQL and Redis.
+    pub tls: retail_tls::TlsConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
 }

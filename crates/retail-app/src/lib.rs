@@ -116,9 +116,10 @@ pub fn policy(config: &retail_services::ApiConfig) -> anyhow::Result<Policy> {
 /// When the store cannot be opened or migrated.
 pub async fn open_store(
     config: &retail_metadata::MetadataConfig,
+    tls: &retail_tls::TlsConfig,
 ) -> anyhow::Result<Arc<dyn MetadataStore>> {
     if config.is_postgres() {
-        let store = PostgresStore::connect(&config.url, &config.schema, config.pool_size)
+        let store = PostgresStore::connect_with(&config.url, &config.schema, config.pool_size, tls)
             .await
             .context("cannot open the metadata store")?;
         return Ok(Arc::new(store));
@@ -142,7 +143,7 @@ impl App {
     /// backend) cannot be reached.
     pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
         let lake = Lake::new(&config.lake).context("cannot open the lake")?;
-        let store = open_store(&config.metadata).await?;
+        let store = open_store(&config.metadata, &config.tls).await?;
 
         // The warehouse backend and its follower of gold.
         let mut followers: Vec<Arc<dyn Follower>> = Vec::new();
@@ -157,8 +158,10 @@ impl App {
             Backend::Postgres => {
                 // The server brings the schema up to date at start; a command leaves that to
                 // `retail migrate` and the load.
-                let postgres =
-                    Arc::new(warehouses::postgres(&config.warehouse, role == Role::Server).await?);
+                let postgres = Arc::new(
+                    warehouses::postgres(&config.warehouse, &config.tls, role == Role::Server)
+                        .await?,
+                );
                 followers.push(Arc::new(PostgresFollower::new(
                     Arc::clone(&postgres),
                     lake.clone(),
@@ -172,7 +175,7 @@ impl App {
         let mut shared_limits: Option<Arc<dyn SharedRateLimiter>> = None;
         if role == Role::Server && !config.api.redis_url.is_empty() {
             let redis = Arc::new(
-                retail_redis::RedisShared::connect(&config.api.redis_url)
+                retail_redis::RedisShared::connect_with(&config.api.redis_url, &config.tls)
                     .await
                     .context("cannot use api.redis_url")?,
             );

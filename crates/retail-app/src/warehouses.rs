@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::Config;
 use anyhow::{Context as _, bail};
 use retail_lake::Lake;
+use retail_tls::TlsConfig;
 use retail_warehouse::{Backend, EmbeddedWarehouse, PostgresWarehouse, Warehouse, WarehouseConfig};
 
 /// The embedded warehouse (DataFusion over gold).
@@ -22,6 +23,7 @@ pub fn embedded(lake: &Lake) -> EmbeddedWarehouse {
 /// When no URL is configured, the server cannot be reached, or a migration fails.
 pub async fn postgres(
     settings: &WarehouseConfig,
+    tls: &TlsConfig,
     migrate: bool,
 ) -> anyhow::Result<PostgresWarehouse> {
     if settings.postgres_url.trim().is_empty() {
@@ -30,7 +32,7 @@ pub async fn postgres(
              and warehouse.backend = postgres"
         );
     }
-    let warehouse = PostgresWarehouse::connect(settings)
+    let warehouse = PostgresWarehouse::connect_with(settings, tls)
         .await
         .context("cannot open the warehouse")?;
     if migrate {
@@ -50,7 +52,7 @@ pub async fn postgres(
 pub async fn open(config: &Config, backend: Backend) -> anyhow::Result<Arc<dyn Warehouse>> {
     Ok(match backend {
         Backend::Embedded => Arc::new(embedded(&lake(config)?)),
-        Backend::Postgres => Arc::new(postgres(&config.warehouse, true).await?),
+        Backend::Postgres => Arc::new(postgres(&config.warehouse, &config.tls, true).await?),
     })
 }
 
@@ -60,11 +62,11 @@ pub async fn open(config: &Config, backend: Backend) -> anyhow::Result<Arc<dyn W
 /// # Errors
 ///
 /// When the server cannot be reached or a migration fails (an edited or unknown migration).
-pub async fn migrate(settings: &WarehouseConfig) -> anyhow::Result<Option<Vec<i32>>> {
-    if settings.postgres_url.trim().is_empty() {
+pub async fn migrate(config: &Config) -> anyhow::Result<Option<Vec<i32>>> {
+    if config.warehouse.postgres_url.trim().is_empty() {
         return Ok(None);
     }
-    let warehouse = postgres(settings, false).await?;
+    let warehouse = postgres(&config.warehouse, &config.tls, false).await?;
     Ok(Some(warehouse.migrate().await?))
 }
 
@@ -99,6 +101,11 @@ pub async fn status(config: &Config) -> anyhow::Result<Status> {
                 gold_versions: warehouse.versions().await.unwrap_or_default(),
             }
         }
-        Backend::Postgres => Status::Postgres(postgres(settings, true).await?.objects().await?),
+        Backend::Postgres => Status::Postgres(
+            postgres(settings, &config.tls, true)
+                .await?
+                .objects()
+                .await?,
+        ),
     })
 }

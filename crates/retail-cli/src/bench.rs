@@ -188,7 +188,7 @@ async fn measure(
     let postgres = if args.warehouse && !base.warehouse.postgres_url.trim().is_empty() {
         let mut settings = base.warehouse.clone();
         settings.postgres_schema = format!("bench_{}", std::process::id());
-        let pg = retail_app::warehouses::postgres(&settings, false).await?;
+        let pg = retail_app::warehouses::postgres(&settings, &base.tls, false).await?;
         pg.drop_schema().await?;
         pg.migrate().await?;
         Some(pg)

@@ -67,7 +67,7 @@ fn parse_param(text: &str) -> Result<(String, String), String> {
 /// `retail migrate`.
 pub(crate) async fn migrate(config: Config) -> anyhow::Result<()> {
     let schema = &config.warehouse.postgres_schema;
-    match warehouses::migrate(&config.warehouse).await? {
+    match warehouses::migrate(&config).await? {
         None => println!(
             "the embedded warehouse has no schema to migrate (warehouse.backend = embedded)"
         ),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sha2::{Digest as _, Sha256};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
@@ -88,6 +88,7 @@ pub struct PostgresStore {
     pool: Pool,
     /// For the claims' own connections.
     config: tokio_postgres::Config,
+    tls: retail_tls::MakeRustlsConnect,
     schema: String,
 }
 
@@ -109,6 +110,22 @@ impl PostgresStore {
     /// When the URL is not valid (the message never repeats it), the server cannot be reached,
     /// a migration fails, or the schema was migrated by a newer build.
     pub async fn connect(url: &str, schema: &str, pool_size: usize) -> Result<Self> {
+        Self::connect_with(url, schema, pool_size, &retail_tls::TlsConfig::default()).await
+    }
+
+    /// As [`PostgresStore::connect`], with `tls`'s authorities and plaintext rule:
+    /// `sslmode=require` in the URL encrypts the connections.
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresStore::connect`]; also plaintext to another machine without
+    /// `tls.allow_plaintext`, or authorities that cannot be used.
+    pub async fn connect_with(
+        url: &str,
+        schema: &str,
+        pool_size: usize,
+        tls: &retail_tls::TlsConfig,
+    ) -> Result<Self> {
         if !is_sql_identifier(schema) {
             return Err(Error::Connection(format!(
                 "metadata.schema {schema:?} is not a plain lower-case identifier"
@@ -123,9 +140,12 @@ impl PostgresStore {
             .options(format!(
                 "-c search_path={schema} -c statement_timeout=30000"
             ));
+        let tls = tls
+            .postgres("metadata.url", &config)
+            .map_err(|error| Error::Connection(error.to_string()))?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -140,6 +160,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             config,
+            tls,
             schema: schema.to_owned(),
         };
         store.migrate().await?;
@@ -315,7 +336,7 @@ impl MetadataStore for PostgresStore {
     async fn claim(&self, operation: &'static str) -> Result<Claim> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
             .map_err(Error::postgres("connect for a claim"))?;
         tokio::spawn(async move {

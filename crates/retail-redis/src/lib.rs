@@ -35,6 +35,9 @@ pub enum Error {
     /// The URL is not a Redis URL.
     #[error("api.redis_url is not a valid Redis URL")]
     Url,
+    /// The URL may not be used (plaintext to another machine) or its TLS cannot be set up.
+    #[error("{0}")]
+    Tls(String),
     /// Redis could not be reached or refused a command.
     #[error("Redis failed: {0:?}")]
     Redis(redis::ErrorKind),
@@ -43,7 +46,7 @@ pub enum Error {
 impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::Url => ErrorKind::InvalidInput,
+            Self::Url | Self::Tls(_) => ErrorKind::InvalidInput,
             Self::Redis(_) => ErrorKind::Unavailable,
         }
     }
@@ -70,7 +73,35 @@ impl RedisShared {
     ///
     /// When the URL is invalid or Redis cannot be reached (the message never repeats the URL).
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(|_| Error::Url)?;
+        Self::connect_with(url, &retail_tls::TlsConfig::default()).await
+    }
+
+    /// As [`RedisShared::connect`], with `tls`'s authorities and plaintext rule: a
+    /// `rediss://` URL is encrypted and the server's certificate checked.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisShared::connect`]; also plaintext to another machine without
+    /// `tls.allow_plaintext`, or authorities that cannot be used.
+    pub async fn connect_with(url: &str, tls: &retail_tls::TlsConfig) -> Result<Self, Error> {
+        let encrypted = tls
+            .redis("api.redis_url", url)
+            .map_err(|error| Error::Tls(error.to_string()))?;
+        let client = if encrypted {
+            let root_cert = tls
+                .ca_pem()
+                .map_err(|error| Error::Tls(error.to_string()))?;
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )
+        } else {
+            redis::Client::open(url)
+        }
+        .map_err(|_| Error::Url)?;
         let connection = ConnectionManager::new(client)
             .await
             .map_err(|error| Error::Redis(error.kind()))?;

@@ -130,6 +130,32 @@ pub fn redis_url() -> Option<String> {
     )
 }
 
+/// The TLS port of the Redis server of the test run (`RETAIL_TEST_REDISS_URL`).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_REDIS` is.
+pub fn rediss_url() -> Option<String> {
+    server(
+        "RETAIL_TEST_REDISS_URL",
+        "RETAIL_REQUIRE_REDIS",
+        "scripts/services.sh start redis",
+    )
+}
+
+/// The authority that signs the test servers' certificates (`RETAIL_TEST_TLS_CA`).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_POSTGRES` is.
+pub fn tls_ca() -> Option<String> {
+    server(
+        "RETAIL_TEST_TLS_CA",
+        "RETAIL_REQUIRE_POSTGRES",
+        "scripts/services.sh start postgres",
+    )
+}
+
 /// A name no other test of this run uses: for schemas and keys of shared servers.
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

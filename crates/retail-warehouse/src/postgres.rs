@@ -22,8 +22,8 @@ use retail_lake::schema::{self as tables, TableSpec};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use tokio_postgres::Transaction;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{NoTls, Transaction};
 use tracing::{debug, info, warn};
 
 use crate::catalogue::{Arg, Params, QueryDef};
@@ -160,6 +160,20 @@ impl PostgresWarehouse {
     /// When the URL cannot be parsed (the message never repeats it) or the schema name is not a
     /// plain identifier.
     pub async fn connect(config: &WarehouseConfig) -> Result<Self> {
+        Self::connect_with(config, &retail_tls::TlsConfig::default()).await
+    }
+
+    /// As [`PostgresWarehouse::connect`], with `tls`'s authorities and plaintext rule:
+    /// `sslmode=require` in the URL encrypts the connections.
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresWarehouse::connect`]; also plaintext to another machine without
+    /// `tls.allow_plaintext`, or authorities that cannot be used.
+    pub async fn connect_with(
+        config: &WarehouseConfig,
+        tls: &retail_tls::TlsConfig,
+    ) -> Result<Self> {
         if !is_sql_identifier(&config.postgres_schema) {
             return Err(Error::Pool(format!(
                 "warehouse.postgres_schema {:?} is not a plain lower-case identifier",
@@ -176,9 +190,12 @@ impl PostgresWarehouse {
                 "-c search_path={} -c statement_timeout={} -c work_mem=32MB",
                 config.postgres_schema, config.statement_timeout_ms
             ));
+        let connector = tls
+            .postgres("warehouse.postgres_url", &pg)
+            .map_err(|error| Error::Pool(error.to_string()))?;
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

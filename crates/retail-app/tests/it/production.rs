@@ -89,3 +89,97 @@ async fn replicas_on_a_postgres_metadata_store_share_users_runs_and_the_pipeline
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn postgres_and_redis_connections_are_encrypted_and_their_certificates_checked() {
+    let (Some(url), Some(rediss), Some(ca)) = (
+        postgres_url(),
+        retail_test_support::rediss_url(),
+        retail_test_support::tls_ca(),
+    ) else {
+        return;
+    };
+    let secure = format!("{url}?sslmode=require");
+    let tls = retail_tls::TlsConfig {
+        ca_file: ca,
+        allow_plaintext: false,
+    };
+    let settings = retail_warehouse::WarehouseConfig {
+        backend: retail_warehouse::Backend::Postgres,
+        postgres_url: secure.clone(),
+        postgres_schema: unique_name("tls_warehouse"),
+        pool_size: 2,
+        ..retail_warehouse::WarehouseConfig::default()
+    };
+    let warehouse = retail_app::warehouses::postgres(&settings, &tls, true)
+        .await
+        .unwrap();
+    let ssl = warehouse
+        .sql("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .await
+        .unwrap();
+    assert_eq!(
+        ssl.rows[0][0].to_string(),
+        "true",
+        "the warehouse's connection"
+    );
+    let metadata_schema = unique_name("tls_metadata");
+    let store = PostgresStore::connect_with(&secure, &metadata_schema, 1, &tls)
+        .await
+        .unwrap();
+    let encrypted = warehouse
+        .sql(
+            "SELECT count(*)::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.application_name = 'retail-metadata' AND s.ssl",
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        encrypted.rows[0][0].to_string(),
+        "0",
+        "the store's connection"
+    );
+
+    // The system's authorities do not know the test authority: the server is refused.
+    let unknown =
+        retail_app::warehouses::postgres(&settings, &retail_tls::TlsConfig::default(), true)
+            .await
+            .unwrap_err();
+    assert!(
+        format!("{unknown:#}").contains("certificate"),
+        "{unknown:#}"
+    );
+    // Plaintext to another machine is refused before any connection, naming the setting.
+    let remote = retail_warehouse::WarehouseConfig {
+        postgres_url: "postgres://retail@192.0.2.1:5432/retail".to_owned(),
+        ..settings.clone()
+    };
+    let plaintext = retail_app::warehouses::postgres(&remote, &tls, false)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{plaintext:#}").contains("tls.allow_plaintext"),
+        "{plaintext:#}"
+    );
+
+    // Redis over TLS carries the shared cache; an unknown authority is refused.
+    let redis = retail_redis::RedisShared::connect_with(&rediss, &tls)
+        .await
+        .unwrap();
+    let key = unique_name("tls_key");
+    retail_domain::ports::SharedCache::put(&redis, &key, "over tls".to_owned(), 60).await;
+    assert_eq!(
+        retail_domain::ports::SharedCache::get(&redis, &key)
+            .await
+            .as_deref(),
+        Some("over tls")
+    );
+    assert!(
+        retail_redis::RedisShared::connect_with(&rediss, &retail_tls::TlsConfig::default())
+            .await
+            .is_err()
+    );
+
+    warehouse.drop_schema().await.unwrap();
+    store.drop_schema().await.unwrap();
+}
