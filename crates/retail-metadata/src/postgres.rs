@@ -141,7 +141,7 @@ impl PostgresStore {
                 "-c search_path={schema} -c statement_timeout=30000"
             ));
         let tls = tls
-            .postgres("metadata.url", &config)
+            .postgres("metadata.url", &mut config)
             .map_err(|error| Error::Connection(error.to_string()))?;
         let manager = Manager::from_config(
             config.clone(),

@@ -133,8 +133,11 @@ impl TlsConfig {
     }
 
     /// The TLS connector for a PostgreSQL connection made from `config` (read from `setting`):
-    /// `sslmode=require` encrypts and checks the server's certificate; without it, every host
-    /// must be this machine unless plaintext is allowed.
+    /// `sslmode=require` encrypts and checks the server's certificate; any other mode
+    /// (`prefer`, the default, or `disable`) connects in plaintext, which `config` is set to,
+    /// and every host must then be this machine unless plaintext is allowed. (libpq's
+    /// `prefer` tries TLS without checking the certificate; an unchecked certificate is not
+    /// worth the pretence.)
     ///
     /// # Errors
     ///
@@ -143,8 +146,11 @@ impl TlsConfig {
     pub fn postgres(
         &self,
         setting: &'static str,
-        config: &tokio_postgres::Config,
+        config: &mut tokio_postgres::Config,
     ) -> Result<MakeRustlsConnect, Error> {
+        if config.get_ssl_mode() != SslMode::Require {
+            config.ssl_mode(SslMode::Disable);
+        }
         if config.get_ssl_mode() != SslMode::Require && !self.allow_plaintext {
             for host in config.get_hosts() {
                 if let Host::Tcp(name) = host
@@ -203,7 +209,7 @@ mod tests {
     use super::*;
 
     fn postgres(url: &str, tls: &TlsConfig) -> Result<(), Error> {
-        tls.postgres("warehouse.postgres_url", &url.parse().unwrap())
+        tls.postgres("warehouse.postgres_url", &mut url.parse().unwrap())
             .map(|_| ())
     }
 

@@ -140,6 +140,24 @@ async fn postgres_and_redis_connections_are_encrypted_and_their_certificates_che
         "the store's connection"
     );
 
+    // Without sslmode=require the connection is plaintext (allowed: loopback), whatever the
+    // server offers.
+    let plain_settings = retail_warehouse::WarehouseConfig {
+        postgres_url: url.clone(),
+        ..settings.clone()
+    };
+    let plain = retail_app::warehouses::postgres(&plain_settings, &tls, false)
+        .await
+        .unwrap();
+    let ssl = plain
+        .sql("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .await
+        .unwrap();
+    assert_eq!(
+        ssl.rows[0][0].to_string(),
+        "false",
+        "prefer means plaintext"
+    );
     // The system's authorities do not know the test authority: the server is refused.
     let unknown =
         retail_app::warehouses::postgres(&settings, &retail_tls::TlsConfig::default(), true)
