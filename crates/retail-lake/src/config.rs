@@ -21,6 +21,10 @@ pub struct LakeConfig {
     pub vacuum_retention_hours: u64,
     /// Whether each pipeline run that changed something ends with a vacuum of every table.
     pub vacuum_after_runs: bool,
+    /// On a local lake, flush each commit's data files to disk before the commit and its log
+    /// entry after it, so that what a command or a `202` reports as written survives a power
+    /// loss. Object stores acknowledge only durable writes and need nothing.
+    pub fsync: bool,
 }
 
 impl LakeConfig {
@@ -38,6 +42,7 @@ impl Default for LakeConfig {
             batch_rows: 65_536,
             vacuum_retention_hours: 168,
             vacuum_after_runs: true,
+            fsync: true,
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Lake {
     root: Url,
     storage_options: HashMap<String, String>,
     batch_rows: usize,
+    /// Whether commits on a local root are flushed to disk.
+    fsync: bool,
 }
 
 impl Lake {
@@ -79,6 +81,7 @@ impl Lake {
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
             batch_rows: config.batch_rows.max(1024),
+            fsync: config.fsync,
         })
     }
 
@@ -259,7 +262,8 @@ impl Lake {
         );
         if values.is_empty() {
             // Only the markers: an empty append carries them.
-            let appender = TableAppender::new(*table, delta, SaveMode::Append, self.batch_rows)?;
+            let appender =
+                TableAppender::new(*table, delta, SaveMode::Append, self.batch_rows, self.fsync)?;
             return Ok((appender.commit(app_versions).await?, 0));
         }
         let list = values
@@ -376,6 +380,7 @@ impl Lake {
             self.ensure_table(table).await?,
             SaveMode::Append,
             self.batch_rows * 2,
+            self.fsync,
         )
     }
 
@@ -390,6 +395,7 @@ impl Lake {
             self.ensure_table(table).await?,
             SaveMode::Overwrite,
             self.batch_rows * 2,
+            self.fsync,
         )
     }
 
@@ -921,6 +927,8 @@ pub struct TableAppender {
     adds: Vec<deltalake::kernel::Add>,
     /// Data files the commit removes (an append that replaces some files).
     removes: HashSet<String>,
+    /// Whether the commit is flushed to disk (a local table with `lake.fsync`).
+    fsync: bool,
 }
 
 impl std::fmt::Debug for TableAppender {
@@ -939,6 +947,7 @@ impl TableAppender {
         delta: DeltaTable,
         mode: SaveMode,
         row_group_rows: usize,
+        fsync: bool,
     ) -> Result<Self> {
         // Bounded row groups: a partitioned table keeps one open row group per partition, and
         // closing them at a fixed size keeps memory flat however much is written.
@@ -962,6 +971,7 @@ impl TableAppender {
             rows: 0,
             adds: Vec::new(),
             removes: HashSet::new(),
+            fsync,
         })
     }
 
@@ -1107,14 +1117,64 @@ impl TableAppender {
             partition_by,
             predicate: None,
         };
+        // The data files reach the disk before the log entry that references them.
+        let local = self
+            .delta
+            .table_url()
+            .to_file_path()
+            .ok()
+            .filter(|_| self.fsync);
+        if let Some(root) = &local {
+            let files: Vec<std::path::PathBuf> = actions
+                .iter()
+                .filter_map(|action| match action {
+                    Action::Add(add) => Some(
+                        root.join(
+                            deltalake::Path::from_url_path(&add.path)
+                                .map_or_else(|_| add.path.clone(), |path| path.to_string()),
+                        ),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            sync_to_disk(files)
+                .await
+                .map_err(|error| table_error("flush", &table, DeltaTableError::from(error)))?;
+        }
         let finalized = CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(snapshot), self.delta.log_store(), operation)
             .await
             .map_err(|source| table_error("commit", &table, source))?;
-        debug!(version = finalized.version(), "table committed");
-        Ok(Some(finalized.version()))
+        let version = finalized.version();
+        if let Some(root) = &local {
+            let entry = root.join("_delta_log").join(format!("{version:020}.json"));
+            sync_to_disk(vec![entry])
+                .await
+                .map_err(|error| table_error("flush", &table, DeltaTableError::from(error)))?;
+        }
+        debug!(version, "table committed");
+        Ok(Some(version))
     }
+}
+
+/// Flushes `files`, then the directories that hold them, to disk (on the blocking pool).
+async fn sync_to_disk(files: Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let mut directories = std::collections::BTreeSet::new();
+        for file in &files {
+            std::fs::File::open(file)?.sync_all()?;
+            if let Some(directory) = file.parent() {
+                directories.insert(directory.to_path_buf());
+            }
+        }
+        for directory in directories {
+            std::fs::File::open(directory)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Streams a loaded table's rows, conformed to the table's declared schema.

@@ -191,7 +191,7 @@ impl PostgresWarehouse {
                 config.postgres_schema, config.statement_timeout_ms
             ));
         let connector = tls
-            .postgres("warehouse.postgres_url", &pg)
+            .postgres("warehouse.postgres_url", &mut pg)
             .map_err(|error| Error::Pool(error.to_string()))?;
         let manager = Manager::from_config(
             pg,
@@ -570,24 +570,9 @@ impl PostgresWarehouse {
         let specs: Vec<TableSpec> = loads.iter().map(|spec| spec.table).collect();
         let versions = crate::embedded::one_generation(lake, &specs).await?;
         let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(Error::postgres("begin load"))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = on;",
-            self.load_timeout_ms
-        ))
-        .await
-        .map_err(Error::postgres("configuring the load"))?;
         // One loader of this schema at a time: a second one waits here (until the first
         // commits), then finds what the first loaded and skips it.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("retail.load.{}", self.schema)],
-        )
-        .await
-        .map_err(Error::postgres("waiting for another load of this schema"))?;
+        let tx = self.exclusive_transaction(&mut client, "load").await?;
         let loaded: BTreeMap<String, (i64, i64)> = tx
             .query("SELECT table_name, gold_version, rows FROM load_state", &[])
             .await
@@ -692,6 +677,37 @@ impl PostgresWarehouse {
         Ok(report)
     }
 
+    /// A transaction with the load's statement timeout, once no other transaction of this
+    /// schema holds the lock named `what` (`load`, `views`): a second holder waits for the
+    /// first's commit or rollback.
+    async fn exclusive_transaction<'a>(
+        &self,
+        client: &'a mut tokio_postgres::Client,
+        what: &'static str,
+    ) -> Result<Transaction<'a>> {
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres(format!("begin the {what} transaction")))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}; SET LOCAL synchronous_commit = on;",
+            self.load_timeout_ms
+        ))
+        .await
+        .map_err(Error::postgres(format!(
+            "configuring the {what} transaction"
+        )))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("retail.{what}.{}", self.schema)],
+        )
+        .await
+        .map_err(Error::postgres(format!(
+            "waiting for another {what} of this schema"
+        )))?;
+        Ok(tx)
+    }
+
     /// Refreshes the summary views when they reflect another data version than the load
     /// state's, and records the version they now reflect; whether it refreshed. In one
     /// transaction under a lock of its own, so concurrent refreshes record versions in order.
@@ -707,22 +723,7 @@ impl PostgresWarehouse {
         client: &mut tokio_postgres::Client,
         mark: Option<&str>,
     ) -> Result<bool> {
-        let tx = client
-            .transaction()
-            .await
-            .map_err(Error::postgres("begin the view refresh"))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}",
-            self.load_timeout_ms
-        ))
-        .await
-        .map_err(Error::postgres("configuring the refresh"))?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("retail.views.{}", self.schema)],
-        )
-        .await
-        .map_err(Error::postgres("waiting for another view refresh"))?;
+        let tx = self.exclusive_transaction(client, "views").await?;
         // Read before refreshing: the views then reflect at least this version.
         let row = tx
             .query_one(
