@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use retail_services::ApiConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::api::support::{PASSWORD, TestApp, send, test_config};
+use crate::api::support::{PASSWORD, TestApp, retry_after, send, test_config};
 
 #[tokio::test]
 async fn operations_endpoints_describe_the_service() {
@@ -187,14 +187,7 @@ async fn an_unreachable_warehouse_opens_the_circuit_and_ready_says_so() {
             .contains("circuit is open"),
         "{json}"
     );
-    assert!(
-        headers["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            >= 1
-    );
+    assert!(retry_after(&headers) >= 1);
     assert!(
         started.elapsed() < std::time::Duration::from_millis(150),
         "fails fast"

@@ -250,6 +250,15 @@ pub(crate) async fn send(
 }
 
 /// Asserts the JSON error shape with this code.
+/// The `Retry-After` seconds of an answer.
+pub(crate) fn retry_after(headers: &HeaderMap) -> u64 {
+    headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds")
+}
+
 pub(crate) fn assert_error(json: &serde_json::Value, code: &str) {
     assert_eq!(json["error"]["code"], code, "{json}");
     assert!(
