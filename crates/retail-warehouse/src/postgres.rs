@@ -1038,7 +1038,7 @@ impl PostgresWarehouse {
         .await
     }
 
-    /// Runs a catalogue query and streams its rows in pages of [`STREAM_PAGE`], on a
+    /// Runs a catalogue query and streams its rows in pages of `STREAM_PAGE` (1,000) rows, on a
     /// connection of its own (taken out of the pool and closed at the end, so a stream cut
     /// short never hands a busy connection back) whose statement timeout is the load timeout.
     /// One statement reads one snapshot, however long it streams.
