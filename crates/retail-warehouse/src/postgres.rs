@@ -46,6 +46,20 @@ struct LoadSpec {
     slice: Option<&'static str>,
 }
 
+/// A statement's arguments as PostgreSQL parameters.
+fn bound(args: &[Arg]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    args.iter()
+        .map(|arg| -> Box<dyn ToSql + Sync + Send> {
+            match arg {
+                Arg::Int(value) => Box::new(*value),
+                Arg::Date(value) => Box::new(*value),
+                Arg::Timestamp(value) => Box::new(*value),
+                Arg::Text(value) => Box::new(value.clone()),
+            }
+        })
+        .collect()
+}
+
 /// The data version of the loaded tables, from `load_state`: `table:gold_version,...`.
 const LOAD_VERSION: &str = "(SELECT COALESCE(string_agg(table_name || ':' || gold_version, ',' \
                             ORDER BY table_name), '') FROM load_state)";
@@ -1013,18 +1027,7 @@ impl PostgresWarehouse {
                 .prepare_cached(&statement.sql)
                 .await
                 .map_err(Error::postgres(format!("preparing {}", query.name)))?;
-            let values: Vec<Box<dyn ToSql + Sync + Send>> = statement
-                .args
-                .iter()
-                .map(|arg| -> Box<dyn ToSql + Sync + Send> {
-                    match arg {
-                        Arg::Int(value) => Box::new(*value),
-                        Arg::Date(value) => Box::new(*value),
-                        Arg::Timestamp(value) => Box::new(*value),
-                        Arg::Text(value) => Box::new(value.clone()),
-                    }
-                })
-                .collect();
+            let values = bound(&statement.args);
             let refs: Vec<&(dyn ToSql + Sync)> = values
                 .iter()
                 .map(|v| v.as_ref() as &(dyn ToSql + Sync))
@@ -1055,18 +1058,7 @@ impl PostgresWarehouse {
             .batch_execute(&format!("SET statement_timeout = {}", self.load_timeout_ms))
             .await
             .map_err(Error::postgres("configuring a stream"))?;
-        let values: Vec<Box<dyn ToSql + Sync + Send>> = statement
-            .args
-            .iter()
-            .map(|arg| -> Box<dyn ToSql + Sync + Send> {
-                match arg {
-                    Arg::Int(value) => Box::new(*value),
-                    Arg::Date(value) => Box::new(*value),
-                    Arg::Timestamp(value) => Box::new(*value),
-                    Arg::Text(value) => Box::new(value.clone()),
-                }
-            })
-            .collect();
+        let values = bound(&statement.args);
         let rows = client
             .query_raw(
                 statement.sql.as_str(),
