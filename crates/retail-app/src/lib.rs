@@ -108,6 +108,15 @@ pub fn policy(config: &retail_services::ApiConfig) -> anyhow::Result<Policy> {
         .map_err(|error| anyhow::anyhow!("invalid api.roles_file {}: {error}", config.roles_file))
 }
 
+/// Opens the configured lake (a local root directory is created when missing).
+///
+/// # Errors
+///
+/// When the root is neither a URL nor a directory that can be made.
+pub fn open_lake(config: &Config) -> anyhow::Result<Lake> {
+    Lake::new(&config.lake).context("cannot open the lake")
+}
+
 /// Opens the configured metadata store: the PostgreSQL schema when `metadata.url` is set,
 /// else the SQLite file.
 ///
@@ -142,7 +151,7 @@ impl App {
     /// invalid, Redis (server role, when configured) or PostgreSQL (server role, when the
     /// backend) cannot be reached.
     pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
-        let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+        let lake = open_lake(&config)?;
         let store = open_store(&config.metadata, &config.tls).await?;
 
         // The warehouse backend and its follower of gold.

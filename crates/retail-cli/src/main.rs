@@ -432,11 +432,12 @@ async fn vacuum(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let lake = retail_lake::Lake::new(&config.lake).context("cannot open the lake")?;
-    let retention = retention_hours.map_or_else(
-        || config.lake.vacuum_retention(),
-        |hours| std::time::Duration::from_secs(hours.saturating_mul(3600)),
-    );
+    let lake = retail_app::open_lake(config)?;
+    let mut settings = config.lake.clone();
+    if let Some(hours) = retention_hours {
+        settings.vacuum_retention_hours = hours;
+    }
+    let retention = settings.vacuum_retention();
     let tables = lake.vacuum_all(retention, true, dry_run).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tables)?);

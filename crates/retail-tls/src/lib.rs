@@ -73,6 +73,15 @@ fn is_local(host: &str) -> bool {
             .is_ok_and(|address| address.is_loopback())
 }
 
+/// A client configuration (ring, safe defaults) trusting `roots`.
+fn with_roots(roots: RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 impl TlsConfig {
     /// The authorities file's contents, `None` when the system's authorities are used.
     ///
@@ -123,13 +132,7 @@ impl TlsConfig {
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             }
         }
-        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        Ok(with_roots(roots))
     }
 
     /// The TLS connector for a PostgreSQL connection made from `config` (read from `setting`):
@@ -148,10 +151,11 @@ impl TlsConfig {
         setting: &'static str,
         config: &mut tokio_postgres::Config,
     ) -> Result<MakeRustlsConnect, Error> {
-        if config.get_ssl_mode() != SslMode::Require {
-            config.ssl_mode(SslMode::Disable);
+        if config.get_ssl_mode() == SslMode::Require {
+            return Ok(MakeRustlsConnect::new(self.client_config()?));
         }
-        if config.get_ssl_mode() != SslMode::Require && !self.allow_plaintext {
+        config.ssl_mode(SslMode::Disable);
+        if !self.allow_plaintext {
             for host in config.get_hosts() {
                 if let Host::Tcp(name) = host
                     && !is_local(name)
@@ -171,7 +175,8 @@ impl TlsConfig {
                 }
             }
         }
-        Ok(MakeRustlsConnect::new(self.client_config()?))
+        // Never used (the connection is plaintext): no need to read the system's authorities.
+        Ok(MakeRustlsConnect::new(with_roots(RootCertStore::empty())))
     }
 
     /// Checks a Redis URL (read from `setting`): `rediss://` is encrypted; `redis://` must
