@@ -128,10 +128,6 @@ async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
             "from 1 to 100",
         ),
         ("/api/v2/analytics/revenue-trend?grain=year", "one of"),
-        (
-            "/api/v2/analytics/sales-summary?from=2011-05-01&to=2011-04-01",
-            "is after",
-        ),
         ("/admin/pipeline/runs?limit=0", "limit"),
         // Dates beyond four-digit years 1900 to 2100 (this one closed the connection with a
         // panic once).
@@ -160,6 +156,15 @@ async fn bad_input_gets_a_clear_4xx_in_the_error_shape() {
             "{path}: {json}"
         );
     }
+    // A reversed period is valid and empty (the document cannot relate two parameters).
+    let (status, _, json) = app
+        .get(
+            "/api/v2/analytics/sales-summary?from=2011-05-01&to=2011-04-01",
+            &auth,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["rows"][0]["orders"], 0, "{json}");
     for body in [
         "{not json",
         r#"{"username": "admin"}"#,
