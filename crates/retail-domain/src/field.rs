@@ -235,6 +235,10 @@ pub fn is_control(c: char) -> bool {
     c <= '\u{1f}' || c == '\u{7f}'
 }
 
+/// The largest magnitude of a quantity: a billion units on one line is no sale (the real
+/// data's largest is 80,995), and the bound keeps every `quantity × unit_price` exact.
+pub const MAX_QUANTITY: u64 = 999_999_999;
+
 /// Longest invoice, stock code or customer id, in characters (the real data's longest: 7, 12
 /// and 5).
 pub const MAX_CODE_CHARS: usize = 50;

@@ -55,6 +55,7 @@ pub mod field;
 pub mod line_type;
 pub mod measure;
 pub mod names;
+pub mod pattern;
 pub mod ports;
 pub mod progress;
 pub mod record;

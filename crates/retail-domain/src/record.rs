@@ -8,9 +8,10 @@ use rust_decimal::Decimal;
 use crate::country::{Region, lookup_country};
 use crate::error::Error;
 use crate::field::{
-    MAX_CODE_CHARS, MAX_COUNTRY_CHARS, MAX_DESCRIPTION_CHARS, UNIT_PRICE_SCALE, breaks_text_rule,
-    is_cancellation_invoice, is_well_formed_email, non_blank, normalise_customer_id,
-    normalise_description, parse_invoice_date, parse_quantity, parse_unit_price, upper_case,
+    MAX_CODE_CHARS, MAX_COUNTRY_CHARS, MAX_DESCRIPTION_CHARS, MAX_QUANTITY, UNIT_PRICE_SCALE,
+    breaks_text_rule, is_cancellation_invoice, is_well_formed_email, non_blank,
+    normalise_customer_id, normalise_description, parse_invoice_date, parse_quantity,
+    parse_unit_price, upper_case,
 };
 use crate::line_type::LineType;
 use crate::score::{ScoreInputs, quality_score};
@@ -265,6 +266,16 @@ impl DateWindow {
         Self::for_record(Self::default_earliest(), chrono::Utc::now().naive_utc())
     }
 
+    /// The calendar years wholly inside the window, up to the year before its end's (empty
+    /// when there is none): what a document can promise for every record sent this year.
+    pub fn whole_years(&self) -> std::ops::RangeInclusive<i32> {
+        use chrono::{Datelike as _, Timelike as _};
+        let starts_a_year =
+            self.earliest.ordinal() == 1 && self.earliest.num_seconds_from_midnight() == 0;
+        let first = self.earliest.year() + i32::from(!starts_a_year);
+        first..=self.latest.year() - 1
+    }
+
     /// Whether `at` is plausible.
     pub fn contains(&self, at: NaiveDateTime) -> bool {
         (self.earliest..=self.latest).contains(&at)
@@ -281,8 +292,8 @@ const MIN_CUSTOMER_ID_CHARS: usize = 5;
 /// A field that is absent or blank after trimming is missing. The rules per field are those
 /// of the [`field`](crate::field) parsers: a missing field reports `missing_*`, a present
 /// one that does not parse `invalid_*`, and a zero quantity or a negative price
-/// `zero_quantity` or `negative_unit_price`. A quantity so large that its total amount
-/// leaves the exact decimal range (about 7.9 × 10^28) is `invalid_quantity`.
+/// `zero_quantity` or `negative_unit_price`. A quantity of more than
+/// [`MAX_QUANTITY`] units either way is `invalid_quantity`, so every total amount is exact.
 ///
 /// The quality score counts the eight raw fields present; its accuracy checks are
 /// `unit_price > 0`, `quantity != 0` and a customer id of at least five characters (a guest
@@ -332,6 +343,9 @@ pub fn cleanse(
         |text| match parse_quantity(text) {
             None => Err(Reason::InvalidQuantity),
             Some(0) => Err(Reason::ZeroQuantity),
+            Some(quantity) if quantity.unsigned_abs() > MAX_QUANTITY => {
+                Err(Reason::InvalidQuantity)
+            }
             Some(quantity) => Ok(quantity),
         },
     );
@@ -741,7 +755,7 @@ mod tests {
     }
 
     #[test]
-    fn total_amount_beyond_the_exact_range_is_an_invalid_quantity() {
+    fn quantities_beyond_a_billion_units_are_invalid_and_every_total_stays_exact() {
         let raw = RawFields {
             quantity: Some("9223372036854775807"),
             unit_price: Some("999999999999999.999"),
@@ -755,13 +769,21 @@ mod tests {
                 QuarantineReason::InvalidInvoiceDate
             ]
         );
-        let huge_but_exact = RawFields {
-            quantity: Some("9223372036854775807"),
+        for quantity in ["1000000000", "-1000000000"] {
+            let raw = RawFields {
+                quantity: Some(quantity),
+                ..first_row()
+            };
+            assert_eq!(reasons(&raw), [QuarantineReason::InvalidQuantity]);
+        }
+        let largest = RawFields {
+            quantity: Some("-999999999"),
+            unit_price: Some("999999999999999.999"),
             ..first_row()
         };
         assert_eq!(
-            clean(&huge_but_exact).total_amount.to_string(),
-            "23519598693979678307.850"
+            clean(&largest).total_amount.to_string(),
+            "-999999998999999999000000.001"
         );
     }
 
