@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests (on the real Online Retail
-# data when ../shared/data/online-retail is beside the checkout), doctests, and an independent
-# second reader (Python deltalake) of the tables a demo run produces.
+# data when ../shared/data/online-retail is beside the checkout), doctests, an independent
+# second reader (Python deltalake) of the tables a demo run produces, and a fuzzer (schemathesis,
+# scripts/fuzz-api.sh) driving the API from its OpenAPI document.
 #
 # It installs what it needs from the package registries when missing (cargo-nextest, PostgreSQL
 # and Redis from the distribution's packages, the Python packages of the second reader and of a throw-away
@@ -88,5 +89,8 @@ if [ -n "${RETAIL_TEST_DATA:-}" ]; then
 else
   echo "skipped: needs the real data"
 fi
+
+step "API contract: schemathesis against the OpenAPI document (generated data)"
+scripts/fuzz-api.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail"
 
 step "done"

@@ -44,7 +44,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for TypedQuery<T> 
     }
 }
 
-/// A JSON body of a typed request (unknown fields refused by the type).
+/// A JSON body of a typed request: one JSON object (serde would also read a struct from an
+/// array), unknown fields refused by the type.
 #[derive(Debug, Clone)]
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
@@ -52,20 +53,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(request, state)
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state)
             .await
-            .map(|axum::Json(value)| Self(value))
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::too_large()
                 } else {
                     ApiError::invalid(format!("request body: {}", rejection.body_text()))
                 }
-            })
+            })?;
+        object(value).map(Self)
     }
 }
 
-/// An optional JSON body: absent or empty is `None`.
+/// `value` as a `T`, when it is a JSON object.
+fn object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("request body: must be one JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::invalid(format!("request body: {error}")))
+}
+
+/// An optional JSON body: absent, empty or `null` is `None`.
 #[derive(Debug, Clone)]
 pub(crate) struct OptionalJsonBody<T>(pub(crate) Option<T>);
 
@@ -77,9 +87,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
-        serde_json::from_slice(&bytes)
-            .map(|value| Self(Some(value)))
-            .map_err(|error| ApiError::invalid(format!("request body: {error}")))
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|error| ApiError::invalid(format!("request body: {error}")))?;
+        if value.is_null() {
+            return Ok(Self(None));
+        }
+        object(value).map(|value| Self(Some(value)))
     }
 }
 
@@ -128,7 +141,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BodyFormat {
     }
 }
 
-/// The caller's `Idempotency-Key`, when sent: 1 to 200 visible ASCII characters.
+/// The caller's `Idempotency-Key`, when sent: 1 to 200 visible ASCII characters (no spaces).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
 
@@ -142,10 +155,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         value
             .to_str()
             .ok()
-            .filter(|key| (1..=200).contains(&key.len()))
+            .filter(|key| {
+                (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+            })
             .map(|key| Self(Some(key.to_owned())))
             .ok_or_else(|| {
-                ApiError::invalid("Idempotency-Key must be 1 to 200 visible ASCII characters")
+                ApiError::invalid(
+                    "Idempotency-Key must be 1 to 200 visible ASCII characters, without spaces",
+                )
             })
     }
 }

@@ -28,7 +28,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use openapi::document as openapi_document;
+pub use openapi::{Context as OpenApiContext, document as openapi_document};
 
 use crate::state::AppState;
 

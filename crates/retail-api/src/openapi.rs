@@ -2,8 +2,12 @@
 //! warehouse catalogue: each analytics endpoint's query parameters, and the row of every
 //! catalogue query an answer carries, so the document describes every answer's rows.
 
+use retail_domain::field::{MAX_DESCRIPTION_CHARS, MAX_QUANTITY};
+use retail_domain::pattern;
+use retail_domain::record::DateWindow;
 use retail_services::Catalogue;
-use retail_services::catalogue::{ColumnKind, ParamKind, QueryDef};
+use retail_services::catalogue::{ColumnKind, ParamDef, ParamKind, QueryDef};
+use retail_services::ingest::MAX_RECORDS;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -54,17 +58,6 @@ impl utoipa::Modify for Security {
     }
 }
 
-fn parameter_schema(kind: ParamKind) -> Value {
-    match kind {
-        ParamKind::Date => json!({"type": "string", "format": "date"}),
-        ParamKind::Month => json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}),
-        ParamKind::Text => json!({"type": "string", "minLength": 1, "maxLength": 200}),
-        ParamKind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
-        ParamKind::Choice(words) => json!({"type": "string", "enum": words}),
-        ParamKind::Cursor => json!({"type": "string"}),
-    }
-}
-
 /// The schema of one row of a catalogue query.
 fn row_schema(query: &QueryDef) -> Value {
     let mut properties = serde_json::Map::new();
@@ -103,8 +96,341 @@ fn row_ref(query: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/Row.{query}")})
 }
 
+/// The schema of a transaction id: 32 lower-case hexadecimal digits.
+fn transaction_id() -> Value {
+    json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
+}
+
+/// Appends the catalogue's parameters `params` to the operation at `pointer`.
+fn add_parameters(json: &mut Value, pointer: &str, params: &[ParamDef]) {
+    let Some(operation) = json.pointer_mut(pointer).and_then(Value::as_object_mut) else {
+        return;
+    };
+    let parameters = operation
+        .entry("parameters")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Some(parameters) = parameters.as_array_mut() else {
+        return;
+    };
+    for param in params {
+        let mut schema = param.kind.json_schema();
+        if let Some(default) = param.default {
+            schema["default"] = Value::String(default.to_owned());
+        }
+        parameters.push(json!({
+            "name": param.name,
+            "in": "query",
+            "required": param.required,
+            "description": param.description,
+            "schema": schema,
+        }));
+    }
+}
+
+/// The answers every operation of a kind can give, whatever its handler does: the guard's
+/// (`401`, `403`, `429`, `503`), the body's (`400`, `413`) and the server's (`408`, `500`).
+/// An answer an operation documents itself keeps its own description.
+fn complete_responses(json: &mut Value) {
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+    let Some(paths) = json.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut().filter_map(Value::as_object_mut))
+    {
+        let protected = operation
+            .get("security")
+            .and_then(Value::as_array)
+            .is_some_and(|s| !s.is_empty());
+        let has_body = operation.contains_key("requestBody");
+        let has_parameters = operation
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|p| !p.is_empty());
+        let mut answers = vec![
+            ("408", "The request took longer than api.request_timeout_ms"),
+            ("500", "Internal error (logged with the request id)"),
+        ];
+        if protected {
+            answers.extend([
+                (
+                    "401",
+                    "No credential, an unknown, expired or revoked one, or two at once",
+                ),
+                (
+                    "403",
+                    "The caller's role lacks the permission this route needs",
+                ),
+                ("429", "Rate limited: wait Retry-After seconds"),
+                (
+                    "503",
+                    "A dependency (metadata store, Redis, warehouse) is unavailable: retry later",
+                ),
+            ]);
+        }
+        if has_body {
+            answers.push(("413", "The body is larger than api.body_limit_bytes"));
+        }
+        let takes_a_key = operation
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"));
+        if takes_a_key {
+            answers.push((
+                "422",
+                "This Idempotency-Key was used before for a different request; nothing written",
+            ));
+        }
+        if has_body || has_parameters {
+            answers.push((
+                "400",
+                "A parameter or the body is not valid; nothing was changed",
+            ));
+        }
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (status, description) in answers {
+            responses
+                .entry(status)
+                .or_insert_with(|| json!({"description": description, "content": error.clone()}));
+        }
+    }
+}
+
+/// What the document takes from the running platform: the asset keys a run may name, and the
+/// invoice dates a created or updated transaction may carry.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The keys of the asset graph's assets.
+    pub assets: Vec<String>,
+    /// The plausible invoice dates of a record sent now.
+    pub dates: DateWindow,
+}
+
+impl Context {
+    /// The context of the platform `services` serve.
+    pub fn of(services: &retail_services::Services) -> Self {
+        Self {
+            assets: services
+                .pipeline
+                .assets()
+                .into_iter()
+                .map(|asset| asset.key.to_owned())
+                .collect(),
+            dates: services.ingest.plausible_dates(),
+        }
+    }
+}
+
+/// A field of a transaction as JSON: text matching `pattern`, or (`number`) any JSON number the
+/// rule accepts as written by a JSON encoder (`17850`, `2.55`).
+fn field(pattern: &str, number: Option<Value>, nullable: bool) -> Value {
+    let mut choices = vec![json!({"type": "string", "pattern": pattern})];
+    choices.extend(number);
+    if nullable {
+        choices.push(json!({"type": "null"}));
+    }
+    json!({"anyOf": choices})
+}
+
+/// One transaction to create or update: exactly the records the contract's silver rules
+/// accept (an invoice date within `dates`' whole years), so a valid document is never refused.
+fn transaction_schema(dates: &DateWindow) -> Value {
+    let years = dates.whole_years();
+    let (first, last) = (*years.start(), *years.end());
+    let invoice_date = if first <= last {
+        json!({"type": "string", "pattern": pattern::invoice_date(years)})
+    } else {
+        Value::Bool(false)
+    };
+    let any_number = json!({"type": "number"});
+    json!({
+        "type": "object",
+        "description": format!(
+            "One transaction, checked against the contract's silver rules now: a record they \
+             would quarantine is refused. Fields are text or JSON numbers; header variants \
+             (`Invoice`, `Price`, `Customer ID`, ...) are accepted as in files, and other keys \
+             are kept as extra columns. Invoice dates from {first} to one day after now are \
+             accepted; this document lists the whole years {first} to {last}."
+        ),
+        "properties": {
+            "InvoiceNo": field(&pattern::code(), Some(any_number.clone()), false),
+            "StockCode": field(&pattern::code(), Some(any_number.clone()), false),
+            "Description": {
+                "description": format!("At most {MAX_DESCRIPTION_CHARS} characters once white space is collapsed"),
+                "anyOf": [{"type": "string", "maxLength": MAX_DESCRIPTION_CHARS}, any_number, {"type": "null"}],
+            },
+            "Quantity": field(&pattern::quantity(), Some(json!({
+                "type": "integer", "minimum": -(MAX_QUANTITY as i64), "maximum": MAX_QUANTITY,
+                "not": {"const": 0}})), false),
+            "InvoiceDate": invoice_date,
+            "UnitPrice": field(&pattern::unit_price(), Some(json!({
+                "type": "number", "minimum": 0, "exclusiveMaximum": 1e15, "multipleOf": 0.001})), false),
+            "CustomerID": field(&pattern::customer_id(), Some(any_number.clone()), true),
+            "Country": field(&pattern::country(), Some(any_number), false),
+        },
+        "required": ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "Country"],
+    })
+}
+
+/// A record sent for ingestion: every field named, text, a number or null. The contract's
+/// rules are applied by the pipeline, which quarantines the records that break them.
+fn ingest_record_schema() -> Value {
+    let value = json!({"type": ["string", "number", "null"]});
+    let names = [
+        "InvoiceNo",
+        "StockCode",
+        "Description",
+        "Quantity",
+        "InvoiceDate",
+        "UnitPrice",
+        "CustomerID",
+        "Country",
+    ];
+    let properties: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|name| ((*name).to_owned(), value.clone()))
+        .collect();
+    json!({
+        "type": "object",
+        "description": "One record: the eight fields, each named (null for no value), under these \
+                        names or any header variant of files; other keys are kept as extra columns",
+        "properties": properties,
+        "required": names,
+    })
+}
+
+/// The canonical names of the eight fields, in the contract's order.
+const FIELDS: [&str; 8] = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+];
+
+/// CSV in its plainest form: the canonical header, then lines of eight unquoted fields.
+fn csv_pattern() -> String {
+    let field = r#"[^",\r\n]*"#;
+    let row = [field; 8].join(",");
+    format!(r"^{}(?:\r?\n{row})+(?:\r?\n)?$", FIELDS.join(","))
+}
+
+/// JSON lines of records naming the eight fields, each a string, a whole number or null.
+fn json_lines_pattern() -> String {
+    let value = r#"(?:null|-?[0-9]{1,15}|"[^"\\\u0000-\u001f]*")"#;
+    let object = FIELDS
+        .iter()
+        .map(|name| format!(r#""{name}":{value}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(r"^\{{{object}\}}(?:\n\{{{object}\}})*\n?$")
+}
+
+/// The request bodies whose rules the handlers' annotations cannot state.
+fn request_bodies(json: &mut Value, context: &Context) {
+    let ingest = json!({
+        "required": true,
+        "description": "Transactions: a JSON object or array of objects, JSON lines or CSV with a \
+                        header, as described here; also Parquet (application/vnd.apache.parquet) \
+                        or an XLSX workbook \
+                        (application/vnd.openxmlformats-officedocument.spreadsheetml.sheet), which \
+                        a schema cannot describe. Header variants, quoted fields and extra columns \
+                        are accepted as in files. A body with a malformed record is refused whole.",
+        "content": {
+            "application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/IngestRecord"},
+                {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
+                 "items": {"$ref": "#/components/schemas/IngestRecord"}},
+            ]}},
+            "application/x-ndjson": {"schema": {"type": "string", "pattern": json_lines_pattern(),
+                "description": "One IngestRecord per line"}},
+            "text/csv": {"schema": {"type": "string", "pattern": csv_pattern(),
+                "description": "A header and one line per record (RFC 4180 quoting is accepted too)"}},
+        },
+    });
+    let change = json!({
+        "required": true,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Transaction"}}},
+    });
+    for (pointer, body) in [
+        (
+            "/paths/~1api~1v1~1ingest~1transactions/post/requestBody",
+            ingest,
+        ),
+        (
+            "/paths/~1api~1v1~1transactions/post/requestBody",
+            change.clone(),
+        ),
+        (
+            "/paths/~1api~1v1~1transactions~1{transaction_id}/put/requestBody",
+            change,
+        ),
+    ] {
+        if let Some(target) = json.pointer_mut(pointer) {
+            let description = target.get("description").cloned();
+            *target = body;
+            if let (Some(description), None) = (description, target.get("description")) {
+                target["description"] = description;
+            }
+        }
+    }
+    // A refusal lists the malformed records; a bad header is refused before any is read.
+    let refusal = "/paths/~1api~1v1~1ingest~1transactions/post/responses/400/content/application~1json/schema";
+    if let Some(schema) = json.pointer_mut(refusal) {
+        *schema = json!({"anyOf": [
+            {"$ref": "#/components/schemas/IngestRefusal"},
+            {"$ref": "#/components/schemas/ErrorBody"},
+        ]});
+    }
+    if let Some(schemas) = json
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert("Transaction".to_owned(), transaction_schema(&context.dates));
+        schemas.insert("IngestRecord".to_owned(), ingest_record_schema());
+        if !context.assets.is_empty()
+            && let Some(items) = schemas
+                .get_mut("StartRun")
+                .and_then(|run| run.pointer_mut("/properties/assets"))
+        {
+            items["items"] = json!({"type": "string", "enum": context.assets});
+        }
+    }
+}
+
+/// The header that makes a retry safe: 1 to 200 visible ASCII characters.
+fn idempotency_keys(json: &mut Value) {
+    let Some(paths) = json.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut().filter_map(Value::as_object_mut))
+    {
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut);
+        for parameter in parameters.into_iter().flatten() {
+            if parameter["name"] == "Idempotency-Key" {
+                parameter["schema"] = json!({"type": "string", "pattern": "^[!-~]{1,200}$"});
+            }
+        }
+    }
+}
+
 /// The document as served at `/openapi.json`.
-pub fn document() -> Value {
+pub fn document(context: &Context) -> Value {
     let mut json = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     let schemas = json
         .pointer_mut("/components/schemas")
@@ -138,35 +464,75 @@ pub fn document() -> Value {
         }
     }
     for (path, name) in analytics::ENDPOINTS {
-        let Ok(query) = Catalogue::get(name) else {
-            continue;
-        };
-        let parameters: Vec<Value> = query
-            .params
-            .iter()
-            .map(|param| {
-                let mut schema = parameter_schema(param.kind);
-                if let Some(default) = param.default {
-                    schema["default"] = Value::String(default.to_owned());
-                }
-                json!({
-                    "name": param.name,
-                    "in": "query",
-                    "required": param.required,
-                    "description": param.description,
-                    "schema": schema,
-                })
-            })
-            .collect();
         let pointer = format!("/paths/{}/get", path.replace('/', "~1"));
-        if let Some(operation) = json.pointer_mut(&pointer).and_then(Value::as_object_mut) {
-            operation.insert("parameters".to_owned(), Value::Array(parameters));
+        if let Ok(query) = Catalogue::get(name) {
+            add_parameters(&mut json, &pointer, query.params);
         }
         let response = format!("{pointer}/responses/200/content/application~1json/schema");
         if let Some(schema) = json.pointer_mut(&response) {
             *schema = json!({"$ref": format!("#/components/schemas/AnalyticsAnswer.{name}")});
         }
     }
+    // Pages and exports take the filters of their catalogue queries.
+    for (path, name) in [
+        ("/api/v1/sales", "sales_lines"),
+        ("/api/v1/sales/export", "sales_export"),
+    ] {
+        if let Ok(query) = Catalogue::get(name) {
+            add_parameters(
+                &mut json,
+                &format!("/paths/{}/get", path.replace('/', "~1")),
+                query.params,
+            );
+        }
+    }
+    // Path parameters are checked as the catalogue's text; transaction ids are exact.
+    let text = ParamKind::Text.json_schema();
+    for (path, method, name, schema) in [
+        (
+            "/api/v1/customers/{customer_id}",
+            "get",
+            "customer_id",
+            text.clone(),
+        ),
+        (
+            "/api/v1/products/{stock_code}",
+            "get",
+            "stock_code",
+            text.clone(),
+        ),
+        ("/api/v1/invoices/{invoice}", "get", "invoice", text),
+        (
+            "/admin/pipeline/runs/{run_id}",
+            "get",
+            "run_id",
+            json!({"type": "string",
+                   "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}),
+        ),
+        (
+            "/api/v1/transactions/{transaction_id}",
+            "put",
+            "transaction_id",
+            transaction_id(),
+        ),
+        (
+            "/api/v1/transactions/{transaction_id}",
+            "delete",
+            "transaction_id",
+            transaction_id(),
+        ),
+    ] {
+        let pointer = format!("/paths/{}/{method}/parameters", path.replace('/', "~1"));
+        let parameters = json.pointer_mut(&pointer).and_then(Value::as_array_mut);
+        for parameter in parameters.into_iter().flatten() {
+            if parameter["name"] == name {
+                parameter["schema"] = schema.clone();
+            }
+        }
+    }
+    request_bodies(&mut json, context);
+    idempotency_keys(&mut json);
+    complete_responses(&mut json);
     json
 }
 
@@ -176,7 +542,10 @@ mod tests {
 
     #[test]
     fn every_answer_with_rows_describes_its_columns() {
-        let document = document();
+        let document = document(&Context {
+            assets: vec!["silver".to_owned()],
+            dates: DateWindow::ingested_now(),
+        });
         let schemas = &document["components"]["schemas"];
         for query in Catalogue::queries() {
             let row = &schemas[format!("Row.{}", query.name)];

@@ -207,7 +207,8 @@ pub struct Consistency {
 /// How fresh the data is: the lag between the newest invoice and its ingestion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Timeliness {
-    /// The newest invoice date among the run's silver rows (shop-local time).
+    /// The newest invoice date among the run's silver rows (shop-local time, no zone).
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")]
     pub newest_invoice_date: NaiveDateTime,
     /// The newest ingestion time among the run's bronze rows.
     pub newest_ingested_at: DateTime<Utc>,

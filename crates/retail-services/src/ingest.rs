@@ -14,7 +14,7 @@ use retail_domain::error::ErrorKind;
 use retail_domain::progress::Progress;
 use retail_domain::record::{DateWindow, cleanse};
 use retail_domain::{Operation, parse_transaction_id};
-use retail_ingest::decode::{Format, Part, decode};
+use retail_ingest::decode::{Format, Part, decode, unnamed_columns};
 use retail_ingest::{
     BatchSource, Checkpoint, Fields, RawRows, RecordChange, SourceBatch, raw_fields,
 };
@@ -133,6 +133,10 @@ pub trait IngestService: Send + Sync {
         body: Option<Bytes>,
         sender: Sender,
     ) -> Result<ChangeReceipt>;
+
+    /// The invoice dates a record sent now may carry (`pipeline.earliest_invoice_date` to one
+    /// day after now); a create or update outside them is refused.
+    fn plausible_dates(&self) -> DateWindow;
 }
 
 /// The ingestion service for callers, over the pipeline's.
@@ -170,10 +174,13 @@ impl Ingest {
     }
 
     /// Decodes a body on the blocking pool: its records, or every malformed one.
+    /// `every_field`: JSON records must name all eight fields (requests to ingest; a change
+    /// names those its rules need).
     async fn decode_body(
         &self,
         format: Format,
         body: Bytes,
+        every_field: bool,
     ) -> Result<std::result::Result<RawRows, Vec<RecordProblem>>> {
         let batch_rows = self.batch_rows;
         tokio::task::spawn_blocking(move || {
@@ -207,7 +214,7 @@ impl Ingest {
                     )],
                 }]));
             }
-            let malformed: Vec<RecordProblem> = rows
+            let mut malformed: Vec<RecordProblem> = rows
                 .malformed_records()
                 .into_iter()
                 .map(|(index, _, error)| RecordProblem {
@@ -215,6 +222,23 @@ impl Ingest {
                     problems: vec![error],
                 })
                 .collect();
+            if every_field {
+                for (index, missing) in unnamed_columns(format, &body) {
+                    let names: Vec<&str> = missing.iter().map(|c| c.name()).collect();
+                    let problem = format!(
+                        "field(s) {} not named: name every field, null for no value",
+                        names.join(", ")
+                    );
+                    match malformed.iter_mut().find(|m| m.index == index) {
+                        Some(record) => record.problems.push(problem),
+                        None => malformed.push(RecordProblem {
+                            index,
+                            problems: vec![problem],
+                        }),
+                    }
+                }
+                malformed.sort_by_key(|m| m.index);
+            }
             Ok(if malformed.is_empty() {
                 Ok(rows)
             } else {
@@ -321,6 +345,10 @@ fn will_be_quarantined(records: &[Fields], window: &DateWindow) -> Vec<RecordPro
 
 #[async_trait]
 impl IngestService for Ingest {
+    fn plausible_dates(&self) -> DateWindow {
+        self.window()
+    }
+
     async fn ingest_files(
         &self,
         inputs: &[String],
@@ -340,7 +368,7 @@ impl IngestService for Ingest {
         sender: Sender,
     ) -> Result<IngestOutcome> {
         let fingerprint = fingerprint(&[format.as_str().as_bytes(), &body]);
-        let rows = match self.decode_body(format, body).await? {
+        let rows = match self.decode_body(format, body, true).await? {
             Ok(rows) => rows,
             Err(problems) => return Ok(IngestOutcome::Refused(problems)),
         };
@@ -405,7 +433,7 @@ impl IngestService for Ingest {
                          /api/v1/ingest/transactions",
                     ));
                 }
-                one_record(self.decode_body(Format::Json, body).await?)?
+                one_record(self.decode_body(Format::Json, body, false).await?)?
             }
         };
         let checked = cleanse(&raw_fields(&fields), None, &self.window());

@@ -73,9 +73,12 @@ impl PipelineService for Pipeline {
     }
 
     async fn run_record(&self, run_id: &str) -> Result<RunRecord> {
-        if uuid::Uuid::parse_str(run_id).is_err() {
+        // Run ids are written one way: a UUID, lower-case and hyphenated.
+        let canonical =
+            uuid::Uuid::try_parse(run_id).is_ok_and(|id| id.hyphenated().to_string() == run_id);
+        if !canonical {
             return Err(Error::invalid(format!(
-                "{run_id:?} is not a run id (a UUID)"
+                "{run_id:?} is not a run id (a lower-case hyphenated UUID)"
             )));
         }
         self.store

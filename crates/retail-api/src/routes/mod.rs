@@ -21,6 +21,7 @@ use axum::Router;
 
 /// Every route of the API.
 pub(crate) fn routes(state: AppState) -> Router {
+    let document = crate::openapi::document(&crate::openapi::Context::of(&state.services));
     Router::new()
         .merge(operations::routes())
         .merge(session::routes())
@@ -39,7 +40,7 @@ pub(crate) fn routes(state: AppState) -> Router {
             // Serves /openapi.json (the document with the catalogue's parameters and rows)
             // and the docs.
             utoipa_swagger_ui::SwaggerUi::new("/docs")
-                .external_url_unchecked("/openapi.json", crate::openapi::document()),
+                .external_url_unchecked("/openapi.json", document),
         )
         .with_state(state)
 }

@@ -30,11 +30,14 @@ pub(crate) fn manage_routes() -> Router<AppState> {
 
 /// Which runs to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunsQuery {
     /// At most this many, newest first (1 to 1000, default 20).
+    #[param(required = false, nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Only runs of this kind: `ingest` or `pipeline`.
+    #[param(required = false, nullable = false)]
     kind: Option<RunKind>,
 }
 

@@ -93,7 +93,7 @@ pub(crate) async fn refresh(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = Option<LogoutRequest>,
     responses(
         (status = 204, description = "Session ended"),
         (status = 400, description = "Not a logout request", body = ErrorBody),

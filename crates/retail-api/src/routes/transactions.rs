@@ -40,13 +40,16 @@ pub(crate) struct ChangeReceipt {
     /// `insert`, `update` or `delete`.
     operation: &'static str,
     /// The ingestion's id; for a replay, the ingestion that wrote the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
     ingestion_id: Option<String>,
-    /// The `transaction_id` the new silver row will have (create and update), when its fields
-    /// pass the contract's rules.
+    /// The `transaction_id` the new silver row will have (create and update; absent for a
+    /// delete).
+    #[serde(skip_serializing_if = "Option::is_none")]
     transaction_id: Option<String>,
-    /// The transaction updated or deleted.
+    /// The transaction updated or deleted (absent for a create).
+    #[serde(skip_serializing_if = "Option::is_none")]
     target_transaction_id: Option<String>,
-    /// For a create: the rules its fields break (the row will be quarantined).
+    /// Always empty: a create or update whose fields break the contract's rules is refused.
     will_be_quarantined: Vec<String>,
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use retail_domain::column::Column;
 use retail_domain::record::RawFields;
 use serde_json::{Map, Value};
 
@@ -79,6 +80,42 @@ pub(super) fn decode_lines(source_name: &str, bytes: &[u8], batch_rows: usize) -
 pub(super) fn check_lines(source_name: &str, bytes: &[u8]) -> Result<()> {
     let first = lines(strip_bom(bytes)).find_map(|line| parse_line(line).ok());
     sniff(source_name, first.as_ref())
+}
+
+/// For each object of a JSON document (`lines`: of JSON lines) that does not name every
+/// contract column, its index among the records and the columns it lacks. A body that does not
+/// parse has none (decoding reports it).
+pub(super) fn unnamed_columns(bytes: &[u8], lines: bool) -> Vec<(usize, Vec<Column>)> {
+    let objects: Vec<Option<Object>> = if lines {
+        self::lines(strip_bom(bytes))
+            .map(|line| parse_line(line).ok())
+            .collect()
+    } else {
+        document("", bytes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|element| match element {
+                Value::Object(object) => Some(object),
+                _ => None,
+            })
+            .collect()
+    };
+    objects
+        .iter()
+        .enumerate()
+        .filter_map(|(index, object)| {
+            let object = object.as_ref()?;
+            let named: Vec<Column> = object
+                .keys()
+                .filter_map(|k| Column::from_header(k))
+                .collect();
+            let missing: Vec<Column> = Column::ALL
+                .into_iter()
+                .filter(|column| !named.contains(column))
+                .collect();
+            (!missing.is_empty()).then_some((index, missing))
+        })
+        .collect()
 }
 
 /// The records of a JSON document: the elements of an array, or the one object.

@@ -109,6 +109,20 @@ pub struct Part {
     pub rows: RawRows,
 }
 
+/// For a JSON or JSON-lines source, each record (by index) that does not name all eight contract
+/// columns, with the columns it lacks; empty for other formats. Files may lack columns (their
+/// rows are quarantined); a request to the API must name every field, `null` for no value.
+pub fn unnamed_columns(
+    format: Format,
+    bytes: &[u8],
+) -> Vec<(usize, Vec<retail_domain::column::Column>)> {
+    match format {
+        Format::Json => json::unnamed_columns(bytes, false),
+        Format::JsonLines => json::unnamed_columns(bytes, true),
+        Format::Csv | Format::Xlsx | Format::Parquet => Vec::new(),
+    }
+}
+
 /// Decodes a whole source. `source_name` (a path, `request body`) names it in errors.
 ///
 /// # Errors

@@ -14,8 +14,8 @@ const RECORDS: &str = r#"[
   {"invoice": "900001", "stock_code": "22423", "description": "REGENCY CAKESTAND 3 TIER",
    "quantity": "2", "invoice_date": "2011-12-10 09:00:00", "unit_price": "12.75",
    "customer_id": "17850", "country": "United Kingdom"},
-  {"InvoiceNo": "900002", "StockCode": "22423", "Quantity": 0,
-   "InvoiceDate": "2011-12-10 09:05:00", "UnitPrice": 12.75, "Country": "France"}
+  {"InvoiceNo": "900002", "StockCode": "22423", "Description": null, "Quantity": 0,
+   "InvoiceDate": "2011-12-10 09:05:00", "UnitPrice": 12.75, "CustomerID": "", "Country": "France"}
 ]"#;
 
 #[tokio::test]
@@ -66,7 +66,7 @@ async fn records_land_in_bronze_before_the_answer_and_a_retry_writes_nothing() {
     assert_eq!(bronze().await, before + 3);
 
     // NDJSON and CSV, without a key.
-    let ndjson = "{\"InvoiceNo\": \"900003\", \"StockCode\": \"22423\", \"Quantity\": 1, \"InvoiceDate\": \"2011-12-10 10:00:00\", \"UnitPrice\": 12.75, \"Country\": \"Germany\"}\n\n{\"InvoiceNo\": \"900003\", \"StockCode\": \"85123A\", \"Quantity\": 2, \"InvoiceDate\": \"2011-12-10 10:00:00\", \"UnitPrice\": 2.55, \"Country\": \"Germany\"}\n";
+    let ndjson = "{\"InvoiceNo\": \"900003\", \"StockCode\": \"22423\", \"Description\": null, \"Quantity\": 1, \"InvoiceDate\": \"2011-12-10 10:00:00\", \"UnitPrice\": 12.75, \"CustomerID\": null, \"Country\": \"Germany\"}\n\n{\"InvoiceNo\": \"900003\", \"StockCode\": \"85123A\", \"Description\": null, \"Quantity\": 2, \"InvoiceDate\": \"2011-12-10 10:00:00\", \"UnitPrice\": 2.55, \"CustomerID\": null, \"Country\": \"Germany\"}\n";
     let csv = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n900004,85123A,HEART,3,12/10/2011 11:00,2.55,12347,Iceland\n";
     for (content_type, body, rows) in [("application/x-ndjson", ndjson, 2), ("text/csv", csv, 1)] {
         let (status, _, json) = app
@@ -129,12 +129,19 @@ async fn malformed_bodies_are_refused_whole_and_change_nothing() {
     let engineer = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", engineer.as_str())];
     // Decoded by the file decoder: an unknown field is kept as an extra column (record 1), a
-    // contract field holding an object (record 2) and an element that is no object (record 3)
-    // are malformed, so the whole body is refused, each listed.
-    let body = r#"[{"InvoiceNo": "1", "StockCode": "A", "Quantity": 1, "Country": "France"},
-                   {"InvoiceNo": "2", "StockCode": "A", "Quantity": 1, "Country": "France",
-                    "Colour": "red"},
-                   {"InvoiceNo": "3", "Quantity": {"n": 1}}, "text"]"#;
+    // contract field holding an object (record 2), an element that is no object (record 3)
+    // and, over HTTP, a record leaving a field out (record 4) are malformed, so the whole body
+    // is refused, each listed.
+    let named =
+        r#""Description": null, "InvoiceDate": null, "UnitPrice": null, "CustomerID": null"#;
+    let body = format!(
+        r#"[{{"InvoiceNo": "1", "StockCode": "A", "Quantity": 1, "Country": "France", {named}}},
+            {{"InvoiceNo": "2", "StockCode": "A", "Quantity": 1, "Country": "France",
+              "Colour": "red", {named}}},
+            {{"InvoiceNo": "3", "Quantity": {{"n": 1}}}}, "text",
+            {{"InvoiceNo": "5", "StockCode": "A", "Quantity": 1, "Country": "France"}}]"#
+    );
+    let body = body.as_str();
     let (status, _, json) = app
         .call(
             Method::POST,
@@ -151,7 +158,13 @@ async fn malformed_bodies_are_refused_whole_and_change_nothing() {
         .iter()
         .map(|r| r["index"].as_u64().unwrap())
         .collect();
-    assert_eq!(indexes, [2, 3], "{json}");
+    assert_eq!(indexes, [2, 3, 4], "{json}");
+    assert_eq!(
+        json["records"][2]["problems"][0],
+        "field(s) description, invoice_date, unit_price, customer_id not named: name every \
+         field, null for no value",
+        "{json}"
+    );
     assert!(
         json["records"][0]["problems"][0]
             .as_str()

@@ -59,6 +59,66 @@ async fn operations_endpoints_describe_the_service() {
         );
     }
 
+    // The document is the contract: every answer the guard and the server can give is
+    // documented, and parameters and bodies are as strict as the server's checks.
+    let paths = openapi["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            for status in ["408", "500"] {
+                assert!(responses[status].is_object(), "{method} {path} {status}");
+            }
+            if operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+            {
+                for status in ["401", "403", "429", "503"] {
+                    assert!(responses[status].is_object(), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    let bearer = format!("Bearer {}", app.token("admin").await);
+    let assets: Vec<String> = app
+        .get(
+            "/admin/pipeline/assets",
+            &[("authorization", bearer.as_str())],
+        )
+        .await
+        .2
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|asset| asset["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        openapi["components"]["schemas"]["StartRun"]["properties"]["assets"]["items"]["enum"],
+        serde_json::json!(assets)
+    );
+    let transaction = &openapi["components"]["schemas"]["Transaction"];
+    assert_eq!(
+        transaction["required"],
+        serde_json::json!([
+            "InvoiceNo",
+            "StockCode",
+            "Quantity",
+            "InvoiceDate",
+            "UnitPrice",
+            "Country"
+        ])
+    );
+    let body = &openapi["paths"]["/api/v1/transactions"]["post"]["requestBody"];
+    assert_eq!(body["required"], true);
+    assert_eq!(
+        body["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Transaction"
+    );
+    let runs = &openapi["paths"]["/admin/pipeline/runs"]["get"]["parameters"];
+    assert!(
+        runs.as_array().unwrap().iter().all(|p| p["in"] == "query"),
+        "{runs}"
+    );
+
     let request = axum::http::Request::get("/docs/")
         .body(axum::body::Body::empty())
         .unwrap();
