@@ -2,6 +2,7 @@
 //! warehouse catalogue: each analytics endpoint's query parameters, and the row of every
 //! catalogue query an answer carries, so the document describes every answer's rows.
 
+use retail_domain::column::Column;
 use retail_domain::field::{MAX_DESCRIPTION_CHARS, MAX_QUANTITY};
 use retail_domain::pattern;
 use retail_domain::record::DateWindow;
@@ -127,19 +128,22 @@ fn add_parameters(json: &mut Value, pointer: &str, params: &[ParamDef]) {
     }
 }
 
+/// Every operation of the document.
+fn operations(json: &mut Value) -> impl Iterator<Item = &mut serde_json::Map<String, Value>> {
+    json.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut().filter_map(Value::as_object_mut))
+}
+
 /// The answers every operation of a kind can give, whatever its handler does: the guard's
 /// (`401`, `403`, `429`, `503`), the body's (`400`, `413`) and the server's (`408`, `500`).
 /// An answer an operation documents itself keeps its own description.
 fn complete_responses(json: &mut Value) {
     let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
-    let Some(paths) = json.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut().filter_map(Value::as_object_mut))
-    {
+    for operation in operations(json) {
         let protected = operation
             .get("security")
             .and_then(Value::as_array)
@@ -283,16 +287,7 @@ fn transaction_schema(dates: &DateWindow) -> Value {
 /// rules are applied by the pipeline, which quarantines the records that break them.
 fn ingest_record_schema() -> Value {
     let value = json!({"type": ["string", "number", "null"]});
-    let names = [
-        "InvoiceNo",
-        "StockCode",
-        "Description",
-        "Quantity",
-        "InvoiceDate",
-        "UnitPrice",
-        "CustomerID",
-        "Country",
-    ];
+    let names = fields();
     let properties: serde_json::Map<String, Value> = names
         .iter()
         .map(|name| ((*name).to_owned(), value.clone()))
@@ -306,29 +301,22 @@ fn ingest_record_schema() -> Value {
     })
 }
 
-/// The canonical names of the eight fields, in the contract's order.
-const FIELDS: [&str; 8] = [
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-];
+/// The names of the eight fields in the UCI sources, in the contract's order.
+fn fields() -> [&'static str; 8] {
+    Column::ALL.map(Column::source_header)
+}
 
 /// CSV in its plainest form: the canonical header, then lines of eight unquoted fields.
 fn csv_pattern() -> String {
     let field = r#"[^",\r\n]*"#;
     let row = [field; 8].join(",");
-    format!(r"^{}(?:\r?\n{row})+(?:\r?\n)?$", FIELDS.join(","))
+    format!(r"^{}(?:\r?\n{row})+(?:\r?\n)?$", fields().join(","))
 }
 
 /// JSON lines of records naming the eight fields, each a string, a whole number or null.
 fn json_lines_pattern() -> String {
     let value = r#"(?:null|-?[0-9]{1,15}|"[^"\\\u0000-\u001f]*")"#;
-    let object = FIELDS
+    let object = fields()
         .iter()
         .map(|name| format!(r#""{name}":{value}"#))
         .collect::<Vec<_>>()
@@ -410,14 +398,7 @@ fn request_bodies(json: &mut Value, context: &Context) {
 
 /// The header that makes a retry safe: 1 to 200 visible ASCII characters.
 fn idempotency_keys(json: &mut Value) {
-    let Some(paths) = json.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut().filter_map(Value::as_object_mut))
-    {
+    for operation in operations(json) {
         let parameters = operation
             .get_mut("parameters")
             .and_then(Value::as_array_mut);

@@ -48,6 +48,12 @@ impl Column {
         }
     }
 
+    /// Returns the header of the UCI sources (`InvoiceNo`, `CustomerID`, ...), the first the
+    /// contract lists.
+    pub fn source_header(self) -> &'static str {
+        self.accepted_headers()[0]
+    }
+
     /// Returns the headers a source may use for this column, as the contract lists them.
     ///
     /// Matching against them is case-insensitive (see [`Column::from_header`]).
