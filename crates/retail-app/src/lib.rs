@@ -67,6 +67,8 @@ pub struct App {
     pub postgres: Option<Arc<PostgresWarehouse>>,
     /// The services.
     pub services: Services,
+    /// Ingestion into bronze, for sources the services do not wrap (streams).
+    pub ingestion: IngestionService,
     /// A runtime of its own for background runs (server role only).
     _jobs: Option<JobRuntime>,
 }
@@ -269,7 +271,7 @@ impl App {
                 config.api.export_limits(),
             )),
             ingest: Arc::new(Ingest::new(
-                ingestion,
+                ingestion.clone(),
                 Arc::clone(&store),
                 config.pipeline.silver_rules(),
             )),
@@ -289,6 +291,7 @@ impl App {
             warehouse,
             postgres,
             services,
+            ingestion,
             _jobs: jobs,
         })
     }
@@ -309,7 +312,8 @@ impl App {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -4,6 +4,7 @@ mod api;
 mod bench;
 mod progress;
 mod report;
+mod stream;
 mod warehouse;
 
 use std::io::IsTerminal as _;
@@ -91,6 +92,9 @@ enum Command {
     /// Lake maintenance.
     #[command(subcommand)]
     Lake(LakeCommand),
+    /// Consume streams (Kafka topics) into bronze, exactly once.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
     /// Serve the HTTP API (health, readiness, metrics, OpenAPI and docs, auth, analytics).
     ///
     /// Listens on api.listen (127.0.0.1:8080) unless --listen says otherwise; stops gracefully
@@ -306,6 +310,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             dry_run,
             json,
         }) => vacuum(&config, retention_hours, dry_run, json).await,
+        Command::Stream(command) => stream::stream(command, config).await,
         Command::Serve { listen } => api::serve(config, listen).await,
         Command::Users(command) => api::users(command, config).await,
         Command::Keys(command) => api::keys(command, config).await,

@@ -169,6 +169,9 @@ fn every_command_has_help() {
         &["migrate"],
         &["lake"],
         &["lake", "vacuum"],
+        &["stream"],
+        &["stream", "run"],
+        &["stream", "status"],
         &["config"],
         &["config", "print"],
         &["config", "check"],
@@ -180,6 +183,30 @@ fn every_command_has_help() {
         assert!(output.status.success(), "retail {args:?}");
         assert!(text.contains("Usage: retail"), "retail {args:?}: {text}");
     }
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error_within_the_retry_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = retail(
+        dir.path(),
+        &[
+            "stream",
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "sales",
+            "--retry-seconds",
+            "1",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("kafka: failed to connect to 127.0.0.1:1"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -54,6 +54,9 @@ pub enum Error {
     /// A batch could not be assembled (a bug: the builders follow the schemas).
     #[error("failed to build a batch of raw records")]
     Batch(#[source] deltalake::arrow::error::ArrowError),
+    /// A stream's broker failed or refused a read (unreachable, records removed by retention).
+    #[error("stream source failed: {0}")]
+    Source(String),
     /// A blocking task panicked or was cancelled.
     #[error("background decoding failed")]
     Task(#[source] tokio::task::JoinError),
@@ -67,7 +70,7 @@ impl Classify for Error {
             | Self::UnsupportedFormat { .. }
             | Self::Header { .. }
             | Self::Decode { .. } => ErrorKind::InvalidInput,
-            Self::Io { .. } => ErrorKind::Unavailable,
+            Self::Io { .. } | Self::Source(_) => ErrorKind::Unavailable,
             Self::Batch(_) | Self::Task(_) => ErrorKind::Internal,
         }
     }

@@ -74,6 +74,16 @@ impl IngestionService {
         &self.lake
     }
 
+    /// The version bronze records for a source's checkpoint `app_id` (a stream partition's
+    /// next offset), if any: where a restarted source resumes.
+    ///
+    /// # Errors
+    ///
+    /// When the lake cannot be read.
+    pub async fn checkpoint(&self, app_id: &str) -> Result<Option<i64>> {
+        Ok(self.lake.app_version(&BRONZE_TRANSACTIONS, app_id).await?)
+    }
+
     /// Ingests files, directories and glob patterns: every input is checked first (a bad file
     /// changes nothing); content already in bronze is listed as skipped. One file ingestion runs
     /// at a time per metadata store.

@@ -2,7 +2,8 @@
 //! small generated datasets that every checkout has, and the test servers.
 //!
 //! A test that needs a server or the real data fails where the environment requires it (CI
-//! sets `RETAIL_REQUIRE_POSTGRES`, `RETAIL_REQUIRE_REDIS`, `RETAIL_REQUIRE_TEST_DATA`), and
+//! sets `RETAIL_REQUIRE_POSTGRES`, `RETAIL_REQUIRE_REDIS`, `RETAIL_REQUIRE_KAFKA`,
+//! `RETAIL_REQUIRE_TEST_DATA`), and
 //! elsewhere says so and skips. Tests that can run on generated data always run.
 
 use std::path::{Path, PathBuf};
@@ -140,6 +141,19 @@ pub fn rediss_url() -> Option<String> {
         "RETAIL_TEST_REDISS_URL",
         "RETAIL_REQUIRE_REDIS",
         "scripts/services.sh start redis",
+    )
+}
+
+/// The Kafka-protocol broker of the test run (`RETAIL_TEST_KAFKA_BROKERS`, `host:port`).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_KAFKA` is.
+pub fn kafka_brokers() -> Option<String> {
+    server(
+        "RETAIL_TEST_KAFKA_BROKERS",
+        "RETAIL_REQUIRE_KAFKA",
+        "scripts/services.sh start kafka",
     )
 }
 

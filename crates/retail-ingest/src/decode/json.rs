@@ -82,6 +82,26 @@ pub(super) fn check_lines(source_name: &str, bytes: &[u8]) -> Result<()> {
     sniff(source_name, first.as_ref())
 }
 
+/// The records of messages that each hold one JSON object (a stream's events); each record's
+/// source row is its message's position (a partition offset). A message that is not one JSON
+/// object, or whose contract field holds an object, an array or a boolean, is a malformed
+/// record keeping its raw text: nothing is dropped. Unlike a file, a message needs no header:
+/// fields it leaves out are missing, and silver quarantines the record.
+pub(super) fn decode_messages(messages: &[(i64, &[u8])], batch_rows: usize) -> Result<RawRows> {
+    let mut builder = RawRowsBuilder::new(batch_rows);
+    for (position, payload) in messages {
+        match parse_line(strip_bom(payload)) {
+            Ok(object) => push_object(&mut builder, *position, &object, || {
+                String::from_utf8_lossy(payload).into_owned()
+            })?,
+            Err(error) => {
+                builder.push_malformed(*position, &String::from_utf8_lossy(payload), &error)?;
+            }
+        }
+    }
+    builder.finish()
+}
+
 /// For each object of a JSON document (`lines`: of JSON lines) that does not name every
 /// contract column, its index among the records and the columns it lacks. A body that does not
 /// parse has none (decoding reports it).

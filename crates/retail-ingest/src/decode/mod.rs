@@ -123,6 +123,16 @@ pub fn unnamed_columns(
     }
 }
 
+/// Decodes messages of one JSON object each (stream events), `(position, payload)` in order;
+/// see the JSON decoder's rules. Never fails on a bad message: it becomes a malformed record.
+///
+/// # Errors
+///
+/// When the records cannot be assembled into batches.
+pub fn json_messages(messages: &[(i64, &[u8])], batch_rows: usize) -> Result<RawRows> {
+    json::decode_messages(messages, batch_rows)
+}
+
 /// Decodes a whole source. `source_name` (a path, `request body`) names it in errors.
 ///
 /// # Errors

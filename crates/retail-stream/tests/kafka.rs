@@ -1,0 +1,197 @@
+//! A Kafka topic into bronze against a real Kafka-protocol broker (tansu, started by
+//! `scripts/services.sh start kafka`): every record once, across restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use retail_domain::progress::NoProgress;
+use retail_lake::schema::BRONZE_TRANSACTIONS;
+use retail_lake::{Lake, LakeConfig};
+use retail_metadata::{MetadataStore, SqliteStore};
+use retail_pipeline::{IngestOptions, IngestionService};
+use retail_stream::{ConsumeOptions, Consumed, KafkaOptions, KafkaSource, consume};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+
+const PARTITIONS: i32 = 3;
+
+/// A sale as the ingestion API accepts it; `n` makes it unique.
+fn sale(n: usize) -> Vec<u8> {
+    serde_json::json!({
+        "InvoiceNo": format!("{}", 600_000 + n / 5), "StockCode": "85123A",
+        "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 1 + n % 7,
+        "InvoiceDate": "2011-12-09 12:00:00", "UnitPrice": "2.55",
+        "CustomerID": format!("{}", 12_346 + n), "Country": "United Kingdom"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Creates a topic and produces `payloads` round-robin over its partitions.
+async fn produce(brokers: &str, topic: &str, payloads: &[Vec<u8>], create: bool) {
+    let client = ClientBuilder::new(vec![brokers.to_owned()])
+        .build()
+        .await
+        .unwrap();
+    if create {
+        client
+            .controller_client()
+            .unwrap()
+            .create_topic(topic, PARTITIONS, 1, 5_000)
+            .await
+            .unwrap();
+    }
+    for partition in 0..PARTITIONS {
+        let records: Vec<Record> = payloads
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as i32 % PARTITIONS == partition)
+            .map(|(_, payload)| Record {
+                key: None,
+                value: Some(payload.clone()),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            })
+            .collect();
+        let producer = client
+            .partition_client(topic, partition, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        for chunk in records.chunks(500) {
+            producer
+                .produce(chunk.to_vec(), Compression::NoCompression)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+struct TestLake {
+    _dir: tempfile::TempDir,
+    lake: Lake,
+    ingestion: IngestionService,
+}
+
+impl TestLake {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::new(&LakeConfig {
+            root: dir.path().join("lake").display().to_string(),
+            ..LakeConfig::default()
+        })
+        .unwrap();
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("retail.db")).unwrap());
+        let ingestion = IngestionService::new(lake.clone(), store, IngestOptions::default());
+        Self {
+            _dir: dir,
+            lake,
+            ingestion,
+        }
+    }
+
+    async fn source(&self, brokers: &str, topic: &str) -> KafkaSource {
+        let ingestion = self.ingestion.clone();
+        KafkaSource::connect(
+            KafkaOptions {
+                max_wait: Duration::from_millis(100),
+                // Small fetches: many rounds, so restarts fall between commits.
+                fetch_bytes: 16 << 10,
+                ..KafkaOptions::new(vec![brokers.to_owned()], topic)
+            },
+            move |app_id| {
+                let ingestion = ingestion.clone();
+                async move { Ok(ingestion.checkpoint(&app_id).await?) }
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn consume(&self, source: &mut KafkaSource, idle_ms: u64) -> Consumed {
+        consume(
+            &self.ingestion,
+            source,
+            &ConsumeOptions {
+                until_idle: Some(Duration::from_millis(idle_ms)),
+                requested_by: "test".to_owned(),
+            },
+            &NoProgress,
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn bronze(&self) -> u64 {
+        self.lake.count_rows(&BRONZE_TRANSACTIONS).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_topic_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept() {
+    let Some(brokers) = retail_test_support::kafka_brokers() else {
+        return;
+    };
+    let topic = retail_test_support::unique_name("sales");
+    let mut payloads: Vec<Vec<u8>> = (0..3_000).map(sale).collect();
+    payloads[10] = b"{not json".to_vec();
+    payloads[11] = br#"{"InvoiceNo": {"nested": true}}"#.to_vec();
+    produce(&brokers, &topic, &payloads, true).await;
+
+    let lake = TestLake::new();
+    let mut source = lake.source(&brokers, &topic).await;
+    let consumed = lake.consume(&mut source, 300).await;
+    assert_eq!(consumed.records, 3_000, "{consumed:?}");
+    assert_eq!(
+        consumed.malformed, 2,
+        "bad messages are kept as malformed records"
+    );
+    assert!(
+        consumed.commits > 1,
+        "small fetches make several rounds: {consumed:?}"
+    );
+    assert_eq!(lake.bronze().await, 3_000);
+    assert_eq!(
+        source.positions(),
+        source.ends().await.unwrap(),
+        "read to the end"
+    );
+
+    // A restarted consumer resumes from bronze's marks: nothing is read twice.
+    let mut restarted = lake.source(&brokers, &topic).await;
+    assert_eq!(restarted.positions(), source.positions());
+    let more: Vec<Vec<u8>> = (3_000..4_000).map(sale).collect();
+    produce(&brokers, &topic, &more, false).await;
+    let consumed = lake.consume(&mut restarted, 300).await;
+    assert_eq!(consumed.records, 1_000, "{consumed:?}");
+    assert_eq!(lake.bronze().await, 4_000);
+
+    // A consumer whose commit raced another's (an old source still at the old positions)
+    // writes nothing twice: its batches' checkpoints are held already.
+    let consumed = lake.consume(&mut source, 300).await;
+    assert_eq!(lake.bronze().await, 4_000, "{consumed:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_topic_is_a_clear_error() {
+    let Some(brokers) = retail_test_support::kafka_brokers() else {
+        return;
+    };
+    let lake = TestLake::new();
+    let ingestion = lake.ingestion.clone();
+    let error = KafkaSource::connect(
+        KafkaOptions::new(vec![brokers], "no-such-topic"),
+        move |app_id| {
+            let ingestion = ingestion.clone();
+            async move { Ok(ingestion.checkpoint(&app_id).await?) }
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("no topic \"no-such-topic\""),
+        "{error}"
+    );
+}
