@@ -569,6 +569,16 @@ impl Lake {
         }
     }
 
+    /// Counts the rows of a table at one of its versions, from the Delta log's statistics.
+    ///
+    /// # Errors
+    ///
+    /// When the version does not exist or its log cannot be read.
+    pub async fn count_rows_at(&self, table: &TableSpec, version: Version) -> Result<u64> {
+        let delta = self.open_at(table, version).await?;
+        rows_where(&delta, table, |_| true)
+    }
+
     /// Sums the rows of some data files of a table, from the Delta log's statistics.
     ///
     /// # Errors
