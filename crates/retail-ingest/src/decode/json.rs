@@ -102,6 +102,63 @@ pub(super) fn decode_messages(messages: &[(i64, &[u8])], batch_rows: usize) -> R
     builder.finish()
 }
 
+pub(super) fn decode_csv_messages(
+    messages: &[(i64, &[u8])],
+    header: &[String],
+    batch_rows: usize,
+) -> Result<RawRows> {
+    let mut builder = RawRowsBuilder::new(batch_rows);
+    for (position, payload) in messages {
+        let fields = csv_fields(strip_bom(payload)).and_then(|fields| {
+            if fields.len() == header.len() {
+                Ok(fields)
+            } else {
+                Err(format!(
+                    "a CSV line of {} fields where the stream's header has {}",
+                    fields.len(),
+                    header.len()
+                ))
+            }
+        });
+        match fields {
+            Ok(fields) => {
+                let object: Object = header
+                    .iter()
+                    .cloned()
+                    .zip(fields.into_iter().map(Value::String))
+                    .collect();
+                push_object(&mut builder, *position, &object, || {
+                    String::from_utf8_lossy(payload).into_owned()
+                })?;
+            }
+            Err(error) => {
+                builder.push_malformed(*position, &String::from_utf8_lossy(payload), &error)?;
+            }
+        }
+    }
+    builder.finish()
+}
+
+/// The fields of one CSV line (a trailing line break allowed).
+pub(super) fn csv_fields(line: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let text = std::str::from_utf8(line).map_err(|error| format!("invalid UTF-8: {error}"))?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let record = match records.next() {
+        Some(Ok(record)) => record,
+        Some(Err(error)) => return Err(format!("not a CSV line: {error}")),
+        None => return Err("an empty message".to_owned()),
+    };
+    if records.next().is_some() {
+        return Err("more than one CSV line in one message".to_owned());
+    }
+    Ok(record.iter().map(str::to_owned).collect())
+}
+
 /// For each object of a JSON document (`lines`: of JSON lines) that does not name every
 /// contract column, its index among the records and the columns it lacks. A body that does not
 /// parse has none (decoding reports it).

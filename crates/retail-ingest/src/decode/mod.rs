@@ -133,6 +133,43 @@ pub fn json_messages(messages: &[(i64, &[u8])], batch_rows: usize) -> Result<Raw
     json::decode_messages(messages, batch_rows)
 }
 
+/// Decodes messages of one CSV line each (stream events without a header of their own),
+/// `(position, payload)` in order, the fields named by `header` (any header variant; extra
+/// names become extra columns, as a file's extra columns do). A message that is not one CSV
+/// line of as many fields as the header becomes a malformed record with its payload.
+///
+/// # Errors
+///
+/// When the records cannot be assembled into batches.
+pub fn csv_messages(
+    messages: &[(i64, &[u8])],
+    header: &[String],
+    batch_rows: usize,
+) -> Result<RawRows> {
+    json::decode_csv_messages(messages, header, batch_rows)
+}
+
+/// The names of a CSV header line (for a stream's configured header).
+///
+/// # Errors
+///
+/// When it is not one CSV line, or names a field twice or no contract field at all.
+pub fn csv_header(line: &str) -> std::result::Result<Vec<String>, String> {
+    let names = json::csv_fields(line.as_bytes())?;
+    let keys: Vec<&str> = names.iter().map(String::as_str).collect();
+    header::HeaderMap::lenient(&keys)
+        .map_err(|column| format!("the header names {} twice", column.name()))?;
+    if !keys
+        .iter()
+        .any(|k| retail_domain::column::Column::from_header(k).is_some())
+    {
+        return Err(format!(
+            "the header {line:?} names none of the fields (InvoiceNo, StockCode, ...)"
+        ));
+    }
+    Ok(names)
+}
+
 /// Decodes a whole source. `source_name` (a path, `request body`) names it in errors.
 ///
 /// # Errors

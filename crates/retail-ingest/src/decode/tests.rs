@@ -320,3 +320,70 @@ fn formats_are_known_by_extension_and_media_type() {
         Some(Format::JsonLines)
     );
 }
+
+#[test]
+fn csv_messages_are_named_by_the_configured_header_and_bad_lines_are_kept() {
+    let header = csv_header(
+        "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country,Till",
+    )
+    .unwrap();
+    let messages: [(i64, &[u8]); 4] = [
+        (
+            10,
+            b"536365,85123A,\"WHITE HANGING HEART, T-LIGHT\",6,2010-12-01 08:26:00,2.55,17850,United Kingdom,7\n",
+        ),
+        (11, b"536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85"),
+        (12, b"536367,84879,,32,2010-12-01 08:34:00,1.69,13047,United Kingdom,\r\n"),
+        (13, b"536368,a\nb"),
+    ];
+    let rows = csv_messages(&messages, &header, 100).unwrap();
+    assert_eq!((rows.rows, rows.malformed), (4, 2));
+    assert_eq!(
+        source_rows(&rows),
+        vec![10, 11, 12, 13],
+        "positions are kept"
+    );
+    assert_eq!(
+        column(&rows, "description")[0].as_deref(),
+        Some("WHITE HANGING HEART, T-LIGHT"),
+        "quoted commas stay in the field"
+    );
+    assert_eq!(column(&rows, "unit_price")[0].as_deref(), Some("2.55"));
+    assert_eq!(column(&rows, "customer_id")[0].as_deref(), Some("17850"));
+    assert_eq!(
+        column(&rows, "extra_columns")[0].as_deref(),
+        Some(r#"{"Till":"7"}"#),
+        "a name outside the contract is an extra column"
+    );
+    assert_eq!(column(&rows, "description")[2], None, "empty is absent");
+    let errors = column(&rows, "parse_error");
+    assert!(
+        errors[1]
+            .as_deref()
+            .unwrap()
+            .contains("6 fields where the stream's header has 9"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[3]
+            .as_deref()
+            .unwrap()
+            .contains("more than one CSV line"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        column(&rows, "raw_text")[1].as_deref(),
+        Some("536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85")
+    );
+
+    assert!(
+        csv_header("a,b,c")
+            .unwrap_err()
+            .contains("names none of the fields")
+    );
+    assert!(
+        csv_header("InvoiceNo,Invoice,StockCode")
+            .unwrap_err()
+            .contains("twice")
+    );
+}
