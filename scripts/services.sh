@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Starts and stops the real servers the tests use, on 127.0.0.1 only, in a throw-away directory.
 #
-#   eval "$(scripts/services.sh start postgres redis kafka)"   # prints export lines
+#   eval "$(scripts/services.sh start postgres redis kafka rabbitmq)"   # prints export lines
 #       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA,
-#        RETAIL_TEST_KAFKA_BROKERS)
+#        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL)
 #   scripts/services.sh stop                             # stops everything this script started
 #
 # PostgreSQL and Redis are installed from the distribution's packages when missing (apt-get,
@@ -257,6 +257,69 @@ stop_kafka() {
   rm -rf "$dir"
 }
 
+# RabbitMQ from the distribution's packages, with the stream plugin, as root in a state folder
+# of its own (its HOME, Mnesia, logs and Erlang port mapper on loopback ports).
+rabbitmq_env() {
+  local dir="$state/rabbitmq"
+  export HOME="$dir" RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+    RABBITMQ_NODENAME=retailtest@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$(cat "$dir/port")" RABBITMQ_DIST_PORT="$(cat "$dir/dist_port")" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
+    RABBITMQ_PID_FILE="$dir/pid" ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$(cat "$dir/epmd_port")"
+}
+
+start_rabbitmq() {
+  if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    log "installing RabbitMQ from the distribution's packages"
+    if [ "$(id -u)" -ne 0 ]; then
+      log "RabbitMQ is missing and installing it needs root (apt-get install rabbitmq-server)"
+      exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >&2
+    # The package starts a system node on the default ports: this script runs its own.
+    systemctl stop rabbitmq-server >/dev/null 2>&1 || service rabbitmq-server stop >/dev/null 2>&1 || true
+  fi
+  local dir="$state/rabbitmq" port
+  mkdir -p "$dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+    log "RabbitMQ already running on 127.0.0.1:$port"
+  else
+    port=$(free_port "${RETAIL_TEST_RABBITMQ_PORT:-55672}")
+    printf '%s\n' "$port" > "$dir/port"
+    free_port $((port + 1)) > "$dir/dist_port"
+    free_port 54369 > "$dir/epmd_port"
+    free_port 55552 > "$dir/stream_port"
+    printf '%s\n' "listeners.tcp.default = 127.0.0.1:$port" \
+      "stream.listeners.tcp.1 = 127.0.0.1:$(cat "$dir/stream_port")" 'loopback_users = none' \
+      > "$dir/rabbitmq.conf"
+    (
+      rabbitmq_env
+      /usr/lib/rabbitmq/bin/rabbitmq-plugins --offline enable rabbitmq_stream > "$dir/plugins.log" 2>&1
+      setsid /usr/lib/rabbitmq/bin/rabbitmq-server > "$dir/out.log" 2>&1 < /dev/null &
+      if ! /usr/lib/rabbitmq/bin/rabbitmqctl wait --timeout 120 "$dir/pid" > "$dir/wait.log" 2>&1; then
+        log "RabbitMQ did not start within 120 s (logs: $dir/out.log, $dir/log)"
+        exit 1
+      fi
+    )
+    log "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null) on 127.0.0.1:$port (stream plugin on $(cat "$dir/stream_port"))"
+  fi
+  printf 'export RETAIL_TEST_AMQP_URL=%q\n' "amqp://guest:guest@127.0.0.1:$port/%2f"
+}
+
+stop_rabbitmq() {
+  local dir="$state/rabbitmq"
+  [ -f "$dir/port" ] || return 0
+  (
+    rabbitmq_env
+    /usr/lib/rabbitmq/bin/rabbitmqctl stop "$dir/pid" > /dev/null 2>&1 || true
+    # The Erlang port mapper it started on its own port.
+    /usr/lib/erlang/bin/epmd -kill > /dev/null 2>&1 || true
+  )
+  rm -rf "$dir"
+}
+
 case "${1:-}" in
   start)
     shift
@@ -266,6 +329,7 @@ case "${1:-}" in
         postgres) start_postgres ;;
         redis) start_redis ;;
         kafka) start_kafka ;;
+        rabbitmq) start_rabbitmq ;;
         *) log "unknown service $service"; exit 2 ;;
       esac
     done
@@ -274,10 +338,11 @@ case "${1:-}" in
     stop_postgres
     stop_redis
     stop_kafka
+    stop_rabbitmq
     rm -rf "$state/tls"
     ;;
   *)
-    log "usage: $0 start [postgres] [redis] [kafka] | stop"
+    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] | stop"
     exit 2
     ;;
 esac

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# A topic into bronze and on to gold, against a real Kafka-protocol broker: the files' rows are
-# produced as JSON messages by a standard client (confluent-kafka), consumed by
-# `retail stream run`, and the pipeline's gold figures must equal those of the same files
-# ingested as files. Also checks that a second consumer of the same topic writes nothing.
+# A stream into bronze and on to gold, against a real broker: the files' rows are produced as
+# JSON messages by a standard client (confluent-kafka for a Kafka topic, pika for a RabbitMQ
+# stream or queue), consumed by `retail stream run --follow` (the pipeline following bronze),
+# and the gold figures must equal those of the same files ingested as files. Also checks that a
+# second consumer of the same topic or stream writes nothing.
 #
-#   scripts/stream-check.sh RETAIL_BINARY DATA_DIR       (DATA_DIR: daily CSV files)
+#   scripts/stream-check.sh RETAIL_BINARY DATA_DIR [kafka|rabbitmq-stream|rabbitmq-queue]
+#       (DATA_DIR: daily CSV files; default kafka)
 #
-# Needs RETAIL_TEST_KAFKA_BROKERS (scripts/services.sh start kafka) and python3 with venv.
+# Needs RETAIL_TEST_KAFKA_BROKERS or RETAIL_TEST_AMQP_URL (scripts/services.sh start kafka
+# rabbitmq) and python3 with venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=$1
 data=$2
-brokers=${RETAIL_TEST_KAFKA_BROKERS:?start the broker first: scripts/services.sh start kafka}
+kind=${3:-kafka}
+case "$kind" in
+  kafka) brokers=${RETAIL_TEST_KAFKA_BROKERS:?start the broker first: scripts/services.sh start kafka} ;;
+  rabbitmq-stream|rabbitmq-queue) url=${RETAIL_TEST_AMQP_URL:?start the broker first: scripts/services.sh start rabbitmq} ;;
+  *) echo "unknown source $kind (kafka, rabbitmq-stream, rabbitmq-queue)" >&2; exit 2 ;;
+esac
 
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/retail-stream-venv"
-if ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import confluent_kafka, pika' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-stream.txt
 fi
@@ -26,28 +34,39 @@ export RETAIL__TELEMETRY__LOG_LEVEL=warn
 unset RETAIL_CONFIG
 
 SECONDS=0
-sent=$("$venv/bin/python" scripts/stream_produce.py "$brokers" "$topic" 3 "$data"/*.csv)
-echo "produced $sent messages to $topic in ${SECONDS}s"
+case "$kind" in
+  kafka)
+    sent=$("$venv/bin/python" scripts/stream_produce.py "$brokers" "$topic" 3 "$data"/*.csv)
+    source=(--brokers "$brokers" --topic "$topic") ;;
+  rabbitmq-stream)
+    sent=$("$venv/bin/python" scripts/stream_publish_amqp.py "$url" stream "$topic" "$data"/*.csv)
+    source=(--source rabbitmq --url "$url" --stream "$topic") ;;
+  rabbitmq-queue)
+    sent=$("$venv/bin/python" scripts/stream_publish_amqp.py "$url" queue "$topic" "$data"/*.csv)
+    source=(--source rabbitmq --url "$url" --queue "$topic") ;;
+esac
+echo "produced $sent messages to $kind $topic in ${SECONDS}s"
 
 as_stream() { RETAIL__LAKE__ROOT="$work/stream/lake" RETAIL__METADATA__PATH="$work/stream/retail.db" "$binary" "$@"; }
 as_files() { RETAIL__LAKE__ROOT="$work/files/lake" RETAIL__METADATA__PATH="$work/files/retail.db" "$binary" "$@"; }
 
 SECONDS=0
-consumed=$(as_stream stream run --brokers "$brokers" --topic "$topic" --until-idle 2 --json)
+# --follow: the pipeline follows bronze while consuming, and runs once more at the end, so gold
+# is current when the consumer stops (no separate pipeline run below).
+consumed=$(as_stream stream run "${source[@]}" --until-idle 5 --follow --json)
 echo "consumed in ${SECONDS}s: $consumed"
 records=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' "$consumed")
 if [ "$records" != "$sent" ]; then
   echo "error: produced $sent messages, bronze got $records" >&2
   exit 1
 fi
-again=$(as_stream stream run --brokers "$brokers" --topic "$topic" --until-idle 1 --json)
+again=$(as_stream stream run "${source[@]}" --until-idle 1 --json)
 if [ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' "$again")" != 0 ]; then
   echo "error: a second consumer wrote records again: $again" >&2
   exit 1
 fi
-as_stream stream status --brokers "$brokers" --topic "$topic"
+as_stream stream status "${source[@]}"
 
-as_stream pipeline run >/dev/null
 as_files ingest "$data"/*.csv >/dev/null
 as_files pipeline run >/dev/null
 for query in sales_summary geography "revenue_trend --param grain=month"; do
@@ -61,4 +80,4 @@ for query in sales_summary geography "revenue_trend --param grain=month"; do
     exit 1
   fi
 done
-echo "gold from the stream equals gold from the files ($sent rows)"
+echo "gold from the $kind equals gold from the files ($sent rows)"

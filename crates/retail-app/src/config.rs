@@ -49,6 +49,9 @@ pub struct PipelineConfig {
     /// The earliest plausible invoice date: earlier rows are quarantined as
     /// `implausible_invoice_date` (as are rows dated more than a day after their ingestion).
     pub earliest_invoice_date: chrono::NaiveDate,
+    /// With streams (`retail serve` with `[[streams]]`, `retail stream run --follow`): the
+    /// shortest time between two pipeline runs that follow bronze, in milliseconds.
+    pub follow_interval_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -57,6 +60,7 @@ impl Default for PipelineConfig {
             max_attempts: 3,
             retry_backoff_ms: 500,
             earliest_invoice_date: retail_domain::record::DateWindow::default_earliest().date(),
+            follow_interval_ms: 1_000,
         }
     }
 }
@@ -67,6 +71,145 @@ impl PipelineConfig {
         retail_pipeline::SilverRules {
             earliest_invoice_date: self.earliest_invoice_date.and_time(chrono::NaiveTime::MIN),
         }
+    }
+}
+
+/// A stream consumed into bronze (`[[streams]]`): run by `retail serve` as a background task,
+/// and the shape `retail stream run` builds from its flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// A name for logs and metrics; defaults to `kafka:<topic>`, `rabbitmq:queue:<name>` or
+    /// `rabbitmq:stream:<name>`.
+    pub name: String,
+    /// `kafka` or `rabbitmq`.
+    pub source: String,
+    /// Kafka: bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Kafka: the topic.
+    pub topic: String,
+    /// Kafka: only these partitions (a static share of the topic); empty: every partition.
+    pub partitions: Vec<i32>,
+    /// RabbitMQ: `amqp://user:password@host:port/vhost`.
+    pub url: String,
+    /// RabbitMQ: a classic or quorum queue.
+    pub queue: String,
+    /// RabbitMQ: a stream.
+    pub stream: String,
+    /// Kafka: most bytes read from one partition per round.
+    pub fetch_bytes: i32,
+    /// RabbitMQ: most messages per round (the consumer's prefetch is twice that).
+    pub batch_messages: u16,
+    /// Longest wait for records on a quiet source, and for a round to fill, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Kafka: seconds a request to the brokers is retried before it fails.
+    pub retry_seconds: u64,
+    /// What a message holds: `json` (one object) or `csv` (one line, named by `csv_header`).
+    pub format: String,
+    /// With `format = "csv"`: the header line naming the fields (either header variant).
+    pub csv_header: String,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            source: "kafka".to_owned(),
+            brokers: Vec::new(),
+            topic: String::new(),
+            partitions: Vec::new(),
+            url: String::new(),
+            queue: String::new(),
+            stream: String::new(),
+            fetch_bytes: 4 << 20,
+            batch_messages: 10_000,
+            max_wait_ms: 500,
+            retry_seconds: 30,
+            format: "json".to_owned(),
+            csv_header: String::new(),
+        }
+    }
+}
+
+impl StreamConfig {
+    /// Its name for logs and metrics.
+    pub fn label(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        match self.source.as_str() {
+            "rabbitmq" if !self.queue.is_empty() => format!("rabbitmq:queue:{}", self.queue),
+            "rabbitmq" => format!("rabbitmq:stream:{}", self.stream),
+            _ => format!("kafka:{}", self.topic),
+        }
+    }
+
+    /// What a message holds.
+    ///
+    /// # Errors
+    ///
+    /// When the format is unknown or the CSV header is not one.
+    pub fn message_format(&self) -> Result<retail_stream::MessageFormat, String> {
+        match self.format.as_str() {
+            "json" if self.csv_header.is_empty() => Ok(retail_stream::MessageFormat::Json),
+            "json" => Err("csv_header is for format csv".to_owned()),
+            "csv" if self.csv_header.is_empty() => {
+                Err("format csv needs csv_header (the header line naming the fields)".to_owned())
+            }
+            "csv" => retail_ingest::decode::csv_header(&self.csv_header)
+                .map(|header| retail_stream::MessageFormat::Csv { header })
+                .map_err(|reason| format!("csv_header: {reason}")),
+            other => Err(format!("format must be json or csv, not {other:?}")),
+        }
+    }
+
+    /// What is wrong with it, if anything (`what` names it in the messages).
+    pub fn problems(&self, what: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.message_format() {
+            problems.push(format!("{what}: {problem}"));
+        }
+        match self.source.as_str() {
+            "kafka" => {
+                if self.brokers.is_empty() {
+                    problems.push(format!("{what}: source kafka needs brokers (host:port)"));
+                }
+                if self.topic.is_empty() {
+                    problems.push(format!("{what}: source kafka needs a topic"));
+                }
+                if !self.url.is_empty() || !self.queue.is_empty() || !self.stream.is_empty() {
+                    problems.push(format!(
+                        "{what}: url, queue and stream are for source rabbitmq"
+                    ));
+                }
+                if self.fetch_bytes < 1024 {
+                    problems.push(format!("{what}: fetch_bytes must be at least 1024"));
+                }
+            }
+            "rabbitmq" => {
+                if self.url.is_empty() {
+                    problems.push(format!("{what}: source rabbitmq needs a url (amqp://...)"));
+                }
+                if self.queue.is_empty() == self.stream.is_empty() {
+                    problems.push(format!(
+                        "{what}: source rabbitmq needs a queue or a stream (one of them)"
+                    ));
+                }
+                if !self.brokers.is_empty() || !self.topic.is_empty() || !self.partitions.is_empty()
+                {
+                    problems.push(format!(
+                        "{what}: brokers, topic and partitions are for source kafka"
+                    ));
+                }
+                if self.batch_messages == 0 {
+                    problems.push(format!("{what}: batch_messages must be at least 1"));
+                }
+            }
+            other => problems.push(format!(
+                "{what}: source must be kafka or rabbitmq, not {other:?}"
+            )),
+        }
+        problems
     }
 }
 
@@ -109,6 +252,8 @@ pub struct Config {
     pub tls: retail_tls::TlsConfig,
     /// Logs.
     pub telemetry: TelemetryConfig,
+    /// Streams consumed into bronze by `retail serve` (`[[streams]]` tables).
+    pub streams: Vec<StreamConfig>,
 }
 
 impl Config {
@@ -181,6 +326,16 @@ impl Config {
         }
         problems.extend(self.warehouse.problems());
         problems.extend(self.api.problems());
+        let mut names = std::collections::BTreeSet::new();
+        for (index, stream) in self.streams.iter().enumerate() {
+            problems.extend(stream.problems(&format!("streams[{index}]")));
+            if !names.insert(stream.label()) {
+                problems.push(format!(
+                    "streams[{index}]: another stream has the name {:?}",
+                    stream.label()
+                ));
+            }
+        }
         if !problems.is_empty() {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -207,6 +362,11 @@ impl Config {
         }
         if !shown.api.redis_url.is_empty() {
             "********".clone_into(&mut shown.api.redis_url);
+        }
+        for stream in &mut shown.streams {
+            if !stream.url.is_empty() {
+                "********".clone_into(&mut stream.url);
+            }
         }
         toml::to_string_pretty(&shown).expect("the config always encodes as TOML")
     }

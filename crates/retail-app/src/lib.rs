@@ -20,6 +20,7 @@
 //! ```
 
 mod config;
+pub mod streams;
 pub mod warehouses;
 
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use retail_services::operations::Operations;
 use retail_services::pipeline::Pipeline;
 use retail_warehouse::{Backend, EmbeddedFollower, PostgresFollower, PostgresWarehouse, Warehouse};
 
-pub use config::{Config, ENV_PREFIX, IngestConfig, PipelineConfig, TelemetryConfig};
+pub use config::{Config, ENV_PREFIX, IngestConfig, PipelineConfig, StreamConfig, TelemetryConfig};
 
 /// What the process is for: it decides what is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct App {
     pub services: Services,
     /// Ingestion into bronze, for sources the services do not wrap (streams).
     pub ingestion: IngestionService,
+    /// Whether this process' stream consumers reach their brokers (`/ready`).
+    pub stream_health: Arc<retail_services::StreamHealth>,
     /// A runtime of its own for background runs (server role only).
     _jobs: Option<JobRuntime>,
 }
@@ -263,6 +266,7 @@ impl App {
             },
         );
         let metrics = retail_telemetry::prometheus::handle();
+        let stream_health = Arc::new(retail_services::StreamHealth::default());
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::new(Analytics::new(
@@ -282,6 +286,7 @@ impl App {
                 breaker,
                 Arc::clone(&store),
                 Arc::new(move || metrics.render()),
+                Arc::clone(&stream_health),
             )),
         };
         Ok(Self {
@@ -292,6 +297,7 @@ impl App {
             postgres,
             services,
             ingestion,
+            stream_health,
             _jobs: jobs,
         })
     }
@@ -302,12 +308,55 @@ impl App {
     }
 
     /// Serves the API on `listener` until SIGTERM or Ctrl-C; requests in flight finish first.
+    /// The streams of the configuration (`[[streams]]`) are consumed meanwhile, with the
+    /// pipeline following bronze; on shutdown each commits its round in flight.
     ///
     /// # Errors
     ///
     /// When serving fails.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        retail_api::serve(listener, self.router(), shutdown_signal()).await?;
+        self.serve_until(listener, shutdown_signal()).await
+    }
+
+    /// As [`App::serve`], until `shutdown` resolves.
+    ///
+    /// # Errors
+    ///
+    /// When serving fails.
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = Arc::new(tokio::sync::watch::channel(false).0);
+        let signal = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+        };
+        let stopped = |stop: &tokio::sync::watch::Sender<bool>| {
+            let mut receiver = stop.subscribe();
+            async move {
+                let _ = receiver.wait_for(|stop| *stop).await;
+            }
+        };
+        let server = async {
+            let served = retail_api::serve(listener, self.router(), stopped(&stop)).await;
+            // A server that fails stops the streams too.
+            let _ = stop.send(true);
+            served
+        };
+        let streams = async {
+            if !self.config.streams.is_empty() {
+                streams::run_in_background(self, Arc::clone(&self.stream_health), stop.subscribe())
+                    .await;
+            }
+        };
+        let (served, ()) = tokio::join!(server, streams);
+        signal.abort();
+        served?;
         Ok(())
     }
 }

@@ -92,7 +92,7 @@ enum Command {
     /// Lake maintenance.
     #[command(subcommand)]
     Lake(LakeCommand),
-    /// Consume streams (Kafka topics) into bronze, exactly once.
+    /// Consume streams (Kafka topics, RabbitMQ queues and streams) into bronze, exactly once.
     #[command(subcommand)]
     Stream(stream::StreamCommand),
     /// Serve the HTTP API (health, readiness, metrics, OpenAPI and docs, auth, analytics).
@@ -310,7 +310,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             dry_run,
             json,
         }) => vacuum(&config, retention_hours, dry_run, json).await,
-        Command::Stream(command) => stream::stream(command, config).await,
+        Command::Stream(command) => Box::pin(stream::stream(command, config)).await,
         Command::Serve { listen } => api::serve(config, listen).await,
         Command::Users(command) => api::users(command, config).await,
         Command::Keys(command) => api::keys(command, config).await,

@@ -210,6 +210,77 @@ fn an_unreachable_broker_is_a_clear_error_within_the_retry_time() {
 }
 
 #[test]
+fn stream_options_of_the_other_source_or_a_missing_name_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["stream", "run", "--topic", "sales"],
+            "source kafka needs brokers",
+        ),
+        (
+            &[
+                "stream",
+                "run",
+                "--source",
+                "rabbitmq",
+                "--url",
+                "amqp://127.0.0.1:1",
+            ],
+            "source rabbitmq needs a queue or a stream",
+        ),
+        (
+            &[
+                "stream", "status", "--source", "rabbitmq", "--queue", "q", "--topic", "t",
+            ],
+            "brokers, topic and partitions are for source kafka",
+        ),
+        (
+            &[
+                "stream",
+                "run",
+                "--brokers",
+                "b:1",
+                "--topic",
+                "t",
+                "--queue",
+                "q",
+            ],
+            "url, queue and stream are for source rabbitmq",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = retail(dir.path(), args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.path().join("retail.db").exists(),
+        "a refused command opens nothing"
+    );
+    let output = retail(
+        dir.path(),
+        &[
+            "stream",
+            "run",
+            "--source",
+            "rabbitmq",
+            "--url",
+            "amqp://guest:secret@127.0.0.1:1/%2f",
+            "--queue",
+            "sales",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("rabbitmq: failed to connect to amqp://guest:***@127.0.0.1:1/%2f"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+}
+
+#[test]
 fn serve_refuses_a_random_token_secret_beyond_loopback_before_opening_anything() {
     let dir = tempfile::tempdir().unwrap();
     let output = retail(dir.path(), &["serve", "--listen", "0.0.0.0:0"]);

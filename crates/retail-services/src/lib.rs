@@ -26,7 +26,7 @@ pub use analytics::{AnalyticsService, Answer, RawParams};
 pub use config::ApiConfig;
 pub use error::{Error, Result};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
-pub use operations::{OperationsService, Readiness};
+pub use operations::{OperationsService, Readiness, StreamHealth};
 pub use pipeline::{AssetInfo, PipelineService};
 pub use retail_ingest::decode::Format;
 pub use retail_metadata::{RunKind, RunRecord};

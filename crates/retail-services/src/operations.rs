@@ -29,11 +29,45 @@ pub const LAYER_COUNTS_EVERY: Duration = Duration::from_secs(15);
 pub struct Readiness {
     /// Whether every dependency answers.
     pub ready: bool,
-    /// Per dependency (`lake`, `warehouse`, `metadata`): `ok`, or a code saying what is wrong
+    /// Per dependency (`lake`, `warehouse`, `metadata`, and `streams` when stream consumers
+    /// run in the process: their brokers): `ok`, or a code saying what is wrong
     /// (`unavailable`, `not_found`, `internal`, ... for a failed check; `circuit_open` or
     /// `trial_in_flight` for the warehouse's breaker). The failure itself is logged, never
     /// answered.
     pub checks: BTreeMap<&'static str, &'static str>,
+}
+
+/// Whether this process' stream consumers reach their brokers, for `/ready` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct StreamHealth {
+    streams: std::sync::Mutex<BTreeMap<String, bool>>,
+}
+
+impl StreamHealth {
+    /// Notes whether `stream`'s consumer reaches its broker.
+    pub fn set(&self, stream: &str, connected: bool) {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stream.to_owned(), connected);
+        retail_telemetry::metrics::set_stream_connected(stream, connected);
+    }
+
+    /// `None` when no stream runs here; `ok` when every consumer reaches its broker,
+    /// `unavailable` otherwise.
+    pub fn code(&self) -> Option<&'static str> {
+        let streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if streams.is_empty() {
+            None
+        } else if streams.values().all(|connected| *connected) {
+            Some("ok")
+        } else {
+            Some("unavailable")
+        }
+    }
 }
 
 /// Renders the metrics in the Prometheus text format.
@@ -56,6 +90,7 @@ pub struct Operations {
     breaker: Arc<CircuitBreaker>,
     store: Arc<dyn MetadataStore>,
     render: MetricsRenderer,
+    streams: Arc<StreamHealth>,
     ready: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
     counts_at: std::sync::Mutex<Option<Instant>>,
     counting: Arc<AtomicBool>,
@@ -68,14 +103,15 @@ impl std::fmt::Debug for Operations {
 }
 
 impl Operations {
-    /// Checks `lake`, `warehouse` (through `breaker`'s state) and `store`; renders metrics
-    /// with `render`.
+    /// Checks `lake`, `warehouse` (through `breaker`'s state), `store` and the brokers of the
+    /// stream consumers `streams` hears from; renders metrics with `render`.
     pub fn new(
         lake: Lake,
         warehouse: Arc<dyn Warehouse>,
         breaker: Arc<CircuitBreaker>,
         store: Arc<dyn MetadataStore>,
         render: MetricsRenderer,
+        streams: Arc<StreamHealth>,
     ) -> Self {
         Self {
             lake,
@@ -83,6 +119,7 @@ impl Operations {
             breaker,
             store,
             render,
+            streams,
             ready: tokio::sync::Mutex::new(None),
             counts_at: std::sync::Mutex::new(None),
             counting: Arc::new(AtomicBool::new(false)),
@@ -108,6 +145,9 @@ impl Operations {
         };
         checks.insert("warehouse", warehouse);
         checks.insert("metadata", code("metadata", self.store.ping().await));
+        if let Some(streams) = self.streams.code() {
+            checks.insert("streams", streams);
+        }
         Readiness {
             ready: checks.values().all(|v| *v == "ok"),
             checks,

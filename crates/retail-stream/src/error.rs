@@ -23,6 +23,25 @@ pub enum Error {
         /// The partition.
         partition: i32,
     },
+    /// The RabbitMQ broker refused or failed a request.
+    #[error("rabbitmq: failed to {what}")]
+    Rabbit {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// The queue or stream does not exist (or may not be read).
+    #[error("rabbitmq: cannot read {kind} {name:?} (declare it first): {reason}")]
+    UnknownQueue {
+        /// `queue` or `stream`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The broker's answer.
+        reason: String,
+    },
     /// Ingesting into bronze failed.
     #[error(transparent)]
     Ingestion(#[from] retail_pipeline::Error),

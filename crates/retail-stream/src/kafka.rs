@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use retail_ingest::decode::json_messages;
 use retail_ingest::{Checkpoint, Source, SourceBatch};
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 
 use crate::error::{Error, Result};
+use crate::{MessageFormat, StreamSource};
 
 /// Where and how to read a topic.
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub struct KafkaOptions {
     pub max_wait: Duration,
     /// Rows per Arrow batch of the decoded records.
     pub batch_rows: usize,
+    /// What a message holds.
+    pub format: MessageFormat,
     /// How long a request to the brokers is retried before it fails (an unreachable broker is
     /// an error, not a hang).
     pub retry_for: Duration,
@@ -54,6 +56,7 @@ impl KafkaOptions {
             fetch_bytes: 4 << 20,
             max_wait: Duration::from_millis(500),
             batch_rows: 8_192,
+            format: MessageFormat::Json,
             retry_for: Duration::from_secs(30),
         }
     }
@@ -83,7 +86,7 @@ impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSource")
             .field("topic", &self.options.topic)
-            .field("partitions", &self.positions())
+            .field("partitions", &self.partition_positions())
             .finish_non_exhaustive()
     }
 }
@@ -159,14 +162,8 @@ impl KafkaSource {
         })
     }
 
-    /// Starts a round: the next batches read each partition once. The ingestion ends a call
-    /// at the end of a round, so a round is one micro-batch (one Delta commit).
-    pub fn start_round(&mut self) {
-        self.round = self.partitions.keys().rev().copied().collect();
-    }
-
     /// The next offset of each partition.
-    pub fn positions(&self) -> BTreeMap<i32, i64> {
+    pub fn partition_positions(&self) -> BTreeMap<i32, i64> {
         self.partitions
             .iter()
             .map(|(partition, state)| (*partition, state.next))
@@ -216,6 +213,34 @@ async fn connect(brokers: &[String], retry_for: Duration) -> Result<Client> {
 }
 
 #[async_trait]
+impl StreamSource for KafkaSource {
+    /// Starts a round: the next batches read each partition once. The ingestion ends a call
+    /// at the end of a round, so a round is one micro-batch (one Delta commit).
+    fn start_round(&mut self) {
+        self.round = self.partitions.keys().rev().copied().collect();
+    }
+
+    fn positions(&self) -> BTreeMap<String, i64> {
+        self.partitions
+            .iter()
+            .map(|(partition, state)| (partition.to_string(), state.next))
+            .collect()
+    }
+
+    async fn lag(&mut self) -> Result<BTreeMap<String, i64>> {
+        let ends = self.ends().await?;
+        Ok(self
+            .partitions
+            .iter()
+            .map(|(partition, state)| {
+                let end = ends.get(partition).copied().unwrap_or(state.next);
+                (partition.to_string(), (end - state.next).max(0))
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
 impl Source for KafkaSource {
     fn system(&self) -> &'static str {
         "kafka"
@@ -250,7 +275,10 @@ impl Source for KafkaSource {
                 .iter()
                 .map(|r| (r.offset, r.record.value.as_deref().unwrap_or_default()))
                 .collect();
-            let rows = json_messages(&payloads, self.options.batch_rows)?;
+            let rows = self
+                .options
+                .format
+                .decode(&payloads, self.options.batch_rows)?;
             state.next = last + 1;
             return Ok(Some(SourceBatch {
                 location: format!(

@@ -1,22 +1,84 @@
 //! Stream sources for bronze, consumed exactly once.
 //!
-//! A stream is a [`Source`](retail_ingest::Source) like files and HTTP bodies: its batches carry
-//! checkpoints (a partition's next offset), which the ingestion service commits in the same
-//! Delta commit as the records. [`consume`] drives a source in rounds: each round reads every
-//! partition once and is one ingestion (one commit, one run record when it wrote rows), so a
-//! round is a micro-batch, flushed by size (the fetch size) or by time (the fetch's wait).
+//! A stream is a [`Source`] like files and HTTP bodies: its batches carry checkpoints (a Kafka
+//! partition's or a RabbitMQ stream's next offset), which the ingestion service commits in the
+//! same Delta commit as the records; a RabbitMQ queue, which has no offsets, is acknowledged
+//! after that commit instead. [`consume`] drives a source in rounds: each round is one
+//! ingestion (one commit, one run record when it wrote rows), so a round is a micro-batch,
+//! flushed by size (the fetch size, the batch's message count) or by time (the wait).
 
 mod error;
 pub mod kafka;
+pub mod rabbitmq;
+
+use std::collections::BTreeMap;
 
 use std::time::{Duration, Instant};
 
 use retail_domain::progress::Progress;
+use retail_ingest::Source;
 use retail_pipeline::{IngestRequest, IngestionService};
+use retail_telemetry::metrics;
 use tracing::info;
 
 pub use error::{Error, Result};
 pub use kafka::{KafkaOptions, KafkaSource};
+pub use rabbitmq::{RabbitOptions, RabbitSource, RabbitTarget};
+
+/// A [`Source`] read in rounds, each round one micro-batch.
+#[async_trait::async_trait]
+pub trait StreamSource: Source {
+    /// Starts a round: the ingestion that follows takes one micro-batch and commits it.
+    fn start_round(&mut self);
+
+    /// The next offset of each partition or stream (empty for a queue, which has none).
+    fn positions(&self) -> BTreeMap<String, i64>;
+
+    /// Messages still to read, by partition (empty when the broker cannot tell).
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot answer.
+    async fn lag(&mut self) -> Result<BTreeMap<String, i64>> {
+        Ok(BTreeMap::new())
+    }
+}
+
+/// What a message holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MessageFormat {
+    /// One JSON object with the fields the ingestion API accepts (either header variant).
+    #[default]
+    Json,
+    /// One CSV line, its fields named by the stream's configured header.
+    Csv {
+        /// The names of the fields, in order.
+        header: Vec<String>,
+    },
+}
+
+impl MessageFormat {
+    /// Decodes `(position, payload)` messages; a bad one becomes a malformed record.
+    ///
+    /// # Errors
+    ///
+    /// When the records cannot be assembled into batches.
+    pub fn decode(
+        &self,
+        messages: &[(i64, &[u8])],
+        batch_rows: usize,
+    ) -> retail_ingest::Result<retail_ingest::RawRows> {
+        match self {
+            Self::Json => retail_ingest::decode::json_messages(messages, batch_rows),
+            Self::Csv { header } => {
+                retail_ingest::decode::csv_messages(messages, header, batch_rows)
+            }
+        }
+    }
+}
+
+/// How often a consumer measures its lag for `/metrics`.
+const LAG_EVERY: Duration = Duration::from_secs(5);
 
 /// How long to consume.
 #[derive(Debug, Clone)]
@@ -24,7 +86,8 @@ pub struct ConsumeOptions {
     /// Stop once the source has given nothing for this long (scripts and tests); `None`: until
     /// the shutdown signal.
     pub until_idle: Option<Duration>,
-    /// Who the runs are recorded for (`stream:kafka:<topic>`).
+    /// Who the runs are recorded for (`stream:<name>`); the name is the stream's label in the
+    /// metrics.
     pub requested_by: String,
 }
 
@@ -37,10 +100,35 @@ pub struct Consumed {
     pub records: u64,
     /// Malformed records among them (kept with their raw payload).
     pub malformed: u64,
+    /// From the start to the end of the last round that wrote records: the time the records
+    /// took, without the idle wait at the end.
+    pub busy: Duration,
+}
+
+/// What runs beside a consumer, told of every round (the continuous pipeline of `--follow`).
+#[async_trait::async_trait]
+pub trait RoundHook: Send {
+    /// A round ended, having committed `records` records (0 for a quiet round).
+    async fn round(&mut self, records: u64);
+
+    /// The consumer stops: finish what the rounds started.
+    async fn finish(&mut self);
+}
+
+/// No hook.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+#[async_trait::async_trait]
+impl RoundHook for NoHook {
+    async fn round(&mut self, _records: u64) {}
+
+    async fn finish(&mut self) {}
 }
 
 /// Consumes `source` into bronze until it has been idle for `options.until_idle` or until
-/// `shutdown` resolves. A shutdown never cuts a round: the round in flight is committed first.
+/// `shutdown` resolves, telling `hook` of every round. A shutdown never cuts a round: the round
+/// in flight is committed first, then the hook finishes.
 ///
 /// # Errors
 ///
@@ -48,9 +136,23 @@ pub struct Consumed {
 /// resumes after it.
 pub async fn consume(
     ingestion: &IngestionService,
-    source: &mut KafkaSource,
+    source: &mut dyn StreamSource,
     options: &ConsumeOptions,
     progress: &dyn Progress,
+    hook: &mut dyn RoundHook,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Consumed> {
+    let consumed = rounds(ingestion, source, options, progress, hook, shutdown).await;
+    hook.finish().await;
+    consumed
+}
+
+async fn rounds(
+    ingestion: &IngestionService,
+    source: &mut dyn StreamSource,
+    options: &ConsumeOptions,
+    progress: &dyn Progress,
+    hook: &mut dyn RoundHook,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Consumed> {
     let request = IngestRequest {
@@ -59,20 +161,41 @@ pub async fn consume(
         record_if_unchanged: false,
     };
     let mut consumed = Consumed::default();
-    let mut last_records = Instant::now();
+    let started = Instant::now();
+    let mut last_records = started;
     let mut shutdown = std::pin::pin!(shutdown);
     // The first poll installs the signal handlers a shutdown future may hold.
     if is_ready_now(&mut shutdown) {
         return Ok(consumed);
     }
+    let stream = options
+        .requested_by
+        .strip_prefix("stream:")
+        .unwrap_or(&options.requested_by);
+    let mut lag_at: Option<Instant> = None;
     loop {
+        if lag_at.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+            lag_at = Some(Instant::now());
+            match source.lag().await {
+                Ok(lag) => {
+                    for (partition, lag) in lag {
+                        metrics::set_stream_lag(stream, &partition, lag);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, stream, "cannot measure the lag"),
+            }
+        }
         source.start_round();
-        let run = ingestion.ingest(source, &request, progress).await?;
+        let round = Instant::now();
+        let run = ingestion.ingest(&mut *source, &request, progress).await?;
+        metrics::record_stream_round(stream, run.rows_out, round.elapsed().as_secs_f64());
+        hook.round(run.rows_out).await;
         if run.rows_out > 0 {
             consumed.commits += 1;
             consumed.records += run.rows_out;
             consumed.malformed += run.detail.files.iter().map(|f| f.malformed).sum::<u64>();
             last_records = Instant::now();
+            consumed.busy = started.elapsed();
             info!(records = run.rows_out, positions = ?source.positions(), "stream round committed");
         } else if options
             .until_idle

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retail_domain::progress::NoProgress;
+use retail_lake::arrow::array::Array as _;
 use retail_lake::schema::BRONZE_TRANSACTIONS;
 use retail_lake::{Lake, LakeConfig};
 use retail_metadata::{MetadataStore, SqliteStore};
 use retail_pipeline::{IngestOptions, IngestionService};
-use retail_stream::{ConsumeOptions, Consumed, KafkaOptions, KafkaSource, consume};
+use retail_stream::{ConsumeOptions, Consumed, KafkaOptions, KafkaSource, NoHook, consume};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
@@ -118,6 +119,7 @@ impl TestLake {
                 requested_by: "test".to_owned(),
             },
             &NoProgress,
+            &mut NoHook,
             std::future::pending(),
         )
         .await
@@ -154,14 +156,17 @@ async fn a_topic_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept(
     );
     assert_eq!(lake.bronze().await, 3_000);
     assert_eq!(
-        source.positions(),
+        source.partition_positions(),
         source.ends().await.unwrap(),
         "read to the end"
     );
 
     // A restarted consumer resumes from bronze's marks: nothing is read twice.
     let mut restarted = lake.source(&brokers, &topic).await;
-    assert_eq!(restarted.positions(), source.positions());
+    assert_eq!(
+        restarted.partition_positions(),
+        source.partition_positions()
+    );
     let more: Vec<Vec<u8>> = (3_000..4_000).map(sale).collect();
     produce(&brokers, &topic, &more, false).await;
     let consumed = lake.consume(&mut restarted, 300).await;
@@ -194,4 +199,71 @@ async fn an_unknown_topic_is_a_clear_error() {
         error.to_string().contains("no topic \"no-such-topic\""),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn csv_lines_are_named_by_the_configured_header_and_bad_ones_are_kept() {
+    let Some(brokers) = retail_test_support::kafka_brokers() else {
+        return;
+    };
+    let topic = retail_test_support::unique_name("csv-sales");
+    let lines: Vec<Vec<u8>> = (0..300)
+        .map(|n| {
+            if n == 100 {
+                b"600020,85123A,only three".to_vec()
+            } else {
+                format!(
+                    "{},85123A,\"HEART, WHITE\",{},2011-12-09 12:00:00,2.55,{},United Kingdom",
+                    600_000 + n / 5,
+                    1 + n % 7,
+                    12_346 + n
+                )
+                .into_bytes()
+            }
+        })
+        .collect();
+    produce(&brokers, &topic, &lines, true).await;
+    let lake = TestLake::new();
+    let ingestion = lake.ingestion.clone();
+    let header = retail_ingest::decode::csv_header(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
+    )
+    .unwrap();
+    let mut source = KafkaSource::connect(
+        KafkaOptions {
+            max_wait: Duration::from_millis(100),
+            format: retail_stream::MessageFormat::Csv { header },
+            ..KafkaOptions::new(vec![brokers.clone()], &topic)
+        },
+        move |app_id| {
+            let ingestion = ingestion.clone();
+            async move { Ok(ingestion.checkpoint(&app_id).await?) }
+        },
+    )
+    .await
+    .unwrap();
+    let consumed = lake.consume(&mut source, 300).await;
+    assert_eq!(
+        (consumed.records, consumed.malformed),
+        (300, 1),
+        "{consumed:?}"
+    );
+    let batches = lake.lake.read_all(&BRONZE_TRANSACTIONS).await.unwrap();
+    let descriptions: Vec<String> = batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch
+                .column_by_name("description")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<retail_lake::arrow::array::StringArray>()
+                .unwrap();
+            (0..batch.num_rows())
+                .filter(|i| !column.is_null(*i))
+                .map(|i| column.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(descriptions.len(), 299);
+    assert!(descriptions.iter().all(|d| d == "HEART, WHITE"));
 }

@@ -79,6 +79,15 @@ pub mod metrics {
     /// Failures to reach the state shared by replicas (Redis); requests then fall back to
     /// in-process limits.
     pub const API_REDIS_ERRORS_TOTAL: &str = "retail_api_redis_errors_total";
+    /// Records a stream consumer committed to bronze, by stream.
+    pub const STREAM_RECORDS_TOTAL: &str = "retail_stream_records_total";
+    /// Records per second of a stream consumer's last round that wrote records, by stream.
+    pub const STREAM_EVENTS_PER_SECOND: &str = "retail_stream_events_per_second";
+    /// Messages a stream consumer has still to read, by stream and partition (a Kafka
+    /// partition's end minus bronze's position; a RabbitMQ queue's waiting messages).
+    pub const STREAM_LAG: &str = "retail_stream_lag";
+    /// Whether a stream consumer reaches its broker (1) or not (0), by stream.
+    pub const STREAM_CONNECTED: &str = "retail_stream_connected";
 
     /// Registers the description of every metric with the installed recorder.
     pub fn describe() {
@@ -125,6 +134,42 @@ pub mod metrics {
             API_REDIS_ERRORS_TOTAL,
             "failures to reach the state shared by replicas"
         );
+        describe_counter!(
+            STREAM_RECORDS_TOTAL,
+            "records a stream consumer committed to bronze"
+        );
+        describe_gauge!(
+            STREAM_EVENTS_PER_SECOND,
+            "records per second of a stream consumer's last round that wrote records"
+        );
+        describe_gauge!(
+            STREAM_LAG,
+            "messages a stream consumer has still to read, by partition"
+        );
+        describe_gauge!(
+            STREAM_CONNECTED,
+            "whether a stream consumer reaches its broker"
+        );
+    }
+
+    /// Counts a stream round's committed records and its rate.
+    pub fn record_stream_round(stream: &str, records: u64, seconds: f64) {
+        counter!(STREAM_RECORDS_TOTAL, "stream" => stream.to_owned()).increment(records);
+        if records > 0 && seconds > 0.0 {
+            gauge!(STREAM_EVENTS_PER_SECOND, "stream" => stream.to_owned())
+                .set(records as f64 / seconds);
+        }
+    }
+
+    /// Sets a stream partition's lag.
+    pub fn set_stream_lag(stream: &str, partition: &str, lag: i64) {
+        gauge!(STREAM_LAG, "stream" => stream.to_owned(), "partition" => partition.to_owned())
+            .set(lag as f64);
+    }
+
+    /// Sets whether a stream consumer reaches its broker.
+    pub fn set_stream_connected(stream: &str, connected: bool) {
+        gauge!(STREAM_CONNECTED, "stream" => stream.to_owned()).set(f64::from(u8::from(connected)));
     }
 
     /// Counts records received from a source system.

@@ -157,6 +157,19 @@ pub fn kafka_brokers() -> Option<String> {
     )
 }
 
+/// The RabbitMQ broker of the test run (`RETAIL_TEST_AMQP_URL`, `amqp://...`).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_RABBITMQ` is.
+pub fn amqp_url() -> Option<String> {
+    server(
+        "RETAIL_TEST_AMQP_URL",
+        "RETAIL_REQUIRE_RABBITMQ",
+        "scripts/services.sh start rabbitmq",
+    )
+}
+
 /// The authority that signs the test servers' certificates (`RETAIL_TEST_TLS_CA`).
 ///
 /// # Panics
