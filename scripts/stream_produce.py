@@ -2,19 +2,27 @@
 names) to a new topic, round-robin over its partitions, with confluent-kafka (librdkafka): a
 standard client, so the consumer is checked against a wire format this project did not write.
 
-    python3 scripts/stream_produce.py BROKERS TOPIC PARTITIONS FILE.csv...
+    python3 scripts/stream_produce.py [--per-second N] BROKERS TOPIC PARTITIONS FILE.csv...
+
+--per-second spreads the messages over time (for trials that kill a consumer while it runs).
 """
 
 import csv
 import json
 import sys
+import time
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
 def main():
-    brokers, topic, partitions, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    args = sys.argv[1:]
+    rate = None
+    if args and args[0] == "--per-second":
+        rate, args = float(args[1]), args[2:]
+    brokers, topic, partitions, files = args[0], args[1], int(args[2]), args[3:]
+    started = time.monotonic()
     admin = AdminClient({"bootstrap.servers": brokers})
     for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
         future.result()
@@ -27,6 +35,10 @@ def main():
                 sent += 1
                 if sent % 10000 == 0:
                     producer.poll(0)
+                if rate and sent % 1000 == 0:
+                    ahead = started + sent / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
     if producer.flush(60) != 0:
         raise SystemExit("some messages were not delivered within 60 s")
     print(sent)

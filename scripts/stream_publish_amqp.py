@@ -2,9 +2,10 @@
 names) to a new RabbitMQ stream or classic queue, with pika: a standard AMQP client, so the
 consumer is checked against a wire format this project did not write. Queue messages carry a
 message id (their position in the files); stream messages need none. Waits until the broker
-counts every message, then prints how many were sent.
+counts every message (not with --no-wait, for a queue consumers drain meanwhile: then the
+closing of the connection flushes what was sent), then prints how many were sent.
 
-    python3 scripts/stream_publish_amqp.py URL stream|queue NAME FILE.csv...
+    python3 scripts/stream_publish_amqp.py [--no-wait] URL stream|queue NAME FILE.csv...
 """
 
 import csv
@@ -16,7 +17,11 @@ import pika
 
 
 def main():
-    url, kind, name, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    args = sys.argv[1:]
+    wait = True
+    if args and args[0] == "--no-wait":
+        wait, args = False, args[1:]
+    url, kind, name, files = args[0], args[1], args[2], args[3:]
     if kind not in ("stream", "queue"):
         raise SystemExit(f"kind must be stream or queue, not {kind!r}")
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -32,7 +37,7 @@ def main():
                 sent += 1
     # Publishing is asynchronous: wait until the broker holds every message.
     deadline = time.monotonic() + 120
-    while True:
+    while wait:
         held = channel.queue_declare(queue=name, passive=True).method.message_count
         if held >= sent:
             break

@@ -18,6 +18,7 @@ use retail_ingest::{Checkpoint, Source, SourceBatch};
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::RecordAndOffset;
 
 use crate::error::{Error, Result};
 use crate::{MessageFormat, StreamSource};
@@ -72,14 +73,32 @@ struct Partition {
     client: Arc<PartitionClient>,
     /// The next offset to read.
     next: i64,
+    /// The partition's high watermark as the last fetch told it (the offset after its last
+    /// record), for the lag.
+    end: i64,
 }
 
+/// What one round's fetches returned, by partition.
+type Fetched = Vec<(
+    i32,
+    i64,
+    std::result::Result<(Vec<RecordAndOffset>, i64), rskafka::client::error::Error>,
+)>;
+
 /// A Kafka topic's records from the positions bronze holds.
+///
+/// A round fetches every partition at once; as soon as a round's records are in, the next
+/// round's fetches start, so the broker's answer is on its way while this round is decoded,
+/// written and committed (at most two rounds of records in memory).
 pub struct KafkaSource {
     options: KafkaOptions,
     partitions: BTreeMap<i32, Partition>,
-    /// Partitions not yet read in the current round (a round reads each partition once).
-    round: Vec<i32>,
+    /// The current round's records not yet handed out, by partition (last first).
+    round: Vec<(i32, Vec<RecordAndOffset>)>,
+    /// Whether the current round's fetches have been taken.
+    fetched: bool,
+    /// The next round's fetches, started when this round's came in.
+    ahead: Option<tokio::task::JoinHandle<Fetched>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -152,6 +171,7 @@ impl KafkaSource {
                 Partition {
                     client: Arc::new(partition_client),
                     next,
+                    end: next,
                 },
             );
         }
@@ -159,6 +179,8 @@ impl KafkaSource {
             options,
             partitions,
             round: Vec::new(),
+            fetched: true,
+            ahead: None,
         })
     }
 
@@ -195,6 +217,67 @@ impl KafkaSource {
     }
 }
 
+impl KafkaSource {
+    /// Starts fetching every partition from its next offset, all at once.
+    fn fetch_all(&self) -> tokio::task::JoinHandle<Fetched> {
+        let max_wait = i32::try_from(self.options.max_wait.as_millis()).unwrap_or(i32::MAX);
+        let bytes = self.options.fetch_bytes;
+        let fetches: Vec<_> = self
+            .partitions
+            .iter()
+            .map(|(partition, state)| (*partition, Arc::clone(&state.client), state.next))
+            .collect();
+        tokio::spawn(async move {
+            futures::future::join_all(fetches.into_iter().map(
+                |(partition, client, next)| async move {
+                    let fetched = client.fetch_records(next, 1..bytes, max_wait).await;
+                    (partition, next, fetched)
+                },
+            ))
+            .await
+        })
+    }
+
+    /// Takes the current round's fetches (started ahead, or now), advances each partition
+    /// past its records, and starts the next round's.
+    async fn take_round(&mut self) -> retail_ingest::Result<()> {
+        let ahead = match self.ahead.take() {
+            Some(ahead) => ahead,
+            None => self.fetch_all(),
+        };
+        let fetched = ahead.await.map_err(|error| {
+            retail_ingest::Error::Source(format!(
+                "kafka topic {}: a fetch ended abnormally: {error}",
+                self.options.topic
+            ))
+        })?;
+        let mut round = Vec::new();
+        for (partition, from, result) in fetched {
+            let (records, high_watermark) = result.map_err(|error| {
+                retail_ingest::Error::Source(format!(
+                    "kafka topic {} partition {partition} at offset {from}: {error}",
+                    self.options.topic
+                ))
+            })?;
+            let state = self
+                .partitions
+                .get_mut(&partition)
+                .expect("a known partition");
+            state.end = high_watermark;
+            let records: Vec<RecordAndOffset> =
+                records.into_iter().filter(|r| r.offset >= from).collect();
+            if let Some(last) = records.last() {
+                state.next = last.offset + 1;
+                round.push((partition, records));
+            }
+        }
+        round.reverse();
+        self.round = round;
+        self.ahead = Some(self.fetch_all());
+        Ok(())
+    }
+}
+
 async fn connect(brokers: &[String], retry_for: Duration) -> Result<Client> {
     ClientBuilder::new(brokers.to_vec())
         .client_id("retail-stream")
@@ -217,7 +300,8 @@ impl StreamSource for KafkaSource {
     /// Starts a round: the next batches read each partition once. The ingestion ends a call
     /// at the end of a round, so a round is one micro-batch (one Delta commit).
     fn start_round(&mut self) {
-        self.round = self.partitions.keys().rev().copied().collect();
+        self.round.clear();
+        self.fetched = false;
     }
 
     fn positions(&self) -> BTreeMap<String, i64> {
@@ -227,15 +311,12 @@ impl StreamSource for KafkaSource {
             .collect()
     }
 
+    /// From the high watermarks the last fetches told: no request of its own.
     async fn lag(&mut self) -> Result<BTreeMap<String, i64>> {
-        let ends = self.ends().await?;
         Ok(self
             .partitions
             .iter()
-            .map(|(partition, state)| {
-                let end = ends.get(partition).copied().unwrap_or(state.next);
-                (partition.to_string(), (end - state.next).max(0))
-            })
+            .map(|(partition, state)| (partition.to_string(), (state.end - state.next).max(0)))
             .collect())
     }
 }
@@ -247,26 +328,11 @@ impl Source for KafkaSource {
     }
 
     async fn next_batch(&mut self) -> retail_ingest::Result<Option<SourceBatch>> {
-        let max_wait = i32::try_from(self.options.max_wait.as_millis()).unwrap_or(i32::MAX);
-        while let Some(partition) = self.round.pop() {
-            let state = self
-                .partitions
-                .get_mut(&partition)
-                .expect("a known partition");
-            let (records, _high_watermark) = state
-                .client
-                .fetch_records(state.next, 1..self.options.fetch_bytes, max_wait)
-                .await
-                .map_err(|error| {
-                    retail_ingest::Error::Source(format!(
-                        "kafka topic {} partition {partition} at offset {}: {error}",
-                        self.options.topic, state.next
-                    ))
-                })?;
-            let records: Vec<_> = records
-                .into_iter()
-                .filter(|r| r.offset >= state.next)
-                .collect();
+        if !self.fetched {
+            self.fetched = true;
+            self.take_round().await?;
+        }
+        while let Some((partition, records)) = self.round.pop() {
             let (Some(first), Some(last)) = (records.first(), records.last()) else {
                 continue;
             };
@@ -279,7 +345,6 @@ impl Source for KafkaSource {
                 .options
                 .format
                 .decode(&payloads, self.options.batch_rows)?;
-            state.next = last + 1;
             return Ok(Some(SourceBatch {
                 location: format!(
                     "kafka {}/{partition} offsets {first}..={last}",

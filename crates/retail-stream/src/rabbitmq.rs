@@ -7,7 +7,8 @@
 //! - **Stream.** The position is the Delta application transaction `rabbitmq:<stream>` of
 //!   `bronze/retail_transactions`: the next offset, committed with the records before it. The
 //!   consumer starts at that offset (`x-stream-offset`), so a consumer killed at any point
-//!   writes each message once. Acknowledgements only grant the broker credit.
+//!   writes each message once. Acknowledgements only grant the broker credit: a batch is
+//!   acknowledged as soon as it is taken, so the broker sends the next while it is written.
 //! - **Queue.** A queue has no offsets: messages are acknowledged after the Delta commit that
 //!   holds them, so a crash before it has them delivered again. A crash between the commit and
 //!   the acknowledgement has them delivered again too, flagged `redelivered`: each message's
@@ -474,8 +475,11 @@ impl Source for RabbitSource {
                             payloads.push((offset, delivery.data.as_slice()));
                         }
                     }
+                    // A stream's position is bronze's mark, not the broker's: acknowledging
+                    // (which only grants credit) now keeps the broker sending the next batch
+                    // while this one is written. At most twice the batch is in flight.
+                    self.ack_through(last_tag).await?;
                     let Some(last) = payloads.last().map(|(offset, _)| *offset) else {
-                        self.ack_through(last_tag).await?;
                         self.round_done = false;
                         continue;
                     };
@@ -531,7 +535,10 @@ impl Source for RabbitSource {
                 .options
                 .format
                 .decode(&payloads, self.options.batch_rows)?;
-            self.unacked = Some(last_tag);
+            if checkpoint.is_none() {
+                // A queue's messages are acknowledged after the commit.
+                self.unacked = Some(last_tag);
+            }
             return Ok(Some(SourceBatch {
                 unit: format!("d{last_tag}"),
                 location,

@@ -1,33 +1,19 @@
 //! A Kafka topic into bronze against a real Kafka-protocol broker (tansu, started by
 //! `scripts/services.sh start kafka`): every record once, across restarts.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use retail_domain::progress::NoProgress;
 use retail_lake::arrow::array::Array as _;
 use retail_lake::schema::BRONZE_TRANSACTIONS;
-use retail_lake::{Lake, LakeConfig};
-use retail_metadata::{MetadataStore, SqliteStore};
-use retail_pipeline::{IngestOptions, IngestionService};
-use retail_stream::{ConsumeOptions, Consumed, KafkaOptions, KafkaSource, NoHook, consume};
+use retail_stream::{KafkaOptions, KafkaSource};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
+use support::{TestLake, sale};
 
 const PARTITIONS: i32 = 3;
-
-/// A sale as the ingestion API accepts it; `n` makes it unique.
-fn sale(n: usize) -> Vec<u8> {
-    serde_json::json!({
-        "InvoiceNo": format!("{}", 600_000 + n / 5), "StockCode": "85123A",
-        "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 1 + n % 7,
-        "InvoiceDate": "2011-12-09 12:00:00", "UnitPrice": "2.55",
-        "CustomerID": format!("{}", 12_346 + n), "Country": "United Kingdom"
-    })
-    .to_string()
-    .into_bytes()
-}
 
 /// Creates a topic and produces `payloads` round-robin over its partitions.
 async fn produce(brokers: &str, topic: &str, payloads: &[Vec<u8>], create: bool) {
@@ -68,67 +54,19 @@ async fn produce(brokers: &str, topic: &str, payloads: &[Vec<u8>], create: bool)
     }
 }
 
-struct TestLake {
-    _dir: tempfile::TempDir,
-    lake: Lake,
-    ingestion: IngestionService,
-}
-
-impl TestLake {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::new(&LakeConfig {
-            root: dir.path().join("lake").display().to_string(),
-            ..LakeConfig::default()
-        })
-        .unwrap();
-        let store: Arc<dyn MetadataStore> =
-            Arc::new(SqliteStore::open(&dir.path().join("retail.db")).unwrap());
-        let ingestion = IngestionService::new(lake.clone(), store, IngestOptions::default());
-        Self {
-            _dir: dir,
-            lake,
-            ingestion,
-        }
-    }
-
-    async fn source(&self, brokers: &str, topic: &str) -> KafkaSource {
-        let ingestion = self.ingestion.clone();
-        KafkaSource::connect(
-            KafkaOptions {
-                max_wait: Duration::from_millis(100),
-                // Small fetches: many rounds, so restarts fall between commits.
-                fetch_bytes: 16 << 10,
-                ..KafkaOptions::new(vec![brokers.to_owned()], topic)
-            },
-            move |app_id| {
-                let ingestion = ingestion.clone();
-                async move { Ok(ingestion.checkpoint(&app_id).await?) }
-            },
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn consume(&self, source: &mut KafkaSource, idle_ms: u64) -> Consumed {
-        consume(
-            &self.ingestion,
-            source,
-            &ConsumeOptions {
-                until_idle: Some(Duration::from_millis(idle_ms)),
-                requested_by: "test".to_owned(),
-            },
-            &NoProgress,
-            &mut NoHook,
-            std::future::pending(),
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn bronze(&self) -> u64 {
-        self.lake.count_rows(&BRONZE_TRANSACTIONS).await.unwrap()
-    }
+/// A source over `topic` for `lake`, in small fetches: many rounds, so restarts fall between
+/// commits.
+async fn kafka_source(lake: &TestLake, brokers: &str, topic: &str) -> KafkaSource {
+    KafkaSource::connect(
+        KafkaOptions {
+            max_wait: Duration::from_millis(100),
+            fetch_bytes: 16 << 10,
+            ..KafkaOptions::new(vec![brokers.to_owned()], topic)
+        },
+        lake.positions(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -143,7 +81,7 @@ async fn a_topic_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept(
     produce(&brokers, &topic, &payloads, true).await;
 
     let lake = TestLake::new();
-    let mut source = lake.source(&brokers, &topic).await;
+    let mut source = kafka_source(&lake, &brokers, &topic).await;
     let consumed = lake.consume(&mut source, 300).await;
     assert_eq!(consumed.records, 3_000, "{consumed:?}");
     assert_eq!(
@@ -162,7 +100,7 @@ async fn a_topic_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept(
     );
 
     // A restarted consumer resumes from bronze's marks: nothing is read twice.
-    let mut restarted = lake.source(&brokers, &topic).await;
+    let mut restarted = kafka_source(&lake, &brokers, &topic).await;
     assert_eq!(
         restarted.partition_positions(),
         source.partition_positions()
@@ -185,13 +123,9 @@ async fn an_unknown_topic_is_a_clear_error() {
         return;
     };
     let lake = TestLake::new();
-    let ingestion = lake.ingestion.clone();
     let error = KafkaSource::connect(
         KafkaOptions::new(vec![brokers], "no-such-topic"),
-        move |app_id| {
-            let ingestion = ingestion.clone();
-            async move { Ok(ingestion.checkpoint(&app_id).await?) }
-        },
+        lake.positions(),
     )
     .await
     .unwrap_err();
@@ -224,7 +158,6 @@ async fn csv_lines_are_named_by_the_configured_header_and_bad_ones_are_kept() {
         .collect();
     produce(&brokers, &topic, &lines, true).await;
     let lake = TestLake::new();
-    let ingestion = lake.ingestion.clone();
     let header = retail_ingest::decode::csv_header(
         "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
     )
@@ -235,10 +168,7 @@ async fn csv_lines_are_named_by_the_configured_header_and_bad_ones_are_kept() {
             format: retail_stream::MessageFormat::Csv { header },
             ..KafkaOptions::new(vec![brokers.clone()], &topic)
         },
-        move |app_id| {
-            let ingestion = ingestion.clone();
-            async move { Ok(ingestion.checkpoint(&app_id).await?) }
-        },
+        lake.positions(),
     )
     .await
     .unwrap();

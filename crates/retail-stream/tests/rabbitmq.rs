@@ -2,8 +2,9 @@
 //! plugin, started by `scripts/services.sh start rabbitmq`): every message once, across
 //! restarts and redeliveries.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,26 +14,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use retail_domain::progress::NoProgress;
 use retail_ingest::{Checkpoint, Source, SourceBatch};
 use retail_lake::schema::BRONZE_TRANSACTIONS;
-use retail_lake::{Lake, LakeConfig};
-use retail_metadata::{MetadataStore, SqliteStore};
-use retail_pipeline::{IngestOptions, IngestionService};
 use retail_stream::rabbitmq::message_count;
-use retail_stream::{
-    ConsumeOptions, Consumed, NoHook, RabbitOptions, RabbitSource, RabbitTarget, StreamSource,
-    consume,
-};
-
-/// A sale as the ingestion API accepts it; `n` makes it unique.
-fn sale(n: usize) -> Vec<u8> {
-    serde_json::json!({
-        "InvoiceNo": format!("{}", 600_000 + n / 5), "StockCode": "85123A",
-        "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 1 + n % 7,
-        "InvoiceDate": "2011-12-09 12:00:00", "UnitPrice": "2.55",
-        "CustomerID": format!("{}", 12_346 + n), "Country": "United Kingdom"
-    })
-    .to_string()
-    .into_bytes()
-}
+use retail_stream::{RabbitOptions, RabbitSource, RabbitTarget, StreamSource};
+use support::{TestLake, sale};
 
 /// Declares `name` (a stream when `stream`) and publishes `payloads` with publisher confirms;
 /// each message gets the id `m-<n>` when `ids`.
@@ -83,69 +67,24 @@ async fn publish(url: &str, name: &str, stream: bool, payloads: &[(usize, Vec<u8
     connection.close(200, "published".into()).await.unwrap();
 }
 
-struct TestLake {
-    _dir: tempfile::TempDir,
-    lake: Lake,
-    ingestion: IngestionService,
+/// A source over `target` for `lake`, `batch` messages a round, waiting 100 ms.
+async fn source_of(lake: &TestLake, url: &str, target: RabbitTarget, batch: u16) -> RabbitSource {
+    RabbitSource::connect(
+        RabbitOptions {
+            batch_messages: batch,
+            max_wait: Duration::from_millis(100),
+            ..RabbitOptions::new(url, target)
+        },
+        lake.lake.clone(),
+        lake.positions(),
+    )
+    .await
+    .unwrap()
 }
 
-impl TestLake {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::new(&LakeConfig {
-            root: dir.path().join("lake").display().to_string(),
-            ..LakeConfig::default()
-        })
-        .unwrap();
-        let store: Arc<dyn MetadataStore> =
-            Arc::new(SqliteStore::open(&dir.path().join("retail.db")).unwrap());
-        let ingestion = IngestionService::new(lake.clone(), store, IngestOptions::default());
-        Self {
-            _dir: dir,
-            lake,
-            ingestion,
-        }
-    }
-
-    async fn source(&self, url: &str, target: RabbitTarget) -> RabbitSource {
-        // Small batches: many rounds, so restarts fall between commits.
-        self.source_of(url, target, 200).await
-    }
-
-    async fn source_of(&self, url: &str, target: RabbitTarget, batch: u16) -> RabbitSource {
-        let ingestion = self.ingestion.clone();
-        RabbitSource::connect(
-            RabbitOptions {
-                batch_messages: batch,
-                max_wait: Duration::from_millis(100),
-                ..RabbitOptions::new(url, target)
-            },
-            self.lake.clone(),
-            move |app_id| async move { Ok(ingestion.checkpoint(&app_id).await?) },
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn consume(&self, source: &mut dyn StreamSource, idle_ms: u64) -> Consumed {
-        consume(
-            &self.ingestion,
-            source,
-            &ConsumeOptions {
-                until_idle: Some(Duration::from_millis(idle_ms)),
-                requested_by: "test".to_owned(),
-            },
-            &NoProgress,
-            &mut NoHook,
-            std::future::pending(),
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn bronze(&self) -> u64 {
-        self.lake.count_rows(&BRONZE_TRANSACTIONS).await.unwrap()
-    }
+/// In small batches: many rounds, so restarts fall between commits.
+async fn rabbit_source(lake: &TestLake, url: &str, target: RabbitTarget) -> RabbitSource {
+    source_of(lake, url, target, 200).await
 }
 
 #[tokio::test]
@@ -160,9 +99,7 @@ async fn a_stream_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept
     publish(&url, &stream, true, &payloads, false).await;
 
     let lake = TestLake::new();
-    let mut source = lake
-        .source(&url, RabbitTarget::Stream(stream.clone()))
-        .await;
+    let mut source = rabbit_source(&lake, &url, RabbitTarget::Stream(stream.clone())).await;
     let consumed = lake.consume(&mut source, 1_000).await;
     assert_eq!(consumed.records, 3_000, "{consumed:?}");
     assert_eq!(
@@ -178,9 +115,7 @@ async fn a_stream_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept
     );
 
     // A restarted consumer resumes from bronze's mark: nothing is read twice.
-    let mut restarted = lake
-        .source(&url, RabbitTarget::Stream(stream.clone()))
-        .await;
+    let mut restarted = rabbit_source(&lake, &url, RabbitTarget::Stream(stream.clone())).await;
     assert_eq!(restarted.positions(), source.positions());
     let more: Vec<(usize, Vec<u8>)> = (3_000..4_000).map(|n| (n, sale(n))).collect();
     publish(&url, &stream, true, &more, false).await;
@@ -266,7 +201,7 @@ async fn a_queue_is_acknowledged_after_the_commit_and_redelivered_messages_land_
 
     let lake = TestLake::new();
     // A consumer that commits a round of 600 and dies before acknowledging it.
-    let mut dying = NoAck(lake.source_of(&url, target.clone(), 600).await);
+    let mut dying = NoAck(source_of(&lake, &url, target.clone(), 600).await);
     dying.start_round();
     lake.ingestion
         .ingest(
@@ -285,7 +220,7 @@ async fn a_queue_is_acknowledged_after_the_commit_and_redelivered_messages_land_
 
     // The broker delivers them again, flagged redelivered: recognised, acknowledged, not
     // written twice; the rest lands once and the queue is empty afterwards.
-    let mut source = lake.source(&url, target.clone()).await;
+    let mut source = rabbit_source(&lake, &url, target.clone()).await;
     let consumed = lake.consume(&mut source, 1_000).await;
     assert_eq!(consumed.records, 1_400, "{consumed:?}");
     assert_eq!(source.redelivered_skipped(), 600);
@@ -297,7 +232,7 @@ async fn a_queue_is_acknowledged_after_the_commit_and_redelivered_messages_land_
     // second as a duplicate): only a broker's redelivery is dropped.
     let twice: Vec<(usize, Vec<u8>)> = vec![(5_000, sale(5_000)), (5_001, sale(5_000))];
     publish(&url, &queue, false, &twice, false).await;
-    let mut source = lake.source(&url, target.clone()).await;
+    let mut source = rabbit_source(&lake, &url, target.clone()).await;
     let consumed = lake.consume(&mut source, 500).await;
     assert_eq!(consumed.records, 2, "{consumed:?}");
     assert_eq!(lake.bronze().await, 2_002);
@@ -309,12 +244,11 @@ async fn an_unknown_queue_is_a_clear_error_and_is_not_created() {
         return;
     };
     let lake = TestLake::new();
-    let ingestion = lake.ingestion.clone();
     let target = RabbitTarget::Queue("no-such-queue".to_owned());
     let error = RabbitSource::connect(
         RabbitOptions::new(&url, target.clone()),
         lake.lake.clone(),
-        move |app_id| async move { Ok(ingestion.checkpoint(&app_id).await?) },
+        lake.positions(),
     )
     .await
     .unwrap_err();

@@ -28,17 +28,20 @@ fn sale(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn produce_kafka(brokers: &str, topic: &str, sales: std::ops::Range<usize>) {
+/// Produces `sales` over the two partitions of `topic`, creating it first when `create`.
+async fn produce_kafka(brokers: &str, topic: &str, sales: std::ops::Range<usize>, create: bool) {
     let client = ClientBuilder::new(vec![brokers.to_owned()])
         .build()
         .await
         .unwrap();
-    client
-        .controller_client()
-        .unwrap()
-        .create_topic(topic, 2, 1, 5_000)
-        .await
-        .unwrap();
+    if create {
+        client
+            .controller_client()
+            .unwrap()
+            .create_topic(topic, 2, 1, 5_000)
+            .await
+            .unwrap();
+    }
     for partition in 0..2 {
         let records: Vec<Record> = sales
             .clone()
@@ -119,7 +122,7 @@ async fn serve_consumes_the_configured_streams_and_gold_follows() {
     };
     let topic = retail_test_support::unique_name("serve-sales");
     let queue = retail_test_support::unique_name("serve_web_sales");
-    produce_kafka(&brokers, &topic, 0..300).await;
+    produce_kafka(&brokers, &topic, 0..300, true).await;
     publish_queue(&url, &queue, 300..500).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -156,7 +159,7 @@ async fn serve_consumes_the_configured_streams_and_gold_follows() {
             "{readiness:?}"
         );
         // More arrives while serving: gold follows again.
-        produce_more(&brokers, &topic).await;
+        produce_kafka(&brokers, &topic, 1_000..1_010, false).await;
         eventually("gold follows the new sales", || async {
             app.lake.count_rows(&GOLD_FACT_SALES).await.unwrap_or(0) == 510
         })
@@ -183,28 +186,6 @@ async fn serve_consumes_the_configured_streams_and_gold_follows() {
         app.lake.count_rows(&BRONZE_TRANSACTIONS).await.unwrap(),
         510
     );
-}
-
-async fn produce_more(brokers: &str, topic: &str) {
-    let client = ClientBuilder::new(vec![brokers.to_owned()])
-        .build()
-        .await
-        .unwrap();
-    let records: Vec<Record> = (1_000..1_010)
-        .map(|n| Record {
-            key: None,
-            value: Some(sale(n)),
-            headers: Default::default(),
-            timestamp: chrono::Utc::now(),
-        })
-        .collect();
-    client
-        .partition_client(topic, 0, UnknownTopicHandling::Retry)
-        .await
-        .unwrap()
-        .produce(records, Compression::NoCompression)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
