@@ -122,7 +122,7 @@ impl Default for StreamConfig {
             queue: String::new(),
             stream: String::new(),
             fetch_bytes: 4 << 20,
-            batch_messages: 10_000,
+            batch_messages: 2_000,
             max_wait_ms: 500,
             retry_seconds: 30,
             format: "json".to_owned(),

@@ -91,7 +91,7 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(i32).range(1024..))]
     fetch_bytes: i32,
     /// RabbitMQ: most messages per round (the consumer's prefetch is twice that).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u16).range(1..))]
     batch_messages: u16,
     /// Longest wait for records on a quiet source, and for a round to fill, in milliseconds.
     #[arg(long, default_value_t = 500)]
