@@ -6,8 +6,8 @@
 #        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL)
 #   scripts/services.sh stop                             # stops everything this script started
 #
-# PostgreSQL and Redis are installed from the distribution's packages when missing (apt-get,
-# needs root); PostgreSQL runs as the unprivileged `postgres` user, Redis without persistence. State lives under $RETAIL_SERVICES_DIR
+# PostgreSQL, Redis and RabbitMQ are installed from the distribution's packages when missing
+# (apt-get, needs root); PostgreSQL runs as the unprivileged `postgres` user, Redis without persistence. State lives under $RETAIL_SERVICES_DIR
 # (default /tmp/retail-services), so `stop` finds what `start` began. Both also speak TLS with a
 # certificate for 127.0.0.1 signed by a throw-away authority (RETAIL_TEST_TLS_CA): PostgreSQL on
 # its one port (sslmode=require), Redis on a second port (rediss://).
@@ -45,17 +45,37 @@ pg_bin() {
   return 1
 }
 
+# Installs a distribution package (NAME for messages, PACKAGE for apt-get); needs root.
+install_package() {
+  local name=$1 package=$2
+  log "installing $name from the distribution's packages"
+  if [ "$(id -u)" -ne 0 ]; then
+    log "$name is missing and installing it needs root (apt-get install $package)"
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >&2
+}
+
+# Stops the process whose pid is in FILE (waiting up to 5 s), then removes DIR.
+stop_pid_file() {
+  local dir=$1 file=$2
+  [ -f "$file" ] || return 0
+  local pid
+  pid=$(cat "$file")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -rf "$dir"
+}
+
 install_postgres() {
   if pg_bin >/dev/null; then
     return 0
   fi
-  log "installing PostgreSQL from the distribution's packages"
-  if [ "$(id -u)" -ne 0 ]; then
-    log "PostgreSQL is missing and installing it needs root (apt-get install postgresql)"
-    exit 1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
+  install_package PostgreSQL postgresql
 }
 
 start_postgres() {
@@ -130,13 +150,7 @@ free_port() {
 
 start_redis() {
   if ! command -v redis-server >/dev/null 2>&1; then
-    log "installing Redis from the distribution's packages"
-    if [ "$(id -u)" -ne 0 ]; then
-      log "Redis is missing and installing it needs root (apt-get install redis-server)"
-      exit 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >&2
+    install_package Redis redis-server
   fi
   local dir="$state/redis" port tls_port
   mkdir -p "$dir"
@@ -175,16 +189,7 @@ start_redis() {
 }
 
 stop_redis() {
-  local dir="$state/redis"
-  [ -f "$dir/redis.pid" ] || return 0
-  local pid
-  pid=$(cat "$dir/redis.pid")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  rm -rf "$dir"
+  stop_pid_file "$state/redis" "$state/redis/redis.pid"
 }
 
 # tansu, a Kafka-protocol broker written in Rust (the JVM Kafka cannot be installed here), from
@@ -245,16 +250,7 @@ start_kafka() {
 }
 
 stop_kafka() {
-  local dir="$state/kafka"
-  [ -f "$dir/pid" ] || return 0
-  local pid
-  pid=$(cat "$dir/pid")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  rm -rf "$dir"
+  stop_pid_file "$state/kafka" "$state/kafka/pid"
 }
 
 # RabbitMQ from the distribution's packages, with the stream plugin, as root in a state folder
@@ -270,13 +266,7 @@ rabbitmq_env() {
 
 start_rabbitmq() {
   if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-    log "installing RabbitMQ from the distribution's packages"
-    if [ "$(id -u)" -ne 0 ]; then
-      log "RabbitMQ is missing and installing it needs root (apt-get install rabbitmq-server)"
-      exit 1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server >&2
+    install_package RabbitMQ rabbitmq-server
     # The package starts a system node on the default ports: this script runs its own.
     systemctl stop rabbitmq-server >/dev/null 2>&1 || service rabbitmq-server stop >/dev/null 2>&1 || true
   fi

@@ -144,6 +144,15 @@ impl StreamConfig {
         }
     }
 
+    /// The RabbitMQ queue or stream it names (a stream when `queue` is empty).
+    pub fn rabbit_target(&self) -> retail_stream::RabbitTarget {
+        if self.queue.is_empty() {
+            retail_stream::RabbitTarget::Stream(self.stream.clone())
+        } else {
+            retail_stream::RabbitTarget::Queue(self.queue.clone())
+        }
+    }
+
     /// What a message holds.
     ///
     /// # Errors

@@ -9,8 +9,7 @@ use std::time::Duration;
 use retail_domain::progress::NoProgress;
 use retail_services::{PipelineService, RunRequest, StreamHealth};
 use retail_stream::{
-    ConsumeOptions, KafkaOptions, KafkaSource, RabbitOptions, RabbitSource, RabbitTarget,
-    RoundHook, StreamSource,
+    ConsumeOptions, KafkaOptions, KafkaSource, RabbitOptions, RabbitSource, RoundHook, StreamSource,
 };
 use tokio::sync::{Notify, watch};
 
@@ -24,46 +23,65 @@ pub use crate::config::StreamConfig;
 /// When the configuration is invalid, or the broker cannot be reached or lacks the topic,
 /// queue or stream.
 pub async fn open(app: &App, config: &StreamConfig) -> anyhow::Result<Box<dyn StreamSource>> {
-    let problems = config.problems("the stream");
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("; "));
-    }
-    let max_wait = Duration::from_millis(config.max_wait_ms);
-    let format = config
-        .message_format()
-        .map_err(|problem| anyhow::anyhow!("the stream: {problem}"))?;
-    let ingestion = app.ingestion.clone();
-    let position = move |app_id: String| {
-        let ingestion = ingestion.clone();
-        async move { Ok(ingestion.checkpoint(&app_id).await?) }
-    };
     if config.source == "rabbitmq" {
-        let target = if config.queue.is_empty() {
-            RabbitTarget::Stream(config.stream.clone())
-        } else {
-            RabbitTarget::Queue(config.queue.clone())
-        };
+        let format = checked(config)?;
         let options = RabbitOptions {
             batch_messages: config.batch_messages,
-            max_wait,
+            max_wait: Duration::from_millis(config.max_wait_ms),
             batch_rows: app.lake.batch_rows(),
             format,
-            ..RabbitOptions::new(config.url.clone(), target)
+            ..RabbitOptions::new(config.url.clone(), config.rabbit_target())
         };
         return Ok(Box::new(
-            RabbitSource::connect(options, app.lake.clone(), position).await?,
+            RabbitSource::connect(options, app.lake.clone(), position(app)).await?,
         ));
     }
+    Ok(Box::new(open_kafka(app, config).await?))
+}
+
+/// Connects the Kafka topic `config` names, each partition at the position bronze records
+/// (`retail stream status` reads the positions and ends of its partitions).
+///
+/// # Errors
+///
+/// When the configuration is invalid, or the brokers cannot be reached or lack the topic.
+pub async fn open_kafka(app: &App, config: &StreamConfig) -> anyhow::Result<KafkaSource> {
+    let format = checked(config)?;
     let options = KafkaOptions {
         partitions: (!config.partitions.is_empty()).then(|| config.partitions.clone()),
         fetch_bytes: config.fetch_bytes,
-        max_wait,
+        max_wait: Duration::from_millis(config.max_wait_ms),
         batch_rows: app.lake.batch_rows(),
         format,
         retry_for: Duration::from_secs(config.retry_seconds),
         ..KafkaOptions::new(config.brokers.clone(), config.topic.clone())
     };
-    Ok(Box::new(KafkaSource::connect(options, position).await?))
+    Ok(KafkaSource::connect(options, position(app)).await?)
+}
+
+/// The message format of a configuration that has no problem.
+fn checked(config: &StreamConfig) -> anyhow::Result<retail_stream::MessageFormat> {
+    let problems = config.problems("the stream");
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
+    config
+        .message_format()
+        .map_err(|problem| anyhow::anyhow!("the stream: {problem}"))
+}
+
+/// Where bronze says a source's application id stands.
+fn position(
+    app: &App,
+) -> impl Fn(String) -> futures::future::BoxFuture<'static, retail_stream::Result<Option<i64>>>
++ Clone
++ Send
++ 'static {
+    let ingestion = app.ingestion.clone();
+    move |app_id: String| {
+        let ingestion = ingestion.clone();
+        Box::pin(async move { Ok(ingestion.checkpoint(&app_id).await?) })
+    }
 }
 
 /// The continuous pipeline: one pipeline run at a time, started when bronze has advanced
@@ -152,16 +170,13 @@ pub struct FollowHook {
     advanced: Arc<Notify>,
 }
 
-#[async_trait::async_trait]
 impl RoundHook for FollowHook {
-    async fn round(&mut self, records: u64) {
+    fn round(&mut self, records: u64) {
         if records > 0 {
             self.behind.store(true, Ordering::Release);
             self.advanced.notify_one();
         }
     }
-
-    async fn finish(&mut self) {}
 }
 
 /// How long a background consumer waits before connecting again after a failure, at most.

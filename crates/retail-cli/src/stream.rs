@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use retail_app::streams::{self, StreamConfig};
 use retail_app::{App, Role};
 use retail_domain::progress::NoProgress;
-use retail_stream::{ConsumeOptions, KafkaOptions, KafkaSource, RabbitTarget, consume};
+use retail_stream::{ConsumeOptions, RabbitTarget, consume};
 
 /// `retail stream ...`
 #[derive(Debug, Subcommand)]
@@ -212,84 +212,66 @@ async fn status(args: SourceArgs, config: retail_app::Config) -> anyhow::Result<
     let app = App::build(config, Role::Cli).await?;
     if stream.source == "kafka" {
         let topic = stream.topic.clone();
-        let options = KafkaOptions {
-            partitions: (!stream.partitions.is_empty()).then(|| stream.partitions.clone()),
-            retry_for: Duration::from_secs(stream.retry_seconds),
-            ..KafkaOptions::new(stream.brokers.clone(), topic.clone())
-        };
-        let ingestion = app.ingestion.clone();
-        let source = KafkaSource::connect(options, move |app_id| {
-            let ingestion = ingestion.clone();
-            async move { Ok(ingestion.checkpoint(&app_id).await?) }
-        })
-        .await?;
-        {
-            let positions = source.partition_positions();
-            let ends = source.ends().await?;
-            if args.json {
-                let partitions: Vec<serde_json::Value> = positions
-                    .iter()
-                    .map(|(partition, position)| {
-                        let end = ends.get(partition).copied().unwrap_or(*position);
-                        serde_json::json!({"partition": partition, "position": position,
-                                           "end": end, "lag": (end - position).max(0)})
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"topic": topic, "partitions": partitions})
-                );
-            } else {
-                println!("topic {topic}");
-                for (partition, position) in &positions {
+        let source = streams::open_kafka(&app, &stream).await?;
+        let positions = source.partition_positions();
+        let ends = source.ends().await?;
+        if args.json {
+            let partitions: Vec<serde_json::Value> = positions
+                .iter()
+                .map(|(partition, position)| {
                     let end = ends.get(partition).copied().unwrap_or(*position);
-                    println!(
-                        "  partition {partition}: position {position}, end {end}, lag {}",
-                        (end - position).max(0)
-                    );
-                }
+                    serde_json::json!({"partition": partition, "position": position,
+                                       "end": end, "lag": (end - position).max(0)})
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"topic": topic, "partitions": partitions})
+            );
+        } else {
+            println!("topic {topic}");
+            for (partition, position) in &positions {
+                let end = ends.get(partition).copied().unwrap_or(*position);
+                println!(
+                    "  partition {partition}: position {position}, end {end}, lag {}",
+                    (end - position).max(0)
+                );
             }
         }
     } else {
-        let target = if stream.queue.is_empty() {
-            RabbitTarget::Stream(stream.stream.clone())
-        } else {
-            RabbitTarget::Queue(stream.queue.clone())
+        let target = stream.rabbit_target();
+        let messages = retail_stream::rabbitmq::message_count(&stream.url, &target).await?;
+        let position = match &target {
+            RabbitTarget::Stream(stream) => {
+                app.ingestion
+                    .checkpoint(&retail_stream::rabbitmq::app_id(stream))
+                    .await?
+            }
+            RabbitTarget::Queue(_) => None,
         };
-        {
-            let messages = retail_stream::rabbitmq::message_count(&stream.url, &target).await?;
-            let position = match &target {
-                RabbitTarget::Stream(stream) => {
-                    app.ingestion
-                        .checkpoint(&retail_stream::rabbitmq::app_id(stream))
-                        .await?
-                }
-                RabbitTarget::Queue(_) => None,
-            };
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"kind": target.kind(), "name": target.name(),
-                                       "messages": messages, "position": position})
-                );
-            } else {
-                match position {
-                    Some(position) => println!(
-                        "{} {}: position {position}, {messages} messages kept by the broker",
-                        target.kind(),
-                        target.name()
-                    ),
-                    None => println!(
-                        "{} {}: {messages} messages {}",
-                        target.kind(),
-                        target.name(),
-                        if matches!(target, RabbitTarget::Queue(_)) {
-                            "waiting"
-                        } else {
-                            "kept by the broker, none consumed yet"
-                        }
-                    ),
-                }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"kind": target.kind(), "name": target.name(),
+                                   "messages": messages, "position": position})
+            );
+        } else {
+            match position {
+                Some(position) => println!(
+                    "{} {}: position {position}, {messages} messages kept by the broker",
+                    target.kind(),
+                    target.name()
+                ),
+                None => println!(
+                    "{} {}: {messages} messages {}",
+                    target.kind(),
+                    target.name(),
+                    if matches!(target, RabbitTarget::Queue(_)) {
+                        "waiting"
+                    } else {
+                        "kept by the broker, none consumed yet"
+                    }
+                ),
             }
         }
     }

@@ -106,48 +106,28 @@ pub struct Consumed {
 }
 
 /// What runs beside a consumer, told of every round (the continuous pipeline of `--follow`).
-#[async_trait::async_trait]
 pub trait RoundHook: Send {
     /// A round ended, having committed `records` records (0 for a quiet round).
-    async fn round(&mut self, records: u64);
-
-    /// The consumer stops: finish what the rounds started.
-    async fn finish(&mut self);
+    fn round(&mut self, records: u64);
 }
 
 /// No hook.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHook;
 
-#[async_trait::async_trait]
 impl RoundHook for NoHook {
-    async fn round(&mut self, _records: u64) {}
-
-    async fn finish(&mut self) {}
+    fn round(&mut self, _records: u64) {}
 }
 
 /// Consumes `source` into bronze until it has been idle for `options.until_idle` or until
 /// `shutdown` resolves, telling `hook` of every round. A shutdown never cuts a round: the round
-/// in flight is committed first, then the hook finishes.
+/// in flight is committed first.
 ///
 /// # Errors
 ///
 /// When the broker or the lake fails; every round committed before stays, and a restart
 /// resumes after it.
 pub async fn consume(
-    ingestion: &IngestionService,
-    source: &mut dyn StreamSource,
-    options: &ConsumeOptions,
-    progress: &dyn Progress,
-    hook: &mut dyn RoundHook,
-    shutdown: impl Future<Output = ()>,
-) -> Result<Consumed> {
-    let consumed = rounds(ingestion, source, options, progress, hook, shutdown).await;
-    hook.finish().await;
-    consumed
-}
-
-async fn rounds(
     ingestion: &IngestionService,
     source: &mut dyn StreamSource,
     options: &ConsumeOptions,
@@ -189,7 +169,7 @@ async fn rounds(
         let round = Instant::now();
         let run = ingestion.ingest(&mut *source, &request, progress).await?;
         metrics::record_stream_round(stream, run.rows_out, round.elapsed().as_secs_f64());
-        hook.round(run.rows_out).await;
+        hook.round(run.rows_out);
         if run.rows_out > 0 {
             consumed.commits += 1;
             consumed.records += run.rows_out;

@@ -170,27 +170,7 @@ impl RabbitSource {
             .await
             .map_err(amqp(format!("connect to {}", redact(&options.url))))?;
         let name = options.target.name().to_owned();
-        // A passive declaration only checks that the queue exists; on its own channel, as a
-        // refusal closes the channel.
-        let probe = connection
-            .create_channel()
-            .await
-            .map_err(amqp("open a channel"))?;
-        if let Err(error) = probe
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::default().passive(),
-                FieldTable::default(),
-            )
-            .await
-        {
-            return Err(Error::UnknownQueue {
-                kind: options.target.kind(),
-                name,
-                reason: error.to_string(),
-            });
-        }
-        let _ = probe.close(200, "checked".into()).await;
+        count(&connection, &options.target).await?;
         let channel = connection
             .create_channel()
             .await
@@ -358,6 +338,14 @@ pub async fn message_count(url: &str, target: &RabbitTarget) -> Result<u32> {
     let connection = Connection::connect(url, ConnectionProperties::default())
         .await
         .map_err(amqp(format!("connect to {}", redact(url))))?;
+    let counted = count(&connection, target).await;
+    let _ = connection.close(200, "counted".into()).await;
+    counted
+}
+
+/// The messages of a queue or stream, by a passive declaration (it never creates one) on a
+/// channel of its own, as a refusal closes the channel.
+async fn count(connection: &Connection, target: &RabbitTarget) -> Result<u32> {
     let channel = connection
         .create_channel()
         .await
@@ -374,7 +362,7 @@ pub async fn message_count(url: &str, target: &RabbitTarget) -> Result<u32> {
             name: target.name().to_owned(),
             reason: error.to_string(),
         })?;
-    let _ = connection.close(200, "counted".into()).await;
+    let _ = channel.close(200, "counted".into()).await;
     Ok(queue.message_count())
 }
 
@@ -419,23 +407,10 @@ impl StreamSource for RabbitSource {
         if matches!(self.options.target, RabbitTarget::Stream(_)) {
             return Ok(BTreeMap::new());
         }
-        let probe = self
-            .connection
-            .create_channel()
-            .await
-            .map_err(amqp("open a channel"))?;
-        let queue = probe
-            .queue_declare(
-                self.options.target.name().into(),
-                QueueDeclareOptions::default().passive(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp("count the waiting messages"))?;
-        let _ = probe.close(200, "counted".into()).await;
+        let waiting = count(&self.connection, &self.options.target).await?;
         Ok(BTreeMap::from([(
             self.options.target.name().to_owned(),
-            i64::from(queue.message_count()),
+            i64::from(waiting),
         )]))
     }
 }
