@@ -19,10 +19,10 @@ use retail_telemetry::tracing_setup::{self, LogFormat};
 
 use crate::progress::TerminalProgress;
 
-/// mimalloc returns freed memory to the system more readily than the platform allocator, so
-/// the memory of one pipeline stage is not still held while the next one runs.
+/// mimalloc, set up by [`retail_alloc::configure`] to hand freed memory back at once (see
+/// ADR 0006).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: retail_alloc::Allocator = retail_alloc::Allocator;
 
 /// The retail data platform: files to a bronze / silver / gold Delta lakehouse with measured
 /// data quality.
@@ -217,6 +217,7 @@ enum ConfigCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    retail_alloc::configure();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,

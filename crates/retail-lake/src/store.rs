@@ -23,12 +23,17 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::ObjectStoreExt as _;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 use url::Url;
 
 use crate::config::LakeConfig;
 use crate::error::{Error, Result};
 use crate::schema::TableSpec;
+
+/// A checkpoint is written after every this many commits of an appender, so that opening a
+/// table or looking up an application's mark replays a bounded tail of the JSON log however
+/// many small commits a stream or an API makes (Delta's own default is every 100).
+const CHECKPOINT_EVERY: Version = 10;
 
 /// A data file's path and the smallest and largest value of a column in it, when known.
 pub type FileRange = (String, Option<(i64, i64)>);
@@ -1164,7 +1169,25 @@ impl TableAppender {
                 .map_err(|error| table_error("flush", &table, DeltaTableError::from(error)))?;
         }
         debug!(version, "table committed");
+        if version > 0 && version % CHECKPOINT_EVERY == 0 {
+            self.checkpoint(version).await;
+        }
         Ok(Some(version))
+    }
+
+    /// Writes a checkpoint of the table at `version`, which this appender just committed.
+    /// Readers then replay at most [`CHECKPOINT_EVERY`] JSON commits after the checkpoint.
+    /// A failure is logged, not returned: the commit stands and the next one tries again.
+    async fn checkpoint(&mut self, version: Version) {
+        let written = async {
+            self.delta.update_incremental(Some(version)).await?;
+            deltalake::checkpoints::create_checkpoint(&self.delta, None).await
+        }
+        .await;
+        match written {
+            Ok(()) => debug!(version, "checkpoint written"),
+            Err(error) => warn!(table = %self.table, version, %error, "checkpoint failed"),
+        }
     }
 }
 
@@ -1367,6 +1390,48 @@ mod tests {
         let all = lake.vacuum_all(zero, true, false).await.unwrap();
         assert_eq!(all.len(), crate::schema::ALL_TABLES.len());
         assert_eq!(all.iter().map(|t| t.files).sum::<usize>(), 0);
+    }
+
+    #[tokio::test]
+    async fn every_tenth_commit_writes_a_checkpoint_and_marks_read_through_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        // Version 0 creates the table; versions 1..=25 are appends, each with a mark.
+        for n in 1..=25_i64 {
+            let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+            writer.write(duplicates(&[&format!("t{n}")])).await.unwrap();
+            let version = writer.commit(&[("test.app".to_owned(), n)]).await.unwrap();
+            assert_eq!(version, Some(n as Version));
+        }
+        let log = lake
+            .table_url(&SILVER_DUPLICATES)
+            .to_file_path()
+            .expect("a local table")
+            .join("_delta_log");
+        let mut checkpoints: Vec<String> = std::fs::read_dir(&log)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".checkpoint.parquet"))
+            .collect();
+        checkpoints.sort();
+        assert_eq!(
+            checkpoints,
+            [
+                "00000000000000000010.checkpoint.parquet",
+                "00000000000000000020.checkpoint.parquet"
+            ]
+        );
+        let hint = std::fs::read_to_string(log.join("_last_checkpoint")).unwrap();
+        assert!(hint.contains("\"version\":20"), "{hint}");
+        // What readers see through the newest checkpoint and the five commits after it.
+        assert_eq!(
+            lake.app_version(&SILVER_DUPLICATES, "test.app")
+                .await
+                .unwrap(),
+            Some(25)
+        );
+        let rows = lake.read_all(&SILVER_DUPLICATES).await.unwrap();
+        assert_eq!(rows.iter().map(RecordBatch::num_rows).sum::<usize>(), 25);
     }
 
     #[tokio::test]
