@@ -2,9 +2,11 @@
 names) to a new topic, round-robin over its partitions, with confluent-kafka (librdkafka): a
 standard client, so the consumer is checked against a wire format this project did not write.
 
-    python3 scripts/stream_produce.py [--per-second N] BROKERS TOPIC PARTITIONS FILE.csv...
+    python3 scripts/stream_produce.py [--per-second N] [--batch N] BROKERS TOPIC PARTITIONS FILE.csv...
 
 --per-second spreads the messages over time (for trials that kill a consumer while it runs).
+--batch sets the most messages per produced batch (10,000 by default); a consumer's round takes
+whole batches, so small batches make many small commits (the memory benchmark in the README).
 """
 
 import csv
@@ -18,15 +20,19 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 def main():
     args = sys.argv[1:]
-    rate = None
-    if args and args[0] == "--per-second":
-        rate, args = float(args[1]), args[2:]
+    rate, batch = None, 10000
+    while args and args[0] in ("--per-second", "--batch"):
+        if args[0] == "--per-second":
+            rate = float(args[1])
+        else:
+            batch = int(args[1])
+        args = args[2:]
     brokers, topic, partitions, files = args[0], args[1], int(args[2]), args[3:]
     started = time.monotonic()
     admin = AdminClient({"bootstrap.servers": brokers})
     for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
         future.result()
-    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 20, "batch.num.messages": 10000})
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 20 if batch >= 10000 else 5, "batch.num.messages": batch})
     sent = 0
     for path in files:
         with open(path, newline="", encoding="utf-8-sig") as handle:
