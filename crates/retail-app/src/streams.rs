@@ -96,7 +96,7 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts following with `pipeline`, waiting at least `interval` between runs.
+    /// Starts following with `pipeline`, starting runs at least `interval` apart.
     pub fn start(pipeline: Arc<dyn PipelineService>, interval: Duration) -> Self {
         let behind = Arc::new(AtomicBool::new(false));
         let advanced = Arc::new(Notify::new());
@@ -109,11 +109,14 @@ impl Follower {
                         () = advanced.notified() => {}
                         _ = stopped.wait_for(|stop| *stop) => break,
                     }
+                    // The interval runs from a run's start, so runs longer than it follow
+                    // one another without a pause.
+                    let began = tokio::time::Instant::now();
                     if behind.swap(false, Ordering::AcqRel) {
                         follow(pipeline.as_ref()).await;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(interval) => {}
+                        () = tokio::time::sleep_until(began + interval) => {}
                         _ = stopped.wait_for(|stop| *stop) => break,
                     }
                 }

@@ -416,8 +416,8 @@ enum LakeCommand {
     /// Files a rewrite removed from a table more than lake.vacuum_retention_hours (168) ago,
     /// and files no commit ever referenced (left by a failed write) older than that. Table
     /// versions and progress marks do not change; time travel to versions whose files are
-    /// gone stops working. Pipeline runs end with the same vacuum (without the orphan search)
-    /// unless lake.vacuum_after_runs is false.
+    /// gone stops working. Pipeline runs end with the same vacuum (without the orphan search),
+    /// at most once every 10 minutes, unless lake.vacuum_after_runs is false.
     Vacuum {
         /// Keep files removed less than this many hours ago (at least 1; default
         /// lake.vacuum_retention_hours).

@@ -121,7 +121,16 @@ pub struct Runner {
     jobs: tokio::runtime::Handle,
     /// The retention of the vacuum that ends each run that changed something; `None`: none.
     vacuum: Option<std::time::Duration>,
+    /// When this runner last vacuumed (see [`Runner::vacuum_due`]).
+    last_vacuum: std::sync::Mutex<Option<Instant>>,
 }
+
+/// The longest a runner waits between two vacuums after runs. A file becomes removable only
+/// `retention` (at least an hour) after a commit stopped referencing it, so vacuuming after
+/// every run of a stream-following pipeline (one every second or two) finds nothing new most
+/// times and costs a listing of every table; once per this interval delays a removal by no
+/// more than it.
+const VACUUM_EVERY: Duration = Duration::from_secs(600);
 
 impl Runner {
     /// A runner over `assets` (in any order). Background runs go to `jobs`.
@@ -144,16 +153,35 @@ impl Runner {
             retry,
             jobs,
             vacuum: None,
+            last_vacuum: std::sync::Mutex::new(None),
         })
     }
 
-    /// Ends each run that changed something with a vacuum of every table that keeps files
-    /// removed less than `retention` ago (see [`Lake::vacuum`]). A failed vacuum is logged and
-    /// does not fail the run.
+    /// Ends runs that changed something with a vacuum of every table that keeps files removed
+    /// less than `retention` ago (see [`Lake::vacuum`]): every such run when `retention` is
+    /// under [`VACUUM_EVERY`] (ten minutes), otherwise the first run after ten minutes since the
+    /// last vacuum. A failed vacuum is logged and does not fail the run.
     #[must_use]
     pub fn with_vacuum(mut self, retention: std::time::Duration) -> Self {
         self.vacuum = Some(retention);
         self
+    }
+
+    /// The retention of a vacuum due now, marking it done; `None` when vacuums are off or the
+    /// last one was less than [`VACUUM_EVERY`] ago (and the retention is not shorter).
+    fn vacuum_due(&self) -> Option<Duration> {
+        let retention = self.vacuum?;
+        let mut last = self
+            .last_vacuum
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let due = retention < VACUUM_EVERY
+            || last.is_none_or(|at| now.duration_since(at) >= VACUUM_EVERY);
+        if due {
+            *last = Some(now);
+        }
+        due.then_some(retention)
     }
 
     /// Every asset, in graph order.
@@ -291,7 +319,7 @@ impl Runner {
                 } else {
                     RunStatus::UpToDate
                 };
-                if changed && let Some(retention) = self.vacuum {
+                if changed && let Some(retention) = self.vacuum_due() {
                     // Under the run's claim and before the run is recorded as finished, so
                     // the next run starts after it.
                     match self.lake.vacuum_all(retention, false, false).await {
@@ -525,6 +553,47 @@ mod tests {
 
     fn keys(assets: &[Arc<dyn Asset>]) -> Vec<&'static str> {
         assets.iter().map(|a| a.key()).collect()
+    }
+
+    #[tokio::test]
+    async fn runs_vacuum_at_most_every_ten_minutes_unless_the_retention_is_shorter() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = Lake::new(&retail_lake::LakeConfig {
+            root: dir.path().join("lake").display().to_string(),
+            ..retail_lake::LakeConfig::default()
+        })
+        .expect("lake");
+        let store: Arc<dyn MetadataStore> = Arc::new(
+            retail_metadata::SqliteStore::open(&dir.path().join("retail.db")).expect("store"),
+        );
+        let runner = |retention: Option<Duration>| {
+            let runner = Runner::new(
+                lake.clone(),
+                Arc::clone(&store),
+                Vec::new(),
+                RetryPolicy::default(),
+                tokio::runtime::Handle::current(),
+            )
+            .expect("runner");
+            match retention {
+                Some(retention) => runner.with_vacuum(retention),
+                None => runner,
+            }
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(runner(None).vacuum_due(), None);
+        let hourly = runner(Some(hour));
+        assert_eq!(hourly.vacuum_due(), Some(hour), "the first run vacuums");
+        assert_eq!(
+            hourly.vacuum_due(),
+            None,
+            "the next, seconds later, does not"
+        );
+        *hourly.last_vacuum.lock().unwrap() = Some(Instant::now() - VACUUM_EVERY);
+        assert_eq!(hourly.vacuum_due(), Some(hour), "ten minutes later it does");
+        let zero = runner(Some(Duration::ZERO));
+        assert_eq!(zero.vacuum_due(), Some(Duration::ZERO));
+        assert_eq!(zero.vacuum_due(), Some(Duration::ZERO), "every run");
     }
 
     #[test]
