@@ -66,6 +66,23 @@ if [ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["records"])' 
   exit 1
 fi
 as_stream stream status "${source[@]}"
+if [ "$kind" = kafka ]; then
+  # The consumer group's offsets on the broker (for lag tools), read by a client we did not write.
+  committed=$("$venv/bin/python" - "$brokers" "$topic" <<'PY'
+import sys
+from confluent_kafka import Consumer, TopicPartition
+consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "retail", "enable.auto.commit": False})
+offsets = consumer.committed([TopicPartition(sys.argv[2], p) for p in range(3)], timeout=30)
+consumer.close()
+print(sum(tp.offset for tp in offsets if tp.offset >= 0))
+PY
+)
+  if [ "$committed" != "$sent" ]; then
+    echo "error: consumer group retail's offsets on the broker add up to $committed, not $sent" >&2
+    exit 1
+  fi
+  echo "consumer group retail's offsets on the broker (read by confluent-kafka) add up to $committed"
+fi
 
 as_files ingest "$data"/*.csv >/dev/null
 as_files pipeline run >/dev/null

@@ -90,6 +90,9 @@ pub struct StreamConfig {
     pub topic: String,
     /// Kafka: only these partitions (a static share of the topic); empty: every partition.
     pub partitions: Vec<i32>,
+    /// Kafka: the consumer group whose offsets on the brokers follow bronze's positions after
+    /// each commit, for lag tools only (bronze's positions are the ones read); empty: none.
+    pub group: String,
     /// RabbitMQ: `amqp://user:password@host:port/vhost`.
     pub url: String,
     /// RabbitMQ: a classic or quorum queue.
@@ -118,6 +121,7 @@ impl Default for StreamConfig {
             brokers: Vec::new(),
             topic: String::new(),
             partitions: Vec::new(),
+            group: retail_stream::kafka::DEFAULT_GROUP.to_owned(),
             url: String::new(),
             queue: String::new(),
             stream: String::new(),

@@ -54,6 +54,7 @@ pub async fn open_kafka(app: &App, config: &StreamConfig) -> anyhow::Result<Kafk
         batch_rows: app.lake.batch_rows(),
         format,
         retry_for: Duration::from_secs(config.retry_seconds),
+        group: (!config.group.is_empty()).then(|| config.group.clone()),
         ..KafkaOptions::new(config.brokers.clone(), config.topic.clone())
     };
     Ok(KafkaSource::connect(options, position(app)).await?)

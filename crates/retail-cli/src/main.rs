@@ -94,7 +94,7 @@ enum Command {
     Lake(LakeCommand),
     /// Consume streams (Kafka topics, RabbitMQ queues and streams) into bronze, exactly once.
     #[command(subcommand)]
-    Stream(stream::StreamCommand),
+    Stream(Box<stream::StreamCommand>),
     /// Serve the HTTP API (health, readiness, metrics, OpenAPI and docs, auth, analytics).
     ///
     /// Listens on api.listen (127.0.0.1:8080) unless --listen says otherwise; stops gracefully
@@ -311,7 +311,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             dry_run,
             json,
         }) => vacuum(&config, retention_hours, dry_run, json).await,
-        Command::Stream(command) => Box::pin(stream::stream(command, config)).await,
+        Command::Stream(command) => Box::pin(stream::stream(*command, config)).await,
         Command::Serve { listen } => api::serve(config, listen).await,
         Command::Users(command) => api::users(command, config).await,
         Command::Keys(command) => api::keys(command, config).await,

@@ -55,6 +55,11 @@ pub(crate) struct SourceArgs {
     /// process.
     #[arg(long, value_delimiter = ',')]
     partitions: Option<Vec<i32>>,
+    /// Kafka: the consumer group whose offsets on the brokers follow bronze's positions after
+    /// each commit, for lag tools (kafka-consumer-groups and the like); never read back.
+    /// An empty name ("") commits none.
+    #[arg(long, default_value = retail_stream::kafka::DEFAULT_GROUP)]
+    group: String,
     /// RabbitMQ: the broker, amqp://user:password@host:port/vhost.
     #[arg(long, env = "RETAIL_AMQP_URL", hide_env_values = true)]
     url: Option<String>,
@@ -114,6 +119,7 @@ impl SourceArgs {
             brokers: self.brokers.clone(),
             topic: self.topic.clone().unwrap_or_default(),
             partitions: self.partitions.clone().unwrap_or_default(),
+            group: self.group.clone(),
             url: self.url.clone().unwrap_or_default(),
             queue: self.queue.clone().unwrap_or_default(),
             stream: self.stream.clone().unwrap_or_default(),
@@ -212,30 +218,46 @@ async fn status(args: SourceArgs, config: retail_app::Config) -> anyhow::Result<
     let app = App::build(config, Role::Cli).await?;
     if stream.source == "kafka" {
         let topic = stream.topic.clone();
-        let source = streams::open_kafka(&app, &stream).await?;
+        let mut source = streams::open_kafka(&app, &stream).await?;
         let positions = source.partition_positions();
         let ends = source.ends().await?;
+        // The group's offsets are a copy for lag tools: unreadable, they are reported, not fatal.
+        let group = source.group_offsets().await;
+        let committed = |partition: &i32| match &group {
+            Ok(Some(offsets)) => offsets.get(partition).copied().flatten(),
+            _ => None,
+        };
         if args.json {
             let partitions: Vec<serde_json::Value> = positions
                 .iter()
                 .map(|(partition, position)| {
                     let end = ends.get(partition).copied().unwrap_or(*position);
                     serde_json::json!({"partition": partition, "position": position,
-                                       "end": end, "lag": (end - position).max(0)})
+                                       "end": end, "lag": (end - position).max(0),
+                                       "group_offset": committed(partition)})
                 })
                 .collect();
+            let group_error = group.as_ref().err().map(ToString::to_string);
             println!(
                 "{}",
-                serde_json::json!({"topic": topic, "partitions": partitions})
+                serde_json::json!({"topic": topic, "group": stream.group,
+                                   "group_error": group_error, "partitions": partitions})
             );
         } else {
             println!("topic {topic}");
             for (partition, position) in &positions {
                 let end = ends.get(partition).copied().unwrap_or(*position);
+                let offset = committed(partition)
+                    .map_or_else(|| "none".to_owned(), |offset| offset.to_string());
                 println!(
-                    "  partition {partition}: position {position}, end {end}, lag {}",
+                    "  partition {partition}: position {position}, end {end}, lag {}, group offset {offset}",
                     (end - position).max(0)
                 );
+            }
+            match &group {
+                Ok(Some(_)) => println!("  (group offsets: consumer group {:?})", stream.group),
+                Ok(None) => println!("  (no consumer group)"),
+                Err(error) => println!("  (group offsets unavailable: {error})"),
             }
         }
     } else {

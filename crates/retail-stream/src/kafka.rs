@@ -21,6 +21,7 @@ use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::RecordAndOffset;
 
 use crate::error::{Error, Result};
+use crate::kafka_group::GroupOffsets;
 use crate::{MessageFormat, StreamSource};
 
 /// Where and how to read a topic.
@@ -44,6 +45,9 @@ pub struct KafkaOptions {
     /// How long a request to the brokers is retried before it fails (an unreachable broker is
     /// an error, not a hang).
     pub retry_for: Duration,
+    /// The consumer group whose committed offsets on the brokers follow bronze's positions after
+    /// each commit, for lag monitoring only (never read back); `None`: none.
+    pub group: Option<String>,
 }
 
 impl KafkaOptions {
@@ -59,9 +63,13 @@ impl KafkaOptions {
             batch_rows: 8_192,
             format: MessageFormat::Json,
             retry_for: Duration::from_secs(30),
+            group: Some(DEFAULT_GROUP.to_owned()),
         }
     }
 }
+
+/// The consumer group whose broker offsets follow bronze's positions, unless set otherwise.
+pub const DEFAULT_GROUP: &str = "retail";
 
 /// The application id of a partition's position in bronze's log.
 pub fn app_id(topic: &str, partition: i32) -> String {
@@ -99,6 +107,10 @@ pub struct KafkaSource {
     fetched: bool,
     /// The next round's fetches, started when this round's came in.
     ahead: Option<tokio::task::JoinHandle<Fetched>>,
+    /// The group whose broker offsets follow each commit.
+    group: Option<GroupOffsets>,
+    /// Whether the last offset commit to the group failed (logged once per failure streak).
+    group_failing: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -175,12 +187,18 @@ impl KafkaSource {
                 },
             );
         }
+        let group = options
+            .group
+            .clone()
+            .map(|group| GroupOffsets::new(options.brokers.clone(), group));
         Ok(Self {
             options,
             partitions,
             round: Vec::new(),
             fetched: true,
             ahead: None,
+            group,
+            group_failing: false,
         })
     }
 
@@ -190,6 +208,24 @@ impl KafkaSource {
             .iter()
             .map(|(partition, state)| (*partition, state.next))
             .collect()
+    }
+
+    /// The consumer group's committed offset of each partition on the brokers (`None` where it
+    /// has none), or `None` without a group.
+    ///
+    /// # Errors
+    ///
+    /// When the group's coordinator cannot answer.
+    pub async fn group_offsets(&mut self) -> Result<Option<BTreeMap<i32, Option<i64>>>> {
+        let partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        let Some(group) = self.group.as_mut() else {
+            return Ok(None);
+        };
+        let offsets = group
+            .fetch(&self.options.topic, &partitions)
+            .await
+            .map_err(Error::Group)?;
+        Ok(Some(offsets.into_iter().collect()))
     }
 
     /// The offset after the last record of each partition (the broker's high watermark).
@@ -364,5 +400,40 @@ impl Source for KafkaSource {
             }));
         }
         Ok(None)
+    }
+
+    /// Copies the committed positions to the group's offsets on the brokers. A failure is
+    /// logged (once until it works again) and never fails the round: bronze holds the positions.
+    async fn committed(&mut self, checkpoints: &[Checkpoint]) -> retail_ingest::Result<()> {
+        let Some(group) = self.group.as_mut() else {
+            return Ok(());
+        };
+        let prefix = format!("kafka:{}:", self.options.topic);
+        let offsets: Vec<(i32, i64)> = checkpoints
+            .iter()
+            .filter_map(|checkpoint| {
+                let partition = checkpoint.app_id.strip_prefix(&prefix)?.parse().ok()?;
+                Some((partition, checkpoint.version))
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        match group.commit(&self.options.topic, &offsets).await {
+            Ok(()) => {
+                if std::mem::take(&mut self.group_failing) {
+                    tracing::info!(
+                        group = group.group(),
+                        "consumer group offsets committed again"
+                    );
+                }
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.group_failing, true) {
+                    tracing::warn!(%error, "the consumer group's offsets could not be committed (bronze keeps the positions; lag tools see stale offsets)");
+                }
+            }
+        }
+        Ok(())
     }
 }

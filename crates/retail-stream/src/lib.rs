@@ -9,6 +9,7 @@
 
 mod error;
 pub mod kafka;
+mod kafka_group;
 pub mod rabbitmq;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use tracing::info;
 
 pub use error::{Error, Result};
 pub use kafka::{KafkaOptions, KafkaSource};
+pub use kafka_group::GroupOffsets;
 pub use rabbitmq::{RabbitOptions, RabbitSource, RabbitTarget};
 
 /// A [`Source`] read in rounds, each round one micro-batch.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use retail_lake::arrow::array::Array as _;
 use retail_lake::schema::BRONZE_TRANSACTIONS;
-use retail_stream::{KafkaOptions, KafkaSource};
+use retail_stream::{GroupOffsets, KafkaOptions, KafkaSource};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
@@ -115,6 +115,68 @@ async fn a_topic_lands_in_bronze_once_across_restarts_and_bad_messages_are_kept(
     // writes nothing twice: its batches' checkpoints are held already.
     let consumed = lake.consume(&mut source, 300).await;
     assert_eq!(lake.bronze().await, 4_000, "{consumed:?}");
+}
+
+#[tokio::test]
+async fn the_consumer_groups_offsets_on_the_broker_follow_bronzes_positions() {
+    let Some(brokers) = retail_test_support::kafka_brokers() else {
+        return;
+    };
+    let topic = retail_test_support::unique_name("lag");
+    let payloads: Vec<Vec<u8>> = (0..1_500).map(sale).collect();
+    produce(&brokers, &topic, &payloads, true).await;
+    let group = retail_test_support::unique_name("retail");
+    let lake = TestLake::new();
+    let mut source = KafkaSource::connect(
+        KafkaOptions {
+            max_wait: Duration::from_millis(100),
+            fetch_bytes: 16 << 10,
+            group: Some(group.clone()),
+            ..KafkaOptions::new(vec![brokers.clone()], &topic)
+        },
+        lake.positions(),
+    )
+    .await
+    .unwrap();
+    let consumed = lake.consume(&mut source, 300).await;
+    assert_eq!(consumed.records, 1_500, "{consumed:?}");
+    let positions = source.partition_positions();
+    assert_eq!(positions.values().sum::<i64>(), 1_500);
+
+    // Read back by a client of its own, as a lag tool would: the positions bronze holds.
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    let mut reader = GroupOffsets::new(vec![brokers.clone()], group);
+    let committed = reader.fetch(&topic, &partitions).await.unwrap();
+    let expected: Vec<(i32, Option<i64>)> = positions
+        .iter()
+        .map(|(partition, offset)| (*partition, Some(*offset)))
+        .collect();
+    assert_eq!(committed, expected);
+    assert_eq!(
+        source.group_offsets().await.unwrap(),
+        Some(expected.into_iter().collect())
+    );
+
+    // Without a group the source has none to read; a group that never committed has no
+    // offset for any partition (the broker answers -1).
+    let quiet = retail_test_support::unique_name("unused");
+    let other = TestLake::new();
+    let mut ungrouped = KafkaSource::connect(
+        KafkaOptions {
+            group: None,
+            ..KafkaOptions::new(vec![brokers.clone()], &topic)
+        },
+        other.positions(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.consume(&mut ungrouped, 300).await.records, 1_500);
+    assert_eq!(ungrouped.group_offsets().await.unwrap(), None);
+    let none = GroupOffsets::new(vec![brokers], quiet)
+        .fetch(&topic, &partitions)
+        .await
+        .unwrap();
+    assert!(none.iter().all(|(_, offset)| offset.is_none()), "{none:?}");
 }
 
 #[tokio::test]

@@ -1,0 +1,309 @@
+//! A consumer group's committed offsets on the Kafka brokers, written for lag monitoring only.
+//!
+//! Bronze's marks are the positions a consumer resumes from; the broker's committed offsets of
+//! a group are a copy, so that the tools operators already use (`kafka-consumer-groups`, Burrow,
+//! a Grafana panel over an exporter) see the consumer's lag. The group is never joined: offsets
+//! are committed as a "simple consumer" does (generation -1, no member id), which brokers accept
+//! for a group with no active members. rskafka has no group API, so the three requests needed
+//! (FindCoordinator v0, OffsetCommit v2, OffsetFetch v1) are written here, on one connection to
+//! the group's coordinator.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// How long one request to the coordinator may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer accepted (an offset fetch of a few partitions is a few hundred bytes).
+const MAX_RESPONSE: usize = 1 << 20;
+
+const FIND_COORDINATOR: i16 = 10;
+const OFFSET_COMMIT: i16 = 8;
+const OFFSET_FETCH: i16 = 9;
+
+/// A group's committed offsets on the brokers.
+#[derive(Debug)]
+pub struct GroupOffsets {
+    brokers: Vec<String>,
+    group: String,
+    /// The open connection to the group's coordinator.
+    coordinator: Option<TcpStream>,
+    correlation: i32,
+}
+
+impl GroupOffsets {
+    /// The offsets of `group`, reached through `brokers` (`host:port`). Connects on first use.
+    pub fn new(brokers: Vec<String>, group: impl Into<String>) -> Self {
+        Self {
+            brokers,
+            group: group.into(),
+            coordinator: None,
+            correlation: 0,
+        }
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Commits `offsets` (partition, next offset to read) of `topic` for the group.
+    ///
+    /// # Errors
+    ///
+    /// When the coordinator cannot be found or reached, or refuses a partition's offset (the
+    /// error names the partition and Kafka's error code). The connection is dropped and made
+    /// again on the next call.
+    pub async fn commit(&mut self, topic: &str, offsets: &[(i32, i64)]) -> Result<(), String> {
+        let mut body = Vec::new();
+        put_string(&mut body, &self.group);
+        put_i32(&mut body, -1); // generation: not a member
+        put_string(&mut body, ""); // member id
+        put_i64(&mut body, -1); // retention: the broker's
+        put_i32(&mut body, 1);
+        put_string(&mut body, topic);
+        put_len(&mut body, offsets.len());
+        for (partition, offset) in offsets {
+            put_i32(&mut body, *partition);
+            put_i64(&mut body, *offset);
+            put_i16(&mut body, -1); // metadata: null
+        }
+        let answer = self.call(OFFSET_COMMIT, 2, &body).await?;
+        let mut answer = Reader(&answer);
+        for _ in 0..answer.len()? {
+            let _topic = answer.string()?;
+            for _ in 0..answer.len()? {
+                let partition = answer.i32()?;
+                let code = answer.i16()?;
+                if code != 0 {
+                    return Err(format!(
+                        "the offset of {topic} partition {partition} was refused (Kafka error {code})"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's committed offset of each of `partitions` of `topic`; `None` where it has
+    /// none.
+    ///
+    /// # Errors
+    ///
+    /// When the coordinator cannot be found or reached, or answers with an error.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, Option<i64>)>, String> {
+        let mut body = Vec::new();
+        put_string(&mut body, &self.group);
+        put_i32(&mut body, 1);
+        put_string(&mut body, topic);
+        put_len(&mut body, partitions.len());
+        for partition in partitions {
+            put_i32(&mut body, *partition);
+        }
+        let answer = self.call(OFFSET_FETCH, 1, &body).await?;
+        let mut answer = Reader(&answer);
+        let mut offsets = Vec::new();
+        for _ in 0..answer.len()? {
+            let _topic = answer.string()?;
+            for _ in 0..answer.len()? {
+                let partition = answer.i32()?;
+                let offset = answer.i64()?;
+                let _metadata = answer.nullable_string()?;
+                let code = answer.i16()?;
+                if code != 0 {
+                    return Err(format!(
+                        "the offset of {topic} partition {partition} could not be read (Kafka error {code})"
+                    ));
+                }
+                offsets.push((partition, (offset >= 0).then_some(offset)));
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// Sends one request to the coordinator and returns the answer's body; on any failure the
+    /// connection is dropped.
+    async fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            if self.coordinator.is_none() {
+                self.coordinator = Some(self.find_coordinator().await?);
+            }
+            self.correlation = self.correlation.wrapping_add(1);
+            let stream = self.coordinator.as_mut().expect("just connected");
+            exchange(stream, api_key, version, self.correlation, body).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())));
+        if outcome.is_err() {
+            self.coordinator = None;
+        }
+        outcome.map_err(|error| format!("consumer group {}: {error}", self.group))
+    }
+
+    /// Asks the first bootstrap broker that answers where the group's coordinator is, and
+    /// connects to it.
+    async fn find_coordinator(&mut self) -> Result<TcpStream, String> {
+        let mut last = String::from("no brokers");
+        for broker in &self.brokers {
+            let mut stream = match TcpStream::connect(broker).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    last = format!("connect to {broker}: {error}");
+                    continue;
+                }
+            };
+            let mut body = Vec::new();
+            put_string(&mut body, &self.group);
+            let answer = exchange(&mut stream, FIND_COORDINATOR, 0, 0, &body).await?;
+            let mut answer = Reader(&answer);
+            let code = answer.i16()?;
+            if code != 0 {
+                last = format!("{broker} could not name the coordinator (Kafka error {code})");
+                continue;
+            }
+            let _node = answer.i32()?;
+            let host = answer.string()?;
+            let port = answer.i32()?;
+            let address = format!("{host}:{port}");
+            if address == *broker {
+                return Ok(stream);
+            }
+            return TcpStream::connect(&address)
+                .await
+                .map_err(|error| format!("connect to the coordinator {address}: {error}"));
+        }
+        Err(last)
+    }
+}
+
+/// Writes one request (header v1) and reads its answer (header v0), checking the correlation
+/// id; returns the answer's body.
+async fn exchange(
+    stream: &mut TcpStream,
+    api_key: i16,
+    version: i16,
+    correlation: i32,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut request = Vec::with_capacity(body.len() + 32);
+    put_i32(&mut request, 0); // the size, set below
+    put_i16(&mut request, api_key);
+    put_i16(&mut request, version);
+    put_i32(&mut request, correlation);
+    put_string(&mut request, "retail-stream");
+    request.extend_from_slice(body);
+    let size = i32::try_from(request.len() - 4).map_err(|_| "request too large".to_owned())?;
+    request[..4].copy_from_slice(&size.to_be_bytes());
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|error| format!("send: {error}"))?;
+    let size = stream
+        .read_i32()
+        .await
+        .map_err(|error| format!("receive: {error}"))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|size| (4..=MAX_RESPONSE).contains(size))
+        .ok_or_else(|| format!("an answer of {size} bytes"))?;
+    let mut answer = vec![0; size];
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(|error| format!("receive: {error}"))?;
+    let answered = i32::from_be_bytes(answer[..4].try_into().expect("four bytes"));
+    if answered != correlation {
+        return Err(format!(
+            "an answer to request {answered} where {correlation} was expected"
+        ));
+    }
+    answer.drain(..4);
+    Ok(answer)
+}
+
+fn put_i16(buffer: &mut Vec<u8>, value: i16) {
+    buffer.extend_from_slice(&value.to_be_bytes());
+}
+
+fn put_i32(buffer: &mut Vec<u8>, value: i32) {
+    buffer.extend_from_slice(&value.to_be_bytes());
+}
+
+fn put_i64(buffer: &mut Vec<u8>, value: i64) {
+    buffer.extend_from_slice(&value.to_be_bytes());
+}
+
+fn put_len(buffer: &mut Vec<u8>, len: usize) {
+    put_i32(buffer, i32::try_from(len).unwrap_or(i32::MAX));
+}
+
+fn put_string(buffer: &mut Vec<u8>, value: &str) {
+    put_i16(buffer, i16::try_from(value.len()).unwrap_or(i16::MAX));
+    buffer.extend_from_slice(value.as_bytes());
+}
+
+/// Reads the fields of an answer, failing on a short one.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err("a truncated answer".to_owned());
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("two")))
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("four")))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("eight")))
+    }
+
+    fn len(&mut self) -> Result<usize, String> {
+        usize::try_from(self.i32()?).map_err(|_| "a negative array length".to_owned())
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.nullable_string()?
+            .ok_or_else(|| "a null where a string was expected".to_owned())
+    }
+
+    fn nullable_string(&mut self) -> Result<Option<String>, String> {
+        let len = self.i16()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let bytes = self.take(usize::try_from(len).expect("not negative"))?;
+        Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_or_odd_answer_is_an_error_not_a_panic() {
+        assert!(Reader(&[0, 1]).i32().is_err());
+        assert!(Reader(&[0, 5, b'a']).string().is_err());
+        assert_eq!(Reader(&[0xff, 0xff]).nullable_string(), Ok(None));
+        assert!(Reader(&[0xff, 0xff]).string().is_err());
+        assert!(Reader(&[0xff, 0xff, 0xff, 0xff]).len().is_err());
+        let mut fine = Reader(&[0, 2, b'o', b'k', 0, 0, 0, 7]);
+        assert_eq!(fine.string().as_deref(), Ok("ok"));
+        assert_eq!(fine.i32(), Ok(7));
+    }
+}
