@@ -3,7 +3,7 @@
 #
 #   eval "$(scripts/services.sh start postgres redis kafka rabbitmq)"   # prints export lines
 #       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA,
-#        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL)
+#        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL, RETAIL_TEST_RABBITMQ_STREAM_PORT)
 #   scripts/services.sh stop                             # stops everything this script started
 #
 # PostgreSQL, Redis and RabbitMQ are installed from the distribution's packages when missing
@@ -296,6 +296,7 @@ start_rabbitmq() {
     log "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null) on 127.0.0.1:$port (stream plugin on $(cat "$dir/stream_port"))"
   fi
   printf 'export RETAIL_TEST_AMQP_URL=%q\n' "amqp://guest:guest@127.0.0.1:$port/%2f"
+  printf 'export RETAIL_TEST_RABBITMQ_STREAM_PORT=%q\n' "$(cat "$dir/stream_port")"
 }
 
 stop_rabbitmq() {

@@ -40,7 +40,7 @@ case "$kind" in
     source=(--brokers "$brokers" --topic "$topic") ;;
   rabbitmq-stream)
     sent=$("$venv/bin/python" scripts/stream_publish_amqp.py "$url" stream "$topic" "$data"/*.csv)
-    source=(--source rabbitmq --url "$url" --stream "$topic") ;;
+    source=(--source rabbitmq --url "$url" --stream "$topic" --stream-port "${RETAIL_TEST_RABBITMQ_STREAM_PORT:-5552}") ;;
   rabbitmq-queue)
     sent=$("$venv/bin/python" scripts/stream_publish_amqp.py "$url" queue "$topic" "$data"/*.csv)
     source=(--source rabbitmq --url "$url" --queue "$topic") ;;
@@ -82,6 +82,15 @@ PY
     exit 1
   fi
   echo "consumer group retail's offsets on the broker (read by confluent-kafka) add up to $committed"
+fi
+if [ "$kind" = rabbitmq-stream ]; then
+  # The stream's server-side offset for the consumer name "retail": the last message taken.
+  stored=$(as_stream stream status "${source[@]}" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["server_offset"])')
+  if [ "$stored" != "$((sent - 1))" ]; then
+    echo "error: the broker's offset for retail is $stored, not $((sent - 1))" >&2
+    exit 1
+  fi
+  echo "the broker's offset for retail on $topic: $stored (the last of $sent messages)"
 fi
 
 as_files ingest "$data"/*.csv >/dev/null

@@ -47,8 +47,12 @@ spec.loader.exec_module(crash_test)
 def source_args(kind, name):
     if kind == "kafka":
         return ["--brokers", os.environ["RETAIL_TEST_KAFKA_BROKERS"], "--topic", name]
-    target = "--stream" if kind == "rabbitmq-stream" else "--queue"
-    return ["--source", "rabbitmq", "--url", os.environ["RETAIL_TEST_AMQP_URL"], target, name]
+    if kind == "rabbitmq-stream":
+        # The server-side offset is stored too, so its entries interleave with the messages.
+        port = os.environ.get("RETAIL_TEST_RABBITMQ_STREAM_PORT", "5552")
+        return ["--source", "rabbitmq", "--url", os.environ["RETAIL_TEST_AMQP_URL"],
+                "--stream", name, "--stream-port", port]
+    return ["--source", "rabbitmq", "--url", os.environ["RETAIL_TEST_AMQP_URL"], "--queue", name]
 
 
 def producer(python, kind, name, paths):

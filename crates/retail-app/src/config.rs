@@ -91,8 +91,12 @@ pub struct StreamConfig {
     /// Kafka: only these partitions (a static share of the topic); empty: every partition.
     pub partitions: Vec<i32>,
     /// Kafka: the consumer group whose offsets on the brokers follow bronze's positions after
-    /// each commit, for lag tools only (bronze's positions are the ones read); empty: none.
+    /// each commit; a RabbitMQ stream: the consumer name whose server-side offset does. For lag
+    /// tools only (bronze's positions are the ones read); empty: none.
     pub group: String,
+    /// RabbitMQ streams: the port of the stream protocol, where the server-side offset of
+    /// `group` is stored (the host, user and virtual host are the `url`'s); 0: none.
+    pub stream_port: u16,
     /// RabbitMQ: `amqp://user:password@host:port/vhost`.
     pub url: String,
     /// RabbitMQ: a classic or quorum queue.
@@ -122,6 +126,7 @@ impl Default for StreamConfig {
             topic: String::new(),
             partitions: Vec::new(),
             group: retail_stream::kafka::DEFAULT_GROUP.to_owned(),
+            stream_port: 5552,
             url: String::new(),
             queue: String::new(),
             stream: String::new(),
@@ -155,6 +160,18 @@ impl StreamConfig {
         } else {
             retail_stream::RabbitTarget::Queue(self.queue.clone())
         }
+    }
+
+    /// A RabbitMQ stream's endpoint and consumer name for its server-side offset, `None` for a
+    /// queue, without a group or port, or with a URL that cannot be read (which opening the
+    /// stream reports).
+    pub fn server_offsets(&self) -> Option<(retail_stream::StreamEndpoint, String)> {
+        if self.stream.is_empty() || self.group.is_empty() || self.stream_port == 0 {
+            return None;
+        }
+        let endpoint =
+            retail_stream::StreamEndpoint::from_amqp_url(&self.url, self.stream_port).ok()?;
+        Some((endpoint, self.group.clone()))
     }
 
     /// What a message holds.

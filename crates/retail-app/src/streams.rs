@@ -30,6 +30,7 @@ pub async fn open(app: &App, config: &StreamConfig) -> anyhow::Result<Box<dyn St
             max_wait: Duration::from_millis(config.max_wait_ms),
             batch_rows: app.lake.batch_rows(),
             format,
+            server_offsets: config.server_offsets(),
             ..RabbitOptions::new(config.url.clone(), config.rabbit_target())
         };
         return Ok(Box::new(

@@ -55,11 +55,16 @@ pub(crate) struct SourceArgs {
     /// process.
     #[arg(long, value_delimiter = ',')]
     partitions: Option<Vec<i32>>,
-    /// Kafka: the consumer group whose offsets on the brokers follow bronze's positions after
-    /// each commit, for lag tools (kafka-consumer-groups and the like); never read back.
-    /// An empty name ("") commits none.
+    /// The consumer name the broker keeps offsets for, copied from bronze's positions after
+    /// each commit for lag tools, never read back: a Kafka consumer group
+    /// (kafka-consumer-groups and the like), or a RabbitMQ stream's offset reference
+    /// (rabbitmq-streams list_stream_tracking). An empty name ("") stores none.
     #[arg(long, default_value = retail_stream::kafka::DEFAULT_GROUP)]
     group: String,
+    /// RabbitMQ streams: the stream protocol's port, where the offset of --group is stored (0:
+    /// none; host, user and virtual host are --url's).
+    #[arg(long, default_value_t = 5552)]
+    stream_port: u16,
     /// RabbitMQ: the broker, amqp://user:password@host:port/vhost.
     #[arg(long, env = "RETAIL_AMQP_URL", hide_env_values = true)]
     url: Option<String>,
@@ -120,6 +125,7 @@ impl SourceArgs {
             topic: self.topic.clone().unwrap_or_default(),
             partitions: self.partitions.clone().unwrap_or_default(),
             group: self.group.clone(),
+            stream_port: self.stream_port,
             url: self.url.clone().unwrap_or_default(),
             queue: self.queue.clone().unwrap_or_default(),
             stream: self.stream.clone().unwrap_or_default(),
@@ -271,11 +277,26 @@ async fn status(args: SourceArgs, config: retail_app::Config) -> anyhow::Result<
             }
             RabbitTarget::Queue(_) => None,
         };
+        // The broker's offset for --group is a copy for lag tools: unreadable, it is reported.
+        let server_offset = match (stream.server_offsets(), &target) {
+            (Some((endpoint, reference)), RabbitTarget::Stream(name)) => Some(
+                retail_stream::StreamOffsets::new(endpoint, reference)
+                    .query(name)
+                    .await,
+            ),
+            _ => None,
+        };
         if args.json {
+            let (offset, error) = match &server_offset {
+                Some(Ok(offset)) => (*offset, None),
+                Some(Err(error)) => (None, Some(error.clone())),
+                None => (None, None),
+            };
             println!(
                 "{}",
                 serde_json::json!({"kind": target.kind(), "name": target.name(),
-                                   "messages": messages, "position": position})
+                                   "messages": messages, "position": position,
+                                   "server_offset": offset, "server_offset_error": error})
             );
         } else {
             match position {
@@ -294,6 +315,15 @@ async fn status(args: SourceArgs, config: retail_app::Config) -> anyhow::Result<
                         "kept by the broker, none consumed yet"
                     }
                 ),
+            }
+            match &server_offset {
+                Some(Ok(Some(offset))) => println!(
+                    "  the broker's offset for {:?}: {offset} (the last message taken)",
+                    stream.group
+                ),
+                Some(Ok(None)) => println!("  the broker keeps no offset for {:?}", stream.group),
+                Some(Err(error)) => println!("  the broker's offset is unavailable: {error}"),
+                None => {}
             }
         }
     }

@@ -23,8 +23,9 @@ pub enum Error {
         /// The partition.
         partition: i32,
     },
-    /// The consumer group's offsets on the brokers could not be read or written.
-    #[error("kafka: {0}")]
+    /// A consumer's offsets kept by the broker (a Kafka group's, a RabbitMQ stream
+    /// reference's) could not be read or written.
+    #[error("{0}")]
     Group(String),
     /// The RabbitMQ broker refused or failed a request.
     #[error("rabbitmq: failed to {what}")]

@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::wire::{Reader, put_i16, put_i32, put_i64, put_len, put_string};
+
 /// How long one request to the coordinator may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest answer accepted (an offset fetch of a few partitions is a few hundred bytes).
@@ -142,7 +144,7 @@ impl GroupOffsets {
         if outcome.is_err() {
             self.coordinator = None;
         }
-        outcome.map_err(|error| format!("consumer group {}: {error}", self.group))
+        outcome.map_err(|error| format!("kafka consumer group {}: {error}", self.group))
     }
 
     /// Asks the first bootstrap broker that answers where the group's coordinator is, and
@@ -224,86 +226,4 @@ async fn exchange(
     }
     answer.drain(..4);
     Ok(answer)
-}
-
-fn put_i16(buffer: &mut Vec<u8>, value: i16) {
-    buffer.extend_from_slice(&value.to_be_bytes());
-}
-
-fn put_i32(buffer: &mut Vec<u8>, value: i32) {
-    buffer.extend_from_slice(&value.to_be_bytes());
-}
-
-fn put_i64(buffer: &mut Vec<u8>, value: i64) {
-    buffer.extend_from_slice(&value.to_be_bytes());
-}
-
-fn put_len(buffer: &mut Vec<u8>, len: usize) {
-    put_i32(buffer, i32::try_from(len).unwrap_or(i32::MAX));
-}
-
-fn put_string(buffer: &mut Vec<u8>, value: &str) {
-    put_i16(buffer, i16::try_from(value.len()).unwrap_or(i16::MAX));
-    buffer.extend_from_slice(value.as_bytes());
-}
-
-/// Reads the fields of an answer, failing on a short one.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err("a truncated answer".to_owned());
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("two")))
-    }
-
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("four")))
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("eight")))
-    }
-
-    fn len(&mut self) -> Result<usize, String> {
-        usize::try_from(self.i32()?).map_err(|_| "a negative array length".to_owned())
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.nullable_string()?
-            .ok_or_else(|| "a null where a string was expected".to_owned())
-    }
-
-    fn nullable_string(&mut self) -> Result<Option<String>, String> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let bytes = self.take(usize::try_from(len).expect("not negative"))?;
-        Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_truncated_or_odd_answer_is_an_error_not_a_panic() {
-        assert!(Reader(&[0, 1]).i32().is_err());
-        assert!(Reader(&[0, 5, b'a']).string().is_err());
-        assert_eq!(Reader(&[0xff, 0xff]).nullable_string(), Ok(None));
-        assert!(Reader(&[0xff, 0xff]).string().is_err());
-        assert!(Reader(&[0xff, 0xff, 0xff, 0xff]).len().is_err());
-        let mut fine = Reader(&[0, 2, b'o', b'k', 0, 0, 0, 7]);
-        assert_eq!(fine.string().as_deref(), Ok("ok"));
-        assert_eq!(fine.i32(), Ok(7));
-    }
 }

@@ -10,7 +10,9 @@
 mod error;
 pub mod kafka;
 mod kafka_group;
+mod rabbit_offsets;
 pub mod rabbitmq;
+mod wire;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,7 @@ use tracing::info;
 pub use error::{Error, Result};
 pub use kafka::{KafkaOptions, KafkaSource};
 pub use kafka_group::GroupOffsets;
+pub use rabbit_offsets::{StreamEndpoint, StreamOffsets};
 pub use rabbitmq::{RabbitOptions, RabbitSource, RabbitTarget};
 
 /// A [`Source`] read in rounds, each round one micro-batch.

@@ -30,6 +30,7 @@ use retail_lake::schema::BRONZE_TRANSACTIONS;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::rabbit_offsets::{StreamEndpoint, StreamOffsets};
 use crate::{MessageFormat, StreamSource};
 
 /// What to read.
@@ -80,6 +81,10 @@ pub struct RabbitOptions {
     pub batch_rows: usize,
     /// What a message holds.
     pub format: MessageFormat,
+    /// Streams: where the stream protocol is served and the consumer name whose offset the
+    /// broker keeps, copied from bronze's position after each commit for lag tools only (never
+    /// read back); `None`: none.
+    pub server_offsets: Option<(StreamEndpoint, String)>,
 }
 
 impl RabbitOptions {
@@ -94,6 +99,7 @@ impl RabbitOptions {
             max_wait: Duration::from_millis(500),
             batch_rows: 8_192,
             format: MessageFormat::Json,
+            server_offsets: None,
         }
     }
 }
@@ -137,6 +143,10 @@ pub struct RabbitSource {
     round_done: bool,
     /// Redelivered messages bronze held already, acknowledged without writing them.
     redelivered_skipped: u64,
+    /// Streams: the consumer name's offset on the broker, for lag tools.
+    server_offsets: Option<StreamOffsets>,
+    /// Whether the last store of that offset failed (logged once per failure streak).
+    server_offsets_failing: bool,
 }
 
 impl std::fmt::Debug for RabbitSource {
@@ -206,6 +216,13 @@ impl RabbitSource {
             )
             .await
             .map_err(amqp(format!("consume {} {name}", options.target.kind())))?;
+        let server_offsets = match &options.target {
+            RabbitTarget::Stream(_) => options
+                .server_offsets
+                .clone()
+                .map(|(endpoint, reference)| StreamOffsets::new(endpoint, reference)),
+            RabbitTarget::Queue(_) => None,
+        };
         Ok(Self {
             options,
             connection,
@@ -216,7 +233,65 @@ impl RabbitSource {
             unacked: None,
             round_done: false,
             redelivered_skipped: 0,
+            server_offsets,
+            server_offsets_failing: false,
         })
+    }
+
+    /// The offset the broker keeps for the consumer name of `server_offsets` (the last
+    /// message taken), or `None` without one or when it has none.
+    ///
+    /// # Errors
+    ///
+    /// When the stream port cannot be reached or refuses the query.
+    pub async fn server_offset(&mut self) -> Result<Option<u64>> {
+        let (Some(offsets), RabbitTarget::Stream(stream)) =
+            (self.server_offsets.as_mut(), &self.options.target)
+        else {
+            return Ok(None);
+        };
+        offsets.query(stream).await.map_err(Error::Group)
+    }
+
+    /// Copies a stream's committed position to the broker's offset of the consumer name, as
+    /// the offset of the last message taken. A failure is logged (once until it works again)
+    /// and never fails the round: bronze holds the position.
+    async fn store_server_offset(&mut self, checkpoints: &[Checkpoint]) {
+        let (Some(offsets), RabbitTarget::Stream(stream)) =
+            (self.server_offsets.as_mut(), &self.options.target)
+        else {
+            return;
+        };
+        let id = app_id(stream);
+        let Some(next) = checkpoints
+            .iter()
+            .filter(|checkpoint| checkpoint.app_id == id)
+            .map(|checkpoint| checkpoint.version)
+            .max()
+        else {
+            return;
+        };
+        let Some(last) = next
+            .checked_sub(1)
+            .and_then(|last| u64::try_from(last).ok())
+        else {
+            return;
+        };
+        match offsets.store(stream, last).await {
+            Ok(()) => {
+                if std::mem::take(&mut self.server_offsets_failing) {
+                    tracing::info!(
+                        reference = offsets.reference(),
+                        "stream offset stored again"
+                    );
+                }
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.server_offsets_failing, true) {
+                    tracing::warn!(%error, "the stream's server-side offset could not be stored (bronze keeps the position; lag tools see a stale offset)");
+                }
+            }
+        }
     }
 
     /// Closes the connection. A queue's messages not yet acknowledged (none once a
@@ -531,10 +606,11 @@ impl Source for RabbitSource {
         Ok(None)
     }
 
-    async fn committed(&mut self, _checkpoints: &[Checkpoint]) -> retail_ingest::Result<()> {
+    async fn committed(&mut self, checkpoints: &[Checkpoint]) -> retail_ingest::Result<()> {
         if let Some(tag) = self.unacked.take() {
             self.ack_through(tag).await?;
         }
+        self.store_server_offset(checkpoints).await;
         Ok(())
     }
 }

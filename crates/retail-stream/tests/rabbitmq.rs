@@ -15,7 +15,9 @@ use retail_domain::progress::NoProgress;
 use retail_ingest::{Checkpoint, Source, SourceBatch};
 use retail_lake::schema::BRONZE_TRANSACTIONS;
 use retail_stream::rabbitmq::message_count;
-use retail_stream::{RabbitOptions, RabbitSource, RabbitTarget, StreamSource};
+use retail_stream::{
+    RabbitOptions, RabbitSource, RabbitTarget, StreamEndpoint, StreamOffsets, StreamSource,
+};
 use support::{TestLake, sale};
 
 /// Declares `name` (a stream when `stream`) and publishes `payloads` with publisher confirms;
@@ -85,6 +87,57 @@ async fn source_of(lake: &TestLake, url: &str, target: RabbitTarget, batch: u16)
 /// In small batches: many rounds, so restarts fall between commits.
 async fn rabbit_source(lake: &TestLake, url: &str, target: RabbitTarget) -> RabbitSource {
     source_of(lake, url, target, 200).await
+}
+
+#[tokio::test]
+async fn a_streams_server_side_offset_follows_bronzes_position() {
+    let (Some(url), Some(port)) = (
+        retail_test_support::amqp_url(),
+        retail_test_support::rabbitmq_stream_port(),
+    ) else {
+        return;
+    };
+    let stream = retail_test_support::unique_name("tracked_stream");
+    let payloads: Vec<(usize, Vec<u8>)> = (0..1_200).map(|n| (n, sale(n))).collect();
+    publish(&url, &stream, true, &payloads, false).await;
+    let endpoint = StreamEndpoint::from_amqp_url(&url, port).unwrap();
+    let reference = retail_test_support::unique_name("retail");
+    let lake = TestLake::new();
+    let mut source = RabbitSource::connect(
+        RabbitOptions {
+            batch_messages: 200,
+            max_wait: Duration::from_millis(100),
+            server_offsets: Some((endpoint.clone(), reference.clone())),
+            ..RabbitOptions::new(&url, RabbitTarget::Stream(stream.clone()))
+        },
+        lake.lake.clone(),
+        lake.positions(),
+    )
+    .await
+    .unwrap();
+    let consumed = lake.consume(&mut source, 1_000).await;
+    assert_eq!(consumed.records, 1_200, "{consumed:?}");
+    assert_eq!(
+        source.positions(),
+        BTreeMap::from([(stream.clone(), 1_200)])
+    );
+
+    // Read back over a connection of its own, as a lag tool would: the last message taken.
+    let mut reader = StreamOffsets::new(endpoint.clone(), reference);
+    assert_eq!(reader.query(&stream).await.unwrap(), Some(1_199));
+    assert_eq!(source.server_offset().await.unwrap(), Some(1_199));
+    // A name that never stored one has none; a wrong password is a clear error.
+    let mut unknown = StreamOffsets::new(endpoint.clone(), "nobody");
+    assert_eq!(unknown.query(&stream).await.unwrap(), None);
+    let mut refused = StreamOffsets::new(
+        StreamEndpoint {
+            password: "wrong".to_owned(),
+            ..endpoint
+        },
+        "retail",
+    );
+    let error = refused.query(&stream).await.unwrap_err();
+    assert!(error.contains("refused"), "{error}");
 }
 
 #[tokio::test]

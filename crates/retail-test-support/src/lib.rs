@@ -170,6 +170,23 @@ pub fn amqp_url() -> Option<String> {
     )
 }
 
+/// The port of the test RabbitMQ's stream protocol (`RETAIL_TEST_RABBITMQ_STREAM_PORT`).
+///
+/// # Panics
+///
+/// When it is not set, or not a port, and `RETAIL_REQUIRE_RABBITMQ` is.
+pub fn rabbitmq_stream_port() -> Option<u16> {
+    server(
+        "RETAIL_TEST_RABBITMQ_STREAM_PORT",
+        "RETAIL_REQUIRE_RABBITMQ",
+        "scripts/services.sh start rabbitmq",
+    )
+    .map(|port| {
+        port.parse()
+            .expect("RETAIL_TEST_RABBITMQ_STREAM_PORT is a port")
+    })
+}
+
 /// The authority that signs the test servers' certificates (`RETAIL_TEST_TLS_CA`).
 ///
 /// # Panics
