@@ -10,15 +10,14 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::wire::{Reader, put_i16, put_i32, put_i64, put_len, put_string};
+use crate::wire::{
+    Reader, put_i16, put_i32, put_i64, put_len, put_string, read_frame, write_frame,
+};
 
 /// How long one request to the coordinator may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest answer accepted (an offset fetch of a few partitions is a few hundred bytes).
-const MAX_RESPONSE: usize = 1 << 20;
 
 const FIND_COORDINATOR: i16 = 10;
 const OFFSET_COMMIT: i16 = 8;
@@ -193,32 +192,14 @@ async fn exchange(
     body: &[u8],
 ) -> Result<Vec<u8>, String> {
     let mut request = Vec::with_capacity(body.len() + 32);
-    put_i32(&mut request, 0); // the size, set below
     put_i16(&mut request, api_key);
     put_i16(&mut request, version);
     put_i32(&mut request, correlation);
     put_string(&mut request, "retail-stream");
     request.extend_from_slice(body);
-    let size = i32::try_from(request.len() - 4).map_err(|_| "request too large".to_owned())?;
-    request[..4].copy_from_slice(&size.to_be_bytes());
-    stream
-        .write_all(&request)
-        .await
-        .map_err(|error| format!("send: {error}"))?;
-    let size = stream
-        .read_i32()
-        .await
-        .map_err(|error| format!("receive: {error}"))?;
-    let size = usize::try_from(size)
-        .ok()
-        .filter(|size| (4..=MAX_RESPONSE).contains(size))
-        .ok_or_else(|| format!("an answer of {size} bytes"))?;
-    let mut answer = vec![0; size];
-    stream
-        .read_exact(&mut answer)
-        .await
-        .map_err(|error| format!("receive: {error}"))?;
-    let answered = i32::from_be_bytes(answer[..4].try_into().expect("four bytes"));
+    write_frame(stream, &request).await?;
+    let mut answer = read_frame(stream).await?;
+    let answered = Reader(&answer).i32()?;
     if answered != correlation {
         return Err(format!(
             "an answer to request {answered} where {correlation} was expected"

@@ -9,15 +9,12 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::wire::{Reader, put_string, put_u16, put_u32, put_u64};
+use crate::wire::{Reader, put_string, put_u16, put_u32, put_u64, read_frame, write_frame};
 
 /// How long connecting, or one request, may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest frame accepted from the broker.
-const MAX_FRAME: usize = 1 << 20;
 /// The stream protocol's "OK" response code.
 const OK: u16 = 1;
 /// The response code of a query for a reference that stored no offset.
@@ -111,15 +108,11 @@ impl StreamOffsets {
     /// When the broker cannot be reached, refuses the login, or answers with an error (an
     /// unknown stream among them).
     pub async fn query(&mut self, stream: &str) -> Result<Option<u64>, String> {
-        let mut frame = header(QUERY_OFFSET);
-        let correlation = self.next_correlation();
-        put_u32(&mut frame, correlation);
-        put_string(&mut frame, &self.reference);
-        put_string(&mut frame, stream);
+        let mut request = self.request(QUERY_OFFSET);
+        put_string(&mut request.frame, &self.reference);
+        put_string(&mut request.frame, stream);
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let connection = self.connection().await?;
-            write_frame(connection, frame).await?;
-            let answer = read_response(connection, QUERY_OFFSET, correlation).await?;
+            let answer = request.answer(self.connection().await?).await?;
             let mut answer = Reader(&answer);
             match answer.u16()? {
                 OK => Ok(Some(answer.u64()?)),
@@ -137,7 +130,7 @@ impl StreamOffsets {
     async fn send(&mut self, frame: Vec<u8>) -> Result<(), String> {
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let connection = self.connection().await?;
-            write_frame(connection, frame).await
+            write_frame(connection, &frame).await
         })
         .await
         .unwrap_or_else(|_| Err(timed_out()));
@@ -158,9 +151,16 @@ impl StreamOffsets {
         })
     }
 
-    fn next_correlation(&mut self) -> u32 {
+    /// A request frame with `key` and the next correlation id; its fields are put after.
+    fn request(&mut self, key: u16) -> Request {
         self.correlation = self.correlation.wrapping_add(1);
-        self.correlation
+        let mut frame = header(key);
+        put_u32(&mut frame, self.correlation);
+        Request {
+            key,
+            correlation: self.correlation,
+            frame,
+        }
     }
 
     /// The open connection, made and logged in when there is none.
@@ -180,59 +180,57 @@ impl StreamOffsets {
             .await
             .map_err(|error| format!("connect: {error}"))?;
 
-        let correlation = self.next_correlation();
-        let mut frame = header(PEER_PROPERTIES);
-        put_u32(&mut frame, correlation);
-        put_u32(&mut frame, 1);
-        put_string(&mut frame, "product");
-        put_string(&mut frame, "retail-stream");
-        write_frame(&mut stream, frame).await?;
-        check(
-            read_response(&mut stream, PEER_PROPERTIES, correlation).await?,
-            "connect",
-        )?;
+        let mut request = self.request(PEER_PROPERTIES);
+        put_u32(&mut request.frame, 1);
+        put_string(&mut request.frame, "product");
+        put_string(&mut request.frame, "retail-stream");
+        check(request.answer(&mut stream).await?, "connect")?;
 
-        let correlation = self.next_correlation();
-        let mut frame = header(SASL_HANDSHAKE);
-        put_u32(&mut frame, correlation);
-        write_frame(&mut stream, frame).await?;
         check(
-            read_response(&mut stream, SASL_HANDSHAKE, correlation).await?,
+            self.request(SASL_HANDSHAKE).answer(&mut stream).await?,
             "log in",
         )?;
 
-        let correlation = self.next_correlation();
-        let mut frame = header(SASL_AUTHENTICATE);
-        put_u32(&mut frame, correlation);
-        put_string(&mut frame, "PLAIN");
+        let mut request = self.request(SASL_AUTHENTICATE);
+        put_string(&mut request.frame, "PLAIN");
         let plain = format!("\0{}\0{}", self.endpoint.user, self.endpoint.password);
-        put_u32(&mut frame, u32::try_from(plain.len()).unwrap_or(u32::MAX));
-        frame.extend_from_slice(plain.as_bytes());
-        write_frame(&mut stream, frame).await?;
+        put_u32(
+            &mut request.frame,
+            u32::try_from(plain.len()).unwrap_or(u32::MAX),
+        );
+        request.frame.extend_from_slice(plain.as_bytes());
         check(
-            read_response(&mut stream, SASL_AUTHENTICATE, correlation).await?,
+            request.answer(&mut stream).await?,
             "log in (user or password refused)",
         )?;
 
         // The broker proposes its limits; the answer takes its frame size and no heartbeat.
         let tune = read_frame_with_key(&mut stream, TUNE).await?;
-        let mut tune = Reader(&tune);
-        let frame_max = tune.u32()?;
+        let frame_max = Reader(&tune).u32()?;
         let mut frame = header(TUNE);
         put_u32(&mut frame, frame_max);
         put_u32(&mut frame, 0);
-        write_frame(&mut stream, frame).await?;
+        write_frame(&mut stream, &frame).await?;
 
-        let correlation = self.next_correlation();
-        let mut frame = header(OPEN);
-        put_u32(&mut frame, correlation);
-        put_string(&mut frame, &self.endpoint.vhost);
-        write_frame(&mut stream, frame).await?;
-        check(
-            read_response(&mut stream, OPEN, correlation).await?,
-            "open the virtual host",
-        )?;
+        let mut request = self.request(OPEN);
+        put_string(&mut request.frame, &self.endpoint.vhost);
+        check(request.answer(&mut stream).await?, "open the virtual host")?;
         Ok(stream)
+    }
+}
+
+/// A request and what its response must carry.
+struct Request {
+    key: u16,
+    correlation: u32,
+    frame: Vec<u8>,
+}
+
+impl Request {
+    /// Sends the request and returns its response from the response code on.
+    async fn answer(self, stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+        write_frame(stream, &self.frame).await?;
+        read_response(stream, self.key, self.correlation).await
     }
 }
 
@@ -248,7 +246,7 @@ fn check(answer: Vec<u8>, what: &str) -> Result<(), String> {
     }
 }
 
-/// A frame's key and version (1), its size to be prefixed by [`write_frame`].
+/// A frame's key and version (1); [`write_frame`] sends it after its size.
 fn header(key: u16) -> Vec<u8> {
     let mut frame = Vec::with_capacity(64);
     put_u16(&mut frame, key);
@@ -256,34 +254,11 @@ fn header(key: u16) -> Vec<u8> {
     frame
 }
 
-async fn write_frame(stream: &mut TcpStream, frame: Vec<u8>) -> Result<(), String> {
-    let size = u32::try_from(frame.len()).map_err(|_| "frame too large".to_owned())?;
-    let mut bytes = Vec::with_capacity(frame.len() + 4);
-    bytes.extend_from_slice(&size.to_be_bytes());
-    bytes.extend_from_slice(&frame);
-    stream
-        .write_all(&bytes)
-        .await
-        .map_err(|error| format!("send: {error}"))
-}
-
 /// Reads frames until one with `key`, returning what follows its key and version; frames the
 /// broker sends unasked (a heartbeat) are skipped.
 async fn read_frame_with_key(stream: &mut TcpStream, key: u16) -> Result<Vec<u8>, String> {
     loop {
-        let size = stream
-            .read_u32()
-            .await
-            .map_err(|error| format!("receive: {error}"))?;
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|size| (4..=MAX_FRAME).contains(size))
-            .ok_or_else(|| format!("a frame of {size} bytes"))?;
-        let mut frame = vec![0; size];
-        stream
-            .read_exact(&mut frame)
-            .await
-            .map_err(|error| format!("receive: {error}"))?;
+        let frame = read_frame(stream).await?;
         let mut reader = Reader(&frame);
         let got = reader.u16()?;
         let _version = reader.u16()?;

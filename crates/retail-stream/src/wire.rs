@@ -1,6 +1,43 @@
 //! Big-endian fields of the broker protocols written by hand (Kafka's group requests in
-//! `kafka_group`, RabbitMQ's stream offsets in `rabbit_offsets`): both put strings as a 16-bit
-//! length and the bytes, and numbers in network order.
+//! `kafka_group`, RabbitMQ's stream offsets in `rabbit_offsets`): both send frames after their
+//! size in 4 bytes, put strings as a 16-bit length and the bytes, and numbers in network order.
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// The largest frame accepted from a broker (the answers read here are a few hundred bytes).
+const MAX_FRAME: usize = 1 << 20;
+
+/// Sends `frame` after its size.
+pub(crate) async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> Result<(), String> {
+    let size = u32::try_from(frame.len()).map_err(|_| "frame too large".to_owned())?;
+    let mut bytes = Vec::with_capacity(frame.len() + 4);
+    put_u32(&mut bytes, size);
+    bytes.extend_from_slice(frame);
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(|error| format!("send: {error}"))
+}
+
+/// Reads one frame after its size: at least 4 bytes (both protocols start an answer with a
+/// 4-byte field), at most [`MAX_FRAME`].
+pub(crate) async fn read_frame(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let size = stream
+        .read_u32()
+        .await
+        .map_err(|error| format!("receive: {error}"))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|size| (4..=MAX_FRAME).contains(size))
+        .ok_or_else(|| format!("a frame of {size} bytes"))?;
+    let mut frame = vec![0; size];
+    stream
+        .read_exact(&mut frame)
+        .await
+        .map_err(|error| format!("receive: {error}"))?;
+    Ok(frame)
+}
 
 pub(crate) fn put_u16(buffer: &mut Vec<u8>, value: u16) {
     buffer.extend_from_slice(&value.to_be_bytes());
