@@ -22,7 +22,7 @@ use rskafka::record::RecordAndOffset;
 
 use crate::error::{Error, Result};
 use crate::kafka_group::GroupOffsets;
-use crate::{MessageFormat, StreamSource};
+use crate::{MessageFormat, OffsetCopy, StreamSource};
 
 /// Where and how to read a topic.
 #[derive(Debug, Clone)]
@@ -109,8 +109,8 @@ pub struct KafkaSource {
     ahead: Option<tokio::task::JoinHandle<Fetched>>,
     /// The group whose broker offsets follow each commit.
     group: Option<GroupOffsets>,
-    /// Whether the last offset commit to the group failed (logged once per failure streak).
-    group_failing: bool,
+    /// How the copies to the group's offsets went.
+    group_copy: OffsetCopy,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -198,7 +198,7 @@ impl KafkaSource {
             fetched: true,
             ahead: None,
             group,
-            group_failing: false,
+            group_copy: OffsetCopy::default(),
         })
     }
 
@@ -405,35 +405,20 @@ impl Source for KafkaSource {
     /// Copies the committed positions to the group's offsets on the brokers. A failure is
     /// logged (once until it works again) and never fails the round: bronze holds the positions.
     async fn committed(&mut self, checkpoints: &[Checkpoint]) -> retail_ingest::Result<()> {
-        let Some(group) = self.group.as_mut() else {
-            return Ok(());
-        };
-        let prefix = format!("kafka:{}:", self.options.topic);
-        let offsets: Vec<(i32, i64)> = checkpoints
-            .iter()
-            .filter_map(|checkpoint| {
-                let partition = checkpoint.app_id.strip_prefix(&prefix)?.parse().ok()?;
+        let offsets: Vec<(i32, i64)> = self
+            .partitions
+            .keys()
+            .filter_map(|&partition| {
+                let id = app_id(&self.options.topic, partition);
+                let checkpoint = checkpoints.iter().find(|c| c.app_id == id)?;
                 Some((partition, checkpoint.version))
             })
             .collect();
-        if offsets.is_empty() {
+        let Some(group) = self.group.as_mut().filter(|_| !offsets.is_empty()) else {
             return Ok(());
-        }
-        match group.commit(&self.options.topic, &offsets).await {
-            Ok(()) => {
-                if std::mem::take(&mut self.group_failing) {
-                    tracing::info!(
-                        group = group.group(),
-                        "consumer group offsets committed again"
-                    );
-                }
-            }
-            Err(error) => {
-                if !std::mem::replace(&mut self.group_failing, true) {
-                    tracing::warn!(%error, "the consumer group's offsets could not be committed (bronze keeps the positions; lag tools see stale offsets)");
-                }
-            }
-        }
+        };
+        let outcome = group.commit(&self.options.topic, &offsets).await;
+        self.group_copy.record(outcome, group.group());
         Ok(())
     }
 }

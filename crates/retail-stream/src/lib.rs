@@ -30,6 +30,31 @@ pub use kafka_group::GroupOffsets;
 pub use rabbit_offsets::{StreamEndpoint, StreamOffsets};
 pub use rabbitmq::{RabbitOptions, RabbitSource, RabbitTarget};
 
+/// The outcome of copying committed positions to the broker's own offsets (a Kafka group's, a
+/// RabbitMQ stream reference's). The copy is for lag tools only, so a failure never fails a
+/// round: it is logged once per streak of failures, and again when the copy works once more.
+#[derive(Debug, Default)]
+struct OffsetCopy {
+    failing: bool,
+}
+
+impl OffsetCopy {
+    fn record(&mut self, outcome: std::result::Result<(), String>, consumer: &str) {
+        match outcome {
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    info!(consumer, "the broker's offsets are stored again");
+                }
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(%error, consumer, "the broker's offsets could not be stored (bronze keeps the positions; lag tools see stale offsets)");
+                }
+            }
+        }
+    }
+}
+
 /// A [`Source`] read in rounds, each round one micro-batch.
 #[async_trait::async_trait]
 pub trait StreamSource: Source {

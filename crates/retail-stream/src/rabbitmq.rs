@@ -31,7 +31,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::rabbit_offsets::{StreamEndpoint, StreamOffsets};
-use crate::{MessageFormat, StreamSource};
+use crate::{MessageFormat, OffsetCopy, StreamSource};
 
 /// What to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +145,8 @@ pub struct RabbitSource {
     redelivered_skipped: u64,
     /// Streams: the consumer name's offset on the broker, for lag tools.
     server_offsets: Option<StreamOffsets>,
-    /// Whether the last store of that offset failed (logged once per failure streak).
-    server_offsets_failing: bool,
+    /// How the copies to that offset went.
+    server_offsets_copy: OffsetCopy,
 }
 
 impl std::fmt::Debug for RabbitSource {
@@ -234,7 +234,7 @@ impl RabbitSource {
             round_done: false,
             redelivered_skipped: 0,
             server_offsets,
-            server_offsets_failing: false,
+            server_offsets_copy: OffsetCopy::default(),
         })
     }
 
@@ -277,21 +277,9 @@ impl RabbitSource {
         else {
             return;
         };
-        match offsets.store(stream, last).await {
-            Ok(()) => {
-                if std::mem::take(&mut self.server_offsets_failing) {
-                    tracing::info!(
-                        reference = offsets.reference(),
-                        "stream offset stored again"
-                    );
-                }
-            }
-            Err(error) => {
-                if !std::mem::replace(&mut self.server_offsets_failing, true) {
-                    tracing::warn!(%error, "the stream's server-side offset could not be stored (bronze keeps the position; lag tools see a stale offset)");
-                }
-            }
-        }
+        let outcome = offsets.store(stream, last).await;
+        self.server_offsets_copy
+            .record(outcome, offsets.reference());
     }
 
     /// Closes the connection. A queue's messages not yet acknowledged (none once a
