@@ -34,7 +34,12 @@ pub async fn open(app: &App, config: &StreamConfig) -> anyhow::Result<Box<dyn St
             ..RabbitOptions::new(config.url.clone(), config.rabbit_target())
         };
         return Ok(Box::new(
-            RabbitSource::connect(options, app.lake.clone(), position(app)).await?,
+            RabbitSource::connect(
+                options,
+                app.lake.clone(),
+                retail_stream::bronze_positions(&app.ingestion),
+            )
+            .await?,
         ));
     }
     Ok(Box::new(open_kafka(app, config).await?))
@@ -58,7 +63,7 @@ pub async fn open_kafka(app: &App, config: &StreamConfig) -> anyhow::Result<Kafk
         group: (!config.group.is_empty()).then(|| config.group.clone()),
         ..KafkaOptions::new(config.brokers.clone(), config.topic.clone())
     };
-    Ok(KafkaSource::connect(options, position(app)).await?)
+    Ok(KafkaSource::connect(options, retail_stream::bronze_positions(&app.ingestion)).await?)
 }
 
 /// The message format of a configuration that has no problem.
@@ -70,20 +75,6 @@ fn checked(config: &StreamConfig) -> anyhow::Result<retail_stream::MessageFormat
     config
         .message_format()
         .map_err(|problem| anyhow::anyhow!("the stream: {problem}"))
-}
-
-/// Where bronze says a source's application id stands.
-fn position(
-    app: &App,
-) -> impl Fn(String) -> futures::future::BoxFuture<'static, retail_stream::Result<Option<i64>>>
-+ Clone
-+ Send
-+ 'static {
-    let ingestion = app.ingestion.clone();
-    move |app_id: String| {
-        let ingestion = ingestion.clone();
-        Box::pin(async move { Ok(ingestion.checkpoint(&app_id).await?) })
-    }
 }
 
 /// The continuous pipeline: one pipeline run at a time, started when bronze has advanced

@@ -30,6 +30,19 @@ pub use kafka_group::GroupOffsets;
 pub use rabbit_offsets::{StreamEndpoint, StreamOffsets};
 pub use rabbitmq::{RabbitOptions, RabbitSource, RabbitTarget};
 
+/// Where bronze says a source's application id stands, as [`KafkaSource::connect`] and
+/// [`RabbitSource::connect`] ask it: the position they start from.
+pub fn bronze_positions(
+    ingestion: &IngestionService,
+) -> impl Fn(String) -> futures::future::BoxFuture<'static, Result<Option<i64>>> + Clone + Send + 'static
+{
+    let ingestion = ingestion.clone();
+    move |app_id: String| {
+        let ingestion = ingestion.clone();
+        Box::pin(async move { Ok(ingestion.checkpoint(&app_id).await?) })
+    }
+}
+
 /// The outcome of copying committed positions to the broker's own offsets (a Kafka group's, a
 /// RabbitMQ stream reference's). The copy is for lag tools only, so a failure never fails a
 /// round: it is logged once per streak of failures, and again when the copy works once more.

@@ -51,18 +51,11 @@ impl TestLake {
     /// Where bronze says a source's application id stands, as the sources ask it.
     pub(crate) fn positions(
         &self,
-    ) -> impl Fn(
-        String,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = retail_stream::Result<Option<i64>>> + Send>,
-    > + Clone
+    ) -> impl Fn(String) -> futures::future::BoxFuture<'static, retail_stream::Result<Option<i64>>>
+    + Clone
     + Send
     + 'static {
-        let ingestion = self.ingestion.clone();
-        move |app_id: String| {
-            let ingestion = ingestion.clone();
-            Box::pin(async move { Ok(ingestion.checkpoint(&app_id).await?) })
-        }
+        retail_stream::bronze_positions(&self.ingestion)
     }
 
     /// Consumes until the source has been quiet for `idle_ms`.
