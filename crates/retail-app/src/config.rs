@@ -126,7 +126,7 @@ impl Default for StreamConfig {
             topic: String::new(),
             partitions: Vec::new(),
             group: retail_stream::kafka::DEFAULT_GROUP.to_owned(),
-            stream_port: 5552,
+            stream_port: retail_stream::DEFAULT_STREAM_PORT,
             url: String::new(),
             queue: String::new(),
             stream: String::new(),

@@ -63,7 +63,7 @@ pub(crate) struct SourceArgs {
     group: String,
     /// RabbitMQ streams: the stream protocol's port, where the offset of --group is stored (0:
     /// none; host, user and virtual host are --url's).
-    #[arg(long, default_value_t = 5552)]
+    #[arg(long, default_value_t = retail_stream::DEFAULT_STREAM_PORT)]
     stream_port: u16,
     /// RabbitMQ: the broker, amqp://user:password@host:port/vhost.
     #[arg(long, env = "RETAIL_AMQP_URL", hide_env_values = true)]

@@ -27,7 +27,7 @@ use tracing::info;
 pub use error::{Error, Result};
 pub use kafka::{KafkaOptions, KafkaSource};
 pub use kafka_group::GroupOffsets;
-pub use rabbit_offsets::{StreamEndpoint, StreamOffsets};
+pub use rabbit_offsets::{DEFAULT_STREAM_PORT, StreamEndpoint, StreamOffsets};
 pub use rabbitmq::{RabbitOptions, RabbitSource, RabbitTarget};
 
 /// Where bronze says a source's application id stands, as [`KafkaSource::connect`] and

@@ -13,6 +13,9 @@ use tokio::net::TcpStream;
 
 use crate::wire::{Reader, put_string, put_u16, put_u32, put_u64, read_frame, write_frame};
 
+/// The stream protocol's port unless set otherwise.
+pub const DEFAULT_STREAM_PORT: u16 = 5552;
+
 /// How long connecting, or one request, may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The stream protocol's "OK" response code.

@@ -159,7 +159,8 @@ impl Runner {
 
     /// Ends runs that changed something with a vacuum of every table that keeps files removed
     /// less than `retention` ago (see [`Lake::vacuum`]): every such run when `retention` is
-    /// under ten minutes, otherwise the first run ten minutes or more after the last vacuum. A failed vacuum is logged and does not fail the run.
+    /// under ten minutes, otherwise the first run ten minutes or more after the last vacuum.
+    /// A failed vacuum is logged and does not fail the run.
     #[must_use]
     pub fn with_vacuum(mut self, retention: std::time::Duration) -> Self {
         self.vacuum = Some(retention);
