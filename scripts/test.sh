@@ -69,6 +69,14 @@ if [ -n "${RETAIL_TEST_DATA:-}" ]; then
   (cd "$work" && RETAIL__TELEMETRY__LOG_LEVEL=warn "$target_dir/debug/retail" demo --no-serve --data "$RETAIL_TEST_DATA/spark-guide-by-day" > demo.txt)
   python3 scripts/verify_lake.py --lake "$work/data/lake" --data "$RETAIL_TEST_DATA/spark-guide-by-day"
 
+  step "customer models: lifetimes fitted on the demo lake's summary finds the platform's parameters"
+  models_venv="${XDG_CACHE_HOME:-$HOME/.cache}/retail-models-venv"
+  if ! "$models_venv/bin/python" -c 'import lifetimes, deltalake' 2>/dev/null; then
+    python3 -m venv "$models_venv"
+    "$models_venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-models.txt
+  fi
+  "$models_venv/bin/python" scripts/clv_crosscheck.py --lake "$work/data/lake"
+
   step "warehouse: the demo lake loaded into PostgreSQL, seen through psql"
   (
     cd "$work"

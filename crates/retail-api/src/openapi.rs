@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    analytics, entities, ingestion, operations, pipeline, sales, session, transactions,
+    analytics, entities, ingestion, models, operations, pipeline, sales, session, transactions,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use crate::routes::{
         session::login, session::refresh, session::logout,
         analytics::sales_summary, analytics::revenue_trend, analytics::top_products,
         analytics::returns, analytics::rfm, analytics::cohorts, analytics::geography,
+        models::forecast, models::anomalies, models::clv, models::models,
         entities::customer, entities::product, entities::invoice,
         sales::sales, sales::export,
         pipeline::runs, pipeline::run, pipeline::start, pipeline::status, pipeline::assets,

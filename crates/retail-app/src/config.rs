@@ -74,6 +74,122 @@ impl PipelineConfig {
     }
 }
 
+/// The models asset (`[models]`): trained on gold after every gold build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Whether the `models` asset is part of the graph.
+    pub enabled: bool,
+    /// Countries (largest net revenue first) forecast on their own besides the total.
+    pub countries: usize,
+    /// Calendar days forecast (1 to 90).
+    pub horizon_days: u32,
+    /// Rolling-origin backtest: forecast origins.
+    pub backtest_origins: usize,
+    /// Rolling-origin backtest: trading days forecast from each origin.
+    pub backtest_horizon: usize,
+    /// Bootstrap replicates behind the customer models' intervals (0: no intervals).
+    pub bootstrap: usize,
+    /// Monthly discount rate of customer lifetime value.
+    pub discount_monthly: f64,
+    /// Days at the end of the data held out to validate the customer models.
+    pub holdout_days: u32,
+    /// Isolation-forest score from which a day is an anomaly (0.5 to 1).
+    pub anomaly_score: f64,
+    /// A metric's robust z from which an anomaly names it among its reasons.
+    pub anomaly_explain_z: f64,
+    /// Seed of the isolation forest and the bootstrap.
+    pub seed: u64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let settings = retail_models::ModelsSettings::default();
+        Self {
+            enabled: true,
+            countries: settings.countries,
+            horizon_days: settings.horizon_days,
+            backtest_origins: settings.backtest.origins,
+            backtest_horizon: settings.backtest.horizon,
+            bootstrap: settings.bootstrap,
+            discount_monthly: settings.discount,
+            holdout_days: settings.holdout_days,
+            anomaly_score: settings.anomaly.score_threshold,
+            anomaly_explain_z: settings.anomaly.explain_z,
+            seed: settings.seed,
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// The asset's settings.
+    pub fn settings(&self) -> retail_models::ModelsSettings {
+        let defaults = retail_models::ModelsSettings::default();
+        retail_models::ModelsSettings {
+            countries: self.countries,
+            horizon_days: self.horizon_days,
+            backtest: retail_models::forecast::BacktestPlan {
+                origins: self.backtest_origins,
+                horizon: self.backtest_horizon,
+            },
+            anomaly: retail_models::anomaly::Settings {
+                score_threshold: self.anomaly_score,
+                explain_z: self.anomaly_explain_z,
+                seed: self.seed,
+                ..defaults.anomaly
+            },
+            bootstrap: self.bootstrap,
+            discount: self.discount_monthly,
+            holdout_days: self.holdout_days,
+            seed: self.seed,
+            ..defaults
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=90).contains(&self.horizon_days) {
+            problems.push(format!(
+                "models.horizon_days must be 1 to 90, not {}",
+                self.horizon_days
+            ));
+        }
+        if self.backtest_origins == 0 || self.backtest_horizon == 0 {
+            problems.push(
+                "models.backtest_origins and models.backtest_horizon must be at least 1".to_owned(),
+            );
+        }
+        if self.bootstrap > 1_000 {
+            problems.push(format!(
+                "models.bootstrap must be at most 1000, not {}",
+                self.bootstrap
+            ));
+        }
+        if !(0.0..1.0).contains(&self.discount_monthly) {
+            problems.push(format!(
+                "models.discount_monthly must be at least 0 and below 1, not {}",
+                self.discount_monthly
+            ));
+        }
+        if self.holdout_days == 0 {
+            problems.push("models.holdout_days must be at least 1".to_owned());
+        }
+        if !(0.5..=1.0).contains(&self.anomaly_score) {
+            problems.push(format!(
+                "models.anomaly_score must be 0.5 to 1, not {}",
+                self.anomaly_score
+            ));
+        }
+        if self.anomaly_explain_z <= 0.0 || !self.anomaly_explain_z.is_finite() {
+            problems.push(format!(
+                "models.anomaly_explain_z must be above 0, not {}",
+                self.anomaly_explain_z
+            ));
+        }
+        problems
+    }
+}
+
 /// A stream consumed into bronze (`[[streams]]`): run by `retail serve` as a background task,
 /// and the shape `retail stream run` builds from its flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,7 +379,7 @@ impl Default for TelemetryConfig {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the lake lives.
@@ -284,6 +400,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Streams consumed into bronze by `retail serve` (`[[streams]]` tables).
     pub streams: Vec<StreamConfig>,
+    /// The models trained after gold (forecasts, anomalies, customer lifetime value).
+    pub models: ModelsConfig,
 }
 
 impl Config {
@@ -356,6 +474,7 @@ impl Config {
         }
         problems.extend(self.warehouse.problems());
         problems.extend(self.api.problems());
+        problems.extend(self.models.problems());
         let mut names = std::collections::BTreeSet::new();
         for (index, stream) in self.streams.iter().enumerate() {
             problems.extend(stream.problems(&format!("streams[{index}]")));

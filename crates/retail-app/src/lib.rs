@@ -40,7 +40,9 @@ use retail_services::operations::Operations;
 use retail_services::pipeline::Pipeline;
 use retail_warehouse::{Backend, EmbeddedFollower, PostgresFollower, PostgresWarehouse, Warehouse};
 
-pub use config::{Config, ENV_PREFIX, IngestConfig, PipelineConfig, StreamConfig, TelemetryConfig};
+pub use config::{
+    Config, ENV_PREFIX, IngestConfig, ModelsConfig, PipelineConfig, StreamConfig, TelemetryConfig,
+};
 
 /// What the process is for: it decides what is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,12 @@ impl App {
             }
         };
         let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
+        if config.models.enabled {
+            assets.push(Arc::new(retail_models::ModelsAsset::new(
+                lake.clone(),
+                config.models.settings(),
+            )));
+        }
         assets.extend(
             followers
                 .into_iter()
@@ -288,6 +296,7 @@ impl App {
                 Arc::new(move || metrics.render()),
                 Arc::clone(&stream_health),
             )),
+            models: Arc::new(retail_services::LakeModels::new(lake.clone())),
         };
         Ok(Self {
             config,

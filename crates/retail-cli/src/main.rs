@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use retail_app::{App, Config, Role};
-use retail_ingest::generate::{GenerateOptions, write_daily_csv_files};
+use retail_ingest::generate::{GenerateOptions, planted_anomalies, write_daily_csv_files};
 use retail_services::{RunKind, RunRecord, RunRequest};
 use retail_telemetry::tracing_setup::{self, LogFormat};
 
@@ -203,6 +203,10 @@ struct GenerateArgs {
     /// Days covered.
     #[arg(long, default_value_t = 365)]
     days: u32,
+    /// Trading days made unusual on purpose, to validate anomaly detection (a surge, a drop
+    /// or a burst of bad rows, in turn); printed with their dates.
+    #[arg(long, default_value_t = 0)]
+    anomaly_days: u32,
     /// Directory to write into (created when missing).
     #[arg(long, default_value = "./data/generated")]
     out: PathBuf,
@@ -324,6 +328,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         start: args.start,
         days: args.days,
+        anomaly_days: args.anomaly_days,
     };
     let summary = write_daily_csv_files(&args.out, &options)
         .with_context(|| format!("cannot write generated files to {}", args.out.display()))?;
@@ -335,6 +340,9 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         summary.files,
         args.out.display()
     );
+    for planted in planted_anomalies(&options) {
+        println!("planted anomaly: {} {:?}", planted.date, planted.kind);
+    }
     Ok(())
 }
 
@@ -482,6 +490,7 @@ async fn demo(config: Config, data: Vec<String>, rows: u64) -> anyhow::Result<()
             seed: 42,
             start: chrono::NaiveDate::from_ymd_opt(2010, 12, 1).expect("valid date"),
             days: 365,
+            anomaly_days: 0,
             out: out.clone(),
         })?;
         vec![out.display().to_string()]

@@ -25,6 +25,10 @@
 //! - about 1% exact duplicate lines (a line of the same invoice written again) and about 0.05% bad
 //!   rows (negative price, quantity 0, missing stock code, unparseable date, quantity `abc`,
 //!   missing country; one kind after the other).
+//!
+//! With [`GenerateOptions::anomaly_days`], known days are made unusual on purpose, to validate
+//! anomaly detection: [`planted_anomalies`] says which days and how (four times the usual rows,
+//! a quarter of them, or a fifth of the day's rows broken).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -46,6 +50,57 @@ pub struct GenerateOptions {
     pub start: NaiveDate,
     /// Number of days of the period, starting at `start`.
     pub days: u32,
+    /// Trading days made unusual on purpose (see [`planted_anomalies`]); 0 for none.
+    pub anomaly_days: u32,
+}
+
+/// How a planted day is unusual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedKind {
+    /// Four times the day's usual rows.
+    Surge,
+    /// A quarter of the day's usual rows.
+    Drop,
+    /// About a fifth of the day's rows break a required rule (quarantined).
+    BadData,
+}
+
+/// A day made unusual on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlantedAnomaly {
+    /// The day.
+    pub date: NaiveDate,
+    /// How.
+    pub kind: PlantedKind,
+}
+
+/// Trading days before the first planted day: a detector needs some weeks of history.
+const PLANT_AFTER_DAYS: u32 = 56;
+
+/// The days [`GenerateOptions::anomaly_days`] plants: open days after the first eight weeks,
+/// spread evenly over the rest of the period, each shifted by up to two days (from the seed),
+/// their kinds in turn surge, drop, bad data.
+pub fn planted_anomalies(opts: &GenerateOptions) -> Vec<PlantedAnomaly> {
+    let open: Vec<u32> = (PLANT_AFTER_DAYS..opts.days)
+        .filter(|index| base_day_weight(opts, *index) > 0)
+        .collect();
+    let wanted = (opts.anomaly_days as usize).min(open.len() / 8);
+    if wanted == 0 {
+        return Vec::new();
+    }
+    let step = open.len() / wanted;
+    (0..wanted)
+        .map(|i| {
+            let shift = (splitmix64(opts.seed ^ 0xa110_ca1e ^ i as u64) % 5) as usize;
+            let index = open[(i * step + step / 2 + shift)
+                .saturating_sub(2)
+                .min(open.len() - 1)];
+            PlantedAnomaly {
+                date: opts.start + Days::new(u64::from(index)),
+                kind: [PlantedKind::Surge, PlantedKind::Drop, PlantedKind::BadData][i % 3],
+            }
+        })
+        .collect()
 }
 
 impl Default for GenerateOptions {
@@ -56,6 +111,7 @@ impl Default for GenerateOptions {
             seed: 42,
             start: NaiveDate::from_ymd_opt(2010, 12, 1).expect("2010-12-01 is a valid date"),
             days: 365,
+            anomaly_days: 0,
         }
     }
 }
@@ -132,6 +188,7 @@ pub fn write_daily_csv_files(dir: &Path, opts: &GenerateOptions) -> io::Result<G
             .buffer_capacity(1 << 17)
             .from_writer(file);
         writer.write_record(HEADER)?;
+        generator.burst = plan.planted_on(date) == Some(PlantedKind::BadData);
         generator.write_day(&mut writer, &name, quota)?;
         writer.flush()?;
         summary.files += 1;
@@ -536,14 +593,16 @@ struct DayPlan {
     total_weight: u128,
     uniform: bool,
     active_days: u64,
+    planted: Vec<PlantedAnomaly>,
 }
 
 impl DayPlan {
     fn new(opts: &GenerateOptions) -> Self {
+        let planted = planted_anomalies(opts);
         let mut total_weight: u128 = 0;
         let mut active_days = 0;
         for index in 0..opts.days {
-            let weight = day_weight(opts, index);
+            let weight = day_weight(opts, index, &planted);
             total_weight += u128::from(weight);
             active_days += u64::from(weight > 0);
         }
@@ -554,12 +613,14 @@ impl DayPlan {
                 total_weight: u128::from(days),
                 uniform: true,
                 active_days: days,
+                planted,
             }
         } else {
             Self {
                 total_weight,
                 uniform: false,
                 active_days,
+                planted,
             }
         }
     }
@@ -568,13 +629,33 @@ impl DayPlan {
         if self.uniform {
             1
         } else {
-            u128::from(day_weight(opts, index))
+            u128::from(day_weight(opts, index, &self.planted))
         }
+    }
+
+    /// How day `date` is planted, if it is.
+    fn planted_on(&self, date: NaiveDate) -> Option<PlantedKind> {
+        self.planted
+            .iter()
+            .find(|planted| planted.date == date)
+            .map(|planted| planted.kind)
+    }
+}
+
+/// Relative number of rows of day `index` of the period (0 for closed days), planted surges and
+/// drops included.
+fn day_weight(opts: &GenerateOptions, index: u32, planted: &[PlantedAnomaly]) -> u64 {
+    let weight = base_day_weight(opts, index);
+    let date = opts.start + Days::new(u64::from(index));
+    match planted.iter().find(|p| p.date == date).map(|p| p.kind) {
+        Some(PlantedKind::Surge) => weight * 4,
+        Some(PlantedKind::Drop) => weight / 4,
+        Some(PlantedKind::BadData) | None => weight,
     }
 }
 
 /// Relative number of rows of day `index` of the period (0 for closed days).
-fn day_weight(opts: &GenerateOptions, index: u32) -> u64 {
+fn base_day_weight(opts: &GenerateOptions, index: u32) -> u64 {
     let date = opts.start + Days::new(u64::from(index));
     let weekday = match date.weekday() {
         Weekday::Mon => 1000,
@@ -738,6 +819,8 @@ struct Generator {
     bad_rows: u64,
     /// Row number (from 0, over the whole run) of the next broken row.
     next_bad: u64,
+    /// A planted bad-data day: about a fifth of its rows are broken.
+    burst: bool,
 }
 
 impl Generator {
@@ -806,6 +889,7 @@ impl Generator {
             invoices: 0,
             bad_rows: 0,
             next_bad,
+            burst: false,
         }
     }
 
@@ -1144,7 +1228,9 @@ impl Generator {
                 }
             }
             let line = self.plan[index];
-            if self.rows_written + count >= self.next_bad {
+            if self.rows_written + count >= self.next_bad
+                || (self.burst && self.rng.random_bool(0.2))
+            {
                 let defect = DEFECTS[(self.bad_rows % 6) as usize];
                 self.write_line(writer, line, Some(defect))?;
                 self.bad_rows += 1;
@@ -1522,6 +1608,49 @@ mod tests {
         fields: Vec<String>,
     }
 
+    /// Planted days are open days after the first eight weeks; surges have about four times
+    /// the rows of their weekday neighbours, drops about a quarter, bad-data days many broken
+    /// rows; without planting, the files are the same as before.
+    #[test]
+    fn planted_days_are_unusual_in_the_way_they_say() {
+        let plain = opts(60_000, 5);
+        let planting = GenerateOptions {
+            anomaly_days: 6,
+            ..plain
+        };
+        let planted = planted_anomalies(&planting);
+        assert_eq!(planted.len(), 6);
+        assert!(planted_anomalies(&plain).is_empty());
+        let (dir, summary) = generate(&planting);
+        let (plain_dir, plain_summary) = generate(&plain);
+        let rows_of = |dir: &Path, date: NaiveDate| -> usize {
+            let text =
+                fs::read_to_string(dir.join(format!("{date}.csv"))).expect("a file per open day");
+            text.lines().count() - 1
+        };
+        for p in &planted {
+            assert_ne!(p.date.weekday(), Weekday::Sat);
+            assert!(p.date >= plain.start + Days::new(56));
+            let ratio =
+                rows_of(dir.path(), p.date) as f64 / rows_of(plain_dir.path(), p.date) as f64;
+            match p.kind {
+                PlantedKind::Surge => assert!(ratio > 3.0, "{p:?}: {ratio}"),
+                PlantedKind::Drop => assert!(ratio < 0.35, "{p:?}: {ratio}"),
+                PlantedKind::BadData => assert!((0.8..1.25).contains(&ratio), "{p:?}: {ratio}"),
+            }
+        }
+        let bad_days_rows: usize = planted
+            .iter()
+            .filter(|p| p.kind == PlantedKind::BadData)
+            .map(|p| rows_of(dir.path(), p.date))
+            .sum();
+        let extra = (summary.bad_rows - plain_summary.bad_rows) as f64;
+        assert!(
+            extra > 0.15 * bad_days_rows as f64,
+            "{extra} more bad rows over {bad_days_rows}"
+        );
+    }
+
     fn opts(rows: u64, seed: u64) -> GenerateOptions {
         GenerateOptions {
             rows,
@@ -1635,6 +1764,7 @@ mod tests {
                 seed: 3,
                 start,
                 days,
+                anomaly_days: 0,
             };
             let (dir, summary) = generate(&options);
             let parsed = parse(dir.path());

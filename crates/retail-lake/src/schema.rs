@@ -39,6 +39,8 @@ pub enum Writer {
     Silver,
     /// The gold asset.
     Gold,
+    /// The models asset (forecasts, anomalies, customer lifetime value, the model registry).
+    Models,
 }
 
 /// How a gold table is served by the warehouse.
@@ -82,6 +84,10 @@ impl std::fmt::Display for TableSpec {
 /// The tables of one complete build carry the same mark, so readers can tell one generation
 /// of gold from a build still committing its tables.
 pub const GOLD_MARK: &str = "retail.pipeline.gold";
+
+/// The application id of the models' progress mark: every table the models asset writes
+/// carries the gold version (`gold/fact_sales`' Delta version) its models were trained on.
+pub const MODELS_MARK: &str = "retail.models";
 
 /// Decimal type of money columns.
 pub const MONEY: DataType = DataType::Decimal128(18, 3);
@@ -336,6 +342,105 @@ fn cohort_retention_schema() -> SchemaRef {
     ]))
 }
 
+fn float(name: &str) -> Field {
+    field(name, DataType::Float64, false)
+}
+
+fn forecast_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("model_version", DataType::Int64, false),
+        utf8("metric"),
+        utf8_null("country_name"),
+        field("date", DataType::Date32, false),
+        float("value"),
+        float("lower_80"),
+        float("upper_80"),
+        float("lower_95"),
+        float("upper_95"),
+        utf8("model"),
+    ]))
+}
+
+fn forecast_backtest_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("model_version", DataType::Int64, false),
+        utf8("metric"),
+        utf8_null("country_name"),
+        utf8("model"),
+        field("chosen", DataType::Boolean, false),
+        float("mase"),
+        float("smape"),
+        float("coverage_80"),
+        float("coverage_95"),
+        float("raw_coverage_80"),
+        float("raw_coverage_95"),
+        float("scale_80"),
+        float("scale_95"),
+        field("days", DataType::Int64, false),
+    ]))
+}
+
+fn anomalies_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("model_version", DataType::Int64, false),
+        field("date", DataType::Date32, false),
+        float("score"),
+        field("is_anomaly", DataType::Boolean, false),
+        utf8("reasons"),
+        utf8("metrics"),
+    ]))
+}
+
+fn customer_clv_schema() -> SchemaRef {
+    let mut fields = vec![
+        field("model_version", DataType::Int64, false),
+        utf8("customer_id"),
+        utf8("country_name"),
+        utf8_null("segment"),
+        float("frequency"),
+        float("recency"),
+        float("t"),
+        float("monetary_value"),
+    ];
+    for name in [
+        "probability_alive",
+        "expected_purchases_30d",
+        "expected_purchases_90d",
+        "expected_purchases_365d",
+        "expected_spend",
+        "clv_6m",
+        "clv_12m",
+    ] {
+        fields.push(float(name));
+        fields.push(Field::new(
+            format!("{name}_lower"),
+            DataType::Float64,
+            false,
+        ));
+        fields.push(Field::new(
+            format!("{name}_upper"),
+            DataType::Float64,
+            false,
+        ));
+    }
+    fields.push(float("churn_risk"));
+    Arc::new(Schema::new(fields))
+}
+
+fn model_versions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("model"),
+        field("version", DataType::Int64, false),
+        utf8("status"),
+        field("gold_version", DataType::Int64, false),
+        field("trained_at", utc_timestamp(), false),
+        field("training_ms", DataType::Int64, false),
+        field("rows", DataType::Int64, false),
+        utf8("parameters"),
+        utf8("metrics"),
+    ]))
+}
+
 fn list(name: &str, item: DataType, nullable_items: bool) -> Field {
     Field::new(
         name,
@@ -566,12 +671,49 @@ pub const HISTORY_INVOICES: TableSpec = TableSpec {
     internal: true,
 };
 
+const fn model_table(name: &'static str, schema: fn() -> SchemaRef) -> TableSpec {
+    TableSpec {
+        name,
+        schema,
+        partition_columns: &[],
+        writer: Writer::Models,
+        warehouse: None,
+        internal: false,
+    }
+}
+
+/// `gold/forecast`: each series' forecast, one row per future trading day.
+pub const GOLD_FORECAST: TableSpec = model_table("gold/forecast", forecast_schema);
+
+/// `gold/forecast_backtest`: every candidate model's backtest per series.
+pub const GOLD_FORECAST_BACKTEST: TableSpec =
+    model_table("gold/forecast_backtest", forecast_backtest_schema);
+
+/// `gold/anomalies`: every trading day's anomaly score and verdict.
+pub const GOLD_ANOMALIES: TableSpec = model_table("gold/anomalies", anomalies_schema);
+
+/// `gold/customer_clv`: per customer, the BG/NBD and Gamma-Gamma predictions.
+pub const GOLD_CUSTOMER_CLV: TableSpec = model_table("gold/customer_clv", customer_clv_schema);
+
+/// `gold/model_versions`: the model registry, one row per model trained (appended).
+pub const GOLD_MODEL_VERSIONS: TableSpec =
+    model_table("gold/model_versions", model_versions_schema);
+
+/// The models asset's tables, the registry last (it is committed last).
+pub const MODEL_TABLES: [TableSpec; 5] = [
+    GOLD_FORECAST,
+    GOLD_FORECAST_BACKTEST,
+    GOLD_ANOMALIES,
+    GOLD_CUSTOMER_CLV,
+    GOLD_MODEL_VERSIONS,
+];
+
 /// The three history tables.
 pub const HISTORY_TABLES: [TableSpec; 3] = [HISTORY_CUSTOMERS, HISTORY_PRODUCTS, HISTORY_INVOICES];
 
 /// The registry: every table of the lake, in the order data flows (bronze, silver, gold
-/// dimensions, facts, aggregates, gold's internal history).
-pub const ALL_TABLES: [TableSpec; 17] = [
+/// dimensions, facts, aggregates, gold's internal history, the models' tables).
+pub const ALL_TABLES: [TableSpec; 22] = [
     BRONZE_TRANSACTIONS,
     SILVER_TRANSACTIONS,
     SILVER_QUARANTINE,
@@ -589,6 +731,11 @@ pub const ALL_TABLES: [TableSpec; 17] = [
     HISTORY_CUSTOMERS,
     HISTORY_PRODUCTS,
     HISTORY_INVOICES,
+    GOLD_FORECAST,
+    GOLD_FORECAST_BACKTEST,
+    GOLD_ANOMALIES,
+    GOLD_CUSTOMER_CLV,
+    GOLD_MODEL_VERSIONS,
 ];
 
 /// The tables a writer writes, in registry order.
@@ -639,6 +786,9 @@ mod tests {
         assert_eq!(tables_of(Writer::Ingestion).len(), 1);
         assert_eq!(tables_of(Writer::Silver).len(), 4);
         assert_eq!(tables_of(Writer::Gold).len(), 12);
+        let models: Vec<&str> = tables_of(Writer::Models).iter().map(|t| t.name).collect();
+        let registry: Vec<&str> = MODEL_TABLES.iter().map(|t| t.name).collect();
+        assert_eq!(models, registry, "the models' tables, the registry last");
         let relations: Vec<&str> = warehouse_tables().map(|(_, w)| w.relation).collect();
         assert_eq!(relations.len(), GOLD_TABLES.len());
         for table in GOLD_TABLES {
@@ -651,7 +801,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(public_tables().count(), 14);
+        assert_eq!(public_tables().count(), 19);
     }
 
     #[test]

@@ -83,9 +83,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn transform(
-        stage: &'static str,
-    ) -> impl Fn(deltalake::arrow::error::ArrowError) -> Self {
+    /// Wraps an Arrow error of an asset's transformation (`stage`: the asset).
+    pub fn transform(stage: &'static str) -> impl Fn(deltalake::arrow::error::ArrowError) -> Self {
         move |source| Self::Transform { stage, source }
     }
 }

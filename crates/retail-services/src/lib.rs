@@ -6,7 +6,9 @@
 //!   circuit breaker and a cache layered around the warehouse;
 //! - [`IngestService`]: files, HTTP bodies and changes to one transaction into bronze;
 //! - [`PipelineService`]: start, run and follow runs of the asset graph;
-//! - [`OperationsService`]: readiness and metrics.
+//! - [`OperationsService`]: readiness and metrics;
+//! - [`ModelsService`]: forecasts, anomalies, customer lifetime value and the model registry,
+//!   as the models asset wrote them to gold.
 //!
 //! Each is a trait with one implementation here, built from ports and the pipeline's use cases
 //! by the composition root (`retail-app`); nothing here picks an adapter.
@@ -16,6 +18,7 @@ pub mod analytics;
 mod config;
 mod error;
 pub mod ingest;
+pub mod models;
 pub mod operations;
 pub mod pipeline;
 
@@ -26,6 +29,7 @@ pub use analytics::{AnalyticsService, Answer, RawParams};
 pub use config::ApiConfig;
 pub use error::{Error, Result};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
+pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};
 pub use pipeline::{AssetInfo, PipelineService};
 pub use retail_ingest::decode::Format;
@@ -46,6 +50,8 @@ pub struct Services {
     pub pipeline: Arc<dyn PipelineService>,
     /// Readiness and metrics.
     pub operations: Arc<dyn OperationsService>,
+    /// What the models predict.
+    pub models: Arc<dyn ModelsService>,
 }
 
 impl std::fmt::Debug for Services {

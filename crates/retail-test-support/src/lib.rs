@@ -66,14 +66,23 @@ impl Generated {
     ///
     /// When the files cannot be written.
     pub fn new(rows: u64, days: u32) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let options = GenerateOptions {
+        Self::with(&GenerateOptions {
             rows,
             seed: 7,
             start: chrono::NaiveDate::from_ymd_opt(2010, 12, 1).expect("a date"),
             days,
-        };
-        write_daily_csv_files(dir.path(), &options).expect("generated files");
+            anomaly_days: 0,
+        })
+    }
+
+    /// Files generated with `options`.
+    ///
+    /// # Panics
+    ///
+    /// When the files cannot be written.
+    pub fn with(options: &GenerateOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_daily_csv_files(dir.path(), options).expect("generated files");
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
             .expect("generated dir")
             .map(|entry| entry.expect("entry").path())

@@ -26,6 +26,9 @@ pub(crate) struct CustomerView {
     /// The 20 newest invoices.
     #[schema(value_type = Vec<Object>)]
     invoices: Rows,
+    /// Predicted value: probability alive, expected purchases, CLV with intervals, churn risk
+    /// (absent when the models were not trained or do not know the customer).
+    value: Option<retail_services::models::CustomerValue>,
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/{customer_id}", tag = "data",
@@ -39,9 +42,18 @@ pub(crate) async fn customer(
     Path(customer_id): Path<String>,
 ) -> Result<Json<CustomerView>, ApiError> {
     let rows = state.services.analytics.customer(&customer_id).await?;
+    // The profile stands without the models: a failure to read them leaves `value` out.
+    let value = match state.services.models.customer_value(&customer_id).await {
+        Ok(value) => value,
+        Err(error) => {
+            tracing::warn!(%error, "customer value unavailable");
+            None
+        }
+    };
     Ok(Json(CustomerView {
         profile: first_row(&rows.profile),
         invoices: Rows(rows.invoices),
+        value,
     }))
 }
 

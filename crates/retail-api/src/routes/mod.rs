@@ -8,6 +8,7 @@
 pub(crate) mod analytics;
 pub(crate) mod entities;
 pub(crate) mod ingestion;
+pub(crate) mod models;
 pub(crate) mod operations;
 pub(crate) mod pipeline;
 pub(crate) mod rows;
@@ -26,6 +27,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(operations::routes())
         .merge(session::routes())
         .merge(protected(&state, "read:analytics", analytics::routes()))
+        .merge(protected(&state, "read:analytics", models::routes()))
         .merge(protected(&state, "read:data", entities::routes()))
         .merge(protected(&state, "read:reports", sales::routes()))
         .merge(protected(&state, "read:pipelines", pipeline::read_routes()))

@@ -73,7 +73,8 @@ pub struct TableStatus {
     pub version: Option<u64>,
     /// Its rows (from the Delta log's statistics).
     pub rows: u64,
-    /// The upstream version it is built from (bronze for silver tables, silver for gold).
+    /// The upstream version it is built from (bronze for silver tables, silver for gold, the
+    /// gold version for the models' tables).
     pub built_from: Option<i64>,
 }
 
@@ -429,13 +430,14 @@ impl Runner {
         let mut statuses = Vec::new();
         for table in tables::ALL_TABLES {
             let delta = lake.open(&table).await?;
-            let built_from = match (&delta, table.name.split('/').next()) {
-                (Some(delta), Some("silver")) => {
-                    lake.app_version_in(delta, &table, SILVER_APP_ID).await?
-                }
-                (Some(delta), Some("gold")) => {
-                    lake.app_version_in(delta, &table, GOLD_APP_ID).await?
-                }
+            let mark = match table.writer {
+                tables::Writer::Silver => Some(SILVER_APP_ID),
+                tables::Writer::Gold => Some(GOLD_APP_ID),
+                tables::Writer::Models => Some(tables::MODELS_MARK),
+                tables::Writer::Ingestion => None,
+            };
+            let built_from = match (&delta, mark) {
+                (Some(delta), Some(mark)) => lake.app_version_in(delta, &table, mark).await?,
                 _ => None,
             };
             statuses.push(TableStatus {
@@ -461,7 +463,10 @@ impl Runner {
         let gold_up_to_date = silver.is_none()
             || statuses
                 .iter()
-                .filter(|s| s.table.starts_with("gold/"))
+                .filter(|s| {
+                    tables::find_table(s.table)
+                        .is_some_and(|table| table.writer == tables::Writer::Gold)
+                })
                 .all(|s| s.built_from == silver);
         let mut assets = Vec::with_capacity(self.assets.len());
         for asset in &self.assets {

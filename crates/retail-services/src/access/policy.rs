@@ -67,7 +67,7 @@ impl Default for Policy {
                 "data_analyst".to_owned(),
                 role(
                     &["read:analytics", "read:reports"],
-                    &["/api/v1/sales/*", "/api/v2/analytics/*"],
+                    &["/api/v1/sales/*", "/api/v2/analytics/*", "/api/v2/models"],
                 ),
             ),
             (

@@ -4,6 +4,7 @@ mod access;
 mod analytics;
 mod changes;
 mod ingestion;
+mod models;
 mod operations;
 mod pipeline;
 pub(crate) mod support;

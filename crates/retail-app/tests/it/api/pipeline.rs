@@ -23,7 +23,7 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
         .iter()
         .map(|a| a["key"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["silver", "gold", "warehouse/embedded"]);
+    assert_eq!(keys, ["silver", "gold", "models", "warehouse/embedded"]);
 
     // The analytics answer before the new days, which loads the embedded snapshot.
     let summary = || async {

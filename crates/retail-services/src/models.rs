@@ -1,0 +1,702 @@
+//! [`ModelsService`]: what the models asset wrote to gold (forecasts, anomalies, customer
+//! lifetime value, the model registry), read from the lake and kept in memory until one of its
+//! tables moves (checked at most once a second).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use retail_lake::Lake;
+use retail_lake::arrow::array::{Array as _, AsArray as _, RecordBatch};
+use retail_lake::arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use retail_lake::schema::{
+    GOLD_ANOMALIES, GOLD_CUSTOMER_CLV, GOLD_FORECAST, GOLD_FORECAST_BACKTEST, GOLD_MODEL_VERSIONS,
+    MODEL_TABLES, TableSpec,
+};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use utoipa::ToSchema;
+
+use crate::{Error, Result};
+
+/// How often the tables' versions are checked.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The metrics forecast.
+pub const FORECAST_METRICS: [&str; 3] = ["revenue", "orders", "units"];
+
+/// The most customers one page of `/api/v2/analytics/clv` holds.
+pub const MAX_CLV_LIMIT: usize = 1_000;
+
+/// What the models predict, as trained on gold.
+#[async_trait]
+pub trait ModelsService: Send + Sync {
+    /// A metric's daily forecast for `horizon_days` calendar days, in total or for a country.
+    async fn forecast(&self, query: &ForecastQuery) -> Result<ForecastAnswer>;
+    /// The trading days scored between two dates (inclusive), only anomalies unless `all`.
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<AnomaliesAnswer>;
+    /// Customers ranked by 12-month CLV, filtered by country and segment.
+    async fn clv(&self, query: &ClvQuery) -> Result<ClvPage>;
+    /// One customer's predictions; `None` when the models do not know them.
+    async fn customer_value(&self, customer_id: &str) -> Result<Option<CustomerValue>>;
+    /// Every model version trained, newest first.
+    async fn models(&self) -> Result<Vec<ModelVersion>>;
+}
+
+/// `GET /api/v2/analytics/forecast`'s parameters.
+#[derive(Debug, Clone)]
+pub struct ForecastQuery {
+    /// `revenue`, `orders` or `units`.
+    pub metric: String,
+    /// Calendar days (1 to 90).
+    pub horizon_days: u32,
+    /// A country's name; `None` for the total.
+    pub country: Option<String>,
+}
+
+/// One forecast day.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastPoint {
+    /// The day.
+    pub date: NaiveDate,
+    /// The point forecast.
+    pub value: f64,
+    /// 80 % prediction interval, lower bound.
+    pub lower_80: f64,
+    /// 80 % prediction interval, upper bound.
+    pub upper_80: f64,
+    /// 95 % prediction interval, lower bound.
+    pub lower_95: f64,
+    /// 95 % prediction interval, upper bound.
+    pub upper_95: f64,
+}
+
+/// A model's rolling-origin backtest on one series.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacktestScore {
+    /// The model.
+    pub model: String,
+    /// Mean absolute scaled error (scaled by the in-sample seasonal naive error).
+    pub mase: f64,
+    /// Symmetric mean absolute percentage error, in percent.
+    pub smape: f64,
+    /// Share of held-out days inside the calibrated 80 % interval (each origin's interval
+    /// calibrated on the other origins).
+    pub coverage_80: f64,
+    /// Share of held-out days inside the calibrated 95 % interval.
+    pub coverage_95: f64,
+    /// Share inside the model's own 80 % interval, before calibration.
+    pub raw_coverage_80: f64,
+    /// Share inside the model's own 95 % interval, before calibration.
+    pub raw_coverage_95: f64,
+    /// The calibration factor of the 80 % interval's sides.
+    pub scale_80: f64,
+    /// The calibration factor of the 95 % interval's sides.
+    pub scale_95: f64,
+    /// Held-out trading days scored.
+    pub days: i64,
+}
+
+/// A forecast with the model that made it and how well it did on held-out days.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ForecastAnswer {
+    /// The metric.
+    pub metric: String,
+    /// The country; absent for the total.
+    pub country_name: Option<String>,
+    /// Calendar days asked for.
+    pub horizon_days: u32,
+    /// The model chosen for this series by the backtest.
+    pub model: String,
+    /// The model version that made the forecast (see `/api/v2/models`).
+    pub model_version: i64,
+    /// The gold version it was trained on.
+    pub gold_version: i64,
+    /// The last day of the history.
+    pub history_end: NaiveDate,
+    /// The chosen model's backtest.
+    pub backtest: BacktestScore,
+    /// The seasonal naive baseline's backtest.
+    pub baseline: Option<BacktestScore>,
+    /// Days in the horizon the shop is expected to be closed (no forecast: closed, not zero).
+    pub closed_days: Vec<NaiveDate>,
+    /// One point per open day.
+    pub points: Vec<ForecastPoint>,
+}
+
+/// `GET /api/v2/analytics/anomalies`'s parameters.
+#[derive(Debug, Clone, Default)]
+pub struct AnomalyQuery {
+    /// First day (inclusive).
+    pub from: Option<NaiveDate>,
+    /// Last day (inclusive).
+    pub to: Option<NaiveDate>,
+    /// Every scored day, not only anomalies.
+    pub all: bool,
+}
+
+/// A scored trading day.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnomalyDay {
+    /// The day.
+    pub date: NaiveDate,
+    /// The isolation forest's score (above 0.5: easier than usual to isolate).
+    pub score: f64,
+    /// Whether it is an anomaly.
+    pub is_anomaly: bool,
+    /// The metrics that made it unusual: `metric`, `value`, `expected`, `z`, largest |z| first.
+    #[schema(value_type = Vec<Object>)]
+    pub reasons: serde_json::Value,
+    /// Every metric's value, expected value and z.
+    #[schema(value_type = Vec<Object>)]
+    pub metrics: serde_json::Value,
+}
+
+/// Scored days.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnomaliesAnswer {
+    /// The model version that scored them.
+    pub model_version: i64,
+    /// The days, oldest first.
+    pub days: Vec<AnomalyDay>,
+}
+
+/// `GET /api/v2/analytics/clv`'s parameters.
+#[derive(Debug, Clone, Default)]
+pub struct ClvQuery {
+    /// Only customers of this country.
+    pub country: Option<String>,
+    /// Only customers of this RFM segment.
+    pub segment: Option<String>,
+    /// Customers per page (1 to 1,000).
+    pub limit: usize,
+    /// Customers skipped.
+    pub offset: usize,
+}
+
+/// A prediction with its bootstrap interval.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Estimate {
+    /// At the fitted parameters.
+    pub value: f64,
+    /// Lower bound (5th percentile over the parameter bootstrap).
+    pub lower: f64,
+    /// Upper bound (95th percentile).
+    pub upper: f64,
+}
+
+/// A customer's summary and predictions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerValue {
+    /// The customer.
+    pub customer_id: String,
+    /// Current country.
+    pub country_name: String,
+    /// RFM segment.
+    pub segment: Option<String>,
+    /// Purchase days − 1.
+    pub frequency: f64,
+    /// Days from the first to the last purchase day.
+    pub recency: f64,
+    /// Days from the first purchase day to the end of observation.
+    #[serde(rename = "T")]
+    pub t: f64,
+    /// Mean spend of the repeat purchase days.
+    pub monetary_value: f64,
+    /// Probability of still being a customer.
+    pub probability_alive: Estimate,
+    /// Expected purchase days in the next 30 days.
+    pub expected_purchases_30d: Estimate,
+    /// ... 90 days.
+    pub expected_purchases_90d: Estimate,
+    /// ... 365 days.
+    pub expected_purchases_365d: Estimate,
+    /// Expected spend per purchase day.
+    pub expected_spend: Estimate,
+    /// Discounted value of the next 6 months.
+    pub clv_6m: Estimate,
+    /// Discounted value of the next 12 months.
+    pub clv_12m: Estimate,
+    /// 1 − probability alive.
+    pub churn_risk: f64,
+    /// The model version that made the predictions.
+    pub model_version: i64,
+}
+
+/// A page of customers by value.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClvPage {
+    /// The model version.
+    pub model_version: i64,
+    /// Customers that match the filters.
+    pub total: usize,
+    /// This page, highest 12-month CLV first.
+    pub customers: Vec<CustomerValue>,
+}
+
+/// A trained model version.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelVersion {
+    /// `forecast`, `anomalies` or `clv`.
+    pub model: String,
+    /// The version.
+    pub version: i64,
+    /// `trained`, or `skipped` (the reason is in `metrics`).
+    pub status: String,
+    /// The gold version it was trained on.
+    pub gold_version: i64,
+    /// When.
+    pub trained_at: DateTime<Utc>,
+    /// Training time in milliseconds.
+    pub training_ms: i64,
+    /// Rows of predictions written.
+    pub rows: i64,
+    /// The fitted parameters (BG/NBD `r`, `alpha`, `a`, `b`; Gamma-Gamma `p`, `q`, `v`; ...).
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+    /// Accuracy on held-out data.
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+struct ForecastRow {
+    version: i64,
+    metric: String,
+    country: Option<String>,
+    point: ForecastPoint,
+    model: String,
+}
+
+#[derive(Debug, Clone)]
+struct BacktestRow {
+    metric: String,
+    country: Option<String>,
+    chosen: bool,
+    score: BacktestScore,
+}
+
+/// The tables, as last read.
+#[derive(Debug, Default)]
+struct Snapshot {
+    versions: Vec<Option<u64>>,
+    forecast: Vec<ForecastRow>,
+    backtest: Vec<BacktestRow>,
+    anomalies: Vec<(i64, AnomalyDay)>,
+    customers: Vec<CustomerValue>,
+    by_customer: HashMap<String, usize>,
+    models: Vec<ModelVersion>,
+}
+
+/// [`ModelsService`] over the lake's model tables.
+#[derive(Debug)]
+pub struct LakeModels {
+    lake: Lake,
+    state: Mutex<(Option<Instant>, Arc<Snapshot>)>,
+}
+
+impl LakeModels {
+    /// The models of `lake`.
+    pub fn new(lake: Lake) -> Self {
+        Self {
+            lake,
+            state: Mutex::new((None, Arc::new(Snapshot::default()))),
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let mut state = self.state.lock().await;
+        if state.0.is_some_and(|at| at.elapsed() < RECHECK) {
+            return Ok(Arc::clone(&state.1));
+        }
+        let mut versions = Vec::new();
+        for table in MODEL_TABLES {
+            versions.push(
+                self.lake
+                    .latest_version(&table)
+                    .await
+                    .map_err(Error::from_classified)?,
+            );
+        }
+        if state.0.is_none() || versions != state.1.versions {
+            state.1 = Arc::new(self.load(versions).await?);
+        }
+        state.0 = Some(Instant::now());
+        Ok(Arc::clone(&state.1))
+    }
+
+    async fn read(&self, table: &TableSpec, version: Option<u64>) -> Result<Vec<RecordBatch>> {
+        if version.is_none() {
+            return Ok(Vec::new());
+        }
+        self.lake
+            .read_all(table)
+            .await
+            .map_err(Error::from_classified)
+    }
+
+    async fn load(&self, versions: Vec<Option<u64>>) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        let bad = |error: String| Error::new(retail_domain::error::ErrorKind::Internal, error);
+        for batch in self.read(&GOLD_FORECAST, versions[0]).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                snapshot.forecast.push(ForecastRow {
+                    version: c.int("model_version", row).map_err(bad)?,
+                    metric: c.text("metric", row).map_err(bad)?,
+                    country: c.text_opt("country_name", row).map_err(bad)?,
+                    model: c.text("model", row).map_err(bad)?,
+                    point: ForecastPoint {
+                        date: c.date("date", row).map_err(bad)?,
+                        value: c.float("value", row).map_err(bad)?,
+                        lower_80: c.float("lower_80", row).map_err(bad)?,
+                        upper_80: c.float("upper_80", row).map_err(bad)?,
+                        lower_95: c.float("lower_95", row).map_err(bad)?,
+                        upper_95: c.float("upper_95", row).map_err(bad)?,
+                    },
+                });
+            }
+        }
+        snapshot.forecast.sort_by_key(|row| row.point.date);
+        for batch in self.read(&GOLD_FORECAST_BACKTEST, versions[1]).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                snapshot.backtest.push(BacktestRow {
+                    metric: c.text("metric", row).map_err(bad)?,
+                    country: c.text_opt("country_name", row).map_err(bad)?,
+                    chosen: c.bool("chosen", row).map_err(bad)?,
+                    score: BacktestScore {
+                        model: c.text("model", row).map_err(bad)?,
+                        mase: c.float("mase", row).map_err(bad)?,
+                        smape: c.float("smape", row).map_err(bad)?,
+                        coverage_80: c.float("coverage_80", row).map_err(bad)?,
+                        coverage_95: c.float("coverage_95", row).map_err(bad)?,
+                        raw_coverage_80: c.float("raw_coverage_80", row).map_err(bad)?,
+                        raw_coverage_95: c.float("raw_coverage_95", row).map_err(bad)?,
+                        scale_80: c.float("scale_80", row).map_err(bad)?,
+                        scale_95: c.float("scale_95", row).map_err(bad)?,
+                        days: c.int("days", row).map_err(bad)?,
+                    },
+                });
+            }
+        }
+        for batch in self.read(&GOLD_ANOMALIES, versions[2]).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                let json = |name| {
+                    c.text(name, row)
+                        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+                };
+                snapshot.anomalies.push((
+                    c.int("model_version", row).map_err(bad)?,
+                    AnomalyDay {
+                        date: c.date("date", row).map_err(bad)?,
+                        score: c.float("score", row).map_err(bad)?,
+                        is_anomaly: c.bool("is_anomaly", row).map_err(bad)?,
+                        reasons: json("reasons").map_err(bad)?,
+                        metrics: json("metrics").map_err(bad)?,
+                    },
+                ));
+            }
+        }
+        snapshot.anomalies.sort_by_key(|(_, day)| day.date);
+        for batch in self.read(&GOLD_CUSTOMER_CLV, versions[3]).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                let estimate = |name: &str| -> std::result::Result<Estimate, String> {
+                    Ok(Estimate {
+                        value: c.float(name, row)?,
+                        lower: c.float(&format!("{name}_lower"), row)?,
+                        upper: c.float(&format!("{name}_upper"), row)?,
+                    })
+                };
+                snapshot.customers.push(CustomerValue {
+                    customer_id: c.text("customer_id", row).map_err(bad)?,
+                    country_name: c.text("country_name", row).map_err(bad)?,
+                    segment: c.text_opt("segment", row).map_err(bad)?,
+                    frequency: c.float("frequency", row).map_err(bad)?,
+                    recency: c.float("recency", row).map_err(bad)?,
+                    t: c.float("t", row).map_err(bad)?,
+                    monetary_value: c.float("monetary_value", row).map_err(bad)?,
+                    probability_alive: estimate("probability_alive").map_err(bad)?,
+                    expected_purchases_30d: estimate("expected_purchases_30d").map_err(bad)?,
+                    expected_purchases_90d: estimate("expected_purchases_90d").map_err(bad)?,
+                    expected_purchases_365d: estimate("expected_purchases_365d").map_err(bad)?,
+                    expected_spend: estimate("expected_spend").map_err(bad)?,
+                    clv_6m: estimate("clv_6m").map_err(bad)?,
+                    clv_12m: estimate("clv_12m").map_err(bad)?,
+                    churn_risk: c.float("churn_risk", row).map_err(bad)?,
+                    model_version: c.int("model_version", row).map_err(bad)?,
+                });
+            }
+        }
+        snapshot.customers.sort_by(|a, b| {
+            b.clv_12m
+                .value
+                .total_cmp(&a.clv_12m.value)
+                .then_with(|| a.customer_id.cmp(&b.customer_id))
+        });
+        snapshot.by_customer = snapshot
+            .customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.customer_id.clone(), i))
+            .collect();
+        for batch in self.read(&GOLD_MODEL_VERSIONS, versions[4]).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                let json = |name| {
+                    c.text(name, row)
+                        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+                };
+                snapshot.models.push(ModelVersion {
+                    model: c.text("model", row).map_err(bad)?,
+                    version: c.int("version", row).map_err(bad)?,
+                    status: c.text("status", row).map_err(bad)?,
+                    gold_version: c.int("gold_version", row).map_err(bad)?,
+                    trained_at: c.timestamp("trained_at", row).map_err(bad)?,
+                    training_ms: c.int("training_ms", row).map_err(bad)?,
+                    rows: c.int("rows", row).map_err(bad)?,
+                    parameters: json("parameters").map_err(bad)?,
+                    metrics: json("metrics").map_err(bad)?,
+                });
+            }
+        }
+        snapshot.models.sort_by(|a, b| {
+            b.version
+                .cmp(&a.version)
+                .then_with(|| a.model.cmp(&b.model))
+        });
+        snapshot.versions = versions;
+        Ok(snapshot)
+    }
+}
+
+/// Typed access to a batch's cells, with the column named in errors.
+struct Columns<'a>(&'a RecordBatch);
+
+impl Columns<'_> {
+    fn column(
+        &self,
+        name: &str,
+    ) -> std::result::Result<&dyn retail_lake::arrow::array::Array, String> {
+        self.0
+            .column_by_name(name)
+            .map(|c| c.as_ref())
+            .ok_or_else(|| format!("model table without column {name}"))
+    }
+
+    fn text(&self, name: &str, row: usize) -> std::result::Result<String, String> {
+        self.text_opt(name, row)?
+            .ok_or_else(|| format!("null in column {name}"))
+    }
+
+    fn text_opt(&self, name: &str, row: usize) -> std::result::Result<Option<String>, String> {
+        let column = self.column(name)?.as_string::<i32>();
+        Ok(column.is_valid(row).then(|| column.value(row).to_owned()))
+    }
+
+    fn int(&self, name: &str, row: usize) -> std::result::Result<i64, String> {
+        Ok(self.column(name)?.as_primitive::<Int64Type>().value(row))
+    }
+
+    fn float(&self, name: &str, row: usize) -> std::result::Result<f64, String> {
+        Ok(self.column(name)?.as_primitive::<Float64Type>().value(row))
+    }
+
+    fn bool(&self, name: &str, row: usize) -> std::result::Result<bool, String> {
+        Ok(self.column(name)?.as_boolean().value(row))
+    }
+
+    fn date(&self, name: &str, row: usize) -> std::result::Result<NaiveDate, String> {
+        let days = self.column(name)?.as_primitive::<Date32Type>().value(row);
+        NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+            .ok_or_else(|| format!("{name}: day {days} out of range"))
+    }
+
+    fn timestamp(&self, name: &str, row: usize) -> std::result::Result<DateTime<Utc>, String> {
+        let micros = self
+            .column(name)?
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(row);
+        DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| format!("{name}: {micros} out of range"))
+    }
+}
+
+fn not_trained(what: &str) -> Error {
+    Error::not_found(format!(
+        "no {what} yet: the models asset has not been trained on gold (run the pipeline, or \
+         `retail pipeline run --asset models`)"
+    ))
+}
+
+#[async_trait]
+impl ModelsService for LakeModels {
+    async fn forecast(&self, query: &ForecastQuery) -> Result<ForecastAnswer> {
+        if !FORECAST_METRICS.contains(&query.metric.as_str()) {
+            return Err(Error::invalid(format!(
+                "metric must be one of {}, not {:?}",
+                FORECAST_METRICS.join(", "),
+                query.metric
+            )));
+        }
+        if !(1..=90).contains(&query.horizon_days) {
+            return Err(Error::invalid(format!(
+                "horizon must be 1 to 90 days, not {}",
+                query.horizon_days
+            )));
+        }
+        let snapshot = self.snapshot().await?;
+        let registry = snapshot
+            .models
+            .iter()
+            .find(|m| m.model == "forecast")
+            .ok_or_else(|| not_trained("forecast"))?;
+        if registry.status != "trained" {
+            return Err(Error::not_found(format!(
+                "no forecast: model version {} was skipped: {}",
+                registry.version,
+                registry.metrics["reason"]
+                    .as_str()
+                    .unwrap_or("no series could be fitted")
+            )));
+        }
+        let history_end = registry.parameters["history"][1]
+            .as_str()
+            .and_then(|text| text.parse::<NaiveDate>().ok())
+            .ok_or_else(|| not_trained("forecast"))?;
+        let series: Vec<&ForecastRow> = snapshot
+            .forecast
+            .iter()
+            .filter(|row| row.metric == query.metric && row.country == query.country)
+            .collect();
+        let Some(first) = series.first() else {
+            let mut countries: Vec<&str> = snapshot
+                .forecast
+                .iter()
+                .filter_map(|row| row.country.as_deref())
+                .collect();
+            countries.sort_unstable();
+            countries.dedup();
+            return Err(Error::not_found(format!(
+                "no forecast for country {:?}; forecast countries: {}",
+                query.country.as_deref().unwrap_or("(all)"),
+                countries.join(", ")
+            )));
+        };
+        let last = history_end + chrono::Days::new(u64::from(query.horizon_days));
+        let points: Vec<ForecastPoint> = series
+            .iter()
+            .filter(|row| row.point.date <= last)
+            .map(|row| row.point.clone())
+            .collect();
+        let open: std::collections::BTreeSet<NaiveDate> = points.iter().map(|p| p.date).collect();
+        let closed_days = history_end
+            .iter_days()
+            .skip(1)
+            .take_while(|day| *day <= last)
+            .filter(|day| !open.contains(day))
+            .collect();
+        let scores = |chosen: bool, model: Option<&str>| {
+            snapshot
+                .backtest
+                .iter()
+                .find(|row| {
+                    row.metric == query.metric
+                        && row.country == query.country
+                        && (if chosen {
+                            row.chosen
+                        } else {
+                            Some(row.score.model.as_str()) == model
+                        })
+                })
+                .map(|row| row.score.clone())
+        };
+        Ok(ForecastAnswer {
+            metric: query.metric.clone(),
+            country_name: query.country.clone(),
+            horizon_days: query.horizon_days,
+            model: first.model.clone(),
+            model_version: first.version,
+            gold_version: registry.gold_version,
+            history_end,
+            backtest: scores(true, None).ok_or_else(|| not_trained("forecast backtest"))?,
+            baseline: scores(false, Some("seasonal_naive")),
+            closed_days,
+            points,
+        })
+    }
+
+    async fn anomalies(&self, query: &AnomalyQuery) -> Result<AnomaliesAnswer> {
+        if let (Some(from), Some(to)) = (query.from, query.to)
+            && from > to
+        {
+            return Err(Error::invalid(format!("from ({from}) is after to ({to})")));
+        }
+        let snapshot = self.snapshot().await?;
+        let Some((version, _)) = snapshot.anomalies.first() else {
+            return Err(not_trained("anomaly scores"));
+        };
+        Ok(AnomaliesAnswer {
+            model_version: *version,
+            days: snapshot
+                .anomalies
+                .iter()
+                .map(|(_, day)| day)
+                .filter(|day| query.all || day.is_anomaly)
+                .filter(|day| query.from.is_none_or(|from| day.date >= from))
+                .filter(|day| query.to.is_none_or(|to| day.date <= to))
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn clv(&self, query: &ClvQuery) -> Result<ClvPage> {
+        if !(1..=MAX_CLV_LIMIT).contains(&query.limit) {
+            return Err(Error::invalid(format!(
+                "limit must be 1 to {MAX_CLV_LIMIT}, not {}",
+                query.limit
+            )));
+        }
+        let snapshot = self.snapshot().await?;
+        let Some(first) = snapshot.customers.first() else {
+            return Err(not_trained("customer lifetime values"));
+        };
+        let matching: Vec<&CustomerValue> = snapshot
+            .customers
+            .iter()
+            .filter(|c| {
+                query
+                    .country
+                    .as_ref()
+                    .is_none_or(|country| c.country_name == *country)
+            })
+            .filter(|c| query.segment.is_none() || c.segment == query.segment)
+            .collect();
+        Ok(ClvPage {
+            model_version: first.model_version,
+            total: matching.len(),
+            customers: matching
+                .into_iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn customer_value(&self, customer_id: &str) -> Result<Option<CustomerValue>> {
+        let snapshot = self.snapshot().await?;
+        Ok(snapshot
+            .by_customer
+            .get(customer_id)
+            .map(|i| snapshot.customers[*i].clone()))
+    }
+
+    async fn models(&self) -> Result<Vec<ModelVersion>> {
+        Ok(self.snapshot().await?.models.clone())
+    }
+}
