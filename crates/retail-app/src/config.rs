@@ -563,6 +563,11 @@ fn apply_env(table: &mut toml::Table, key: &str, value: &str) -> anyhow::Result<
                         .parse()
                         .with_context(|| format!("{key} must be true or false"))?,
                 ),
+                Some(toml::Value::Float(_)) => toml::Value::Float(
+                    value
+                        .parse()
+                        .with_context(|| format!("{key} must be a number"))?,
+                ),
                 Some(_) => toml::Value::String(value.to_owned()),
                 None => {
                     bail!("environment variable {key} names an unknown setting {section}.{name}")
@@ -655,6 +660,36 @@ mod tests {
         assert!(
             text.contains("commit_rows") && text.contains("log_format"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_model_settings_are_named_and_valid_ones_reach_the_asset() {
+        let invalid = Config::load(
+            None,
+            env(&[
+                ("RETAIL__MODELS__HORIZON_DAYS", "91"),
+                ("RETAIL__MODELS__ANOMALY_SCORE", "0.2"),
+                ("RETAIL__MODELS__DISCOUNT_MONTHLY", "1.5"),
+            ]),
+        )
+        .unwrap_err();
+        let text = format!("{invalid:#}");
+        for name in ["horizon_days", "anomaly_score", "discount_monthly"] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        let config = Config::load(
+            None,
+            env(&[
+                ("RETAIL__MODELS__COUNTRIES", "3"),
+                ("RETAIL__MODELS__SEED", "7"),
+            ]),
+        )
+        .unwrap();
+        let settings = config.models.settings();
+        assert_eq!(
+            (settings.countries, settings.seed, settings.anomaly.seed),
+            (3, 7, 7)
         );
     }
 

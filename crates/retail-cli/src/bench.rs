@@ -1,7 +1,8 @@
 //! `retail bench`: the pipeline end to end in a scratch lake, timed stage by stage.
 //!
 //! The measured work is exactly what a user runs: ingestion of the inputs into bronze, then the
-//! silver and gold stages. With two or more input files the newest one is held back and
+//! silver and gold stages, then the models trained on gold (each model's training time as the
+//! registry records it). With two or more input files the newest one is held back and
 //! ingested afterwards, to measure an incremental run after one new day of data.
 
 use std::path::PathBuf;
@@ -56,6 +57,10 @@ struct Measurement {
     ingest_seconds: f64,
     silver_seconds: f64,
     gold_seconds: f64,
+    /// The models asset (reading gold, training, writing), when it is enabled.
+    models_seconds: Option<f64>,
+    /// Each model's training time (ms) and status, from the run record.
+    models: Vec<ModelTime>,
     total_seconds: f64,
     rows_per_second: f64,
     incremental: Option<Incremental>,
@@ -87,6 +92,14 @@ struct QueryLatency {
     median_ms: f64,
     p95_ms: f64,
     rows: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelTime {
+    model: String,
+    status: String,
+    training_ms: i64,
+    rows: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,6 +195,16 @@ async fn measure(
     let gold_started = Instant::now();
     stage(&app, &["gold"]).await?;
     let gold_seconds = gold_started.elapsed().as_secs_f64();
+    let (models_seconds, models) = if base.models.enabled {
+        let models_started = Instant::now();
+        let run = stage(&app, &["models"]).await?;
+        (
+            Some(models_started.elapsed().as_secs_f64()),
+            model_times(&run),
+        )
+    } else {
+        (None, Vec::new())
+    };
     let total_seconds = started.elapsed().as_secs_f64();
 
     let mut warehouse = None;
@@ -251,6 +274,8 @@ async fn measure(
         ingest_seconds,
         silver_seconds,
         gold_seconds,
+        models_seconds,
+        models,
         total_seconds,
         rows_per_second: ingestion.rows_out as f64 / total_seconds,
         incremental,
@@ -258,6 +283,24 @@ async fn measure(
         peak_memory_mib: peak_memory_mib(),
         cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     })
+}
+
+/// Each model's training time, from the models asset's record in `run`.
+fn model_times(run: &RunRecord) -> Vec<ModelTime> {
+    run.detail
+        .assets
+        .iter()
+        .filter(|asset| asset.asset == "models")
+        .filter_map(|asset| asset.detail.as_ref())
+        .filter_map(|detail| detail["models"].as_array())
+        .flatten()
+        .map(|model| ModelTime {
+            model: model["model"].as_str().unwrap_or_default().to_owned(),
+            status: model["status"].as_str().unwrap_or_default().to_owned(),
+            training_ms: model["training_ms"].as_i64().unwrap_or_default(),
+            rows: model["rows"].as_i64().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Runs these assets (none: every asset) and returns the run.
@@ -281,6 +324,18 @@ fn print_measurement(m: &Measurement) {
         m.silver_seconds, m.silver_rows
     );
     println!("  silver to gold     {:>8.3} s", m.gold_seconds);
+    if let Some(seconds) = m.models_seconds {
+        println!("  gold to models     {seconds:>8.3} s   (read gold, train, write)");
+        for model in &m.models {
+            println!(
+                "    {:<10} {:>8.3} s training, {} ({} rows)",
+                model.model,
+                model.training_ms as f64 / 1000.0,
+                model.status,
+                model.rows
+            );
+        }
+    }
     println!(
         "  total              {:>8.3} s   ({:.0} rows/s)",
         m.total_seconds, m.rows_per_second

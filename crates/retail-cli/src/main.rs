@@ -2,6 +2,7 @@
 
 mod api;
 mod bench;
+mod models;
 mod progress;
 mod report;
 mod stream;
@@ -67,6 +68,9 @@ enum Command {
     /// Data quality of pipeline runs.
     #[command(subcommand)]
     Quality(QualityCommand),
+    /// The models trained on gold: forecasts, anomalies, customer lifetime value.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Write synthetic transactions in the Online Retail CSV shape, one file per day.
     Generate(GenerateArgs),
     /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary,
@@ -171,6 +175,20 @@ enum StageArg {
 enum KindArg {
     Ingest,
     Pipeline,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// The newest models: registry, every series' backtest beside the seasonal naive
+    /// baseline, the top anomalies, the customer models' parameters and holdout check.
+    Report {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Anomalies listed (largest score first).
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -289,6 +307,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print_run(&run, json)
         }
         Command::Pipeline(command) => pipeline(command, config).await,
+        Command::Models(ModelsCommand::Report { json, top }) => {
+            let app = App::build(config, Role::Cli).await?;
+            models::report(&app, json, top).await
+        }
         Command::Quality(QualityCommand::Report { run, json, output }) => {
             let app = App::build(config, Role::Cli).await?;
             report::quality_report(&app, run.as_deref(), json, output.as_deref()).await

@@ -1038,7 +1038,27 @@ fn train_clv(
     };
     for (customer, summary) in &customers {
         let id = &inputs.customer_ids[*customer as usize];
-        rows.add(version, id, inputs, summary, &model.predict(summary));
+        let predicted = model.predict(summary);
+        let finite = [predicted.point, predicted.lower, predicted.upper]
+            .iter()
+            .all(|p| p.is_finite());
+        if !finite {
+            let reason = format!(
+                "the fitted parameters (BG/NBD {:?}, Gamma-Gamma {:?}) give non-finite \
+                 predictions for customer {id}",
+                model.bg_nbd.params, model.gamma_gamma.params
+            );
+            let skipped = entry(
+                "clv",
+                version,
+                "skipped",
+                0,
+                json!({}),
+                json!({"reason": reason}),
+            );
+            return Ok((ClvRows::default().batch()?, skipped));
+        }
+        rows.add(version, id, inputs, summary, &predicted);
     }
     let validation = holdout(&by_customer, end_day, settings.holdout_days);
     let parameters = json!({

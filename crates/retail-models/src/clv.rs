@@ -421,6 +421,11 @@ impl Prediction {
         }
     }
 
+    /// Whether every field is a finite number.
+    pub fn is_finite(&self) -> bool {
+        self.fields().iter().all(|v| v.is_finite())
+    }
+
     fn fields(&self) -> [f64; 7] {
         [
             self.probability_alive,

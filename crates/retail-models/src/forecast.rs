@@ -215,6 +215,19 @@ impl Band {
             .then_some(band)
     }
 
+    /// Whether every value and bound is a finite number.
+    pub fn is_finite(&self) -> bool {
+        [
+            &self.value,
+            &self.lower_80,
+            &self.upper_80,
+            &self.lower_95,
+            &self.upper_95,
+        ]
+        .iter()
+        .all(|values| values.iter().all(|v| v.is_finite()))
+    }
+
     /// Number of days.
     pub fn len(&self) -> usize {
         self.value.len()
@@ -391,6 +404,12 @@ pub fn backtest(
         let train = &series[..end];
         let actual = &series[end..end + plan.horizon];
         let band = model.forecast(train, plan.horizon, period)?;
+        if !band.is_finite() {
+            return Err(Error::Fit(format!(
+                "{}: a forecast is not a finite number",
+                model.name()
+            )));
+        }
         let scale = (period..train.len())
             .map(|t| (train[t] - train[t - period]).abs())
             .sum::<f64>()
@@ -534,7 +553,9 @@ pub fn forecast_series(
     let mut ranked: Vec<&Backtest> = backtests.iter().collect();
     ranked.sort_by(|a, b| a.mase.total_cmp(&b.mase).then(a.model.cmp(&b.model)));
     for candidate in ranked {
-        if let Ok(band) = candidate.model.forecast(series, h, period) {
+        if let Ok(band) = candidate.model.forecast(series, h, period)
+            && band.is_finite()
+        {
             return Ok(SeriesForecast {
                 chosen: candidate.model,
                 backtests: backtests.clone(),

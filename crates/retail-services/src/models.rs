@@ -43,6 +43,21 @@ pub trait ModelsService: Send + Sync {
     async fn customer_value(&self, customer_id: &str) -> Result<Option<CustomerValue>>;
     /// Every model version trained, newest first.
     async fn models(&self) -> Result<Vec<ModelVersion>>;
+    /// Every candidate's backtest on every series of the current forecast.
+    async fn backtests(&self) -> Result<Vec<SeriesBacktest>>;
+}
+
+/// One candidate's backtest on one series.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SeriesBacktest {
+    /// The metric.
+    pub metric: String,
+    /// The country; absent for the total.
+    pub country_name: Option<String>,
+    /// Whether the series' forecast uses this model.
+    pub chosen: bool,
+    /// How it did.
+    pub score: BacktestScore,
 }
 
 /// `GET /api/v2/analytics/forecast`'s parameters.
@@ -270,20 +285,12 @@ struct ForecastRow {
     model: String,
 }
 
-#[derive(Debug, Clone)]
-struct BacktestRow {
-    metric: String,
-    country: Option<String>,
-    chosen: bool,
-    score: BacktestScore,
-}
-
 /// The tables, as last read.
 #[derive(Debug, Default)]
 struct Snapshot {
     versions: Vec<Option<u64>>,
     forecast: Vec<ForecastRow>,
-    backtest: Vec<BacktestRow>,
+    backtest: Vec<SeriesBacktest>,
     anomalies: Vec<(i64, AnomalyDay)>,
     customers: Vec<CustomerValue>,
     by_customer: HashMap<String, usize>,
@@ -363,9 +370,9 @@ impl LakeModels {
         for batch in self.read(&GOLD_FORECAST_BACKTEST, versions[1]).await? {
             let c = Columns(&batch);
             for row in 0..batch.num_rows() {
-                snapshot.backtest.push(BacktestRow {
+                snapshot.backtest.push(SeriesBacktest {
                     metric: c.text("metric", row).map_err(bad)?,
-                    country: c.text_opt("country_name", row).map_err(bad)?,
+                    country_name: c.text_opt("country_name", row).map_err(bad)?,
                     chosen: c.bool("chosen", row).map_err(bad)?,
                     score: BacktestScore {
                         model: c.text("model", row).map_err(bad)?,
@@ -606,7 +613,7 @@ impl ModelsService for LakeModels {
                 .iter()
                 .find(|row| {
                     row.metric == query.metric
-                        && row.country == query.country
+                        && row.country_name == query.country
                         && (if chosen {
                             row.chosen
                         } else {
@@ -698,5 +705,9 @@ impl ModelsService for LakeModels {
 
     async fn models(&self) -> Result<Vec<ModelVersion>> {
         Ok(self.snapshot().await?.models.clone())
+    }
+
+    async fn backtests(&self) -> Result<Vec<SeriesBacktest>> {
+        Ok(self.snapshot().await?.backtest.clone())
     }
 }
