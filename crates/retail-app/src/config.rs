@@ -171,8 +171,17 @@ impl ModelsConfig {
                 self.discount_monthly
             ));
         }
-        if self.holdout_days == 0 {
-            problems.push("models.holdout_days must be at least 1".to_owned());
+        if !(1..=3_650).contains(&self.holdout_days) {
+            problems.push(format!(
+                "models.holdout_days must be 1 to 3650, not {}",
+                self.holdout_days
+            ));
+        }
+        if self.countries > 50 {
+            problems.push(format!(
+                "models.countries must be at most 50, not {}",
+                self.countries
+            ));
         }
         if !(0.5..=1.0).contains(&self.anomaly_score) {
             problems.push(format!(

@@ -1228,13 +1228,15 @@ impl Generator {
                 }
             }
             let line = self.plan[index];
-            if self.rows_written + count >= self.next_bad
-                || (self.burst && self.rng.random_bool(0.2))
-            {
+            let scheduled = self.rows_written + count >= self.next_bad;
+            if scheduled || (self.burst && self.rng.random_bool(0.2)) {
                 let defect = DEFECTS[(self.bad_rows % 6) as usize];
                 self.write_line(writer, line, Some(defect))?;
                 self.bad_rows += 1;
-                self.next_bad += self.rng.random_range(BAD_GAP);
+                // A planted burst's rows do not move the usual schedule of broken rows.
+                if scheduled {
+                    self.next_bad += self.rng.random_range(BAD_GAP);
+                }
             } else {
                 self.write_line(writer, line, None)?;
                 self.written.push(line);

@@ -682,6 +682,10 @@ const fn model_table(name: &'static str, schema: fn() -> SchemaRef) -> TableSpec
     }
 }
 
+/// The metrics `gold/forecast` holds (its `metric` column): daily net revenue, orders and
+/// units.
+pub const FORECAST_METRICS: [&str; 3] = ["revenue", "orders", "units"];
+
 /// `gold/forecast`: each series' forecast, one row per future trading day.
 pub const GOLD_FORECAST: TableSpec = model_table("gold/forecast", forecast_schema);
 

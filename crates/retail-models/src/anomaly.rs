@@ -23,6 +23,8 @@ use rand::seq::index::sample;
 use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 
+use crate::stats::median;
+
 /// The detector's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Settings {
@@ -216,16 +218,6 @@ fn seasonal_residuals(
             })
         })
         .collect()
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// 1.4826 · the median absolute deviation from the median; when more than half the values

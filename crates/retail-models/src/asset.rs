@@ -44,7 +44,7 @@ use crate::forecast::{self, BacktestPlan, SeriesForecast, TradingCalendar};
 pub const MODELS_APP_ID: &str = tables::MODELS_MARK;
 
 /// The forecast metrics, as `daily_sales` names them.
-pub const METRICS: [&str; 3] = ["revenue", "orders", "units"];
+pub const METRICS: [&str; 3] = tables::FORECAST_METRICS;
 
 /// The anomaly metrics, in the order of each day's vector: net revenue, orders and
 /// identified customers (from gold), the share of gross revenue returned, the mean quality
@@ -306,11 +306,10 @@ fn money(value: i128) -> f64 {
     value as f64 / 1000.0
 }
 
-/// Days from 0001-01-01 (day 1) to 1970-01-01, Arrow's `Date32` origin.
-const EPOCH_FROM_CE: i32 = 719_163;
-
-fn day(days_since_epoch: i32) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(days_since_epoch + EPOCH_FROM_CE).unwrap_or_default()
+fn day(days_since_epoch: i32) -> std::result::Result<NaiveDate, ArrowError> {
+    Date32Type::to_naive_date_opt(days_since_epoch).ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("date {days_since_epoch} out of range"))
+    })
 }
 
 fn read_error(
@@ -447,7 +446,7 @@ impl Inputs {
         let units = column(batch, "units")?.as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
             self.daily.push(DailyRow {
-                date: day(dates.value(row)),
+                date: day(dates.value(row))?,
                 country: countries.value(row).to_owned(),
                 net_revenue: money(net.value(row)),
                 gross_revenue: money(gross.value(row)),
@@ -575,16 +574,20 @@ fn entry(
 /// for the total).
 type SeriesByKey = BTreeMap<(usize, Option<usize>), Vec<f64>>;
 
-fn daily_series(inputs: &Inputs, countries: usize) -> (Vec<NaiveDate>, Vec<String>, SeriesByKey) {
-    let dates: Vec<NaiveDate> = inputs
-        .daily
+/// The top countries by net revenue and each series on the calendar's model days (breaks
+/// filled in, see [`forecast::fill_breaks`]): per metric, the total and each top country.
+fn daily_series(
+    inputs: &Inputs,
+    calendar: &TradingCalendar,
+    countries: usize,
+) -> (Vec<String>, SeriesByKey) {
+    let slots = calendar.slots();
+    let observed: Vec<bool> = slots.iter().map(|(_, traded)| *traded).collect();
+    let position: HashMap<NaiveDate, usize> = slots
         .iter()
-        .map(|row| row.date)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .enumerate()
+        .map(|(i, (d, _))| (*d, i))
         .collect();
-    let position: HashMap<NaiveDate, usize> =
-        dates.iter().enumerate().map(|(i, d)| (*d, i)).collect();
     let mut revenue_by_country: HashMap<&str, f64> = HashMap::new();
     for row in &inputs.daily {
         *revenue_by_country.entry(&row.country).or_default() += row.net_revenue;
@@ -599,11 +602,14 @@ fn daily_series(inputs: &Inputs, countries: usize) -> (Vec<NaiveDate>, Vec<Strin
     let mut series = BTreeMap::new();
     for metric in 0..METRICS.len() {
         for country in std::iter::once(None).chain((0..top.len()).map(Some)) {
-            series.insert((metric, country), vec![0.0; dates.len()]);
+            series.insert((metric, country), vec![0.0; slots.len()]);
         }
     }
     for row in &inputs.daily {
-        let at = position[&row.date];
+        // A sale on a day that is not a model day (a stray Saturday) is left out.
+        let Some(at) = position.get(&row.date).copied() else {
+            continue;
+        };
         let values = [row.net_revenue, row.orders, row.units];
         let country = top.iter().position(|c| *c == row.country);
         for (metric, value) in values.into_iter().enumerate() {
@@ -617,7 +623,10 @@ fn daily_series(inputs: &Inputs, countries: usize) -> (Vec<NaiveDate>, Vec<Strin
             }
         }
     }
-    (dates, top, series)
+    for values in series.values_mut() {
+        forecast::fill_breaks(values, &observed, calendar.period());
+    }
+    (top, series)
 }
 
 fn train_forecasts(
@@ -625,7 +634,13 @@ fn train_forecasts(
     settings: &ModelsSettings,
     version: i64,
 ) -> std::result::Result<(RecordBatch, RecordBatch, RegistryEntry), ArrowError> {
-    let (dates, top, series) = daily_series(inputs, settings.countries);
+    let dates: Vec<NaiveDate> = inputs
+        .daily
+        .iter()
+        .map(|row| row.date)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut forecast_rows = ForecastRows::default();
     let mut backtest_rows = BacktestRows::default();
     let Some(calendar) = TradingCalendar::observe(&dates) else {
@@ -640,16 +655,21 @@ fn train_forecasts(
         return Ok((forecast_rows.batch()?, backtest_rows.batch()?, skipped));
     };
     let period = calendar.period();
-    let future: Vec<NaiveDate> = calendar
-        .horizon(settings.horizon_days)
-        .into_iter()
-        .filter_map(|(day, open)| open.then_some(day))
-        .collect();
+    let (top, series) = daily_series(inputs, &calendar, settings.countries);
+    let observed: Vec<bool> = calendar.slots().iter().map(|(_, traded)| *traded).collect();
+    let future = calendar.horizon_slots(settings.horizon_days);
     let mut summary = Vec::new();
     let mut failures = Vec::new();
-    for ((metric, country), values) in &series {
+    let no_open_day = !future.iter().any(|(_, open)| *open);
+    if no_open_day {
+        failures.push(json!({
+            "error": format!("no open day in the {} days after the history", settings.horizon_days),
+        }));
+    }
+    for ((metric, country), values) in series.iter().filter(|_| !no_open_day) {
         let country_name = country.map(|c| top[c].clone());
-        match forecast::forecast_series(values, period, future.len(), settings.backtest) {
+        match forecast::forecast_series(values, &observed, period, future.len(), settings.backtest)
+        {
             Ok(result) => {
                 summary.push(series_summary(
                     METRICS[*metric],
@@ -686,6 +706,7 @@ fn train_forecasts(
         "horizon_days": settings.horizon_days,
         "countries": top,
         "trading_days": dates.len(),
+        "break_days_filled": observed.iter().filter(|t| !**t).count(),
         "history": [dates.first(), dates.last()],
     });
     let reason = (summary.is_empty())
@@ -729,19 +750,24 @@ struct ForecastRows {
 }
 
 fn days_since_epoch(date: NaiveDate) -> i32 {
-    date.num_days_from_ce() - EPOCH_FROM_CE
+    Date32Type::from_naive_date(date)
 }
 
 impl ForecastRows {
+    /// The forecast's open days (`future`: the model days of the horizon, each with whether
+    /// the shop is expected to trade).
     fn add(
         &mut self,
         version: i64,
         metric: &str,
         country: Option<&str>,
-        future: &[NaiveDate],
+        future: &[(NaiveDate, bool)],
         result: &SeriesForecast,
     ) {
-        for (i, date) in future.iter().enumerate() {
+        for (i, (date, open)) in future.iter().enumerate() {
+            if !open {
+                continue;
+            }
             self.version.push(version);
             self.metric.push(metric.to_owned());
             self.country.push(country.map(str::to_owned));
@@ -1065,6 +1091,7 @@ fn train_clv(
         "bg_nbd": model.bg_nbd.params,
         "gamma_gamma": model.gamma_gamma.params,
         "bg_nbd_log_likelihood": model.bg_nbd.log_likelihood,
+        "converged": model.bg_nbd.converged && model.gamma_gamma.converged,
         "gamma_gamma_log_likelihood": model.gamma_gamma.log_likelihood,
         "customers": model.bg_nbd.customers,
         "repeat_customers": model.gamma_gamma.customers,
@@ -1093,8 +1120,10 @@ fn holdout(
     end_day: i32,
     holdout_days: u32,
 ) -> serde_json::Value {
-    let holdout_days = holdout_days as i32;
-    let calibration_end = end_day - holdout_days;
+    let Ok(holdout_days) = i32::try_from(holdout_days) else {
+        return json!({"error": "the holdout is too long"});
+    };
+    let calibration_end = end_day.saturating_sub(holdout_days);
     let cases: Vec<(Summary, usize)> = by_customer
         .values()
         .filter_map(|p| {

@@ -15,6 +15,7 @@ use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 
 use crate::optimize::{hyp2f1, ln_gamma, nelder_mead};
+use crate::stats::percentile;
 use crate::{Error, Result};
 
 /// Days in a month for CLV, as `lifetimes` counts them.
@@ -116,6 +117,8 @@ pub struct Fit<P> {
     pub iterations: usize,
     /// Customers the fit used.
     pub customers: usize,
+    /// Whether the optimiser met its tolerance before its iteration limit.
+    pub converged: bool,
 }
 
 const TOLERANCE: f64 = 1e-10;
@@ -156,6 +159,14 @@ impl BgNbd {
     ) -> Result<Fit<Self>> {
         if summaries.is_empty() {
             return Err(Error::Fit("BG/NBD: no customers to fit".into()));
+        }
+        if summaries
+            .iter()
+            .any(|s| s.frequency.fract() != 0.0 || s.frequency < 0.0)
+        {
+            return Err(Error::Fit(
+                "BG/NBD: frequencies must be whole numbers of purchase days".into(),
+            ));
         }
         // Frequencies are whole numbers of days, so ln Γ(y + x) − ln Γ(y) = Σ_{i<x} ln(y + i):
         // sums shared by every customer of a frequency, computed once per evaluation.
@@ -212,6 +223,7 @@ impl BgNbd {
             log_likelihood: -found.value,
             iterations: found.iterations,
             customers: summaries.len(),
+            converged: found.converged,
         })
     }
 
@@ -334,6 +346,12 @@ impl GammaGamma {
                 "Gamma-Gamma: the likelihood has no finite optimum".into(),
             ));
         }
+        if found.x[1].exp() <= 1.0 {
+            return Err(Error::Fit(format!(
+                "Gamma-Gamma: q = {:.4} is not above 1, so the mean spend is not defined",
+                found.x[1].exp()
+            )));
+        }
         Ok(Fit {
             params: Self {
                 p: found.x[0].exp(),
@@ -343,6 +361,7 @@ impl GammaGamma {
             log_likelihood: -found.value,
             iterations: found.iterations,
             customers,
+            converged: found.converged,
         })
     }
 
@@ -356,21 +375,6 @@ impl GammaGamma {
             p * v / (q - 1.0)
         }
     }
-}
-
-/// CLV over `months` months of 30 days with a monthly `discount` rate, as `lifetimes`'
-/// `customer_lifetime_value`: Σᵢ spend · (E(purchases by 30i) − E(purchases by 30(i−1))) /
-/// (1 + discount)ⁱ.
-pub fn lifetime_value(bg: &BgNbd, gg: &GammaGamma, s: &Summary, months: u32, discount: f64) -> f64 {
-    let spend = gg.expected_spend(s);
-    let mut value = 0.0;
-    let mut before = 0.0;
-    for month in 1..=months {
-        let by = bg.expected_purchases(s, f64::from(month) * DAYS_PER_MONTH);
-        value += spend * (by - before) / (1.0 + discount).powi(month as i32);
-        before = by;
-    }
-    value
 }
 
 /// What the models say about one customer.
@@ -393,8 +397,11 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    /// The predictions of `bg` and `gg` for `s` (the expected purchases by each month end
-    /// computed once for both CLV horizons and the 30- and 90-day expectations).
+    /// The predictions of `bg` and `gg` for `s`. CLV over n months (30 days each) with the
+    /// monthly `discount` d is, as `lifetimes`' `customer_lifetime_value`: Σᵢ₌₁ⁿ spend ·
+    /// (E(purchases by 30i days) − E(purchases by 30(i−1) days)) / (1 + d)ⁱ; the expected
+    /// purchases by each month end are computed once for both horizons and the 30- and 90-day
+    /// expectations.
     pub fn of(bg: &BgNbd, gg: &GammaGamma, s: &Summary, discount: f64) -> Self {
         let spend = gg.expected_spend(s);
         let by_month: Vec<f64> = (1..=12u32)
@@ -544,11 +551,22 @@ impl ClvModel {
                 upper: point,
             };
         }
+        // A replicate whose prediction is not a number for this customer (a Beta shape a near
+        // 1) is left out of its interval.
         let draws: Vec<[f64; 7]> = self
             .replicates
             .iter()
-            .map(|(bg, gg)| Prediction::of(bg, gg, s, self.discount).fields())
+            .map(|(bg, gg)| Prediction::of(bg, gg, s, self.discount))
+            .filter(Prediction::is_finite)
+            .map(|p| p.fields())
             .collect();
+        if draws.is_empty() {
+            return Predicted {
+                point,
+                lower: point,
+                upper: point,
+            };
+        }
         let tail = (1.0 - self.level) / 2.0;
         let mut lower = [0.0; 7];
         let mut upper = [0.0; 7];
@@ -583,21 +601,24 @@ fn replicate(
     Some((bg.params, gg.params))
 }
 
-/// The `q` quantile of sorted `values`, interpolating linearly between order statistics (the
-/// default of NumPy and R's type 7).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = position.ceil() as usize;
-    sorted[below] + (sorted[above] - sorted[below]) * (position - below as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CLV over `months` months of 30 days with a monthly `discount` rate, as `lifetimes`'
+    /// `customer_lifetime_value`: Σᵢ spend · (E(purchases by 30i) − E(purchases by 30(i−1))) /
+    /// (1 + discount)ⁱ.
+    fn lifetime_value(bg: &BgNbd, gg: &GammaGamma, s: &Summary, months: u32, discount: f64) -> f64 {
+        let spend = gg.expected_spend(s);
+        let mut value = 0.0;
+        let mut before = 0.0;
+        for month in 1..=months {
+            let by = bg.expected_purchases(s, f64::from(month) * DAYS_PER_MONTH);
+            value += spend * (by - before) / (1.0 + discount).powi(month as i32);
+            before = by;
+        }
+        value
+    }
 
     #[test]
     fn the_summary_groups_purchases_by_day_and_averages_the_repeat_days() {

@@ -1,12 +1,14 @@
 //! Daily forecasts on a trading-day calendar, with candidate models chosen per series by a
 //! rolling-origin backtest.
 //!
-//! **Closed days.** The shop does not trade every day. A series holds only the days the shop
-//! traded ([`TradingCalendar`]); models see consecutive trading days, so a Saturday or the
-//! Christmas break is a day that does not exist, not a day of zero sales. The seasonal period
-//! is the number of weekdays the shop trades on (6: no Saturdays). Future days are open unless
-//! their weekday never traded, or the same calendar date one year earlier fell inside the
-//! history on a weekday that normally trades and had no sale (the Christmas break).
+//! **Closed days.** The shop does not trade every day ([`TradingCalendar`]). A weekday on which
+//! it does not trade (Saturday) does not exist in a series: models see the open weekdays only,
+//! and the seasonal period is their number (6). A break (a run of days without trade that
+//! includes an open weekday: the Christmas break, a bank holiday) keeps its days in the series,
+//! filled with the same weekday's value a week earlier ([`fill_breaks`]) so that the weekly
+//! pattern stays aligned, and they are never scored. In the horizon, a day is closed when its
+//! weekday is not open or the same date one year earlier was in a break; the models forecast
+//! every open weekday and the closed days are dropped from the answer.
 
 use std::collections::BTreeSet;
 
@@ -26,28 +28,48 @@ const Z95: f64 = 1.959_963_984_540_054;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TradingCalendar {
     open_weekdays: Vec<Weekday>,
-    closures: BTreeSet<NaiveDate>,
+    traded: BTreeSet<NaiveDate>,
+    breaks: BTreeSet<NaiveDate>,
     first: NaiveDate,
     last: NaiveDate,
 }
 
 impl TradingCalendar {
     /// The calendar of a history whose trading days are `open` (any order, not empty).
+    ///
+    /// A weekday is open when the shop traded on at least half of its occurrences in the
+    /// history (a stray Saturday sale does not make Saturdays open). A **break** is a run of
+    /// consecutive days without trade that includes an open weekday (the Christmas break, a
+    /// bank holiday); every day of the run is in it.
     pub fn observe(open: &[NaiveDate]) -> Option<Self> {
         let first = *open.iter().min()?;
         let last = *open.iter().max()?;
         let traded: BTreeSet<NaiveDate> = open.iter().copied().collect();
-        let mut open_weekdays: Vec<Weekday> = traded.iter().map(NaiveDate::weekday).collect();
-        open_weekdays.sort_by_key(Weekday::num_days_from_monday);
-        open_weekdays.dedup();
-        let closures = first
-            .iter_days()
-            .take_while(|day| *day <= last)
-            .filter(|day| open_weekdays.contains(&day.weekday()) && !traded.contains(day))
-            .collect();
+        let days: Vec<NaiveDate> = first.iter_days().take_while(|day| *day <= last).collect();
+        let mut open_weekdays: Vec<Weekday> = Vec::new();
+        for weekday in (0..7).filter_map(|n| Weekday::try_from(n).ok()) {
+            let occurrences = days.iter().filter(|d| d.weekday() == weekday).count();
+            let trading = traded.iter().filter(|d| d.weekday() == weekday).count();
+            if trading > 0 && trading * 2 >= occurrences {
+                open_weekdays.push(weekday);
+            }
+        }
+        let mut breaks = BTreeSet::new();
+        let mut run: Vec<NaiveDate> = Vec::new();
+        for day in days.iter().chain(std::iter::once(&(last + Days::new(1)))) {
+            if traded.contains(day) || *day > last {
+                if run.iter().any(|d| open_weekdays.contains(&d.weekday())) {
+                    breaks.extend(run.iter().copied());
+                }
+                run.clear();
+            } else {
+                run.push(*day);
+            }
+        }
         Some(Self {
             open_weekdays,
-            closures,
+            traded,
+            breaks,
             first,
             last,
         })
@@ -63,20 +85,35 @@ impl TradingCalendar {
         &self.open_weekdays
     }
 
-    /// Whether the shop is expected to trade on `day` (after the history).
+    /// The model's days of the history: every day of an open weekday, each with whether the
+    /// shop traded. A week always has [`TradingCalendar::period`] of them, so the weekly
+    /// pattern stays aligned across breaks; the days of a break are filled in by the caller
+    /// and not scored.
+    pub fn slots(&self) -> Vec<(NaiveDate, bool)> {
+        self.first
+            .iter_days()
+            .take_while(|day| *day <= self.last)
+            .filter(|day| self.open_weekdays.contains(&day.weekday()))
+            .map(|day| (day, self.traded.contains(&day)))
+            .collect()
+    }
+
+    /// Whether the shop is expected to trade on `day` (after the history): its weekday is
+    /// open and the same date one year earlier was not in a break.
     pub fn is_open(&self, day: NaiveDate) -> bool {
         if !self.open_weekdays.contains(&day.weekday()) {
             return false;
         }
         let year_before = day.checked_sub_months(Months::new(12));
-        !year_before.is_some_and(|before| self.closures.contains(&before))
+        !year_before.is_some_and(|before| self.breaks.contains(&before))
     }
 
-    /// The days in the `horizon` calendar days after the history, each with whether it is
-    /// open.
-    pub fn horizon(&self, horizon: u32) -> Vec<(NaiveDate, bool)> {
+    /// The model's days in the `horizon` calendar days after the history (the open weekdays),
+    /// each with whether the shop is expected to trade.
+    pub fn horizon_slots(&self, horizon: u32) -> Vec<(NaiveDate, bool)> {
         (1..=u64::from(horizon))
             .filter_map(|n| self.last.checked_add_days(Days::new(n)))
+            .filter(|day| self.open_weekdays.contains(&day.weekday()))
             .map(|day| (day, self.is_open(day)))
             .collect()
     }
@@ -84,6 +121,21 @@ impl TradingCalendar {
     /// The first day of the history.
     pub fn first(&self) -> NaiveDate {
         self.first
+    }
+
+    /// The last day of the history.
+    pub fn last(&self) -> NaiveDate {
+        self.last
+    }
+}
+
+/// Fills the slots where the shop did not trade with the value of the same weekday one week
+/// earlier (0 in the first week), so that models see whole weeks.
+pub fn fill_breaks(values: &mut [f64], observed: &[bool], period: usize) {
+    for t in 0..values.len() {
+        if !observed[t] {
+            values[t] = if t >= period { values[t - period] } else { 0.0 };
+        }
     }
 }
 
@@ -345,7 +397,7 @@ fn calibrate(days: &[&Scored], level: f64, interval: impl Fn(&Scored) -> (f64, f
         })
         .collect();
     needed.sort_by(f64::total_cmp);
-    let scale = crate::clv::percentile(&needed, level);
+    let scale = crate::stats::percentile(&needed, level);
     if scale.is_finite() { scale } else { 1.0 }
 }
 
@@ -376,18 +428,25 @@ impl Default for BacktestPlan {
     }
 }
 
-/// Backtests `model` on `series` with `plan`.
+/// Backtests `model` on `series` with `plan`; only held-out days where `observed` is true
+/// (the shop traded) are scored.
 ///
 /// # Errors
 ///
-/// [`Error::Fit`] when the series is too short for the plan (each training part needs four
-/// seasons) or the model fails at an origin.
+/// [`Error::Fit`] when the plan is empty, the series is too short for it (each training part
+/// needs four seasons), no held-out day was a trading day, or the model fails at an origin.
 pub fn backtest(
     model: Model,
     series: &[f64],
+    observed: &[bool],
     period: usize,
     plan: BacktestPlan,
 ) -> Result<Backtest> {
+    if plan.origins == 0 || plan.horizon == 0 {
+        return Err(Error::Fit(
+            "a backtest needs at least one origin and one day ahead".into(),
+        ));
+    }
     let held_out = plan.origins * plan.horizon;
     if series.len() < held_out + 4 * period.max(1) {
         return Err(Error::Fit(format!(
@@ -414,14 +473,21 @@ pub fn backtest(
             .map(|t| (train[t] - train[t - period]).abs())
             .sum::<f64>()
             / (train.len() - period) as f64;
-        let mae = actual
+        let scored_days: Vec<usize> = (0..plan.horizon).filter(|i| observed[end + i]).collect();
+        let mae = scored_days
             .iter()
-            .zip(&band.value)
-            .map(|(a, f)| (a - f).abs())
+            .map(|i| (actual[*i] - band.value[*i]).abs())
             .sum::<f64>()
-            / actual.len() as f64;
-        mase += if scale > 0.0 { mae / scale } else { 0.0 };
-        for (i, a) in actual.iter().enumerate() {
+            / scored_days.len().max(1) as f64;
+        mase += if scale > 0.0 {
+            mae / scale
+        } else if mae > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        for i in scored_days {
+            let a = &actual[i];
             let f = band.value[i];
             let denominator = a.abs() + f.abs();
             smape += if denominator > 0.0 {
@@ -441,6 +507,9 @@ pub fn backtest(
         }
     }
     let days = scored.len();
+    if days == 0 {
+        return Err(Error::Fit("no held-out day was a trading day".into()));
+    }
     let share = |count: usize| count as f64 / days as f64;
     let raw_80 = scored
         .iter()
@@ -530,6 +599,7 @@ impl SeriesForecast {
 /// [`Error::Fit`] when no candidate can be backtested and fitted.
 pub fn forecast_series(
     series: &[f64],
+    observed: &[bool],
     period: usize,
     h: usize,
     plan: BacktestPlan,
@@ -537,13 +607,15 @@ pub fn forecast_series(
     let mut first_error = None;
     let backtests: Vec<Backtest> = Model::ALL
         .into_iter()
-        .filter_map(|model| match backtest(model, series, period, plan) {
-            Ok(backtest) => Some(backtest),
-            Err(error) => {
-                first_error.get_or_insert(error);
-                None
-            }
-        })
+        .filter_map(
+            |model| match backtest(model, series, observed, period, plan) {
+                Ok(backtest) => Some(backtest),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                    None
+                }
+            },
+        )
         .collect();
     if backtests.is_empty()
         && let Some(error) = first_error
@@ -587,15 +659,36 @@ mod tests {
             .filter(|d| d.weekday() != Weekday::Sat)
             .filter(|d| !(day(2010, 12, 24) <= *d && *d <= day(2011, 1, 3)))
             .collect();
+        // A stray Saturday sale does not open Saturdays.
+        let mut open = open;
+        open.push(day(2011, 6, 4));
         let calendar = TradingCalendar::observe(&open).expect("days");
         assert_eq!(calendar.period(), 6);
         assert!(!calendar.is_open(day(2011, 12, 10)), "a Saturday");
         assert!(calendar.is_open(day(2011, 12, 12)));
         assert!(!calendar.is_open(day(2011, 12, 27)), "closed a year before");
+        assert!(
+            !calendar.is_open(day(2011, 12, 25)),
+            "in last year's break, a Saturday then"
+        );
+        assert!(
+            !calendar.is_open(day(2012, 1, 1)),
+            "in last year's break, a Saturday then"
+        );
         assert!(calendar.is_open(day(2012, 1, 4)));
-        let horizon = calendar.horizon(30);
-        assert_eq!(horizon.len(), 30);
-        assert_eq!(horizon[0], (day(2011, 12, 10), false));
+        let horizon = calendar.horizon_slots(30);
+        assert_eq!(horizon.len(), 25, "30 days less five Saturdays");
+        assert_eq!(horizon[0], (day(2011, 12, 11), true));
+        // The history's model days: every open weekday, the break's days not traded.
+        let slots = calendar.slots();
+        let weeks = slots.len() / 6;
+        assert!(slots.len() - weeks * 6 < 6);
+        let untraded: Vec<NaiveDate> = slots.iter().filter(|(_, t)| !t).map(|(d, _)| *d).collect();
+        assert_eq!(
+            untraded.len(),
+            9,
+            "2010-12-24 to 2011-01-03 less two Saturdays: {untraded:?}"
+        );
     }
 
     #[test]
@@ -626,7 +719,9 @@ mod tests {
                 100.0 + 0.5 * t as f64 + 10.0 * pattern[t % 6] + 8.0 * noise
             })
             .collect();
-        let result = forecast_series(&series, 6, 30, BacktestPlan::default()).expect("forecast");
+        let observed = vec![true; series.len()];
+        let result =
+            forecast_series(&series, &observed, 6, 30, BacktestPlan::default()).expect("forecast");
         assert_eq!(result.band.len(), 30);
         let chosen = result.chosen_backtest().expect("chosen");
         let baseline = result.baseline().expect("baseline");
@@ -636,9 +731,52 @@ mod tests {
         assert_eq!(chosen.days, 120);
     }
 
+    /// Days of a break are filled with the same weekday a week before, and a held-out day
+    /// that was not a trading day is never scored: whatever it holds, the backtest is the same.
+    #[test]
+    fn break_days_are_filled_and_never_scored() {
+        let mut values: Vec<f64> = (0..200)
+            .map(|t| 50.0 + f64::from(t % 6) * 5.0 + f64::from((t * 13) % 7))
+            .collect();
+        let mut observed = vec![true; values.len()];
+        for t in [20, 21, 22, 150, 151, 190] {
+            observed[t] = false;
+            values[t] = 1e9;
+        }
+        let mut filled = values.clone();
+        fill_breaks(&mut filled, &observed, 6);
+        assert_eq!(filled[20], filled[14]);
+        assert_eq!(filled[22], filled[16]);
+        let plan = BacktestPlan {
+            origins: 2,
+            horizon: 30,
+        };
+        let first = backtest(Model::SeasonalNaive, &filled, &observed, 6, plan).expect("backtest");
+        filled[190] = -5.0;
+        let second = backtest(Model::SeasonalNaive, &filled, &observed, 6, plan).expect("backtest");
+        assert_eq!(
+            first.days, 57,
+            "60 held-out days less three that were not traded"
+        );
+        assert_eq!(first.mase, second.mase);
+        assert_eq!(first.coverage_95, second.coverage_95);
+        let none = BacktestPlan {
+            origins: 0,
+            horizon: 30,
+        };
+        assert!(backtest(Model::SeasonalNaive, &filled, &observed, 6, none).is_err());
+    }
+
     #[test]
     fn a_series_too_short_for_the_backtest_is_a_clear_error() {
-        let error = backtest(Model::Ets, &[1.0; 30], 6, BacktestPlan::default()).unwrap_err();
+        let error = backtest(
+            Model::Ets,
+            &[1.0; 30],
+            &[true; 30],
+            6,
+            BacktestPlan::default(),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("too few"), "{error}");
     }
 }

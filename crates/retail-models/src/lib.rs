@@ -6,6 +6,7 @@
 //!   seasonal residual;
 //! - [`clv`]: BG/NBD and Gamma-Gamma fitted by maximum likelihood, with bootstrap intervals;
 //! - [`optimize`]: Nelder–Mead and the special functions the likelihoods need;
+//! - [`stats`]: percentiles and medians;
 //! - [`asset`]: the `models` asset downstream of gold, which reads gold, fits all three and
 //!   writes their gold tables and the model registry.
 //!
@@ -17,6 +18,7 @@ pub mod asset;
 pub mod clv;
 pub mod forecast;
 pub mod optimize;
+pub mod stats;
 
 pub use asset::{ModelsAsset, ModelsSettings};
 

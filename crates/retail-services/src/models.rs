@@ -24,8 +24,7 @@ use crate::{Error, Result};
 /// How often the tables' versions are checked.
 const RECHECK: Duration = Duration::from_secs(1);
 
-/// The metrics forecast.
-pub const FORECAST_METRICS: [&str; 3] = ["revenue", "orders", "units"];
+pub use retail_lake::schema::FORECAST_METRICS;
 
 /// The most customers one page of `/api/v2/analytics/clv` holds.
 pub const MAX_CLV_LIMIT: usize = 1_000;
@@ -481,7 +480,8 @@ impl LakeModels {
     }
 }
 
-/// Typed access to a batch's cells, with the column named in errors.
+/// Typed access to a batch's cells, with the column named in errors (never a panic on a
+/// table of another shape).
 struct Columns<'a>(&'a RecordBatch);
 
 impl Columns<'_> {
@@ -495,41 +495,81 @@ impl Columns<'_> {
             .ok_or_else(|| format!("model table without column {name}"))
     }
 
+    fn wrong_type(name: &str) -> String {
+        format!("column {name} of a model table has another type")
+    }
+
+    fn null_in(name: &str) -> String {
+        format!("null in column {name} of a model table")
+    }
+
     fn text(&self, name: &str, row: usize) -> std::result::Result<String, String> {
-        self.text_opt(name, row)?
-            .ok_or_else(|| format!("null in column {name}"))
+        self.text_opt(name, row)?.ok_or_else(|| Self::null_in(name))
     }
 
     fn text_opt(&self, name: &str, row: usize) -> std::result::Result<Option<String>, String> {
-        let column = self.column(name)?.as_string::<i32>();
+        let column = self
+            .column(name)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Self::wrong_type(name))?;
         Ok(column.is_valid(row).then(|| column.value(row).to_owned()))
     }
 
     fn int(&self, name: &str, row: usize) -> std::result::Result<i64, String> {
-        Ok(self.column(name)?.as_primitive::<Int64Type>().value(row))
+        let column = self
+            .column(name)?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| Self::wrong_type(name))?;
+        column
+            .is_valid(row)
+            .then(|| column.value(row))
+            .ok_or_else(|| Self::null_in(name))
     }
 
     fn float(&self, name: &str, row: usize) -> std::result::Result<f64, String> {
-        Ok(self.column(name)?.as_primitive::<Float64Type>().value(row))
+        let column = self
+            .column(name)?
+            .as_primitive_opt::<Float64Type>()
+            .ok_or_else(|| Self::wrong_type(name))?;
+        column
+            .is_valid(row)
+            .then(|| column.value(row))
+            .ok_or_else(|| Self::null_in(name))
     }
 
     fn bool(&self, name: &str, row: usize) -> std::result::Result<bool, String> {
-        Ok(self.column(name)?.as_boolean().value(row))
+        let column = self
+            .column(name)?
+            .as_boolean_opt()
+            .ok_or_else(|| Self::wrong_type(name))?;
+        column
+            .is_valid(row)
+            .then(|| column.value(row))
+            .ok_or_else(|| Self::null_in(name))
     }
 
     fn date(&self, name: &str, row: usize) -> std::result::Result<NaiveDate, String> {
-        let days = self.column(name)?.as_primitive::<Date32Type>().value(row);
-        NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-            .ok_or_else(|| format!("{name}: day {days} out of range"))
+        let column = self
+            .column(name)?
+            .as_primitive_opt::<Date32Type>()
+            .ok_or_else(|| Self::wrong_type(name))?;
+        column
+            .is_valid(row)
+            .then(|| column.value(row))
+            .and_then(Date32Type::to_naive_date_opt)
+            .ok_or_else(|| format!("{name}: not a date"))
     }
 
     fn timestamp(&self, name: &str, row: usize) -> std::result::Result<DateTime<Utc>, String> {
-        let micros = self
+        let column = self
             .column(name)?
-            .as_primitive::<TimestampMicrosecondType>()
-            .value(row);
-        DateTime::from_timestamp_micros(micros)
-            .ok_or_else(|| format!("{name}: {micros} out of range"))
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| Self::wrong_type(name))?;
+        column
+            .is_valid(row)
+            .then(|| column.value(row))
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(|| format!("{name}: not a time"))
     }
 }
 
@@ -538,6 +578,28 @@ fn not_trained(what: &str) -> Error {
         "no {what} yet: the models asset has not been trained on gold (run the pipeline, or \
          `retail pipeline run --asset models`)"
     ))
+}
+
+impl Snapshot {
+    /// The newest registry entry of `model`, if it was trained; else the `404` that says why.
+    fn trained(&self, model: &str, what: &str) -> Result<&ModelVersion> {
+        let entry = self
+            .models
+            .iter()
+            .find(|m| m.model == model)
+            .ok_or_else(|| not_trained(what))?;
+        if entry.status == "trained" {
+            Ok(entry)
+        } else {
+            Err(Error::not_found(format!(
+                "no {what}: model version {} was skipped: {}",
+                entry.version,
+                entry.metrics["reason"]
+                    .as_str()
+                    .unwrap_or("it could not be fitted")
+            )))
+        }
+    }
 }
 
 #[async_trait]
@@ -644,6 +706,7 @@ impl ModelsService for LakeModels {
             return Err(Error::invalid(format!("from ({from}) is after to ({to})")));
         }
         let snapshot = self.snapshot().await?;
+        snapshot.trained("anomalies", "anomaly scores")?;
         let Some((version, _)) = snapshot.anomalies.first() else {
             return Err(not_trained("anomaly scores"));
         };
@@ -669,6 +732,7 @@ impl ModelsService for LakeModels {
             )));
         }
         let snapshot = self.snapshot().await?;
+        snapshot.trained("clv", "customer lifetime values")?;
         let Some(first) = snapshot.customers.first() else {
             return Err(not_trained("customer lifetime values"));
         };
