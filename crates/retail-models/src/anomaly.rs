@@ -12,7 +12,8 @@
 //!   with `seed`), splitting on a uniformly chosen metric (among those that vary in the node) at
 //!   a uniform value between its minimum and maximum, to depth ⌈log₂ sample⌉. A day's score is
 //!   2^(−E(h) / c(sample)), h its path length (plus c(n) at a leaf of n days), c(n) = 2H(n−1) −
-//!   2(n−1)/n, H(i) = ln i + 0.5772156649. Scores near 1 are anomalies, below 0.5 normal.
+//!   2(n−1)/n, H(i) = ln i + 0.5772156649 (and c(2) = 1, c(1) = 0, as scikit-learn has them).
+//!   Scores near 1 are anomalies, below 0.5 normal.
 //! - A day is an **anomaly** when its forest score is at least `score_threshold`. It names the
 //!   metrics whose |z| is at least `explain_z` (at least the one with the largest |z|), with
 //!   value, expected value and z. Every metric's z is kept for every day, so a single metric's

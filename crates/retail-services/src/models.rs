@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use retail_lake::Lake;
 use retail_lake::arrow::array::{Array as _, AsArray as _, RecordBatch};
-use retail_lake::arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use retail_lake::arrow::datatypes::{
+    ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType,
+};
 use retail_lake::schema::{
     GOLD_ANOMALIES, GOLD_CUSTOMER_CLV, GOLD_FORECAST, GOLD_FORECAST_BACKTEST, GOLD_MODEL_VERSIONS,
     MODEL_TABLES, TableSpec,
@@ -515,10 +517,15 @@ impl Columns<'_> {
         Ok(column.is_valid(row).then(|| column.value(row).to_owned()))
     }
 
-    fn int(&self, name: &str, row: usize) -> std::result::Result<i64, String> {
+    /// The non-null value of a primitive column.
+    fn primitive<T: ArrowPrimitiveType>(
+        &self,
+        name: &str,
+        row: usize,
+    ) -> std::result::Result<T::Native, String> {
         let column = self
             .column(name)?
-            .as_primitive_opt::<Int64Type>()
+            .as_primitive_opt::<T>()
             .ok_or_else(|| Self::wrong_type(name))?;
         column
             .is_valid(row)
@@ -526,15 +533,12 @@ impl Columns<'_> {
             .ok_or_else(|| Self::null_in(name))
     }
 
+    fn int(&self, name: &str, row: usize) -> std::result::Result<i64, String> {
+        self.primitive::<Int64Type>(name, row)
+    }
+
     fn float(&self, name: &str, row: usize) -> std::result::Result<f64, String> {
-        let column = self
-            .column(name)?
-            .as_primitive_opt::<Float64Type>()
-            .ok_or_else(|| Self::wrong_type(name))?;
-        column
-            .is_valid(row)
-            .then(|| column.value(row))
-            .ok_or_else(|| Self::null_in(name))
+        self.primitive::<Float64Type>(name, row)
     }
 
     fn bool(&self, name: &str, row: usize) -> std::result::Result<bool, String> {
@@ -549,26 +553,12 @@ impl Columns<'_> {
     }
 
     fn date(&self, name: &str, row: usize) -> std::result::Result<NaiveDate, String> {
-        let column = self
-            .column(name)?
-            .as_primitive_opt::<Date32Type>()
-            .ok_or_else(|| Self::wrong_type(name))?;
-        column
-            .is_valid(row)
-            .then(|| column.value(row))
-            .and_then(Date32Type::to_naive_date_opt)
+        Date32Type::to_naive_date_opt(self.primitive::<Date32Type>(name, row)?)
             .ok_or_else(|| format!("{name}: not a date"))
     }
 
     fn timestamp(&self, name: &str, row: usize) -> std::result::Result<DateTime<Utc>, String> {
-        let column = self
-            .column(name)?
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| Self::wrong_type(name))?;
-        column
-            .is_valid(row)
-            .then(|| column.value(row))
-            .and_then(DateTime::from_timestamp_micros)
+        DateTime::from_timestamp_micros(self.primitive::<TimestampMicrosecondType>(name, row)?)
             .ok_or_else(|| format!("{name}: not a time"))
     }
 }
