@@ -36,7 +36,8 @@ pub const MAX_CLV_LIMIT: usize = 1_000;
 pub trait ModelsService: Send + Sync {
     /// A metric's daily forecast for `horizon_days` calendar days, in total or for a country.
     async fn forecast(&self, query: &ForecastQuery) -> Result<ForecastAnswer>;
-    /// The trading days scored between two dates (inclusive), only anomalies unless `all`.
+    /// The trading days scored between two dates (inclusive), only anomalies unless `all`; a
+    /// reversed period selects nothing, as everywhere in the API.
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<AnomaliesAnswer>;
     /// Customers ranked by 12-month CLV, filtered by country and segment.
     async fn clv(&self, query: &ClvQuery) -> Result<ClvPage>;
@@ -690,11 +691,6 @@ impl ModelsService for LakeModels {
     }
 
     async fn anomalies(&self, query: &AnomalyQuery) -> Result<AnomaliesAnswer> {
-        if let (Some(from), Some(to)) = (query.from, query.to)
-            && from > to
-        {
-            return Err(Error::invalid(format!("from ({from}) is after to ({to})")));
-        }
         let snapshot = self.snapshot().await?;
         snapshot.trained("anomalies", "anomaly scores")?;
         let Some((version, _)) = snapshot.anomalies.first() else {

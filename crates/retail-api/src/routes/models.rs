@@ -86,7 +86,7 @@ pub(crate) struct AnomalyParams {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The days, oldest first", body = AnomaliesAnswer),
-        (status = 400, description = "A date is not YYYY-MM-DD, or from is after to", body = ErrorBody),
+        (status = 400, description = "A date is not YYYY-MM-DD (a reversed period selects nothing)", body = ErrorBody),
         (status = 404, description = "The models were not trained", body = ErrorBody)))]
 pub(crate) async fn anomalies(
     State(state): State<AppState>,
