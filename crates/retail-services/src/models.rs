@@ -348,22 +348,21 @@ impl LakeModels {
 
     async fn load(&self, versions: Vec<Option<u64>>) -> Result<Snapshot> {
         let mut snapshot = Snapshot::default();
-        let bad = |error: String| Error::new(retail_domain::error::ErrorKind::Internal, error);
         for batch in self.read(&GOLD_FORECAST, versions[0]).await? {
             let c = Columns(&batch);
             for row in 0..batch.num_rows() {
                 snapshot.forecast.push(ForecastRow {
-                    version: c.int("model_version", row).map_err(bad)?,
-                    metric: c.text("metric", row).map_err(bad)?,
-                    country: c.text_opt("country_name", row).map_err(bad)?,
-                    model: c.text("model", row).map_err(bad)?,
+                    version: c.int("model_version", row)?,
+                    metric: c.text("metric", row)?,
+                    country: c.text_opt("country_name", row)?,
+                    model: c.text("model", row)?,
                     point: ForecastPoint {
-                        date: c.date("date", row).map_err(bad)?,
-                        value: c.float("value", row).map_err(bad)?,
-                        lower_80: c.float("lower_80", row).map_err(bad)?,
-                        upper_80: c.float("upper_80", row).map_err(bad)?,
-                        lower_95: c.float("lower_95", row).map_err(bad)?,
-                        upper_95: c.float("upper_95", row).map_err(bad)?,
+                        date: c.date("date", row)?,
+                        value: c.float("value", row)?,
+                        lower_80: c.float("lower_80", row)?,
+                        upper_80: c.float("upper_80", row)?,
+                        lower_95: c.float("lower_95", row)?,
+                        upper_95: c.float("upper_95", row)?,
                     },
                 });
             }
@@ -373,20 +372,20 @@ impl LakeModels {
             let c = Columns(&batch);
             for row in 0..batch.num_rows() {
                 snapshot.backtest.push(SeriesBacktest {
-                    metric: c.text("metric", row).map_err(bad)?,
-                    country_name: c.text_opt("country_name", row).map_err(bad)?,
-                    chosen: c.bool("chosen", row).map_err(bad)?,
+                    metric: c.text("metric", row)?,
+                    country_name: c.text_opt("country_name", row)?,
+                    chosen: c.bool("chosen", row)?,
                     score: BacktestScore {
-                        model: c.text("model", row).map_err(bad)?,
-                        mase: c.float("mase", row).map_err(bad)?,
-                        smape: c.float("smape", row).map_err(bad)?,
-                        coverage_80: c.float("coverage_80", row).map_err(bad)?,
-                        coverage_95: c.float("coverage_95", row).map_err(bad)?,
-                        raw_coverage_80: c.float("raw_coverage_80", row).map_err(bad)?,
-                        raw_coverage_95: c.float("raw_coverage_95", row).map_err(bad)?,
-                        scale_80: c.float("scale_80", row).map_err(bad)?,
-                        scale_95: c.float("scale_95", row).map_err(bad)?,
-                        days: c.int("days", row).map_err(bad)?,
+                        model: c.text("model", row)?,
+                        mase: c.float("mase", row)?,
+                        smape: c.float("smape", row)?,
+                        coverage_80: c.float("coverage_80", row)?,
+                        coverage_95: c.float("coverage_95", row)?,
+                        raw_coverage_80: c.float("raw_coverage_80", row)?,
+                        raw_coverage_95: c.float("raw_coverage_95", row)?,
+                        scale_80: c.float("scale_80", row)?,
+                        scale_95: c.float("scale_95", row)?,
+                        days: c.int("days", row)?,
                     },
                 });
             }
@@ -394,18 +393,14 @@ impl LakeModels {
         for batch in self.read(&GOLD_ANOMALIES, versions[2]).await? {
             let c = Columns(&batch);
             for row in 0..batch.num_rows() {
-                let json = |name| {
-                    c.text(name, row)
-                        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-                };
                 snapshot.anomalies.push((
-                    c.int("model_version", row).map_err(bad)?,
+                    c.int("model_version", row)?,
                     AnomalyDay {
-                        date: c.date("date", row).map_err(bad)?,
-                        score: c.float("score", row).map_err(bad)?,
-                        is_anomaly: c.bool("is_anomaly", row).map_err(bad)?,
-                        reasons: json("reasons").map_err(bad)?,
-                        metrics: json("metrics").map_err(bad)?,
+                        date: c.date("date", row)?,
+                        score: c.float("score", row)?,
+                        is_anomaly: c.bool("is_anomaly", row)?,
+                        reasons: c.json("reasons", row)?,
+                        metrics: c.json("metrics", row)?,
                     },
                 ));
             }
@@ -414,30 +409,23 @@ impl LakeModels {
         for batch in self.read(&GOLD_CUSTOMER_CLV, versions[3]).await? {
             let c = Columns(&batch);
             for row in 0..batch.num_rows() {
-                let estimate = |name: &str| -> std::result::Result<Estimate, String> {
-                    Ok(Estimate {
-                        value: c.float(name, row)?,
-                        lower: c.float(&format!("{name}_lower"), row)?,
-                        upper: c.float(&format!("{name}_upper"), row)?,
-                    })
-                };
                 snapshot.customers.push(CustomerValue {
-                    customer_id: c.text("customer_id", row).map_err(bad)?,
-                    country_name: c.text("country_name", row).map_err(bad)?,
-                    segment: c.text_opt("segment", row).map_err(bad)?,
-                    frequency: c.float("frequency", row).map_err(bad)?,
-                    recency: c.float("recency", row).map_err(bad)?,
-                    t: c.float("t", row).map_err(bad)?,
-                    monetary_value: c.float("monetary_value", row).map_err(bad)?,
-                    probability_alive: estimate("probability_alive").map_err(bad)?,
-                    expected_purchases_30d: estimate("expected_purchases_30d").map_err(bad)?,
-                    expected_purchases_90d: estimate("expected_purchases_90d").map_err(bad)?,
-                    expected_purchases_365d: estimate("expected_purchases_365d").map_err(bad)?,
-                    expected_spend: estimate("expected_spend").map_err(bad)?,
-                    clv_6m: estimate("clv_6m").map_err(bad)?,
-                    clv_12m: estimate("clv_12m").map_err(bad)?,
-                    churn_risk: c.float("churn_risk", row).map_err(bad)?,
-                    model_version: c.int("model_version", row).map_err(bad)?,
+                    customer_id: c.text("customer_id", row)?,
+                    country_name: c.text("country_name", row)?,
+                    segment: c.text_opt("segment", row)?,
+                    frequency: c.float("frequency", row)?,
+                    recency: c.float("recency", row)?,
+                    t: c.float("t", row)?,
+                    monetary_value: c.float("monetary_value", row)?,
+                    probability_alive: c.estimate("probability_alive", row)?,
+                    expected_purchases_30d: c.estimate("expected_purchases_30d", row)?,
+                    expected_purchases_90d: c.estimate("expected_purchases_90d", row)?,
+                    expected_purchases_365d: c.estimate("expected_purchases_365d", row)?,
+                    expected_spend: c.estimate("expected_spend", row)?,
+                    clv_6m: c.estimate("clv_6m", row)?,
+                    clv_12m: c.estimate("clv_12m", row)?,
+                    churn_risk: c.float("churn_risk", row)?,
+                    model_version: c.int("model_version", row)?,
                 });
             }
         }
@@ -456,20 +444,16 @@ impl LakeModels {
         for batch in self.read(&GOLD_MODEL_VERSIONS, versions[4]).await? {
             let c = Columns(&batch);
             for row in 0..batch.num_rows() {
-                let json = |name| {
-                    c.text(name, row)
-                        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-                };
                 snapshot.models.push(ModelVersion {
-                    model: c.text("model", row).map_err(bad)?,
-                    version: c.int("version", row).map_err(bad)?,
-                    status: c.text("status", row).map_err(bad)?,
-                    gold_version: c.int("gold_version", row).map_err(bad)?,
-                    trained_at: c.timestamp("trained_at", row).map_err(bad)?,
-                    training_ms: c.int("training_ms", row).map_err(bad)?,
-                    rows: c.int("rows", row).map_err(bad)?,
-                    parameters: json("parameters").map_err(bad)?,
-                    metrics: json("metrics").map_err(bad)?,
+                    model: c.text("model", row)?,
+                    version: c.int("version", row)?,
+                    status: c.text("status", row)?,
+                    gold_version: c.int("gold_version", row)?,
+                    trained_at: c.timestamp("trained_at", row)?,
+                    training_ms: c.int("training_ms", row)?,
+                    rows: c.int("rows", row)?,
+                    parameters: c.json("parameters", row)?,
+                    metrics: c.json("metrics", row)?,
                 });
             }
         }
@@ -483,34 +467,50 @@ impl LakeModels {
     }
 }
 
+/// A model table that is not as the registry says: an internal error.
+fn bad(message: String) -> Error {
+    Error::new(retail_domain::error::ErrorKind::Internal, message)
+}
+
 /// Typed access to a batch's cells, with the column named in errors (never a panic on a
 /// table of another shape).
 struct Columns<'a>(&'a RecordBatch);
 
 impl Columns<'_> {
-    fn column(
-        &self,
-        name: &str,
-    ) -> std::result::Result<&dyn retail_lake::arrow::array::Array, String> {
+    fn column(&self, name: &str) -> Result<&dyn retail_lake::arrow::array::Array> {
         self.0
             .column_by_name(name)
             .map(|c| c.as_ref())
-            .ok_or_else(|| format!("model table without column {name}"))
+            .ok_or_else(|| bad(format!("model table without column {name}")))
     }
 
-    fn wrong_type(name: &str) -> String {
-        format!("column {name} of a model table has another type")
+    fn wrong_type(name: &str) -> Error {
+        bad(format!("column {name} of a model table has another type"))
     }
 
-    fn null_in(name: &str) -> String {
-        format!("null in column {name} of a model table")
+    fn null_in(name: &str) -> Error {
+        bad(format!("null in column {name} of a model table"))
     }
 
-    fn text(&self, name: &str, row: usize) -> std::result::Result<String, String> {
+    fn json(&self, name: &str, row: usize) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.text(name, row)?)
+            .map_err(|error| bad(format!("column {name} of a model table: {error}")))
+    }
+
+    /// A prediction and its interval: columns `name`, `name_lower`, `name_upper`.
+    fn estimate(&self, name: &str, row: usize) -> Result<Estimate> {
+        Ok(Estimate {
+            value: self.float(name, row)?,
+            lower: self.float(&format!("{name}_lower"), row)?,
+            upper: self.float(&format!("{name}_upper"), row)?,
+        })
+    }
+
+    fn text(&self, name: &str, row: usize) -> Result<String> {
         self.text_opt(name, row)?.ok_or_else(|| Self::null_in(name))
     }
 
-    fn text_opt(&self, name: &str, row: usize) -> std::result::Result<Option<String>, String> {
+    fn text_opt(&self, name: &str, row: usize) -> Result<Option<String>> {
         let column = self
             .column(name)?
             .as_string_opt::<i32>()
@@ -519,11 +519,7 @@ impl Columns<'_> {
     }
 
     /// The non-null value of a primitive column.
-    fn primitive<T: ArrowPrimitiveType>(
-        &self,
-        name: &str,
-        row: usize,
-    ) -> std::result::Result<T::Native, String> {
+    fn primitive<T: ArrowPrimitiveType>(&self, name: &str, row: usize) -> Result<T::Native> {
         let column = self
             .column(name)?
             .as_primitive_opt::<T>()
@@ -534,15 +530,15 @@ impl Columns<'_> {
             .ok_or_else(|| Self::null_in(name))
     }
 
-    fn int(&self, name: &str, row: usize) -> std::result::Result<i64, String> {
+    fn int(&self, name: &str, row: usize) -> Result<i64> {
         self.primitive::<Int64Type>(name, row)
     }
 
-    fn float(&self, name: &str, row: usize) -> std::result::Result<f64, String> {
+    fn float(&self, name: &str, row: usize) -> Result<f64> {
         self.primitive::<Float64Type>(name, row)
     }
 
-    fn bool(&self, name: &str, row: usize) -> std::result::Result<bool, String> {
+    fn bool(&self, name: &str, row: usize) -> Result<bool> {
         let column = self
             .column(name)?
             .as_boolean_opt()
@@ -553,14 +549,14 @@ impl Columns<'_> {
             .ok_or_else(|| Self::null_in(name))
     }
 
-    fn date(&self, name: &str, row: usize) -> std::result::Result<NaiveDate, String> {
+    fn date(&self, name: &str, row: usize) -> Result<NaiveDate> {
         Date32Type::to_naive_date_opt(self.primitive::<Date32Type>(name, row)?)
-            .ok_or_else(|| format!("{name}: not a date"))
+            .ok_or_else(|| bad(format!("{name}: not a date")))
     }
 
-    fn timestamp(&self, name: &str, row: usize) -> std::result::Result<DateTime<Utc>, String> {
+    fn timestamp(&self, name: &str, row: usize) -> Result<DateTime<Utc>> {
         DateTime::from_timestamp_micros(self.primitive::<TimestampMicrosecondType>(name, row)?)
-            .ok_or_else(|| format!("{name}: not a time"))
+            .ok_or_else(|| bad(format!("{name}: not a time")))
     }
 }
 
