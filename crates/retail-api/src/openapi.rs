@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    analytics, entities, ingestion, models, operations, pipeline, sales, session, transactions,
+    analytics, entities, ingestion, models, operations, pipeline, recommendations, sales, search,
+    session, transactions,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +26,8 @@ use crate::routes::{
         analytics::sales_summary, analytics::revenue_trend, analytics::top_products,
         analytics::returns, analytics::rfm, analytics::cohorts, analytics::geography,
         models::forecast, models::anomalies, models::clv, models::models,
+        recommendations::product, recommendations::customer,
+        search::search, search::suggest,
         entities::customer, entities::product, entities::invoice,
         sales::sales, sales::export,
         pipeline::runs, pipeline::run, pipeline::start, pipeline::status, pipeline::assets,

@@ -74,6 +74,192 @@ impl PipelineConfig {
     }
 }
 
+/// Search (`[search]`): the index of products, customers and invoices kept in step with gold
+/// (the `search` follower) and the engine that answers `/api/v1/search`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Whether the `search` follower is part of the graph and the search API answers.
+    pub enabled: bool,
+    /// `tantivy` (the embedded index, default) or `typesense` (a Typesense server kept in step
+    /// with gold; keyword search and type-ahead only).
+    pub engine: String,
+    /// The Typesense server (`engine = "typesense"`).
+    pub typesense_url: String,
+    /// Its API key.
+    pub typesense_api_key: String,
+    /// The collection holding gold's documents.
+    pub typesense_collection: String,
+    /// Where the embedded index lives; empty: `search` beside the lake's tables (a lake on
+    /// object storage needs a local directory here).
+    pub dir: String,
+    /// Dimensions of the product embeddings.
+    pub embedding_dim: usize,
+    /// Seed of the embeddings' random directions.
+    pub seed: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        let settings = retail_search::EmbeddingSettings::default();
+        Self {
+            enabled: true,
+            engine: "tantivy".to_owned(),
+            typesense_url: String::new(),
+            typesense_api_key: String::new(),
+            typesense_collection: "retail".to_owned(),
+            dir: String::new(),
+            embedding_dim: settings.dim,
+            seed: settings.seed,
+        }
+    }
+}
+
+impl SearchConfig {
+    /// The embeddings' settings.
+    pub fn embedding(&self) -> retail_search::EmbeddingSettings {
+        retail_search::EmbeddingSettings {
+            dim: self.embedding_dim,
+            seed: self.seed,
+        }
+    }
+
+    /// The index's directory for a lake rooted at `root`.
+    ///
+    /// # Errors
+    ///
+    /// When `dir` is empty and the lake is not on a local disk.
+    pub fn index_dir(&self, root: &url::Url) -> anyhow::Result<std::path::PathBuf> {
+        if !self.dir.trim().is_empty() {
+            return Ok(std::path::PathBuf::from(self.dir.trim()));
+        }
+        match root.to_file_path() {
+            Ok(path) if root.scheme() == "file" => Ok(path.join("search")),
+            _ => bail!(
+                "search.dir must be set to a local directory when the lake is at {root} (not on a \
+                 local disk)"
+            ),
+        }
+    }
+
+    /// The Typesense server, when it is the engine.
+    pub fn typesense(&self) -> Option<retail_search::typesense::TypesenseConfig> {
+        (self.engine == "typesense").then(|| retail_search::typesense::TypesenseConfig {
+            url: self.typesense_url.clone(),
+            api_key: self.typesense_api_key.clone(),
+            collection: self.typesense_collection.clone(),
+        })
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.engine.as_str() {
+            "tantivy" => {}
+            "typesense" => {
+                if !(self.typesense_url.starts_with("http://")
+                    || self.typesense_url.starts_with("https://"))
+                {
+                    problems.push(format!(
+                        "search.typesense_url must be an http:// or https:// URL, not {:?}",
+                        self.typesense_url
+                    ));
+                }
+                if self.typesense_api_key.is_empty() {
+                    problems.push("search.typesense_api_key must be set".to_owned());
+                }
+                if self.typesense_collection.is_empty()
+                    || !self
+                        .typesense_collection
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    problems.push(format!(
+                        "search.typesense_collection must be letters, digits and _, not {:?}",
+                        self.typesense_collection
+                    ));
+                }
+            }
+            other => problems.push(format!(
+                "search.engine must be tantivy or typesense, not {other:?}"
+            )),
+        }
+        if !(8..=1024).contains(&self.embedding_dim) {
+            problems.push(format!(
+                "search.embedding_dim must be 8 to 1024, not {}",
+                self.embedding_dim
+            ));
+        }
+        problems
+    }
+}
+
+/// Recommendations (`[recommendations]`): fitted on gold after every gold build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    /// Whether the `recommendations` asset is part of the graph.
+    pub enabled: bool,
+    /// Association rules are kept when their products share at least this many baskets.
+    pub min_pair_baskets: u32,
+    /// Neighbours kept per product (customers who bought this also bought).
+    pub neighbours: usize,
+    /// Similar customers whose purchases make a customer's "for you".
+    pub user_neighbours: usize,
+    /// Products kept per customer ("for you").
+    pub per_customer: usize,
+}
+
+impl Default for RecommendationsConfig {
+    fn default() -> Self {
+        let settings = retail_search::RecommendSettings::default();
+        Self {
+            enabled: true,
+            min_pair_baskets: settings.min_pair_baskets,
+            neighbours: settings.neighbours,
+            user_neighbours: settings.user_neighbours,
+            per_customer: settings.per_customer,
+        }
+    }
+}
+
+impl RecommendationsConfig {
+    /// The asset's settings.
+    pub fn settings(&self) -> retail_search::RecommendSettings {
+        retail_search::RecommendSettings {
+            min_pair_baskets: self.min_pair_baskets,
+            neighbours: self.neighbours,
+            per_customer: self.per_customer,
+            user_neighbours: self.user_neighbours,
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.min_pair_baskets == 0 {
+            problems.push("recommendations.min_pair_baskets must be at least 1".to_owned());
+        }
+        if !(1..=500).contains(&self.neighbours) {
+            problems.push(format!(
+                "recommendations.neighbours must be 1 to 500, not {}",
+                self.neighbours
+            ));
+        }
+        if !(1..=1000).contains(&self.user_neighbours) {
+            problems.push(format!(
+                "recommendations.user_neighbours must be 1 to 1000, not {}",
+                self.user_neighbours
+            ));
+        }
+        if !(1..=100).contains(&self.per_customer) {
+            problems.push(format!(
+                "recommendations.per_customer must be 1 to 100, not {}",
+                self.per_customer
+            ));
+        }
+        problems
+    }
+}
+
 /// The models asset (`[models]`): trained on gold after every gold build.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -411,6 +597,10 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// The models trained after gold (forecasts, anomalies, customer lifetime value).
     pub models: ModelsConfig,
+    /// The search index and engine.
+    pub search: SearchConfig,
+    /// The recommendations fitted after gold.
+    pub recommendations: RecommendationsConfig,
 }
 
 impl Config {
@@ -484,6 +674,8 @@ impl Config {
         problems.extend(self.warehouse.problems());
         problems.extend(self.api.problems());
         problems.extend(self.models.problems());
+        problems.extend(self.search.problems());
+        problems.extend(self.recommendations.problems());
         let mut names = std::collections::BTreeSet::new();
         for (index, stream) in self.streams.iter().enumerate() {
             problems.extend(stream.problems(&format!("streams[{index}]")));
@@ -520,6 +712,9 @@ impl Config {
         }
         if !shown.api.redis_url.is_empty() {
             "********".clone_into(&mut shown.api.redis_url);
+        }
+        if !shown.search.typesense_api_key.is_empty() {
+            "********".clone_into(&mut shown.search.typesense_api_key);
         }
         for stream in &mut shown.streams {
             if !stream.url.is_empty() {

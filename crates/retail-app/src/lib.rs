@@ -41,7 +41,8 @@ use retail_services::pipeline::Pipeline;
 use retail_warehouse::{Backend, EmbeddedFollower, PostgresFollower, PostgresWarehouse, Warehouse};
 
 pub use config::{
-    Config, ENV_PREFIX, IngestConfig, ModelsConfig, PipelineConfig, StreamConfig, TelemetryConfig,
+    Config, ENV_PREFIX, IngestConfig, ModelsConfig, PipelineConfig, RecommendationsConfig,
+    SearchConfig, StreamConfig, TelemetryConfig,
 };
 
 /// What the process is for: it decides what is built.
@@ -213,11 +214,41 @@ impl App {
                 (Some(JobRuntime(Some(runtime))), handle)
             }
         };
+        let search_dir = config.search.index_dir(lake.root())?;
+        let typesense = config
+            .search
+            .typesense()
+            .map(retail_search::typesense::Typesense::new)
+            .transpose()
+            .context("cannot use search.typesense_url")?;
+        if config.search.enabled {
+            followers.push(Arc::new(retail_search::SearchFollower::new(
+                lake.clone(),
+                search_dir.clone(),
+                config.search.embedding(),
+            )));
+            if let Some(typesense) = &typesense {
+                followers.push(Arc::new(retail_search::typesense::TypesenseFollower::new(
+                    lake.clone(),
+                    typesense.clone(),
+                )));
+            }
+        }
+        let search_index: Arc<dyn retail_domain::ports::SearchIndex> = match typesense {
+            Some(typesense) => Arc::new(typesense),
+            None => Arc::new(retail_search::TantivySearch::new(search_dir)),
+        };
         let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
         if config.models.enabled {
             assets.push(Arc::new(retail_models::ModelsAsset::new(
                 lake.clone(),
                 config.models.settings(),
+            )));
+        }
+        if config.recommendations.enabled {
+            assets.push(Arc::new(retail_search::RecommendationsAsset::new(
+                lake.clone(),
+                config.recommendations.settings(),
             )));
         }
         assets.extend(
@@ -297,6 +328,11 @@ impl App {
                 Arc::clone(&stream_health),
             )),
             models: Arc::new(retail_services::LakeModels::new(lake.clone())),
+            search: Arc::new(retail_services::Search::new(search_index)),
+            recommendations: Arc::new(retail_services::LakeRecommendations::new(
+                lake.clone(),
+                config.recommendations.min_pair_baskets,
+            )),
         };
         Ok(Self {
             config,

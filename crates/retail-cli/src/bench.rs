@@ -44,6 +44,17 @@ pub(crate) struct BenchArgs {
     /// Runs of each catalogue query (after three warm-up runs).
     #[arg(long, default_value_t = 30)]
     query_runs: usize,
+    /// Also measure search latency under load: keyword, semantic and hybrid searches of a fixed
+    /// set of shop queries, from --search-clients concurrent clients in this process, for
+    /// --search-seconds each.
+    #[arg(long)]
+    search: bool,
+    /// Concurrent clients of the search load.
+    #[arg(long, default_value_t = 2)]
+    search_clients: usize,
+    /// Seconds of load per search mode.
+    #[arg(long, default_value_t = 10)]
+    search_seconds: u64,
     /// Print the measurements as JSON.
     #[arg(long)]
     json: bool,
@@ -61,6 +72,12 @@ struct Measurement {
     models_seconds: Option<f64>,
     /// Each model's training time (ms) and status, from the run record.
     models: Vec<ModelTime>,
+    /// The recommendations asset (read gold, fit, write), when it is enabled.
+    recommendations_seconds: Option<f64>,
+    /// The search index's first build (read gold, embeddings, index), when search is enabled.
+    search_index: Option<SearchIndexBuild>,
+    /// Search latency under load (`--search`).
+    search_latency: Vec<SearchLatency>,
     total_seconds: f64,
     rows_per_second: f64,
     incremental: Option<Incremental>,
@@ -92,6 +109,26 @@ struct QueryLatency {
     median_ms: f64,
     p95_ms: f64,
     rows: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchIndexBuild {
+    seconds: f64,
+    documents: u64,
+    bytes: u64,
+    /// Documents the catch-up after the new day wrote (incremental), of all.
+    incremental_written: Option<u64>,
+    incremental_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchLatency {
+    mode: &'static str,
+    clients: usize,
+    requests: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,7 +242,35 @@ async fn measure(
     } else {
         (None, Vec::new())
     };
+    let recommendations_seconds = if base.recommendations.enabled {
+        let started = Instant::now();
+        stage(&app, &["recommendations"]).await?;
+        Some(started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+    let mut search_index = if base.search.enabled {
+        let started = Instant::now();
+        let run = stage(&app, &["search"]).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let detail = asset_detail(&run, "search");
+        Some(SearchIndexBuild {
+            seconds,
+            documents: detail["documents"].as_u64().unwrap_or(0),
+            bytes: detail["bytes"].as_u64().unwrap_or(0),
+            incremental_written: None,
+            incremental_seconds: None,
+        })
+    } else {
+        None
+    };
     let total_seconds = started.elapsed().as_secs_f64();
+    let search_latency = if args.search && base.search.enabled {
+        eprintln!("timing searches under load");
+        search_latencies(&app, args.search_clients.max(1), args.search_seconds).await?
+    } else {
+        Vec::new()
+    };
 
     let mut warehouse = None;
     let postgres = if args.warehouse && !base.warehouse.postgres_url.trim().is_empty() {
@@ -248,8 +313,20 @@ async fn measure(
                 .await?;
             let ingest_seconds = started.elapsed().as_secs_f64();
             let started = Instant::now();
-            stage(&app, &[]).await?;
+            let run = stage(&app, &[]).await?;
             let pipeline_seconds = started.elapsed().as_secs_f64();
+            if let Some(build) = search_index.as_mut() {
+                let detail = asset_detail(&run, "search");
+                build.incremental_written = detail["written"].as_u64();
+                build.incremental_seconds = (|| {
+                    Some(
+                        (detail["read_ms"].as_u64()?
+                            + detail["embed_ms"].as_u64()?
+                            + detail["index_ms"].as_u64()?) as f64
+                            / 1000.0,
+                    )
+                })();
+            }
             if let (Some(pg), Some(bench)) = (&postgres, warehouse.as_mut()) {
                 let report = pg.load(&app.lake).await?;
                 bench.postgres_incremental_seconds = Some(report.seconds);
@@ -276,6 +353,9 @@ async fn measure(
         gold_seconds,
         models_seconds,
         models,
+        recommendations_seconds,
+        search_index,
+        search_latency,
         total_seconds,
         rows_per_second: ingestion.rows_out as f64 / total_seconds,
         incremental,
@@ -301,6 +381,105 @@ fn model_times(run: &RunRecord) -> Vec<ModelTime> {
             rows: model["rows"].as_i64().unwrap_or_default(),
         })
         .collect()
+}
+
+/// The detail an asset recorded in `run` (`Null` when none).
+fn asset_detail(run: &RunRecord, key: &str) -> serde_json::Value {
+    run.detail
+        .assets
+        .iter()
+        .find(|asset| asset.asset == key)
+        .and_then(|asset| asset.detail.clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Shop queries: words, typos, codes, and descriptions of needs.
+const SEARCH_QUERIES: [&str; 30] = [
+    "red retrospot",
+    "chrismas lights",
+    "white hanging heart",
+    "lunch bag",
+    "jumbo bag",
+    "cake stand",
+    "tea set",
+    "vintage doily",
+    "paper chain kit",
+    "alarm clock",
+    "hot water bottle",
+    "party bunting",
+    "heart of wicker",
+    "gifts for a tea party",
+    "regency teacup",
+    "glass star",
+    "christmas decorations",
+    "kids garden set",
+    "baking set",
+    "retrospot umbrella",
+    "doormat",
+    "lantern",
+    "candle holder",
+    "85123A",
+    "notebook",
+    "wall art",
+    "childrens apron",
+    "lovebird",
+    "jam making set",
+    "spaceboy",
+];
+
+/// p50 and p99 of searches in each mode, `clients` concurrent clients for `seconds` each.
+async fn search_latencies(
+    app: &App,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<SearchLatency>> {
+    let mut out = Vec::new();
+    for mode in ["keyword", "semantic", "hybrid"] {
+        let query = |index: usize| retail_services::search::SearchQuery {
+            q: SEARCH_QUERIES[index % SEARCH_QUERIES.len()].to_owned(),
+            mode: Some(mode.to_owned()),
+            ..Default::default()
+        };
+        // Warm up: every query once.
+        for index in 0..SEARCH_QUERIES.len() {
+            app.services.search.search(&query(index)).await?;
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for client in 0..clients {
+            let search = std::sync::Arc::clone(&app.services.search);
+            tasks.push(tokio::spawn(async move {
+                let mut timings = Vec::new();
+                let mut index = client * 7;
+                while Instant::now() < deadline {
+                    let q = query(index);
+                    let at = Instant::now();
+                    search.search(&q).await?;
+                    timings.push(at.elapsed().as_secs_f64() * 1000.0);
+                    index += 1;
+                }
+                anyhow::Ok(timings)
+            }));
+        }
+        let mut timings = Vec::new();
+        for task in tasks {
+            timings.extend(task.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        timings.sort_by(f64::total_cmp);
+        let at =
+            |share: f64| timings[((timings.len() as f64 * share) as usize).min(timings.len() - 1)];
+        out.push(SearchLatency {
+            mode,
+            clients,
+            requests: timings.len(),
+            per_second: timings.len() as f64 / elapsed,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+        });
+    }
+    Ok(out)
 }
 
 /// Runs these assets (none: every asset) and returns the run.
@@ -336,6 +515,17 @@ fn print_measurement(m: &Measurement) {
             );
         }
     }
+    if let Some(seconds) = m.recommendations_seconds {
+        println!("  recommendations    {seconds:>8.3} s   (read gold, fit, write)");
+    }
+    if let Some(index) = &m.search_index {
+        println!(
+            "  search index       {:>8.3} s   ({} documents, {:.1} MiB)",
+            index.seconds,
+            index.documents,
+            index.bytes as f64 / 1_048_576.0
+        );
+    }
     println!(
         "  total              {:>8.3} s   ({:.0} rows/s)",
         m.total_seconds, m.rows_per_second
@@ -345,6 +535,24 @@ fn print_measurement(m: &Measurement) {
             "  incremental: {} rows of {}: ingest {:.3} s, pipeline {:.3} s",
             inc.rows, inc.file, inc.ingest_seconds, inc.pipeline_seconds
         );
+    }
+    if let Some(index) = &m.search_index
+        && let (Some(written), Some(seconds)) =
+            (index.incremental_written, index.incremental_seconds)
+    {
+        println!(
+            "  search index after the new day: {seconds:.3} s, {written} of {} documents written",
+            index.documents
+        );
+    }
+    if !m.search_latency.is_empty() {
+        println!("  search latency under load (p50 / p99 ms, requests per second):");
+        for l in &m.search_latency {
+            println!(
+                "    {:<9} {:>7.2} {:>7.2}  {:>8.0}/s  ({} clients, {} requests)",
+                l.mode, l.p50_ms, l.p99_ms, l.per_second, l.clients, l.requests
+            );
+        }
     }
     if let Some(w) = &m.warehouse {
         if let (Some(load), Some(copy), Some(rows), Some(rate)) = (

@@ -5,6 +5,7 @@ mod bench;
 mod models;
 mod progress;
 mod report;
+mod search;
 mod stream;
 mod warehouse;
 
@@ -71,6 +72,12 @@ enum Command {
     /// The models trained on gold: forecasts, anomalies, customer lifetime value.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// The search index of products, customers and invoices.
+    #[command(subcommand)]
+    Search(SearchCommand),
+    /// Recommendations: association rules, item-to-item, "for you".
+    #[command(subcommand)]
+    Recommend(RecommendCommand),
     /// Write synthetic transactions in the Online Retail CSV shape, one file per day.
     Generate(GenerateArgs),
     /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary,
@@ -188,6 +195,60 @@ enum ModelsCommand {
         /// Anomalies listed (largest score first).
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SearchCommand {
+    /// Rebuild the index from gold from scratch (every pipeline run updates it incrementally).
+    Rebuild {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search, as `GET /api/v1/search` does.
+    Query {
+        /// The words.
+        q: String,
+        /// product, customer or invoice.
+        #[arg(long = "type", default_value = "product")]
+        kind: String,
+        /// keyword, semantic or hybrid.
+        #[arg(long, default_value = "keyword")]
+        mode: String,
+        /// Only this country.
+        #[arg(long)]
+        country: Option<String>,
+        /// Results (1 to 100).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// The cursor a previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RecommendCommand {
+    /// Hit rate and NDCG of "for you" on held-out purchases, beside the best-seller baseline:
+    /// train on purchases up to --cutoff, recommend --k products to every customer who bought
+    /// something new until --until, count those they bought.
+    Evaluate {
+        /// Last day of training.
+        #[arg(long, default_value = "2011-09-30")]
+        cutoff: chrono::NaiveDate,
+        /// Last day of the held-out period.
+        #[arg(long, default_value = "2011-12-31")]
+        until: chrono::NaiveDate,
+        /// Products recommended per customer.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -310,6 +371,40 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Models(ModelsCommand::Report { json, top }) => {
             let app = App::build(config, Role::Cli).await?;
             models::report(&app, json, top).await
+        }
+        Command::Search(SearchCommand::Rebuild { json }) => {
+            let app = App::build(config, Role::Cli).await?;
+            search::rebuild(&app, json).await
+        }
+        Command::Search(SearchCommand::Query {
+            q,
+            kind,
+            mode,
+            country,
+            limit,
+            cursor,
+            json,
+        }) => {
+            let app = App::build(config, Role::Cli).await?;
+            let query = retail_services::search::SearchQuery {
+                q,
+                kind: Some(kind),
+                mode: Some(mode),
+                country,
+                limit: Some(limit),
+                cursor,
+                ..Default::default()
+            };
+            search::query(&app, query, json).await
+        }
+        Command::Recommend(RecommendCommand::Evaluate {
+            cutoff,
+            until,
+            k,
+            json,
+        }) => {
+            let app = App::build(config, Role::Cli).await?;
+            search::evaluate(&app, cutoff, until, k, json).await
         }
         Command::Quality(QualityCommand::Report { run, json, output }) => {
             let app = App::build(config, Role::Cli).await?;

@@ -13,6 +13,8 @@
 //! - [`rfm`](mod@rfm): SQL-exact `NTILE` and the RFM segment table (in Rust and in SQL);
 //! - [`measure`](mod@measure): what counts as a purchase, an order, units sold (in Rust and in SQL);
 //! - [`names`](mod@names): names safe to write into SQL;
+//! - [`search`](mod@search): the search index's documents, requests and answers, and the text
+//!   rules every search backend shares;
 //! - [`error`](mod@error): the workspace's error vocabulary ([`ErrorKind`], [`Classify`]);
 //! - [`progress`](mod@progress): how long work reports its progress;
 //! - [`ports`](mod@ports): the traits adapters implement ([`ports::Follower`]).
@@ -61,6 +63,7 @@ pub mod progress;
 pub mod record;
 pub mod rfm;
 pub mod score;
+pub mod search;
 pub mod transaction;
 
 pub use change::{Operation, parse_transaction_id};

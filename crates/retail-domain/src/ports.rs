@@ -3,7 +3,9 @@
 //!
 //! - [`Follower`]: everything that follows gold (the PostgreSQL warehouse, the embedded
 //!   warehouse's snapshot, and next the search index, models and caches);
-//! - [`SharedCache`] and [`SharedRateLimiter`]: state shared by API replicas (Redis).
+//! - [`SharedCache`] and [`SharedRateLimiter`]: state shared by API replicas (Redis);
+//! - [`SearchIndex`]: full-text and semantic search of products, customers and invoices (the
+//!   embedded tantivy index, Typesense).
 //!
 //! Ports return [`PortError`], which keeps the adapter's error as its source and its
 //! [`ErrorKind`], so a caller can tell a transient failure (worth a retry) from a bug.
@@ -12,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::{Classify, ErrorKind};
+use crate::search::{DocKind, SearchRequest, SearchResults, Suggestion};
 
 /// A boxed future, as object-safe async methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -131,4 +134,27 @@ pub trait SharedCache: Send + Sync + std::fmt::Debug {
 
     /// Stores `value` under `key` for `ttl_seconds`.
     fn put<'a>(&'a self, key: &'a str, value: String, ttl_seconds: u64) -> BoxFuture<'a, ()>;
+}
+
+/// A search index of gold's products, customers and invoices. An index that has not been
+/// built yet answers [`ErrorKind::Unavailable`]; a request it cannot serve (a semantic search
+/// of invoices) [`ErrorKind::InvalidInput`].
+pub trait SearchIndex: Send + Sync + std::fmt::Debug {
+    /// Which engine answers (`tantivy`, `typesense`).
+    fn engine(&self) -> &'static str;
+
+    /// Runs a search.
+    fn search<'a>(
+        &'a self,
+        request: &'a SearchRequest,
+    ) -> BoxFuture<'a, Result<SearchResults, PortError>>;
+
+    /// Completes what is being typed: documents (of `kind`, or any) whose words start with
+    /// the last word of `prefix` and contain the others, the most popular first.
+    fn suggest<'a>(
+        &'a self,
+        prefix: &'a str,
+        kind: Option<DocKind>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Suggestion>, PortError>>;
 }

@@ -41,6 +41,8 @@ pub enum Writer {
     Gold,
     /// The models asset (forecasts, anomalies, customer lifetime value, the model registry).
     Models,
+    /// The recommendations asset (association rules, item-to-item neighbours, "for you").
+    Recommendations,
 }
 
 /// How a gold table is served by the warehouse.
@@ -88,6 +90,10 @@ pub const GOLD_MARK: &str = "retail.pipeline.gold";
 /// The application id of the models' progress mark: every table the models asset writes
 /// carries the gold version (`gold/fact_sales`' Delta version) its models were trained on.
 pub const MODELS_MARK: &str = "retail.models";
+
+/// The application id of the recommendations' progress mark: every table the
+/// recommendations asset writes carries the gold version it was fitted on.
+pub const RECOMMENDATIONS_MARK: &str = "retail.recommendations";
 
 /// Decimal type of money columns.
 pub const MONEY: DataType = DataType::Decimal128(18, 3);
@@ -377,6 +383,40 @@ fn forecast_backtest_schema() -> SchemaRef {
         float("scale_80"),
         float("scale_95"),
         field("days", DataType::Int64, false),
+    ]))
+}
+
+fn product_pairs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("antecedent"),
+        utf8("consequent"),
+        field("baskets", DataType::Int64, false),
+        field("baskets_antecedent", DataType::Int64, false),
+        field("baskets_consequent", DataType::Int64, false),
+        field("baskets_both", DataType::Int64, false),
+        float("support"),
+        float("confidence"),
+        float("lift"),
+    ]))
+}
+
+fn product_neighbours_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("stock_code"),
+        field("rank", DataType::Int32, false),
+        utf8("neighbour"),
+        float("similarity"),
+        field("customers_both", DataType::Int64, false),
+    ]))
+}
+
+fn customer_recommendations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        utf8("customer_id"),
+        field("rank", DataType::Int32, false),
+        utf8("stock_code"),
+        float("score"),
+        utf8_null("because"),
     ]))
 }
 
@@ -703,6 +743,40 @@ pub const GOLD_CUSTOMER_CLV: TableSpec = model_table("gold/customer_clv", custom
 pub const GOLD_MODEL_VERSIONS: TableSpec =
     model_table("gold/model_versions", model_versions_schema);
 
+const fn recommendation_table(name: &'static str, schema: fn() -> SchemaRef) -> TableSpec {
+    TableSpec {
+        name,
+        schema,
+        partition_columns: &[],
+        writer: Writer::Recommendations,
+        warehouse: None,
+        internal: false,
+    }
+}
+
+/// `gold/product_pairs`: the association rules `antecedent ⇒ consequent` with their support,
+/// confidence and lift (pairs sharing at least `recommendations.min_pair_baskets` baskets).
+pub const GOLD_PRODUCT_PAIRS: TableSpec =
+    recommendation_table("gold/product_pairs", product_pairs_schema);
+
+/// `gold/product_neighbours`: each product's most similar products by the customers who
+/// bought them.
+pub const GOLD_PRODUCT_NEIGHBOURS: TableSpec =
+    recommendation_table("gold/product_neighbours", product_neighbours_schema);
+
+/// `gold/customer_recommendations`: each customer's products "for you", with the reason.
+pub const GOLD_CUSTOMER_RECOMMENDATIONS: TableSpec = recommendation_table(
+    "gold/customer_recommendations",
+    customer_recommendations_schema,
+);
+
+/// The recommendations asset's tables, in the order it commits them.
+pub const RECOMMENDATION_TABLES: [TableSpec; 3] = [
+    GOLD_PRODUCT_PAIRS,
+    GOLD_PRODUCT_NEIGHBOURS,
+    GOLD_CUSTOMER_RECOMMENDATIONS,
+];
+
 /// The models asset's tables, the registry last (it is committed last).
 pub const MODEL_TABLES: [TableSpec; 5] = [
     GOLD_FORECAST,
@@ -717,7 +791,7 @@ pub const HISTORY_TABLES: [TableSpec; 3] = [HISTORY_CUSTOMERS, HISTORY_PRODUCTS,
 
 /// The registry: every table of the lake, in the order data flows (bronze, silver, gold
 /// dimensions, facts, aggregates, gold's internal history, the models' tables).
-pub const ALL_TABLES: [TableSpec; 22] = [
+pub const ALL_TABLES: [TableSpec; 25] = [
     BRONZE_TRANSACTIONS,
     SILVER_TRANSACTIONS,
     SILVER_QUARANTINE,
@@ -740,6 +814,9 @@ pub const ALL_TABLES: [TableSpec; 22] = [
     GOLD_ANOMALIES,
     GOLD_CUSTOMER_CLV,
     GOLD_MODEL_VERSIONS,
+    GOLD_PRODUCT_PAIRS,
+    GOLD_PRODUCT_NEIGHBOURS,
+    GOLD_CUSTOMER_RECOMMENDATIONS,
 ];
 
 /// The tables a writer writes, in registry order.
@@ -793,6 +870,15 @@ mod tests {
         let models: Vec<&str> = tables_of(Writer::Models).iter().map(|t| t.name).collect();
         let registry: Vec<&str> = MODEL_TABLES.iter().map(|t| t.name).collect();
         assert_eq!(models, registry, "the models' tables, the registry last");
+        let recommendations: Vec<&str> = tables_of(Writer::Recommendations)
+            .iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(
+            recommendations,
+            RECOMMENDATION_TABLES.map(|t| t.name),
+            "the recommendations' tables"
+        );
         let relations: Vec<&str> = warehouse_tables().map(|(_, w)| w.relation).collect();
         assert_eq!(relations.len(), GOLD_TABLES.len());
         for table in GOLD_TABLES {
@@ -805,7 +891,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(public_tables().count(), 19);
+        assert_eq!(public_tables().count(), 22);
     }
 
     #[test]

@@ -8,19 +8,25 @@
 //! - [`PipelineService`]: start, run and follow runs of the asset graph;
 //! - [`OperationsService`]: readiness and metrics;
 //! - [`ModelsService`]: forecasts, anomalies, customer lifetime value and the model registry,
-//!   as the models asset wrote them to gold.
+//!   as the models asset wrote them to gold;
+//! - [`SearchService`]: searches and completions over the search index port;
+//! - [`RecommendationsService`]: what sells with a product, what to suggest to a customer, as
+//!   the recommendations asset wrote them to gold.
 //!
 //! Each is a trait with one implementation here, built from ports and the pipeline's use cases
 //! by the composition root (`retail-app`); nothing here picks an adapter.
 
 pub mod access;
 pub mod analytics;
+mod columns;
 mod config;
 mod error;
 pub mod ingest;
 pub mod models;
 pub mod operations;
 pub mod pipeline;
+pub mod recommendations;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -32,10 +38,12 @@ pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, Transactio
 pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};
 pub use pipeline::{AssetInfo, PipelineService};
+pub use recommendations::{LakeRecommendations, RecommendationsService};
 pub use retail_ingest::decode::Format;
 pub use retail_metadata::{RunKind, RunRecord};
 pub use retail_pipeline::{PipelineStatus, RunRequest, Staleness};
 pub use retail_warehouse::{Catalogue, Cell, QueryResult, catalogue};
+pub use search::{Search, SearchService};
 
 /// The services, as the API and the CLI hold them.
 #[derive(Clone)]
@@ -52,6 +60,10 @@ pub struct Services {
     pub operations: Arc<dyn OperationsService>,
     /// What the models predict.
     pub models: Arc<dyn ModelsService>,
+    /// Search and completions.
+    pub search: Arc<dyn SearchService>,
+    /// What sells with what.
+    pub recommendations: Arc<dyn RecommendationsService>,
 }
 
 impl std::fmt::Debug for Services {

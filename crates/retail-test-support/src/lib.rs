@@ -196,6 +196,26 @@ pub fn rabbitmq_stream_port() -> Option<u16> {
     })
 }
 
+/// The test Typesense server's URL and API key (`RETAIL_TEST_TYPESENSE_URL`,
+/// `RETAIL_TEST_TYPESENSE_KEY`).
+///
+/// # Panics
+///
+/// When they are not set and `RETAIL_REQUIRE_TYPESENSE` is.
+pub fn typesense() -> Option<(String, String)> {
+    let url = server(
+        "RETAIL_TEST_TYPESENSE_URL",
+        "RETAIL_REQUIRE_TYPESENSE",
+        "scripts/services.sh start typesense",
+    )?;
+    let key = server(
+        "RETAIL_TEST_TYPESENSE_KEY",
+        "RETAIL_REQUIRE_TYPESENSE",
+        "scripts/services.sh start typesense",
+    )?;
+    Some((url, key))
+}
+
 /// The authority that signs the test servers' certificates (`RETAIL_TEST_TLS_CA`).
 ///
 /// # Panics

@@ -11,8 +11,10 @@ pub(crate) mod ingestion;
 pub(crate) mod models;
 pub(crate) mod operations;
 pub(crate) mod pipeline;
+pub(crate) mod recommendations;
 pub(crate) mod rows;
 pub(crate) mod sales;
+pub(crate) mod search;
 pub(crate) mod session;
 pub(crate) mod transactions;
 
@@ -28,6 +30,12 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(session::routes())
         .merge(protected(&state, "read:analytics", analytics::routes()))
         .merge(protected(&state, "read:analytics", models::routes()))
+        .merge(protected(
+            &state,
+            "read:analytics",
+            recommendations::routes(),
+        ))
+        .merge(protected(&state, "read:search", search::routes()))
         .merge(protected(&state, "read:data", entities::routes()))
         .merge(protected(&state, "read:reports", sales::routes()))
         .merge(protected(&state, "read:pipelines", pipeline::read_routes()))

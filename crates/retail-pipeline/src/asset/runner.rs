@@ -434,6 +434,7 @@ impl Runner {
                 tables::Writer::Silver => Some(SILVER_APP_ID),
                 tables::Writer::Gold => Some(GOLD_APP_ID),
                 tables::Writer::Models => Some(tables::MODELS_MARK),
+                tables::Writer::Recommendations => Some(tables::RECOMMENDATIONS_MARK),
                 tables::Writer::Ingestion => None,
             };
             let built_from = match (&delta, mark) {

@@ -66,8 +66,14 @@ impl Default for Policy {
             (
                 "data_analyst".to_owned(),
                 role(
-                    &["read:analytics", "read:reports"],
-                    &["/api/v1/sales/*", "/api/v2/analytics/*", "/api/v2/models"],
+                    &["read:analytics", "read:reports", "read:search"],
+                    &[
+                        "/api/v1/sales/*",
+                        "/api/v1/search/*",
+                        "/api/v2/analytics/*",
+                        "/api/v2/models",
+                        "/api/v2/recommendations/*",
+                    ],
                 ),
             ),
             (

@@ -7,4 +7,5 @@ mod ingestion;
 mod models;
 mod operations;
 mod pipeline;
+mod search;
 pub(crate) mod support;

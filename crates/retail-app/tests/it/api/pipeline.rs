@@ -23,7 +23,17 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
         .iter()
         .map(|a| a["key"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["silver", "gold", "models", "warehouse/embedded"]);
+    assert_eq!(
+        keys,
+        [
+            "silver",
+            "gold",
+            "models",
+            "recommendations",
+            "warehouse/embedded",
+            "search"
+        ]
+    );
 
     // The analytics answer before the new days, which loads the embedded snapshot.
     let summary = || async {
@@ -60,10 +70,12 @@ async fn an_api_run_is_a_background_job_that_brings_every_asset_and_follower_up_
         assets.contains(&("gold/fact_sales", "materialized")),
         "{assets:?}"
     );
-    assert!(
-        assets.contains(&("warehouse/embedded", "materialized")),
-        "{assets:?}"
-    );
+    for follower in ["warehouse/embedded", "search", "recommendations"] {
+        assert!(
+            assets.contains(&(follower, "materialized")),
+            "{follower}: {assets:?}"
+        );
+    }
     assert!(run["detail"]["reconciliation"].is_object(), "{run}");
     let (_, _, status) = app.get("/admin/pipeline/status", &auth).await;
     for asset in status["assets"].as_array().unwrap() {
