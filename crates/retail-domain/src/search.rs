@@ -354,6 +354,9 @@ pub struct Facets {
 /// What a search found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchResults {
+    /// How the results were ranked: as asked for products; always keyword for customers and
+    /// invoices, which have no embeddings.
+    pub mode: SearchMode,
     /// Documents matching (keyword), or considered (semantic: the neighbours kept).
     pub total: u64,
     /// The page of results.
@@ -467,6 +470,36 @@ pub fn reciprocal_rank_fusion<'a>(lists: &[&'a [String]]) -> Vec<(&'a str, f64)>
     }
     fused.sort_by(|a, b| b.1.total_cmp(&a.1));
     fused
+}
+
+impl SearchRequest {
+    /// The mode that applies: the one asked for products, keyword for customers and invoices
+    /// (only products have embeddings).
+    pub fn effective_mode(&self) -> SearchMode {
+        if self.kind == DocKind::Product {
+            self.mode
+        } else {
+            SearchMode::Keyword
+        }
+    }
+
+    /// Whether the text has a word to search for (letters or digits): a query of punctuation
+    /// only finds nothing.
+    pub fn has_words(&self) -> bool {
+        !tokens(&self.text).is_empty()
+    }
+
+    /// The answer to a request that finds nothing.
+    pub fn nothing(&self, gold_version: i64) -> SearchResults {
+        SearchResults {
+            mode: self.effective_mode(),
+            total: 0,
+            hits: Vec::new(),
+            facets: Facets::default(),
+            corrections: Vec::new(),
+            gold_version,
+        }
+    }
 }
 
 #[cfg(test)]

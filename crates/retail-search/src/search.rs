@@ -46,6 +46,8 @@ struct Loaded {
     payload: Payload,
     /// Every word of the text field with its document frequency, sorted.
     words: Vec<(String, u64)>,
+    /// The words without digits (those typos may be read as), by their length in characters.
+    by_length: Vec<Vec<(String, u64)>>,
     embeddings: Option<Embeddings>,
     /// Stock code → index in the embeddings.
     product_of: HashMap<String, usize>,
@@ -137,8 +139,7 @@ impl TantivySearch {
     ///
     /// # Errors
     ///
-    /// [`Error::NotBuilt`] before the first build, [`Error::Invalid`] for a request the index
-    /// cannot serve, or when the index cannot be read.
+    /// [`Error::NotBuilt`] before the first build, or when the index cannot be read.
     pub fn search_now(&self, request: &SearchRequest) -> Result<SearchResults> {
         let (open, searcher, loaded) = self.current()?;
         let cx = Context {
@@ -146,29 +147,10 @@ impl TantivySearch {
             searcher: &searcher,
             loaded: &loaded,
         };
-        let semantic = request.mode != SearchMode::Keyword;
-        if semantic && request.kind != DocKind::Product {
-            return Err(Error::Invalid(format!(
-                "mode {} searches products only; use mode=keyword for {}s",
-                request.mode.as_str(),
-                request.kind.as_str()
-            )));
+        if !request.has_words() {
+            return Ok(request.nothing(loaded.payload.gold_version));
         }
-        if request.kind == DocKind::Customer
-            && (request.filters.min_price.is_some() || request.filters.max_price.is_some())
-        {
-            return Err(Error::Invalid(
-                "price filters apply to products (their price) and invoices (their total), not \
-                 to customers"
-                    .to_owned(),
-            ));
-        }
-        if request.kind != DocKind::Product && request.filters.line_type.is_some() {
-            return Err(Error::Invalid(
-                "the line type filter applies to products".to_owned(),
-            ));
-        }
-        match request.mode {
+        match request.effective_mode() {
             SearchMode::Keyword => cx.keyword(request),
             SearchMode::Semantic => cx.semantic(request),
             SearchMode::Hybrid => cx.hybrid(request),
@@ -235,6 +217,17 @@ fn load(open: &Open, searcher: &Searcher, generation: u64) -> Result<Loaded> {
     }
     let mut words: Vec<(String, u64)> = frequencies.into_iter().collect();
     words.sort();
+    let mut by_length: Vec<Vec<(String, u64)>> = Vec::new();
+    for (word, frequency) in &words {
+        if word.chars().any(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let length = word.chars().count();
+        if by_length.len() <= length {
+            by_length.resize_with(length + 1, Vec::new);
+        }
+        by_length[length].push((word.clone(), *frequency));
+    }
     let model = TermQuery::new(
         Term::from_field_text(open.fields.kind, MODEL_KIND),
         POSTINGS,
@@ -263,6 +256,7 @@ fn load(open: &Open, searcher: &Searcher, generation: u64) -> Result<Loaded> {
         generation,
         payload,
         words,
+        by_length,
         embeddings,
         product_of,
     })
@@ -310,19 +304,18 @@ impl Context<'_> {
         let allowed = if exact { 0 } else { typos_allowed(word) };
         if allowed > 0 {
             let length = word.chars().count();
-            for (known, frequency) in words {
-                let known_length = known.chars().count();
-                if known == word || known_length.abs_diff(length) > allowed {
-                    continue;
-                }
-                let distance = edit_distance(word, known);
-                if distance <= allowed {
-                    terms.push((
-                        known.clone(),
-                        1.0 / (1.0 + distance as f32),
-                        distance,
-                        *frequency,
-                    ));
+            let lengths = length.saturating_sub(allowed)..=length + allowed;
+            for candidates in lengths.filter_map(|n| self.loaded.by_length.get(n)) {
+                for (known, frequency) in candidates {
+                    let distance = edit_distance(word, known);
+                    if distance <= allowed {
+                        terms.push((
+                            known.clone(),
+                            1.0 / (1.0 + distance as f32),
+                            distance,
+                            *frequency,
+                        ));
+                    }
                 }
             }
         }
@@ -446,6 +439,18 @@ impl Context<'_> {
             })
     }
 
+    /// The stock code of a product's document, from its key (without parsing its JSON).
+    fn product_code(&self, address: DocAddress) -> Result<String> {
+        let doc: TantivyDocument = self.searcher.doc(address).map_err(self.error())?;
+        doc.get_first(self.fields().key)
+            .and_then(|v| v.as_str())
+            .and_then(|key| key.strip_prefix("product:"))
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Schema {
+                detail: "a product without its key: run retail search rebuild".to_owned(),
+            })
+    }
+
     fn facets(&self, collected: &tantivy::collector::FacetCounts) -> Facets {
         let list = |root: &str| {
             let mut values: Vec<(String, u64)> = collected
@@ -497,18 +502,13 @@ impl Context<'_> {
         BooleanQuery::new(clauses)
     }
 
-    fn expansions(&self, text: &str) -> Result<Vec<Expansion>> {
+    fn expansions(&self, text: &str) -> Vec<Expansion> {
         let mut words = query_words(text);
         if words.is_empty() {
             words = tokens(text);
         }
-        if words.is_empty() {
-            return Err(Error::Invalid(
-                "q has no words to search for (letters or digits)".to_owned(),
-            ));
-        }
         words.truncate(16);
-        Ok(words.iter().map(|word| self.expand(word)).collect())
+        words.iter().map(|word| self.expand(word)).collect()
     }
 
     /// Ranked keyword matches: `(total, facets, addresses with scores)`, `depth` deep.
@@ -560,7 +560,7 @@ impl Context<'_> {
         depth: usize,
         offset: usize,
     ) -> Result<(Vec<Expansion>, Ranked)> {
-        let expansions = self.expansions(&request.text)?;
+        let expansions = self.expansions(&request.text);
         let all = self.keyword_query(&expansions, Some(request.kind), &request.filters, false);
         let ranked = self.ranked(&all, depth, offset)?;
         if ranked.total > 0 || expansions.len() == 1 {
@@ -585,6 +585,7 @@ impl Context<'_> {
             });
         }
         Ok(SearchResults {
+            mode: request.effective_mode(),
             total: total as u64,
             hits,
             facets: self.facets(&facets),
@@ -641,38 +642,54 @@ impl Context<'_> {
             .collect())
     }
 
-    /// The products of these stock codes, and the facets over them.
-    fn products(&self, codes: &[String]) -> Result<(HashMap<String, Document>, Facets)> {
+    /// The facets over the products of these stock codes.
+    fn facets_of(&self, codes: &[String]) -> Result<Facets> {
         if codes.is_empty() {
-            return Ok((HashMap::new(), Facets::default()));
+            return Ok(Facets::default());
         }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = codes
-            .iter()
-            .map(|code| {
-                (
-                    Occur::Should,
-                    term_query(Term::from_field_text(
-                        self.fields().key,
-                        &format!("product:{code}"),
-                    )),
-                )
-            })
-            .collect();
-        let query = BooleanQuery::new(clauses);
         let mut facets = FacetCollector::for_field("facet");
         for root in ["/country", "/line_type", "/price_band"] {
             facets.add_facet(root);
         }
-        let (addresses, facets) = self
+        let counts = self
             .searcher
-            .search(&query, &(DocSetCollector, facets))
+            .search(&self.codes_query(codes), &facets)
+            .map_err(self.error())?;
+        Ok(self.facets(&counts))
+    }
+
+    fn codes_query(&self, codes: &[String]) -> BooleanQuery {
+        BooleanQuery::new(
+            codes
+                .iter()
+                .map(|code| {
+                    (
+                        Occur::Should,
+                        term_query(Term::from_field_text(
+                            self.fields().key,
+                            &format!("product:{code}"),
+                        )),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The products of these stock codes (a page: the documents are read and parsed).
+    fn products(&self, codes: &[String]) -> Result<HashMap<String, Document>> {
+        if codes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let addresses = self
+            .searcher
+            .search(&self.codes_query(codes), &DocSetCollector)
             .map_err(self.error())?;
         let mut out = HashMap::with_capacity(addresses.len());
         for address in addresses {
             let document = self.document(address)?;
             out.insert(document.id().to_owned(), document);
         }
-        Ok((out, self.facets(&facets)))
+        Ok(out)
     }
 
     fn page(
@@ -700,13 +717,21 @@ impl Context<'_> {
     fn semantic(&self, request: &SearchRequest) -> Result<SearchResults> {
         let neighbours = self.neighbours(request)?;
         let codes: Vec<String> = neighbours.iter().map(|(code, _)| code.clone()).collect();
-        let (documents, facets) = self.products(&codes)?;
+        let facets = self.facets_of(&codes)?;
+        let page: Vec<String> = codes
+            .iter()
+            .skip(request.offset)
+            .take(request.limit)
+            .cloned()
+            .collect();
+        let documents = self.products(&page)?;
         let ranked: Vec<(String, f64)> = neighbours
             .into_iter()
             .map(|(code, score)| (code, f64::from(score)))
             .collect();
         let words: HashSet<String> = query_words(&request.text).into_iter().collect();
         Ok(SearchResults {
+            mode: request.effective_mode(),
             total: ranked.len() as u64,
             hits: self.page(&ranked, request, &words, &documents),
             facets,
@@ -720,7 +745,7 @@ impl Context<'_> {
             self.keyword_match(request, CANDIDATES, 0)?;
         let mut keyword = Vec::with_capacity(top.len());
         for (_, address) in top {
-            keyword.push(self.document(address)?.id().to_owned());
+            keyword.push(self.product_code(address)?);
         }
         let semantic: Vec<String> = self
             .neighbours(request)?
@@ -737,9 +762,10 @@ impl Context<'_> {
             .take(request.limit)
             .map(|(code, _)| code.clone())
             .collect();
-        let (documents, _) = self.products(&page)?;
+        let documents = self.products(&page)?;
         let matched = Self::matched_words(&expansions);
         Ok(SearchResults {
+            mode: request.effective_mode(),
             total: fused.len() as u64,
             hits: self.page(&fused, request, &matched, &documents),
             facets: self.facets(&facets),
@@ -756,9 +782,7 @@ impl Context<'_> {
     ) -> Result<Vec<Suggestion>> {
         let words = tokens(prefix);
         let Some((last, complete)) = words.split_last() else {
-            return Err(Error::Invalid(
-                "q has no words to complete (letters or digits)".to_owned(),
-            ));
+            return Ok(Vec::new());
         };
         let mut expansions: Vec<Expansion> =
             complete.iter().map(|word| self.expand(word)).collect();

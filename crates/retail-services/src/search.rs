@@ -172,7 +172,8 @@ pub struct Correction {
 pub struct SearchPage {
     /// The engine that answered (`tantivy`, `typesense`).
     pub engine: String,
-    /// `keyword`, `semantic` or `hybrid`.
+    /// How the results were ranked: `keyword`, `semantic` or `hybrid` as asked for products;
+    /// `keyword` for customers and invoices (only products have embeddings).
     pub mode: String,
     /// Documents matching (keyword), or kept (semantic, hybrid).
     pub total: u64,
@@ -398,7 +399,7 @@ impl SearchService for Search {
                 .then(|| cursor(next));
         Ok(SearchPage {
             engine: self.index.engine().to_owned(),
-            mode: request.mode.as_str().to_owned(),
+            mode: found.mode.as_str().to_owned(),
             total: found.total,
             hits: found.hits.into_iter().map(hit).collect(),
             facets: SearchFacets {

@@ -115,7 +115,12 @@ pub(crate) struct ClvParams {
     #[param(required = false, nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Customers skipped (default 0).
-    #[param(required = false, nullable = false, minimum = 0)]
+    #[param(
+        required = false,
+        nullable = false,
+        minimum = 0,
+        maximum = 4294967295_u64
+    )]
     offset: Option<usize>,
 }
 

@@ -36,7 +36,8 @@ pub(crate) struct SearchParams {
     )]
     r#type: Option<String>,
     /// `keyword` (default: BM25, typos forgiven), `semantic` (products by meaning) or
-    /// `hybrid` (both, fused by reciprocal rank).
+    /// `hybrid` (both, fused by reciprocal rank); customers and invoices are always searched by
+    /// keyword (the answer's `mode` says which ranked).
     #[param(
         required = false,
         nullable = false,
@@ -75,7 +76,7 @@ pub(crate) struct SearchParams {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of results, the facets and the corrections made", body = SearchPage),
-        (status = 400, description = "A parameter is unknown or out of range, or the mode does not apply to the type", body = ErrorBody),
+        (status = 400, description = "A parameter is unknown or out of range (a filter that does not apply to the type selects nothing; with search.engine = typesense, semantic and hybrid are refused)", body = ErrorBody),
         (status = 503, description = "The index has not been built yet", body = ErrorBody)))]
 pub(crate) async fn search(
     State(state): State<AppState>,
