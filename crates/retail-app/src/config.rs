@@ -90,8 +90,8 @@ pub struct SearchConfig {
     pub typesense_api_key: String,
     /// The collection holding gold's documents.
     pub typesense_collection: String,
-    /// Where the embedded index lives; empty: `search` beside the lake's tables (a lake on
-    /// object storage needs a local directory here).
+    /// Where the embedded index lives; empty: `search` beside the lake's tables, or beside the
+    /// metadata store's file when the lake is on object storage.
     pub dir: String,
     /// Dimensions of the product embeddings.
     pub embedding_dim: usize,
@@ -124,21 +124,18 @@ impl SearchConfig {
         }
     }
 
-    /// The index's directory for a lake rooted at `root`.
-    ///
-    /// # Errors
-    ///
-    /// When `dir` is empty and the lake is not on a local disk.
-    pub fn index_dir(&self, root: &url::Url) -> anyhow::Result<std::path::PathBuf> {
+    /// The index's directory: `dir`, else `search` beside the tables of a lake on a local
+    /// disk, else `search` beside the metadata store's file (`metadata_path`).
+    pub fn index_dir(&self, root: &url::Url, metadata_path: &str) -> std::path::PathBuf {
         if !self.dir.trim().is_empty() {
-            return Ok(std::path::PathBuf::from(self.dir.trim()));
+            return std::path::PathBuf::from(self.dir.trim());
         }
         match root.to_file_path() {
-            Ok(path) if root.scheme() == "file" => Ok(path.join("search")),
-            _ => bail!(
-                "search.dir must be set to a local directory when the lake is at {root} (not on a \
-                 local disk)"
-            ),
+            Ok(path) if root.scheme() == "file" => path.join("search"),
+            _ => std::path::Path::new(metadata_path)
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("search"),
         }
     }
 

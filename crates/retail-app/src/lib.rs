@@ -214,7 +214,7 @@ impl App {
                 (Some(JobRuntime(Some(runtime))), handle)
             }
         };
-        let search_dir = config.search.index_dir(lake.root())?;
+        let search_dir = config.search.index_dir(lake.root(), &config.metadata.path);
         let typesense = config
             .search
             .typesense()

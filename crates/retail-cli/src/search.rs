@@ -10,7 +10,10 @@ use serde_json::json;
 
 /// Rebuilds the index from scratch and prints what it did.
 pub(crate) async fn rebuild(app: &App, json: bool) -> anyhow::Result<()> {
-    let dir = app.config.search.index_dir(app.lake.root())?;
+    let dir = app
+        .config
+        .search
+        .index_dir(app.lake.root(), &app.config.metadata.path);
     let report =
         retail_search::index_gold(&app.lake, &dir, app.config.search.embedding(), true).await?;
     if json {

@@ -27,6 +27,7 @@ pub mod operations;
 pub mod pipeline;
 pub mod recommendations;
 pub mod search;
+mod tables;
 
 use std::sync::Arc;
 

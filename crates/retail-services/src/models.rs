@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -15,14 +14,11 @@ use retail_lake::schema::{
     MODEL_TABLES, TableSpec,
 };
 use serde::Serialize;
-use tokio::sync::Mutex;
 use utoipa::ToSchema;
 
 use crate::columns::Columns;
+use crate::tables::TableCache;
 use crate::{Error, Result};
-
-/// How often the tables' versions are checked.
-const RECHECK: Duration = Duration::from_secs(1);
 
 pub use retail_lake::schema::FORECAST_METRICS;
 
@@ -288,7 +284,6 @@ struct ForecastRow {
 /// The tables, as last read.
 #[derive(Debug, Default)]
 struct Snapshot {
-    versions: Vec<Option<u64>>,
     forecast: Vec<ForecastRow>,
     backtest: Vec<SeriesBacktest>,
     anomalies: Vec<(i64, AnomalyDay)>,
@@ -300,48 +295,23 @@ struct Snapshot {
 /// [`ModelsService`] over the lake's model tables.
 #[derive(Debug)]
 pub struct LakeModels {
-    lake: Lake,
-    state: Mutex<(Option<Instant>, Arc<Snapshot>)>,
+    tables: TableCache<Snapshot>,
 }
 
 impl LakeModels {
     /// The models of `lake`.
     pub fn new(lake: Lake) -> Self {
         Self {
-            lake,
-            state: Mutex::new((None, Arc::new(Snapshot::default()))),
+            tables: TableCache::new(lake, &MODEL_TABLES),
         }
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        let mut state = self.state.lock().await;
-        if state.0.is_some_and(|at| at.elapsed() < RECHECK) {
-            return Ok(Arc::clone(&state.1));
-        }
-        let mut versions = Vec::new();
-        for table in MODEL_TABLES {
-            versions.push(
-                self.lake
-                    .latest_version(&table)
-                    .await
-                    .map_err(Error::from_classified)?,
-            );
-        }
-        if state.0.is_none() || versions != state.1.versions {
-            state.1 = Arc::new(self.load(versions).await?);
-        }
-        state.0 = Some(Instant::now());
-        Ok(Arc::clone(&state.1))
+        self.tables.get(|versions| self.load(versions)).await
     }
 
     async fn read(&self, table: &TableSpec, version: Option<u64>) -> Result<Vec<RecordBatch>> {
-        if version.is_none() {
-            return Ok(Vec::new());
-        }
-        self.lake
-            .read_all(table)
-            .await
-            .map_err(Error::from_classified)
+        self.tables.read(table, version).await
     }
 
     async fn load(&self, versions: Vec<Option<u64>>) -> Result<Snapshot> {
@@ -460,7 +430,6 @@ impl LakeModels {
                 .cmp(&a.version)
                 .then_with(|| a.model.cmp(&b.model))
         });
-        snapshot.versions = versions;
         Ok(snapshot)
     }
 }

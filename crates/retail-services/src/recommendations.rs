@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use retail_lake::Lake;
@@ -15,13 +14,11 @@ use retail_lake::schema::{
     TableSpec,
 };
 use serde::Serialize;
-use tokio::sync::Mutex;
 use utoipa::ToSchema;
 
 use crate::columns::Columns;
+use crate::tables::TableCache;
 use crate::{Error, Result};
-
-const RECHECK: Duration = Duration::from_secs(1);
 
 /// The tables read, in the order of the versions kept.
 const TABLES: [TableSpec; 4] = [
@@ -180,7 +177,6 @@ struct PickRow {
 
 #[derive(Debug, Default)]
 struct Snapshot {
-    versions: Vec<Option<u64>>,
     gold_version: Option<i64>,
     baskets: i64,
     min_pair_baskets: i64,
@@ -196,9 +192,8 @@ struct Snapshot {
 /// [`RecommendationsService`] over the lake's recommendation tables.
 #[derive(Debug)]
 pub struct LakeRecommendations {
-    lake: Lake,
+    tables: TableCache<Snapshot>,
     min_pair_baskets: i64,
-    state: Mutex<(Option<Instant>, Arc<Snapshot>)>,
 }
 
 impl LakeRecommendations {
@@ -206,41 +201,17 @@ impl LakeRecommendations {
     /// baskets.
     pub fn new(lake: Lake, min_pair_baskets: u32) -> Self {
         Self {
-            lake,
+            tables: TableCache::new(lake, &TABLES),
             min_pair_baskets: i64::from(min_pair_baskets),
-            state: Mutex::new((None, Arc::new(Snapshot::default()))),
         }
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        let mut state = self.state.lock().await;
-        if state.0.is_some_and(|at| at.elapsed() < RECHECK) {
-            return Ok(Arc::clone(&state.1));
-        }
-        let mut versions = Vec::new();
-        for table in TABLES {
-            versions.push(
-                self.lake
-                    .latest_version(&table)
-                    .await
-                    .map_err(Error::from_classified)?,
-            );
-        }
-        if state.0.is_none() || versions != state.1.versions {
-            state.1 = Arc::new(self.load(versions).await?);
-        }
-        state.0 = Some(Instant::now());
-        Ok(Arc::clone(&state.1))
+        self.tables.get(|versions| self.load(versions)).await
     }
 
     async fn read(&self, table: &TableSpec, version: Option<u64>) -> Result<Vec<RecordBatch>> {
-        if version.is_none() {
-            return Ok(Vec::new());
-        }
-        self.lake
-            .read_all(table)
-            .await
-            .map_err(Error::from_classified)
+        self.tables.read(table, version).await
     }
 
     async fn load(&self, versions: Vec<Option<u64>>) -> Result<Snapshot> {
@@ -319,7 +290,8 @@ impl LakeRecommendations {
         }
         if versions[2].is_some() {
             snapshot.gold_version = self
-                .lake
+                .tables
+                .lake()
                 .app_version(
                     &GOLD_CUSTOMER_RECOMMENDATIONS,
                     retail_lake::schema::RECOMMENDATIONS_MARK,
@@ -327,7 +299,6 @@ impl LakeRecommendations {
                 .await
                 .map_err(Error::from_classified)?;
         }
-        snapshot.versions = versions;
         Ok(snapshot)
     }
 }
