@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod cells;
 mod config;
 mod error;
 pub mod schema;

@@ -25,13 +25,16 @@ use deltalake::arrow::datatypes::{
 use deltalake::arrow::error::ArrowError;
 use futures::TryStreamExt as _;
 use retail_lake::Lake;
+use retail_lake::cells::{column, day, money};
 use retail_lake::schema::{
     self as tables, GOLD_ANOMALIES, GOLD_CUSTOMER_CLV, GOLD_DAILY_SALES, GOLD_DIM_CUSTOMER,
     GOLD_FACT_SALES, GOLD_FORECAST, GOLD_FORECAST_BACKTEST, GOLD_MODEL_VERSIONS, SILVER_QUARANTINE,
     TableSpec,
 };
 use retail_metadata::AssetRun;
-use retail_pipeline::{Asset, Error, Result, RunContext, Staleness, gold_version};
+use retail_pipeline::{
+    Asset, Error, Result, RunContext, Staleness, gold_to_follow, staleness_by_mark,
+};
 use serde::Serialize;
 use serde_json::json;
 use tracing::info;
@@ -154,38 +157,17 @@ impl Asset for ModelsAsset {
     }
 
     async fn staleness(&self) -> Result<Staleness> {
-        let Some(gold) = gold_version(&self.lake).await? else {
-            return Ok(Staleness::UpToDate);
-        };
-        Ok(
-            match self
-                .lake
-                .app_version(&GOLD_MODEL_VERSIONS, MODELS_APP_ID)
-                .await?
-            {
-                None => Staleness::Missing,
-                Some(mark) if mark == gold => Staleness::UpToDate,
-                Some(mark) => Staleness::Stale(format!(
-                    "trained on gold version {mark}; gold is at version {gold}"
-                )),
-            },
-        )
+        staleness_by_mark(&self.lake, &GOLD_MODEL_VERSIONS, MODELS_APP_ID, "trained").await
     }
 
     async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
         let key = self.key();
-        let Some(gold) = gold_version(&self.lake).await? else {
+        let Some(gold) =
+            gold_to_follow(&self.lake, &GOLD_MODEL_VERSIONS, MODELS_APP_ID, cx.force).await?
+        else {
             cx.run.detail.assets.push(AssetRun::up_to_date(key));
             return Ok(false);
         };
-        let mark = self
-            .lake
-            .app_version(&GOLD_MODEL_VERSIONS, MODELS_APP_ID)
-            .await?;
-        if mark == Some(gold) && !cx.force {
-            cx.run.detail.assets.push(AssetRun::up_to_date(key));
-            return Ok(false);
-        }
         cx.progress.begin("models (read gold, train, write)", 3);
         let started = Instant::now();
         let inputs = Inputs::read(&self.lake).await?;
@@ -302,16 +284,6 @@ struct Inputs {
     quarantined: HashMap<NaiveDate, f64>,
 }
 
-fn money(value: i128) -> f64 {
-    value as f64 / 1000.0
-}
-
-fn day(days_since_epoch: i32) -> std::result::Result<NaiveDate, ArrowError> {
-    Date32Type::to_naive_date_opt(days_since_epoch).ok_or_else(|| {
-        ArrowError::InvalidArgumentError(format!("date {days_since_epoch} out of range"))
-    })
-}
-
 fn read_error(
     table: &'static str,
 ) -> impl Fn(deltalake::datafusion::error::DataFusionError) -> Error {
@@ -319,14 +291,6 @@ fn read_error(
         table,
         source: Box::new(source),
     }
-}
-
-fn missing(name: &str) -> ArrowError {
-    ArrowError::SchemaError(format!("column {name} is missing"))
-}
-
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a ArrayRef, ArrowError> {
-    batch.column_by_name(name).ok_or_else(|| missing(name))
 }
 
 impl Inputs {

@@ -50,7 +50,8 @@ use std::sync::Arc;
 
 pub use asset::{
     Asset, AssetStatus, FollowerAsset, GoldAsset, PipelineStatus, RetryPolicy, RunContext,
-    RunRequest, Runner, SilverAsset, Staleness, TableStatus, gold_version,
+    RunRequest, Runner, SilverAsset, Staleness, TableStatus, gold_to_follow, gold_version,
+    staleness_by_mark,
 };
 pub use error::{Error, Result};
 pub use ingestion::{IngestOptions, IngestRequest, IngestionService};

@@ -23,7 +23,9 @@ use retail_lake::schema::{
     RECOMMENDATIONS_MARK, TableSpec,
 };
 use retail_metadata::AssetRun;
-use retail_pipeline::{Asset, RunContext, Staleness, gold_version};
+use retail_pipeline::{
+    Asset, RunContext, Staleness, gold_to_follow, gold_version, staleness_by_mark,
+};
 use serde_json::json;
 use tracing::info;
 
@@ -334,38 +336,28 @@ impl Asset for RecommendationsAsset {
     }
 
     async fn staleness(&self) -> retail_pipeline::Result<Staleness> {
-        let Some(gold) = gold_version(&self.lake).await? else {
-            return Ok(Staleness::UpToDate);
-        };
-        Ok(
-            match self
-                .lake
-                .app_version(&GOLD_CUSTOMER_RECOMMENDATIONS, RECOMMENDATIONS_MARK)
-                .await?
-            {
-                None => Staleness::Missing,
-                Some(mark) if mark == gold => Staleness::UpToDate,
-                Some(mark) => Staleness::Stale(format!(
-                    "fitted on gold version {mark}; gold is at version {gold}"
-                )),
-            },
+        staleness_by_mark(
+            &self.lake,
+            &GOLD_CUSTOMER_RECOMMENDATIONS,
+            RECOMMENDATIONS_MARK,
+            "fitted",
         )
+        .await
     }
 
     async fn materialize(&self, cx: &mut RunContext<'_>) -> retail_pipeline::Result<bool> {
         let key = self.key();
-        let Some(gold) = gold_version(&self.lake).await? else {
+        let Some(gold) = gold_to_follow(
+            &self.lake,
+            &GOLD_CUSTOMER_RECOMMENDATIONS,
+            RECOMMENDATIONS_MARK,
+            cx.force,
+        )
+        .await?
+        else {
             cx.run.detail.assets.push(AssetRun::up_to_date(key));
             return Ok(false);
         };
-        let mark = self
-            .lake
-            .app_version(&GOLD_CUSTOMER_RECOMMENDATIONS, RECOMMENDATIONS_MARK)
-            .await?;
-        if mark == Some(gold) && !cx.force {
-            cx.run.detail.assets.push(AssetRun::up_to_date(key));
-            return Ok(false);
-        }
         cx.progress
             .begin("recommendations (read gold, fit, write)", 3);
         let started = Instant::now();

@@ -86,6 +86,17 @@ impl Groups {
         self.of_product[product as usize].len() as u32
     }
 
+    /// The same incidence with the roles swapped: each group becomes an item and each item a
+    /// group (customers sharing products, instead of products sharing customers). The keys are
+    /// the new groups' indices.
+    pub fn transposed(&self) -> Self {
+        Self {
+            keys: (0..self.of_product.len() as u32).collect(),
+            members: self.of_product.clone(),
+            of_product: self.members.clone(),
+        }
+    }
+
     /// Calls `visit(product, row)` for every product in a group, `row` being every other
     /// product sharing a group with it and the number of groups they share, by product.
     pub fn co_counts(&self, mut visit: impl FnMut(u32, &[(u32, u32)])) {

@@ -2,7 +2,7 @@
 //! and the content hash that tells whether a document changed since it was indexed.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use retail_domain::search::{CustomerDoc, Document, InvoiceDoc, ProductDoc};
+use retail_domain::search::{CustomerDoc, DocKind, Document, InvoiceDoc, ProductDoc};
 use serde_json::{Value, json};
 
 /// The document as a JSON object, with `kind` and `id`.
@@ -116,7 +116,40 @@ pub fn fnv(bytes: &[u8]) -> u64 {
 
 /// The key of a document in every index: `kind:id`.
 pub fn key(document: &Document) -> String {
-    format!("{}:{}", document.kind().as_str(), document.id())
+    key_of(document.kind(), document.id())
+}
+
+/// The key of the document of `kind` with `id`.
+pub fn key_of(kind: DocKind, id: &str) -> String {
+    format!("{}:{id}", kind.as_str())
+}
+
+/// The id in a key of `kind`; `None` when the key is of another kind.
+pub fn id_in(kind: DocKind, key: &str) -> Option<&str> {
+    key.strip_prefix(kind.as_str())?.strip_prefix(':')
+}
+
+/// What every index stores of a document to tell later whether it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// [`key`].
+    pub key: String,
+    /// [`to_json`], as text.
+    pub json: String,
+    /// [`content_hash`] of the JSON.
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `document`.
+    pub fn of(document: &Document) -> Self {
+        let json = to_json(document).to_string();
+        Self {
+            key: key(document),
+            hash: content_hash(&json),
+            json,
+        }
+    }
 }
 
 /// The title with every word in `matched` (lowercased) wrapped in `<em>`; `None` when no word
@@ -173,6 +206,12 @@ mod tests {
         assert_eq!(json["kind"], "invoice");
         assert_eq!(from_json(&json), Some(invoice.clone()));
         assert_eq!(key(&invoice), "invoice:C536379");
+        assert_eq!(id_in(DocKind::Invoice, "invoice:C536379"), Some("C536379"));
+        assert_eq!(id_in(DocKind::Product, "invoice:C536379"), None);
+        assert_eq!(
+            Fingerprint::of(&invoice).hash,
+            content_hash(&json.to_string())
+        );
         let text = json.to_string();
         assert_eq!(
             content_hash(&text),

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use deltalake::arrow::array::{Array as _, ArrayRef, AsArray as _, RecordBatch};
+use deltalake::arrow::array::{Array as _, AsArray as _, RecordBatch};
 use deltalake::arrow::datatypes::{
     Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType,
 };
@@ -12,6 +12,7 @@ use deltalake::arrow::error::ArrowError;
 use futures::TryStreamExt as _;
 use retail_domain::search::{CustomerDoc, InvoiceDoc, ProductDoc, price_band};
 use retail_lake::Lake;
+use retail_lake::cells::{column, day, money};
 use retail_lake::schema::{
     GOLD_CUSTOMER_RFM, GOLD_DIM_COUNTRY, GOLD_DIM_CUSTOMER, GOLD_DIM_PRODUCT, GOLD_FACT_SALES,
     TableSpec,
@@ -44,23 +45,6 @@ pub struct Gold {
     pub invoices: Vec<InvoiceDoc>,
     /// The basket lines, in fact order.
     pub purchases: Vec<Purchase>,
-}
-
-fn missing(name: &str) -> ArrowError {
-    ArrowError::SchemaError(format!("column {name} is missing"))
-}
-
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a ArrayRef, ArrowError> {
-    batch.column_by_name(name).ok_or_else(|| missing(name))
-}
-
-fn money(value: i128) -> f64 {
-    value as f64 / 1000.0
-}
-
-fn day(days: i32) -> std::result::Result<NaiveDate, ArrowError> {
-    Date32Type::to_naive_date_opt(days)
-        .ok_or_else(|| ArrowError::InvalidArgumentError(format!("date {days} out of range")))
 }
 
 fn moment(micros: i64) -> std::result::Result<NaiveDateTime, ArrowError> {

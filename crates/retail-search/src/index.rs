@@ -18,7 +18,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, IndexWriter, Term};
 
-use crate::document::{content_hash, fnv, key, to_json};
+use crate::document::{Fingerprint, fnv, key};
 use crate::error::{Error, Result};
 
 /// The kind of the document holding the embeddings.
@@ -109,9 +109,9 @@ impl Fields {
         })
     }
 
-    fn document(&self, doc: &Document, json: &str, hash: u64) -> TantivyDocument {
+    fn document(&self, doc: &Document, print: &Fingerprint) -> TantivyDocument {
         let mut out = TantivyDocument::default();
-        out.add_text(self.key, key(doc));
+        out.add_text(self.key, &print.key);
         out.add_text(self.kind, doc.kind().as_str());
         out.add_text(self.text, doc.text());
         for country in doc.countries() {
@@ -136,8 +136,8 @@ impl Fields {
             out.add_i64(self.last_day, days(last));
         }
         out.add_f64(self.popularity, doc.popularity());
-        out.add_text(self.json, json);
-        out.add_u64(self.hash, hash);
+        out.add_text(self.json, &print.json);
+        out.add_u64(self.hash, print.hash);
         out
     }
 }
@@ -216,25 +216,37 @@ impl IndexDir {
             .map_err(Error::index(&self.dir))
     }
 
-    /// The hash of every indexed document, by key.
-    fn indexed(&self, index: &Index, fields: &Fields) -> Result<HashMap<String, u64>> {
+    /// Calls `visit` with every live document stored in the index.
+    fn for_each_stored(
+        &self,
+        index: &Index,
+        mut visit: impl FnMut(TantivyDocument) -> Result<()>,
+    ) -> Result<()> {
         let reader = index.reader().map_err(Error::index(&self.dir))?;
         let searcher = reader.searcher();
-        let mut out = HashMap::new();
         for segment in searcher.segment_readers() {
             let store = segment.get_store_reader(64).map_err(|source| Error::Io {
                 path: self.dir.clone(),
                 source,
             })?;
             for doc in segment.doc_ids_alive() {
-                let stored: TantivyDocument = store.get(doc).map_err(Error::index(&self.dir))?;
-                let key = stored.get_first(fields.key).and_then(|v| v.as_str());
-                let hash = stored.get_first(fields.hash).and_then(|v| v.as_u64());
-                if let (Some(key), Some(hash)) = (key, hash) {
-                    out.insert(key.to_owned(), hash);
-                }
+                visit(store.get(doc).map_err(Error::index(&self.dir))?)?;
             }
         }
+        Ok(())
+    }
+
+    /// The hash of every indexed document, by key.
+    fn indexed(&self, index: &Index, fields: &Fields) -> Result<HashMap<String, u64>> {
+        let mut out = HashMap::new();
+        self.for_each_stored(index, |stored| {
+            let key = stored.get_first(fields.key).and_then(|v| v.as_str());
+            let hash = stored.get_first(fields.hash).and_then(|v| v.as_u64());
+            if let (Some(key), Some(hash)) = (key, hash) {
+                out.insert(key.to_owned(), hash);
+            }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -267,21 +279,18 @@ impl IndexDir {
         let mut seen = std::collections::HashSet::with_capacity(documents.len() + 1);
         let mut written = 0u64;
         for doc in documents {
-            let key = key(doc);
-            let json = to_json(doc).to_string();
-            let hash = content_hash(&json);
-            let is_new = seen.insert(key.clone());
-            if !is_new {
+            let print = Fingerprint::of(doc);
+            if !seen.insert(print.key.clone()) {
                 return Err(Error::Schema {
-                    detail: format!("two documents have the key {key}"),
+                    detail: format!("two documents have the key {}", print.key),
                 });
             }
-            if indexed.get(&key) == Some(&hash) {
+            if indexed.get(&print.key) == Some(&print.hash) {
                 continue;
             }
-            writer.delete_term(Term::from_field_text(fields.key, &key));
+            writer.delete_term(Term::from_field_text(fields.key, &print.key));
             writer
-                .add_document(fields.document(doc, &json, hash))
+                .add_document(fields.document(doc, &print))
                 .map_err(Error::index(&self.dir))?;
             written += 1;
         }
@@ -336,57 +345,45 @@ impl IndexDir {
             return Ok(0);
         }
         let (index, fields) = self.open()?;
-        let reader = index.reader().map_err(Error::index(&self.dir))?;
-        let searcher = reader.searcher();
         let wanted: std::collections::HashSet<&str> =
             customers.iter().map(String::as_str).collect();
         let mut writer = self.writer(&index)?;
         let mut changed = 0u64;
-        for segment in searcher.segment_readers() {
-            let store = segment.get_store_reader(64).map_err(|source| Error::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-            for doc in segment.doc_ids_alive() {
-                let stored: TantivyDocument = store.get(doc).map_err(Error::index(&self.dir))?;
-                let Some(json) = stored.get_first(fields.json).and_then(|v| v.as_str()) else {
-                    continue;
-                };
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
-                    continue;
-                };
-                let Some(document) = crate::document::from_json(&value) else {
-                    continue;
-                };
-                match document {
-                    Document::Customer(customer)
-                        if wanted.contains(customer.customer_id.as_str()) =>
-                    {
-                        writer.delete_term(Term::from_field_text(
-                            fields.key,
-                            &key(&Document::Customer(customer)),
-                        ));
-                        changed += 1;
-                    }
-                    Document::Invoice(mut invoice)
-                        if invoice
-                            .customer_id
-                            .as_deref()
-                            .is_some_and(|id| wanted.contains(id)) =>
-                    {
-                        invoice.customer_id = None;
-                        let doc = Document::Invoice(invoice);
-                        let json = to_json(&doc).to_string();
-                        writer.delete_term(Term::from_field_text(fields.key, &key(&doc)));
-                        writer
-                            .add_document(fields.document(&doc, &json, content_hash(&json)))
-                            .map_err(Error::index(&self.dir))?;
-                        changed += 1;
-                    }
-                    _ => {}
+        self.for_each_stored(&index, |stored| {
+            let document = stored
+                .get_first(fields.json)
+                .and_then(|v| v.as_str())
+                .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+                .and_then(|value| crate::document::from_json(&value));
+            match document {
+                Some(Document::Customer(customer))
+                    if wanted.contains(customer.customer_id.as_str()) =>
+                {
+                    writer.delete_term(Term::from_field_text(
+                        fields.key,
+                        &key(&Document::Customer(customer)),
+                    ));
+                    changed += 1;
                 }
+                Some(Document::Invoice(mut invoice))
+                    if invoice
+                        .customer_id
+                        .as_deref()
+                        .is_some_and(|id| wanted.contains(id)) =>
+                {
+                    invoice.customer_id = None;
+                    let doc = Document::Invoice(invoice);
+                    let print = Fingerprint::of(&doc);
+                    writer.delete_term(Term::from_field_text(fields.key, &print.key));
+                    writer
+                        .add_document(fields.document(&doc, &print))
+                        .map_err(Error::index(&self.dir))?;
+                    changed += 1;
+                }
+                _ => {}
             }
-        }
+            Ok(())
+        })?;
         let metas = index.load_metas().map_err(Error::index(&self.dir))?;
         let mut prepared = writer.prepare_commit().map_err(Error::index(&self.dir))?;
         if let Some(payload) = metas.payload.as_deref() {

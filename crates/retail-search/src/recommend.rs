@@ -156,39 +156,22 @@ pub fn neighbours(histories: &Groups, k: usize) -> Vec<Vec<Neighbour>> {
 /// Each customer's most similar customers (cosine over their products), indexed like
 /// `histories.members`, best first.
 pub fn similar_customers(histories: &Groups, k: usize) -> Vec<Vec<(u32, f64)>> {
-    let customers = histories.members.len();
-    let mut scratch = vec![0u32; customers];
-    let mut touched: Vec<u32> = Vec::new();
-    let mut out = Vec::with_capacity(customers);
-    for (customer, products) in histories.members.iter().enumerate() {
-        for &product in products {
-            for &other in &histories.of_product[product as usize] {
-                if other as usize == customer {
-                    continue;
-                }
-                if scratch[other as usize] == 0 {
-                    touched.push(other);
-                }
-                scratch[other as usize] += 1;
-            }
-        }
-        let own = products.len() as f64;
-        let mut similar: Vec<(u32, f64)> = touched
+    // Customers sharing products are products sharing groups, with the roles swapped.
+    let by_customer = histories.transposed();
+    let mut out = vec![Vec::new(); histories.members.len()];
+    by_customer.co_counts(|customer, row| {
+        let own = histories.members[customer as usize].len() as f64;
+        let mut similar: Vec<(u32, f64)> = row
             .iter()
-            .map(|&other| {
-                let both = f64::from(scratch[other as usize]);
+            .map(|&(other, both)| {
                 let theirs = histories.members[other as usize].len() as f64;
-                (other, both / (own * theirs).sqrt())
+                (other, f64::from(both) / (own * theirs).sqrt())
             })
             .collect();
-        for &other in &touched {
-            scratch[other as usize] = 0;
-        }
-        touched.clear();
         similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         similar.truncate(k);
-        out.push(similar);
-    }
+        out[customer as usize] = similar;
+    });
     out
 }
 

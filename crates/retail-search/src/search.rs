@@ -28,7 +28,7 @@ use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQue
 use tantivy::schema::{TantivyDocument, Value as _};
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, Term};
 
-use crate::document::{from_json, highlight};
+use crate::document::{from_json, highlight, id_in, key_of};
 use crate::embed::Embeddings;
 use crate::error::{Error, Result};
 use crate::index::{Fields, MODEL_KIND, POSTINGS, Payload, days};
@@ -276,6 +276,15 @@ struct Context<'a> {
     loaded: &'a Loaded,
 }
 
+/// The facet counts every search answers: by country, line type and price band.
+fn facet_collector() -> FacetCollector {
+    let mut facets = FacetCollector::for_field("facet");
+    for root in ["/country", "/line_type", "/price_band"] {
+        facets.add_facet(root);
+    }
+    facets
+}
+
 fn term_query(term: Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(term, POSTINGS))
 }
@@ -444,7 +453,7 @@ impl Context<'_> {
         let doc: TantivyDocument = self.searcher.doc(address).map_err(self.error())?;
         doc.get_first(self.fields().key)
             .and_then(|v| v.as_str())
-            .and_then(|key| key.strip_prefix("product:"))
+            .and_then(|key| id_in(DocKind::Product, key))
             .map(str::to_owned)
             .ok_or_else(|| Error::Schema {
                 detail: "a product without its key: run retail search rebuild".to_owned(),
@@ -513,10 +522,7 @@ impl Context<'_> {
 
     /// Ranked keyword matches: `(total, facets, addresses with scores)`, `depth` deep.
     fn ranked(&self, query: &BooleanQuery, depth: usize, offset: usize) -> Result<Ranked> {
-        let mut facets = FacetCollector::for_field("facet");
-        for root in ["/country", "/line_type", "/price_band"] {
-            facets.add_facet(root);
-        }
+        let facets = facet_collector();
         let top = TopDocs::with_limit(depth.max(1))
             .and_offset(offset)
             .tweak_score(move |segment: &tantivy::SegmentReader| {
@@ -606,9 +612,7 @@ impl Context<'_> {
             .map_err(self.error())?;
         let mut allowed = HashSet::with_capacity(addresses.len());
         for address in addresses {
-            if let Document::Product(product) = self.document(address)?
-                && let Some(&index) = self.loaded.product_of.get(&product.stock_code)
-            {
+            if let Some(&index) = self.loaded.product_of.get(&self.product_code(address)?) {
                 allowed.insert(index);
             }
         }
@@ -647,10 +651,7 @@ impl Context<'_> {
         if codes.is_empty() {
             return Ok(Facets::default());
         }
-        let mut facets = FacetCollector::for_field("facet");
-        for root in ["/country", "/line_type", "/price_band"] {
-            facets.add_facet(root);
-        }
+        let facets = facet_collector();
         let counts = self
             .searcher
             .search(&self.codes_query(codes), &facets)
@@ -667,7 +668,7 @@ impl Context<'_> {
                         Occur::Should,
                         term_query(Term::from_field_text(
                             self.fields().key,
-                            &format!("product:{code}"),
+                            &key_of(DocKind::Product, code),
                         )),
                     )
                 })

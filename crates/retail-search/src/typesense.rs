@@ -22,7 +22,7 @@ use retail_domain::search::{
 use retail_lake::Lake;
 use serde_json::{Value, json};
 
-use crate::document::{content_hash, from_json, highlight, key, to_json};
+use crate::document::{Fingerprint, from_json, highlight, key_of};
 use crate::error::{Error, Result};
 use crate::gold::Gold;
 use crate::index::{Payload, days};
@@ -210,15 +210,28 @@ impl Typesense {
         Ok(out)
     }
 
-    fn record(doc: &Document, json: &str, hash: u64) -> Value {
+    /// Deletes the document of `key`; its answer.
+    async fn delete(&self, key: &str) -> Result<(reqwest::StatusCode, String)> {
+        self.send(
+            "delete",
+            self.client.delete(self.url(&format!(
+                "/collections/{}/documents/{}",
+                self.config.collection,
+                urlencode(key)
+            ))),
+        )
+        .await
+    }
+
+    fn record(doc: &Document, print: &Fingerprint) -> Value {
         let mut value = json!({
-            "id": key(doc),
+            "id": print.key,
             "kind": doc.kind().as_str(),
             "text": tokens(&doc.text()).join(" "),
             "country": doc.countries(),
             "popularity": doc.popularity(),
-            "json": json,
-            "hash": hash.to_string(),
+            "json": print.json,
+            "hash": print.hash.to_string(),
         });
         if let Some(line_type) = doc.line_type() {
             value["line_type"] = json!(line_type);
@@ -275,26 +288,23 @@ impl Typesense {
         let mut lines = Vec::new();
         let mut seen = HashSet::with_capacity(documents.len());
         for doc in documents {
-            let key = key(doc);
-            let json = to_json(doc).to_string();
-            let hash = content_hash(&json);
-            seen.insert(key.clone());
-            if indexed.get(&key) != Some(&hash) {
-                lines.push(Self::record(doc, &json, hash).to_string());
+            let print = Fingerprint::of(doc);
+            if indexed.get(&print.key) != Some(&print.hash) {
+                lines.push(Self::record(doc, &print).to_string());
             }
+            seen.insert(print.key);
         }
         self.import(&lines).await?;
         let mut removed = 0;
         for key in indexed.keys().filter(|key| !seen.contains(*key)) {
-            self.ok(
-                "delete",
-                self.client.delete(self.url(&format!(
-                    "/collections/{}/documents/{}",
-                    self.config.collection,
-                    urlencode(key)
-                ))),
-            )
-            .await?;
+            let (status, body) = self.delete(key).await?;
+            if !status.is_success() {
+                return Err(Error::Typesense {
+                    operation: "delete".to_owned(),
+                    detail: format!("{status}: {body}"),
+                    unreachable: status.is_server_error(),
+                });
+            }
             removed += 1;
         }
         let payload = Payload {
@@ -599,17 +609,9 @@ impl Follower for TypesenseFollower {
         Box::pin(async move {
             let mut removed = 0;
             for id in customers {
-                let key = format!("customer:{id}");
                 let (status, _) = self
                     .typesense
-                    .send(
-                        "delete",
-                        self.typesense.client.delete(self.typesense.url(&format!(
-                            "/collections/{}/documents/{}",
-                            self.typesense.config.collection,
-                            urlencode(&key)
-                        ))),
-                    )
+                    .delete(&key_of(DocKind::Customer, &id))
                     .await
                     .map_err(PortError::new)?;
                 if status.is_success() {

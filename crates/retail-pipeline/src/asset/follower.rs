@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use retail_domain::ports::{Follower, GoldVersion};
 use retail_lake::Lake;
-use retail_lake::schema::{self as tables, GOLD_FACT_SALES};
+use retail_lake::schema::{self as tables, GOLD_FACT_SALES, TableSpec};
 use retail_metadata::AssetRun;
 
 use super::{Asset, RunContext, Staleness};
@@ -50,6 +50,51 @@ pub async fn gold_version(lake: &Lake) -> Result<Option<GoldVersion>> {
         .latest_version(&GOLD_FACT_SALES)
         .await?
         .map(|version| version as GoldVersion))
+}
+
+/// How far an asset is behind gold when every table it writes carries the mark `app_id` = the
+/// gold version it was made from, `table` being committed last; `made` says how it was made
+/// (`trained`, `fitted`), for the reason of a stale one.
+///
+/// # Errors
+///
+/// As [`gold_version`], or when `table`'s log cannot be read.
+pub async fn staleness_by_mark(
+    lake: &Lake,
+    table: &TableSpec,
+    app_id: &str,
+    made: &str,
+) -> Result<Staleness> {
+    let Some(gold) = gold_version(lake).await? else {
+        return Ok(Staleness::UpToDate);
+    };
+    Ok(match lake.app_version(table, app_id).await? {
+        None => Staleness::Missing,
+        Some(mark) if mark == gold => Staleness::UpToDate,
+        Some(mark) => Staleness::Stale(format!(
+            "{made} on gold version {mark}; gold is at version {gold}"
+        )),
+    })
+}
+
+/// The gold version such an asset (see [`staleness_by_mark`]) must be made from now; `None`
+/// when gold was never built, or when the asset was made from the current gold and `force` is
+/// not set.
+///
+/// # Errors
+///
+/// As [`staleness_by_mark`].
+pub async fn gold_to_follow(
+    lake: &Lake,
+    table: &TableSpec,
+    app_id: &str,
+    force: bool,
+) -> Result<Option<GoldVersion>> {
+    let Some(gold) = gold_version(lake).await? else {
+        return Ok(None);
+    };
+    let mark = lake.app_version(table, app_id).await?;
+    Ok((mark != Some(gold) || force).then_some(gold))
 }
 
 #[async_trait]

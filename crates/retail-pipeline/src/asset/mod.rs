@@ -18,7 +18,7 @@ use retail_lake::TableSpec;
 use retail_metadata::{Consistency, RunRecord};
 use serde::Serialize;
 
-pub use follower::{FollowerAsset, gold_version};
+pub use follower::{FollowerAsset, gold_to_follow, gold_version, staleness_by_mark};
 pub use gold::GoldAsset;
 pub use runner::{AssetStatus, PipelineStatus, RetryPolicy, RunRequest, Runner, TableStatus};
 pub use silver::SilverAsset;
