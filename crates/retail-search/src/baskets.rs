@@ -27,7 +27,8 @@ impl Groups {
         until: Option<NaiveDate>,
         key: impl Fn(&Purchase) -> Option<u32>,
     ) -> Self {
-        let mut index_of = std::collections::HashMap::new();
+        // Keys are indices into gold's invoices or customers: a dense map, not a hash map.
+        let mut index_of: Vec<u32> = Vec::new();
         let mut members: Vec<Vec<u32>> = Vec::new();
         let mut keys: Vec<u32> = Vec::new();
         for purchase in purchases {
@@ -37,12 +38,15 @@ impl Groups {
             let Some(group) = key(purchase) else {
                 continue;
             };
-            let at = *index_of.entry(group).or_insert_with(|| {
+            if index_of.len() <= group as usize {
+                index_of.resize(group as usize + 1, u32::MAX);
+            }
+            if index_of[group as usize] == u32::MAX {
+                index_of[group as usize] = members.len() as u32;
                 members.push(Vec::new());
                 keys.push(group);
-                members.len() - 1
-            });
-            members[at].push(purchase.product);
+            }
+            members[index_of[group as usize] as usize].push(purchase.product);
         }
         let mut of_product = vec![Vec::new(); products];
         for (group, products) in members.iter_mut().enumerate() {
@@ -118,11 +122,22 @@ impl Groups {
                     scratch[other as usize] += 1;
                 }
             }
-            touched.sort_unstable();
             row.clear();
-            for &other in &touched {
-                row.push((other, scratch[other as usize]));
-                scratch[other as usize] = 0;
+            if touched.len() * 8 > scratch.len() {
+                // Most items touched (customers sharing a popular product): one pass over
+                // them all is cheaper than sorting the touched ones.
+                for (other, count) in scratch.iter_mut().enumerate() {
+                    if *count > 0 {
+                        row.push((other as u32, *count));
+                        *count = 0;
+                    }
+                }
+            } else {
+                touched.sort_unstable();
+                for &other in &touched {
+                    row.push((other, scratch[other as usize]));
+                    scratch[other as usize] = 0;
+                }
             }
             touched.clear();
             visit(product as u32, &row);
@@ -172,5 +187,29 @@ mod tests {
         );
         let histories = Groups::histories(&purchases, 4, None);
         assert_eq!(histories.members, [vec![0, 1, 2]]);
+    }
+
+    #[test]
+    fn co_counts_rows_are_by_product_whether_few_or_most_products_are_touched() {
+        // 64 products: product 60's row touches 2 (sorted), product 0's touches 40 (scanned).
+        let mut purchases = vec![
+            purchase(1, None, 60),
+            purchase(1, None, 50),
+            purchase(3, None, 60),
+            purchase(3, None, 45),
+        ];
+        for product in (1..=40).rev() {
+            purchases.push(purchase(2, None, 0));
+            purchases.push(purchase(2, None, product));
+        }
+        let baskets = Groups::baskets(&purchases, 64, None);
+        let mut rows = std::collections::BTreeMap::new();
+        baskets.co_counts(|product, row| {
+            rows.insert(product, row.to_vec());
+        });
+        assert_eq!(rows[&60], [(45, 1), (50, 1)]);
+        let expected: Vec<(u32, u32)> = (1..=40).map(|product| (product, 1)).collect();
+        assert_eq!(rows[&0], expected);
+        assert_eq!(rows[&7][..2], [(0, 1), (1, 1)]);
     }
 }

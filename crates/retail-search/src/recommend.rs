@@ -22,6 +22,7 @@
 //!   fill the list. User-to-user was chosen over item-to-item on a validation split (train to
 //!   2011-06-30, evaluate July to September 2011), before the held-out test.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use chrono::NaiveDate;
@@ -142,13 +143,11 @@ pub fn neighbours(histories: &Groups, k: usize) -> Vec<Vec<Neighbour>> {
                 customers_both: both,
             })
             .collect();
-        list.sort_by(|a, b| {
+        out[i as usize] = best(&mut list, k, |a, b| {
             b.similarity
                 .total_cmp(&a.similarity)
                 .then(a.neighbour.cmp(&b.neighbour))
         });
-        list.truncate(k);
-        out[i as usize] = list;
     });
     out
 }
@@ -159,20 +158,35 @@ pub fn similar_customers(histories: &Groups, k: usize) -> Vec<Vec<(u32, f64)>> {
     // Customers sharing products are products sharing groups, with the roles swapped.
     let by_customer = histories.transposed();
     let mut out = vec![Vec::new(); histories.members.len()];
+    let mut similar: Vec<(u32, f64)> = Vec::new();
     by_customer.co_counts(|customer, row| {
         let own = histories.members[customer as usize].len() as f64;
-        let mut similar: Vec<(u32, f64)> = row
-            .iter()
-            .map(|&(other, both)| {
-                let theirs = histories.members[other as usize].len() as f64;
-                (other, f64::from(both) / (own * theirs).sqrt())
-            })
-            .collect();
-        similar.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        similar.truncate(k);
-        out[customer as usize] = similar;
+        similar.clear();
+        similar.extend(row.iter().map(|&(other, both)| {
+            let theirs = histories.members[other as usize].len() as f64;
+            (other, f64::from(both) / (own * theirs).sqrt())
+        }));
+        out[customer as usize] = best(&mut similar, k, |a, b| {
+            b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+        });
     });
     out
+}
+
+/// The first `k` of `items` in the total order `order`, in that order, in a vector of exactly
+/// that size: a selection, then a sort of those `k` only. A row can hold every other customer,
+/// so sorting rows whole and keeping their capacity cost most of the time and memory at scale.
+fn best<T: Copy>(items: &mut [T], k: usize, order: impl Fn(&T, &T) -> Ordering) -> Vec<T> {
+    let k = k.min(items.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if items.len() > k {
+        items.select_nth_unstable_by(k - 1, &order);
+    }
+    let first = &mut items[..k];
+    first.sort_unstable_by(&order);
+    first.to_vec()
 }
 
 /// Products by the number of customers who bought them, most first (ties by index).
@@ -222,29 +236,40 @@ impl ForYouModel {
     /// The `n` products for the customer of history `index`; the best sellers for `None` (no
     /// history).
     pub fn picks(&self, index: Option<usize>, n: usize) -> Vec<Pick> {
+        // Dense per-product scratch: a customer's neighbours vote for thousands of products,
+        // and hashing them was most of the asset's time at scale.
+        let products = self.histories.of_product.len();
         let history: &[u32] = index.map_or(&[], |index| &self.histories.members[index]);
-        let owned: HashSet<u32> = history.iter().copied().collect();
-        let mut votes: std::collections::HashMap<u32, f64> = std::collections::HashMap::new();
+        let mut owned = vec![false; products];
+        for &product in history {
+            owned[product as usize] = true;
+        }
+        let mut votes = vec![0.0f64; products];
+        let mut voted: Vec<u32> = Vec::new();
         if let Some(index) = index {
             for &(other, similarity) in &self.similar[index] {
                 for &product in &self.histories.members[other as usize] {
-                    if !owned.contains(&product) {
-                        *votes.entry(product).or_default() += similarity;
+                    if !owned[product as usize] {
+                        if votes[product as usize] == 0.0 {
+                            voted.push(product);
+                        }
+                        votes[product as usize] += similarity;
                     }
                 }
             }
         }
-        let mut ranked: Vec<(u32, f64)> = votes.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(n);
+        let mut ranked: Vec<(u32, f64)> = voted
+            .iter()
+            .map(|&product| (product, votes[product as usize]))
+            .collect();
+        let ranked = best(&mut ranked, n, |a, b| {
+            b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+        });
         // The reason: the product of their history most like each pick.
-        let mut because: std::collections::HashMap<u32, (f64, u32)> =
-            std::collections::HashMap::new();
+        let mut because: Vec<(f64, u32)> = vec![(0.0, u32::MAX); products];
         for &bought in history {
             for neighbour in &self.neighbours[bought as usize] {
-                let entry = because
-                    .entry(neighbour.neighbour)
-                    .or_insert((0.0, u32::MAX));
+                let entry = &mut because[neighbour.neighbour as usize];
                 if neighbour.similarity > entry.0
                     || (neighbour.similarity == entry.0 && bought < entry.1)
                 {
@@ -257,14 +282,14 @@ impl ForYouModel {
             .map(|(product, score)| Pick {
                 product,
                 score,
-                because: because.get(&product).map(|(_, bought)| *bought),
+                because: Some(because[product as usize].1).filter(|&bought| bought != u32::MAX),
             })
             .collect();
         for &product in &self.best_sellers {
             if picks.len() >= n {
                 break;
             }
-            if !owned.contains(&product) && picks.iter().all(|pick| pick.product != product) {
+            if !owned[product as usize] && picks.iter().all(|pick| pick.product != product) {
                 picks.push(Pick {
                     product,
                     score: 0.0,
@@ -410,6 +435,23 @@ mod tests {
             keys: (0..members.len() as u32).collect(),
             members,
             of_product,
+        }
+    }
+
+    #[test]
+    fn the_best_k_are_the_first_k_of_a_full_sort_ties_included() {
+        let order = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // Many ties at the cut, in scrambled order.
+        let items: Vec<(u32, f64)> = (0..500u32)
+            .map(|i| ((i * 7919) % 500, f64::from((i * 31) % 9)))
+            .collect();
+        let mut sorted = items.clone();
+        sorted.sort_by(order);
+        for k in [0, 1, 5, 100, 499, 500, 800] {
+            let mut scratch = items.clone();
+            let first = best(&mut scratch, k, order);
+            assert_eq!(first, sorted[..k.min(500)], "k = {k}");
+            assert_eq!(first.capacity(), k.min(500), "no spare capacity kept");
         }
     }
 
