@@ -97,6 +97,9 @@ pub struct SearchConfig {
     pub embedding_dim: usize,
     /// Seed of the embeddings' random directions.
     pub seed: u64,
+    /// Past this many products, semantic search uses an approximate (IVF) vector index instead
+    /// of scoring every product (`retail search bench-vectors` measures both).
+    pub ann_above: usize,
 }
 
 impl Default for SearchConfig {
@@ -111,6 +114,7 @@ impl Default for SearchConfig {
             dir: String::new(),
             embedding_dim: settings.dim,
             seed: settings.seed,
+            ann_above: settings.ann_above,
         }
     }
 }
@@ -121,6 +125,7 @@ impl SearchConfig {
         retail_search::EmbeddingSettings {
             dim: self.embedding_dim,
             seed: self.seed,
+            ann_above: self.ann_above,
         }
     }
 

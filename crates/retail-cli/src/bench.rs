@@ -394,7 +394,7 @@ fn asset_detail(run: &RunRecord, key: &str) -> serde_json::Value {
 }
 
 /// Shop queries: words, typos, codes, and descriptions of needs.
-const SEARCH_QUERIES: [&str; 30] = [
+pub(crate) const SEARCH_QUERIES: [&str; 30] = [
     "red retrospot",
     "chrismas lights",
     "white hanging heart",

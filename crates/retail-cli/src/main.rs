@@ -229,6 +229,24 @@ enum SearchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Measure semantic search's nearest-neighbour lookup, exact and through the IVF index, on
+    /// catalogues grown from the trained embeddings (real products plus noisy copies): latency
+    /// p50/p99, build time, and the IVF index's recall. This is what chose `search.ann_above`.
+    BenchVectors {
+        /// Catalogue sizes (products), comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "4000,16000,32000,64000,256000"
+        )]
+        sizes: Vec<usize>,
+        /// Noise of a grown product around the real one it copies (per-vector norm).
+        #[arg(long, default_value_t = 0.5)]
+        noise: f32,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +393,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Search(SearchCommand::Rebuild { json }) => {
             let app = App::build(config, Role::Cli).await?;
             search::rebuild(&app, json).await
+        }
+        Command::Search(SearchCommand::BenchVectors { sizes, noise, json }) => {
+            let app = App::build(config, Role::Cli).await?;
+            search::bench_vectors(&app, &sizes, noise, json).await
         }
         Command::Search(SearchCommand::Query {
             q,

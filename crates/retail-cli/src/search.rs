@@ -3,8 +3,10 @@
 
 use chrono::NaiveDate;
 use retail_app::App;
+use retail_search::embed::Embeddings;
 use retail_search::gold::Gold;
 use retail_search::recommend::{self, Evaluation};
+use retail_search::vector_bench;
 use retail_services::search::SearchQuery;
 use serde_json::json;
 
@@ -42,6 +44,96 @@ pub(crate) async fn rebuild(app: &App, json: bool) -> anyhow::Result<()> {
         report.embed_ms,
         report.index_ms
     );
+    Ok(())
+}
+
+/// Grows the trained embeddings to each size and measures exact and IVF nearest neighbours.
+pub(crate) async fn bench_vectors(
+    app: &App,
+    sizes: &[usize],
+    noise: f32,
+    json: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !sizes.is_empty() && sizes.iter().all(|&n| (1..=2_000_000).contains(&n)),
+        "--sizes must be 1 to 2,000,000 products each"
+    );
+    anyhow::ensure!(
+        noise.is_finite() && (0.0..=10.0).contains(&noise),
+        "--noise must be 0 to 10"
+    );
+    let gold = Gold::read(&app.lake).await?;
+    anyhow::ensure!(
+        !gold.purchases.is_empty(),
+        "gold holds no purchases: run the pipeline first (retail pipeline run)"
+    );
+    let settings = app.config.search.embedding();
+    eprintln!(
+        "training embeddings on gold ({} products)",
+        gold.products.len()
+    );
+    let embeddings = Embeddings::train(&gold, settings).with_ann(None);
+    // The shop queries of the search load, then every 40th real product.
+    let mut queries: Vec<Vec<f32>> = crate::bench::SEARCH_QUERIES
+        .iter()
+        .filter_map(|text| embeddings.query(text))
+        .collect();
+    let real = embeddings.codes().len();
+    queries.extend(
+        (0..real)
+            .step_by(40)
+            .map(|i| embeddings.product(i).to_vec()),
+    );
+    let sizes = sizes.to_vec();
+    let results = tokio::task::spawn_blocking(move || {
+        vector_bench::run(&embeddings, &queries, &sizes, noise, settings.seed, |n| {
+            eprintln!("measuring {n} products");
+        })
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results.iter().map(|r| json!({
+            "products": r.products, "queries": r.queries,
+            "exact_ms": {"p50": r.exact_ms.0, "p99": r.exact_ms.1},
+            "ivf": {"build_seconds": r.build_seconds, "lists": r.lists, "probes": r.probes,
+                    "p50_ms": r.ivf_ms.0, "p99_ms": r.ivf_ms.1,
+                    "recall_10": r.recall_10, "recall_200": r.recall_depth},
+        })).collect::<Vec<_>>())?);
+        return Ok(());
+    }
+    println!(
+        "nearest {} products per query, {} queries, dim {}; search.ann_above = {} \
+         (IVF past it)",
+        vector_bench::DEPTH,
+        results.first().map_or(0, |r| r.queries),
+        settings.dim,
+        settings.ann_above
+    );
+    println!(
+        "{:>9}  {:>15}  {:>8}  {:>12}  {:>15}  {:>9}  {:>10}",
+        "products",
+        "exact p50/p99",
+        "build s",
+        "lists/probes",
+        "IVF p50/p99",
+        "recall@10",
+        "recall@200"
+    );
+    for r in &results {
+        println!(
+            "{:>9}  {:>6.2} /{:>6.2} ms  {:>8.2}  {:>5} /{:>5}  {:>6.2} /{:>6.2} ms  {:>9.3}  {:>10.3}",
+            r.products,
+            r.exact_ms.0,
+            r.exact_ms.1,
+            r.build_seconds,
+            r.lists,
+            r.probes,
+            r.ivf_ms.0,
+            r.ivf_ms.1,
+            r.recall_10,
+            r.recall_depth
+        );
+    }
     Ok(())
 }
 

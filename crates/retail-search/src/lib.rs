@@ -13,6 +13,7 @@
 //! - [`asset`]: [`SearchFollower`] (the `search` follower of gold) and
 //!   [`RecommendationsAsset`] (the `recommendations` asset).
 
+pub mod ann;
 pub mod asset;
 pub mod baskets;
 pub mod document;
@@ -22,7 +23,9 @@ pub mod gold;
 pub mod index;
 pub mod recommend;
 pub mod search;
+pub mod top;
 pub mod typesense;
+pub mod vector_bench;
 
 pub use asset::{RecommendationsAsset, SearchFollower, index_gold};
 pub use embed::EmbeddingSettings;

@@ -223,6 +223,63 @@ impl Typesense {
         .await
     }
 
+    /// Removes these customers' documents and their id from their invoices (as the embedded
+    /// index does); the number of documents changed.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached or refuses a document.
+    pub async fn forget(&self, customers: &[String]) -> Result<u64> {
+        if customers.is_empty() {
+            return Ok(0);
+        }
+        let wanted: HashSet<&str> = customers.iter().map(String::as_str).collect();
+        let mut changed = 0;
+        for id in customers {
+            let (status, _) = self.delete(&key_of(DocKind::Customer, id)).await?;
+            if status.is_success() {
+                changed += 1;
+            }
+        }
+        // Invoices name their customer: read them all (erasure is rare), rewrite those named.
+        let body = self
+            .ok(
+                "export",
+                self.client
+                    .get(self.url(&format!(
+                        "/collections/{}/documents/export",
+                        self.config.collection
+                    )))
+                    .query(&[
+                        ("filter_by", "kind:=invoice"),
+                        ("include_fields", "id,json"),
+                    ]),
+            )
+            .await?;
+        let mut lines = Vec::new();
+        for line in body.lines().filter(|line| !line.trim().is_empty()) {
+            let value = Self::json("export", line)?;
+            let Some(Document::Invoice(mut invoice)) = value["json"]
+                .as_str()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .and_then(|value| from_json(&value))
+            else {
+                continue;
+            };
+            if invoice
+                .customer_id
+                .as_deref()
+                .is_some_and(|id| wanted.contains(id))
+            {
+                invoice.customer_id = None;
+                let doc = Document::Invoice(invoice);
+                lines.push(Self::record(&doc, &Fingerprint::of(&doc)).to_string());
+            }
+        }
+        self.import(&lines).await?;
+        Ok(changed + lines.len() as u64)
+    }
+
     fn record(doc: &Document, print: &Fingerprint) -> Value {
         let mut value = json!({
             "id": print.key,
@@ -401,12 +458,17 @@ impl Typesense {
         let per_page = limit.min(250);
         let page = request.offset / per_page + 1;
         let skip = request.offset % per_page;
+        // Codes and ids are never read with typos; Typesense's typo budget is per field, so a
+        // query of codes only gets none (a code beside words can still match with a typo).
+        let codes_only = words
+            .iter()
+            .all(|word| word.chars().any(|c| c.is_ascii_digit()));
         let mut params = vec![
             ("q", words.join(" ")),
             ("query_by", "text".to_owned()),
             ("facet_by", "country,line_type,price_band".to_owned()),
             ("max_facet_values", "300".to_owned()),
-            ("num_typos", "2".to_owned()),
+            ("num_typos", if codes_only { "0" } else { "2" }.to_owned()),
             ("min_len_1typo", "4".to_owned()),
             ("min_len_2typo", "8".to_owned()),
             ("prefix", "false".to_owned()),
@@ -607,18 +669,10 @@ impl Follower for TypesenseFollower {
     fn forget(&self, customers: &[String]) -> BoxFuture<'_, std::result::Result<u64, PortError>> {
         let customers = customers.to_vec();
         Box::pin(async move {
-            let mut removed = 0;
-            for id in customers {
-                let (status, _) = self
-                    .typesense
-                    .delete(&key_of(DocKind::Customer, &id))
-                    .await
-                    .map_err(PortError::new)?;
-                if status.is_success() {
-                    removed += 1;
-                }
-            }
-            Ok(removed)
+            self.typesense
+                .forget(&customers)
+                .await
+                .map_err(PortError::new)
         })
     }
 }

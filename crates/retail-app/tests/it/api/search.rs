@@ -534,4 +534,62 @@ async fn typesense_serves_the_same_matches_as_the_embedded_index_on_a_fixed_quer
     assert_eq!(suggestions.as_array().map(Vec::len), Some(10));
     let (status, _, body) = app.get("/api/v1/search?q=tea&mode=semantic", &auth).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Erasure: both engines drop the customer's document and their id from their invoices.
+    use retail_domain::ports::{Follower as _, SearchIndex as _};
+    use retail_domain::search::Document;
+    let forgotten = ["12347".to_owned()];
+    let typesense =
+        retail_search::typesense::Typesense::new(retail_search::typesense::TypesenseConfig {
+            url,
+            api_key: key,
+            collection,
+        })
+        .expect("typesense");
+    let follower = retail_search::SearchFollower::new(
+        app.lake().clone(),
+        app.dir().join("lake").join("search"),
+        retail_search::EmbeddingSettings::default(),
+    );
+    let ours = follower.forget(&forgotten).await.expect("embedded forget");
+    let theirs = typesense
+        .forget(&forgotten)
+        .await
+        .expect("typesense forget");
+    // 12347 has 7 invoices in the data.
+    assert_eq!((ours, theirs), (8, 8), "the customer and their 7 invoices");
+    assert_eq!(
+        follower.forget(&forgotten).await.expect("again"),
+        0,
+        "forgetting twice changes nothing"
+    );
+    for (q, kind) in [("12347", "customer"), ("537626", "invoice")] {
+        let request = retail_services::search::request(&retail_services::search::SearchQuery {
+            q: q.to_owned(),
+            kind: Some(kind.to_owned()),
+            ..Default::default()
+        })
+        .expect("request");
+        let ours = embedded.search_now(&request).expect("embedded search");
+        let theirs = typesense.search(&request).await.expect("typesense search");
+        for (engine, results) in [("tantivy", ours), ("typesense", theirs)] {
+            let ids: Vec<Option<&str>> = results
+                .hits
+                .iter()
+                .map(|hit| match &hit.document {
+                    Document::Invoice(invoice) => invoice.customer_id.as_deref(),
+                    Document::Customer(customer) => Some(customer.customer_id.as_str()),
+                    Document::Product(_) => None,
+                })
+                .collect();
+            match kind {
+                "customer" => assert_eq!(results.total, 0, "{engine}: {ids:?}"),
+                _ => assert_eq!(
+                    ids,
+                    [None],
+                    "{engine}: the invoice stays, without its customer"
+                ),
+            }
+        }
+    }
 }
