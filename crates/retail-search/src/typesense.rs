@@ -189,20 +189,32 @@ impl Typesense {
             .and_then(|text| serde_json::from_str(text).ok()))
     }
 
-    /// The content hash of every document in the collection, by key.
-    async fn indexed(&self) -> Result<HashMap<String, u64>> {
+    /// The documents of the collection (those `filter_by` selects, when given), with the
+    /// fields `fields` only.
+    async fn export(&self, fields: &str, filter_by: Option<&str>) -> Result<Vec<Value>> {
+        let mut params = vec![("include_fields", fields)];
+        params.extend(filter_by.map(|filter| ("filter_by", filter)));
         let body = self
             .ok(
                 "export",
-                self.client.get(self.url(&format!(
-                    "/collections/{}/documents/export?include_fields=id,hash",
-                    self.config.collection
-                ))),
+                self.client
+                    .get(self.url(&format!(
+                        "/collections/{}/documents/export",
+                        self.config.collection
+                    )))
+                    .query(&params),
             )
             .await?;
+        body.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| Self::json("export", line))
+            .collect()
+    }
+
+    /// The content hash of every document in the collection, by key.
+    async fn indexed(&self) -> Result<HashMap<String, u64>> {
         let mut out = HashMap::new();
-        for line in body.lines().filter(|line| !line.trim().is_empty()) {
-            let value = Self::json("export", line)?;
+        for value in self.export("id,hash", None).await? {
             if let (Some(id), Some(hash)) = (value["id"].as_str(), value["hash"].as_str()) {
                 out.insert(id.to_owned(), hash.parse().unwrap_or(0));
             }
@@ -242,23 +254,8 @@ impl Typesense {
             }
         }
         // Invoices name their customer: read them all (erasure is rare), rewrite those named.
-        let body = self
-            .ok(
-                "export",
-                self.client
-                    .get(self.url(&format!(
-                        "/collections/{}/documents/export",
-                        self.config.collection
-                    )))
-                    .query(&[
-                        ("filter_by", "kind:=invoice"),
-                        ("include_fields", "id,json"),
-                    ]),
-            )
-            .await?;
         let mut lines = Vec::new();
-        for line in body.lines().filter(|line| !line.trim().is_empty()) {
-            let value = Self::json("export", line)?;
+        for value in self.export("id,json", Some("kind:=invoice")).await? {
             let Some(Document::Invoice(mut invoice)) = value["json"]
                 .as_str()
                 .and_then(|text| serde_json::from_str(text).ok())
