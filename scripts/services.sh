@@ -323,6 +323,76 @@ stop_typesense() {
   stop_pid_file "$state/typesense" "$state/typesense/pid"
 }
 
+# rotel, an OpenTelemetry collector: the binary of the PyPI wheel rotel 0.0.1a15 (wheel sha256
+# checked), kept in the tools cache; it receives OTLP over gRPC and HTTP on loopback ports and
+# writes every span it receives to its log (the tests read them there).
+rotel_sha256=2f4117e58410c933e0dc042a268ef738dab2e3a5d63b5831209acdac2a6ddcb7
+rotel_binary() {
+  local cache="${RETAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-tools}/rotel-0.0.1a15"
+  if [ ! -x "$cache/rotel-agent" ]; then
+    log "fetching rotel 0.0.1a15 (PyPI)"
+    local tmp wheel
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_34_x86_64 \
+      --python-version 3.11 -d "$tmp" rotel==0.0.1a15 >&2
+    wheel=$(ls "$tmp"/rotel-*.whl)
+    if [ "$(sha256sum "$wheel" | cut -d' ' -f1)" != "$rotel_sha256" ]; then
+      log "the rotel wheel does not have the expected sha256: refusing to run it"
+      rm -rf "$tmp"
+      exit 1
+    fi
+    python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("rotel/rotel-agent"))' \
+      "$wheel" "$tmp/rotel-agent"
+    mkdir -p "$cache"
+    install -m 755 "$tmp/rotel-agent" "$cache/rotel-agent"
+    rm -rf "$tmp"
+  fi
+  printf '%s\n' "$cache/rotel-agent"
+}
+
+start_rotel() {
+  local dir="$state/rotel" grpc http binary
+  mkdir -p "$dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    grpc=$(cat "$dir/port")
+    http=$((grpc + 1))
+    log "rotel already running on 127.0.0.1:$grpc (gRPC) and :$http (HTTP)"
+  else
+    binary=$(rotel_binary)
+    grpc=$(free_port "${RETAIL_TEST_OTLP_PORT:-54317}")
+    http=$(free_port $((grpc + 1)))
+    if [ "$http" != $((grpc + 1)) ]; then
+      log "ports $grpc and $((grpc + 1)) are not both free for rotel"
+      exit 1
+    fi
+    "$binary" start --otlp-grpc-endpoint "127.0.0.1:$grpc" --otlp-http-endpoint "127.0.0.1:$http" \
+      --exporter blackhole --debug-log traces --debug-log-verbosity detailed \
+      > "$dir/rotel.log" 2>&1 &
+    printf '%s\n' "$!" > "$dir/pid"
+    local ready=""
+    for _ in $(seq 1 100); do
+      if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$http" 2>/dev/null; then
+        ready=yes
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -z "$ready" ]; then
+      log "rotel was not listening on 127.0.0.1:$http within 10 s (log: $dir/rotel.log)"
+      exit 1
+    fi
+    printf '%s\n' "$grpc" > "$dir/port"
+    log "rotel 0.0.1a15 (OTLP collector) on 127.0.0.1:$grpc (gRPC) and :$http (HTTP)"
+  fi
+  printf 'export RETAIL_TEST_OTLP_GRPC=%q\n' "http://127.0.0.1:$grpc"
+  printf 'export RETAIL_TEST_OTLP_HTTP=%q\n' "http://127.0.0.1:$http"
+  printf 'export RETAIL_TEST_OTLP_LOG=%q\n' "$dir/rotel.log"
+}
+
+stop_rotel() {
+  stop_pid_file "$state/rotel" "$state/rotel/pid"
+}
+
 # RabbitMQ from the distribution's packages, with the stream plugin, as root in a state folder
 # of its own (its HOME, Mnesia, logs and Erlang port mapper on loopback ports).
 rabbitmq_env() {
@@ -392,6 +462,7 @@ case "${1:-}" in
         kafka) start_kafka ;;
         rabbitmq) start_rabbitmq ;;
         typesense) start_typesense ;;
+        rotel) start_rotel ;;
         *) log "unknown service $service"; exit 2 ;;
       esac
     done
@@ -402,10 +473,11 @@ case "${1:-}" in
     stop_kafka
     stop_rabbitmq
     stop_typesense
+    stop_rotel
     rm -rf "$state/tls"
     ;;
   *)
-    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] [typesense] | stop"
+    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] [typesense] [rotel] | stop"
     exit 2
     ;;
 esac

@@ -135,6 +135,7 @@ fn with_layers(routes: Router, config: &ApiConfig) -> Router {
         ))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(middleware::from_fn(trace_id_header))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let id = request
@@ -143,15 +144,31 @@ fn with_layers(routes: Router, config: &ApiConfig) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 // The path only: query strings and headers (tokens) stay out of logs.
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "request",
                     request_id = %id,
                     method = %request.method(),
                     path = %request.uri().path()
-                )
+                );
+                // A caller's W3C traceparent makes this request a span of its trace.
+                retail_telemetry::tracing_setup::continue_trace(&span, |name| {
+                    request.headers().get(name).and_then(|v| v.to_str().ok())
+                });
+                span
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Tells the caller the trace its request is part of (`x-trace-id`), when spans are exported.
+async fn trace_id_header(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(id) = retail_telemetry::tracing_setup::trace_id(&tracing::Span::current())
+        && let Ok(value) = axum::http::HeaderValue::from_str(&id)
+    {
+        response.headers_mut().insert("x-trace-id", value);
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.

@@ -556,14 +556,26 @@ impl StreamConfig {
     }
 }
 
-/// Logging settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Logs and traces (`[telemetry]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// A tracing filter directive: `info`, `warn`, `retail_pipeline=debug`, ...
+    /// A tracing filter directive: `info`, `warn`, `retail_pipeline=debug`, ...; it selects
+    /// the spans exported as well as the logs.
     pub log_level: String,
-    /// `auto` (text on a terminal, JSON otherwise), `text` or `json`.
+    /// `auto` (text on a terminal, JSON otherwise), `text`, `json`, or `ecs` (JSON with Elastic
+    /// Common Schema field names, for an ELK stack).
     pub log_format: String,
+    /// Where spans are sent over OTLP (`http://127.0.0.1:4317`); empty: spans are not
+    /// exported (the default).
+    pub otlp_endpoint: String,
+    /// `grpc` (port 4317) or `http` (HTTP/protobuf, port 4318).
+    pub otlp_protocol: String,
+    /// The share of new traces exported, 0 to 1; a caller's sampled trace (`traceparent`) is
+    /// always continued.
+    pub trace_sample_ratio: f64,
+    /// The `service.name` of spans and ECS logs.
+    pub service_name: String,
 }
 
 impl Default for TelemetryConfig {
@@ -571,7 +583,82 @@ impl Default for TelemetryConfig {
         Self {
             log_level: "warn,retail=info".to_owned(),
             log_format: "auto".to_owned(),
+            otlp_endpoint: String::new(),
+            otlp_protocol: "grpc".to_owned(),
+            trace_sample_ratio: 1.0,
+            service_name: "retail-data-platform".to_owned(),
         }
+    }
+}
+
+impl TelemetryConfig {
+    /// The tracing subscriber's options: `log_level` unless `filter` overrides it; `auto`
+    /// logs as text when `terminal`.
+    pub fn options(
+        &self,
+        filter: Option<String>,
+        terminal: bool,
+    ) -> retail_telemetry::tracing_setup::Options {
+        use retail_telemetry::tracing_setup::{LogFormat, Options, Otlp, OtlpProtocol};
+        let format = match self.log_format.as_str() {
+            "json" => LogFormat::Json,
+            "ecs" => LogFormat::Ecs,
+            "text" => LogFormat::Pretty,
+            _ if terminal => LogFormat::Pretty,
+            _ => LogFormat::Json,
+        };
+        let endpoint = self.otlp_endpoint.trim();
+        Options {
+            filter: filter.unwrap_or_else(|| self.log_level.clone()),
+            format,
+            service: self.service_name.clone(),
+            otlp: (!endpoint.is_empty()).then(|| Otlp {
+                endpoint: endpoint.to_owned(),
+                protocol: if self.otlp_protocol == "http" {
+                    OtlpProtocol::HttpProtobuf
+                } else {
+                    OtlpProtocol::Grpc
+                },
+                sample_ratio: self.trace_sample_ratio,
+            }),
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !["auto", "text", "json", "ecs"].contains(&self.log_format.as_str()) {
+            problems.push(format!(
+                "telemetry.log_format must be auto, text, json or ecs, not {:?}",
+                self.log_format
+            ));
+        }
+        if !["grpc", "http"].contains(&self.otlp_protocol.as_str()) {
+            problems.push(format!(
+                "telemetry.otlp_protocol must be grpc or http, not {:?}",
+                self.otlp_protocol
+            ));
+        }
+        let endpoint = self.otlp_endpoint.trim();
+        if !endpoint.is_empty()
+            && url::Url::parse(endpoint)
+                .map(|url| !["http", "https"].contains(&url.scheme()) || url.host().is_none())
+                .unwrap_or(true)
+        {
+            problems.push(format!(
+                "telemetry.otlp_endpoint must be an http:// or https:// URL such as \
+                 http://127.0.0.1:4317, not {endpoint:?}"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            problems.push(format!(
+                "telemetry.trace_sample_ratio must be 0 to 1, not {}",
+                self.trace_sample_ratio
+            ));
+        }
+        if self.service_name.trim().is_empty() {
+            problems.push("telemetry.service_name must not be empty".to_owned());
+        }
+        problems
     }
 }
 
@@ -667,12 +754,7 @@ impl Config {
         if self.ingest.commit_rows == 0 {
             problems.push("ingest.commit_rows must be at least 1".to_owned());
         }
-        if !["auto", "text", "json"].contains(&self.telemetry.log_format.as_str()) {
-            problems.push(format!(
-                "telemetry.log_format must be auto, text or json, not {:?}",
-                self.telemetry.log_format
-            ));
-        }
+        problems.extend(self.telemetry.problems());
         problems.extend(self.warehouse.problems());
         problems.extend(self.api.problems());
         problems.extend(self.models.problems());
@@ -896,6 +978,54 @@ mod tests {
         assert_eq!(
             (settings.countries, settings.seed, settings.anomaly.seed),
             (3, 7, 7)
+        );
+    }
+
+    #[test]
+    fn telemetry_settings_are_checked_and_become_the_subscribers_options() {
+        use retail_telemetry::tracing_setup::{LogFormat, OtlpProtocol};
+        let invalid = Config::load(
+            None,
+            env(&[
+                ("RETAIL__TELEMETRY__OTLP_ENDPOINT", "127.0.0.1:4317"),
+                ("RETAIL__TELEMETRY__OTLP_PROTOCOL", "udp"),
+                ("RETAIL__TELEMETRY__TRACE_SAMPLE_RATIO", "1.5"),
+                ("RETAIL__TELEMETRY__LOG_FORMAT", "xml"),
+            ]),
+        )
+        .unwrap_err();
+        let text = format!("{invalid:#}");
+        for name in [
+            "otlp_endpoint",
+            "otlp_protocol",
+            "trace_sample_ratio",
+            "log_format",
+        ] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        let defaults = Config::load(None, env(&[])).unwrap();
+        let options = defaults.telemetry.options(None, false);
+        assert_eq!((options.format, options.otlp), (LogFormat::Json, None));
+        let config = Config::load(
+            None,
+            env(&[
+                ("RETAIL__TELEMETRY__OTLP_ENDPOINT", "http://collector:4318"),
+                ("RETAIL__TELEMETRY__OTLP_PROTOCOL", "http"),
+                ("RETAIL__TELEMETRY__TRACE_SAMPLE_RATIO", "0.25"),
+                ("RETAIL__TELEMETRY__LOG_FORMAT", "ecs"),
+            ]),
+        )
+        .unwrap();
+        let options = config.telemetry.options(Some("debug".to_owned()), true);
+        let otlp = options.otlp.expect("exporting");
+        assert_eq!(
+            (
+                options.format,
+                options.filter.as_str(),
+                otlp.protocol,
+                otlp.sample_ratio
+            ),
+            (LogFormat::Ecs, "debug", OtlpProtocol::HttpProtobuf, 0.25)
         );
     }
 

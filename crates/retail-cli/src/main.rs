@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use retail_app::{App, Config, Role};
 use retail_ingest::generate::{GenerateOptions, planted_anomalies, write_daily_csv_files};
 use retail_services::{RunKind, RunRecord, RunRequest};
-use retail_telemetry::tracing_setup::{self, LogFormat};
+use retail_telemetry::tracing_setup;
 
 use crate::progress::TerminalProgress;
 
@@ -327,17 +327,6 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let format = match config.telemetry.log_format.as_str() {
-        "json" => LogFormat::Json,
-        "text" => LogFormat::Pretty,
-        _ if std::io::stderr().is_terminal() => LogFormat::Pretty,
-        _ => LogFormat::Json,
-    };
-    let level = cli
-        .log_level
-        .clone()
-        .unwrap_or_else(|| config.telemetry.log_level.clone());
-    tracing_setup::init(&level, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -346,6 +335,17 @@ fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Inside the runtime: a gRPC span exporter keeps its connection on it.
+    let options = config
+        .telemetry
+        .options(cli.log_level.clone(), std::io::stderr().is_terminal());
+    let _spans = match runtime.block_on(async { tracing_setup::init(&options) }) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
         }
     };
     match runtime.block_on(run(cli.command, config)) {

@@ -22,6 +22,7 @@ use retail_domain::progress::Progress;
 use retail_ingest::Source;
 use retail_pipeline::{IngestRequest, IngestionService};
 use retail_telemetry::metrics;
+use tracing::Instrument as _;
 use tracing::info;
 
 pub use error::{Error, Result};
@@ -210,7 +211,12 @@ pub async fn consume(
         }
         source.start_round();
         let round = Instant::now();
-        let run = ingestion.ingest(&mut *source, &request, progress).await?;
+        let span = tracing::info_span!("stream_batch", stream, records = tracing::field::Empty);
+        let run = ingestion
+            .ingest(&mut *source, &request, progress)
+            .instrument(span.clone())
+            .await?;
+        span.record("records", run.rows_out);
         metrics::record_stream_round(stream, run.rows_out, round.elapsed().as_secs_f64());
         hook.round(run.rows_out);
         if run.rows_out > 0 {

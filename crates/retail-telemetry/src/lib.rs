@@ -10,35 +10,8 @@
 //! retail_telemetry::metrics::record_ingested("file", 541_909);
 //! ```
 
-/// Tracing subscriber set-up.
-pub mod tracing_setup {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::fmt::format::FmtSpan;
-
-    /// How logs are written.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum LogFormat {
-        /// Human-readable, for a terminal.
-        Pretty,
-        /// One JSON object per line, for collectors.
-        Json,
-    }
-
-    /// Installs the global subscriber: logs go to standard error, filtered by `filter` (an
-    /// `EnvFilter` directive such as `info` or `retail_pipeline=debug`). Safe to call twice
-    /// (the second call does nothing).
-    pub fn init(filter: &str, format: LogFormat) {
-        let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_span_events(FmtSpan::NONE);
-        let _already_set = match format {
-            LogFormat::Pretty => builder.with_target(false).try_init(),
-            LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        };
-    }
-}
+pub mod logs;
+pub mod tracing_setup;
 
 /// Every metric of the platform.
 pub mod metrics {

@@ -216,6 +216,21 @@ pub fn typesense() -> Option<(String, String)> {
     Some((url, key))
 }
 
+/// An OpenTelemetry collector (rotel): its OTLP gRPC and HTTP endpoints and the log it writes
+/// every span it receives to (`RETAIL_TEST_OTLP_GRPC`, `RETAIL_TEST_OTLP_HTTP`,
+/// `RETAIL_TEST_OTLP_LOG`).
+///
+/// # Panics
+///
+/// When they are not set and `RETAIL_REQUIRE_OTLP` is.
+pub fn otlp_collector() -> Option<(String, String, std::path::PathBuf)> {
+    let start = "scripts/services.sh start rotel";
+    let grpc = server("RETAIL_TEST_OTLP_GRPC", "RETAIL_REQUIRE_OTLP", start)?;
+    let http = server("RETAIL_TEST_OTLP_HTTP", "RETAIL_REQUIRE_OTLP", start)?;
+    let log = server("RETAIL_TEST_OTLP_LOG", "RETAIL_REQUIRE_OTLP", start)?;
+    Some((grpc, http, log.into()))
+}
+
 /// The authority that signs the test servers' certificates (`RETAIL_TEST_TLS_CA`).
 ///
 /// # Panics

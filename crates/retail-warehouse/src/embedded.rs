@@ -341,11 +341,20 @@ impl Warehouse for EmbeddedWarehouse {
     }
 
     async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
-        self.run(query, params).await
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("warehouse_query", query = query.name, backend = "embedded");
+        self.run(query, params).instrument(span).await
     }
 
     async fn stream(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
-        self.run_streaming(query, params).await
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "warehouse_query",
+            query = query.name,
+            backend = "embedded",
+            streamed = true
+        );
+        self.run_streaming(query, params).instrument(span).await
     }
 
     async fn data_version(&self) -> Result<String> {

@@ -1311,11 +1311,20 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn query(&self, query: &QueryDef, params: &Params) -> Result<QueryResult> {
-        self.run(query, params).await
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("warehouse_query", query = query.name, backend = "postgres");
+        self.run(query, params).instrument(span).await
     }
 
     async fn stream(&self, query: &QueryDef, params: &Params) -> Result<ResultStream> {
-        self.run_streaming(query, params).await
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "warehouse_query",
+            query = query.name,
+            backend = "postgres",
+            streamed = true
+        );
+        self.run_streaming(query, params).instrument(span).await
     }
 
     async fn data_version(&self) -> Result<String> {

@@ -254,15 +254,19 @@ impl Runner {
         let run = self.begin(&request).await?;
         let started = run.clone();
         let runner = Arc::clone(self);
-        self.jobs.spawn(async move {
-            let run_id = run.run_id.clone();
-            if let Err(error) = runner
-                .execute(claim, run, selected, &request, &NoProgress)
-                .await
-            {
-                warn!(run = %run_id, %error, "background pipeline run failed");
+        // In the span of whoever started it (an API request): the run is part of its trace.
+        self.jobs.spawn(
+            async move {
+                let run_id = run.run_id.clone();
+                if let Err(error) = runner
+                    .execute(claim, run, selected, &request, &NoProgress)
+                    .await
+                {
+                    warn!(run = %run_id, %error, "background pipeline run failed");
+                }
             }
-        });
+            .in_current_span(),
+        );
         Ok(started)
     }
 

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use retail_domain::ports::SharedCache;
 use retail_telemetry::metrics;
 use retail_warehouse::{Backend, Params, QueryDef, QueryResult, Warehouse};
+use tracing::Instrument as _;
 
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,24 @@ impl CachedWarehouse {
     ///
     /// When the warehouse fails (a cache that fails is a cache that misses).
     pub async fn lookup(
+        &self,
+        query: &QueryDef,
+        params: &Params,
+    ) -> retail_warehouse::Result<Cached> {
+        let span = tracing::info_span!(
+            "cache_lookup",
+            query = query.name,
+            outcome = tracing::field::Empty
+        );
+        let cached = self
+            .lookup_in_tiers(query, params)
+            .instrument(span.clone())
+            .await?;
+        span.record("outcome", cached.outcome.as_str());
+        Ok(cached)
+    }
+
+    async fn lookup_in_tiers(
         &self,
         query: &QueryDef,
         params: &Params,

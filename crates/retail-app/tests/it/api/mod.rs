@@ -9,3 +9,4 @@ mod operations;
 mod pipeline;
 mod search;
 pub(crate) mod support;
+mod traces;
