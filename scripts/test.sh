@@ -39,6 +39,15 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "Prometheus: promtool checks the scrape configuration and the rules, and runs the rules' unit tests"
+if ! command -v promtool >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+fi
+promtool check config deploy/prometheus/prometheus.yml
+promtool check rules deploy/prometheus/*rules*.yml
+promtool test rules deploy/prometheus/*test*.yml
+
 step "cargo build (the retail binary used by the checks below)"
 cargo build --workspace --bins
 
