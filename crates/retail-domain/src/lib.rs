@@ -49,6 +49,7 @@
 //! );
 //! ```
 
+pub mod alerts;
 pub mod change;
 pub mod column;
 pub mod country;
