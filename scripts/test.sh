@@ -58,7 +58,7 @@ cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_
 trap cleanup_services EXIT
 services_env=$(scripts/services.sh start postgres redis kafka rabbitmq typesense rotel)
 eval "$services_env"
-export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1 RETAIL_REQUIRE_TYPESENSE=1 RETAIL_REQUIRE_OTLP=1
+export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1 RETAIL_REQUIRE_TYPESENSE=1 RETAIL_REQUIRE_OTLP=1 RETAIL_REQUIRE_PROMTOOL=1
 
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci

@@ -226,6 +226,8 @@ impl OperationsService for Operations {
             }
             Some(_) => {}
         }
+        retail_telemetry::metrics::record_process();
+        retail_telemetry::metrics::set_breaker_state(self.breaker.state().gauge());
         (self.render)()
     }
 }

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod logs;
+mod process;
 pub mod tracing_setup;
 
 /// Every metric of the platform.
@@ -61,6 +62,28 @@ pub mod metrics {
     pub const STREAM_LAG: &str = "retail_stream_lag";
     /// Whether a stream consumer reaches its broker (1) or not (0), by stream.
     pub const STREAM_CONNECTED: &str = "retail_stream_connected";
+
+    /// Asset materialisations, by asset (or, for an asset writing several tables, table) and
+    /// outcome (`materialized`, `up_to_date`, `failed`).
+    pub const PIPELINE_ASSET_RUNS_TOTAL: &str = "retail_pipeline_asset_runs_total";
+    /// Rows written by each asset.
+    pub const PIPELINE_ASSET_ROWS_TOTAL: &str = "retail_pipeline_asset_rows_total";
+    /// Whether the latest run's reconciliation balanced (bronze = silver + quarantine +
+    /// duplicates): 1 or 0.
+    pub const PIPELINE_RECONCILIATION_BALANCED: &str = "retail_pipeline_reconciliation_balanced";
+    /// Warehouse calls, by catalogue query, backend and outcome (`ok`, `error`, `timeout`,
+    /// `circuit_open`).
+    pub const WAREHOUSE_QUERY_DURATION_SECONDS: &str = "retail_warehouse_query_duration_seconds";
+    /// The warehouse circuit breaker: 0 closed, 1 trial (half-open), 2 open.
+    pub const WAREHOUSE_BREAKER_STATE: &str = "retail_warehouse_breaker_state";
+    /// CPU time of the process (user and system).
+    pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+    /// Resident memory of the process.
+    pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+    /// File descriptors the process holds open.
+    pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+    /// The most file descriptors the process may open.
+    pub const PROCESS_MAX_FDS: &str = "process_max_fds";
 
     /// Registers the description of every metric with the installed recorder.
     pub fn describe() {
@@ -123,6 +146,83 @@ pub mod metrics {
             STREAM_CONNECTED,
             "whether a stream consumer reaches its broker"
         );
+        describe_counter!(
+            PIPELINE_ASSET_RUNS_TOTAL,
+            "asset materialisations by asset and outcome"
+        );
+        describe_counter!(PIPELINE_ASSET_ROWS_TOTAL, "rows written by each asset");
+        describe_gauge!(
+            PIPELINE_RECONCILIATION_BALANCED,
+            "whether the latest run's reconciliation balanced (1) or not (0)"
+        );
+        describe_histogram!(
+            WAREHOUSE_QUERY_DURATION_SECONDS,
+            "warehouse calls by catalogue query, backend and outcome"
+        );
+        describe_gauge!(
+            WAREHOUSE_BREAKER_STATE,
+            "the warehouse circuit breaker: 0 closed, 1 trial, 2 open"
+        );
+        describe_counter!(
+            PROCESS_CPU_SECONDS_TOTAL,
+            "CPU time of the process, user and system"
+        );
+        describe_gauge!(
+            PROCESS_RESIDENT_MEMORY_BYTES,
+            "resident memory of the process"
+        );
+        describe_gauge!(PROCESS_OPEN_FDS, "file descriptors the process holds open");
+        describe_gauge!(
+            PROCESS_MAX_FDS,
+            "the most file descriptors the process may open"
+        );
+    }
+
+    /// One asset materialisation's outcome and the rows it wrote.
+    pub fn record_asset(asset: &str, status: &str, rows: u64) {
+        counter!(PIPELINE_ASSET_RUNS_TOTAL, "asset" => asset.to_owned(), "status" => status.to_owned())
+            .increment(1);
+        counter!(PIPELINE_ASSET_ROWS_TOTAL, "asset" => asset.to_owned()).increment(rows);
+    }
+
+    /// Whether the latest reconciliation balanced.
+    pub fn set_reconciliation(balanced: bool) {
+        gauge!(PIPELINE_RECONCILIATION_BALANCED).set(if balanced { 1.0 } else { 0.0 });
+    }
+
+    /// One warehouse call.
+    pub fn record_warehouse_query(
+        query: &'static str,
+        backend: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        histogram!(
+            WAREHOUSE_QUERY_DURATION_SECONDS,
+            "query" => query,
+            "backend" => backend,
+            "outcome" => outcome
+        )
+        .record(seconds);
+    }
+
+    /// The breaker's state: 0 closed, 1 trial, 2 open.
+    pub fn set_breaker_state(state: u8) {
+        gauge!(WAREHOUSE_BREAKER_STATE).set(f64::from(state));
+    }
+
+    /// Reads the process's CPU time, resident memory and file descriptors (Linux `/proc`;
+    /// elsewhere nothing is recorded).
+    pub fn record_process() {
+        let Some(process) = crate::process::Process::read() else {
+            return;
+        };
+        counter!(PROCESS_CPU_SECONDS_TOTAL).absolute(process.cpu_centiseconds / 100);
+        gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(process.resident_bytes as f64);
+        gauge!(PROCESS_OPEN_FDS).set(process.open_fds as f64);
+        if let Some(max) = process.max_fds {
+            gauge!(PROCESS_MAX_FDS).set(max as f64);
+        }
     }
 
     /// Counts a stream round's committed records and its rate.

@@ -231,6 +231,27 @@ pub fn otlp_collector() -> Option<(String, String, std::path::PathBuf)> {
     Some((grpc, http, log.into()))
 }
 
+/// Prometheus's `promtool` (Debian's `prometheus` package; `scripts/test.sh` installs it).
+///
+/// # Panics
+///
+/// When it is not on the `PATH` and `RETAIL_REQUIRE_PROMTOOL` is set.
+pub fn promtool() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("promtool"))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("RETAIL_REQUIRE_PROMTOOL").is_none(),
+            "promtool is not on the PATH (apt-get install prometheus)"
+        );
+        eprintln!("skipped: promtool is not on the PATH (apt-get install prometheus)");
+    }
+    found
+}
+
 /// The authority that signs the test servers' certificates (`RETAIL_TEST_TLS_CA`).
 ///
 /// # Panics

@@ -391,11 +391,13 @@ impl Runner {
             };
             for entry in &mut cx.run.detail.assets[recorded..] {
                 entry.attempts = attempt;
+                metrics::record_asset(&entry.asset, &entry.status, entry.rows);
             }
             metrics::record_stage(asset.key(), started.elapsed().as_secs_f64());
             match result {
                 Ok(asset_changed) => changed |= asset_changed,
                 Err(error) => {
+                    metrics::record_asset(asset.key(), "failed", 0);
                     cx.run.detail.assets.push(AssetRun {
                         status: "failed".to_owned(),
                         attempts: attempt,
@@ -407,6 +409,7 @@ impl Runner {
         }
         let reconciliation = reconcile(&self.lake).await?;
         info!(%reconciliation, "reconciliation");
+        metrics::set_reconciliation(reconciliation.balances());
         for table in tables::ALL_TABLES {
             metrics::set_table_rows(table.name, self.lake.count_rows(&table).await?);
         }

@@ -28,6 +28,15 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
+    /// The `retail_warehouse_breaker_state` value: 0 closed, 1 half-open or trial, 2 open.
+    pub fn gauge(self) -> u8 {
+        match self {
+            Self::Closed => 0,
+            Self::HalfOpen | Self::Trial => 1,
+            Self::Open => 2,
+        }
+    }
+
     /// `closed`, `open`, `half_open`, `trial`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -231,7 +240,26 @@ impl Warehouse for BreakerWarehouse {
         query: &QueryDef,
         params: &Params,
     ) -> retail_warehouse::Result<QueryResult> {
-        self.guarded(self.inner.query(query, params)).await
+        let started = std::time::Instant::now();
+        let result = self.guarded(self.inner.query(query, params)).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(retail_warehouse::Error::CircuitOpen { .. }) => "circuit_open",
+            Err(retail_warehouse::Error::Timeout { .. }) => "timeout",
+            Err(_) => "error",
+        };
+        let backend = match self.inner.backend() {
+            Backend::Embedded => "embedded",
+            Backend::Postgres => "postgres",
+        };
+        retail_telemetry::metrics::record_warehouse_query(
+            query.name,
+            backend,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        retail_telemetry::metrics::set_breaker_state(self.breaker.state().gauge());
+        result
     }
 
     async fn stream(

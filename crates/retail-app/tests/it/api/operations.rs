@@ -258,3 +258,93 @@ async fn an_unreachable_warehouse_opens_the_circuit_and_ready_says_so() {
     assert_eq!(json["checks"]["warehouse"], "circuit_open", "{json}");
     assert_eq!(json["checks"]["lake"], "ok", "{json}");
 }
+
+/// `/metrics` as text.
+async fn metrics_text(app: &TestApp) -> String {
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    String::from_utf8(
+        axum::body::to_bytes(response.into_body(), 1 << 22)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// What `promtool check metrics` says of `text` (empty: nothing to say).
+fn promtool_check(promtool: &std::path::Path, text: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool refused the metrics: {said}\n{text}"
+    );
+    said
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_fresh_and_under_load_and_name_the_whole_catalogue() {
+    let Some(promtool) = retail_test_support::promtool() else {
+        return;
+    };
+    // The recorder first, as `retail serve` installs it before any run.
+    let _ = retail_telemetry::prometheus::handle();
+    let app = TestApp::generated(3_000, ApiConfig::default()).await;
+    assert_eq!(promtool_check(&promtool, &metrics_text(&app).await), "");
+    let bearer = format!("Bearer {}", app.token("data_analyst").await);
+    for _ in 0..3 {
+        for path in [
+            "/api/v2/analytics/returns",
+            "/api/v2/analytics/geography",
+            "/health",
+            "/api/v2/analytics/nope",
+        ] {
+            app.get(path, &[("authorization", &bearer)]).await;
+        }
+    }
+    let text = metrics_text(&app).await;
+    assert_eq!(promtool_check(&promtool, &text), "", "{text}");
+    for name in [
+        "retail_http_requests_total",
+        "retail_http_request_duration_seconds_bucket",
+        "retail_api_cache_total",
+        "retail_warehouse_query_duration_seconds_bucket{query=\"returns\",backend=\"embedded\",outcome=\"ok\"",
+        "retail_warehouse_breaker_state 0",
+        "retail_layer_rows",
+        "retail_lake_table_rows",
+        "retail_pipeline_runs_total",
+        "retail_pipeline_asset_runs_total{asset=\"gold/fact_sales\",status=\"materialized\"}",
+        "retail_pipeline_asset_rows_total",
+        "retail_pipeline_reconciliation_balanced 1",
+        "retail_pipeline_quarantined_rows_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+}
