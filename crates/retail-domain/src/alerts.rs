@@ -583,6 +583,18 @@ mod tests {
         }
     }
 
+    /// A critical `Down` alert of `instance`, firing since minute 0.
+    fn down_on(instance: &str) -> Alert {
+        alert(
+            &[
+                ("alertname", "Down"),
+                ("severity", "critical"),
+                ("instance", instance),
+            ],
+            0,
+        )
+    }
+
     fn names(notification: &Notification) -> Vec<String> {
         notification
             .firing
@@ -645,14 +657,7 @@ mod tests {
     fn a_critical_alert_inhibits_the_warnings_it_explains_on_the_same_instance() {
         let policy = policy();
         let mut state = State::default();
-        let down = alert(
-            &[
-                ("alertname", "Down"),
-                ("severity", "critical"),
-                ("instance", "a"),
-            ],
-            0,
-        );
+        let down = down_on("a");
         let errors_a = alert(
             &[
                 ("alertname", "Errors"),
@@ -720,14 +725,7 @@ mod tests {
     fn an_unacknowledged_critical_alert_escalates_once_and_an_acknowledged_one_never() {
         let policy = policy();
         let mut state = State::default();
-        let down = alert(
-            &[
-                ("alertname", "Down"),
-                ("severity", "critical"),
-                ("instance", "a"),
-            ],
-            0,
-        );
+        let down = down_on("a");
         let failed = alert(
             &[("alertname", "PipelineFailed"), ("severity", "critical")],
             0,

@@ -133,19 +133,7 @@ async fn operations_endpoints_describe_the_service() {
 
     let (status, _, _) = app.get("/metrics", &[]).await;
     assert_eq!(status, StatusCode::OK);
-    let request = axum::http::Request::get("/metrics")
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
-        .await
-        .unwrap();
-    let text = String::from_utf8(
-        axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&app).await;
     assert!(text.contains("retail_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/health\""), "{text}");
     assert!(
