@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::embed::Reader;
+use crate::embed::{Reader, dot, normalise};
 
 /// k-means rounds.
 pub const ITERATIONS: usize = 8;
@@ -39,20 +39,6 @@ pub struct Ivf {
     lists: Vec<Vec<u32>>,
     /// Lists probed per search.
     probes: usize,
-}
-
-/// `a · b`.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn normalise(vector: &mut [f32]) {
-    let norm = dot(vector, vector).sqrt();
-    if norm > 0.0 {
-        for x in vector.iter_mut() {
-            *x /= norm;
-        }
-    }
 }
 
 /// The most similar centroid of `vector` (ties: the lower list).
@@ -97,7 +83,7 @@ impl Ivf {
             for list in 0..lists {
                 if sizes[list] > 0 {
                     let centroid = &mut sums[list * dim..(list + 1) * dim];
-                    normalise(centroid);
+                    let _ = normalise(centroid);
                     centroids[list * dim..(list + 1) * dim].copy_from_slice(centroid);
                 }
             }
@@ -227,7 +213,7 @@ mod tests {
                 .iter()
                 .map(|c| c + rng.random_range(-0.3..0.3))
                 .collect();
-            normalise(&mut v);
+            let _ = normalise(&mut v);
             out.extend(v);
         }
         out

@@ -112,7 +112,7 @@ fn direction(code: &str, seed: u64, dim: usize) -> Vec<f32> {
     out
 }
 
-fn normalise(vector: &mut [f32]) -> bool {
+pub(crate) fn normalise(vector: &mut [f32]) -> bool {
     let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm <= f32::EPSILON {
         vector.iter_mut().for_each(|x| *x = 0.0);
@@ -152,7 +152,7 @@ fn add(into: &mut [f32], vector: &[f32], weight: f32) {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::ann::Ivf;
-use crate::embed::Embeddings;
+use crate::embed::{Embeddings, normalise};
 
 /// Answers taken per query: the depth hybrid search fuses.
 pub const DEPTH: usize = 200;
@@ -86,10 +86,7 @@ pub fn grown(embeddings: &Embeddings, products: usize, noise: f32, seed: u64) ->
                 x + sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
             })
             .collect();
-        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            vector.iter_mut().for_each(|x| *x /= norm);
-        }
+        let _ = normalise(&mut vector);
         vectors.extend(vector);
     }
     Embeddings::of_vectors(dim, codes, vectors)

@@ -12,12 +12,19 @@ pub enum Backend {
     Postgres,
 }
 
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Backend {
+    /// `embedded` or `postgres`, as configured and as metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Embedded => "embedded",
             Self::Postgres => "postgres",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -248,13 +248,9 @@ impl Warehouse for BreakerWarehouse {
             Err(retail_warehouse::Error::Timeout { .. }) => "timeout",
             Err(_) => "error",
         };
-        let backend = match self.inner.backend() {
-            Backend::Embedded => "embedded",
-            Backend::Postgres => "postgres",
-        };
         retail_telemetry::metrics::record_warehouse_query(
             query.name,
-            backend,
+            self.inner.backend().as_str(),
             outcome,
             started.elapsed().as_secs_f64(),
         );
