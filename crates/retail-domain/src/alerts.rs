@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 
 /// Labels: names to values, ordered.
 pub type Labels = BTreeMap<String, String>;
@@ -51,7 +52,7 @@ impl Severity {
 }
 
 /// An alert as a rule or a Prometheus sends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     /// What identifies it (`alertname`, `severity`, ...).
     pub labels: Labels,
@@ -91,8 +92,10 @@ pub fn fingerprint(labels: &Labels) -> String {
     format!("{hash:016x}")
 }
 
-/// A condition on one label.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A condition on one label, written as Alertmanager writes it: `name="value"`,
+/// `name!="value"`, or `name=~"a|b"` (one of literal values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Matcher {
     /// The label has this value (a missing label is the empty value).
     Equal(String, String),
@@ -111,6 +114,82 @@ impl Matcher {
             Self::NotEqual(name, unwanted) => value(name) != unwanted,
             Self::OneOf(name, values) => values.iter().any(|v| v == value(name)),
         }
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Equal(name, value) => write!(f, "{name}={value:?}"),
+            Self::NotEqual(name, value) => write!(f, "{name}!={value:?}"),
+            Self::OneOf(name, values) => write!(f, "{name}=~{:?}", values.join("|")),
+        }
+    }
+}
+
+impl From<Matcher> for String {
+    fn from(matcher: Matcher) -> Self {
+        matcher.to_string()
+    }
+}
+
+impl TryFrom<String> for Matcher {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+    }
+}
+
+impl Matcher {
+    /// Reads `name="value"`, `name!="value"` or `name=~"a|b"` (the value's quotes are
+    /// optional; a label name is letters, digits and `_`, not starting with a digit).
+    ///
+    /// # Errors
+    ///
+    /// A message naming what is wrong with `text`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (name, op, value) = ["!=", "=~", "="]
+            .iter()
+            .filter_map(|op| text.find(op).map(|at| (at, *op)))
+            .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))
+            .map(|(at, op)| (text[..at].trim(), op, text[at + op.len()..].trim()))
+            .ok_or_else(|| {
+                format!("matcher {text:?}: expected name=\"value\", name!=\"value\" or name=~\"a|b\"")
+            })?;
+        let valid_name = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(format!(
+                "matcher {text:?}: {name:?} is not a label name (letters, digits and _)"
+            ));
+        }
+        let value = match value.strip_prefix('"') {
+            Some(rest) => rest
+                .strip_suffix('"')
+                .filter(|inner| !inner.contains('"'))
+                .ok_or_else(|| format!("matcher {text:?}: the value's quotes do not close"))?,
+            None => value,
+        };
+        let name = name.to_owned();
+        Ok(match op {
+            "!=" => Self::NotEqual(name, value.to_owned()),
+            "=~" => {
+                let values: Vec<String> = value.split('|').map(str::to_owned).collect();
+                if let Some(bad) = values.iter().find(|v| {
+                    v.contains(|c: char| "\\.*+?()[]{}^$".contains(c))
+                }) {
+                    return Err(format!(
+                        "matcher {text:?}: =~ takes literal values separated by |, and {bad:?} \
+                         is a pattern"
+                    ));
+                }
+                Self::OneOf(name, values)
+            }
+            _ => Self::Equal(name, value.to_owned()),
+        })
     }
 }
 
@@ -168,7 +247,7 @@ pub struct Policy {
 }
 
 /// A silence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Silence {
     /// Its id.
     pub id: String,
@@ -192,7 +271,7 @@ impl Silence {
 }
 
 /// What the manager knows of one alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tracked {
     /// The alert as last received.
     pub alert: Alert,
@@ -209,7 +288,7 @@ pub struct Tracked {
 }
 
 /// What the manager knows of one group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     /// The route's index.
     pub route: usize,
@@ -224,7 +303,7 @@ pub struct Group {
 }
 
 /// The manager's whole state: stored, so that it survives restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct State {
     /// Alerts by fingerprint.
     pub alerts: BTreeMap<String, Tracked>,
@@ -244,7 +323,7 @@ pub enum Muted {
 }
 
 /// A message due to a receiver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     /// The receiver's name.
     pub receiver: String,
@@ -272,7 +351,7 @@ impl State {
             match self.alerts.get_mut(&key) {
                 Some(tracked) => {
                     // A resolved alert that fires again starts over.
-                    let restarted = tracked.alert.ends_at.is_some() && alert.ends_at.is_none();
+                    let restarted = tracked.alert.resolved_at(now) && !alert.resolved_at(now);
                     tracked.alert.annotations = alert.annotations;
                     tracked.alert.ends_at = alert.ends_at;
                     if restarted || tracked.resolution_sent {
@@ -823,5 +902,51 @@ mod tests {
             Severity::of(&labels(&[("severity", "page")])),
             Severity::Warning
         );
+    }
+
+    #[test]
+    fn matchers_read_as_alertmanager_writes_them_and_say_what_is_wrong() {
+        let cases = [
+            ("severity=\"critical\"", Matcher::Equal("severity".into(), "critical".into())),
+            ("team != ops", Matcher::NotEqual("team".into(), "ops".into())),
+            (
+                "alertname=~\"Down|Lag\"",
+                Matcher::OneOf("alertname".into(), vec!["Down".into(), "Lag".into()]),
+            ),
+        ];
+        for (text, want) in cases {
+            let got = Matcher::parse(text).expect(text);
+            assert_eq!(got, want);
+            assert_eq!(Matcher::parse(&got.to_string()), Ok(got), "round trip");
+        }
+        for (bad, says) in [
+            ("severity", "expected name"),
+            ("1x=\"a\"", "not a label name"),
+            ("a=\"b", "quotes"),
+            ("a=~\"x.*\"", "is a pattern"),
+        ] {
+            let error = Matcher::parse(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_state_round_trips_through_json_and_a_refreshed_alert_is_not_a_new_incident() {
+        let policy = policy();
+        let mut state = State::default();
+        let mut down = down_on("a");
+        down.ends_at = Some(at(4));
+        state.receive([down.clone()], at(0));
+        state.tick(&policy, at(1));
+        state.acknowledge(&down.fingerprint(), "ana", at(2)).expect("known");
+        // Prometheus re-sends a firing alert with a later end.
+        down.ends_at = Some(at(8));
+        state.receive([down.clone()], at(3));
+        let tracked = &state.alerts[&down.fingerprint()];
+        assert!(tracked.acknowledged.is_some(), "the same incident");
+        assert_eq!(tracked.alert.ends_at, Some(at(8)));
+        let text = serde_json::to_string(&state).expect("json");
+        let back: State = serde_json::from_str(&text).expect("read back");
+        assert_eq!(back, state);
     }
 }

@@ -144,6 +144,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 
     /// Revokes an API key; `false` when no key has this id.
     async fn revoke_api_key(&self, id: &str) -> Result<bool>;
+
+    /// The alert manager's state document and its version (0 and `None` when never saved).
+    async fn alert_state(&self) -> Result<(i64, Option<String>)>;
+
+    /// Replaces the alert manager's state document if its version is still `expected`
+    /// (compare and swap: two replicas changing it at once cannot lose either change);
+    /// `false` when another writer was first, and nothing was written.
+    async fn save_alert_state(&self, expected: i64, document: &str) -> Result<bool>;
 }
 
 /// The current time as stored: UTC, truncated to microseconds (what both databases keep), so

@@ -78,6 +78,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         "ALTER TABLE api_refresh_tokens ADD COLUMN used_at bigint",
     ),
+    // The alert manager's state: one JSON document, replaced by compare and swap.
+    (
+        3,
+        "CREATE TABLE alert_state (
+        id integer PRIMARY KEY CHECK (id = 1),
+        version bigint NOT NULL,
+        document text NOT NULL,
+        updated_at timestamptz NOT NULL
+    )",
+    ),
 ];
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
@@ -744,6 +754,42 @@ impl MetadataStore for PostgresStore {
             .execute("UPDATE api_keys SET revoked = true WHERE id = $1", &[&id])
             .await
             .map_err(Error::postgres("revoke an API key"))?;
+        Ok(changed == 1)
+    }
+
+    async fn alert_state(&self) -> Result<(i64, Option<String>)> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT version, document FROM alert_state WHERE id = 1",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres("read the alert state"))?
+            .map_or((0, None), |row| (row.get(0), Some(row.get(1)))))
+    }
+
+    async fn save_alert_state(&self, expected: i64, document: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let changed = if expected == 0 {
+            client
+                .execute(
+                    "INSERT INTO alert_state (id, version, document, updated_at)
+                     VALUES (1, 1, $1, now()) ON CONFLICT (id) DO NOTHING",
+                    &[&document],
+                )
+                .await
+        } else {
+            client
+                .execute(
+                    "UPDATE alert_state SET version = version + 1, document = $1,
+                     updated_at = now() WHERE id = 1 AND version = $2",
+                    &[&document, &expected],
+                )
+                .await
+        }
+        .map_err(Error::postgres("save the alert state"))?;
         Ok(changed == 1)
     }
 }

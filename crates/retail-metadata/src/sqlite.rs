@@ -71,6 +71,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_status ON runs (status, kind)",
     // When a refresh token was spent, for the grace period of an honest retry.
     "ALTER TABLE api_refresh_tokens ADD COLUMN used_at INTEGER",
+    // The alert manager's state: one JSON document, replaced by compare and swap.
+    "CREATE TABLE alert_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )",
 ];
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
@@ -641,6 +648,41 @@ impl MetadataStore for SqliteStore {
         self.call("revoke an API key", move |c| {
             c.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?1", params![id])
                 .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn alert_state(&self) -> Result<(i64, Option<String>)> {
+        self.call("read the alert state", |c| {
+            Ok(c.query_row(
+                "SELECT version, document FROM alert_state WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, Some(row.get(1)?))),
+            )
+            .optional()?
+            .unwrap_or((0, None)))
+        })
+        .await
+    }
+
+    async fn save_alert_state(&self, expected: i64, document: &str) -> Result<bool> {
+        let document = document.to_owned();
+        let at = crate::now().to_rfc3339();
+        self.call("save the alert state", move |c| {
+            let changed = if expected == 0 {
+                c.execute(
+                    "INSERT INTO alert_state (id, version, document, updated_at)
+                     VALUES (1, 1, ?1, ?2) ON CONFLICT (id) DO NOTHING",
+                    params![document, at],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE alert_state SET version = version + 1, document = ?1, updated_at = ?2
+                     WHERE id = 1 AND version = ?3",
+                    params![document, at, expected],
+                )?
+            };
+            Ok(changed == 1)
         })
         .await
     }

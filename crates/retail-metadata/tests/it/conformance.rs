@@ -16,6 +16,8 @@ async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     users_sessions_and_keys_keep_only_hashes_and_change_atomically(store.as_ref(), shared.as_ref())
         .await;
     claims_exclude_other_holders_until_released(store.as_ref(), shared.as_ref()).await;
+    the_alert_state_changes_only_from_the_version_it_was_read_at(store.as_ref(), shared.as_ref())
+        .await;
     store.ping().await.expect("ping");
 }
 
@@ -284,6 +286,29 @@ async fn claims_exclude_other_holders_until_released(
         }
     }
     drop(other);
+}
+
+async fn the_alert_state_changes_only_from_the_version_it_was_read_at(
+    store: &dyn MetadataStore,
+    shared: &dyn MetadataStore,
+) {
+    assert_eq!(store.alert_state().await.unwrap(), (0, None));
+    assert!(store.save_alert_state(0, "{\"a\":1}").await.unwrap());
+    assert!(
+        !shared.save_alert_state(0, "{\"b\":1}").await.unwrap(),
+        "a second first write loses"
+    );
+    let (version, document) = shared.alert_state().await.unwrap();
+    assert_eq!((version, document.as_deref()), (1, Some("{\"a\":1}")));
+    assert!(shared.save_alert_state(1, "{\"a\":2}").await.unwrap());
+    assert!(
+        !store.save_alert_state(1, "{\"a\":3}").await.unwrap(),
+        "a writer that read version 1 lost to the one that wrote version 2"
+    );
+    assert_eq!(
+        store.alert_state().await.unwrap(),
+        (2, Some("{\"a\":2}".to_owned()))
+    );
 }
 
 #[tokio::test]
