@@ -53,17 +53,55 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::too_large()
-                } else {
-                    ApiError::invalid(format!("request body: {}", rejection.body_text()))
-                }
-            })?;
-        object(value).map(Self)
+        object(json_value(request, state).await?).map(Self)
     }
+}
+
+/// A JSON body that is an array of objects (Alertmanager's `POST /api/v2/alerts`); an element
+/// that is not a `T` is named by its position.
+#[derive(Debug, Clone)]
+pub(crate) struct JsonArray<T>(pub(crate) Vec<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArray<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let serde_json::Value::Array(values) = json_value(request, state).await? else {
+            return Err(ApiError::invalid("request body: must be a JSON array"));
+        };
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| {
+                if !value.is_object() {
+                    return Err(ApiError::invalid(format!(
+                        "request body: element {index} must be a JSON object"
+                    )));
+                }
+                serde_json::from_value(value).map_err(|error| {
+                    ApiError::invalid(format!("request body: element {index}: {error}"))
+                })
+            })
+            .collect::<Result<Vec<T>, _>>()
+            .map(Self)
+    }
+}
+
+/// The body as JSON (any JSON).
+async fn json_value<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<serde_json::Value, ApiError> {
+    let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large()
+            } else {
+                ApiError::invalid(format!("request body: {}", rejection.body_text()))
+            }
+        })?;
+    Ok(value)
 }
 
 /// `value` as a `T`, when it is a JSON object.

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    analytics, entities, ingestion, models, operations, pipeline, recommendations, sales, search,
-    session, transactions,
+    alerts, analytics, entities, ingestion, models, operations, pipeline, recommendations, sales,
+    search, session, transactions,
 };
 
 #[derive(OpenApi)]
@@ -34,6 +34,8 @@ use crate::routes::{
         ingestion::ingest_transactions,
         transactions::create_transaction, transactions::update_transaction,
         transactions::delete_transaction,
+        alerts::receive, alerts::list, alerts::acknowledge, alerts::silences, alerts::silence,
+        alerts::expire,
     ),
     modifiers(&Security),
 )]

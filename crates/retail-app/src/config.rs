@@ -690,6 +690,8 @@ pub struct Config {
     pub search: SearchConfig,
     /// The recommendations fitted after gold.
     pub recommendations: RecommendationsConfig,
+    /// The alert manager: receivers, routes, inhibitions, the platform's rules.
+    pub alerts: retail_services::alerts::AlertsConfig,
 }
 
 impl Config {
@@ -760,6 +762,9 @@ impl Config {
         problems.extend(self.models.problems());
         problems.extend(self.search.problems());
         problems.extend(self.recommendations.problems());
+        if let Err(alerts) = self.alerts.policy() {
+            problems.extend(alerts);
+        }
         let mut names = std::collections::BTreeSet::new();
         for (index, stream) in self.streams.iter().enumerate() {
             problems.extend(stream.problems(&format!("streams[{index}]")));
@@ -796,6 +801,12 @@ impl Config {
         }
         if !shown.api.redis_url.is_empty() {
             "********".clone_into(&mut shown.api.redis_url);
+        }
+        for receiver in &mut shown.alerts.receivers {
+            if !receiver.url.is_empty() {
+                // A webhook's URL is its secret (Slack's are).
+                "********".clone_into(&mut receiver.url);
+            }
         }
         if !shown.search.typesense_api_key.is_empty() {
             "********".clone_into(&mut shown.search.typesense_api_key);

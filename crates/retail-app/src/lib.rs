@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod alerting;
 mod config;
 pub mod streams;
 pub mod warehouses;
@@ -159,6 +160,19 @@ impl App {
     /// invalid, Redis (server role, when configured) or PostgreSQL (server role, when the
     /// backend) cannot be reached.
     pub async fn build(config: Config, role: Role) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, role, Arc::new(retail_services::alerts::SystemClock)).await
+    }
+
+    /// As [`App::build`], the alert manager telling the time by `clock` (tests move it).
+    ///
+    /// # Errors
+    ///
+    /// As [`App::build`].
+    pub async fn build_with_clock(
+        config: Config,
+        role: Role,
+        clock: Arc<dyn retail_services::alerts::Clock>,
+    ) -> anyhow::Result<Self> {
         let lake = open_lake(&config)?;
         let store = open_store(&config.metadata, &config.tls).await?;
 
@@ -306,6 +320,25 @@ impl App {
         );
         let metrics = retail_telemetry::prometheus::handle();
         let stream_health = Arc::new(retail_services::StreamHealth::default());
+        let models: Arc<dyn retail_services::ModelsService> =
+            Arc::new(retail_services::LakeModels::new(lake.clone()));
+        let render: retail_services::operations::MetricsRenderer =
+            Arc::new(move || metrics.render());
+        let alerts = retail_services::AlertManager::new(
+            Arc::clone(&store),
+            config.alerts.clone(),
+            clock,
+            Arc::new(alerting::HttpWebhook::new(
+                &config.tls,
+                std::time::Duration::from_secs(10),
+            )?),
+            Some(retail_services::alerts::RuleSources {
+                lake: lake.clone(),
+                models: Arc::clone(&models),
+                metrics: Arc::clone(&render),
+            }),
+        )
+        .map_err(|problems| anyhow::anyhow!("invalid [alerts]: {}", problems.join("; ")))?;
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::new(Analytics::new(
@@ -324,15 +357,16 @@ impl App {
                 guarded,
                 breaker,
                 Arc::clone(&store),
-                Arc::new(move || metrics.render()),
+                render,
                 Arc::clone(&stream_health),
             )),
-            models: Arc::new(retail_services::LakeModels::new(lake.clone())),
+            models,
             search: Arc::new(retail_services::Search::new(search_index)),
             recommendations: Arc::new(retail_services::LakeRecommendations::new(
                 lake.clone(),
                 config.recommendations.min_pair_baskets,
             )),
+            alerts: Arc::new(alerts),
         };
         Ok(Self {
             config,
@@ -354,7 +388,8 @@ impl App {
 
     /// Serves the API on `listener` until SIGTERM or Ctrl-C; requests in flight finish first.
     /// The streams of the configuration (`[[streams]]`) are consumed meanwhile, with the
-    /// pipeline following bronze; on shutdown each commits its round in flight.
+    /// pipeline following bronze; on shutdown each commits its round in flight. The alert
+    /// manager evaluates its rules and sends notifications meanwhile (`alerts.enabled`).
     ///
     /// # Errors
     ///
@@ -399,7 +434,18 @@ impl App {
                     .await;
             }
         };
-        let (served, ()) = tokio::join!(server, streams);
+        let alerts = async {
+            if self.config.alerts.enabled {
+                alerting::run_in_background(
+                    Arc::clone(&self.services.alerts),
+                    Arc::clone(&self.store),
+                    self.config.alerts.clone(),
+                    stop.subscribe(),
+                )
+                .await;
+            }
+        };
+        let (served, (), ()) = tokio::join!(server, streams, alerts);
         signal.abort();
         served?;
         Ok(())

@@ -1,5 +1,6 @@
 //! `retail`: the one binary of the retail data platform.
 
+mod alerts;
 mod api;
 mod bench;
 mod models;
@@ -78,6 +79,9 @@ enum Command {
     /// Recommendations: association rules, item-to-item, "for you".
     #[command(subcommand)]
     Recommend(RecommendCommand),
+    /// Alerts: list what fires, acknowledge, silence.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Write synthetic transactions in the Online Retail CSV shape, one file per day.
     Generate(GenerateArgs),
     /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary,
@@ -386,6 +390,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print_run(&run, json)
         }
         Command::Pipeline(command) => pipeline(command, config).await,
+        Command::Alerts(command) => {
+            let app = App::build(config, Role::Cli).await?;
+            alerts::run(&app, command).await
+        }
         Command::Models(ModelsCommand::Report { json, top }) => {
             let app = App::build(config, Role::Cli).await?;
             models::report(&app, json, top).await

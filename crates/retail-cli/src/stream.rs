@@ -152,7 +152,7 @@ pub(crate) async fn stream(
     config: retail_app::Config,
 ) -> anyhow::Result<()> {
     match command {
-        StreamCommand::Run(args) => run(args, config).await,
+        StreamCommand::Run(args) => Box::pin(run(args, config)).await,
         StreamCommand::Status(args) => status(args, config).await,
     }
 }

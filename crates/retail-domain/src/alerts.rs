@@ -156,7 +156,9 @@ impl Matcher {
             .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))
             .map(|(at, op)| (text[..at].trim(), op, text[at + op.len()..].trim()))
             .ok_or_else(|| {
-                format!("matcher {text:?}: expected name=\"value\", name!=\"value\" or name=~\"a|b\"")
+                format!(
+                    "matcher {text:?}: expected name=\"value\", name!=\"value\" or name=~\"a|b\""
+                )
             })?;
         let valid_name = !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -178,9 +180,10 @@ impl Matcher {
             "!=" => Self::NotEqual(name, value.to_owned()),
             "=~" => {
                 let values: Vec<String> = value.split('|').map(str::to_owned).collect();
-                if let Some(bad) = values.iter().find(|v| {
-                    v.contains(|c: char| "\\.*+?()[]{}^$".contains(c))
-                }) {
+                if let Some(bad) = values
+                    .iter()
+                    .find(|v| v.contains(|c: char| "\\.*+?()[]{}^$".contains(c)))
+                {
                     return Err(format!(
                         "matcher {text:?}: =~ takes literal values separated by |, and {bad:?} \
                          is a pattern"
@@ -244,6 +247,13 @@ pub struct Policy {
     pub routes: Vec<Route>,
     /// Inhibition rules.
     pub inhibitions: Vec<Inhibition>,
+}
+
+impl Policy {
+    /// The route that takes an alert of `labels`, if any does.
+    pub fn route_of(&self, labels: &Labels) -> Option<&Route> {
+        group_of(self, labels).map(|(index, _, _)| &self.routes[index])
+    }
 }
 
 /// A silence.
@@ -504,7 +514,11 @@ impl State {
             }
         };
         let mut out = Vec::new();
-        if due {
+        if due && firing.is_empty() && resolved.is_empty() {
+            // Everything left in the group is muted: nothing to say, but when the mute ends
+            // the alerts are news again.
+            group.sent_firing = firing_set;
+        } else if due {
             group.sent_at = Some(now);
             group.sent_firing = firing_set;
             for key in &firing {
@@ -797,6 +811,21 @@ mod tests {
         assert!(state.tick(&policy, at(29)).is_empty());
         let sent = state.tick(&policy, at(30));
         assert_eq!(sent.len(), 1, "the silence expired");
+        // A silence that mutes a group already notified: no empty notification, and the
+        // alert is news again when the silence ends.
+        state.silences.insert(
+            "s2".into(),
+            Silence {
+                id: "s2".into(),
+                matchers: vec![Matcher::Equal("alertname".into(), "Lag".into())],
+                starts_at: at(31),
+                ends_at: at(60),
+                created_by: "ops".into(),
+                comment: "again".into(),
+            },
+        );
+        assert!(state.tick(&policy, at(40)).is_empty(), "nothing to say");
+        assert_eq!(state.tick(&policy, at(60)).len(), 1, "news again");
         assert!(state.silences.is_empty(), "expired silences are dropped");
     }
 
@@ -907,8 +936,14 @@ mod tests {
     #[test]
     fn matchers_read_as_alertmanager_writes_them_and_say_what_is_wrong() {
         let cases = [
-            ("severity=\"critical\"", Matcher::Equal("severity".into(), "critical".into())),
-            ("team != ops", Matcher::NotEqual("team".into(), "ops".into())),
+            (
+                "severity=\"critical\"",
+                Matcher::Equal("severity".into(), "critical".into()),
+            ),
+            (
+                "team != ops",
+                Matcher::NotEqual("team".into(), "ops".into()),
+            ),
             (
                 "alertname=~\"Down|Lag\"",
                 Matcher::OneOf("alertname".into(), vec!["Down".into(), "Lag".into()]),
@@ -938,7 +973,9 @@ mod tests {
         down.ends_at = Some(at(4));
         state.receive([down.clone()], at(0));
         state.tick(&policy, at(1));
-        state.acknowledge(&down.fingerprint(), "ana", at(2)).expect("known");
+        state
+            .acknowledge(&down.fingerprint(), "ana", at(2))
+            .expect("known");
         // Prometheus re-sends a firing alert with a later end.
         down.ends_at = Some(at(8));
         state.receive([down.clone()], at(3));

@@ -159,6 +159,29 @@ impl Lake {
         Ok(self.open(table).await?.and_then(|delta| delta.version()))
     }
 
+    /// When the latest commit of a table was made (its commit's timestamp), `None` when the
+    /// table does not exist or the commit has no timestamp.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn last_commit_time(
+        &self,
+        table: &TableSpec,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        let latest = delta
+            .history(Some(1))
+            .try_next()
+            .await
+            .map_err(|source| table_error("read the history of", table, source))?;
+        Ok(latest
+            .and_then(|commit| commit.timestamp)
+            .and_then(chrono::DateTime::from_timestamp_millis))
+    }
+
     /// Opens a table, creating it empty with its schema and partitioning when missing.
     ///
     /// # Errors
@@ -1255,6 +1278,29 @@ mod tests {
             ..LakeConfig::default()
         })
         .expect("lake")
+    }
+
+    #[tokio::test]
+    async fn the_last_commit_time_is_the_newest_commits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        assert_eq!(
+            lake.last_commit_time(&SILVER_DUPLICATES).await.unwrap(),
+            None
+        );
+        let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+        lake.ensure_table(&SILVER_DUPLICATES).await.unwrap();
+        let created = lake.last_commit_time(&SILVER_DUPLICATES).await.unwrap();
+        let created = created.expect("a commit time");
+        assert!(created >= before, "{created} {before}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let appender = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+        appender.commit(&[("app".to_owned(), 1)]).await.unwrap();
+        let appended = lake.last_commit_time(&SILVER_DUPLICATES).await.unwrap();
+        assert!(
+            appended.expect("a commit time") > created,
+            "{appended:?} {created}"
+        );
     }
 
     #[tokio::test]

@@ -11,12 +11,15 @@
 //!   as the models asset wrote them to gold;
 //! - [`SearchService`]: searches and completions over the search index port;
 //! - [`RecommendationsService`]: what sells with a product, what to suggest to a customer, as
-//!   the recommendations asset wrote them to gold.
+//!   the recommendations asset wrote them to gold;
+//! - [`AlertsService`]: alerts from the platform's rules and from Prometheus, routed, grouped,
+//!   silenced, acknowledged and escalated, as notifications to receivers.
 //!
 //! Each is a trait with one implementation here, built from ports and the pipeline's use cases
 //! by the composition root (`retail-app`); nothing here picks an adapter.
 
 pub mod access;
+pub mod alerts;
 pub mod analytics;
 mod columns;
 mod config;
@@ -32,6 +35,7 @@ mod tables;
 use std::sync::Arc;
 
 pub use access::{AccessService, Admission, Credentials, Principal, TokenPair};
+pub use alerts::{AlertManager, AlertsService};
 pub use analytics::{AnalyticsService, Answer, RawParams};
 pub use config::ApiConfig;
 pub use error::{Error, Result};
@@ -65,6 +69,8 @@ pub struct Services {
     pub search: Arc<dyn SearchService>,
     /// What sells with what.
     pub recommendations: Arc<dyn RecommendationsService>,
+    /// Alerts, silences and notifications.
+    pub alerts: Arc<dyn AlertsService>,
 }
 
 impl std::fmt::Debug for Services {

@@ -76,6 +76,11 @@ pub mod metrics {
     pub const WAREHOUSE_QUERY_DURATION_SECONDS: &str = "retail_warehouse_query_duration_seconds";
     /// The warehouse circuit breaker: 0 closed, 1 trial (half-open), 2 open.
     pub const WAREHOUSE_BREAKER_STATE: &str = "retail_warehouse_breaker_state";
+    /// Alerts firing and neither silenced nor inhibited, as of the alert manager's last tick.
+    pub const ALERTS_FIRING: &str = "retail_alerts_firing";
+    /// Alert notifications, by receiver and outcome (`delivered`, `failed`, `dropped` after
+    /// the last attempt).
+    pub const ALERT_NOTIFICATIONS_TOTAL: &str = "retail_alert_notifications_total";
     /// CPU time of the process (user and system).
     pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
     /// Resident memory of the process.
@@ -173,9 +178,28 @@ pub mod metrics {
         );
         describe_gauge!(PROCESS_OPEN_FDS, "file descriptors the process holds open");
         describe_gauge!(
+            ALERTS_FIRING,
+            "alerts firing and neither silenced nor inhibited"
+        );
+        describe_counter!(
+            ALERT_NOTIFICATIONS_TOTAL,
+            "alert notifications by receiver and outcome"
+        );
+        describe_gauge!(
             PROCESS_MAX_FDS,
             "the most file descriptors the process may open"
         );
+    }
+
+    /// Notes how many alerts fire, neither silenced nor inhibited.
+    pub fn set_alerts_firing(count: usize) {
+        gauge!(ALERTS_FIRING).set(count as f64);
+    }
+
+    /// Counts an alert notification's delivery outcome.
+    pub fn record_alert_notification(receiver: &str, outcome: &'static str) {
+        counter!(ALERT_NOTIFICATIONS_TOTAL, "receiver" => receiver.to_owned(), "outcome" => outcome)
+            .increment(1);
     }
 
     /// One asset materialisation's outcome and the rows it wrote.

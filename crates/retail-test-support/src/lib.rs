@@ -237,17 +237,30 @@ pub fn otlp_collector() -> Option<(String, String, std::path::PathBuf)> {
 ///
 /// When it is not on the `PATH` and `RETAIL_REQUIRE_PROMTOOL` is set.
 pub fn promtool() -> Option<std::path::PathBuf> {
+    prometheus_program("promtool")
+}
+
+/// The Prometheus server (the same package as [`promtool`]), for tests that start one.
+///
+/// # Panics
+///
+/// When it is not on the `PATH` and `RETAIL_REQUIRE_PROMTOOL` is set.
+pub fn prometheus() -> Option<std::path::PathBuf> {
+    prometheus_program("prometheus")
+}
+
+fn prometheus_program(name: &str) -> Option<std::path::PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
-            .map(|dir| dir.join("promtool"))
+            .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
     });
     if found.is_none() {
         assert!(
             std::env::var_os("RETAIL_REQUIRE_PROMTOOL").is_none(),
-            "promtool is not on the PATH (apt-get install prometheus)"
+            "{name} is not on the PATH (apt-get install prometheus)"
         );
-        eprintln!("skipped: promtool is not on the PATH (apt-get install prometheus)");
+        eprintln!("skipped: {name} is not on the PATH (apt-get install prometheus)");
     }
     found
 }

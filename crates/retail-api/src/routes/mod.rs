@@ -5,6 +5,7 @@
 //! a `routes()` function, merge it here behind the guard of its permission, and list its
 //! handlers in `openapi.rs`.
 
+pub(crate) mod alerts;
 pub(crate) mod analytics;
 pub(crate) mod entities;
 pub(crate) mod ingestion;
@@ -46,6 +47,9 @@ pub(crate) fn routes(state: AppState) -> Router {
         ))
         .merge(protected(&state, "write:etl", ingestion::routes()))
         .merge(protected(&state, "write:etl", transactions::routes()))
+        .merge(protected(&state, "write:alerts", alerts::receive_routes()))
+        .merge(protected(&state, "read:alerts", alerts::read_routes()))
+        .merge(protected(&state, "manage:alerts", alerts::manage_routes()))
         .merge(
             // Serves /openapi.json (the document with the catalogue's parameters and rows)
             // and the docs.

@@ -31,6 +31,9 @@ use ratelimit::RateLimiter;
 use throttle::AuthThrottle;
 
 /// How often revocations made by other replicas (logouts, disabled users) are picked up.
+/// How every API key starts (an access token never does: it is a JWT).
+pub const API_KEY_PREFIX: &str = "rk_";
+
 const REVOCATIONS_REFRESH: Duration = Duration::from_secs(5);
 
 /// What ended before its tokens expire, as last read from the store.
@@ -284,6 +287,17 @@ impl Access {
     }
 
     async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal> {
+        // An API key sent as a bearer token (as Prometheus's `authorization` sends it).
+        let credentials = match credentials {
+            Credentials {
+                bearer: Some(key),
+                api_key: None,
+            } if key.starts_with(API_KEY_PREFIX) => Credentials {
+                bearer: None,
+                api_key: Some(key),
+            },
+            other => other,
+        };
         match credentials {
             Credentials {
                 bearer: Some(_),
@@ -559,7 +573,7 @@ impl AccessService for Access {
         }
         self.known_role(role)?;
         let id = random_hex(6);
-        let key = format!("rk_{id}_{}", random_hex(24));
+        let key = format!("{API_KEY_PREFIX}{id}_{}", random_hex(24));
         self.store
             .insert_api_key(&ApiKeyRecord {
                 id: id.clone(),

@@ -79,9 +79,13 @@ impl Default for Policy {
             (
                 "data_engineer".to_owned(),
                 role(
-                    &["read:*", "write:etl", "manage:pipelines"],
+                    &["read:*", "write:etl", "manage:pipelines", "manage:alerts"],
                     &["/api/*", "/admin/*"],
                 ),
+            ),
+            (
+                "alert_sender".to_owned(),
+                role(&["write:alerts"], &["/api/v2/alerts"]),
             ),
             ("admin".to_owned(), role(&["*"], &["/*"])),
         ]);

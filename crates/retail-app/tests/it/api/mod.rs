@@ -1,6 +1,7 @@
 //! The HTTP API, resource by resource.
 
 mod access;
+mod alerts;
 mod analytics;
 mod changes;
 mod ingestion;

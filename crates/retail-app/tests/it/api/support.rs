@@ -2,12 +2,14 @@
 //! checkout has it) or the first days of the real data; users of every role.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use retail_app::{App, Config, Role};
 use retail_domain::progress::NoProgress;
+use retail_services::alerts::{Clock, SystemClock};
 use retail_services::{ApiConfig, RunRequest};
 use retail_test_support::Generated;
 use tower::ServiceExt as _;
@@ -60,10 +62,22 @@ impl TestApp {
         api: ApiConfig,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
+        Self::over_clocked(files, api, tweak, Arc::new(SystemClock)).await
+    }
+
+    /// As [`TestApp::over`], the alert manager telling the time by `clock`.
+    pub(crate) async fn over_clocked(
+        files: &[PathBuf],
+        api: ApiConfig,
+        tweak: impl FnOnce(&mut Config),
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path(), api);
         tweak(&mut config);
-        let app = App::build(config, Role::Server).await.expect("app");
+        let app = App::build_with_clock(config, Role::Server, clock)
+            .await
+            .expect("app");
         let inputs: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         app.services
             .ingest
