@@ -356,11 +356,19 @@ fn request_bodies(json: &mut Value, context: &Context) {
         "required": true,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Transaction"}}},
     });
+    let alerts = json!({
+        "required": true,
+        "content": {"application/json": {"schema": {
+            "type": "array", "maxItems": retail_services::alerts::MAX_POSTED,
+            "items": {"$ref": "#/components/schemas/PostableAlert"},
+        }}},
+    });
     for (pointer, body) in [
         (
             "/paths/~1api~1v1~1ingest~1transactions/post/requestBody",
             ingest,
         ),
+        ("/paths/~1api~1v2~1alerts/post/requestBody", alerts),
         (
             "/paths/~1api~1v1~1transactions/post/requestBody",
             change.clone(),
@@ -391,6 +399,7 @@ fn request_bodies(json: &mut Value, context: &Context) {
         .and_then(Value::as_object_mut)
     {
         schemas.insert("Transaction".to_owned(), transaction_schema(&context.dates));
+        alert_schemas(schemas);
         schemas.insert("IngestRecord".to_owned(), ingest_record_schema());
         if !context.assets.is_empty()
             && let Some(items) = schemas
@@ -399,6 +408,32 @@ fn request_bodies(json: &mut Value, context: &Context) {
         {
             items["items"] = json!({"type": "string", "enum": context.assets});
         }
+    }
+}
+
+/// The alert manager's bodies, as strict as its checks: matchers of the matcher grammar, at
+/// least one; a posted alert's labels named as Prometheus names them, `alertname` required.
+fn alert_schemas(schemas: &mut serde_json::Map<String, Value>) {
+    use retail_domain::alerts::MATCHER_PATTERN;
+    if let Some(matchers) = schemas
+        .get_mut("SilenceRequest")
+        .and_then(|s| s.pointer_mut("/properties/matchers"))
+    {
+        matchers["minItems"] = json!(1);
+        matchers["items"] = json!({"type": "string", "pattern": MATCHER_PATTERN});
+    }
+    if let Some(labels) = schemas
+        .get_mut("PostableAlert")
+        .and_then(|s| s.pointer_mut("/properties/labels"))
+    {
+        *labels = json!({
+            "type": "object",
+            "description": "Identify the alert; `alertname` is required. Labels and annotations together are at most 16 KiB.",
+            "required": ["alertname"],
+            "properties": {"alertname": {"type": "string", "minLength": 1}},
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": {"type": "string"},
+        });
     }
 }
 

@@ -18,7 +18,7 @@ pub(crate) enum AlertsCommand {
     Ack {
         /// The alert's fingerprint (from `retail alerts list`).
         fingerprint: String,
-        /// Who acknowledges (default: $USER).
+        /// Who acknowledges (default: cli:$USER).
         #[arg(long)]
         by: Option<String>,
     },
@@ -34,7 +34,7 @@ pub(crate) enum AlertsCommand {
         /// Why (required for a new silence).
         #[arg(long, required_unless_present = "expire", default_value = "")]
         comment: String,
-        /// Who silences (default: $USER).
+        /// Who silences (default: cli:$USER).
         #[arg(long)]
         by: Option<String>,
         /// End the silence of this id now instead.
@@ -44,8 +44,9 @@ pub(crate) enum AlertsCommand {
 }
 
 fn who(by: Option<String>) -> String {
-    by.or_else(|| std::env::var("USER").ok())
-        .map_or_else(|| "cli".to_owned(), |user| format!("cli:{user}"))
+    by.unwrap_or_else(|| {
+        std::env::var("USER").map_or_else(|_| "cli".to_owned(), |user| format!("cli:{user}"))
+    })
 }
 
 /// Runs one `retail alerts` command.

@@ -175,6 +175,10 @@ fn every_command_has_help() {
         &["config"],
         &["config", "print"],
         &["config", "check"],
+        &["alerts"],
+        &["alerts", "list"],
+        &["alerts", "ack"],
+        &["alerts", "silence"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
@@ -183,6 +187,85 @@ fn every_command_has_help() {
         assert!(output.status.success(), "retail {args:?}");
         assert!(text.contains("Usage: retail"), "retail {args:?}: {text}");
     }
+}
+
+#[test]
+fn alerts_are_silenced_listed_and_acknowledged_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = json(dir.path(), &["alerts", "list", "--json"]);
+    assert_eq!(listed, serde_json::json!({"alerts": [], "silences": []}));
+    let output = retail(
+        dir.path(),
+        &[
+            "alerts",
+            "silence",
+            "--matcher",
+            "alertname=\"BronzeStale\"",
+            "--minutes",
+            "30",
+            "--comment",
+            "supplier feed paused",
+            "--by",
+            "ops",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = json(dir.path(), &["alerts", "list", "--json"]);
+    let silence = &listed["silences"][0];
+    assert_eq!(
+        silence["matchers"],
+        serde_json::json!(["alertname=\"BronzeStale\""])
+    );
+    assert_eq!(silence["created_by"], "ops");
+    // Mistakes are named and change nothing.
+    for (args, says) in [
+        (
+            &[
+                "alerts",
+                "silence",
+                "--matcher",
+                "alertname",
+                "--comment",
+                "x",
+            ][..],
+            "matcher",
+        ),
+        (
+            &[
+                "alerts",
+                "silence",
+                "--matcher",
+                "a=\"b\"",
+                "--comment",
+                " ",
+            ],
+            "comment",
+        ),
+        (
+            &["alerts", "ack", "0123456789abcdef"],
+            "no alert has fingerprint",
+        ),
+    ] {
+        let output = retail(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+    let id = silence["id"].as_str().unwrap();
+    let output = retail(dir.path(), &["alerts", "silence", "--expire", id]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = json(dir.path(), &["alerts", "list", "--json"]);
+    assert_eq!(listed["silences"], serde_json::json!([]));
 }
 
 #[test]

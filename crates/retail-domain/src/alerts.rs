@@ -120,9 +120,9 @@ impl Matcher {
 impl std::fmt::Display for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Equal(name, value) => write!(f, "{name}={value:?}"),
-            Self::NotEqual(name, value) => write!(f, "{name}!={value:?}"),
-            Self::OneOf(name, values) => write!(f, "{name}=~{:?}", values.join("|")),
+            Self::Equal(name, value) => write!(f, "{name}=\"{value}\""),
+            Self::NotEqual(name, value) => write!(f, "{name}!=\"{value}\""),
+            Self::OneOf(name, values) => write!(f, "{name}=~\"{}\"", values.join("|")),
         }
     }
 }
@@ -141,55 +141,66 @@ impl TryFrom<String> for Matcher {
     }
 }
 
+/// Characters a `=~` value may not hold (it is a list of literal values, not a pattern).
+const PATTERN_CHARACTERS: &str = "\\.*+?()[]{}^$";
+
+/// The regular expression a matcher's text matches exactly when [`Matcher::parse`] accepts it
+/// (the API's schema states it).
+pub const MATCHER_PATTERN: &str = r#"^[A-Za-z_][A-Za-z0-9_]*(!=("[^"]*"|[^"]*)|=~("[^"\\.*+?()\[\]{}^$]*"|[^"\\.*+?()\[\]{}^$]*)|=("[^"]*"|[^~"][^"]*|))$"#;
+
 impl Matcher {
     /// Reads `name="value"`, `name!="value"` or `name=~"a|b"` (the value's quotes are
-    /// optional; a label name is letters, digits and `_`, not starting with a digit).
+    /// optional; a label name is ASCII letters, digits and `_`, not starting with a digit; no
+    /// spaces around the operator): exactly the texts [`MATCHER_PATTERN`] matches.
     ///
     /// # Errors
     ///
     /// A message naming what is wrong with `text`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let (name, op, value) = ["!=", "=~", "="]
-            .iter()
-            .filter_map(|op| text.find(op).map(|at| (at, *op)))
-            .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))
-            .map(|(at, op)| (text[..at].trim(), op, text[at + op.len()..].trim()))
-            .ok_or_else(|| {
-                format!(
-                    "matcher {text:?}: expected name=\"value\", name!=\"value\" or name=~\"a|b\""
-                )
-            })?;
-        let valid_name = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            return Err(format!(
-                "matcher {text:?}: {name:?} is not a label name (letters, digits and _)"
-            ));
+        let expected = || {
+            format!(
+                "matcher {text:?}: expected name=\"value\", name!=\"value\" or name=~\"a|b\" \
+                 (no spaces around the operator)"
+            )
+        };
+        let end = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        let (name, rest) = text.split_at(end);
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(if name.is_empty() && !rest.starts_with(['=', '!']) {
+                expected()
+            } else {
+                format!("matcher {text:?}: {name:?} is not a label name (letters, digits and _)")
+            });
         }
+        let (op, value) = ["!=", "=~", "="]
+            .iter()
+            .find_map(|op| rest.strip_prefix(op).map(|value| (*op, value)))
+            .ok_or_else(expected)?;
         let value = match value.strip_prefix('"') {
-            Some(rest) => rest
+            Some(inner) => inner
                 .strip_suffix('"')
                 .filter(|inner| !inner.contains('"'))
                 .ok_or_else(|| format!("matcher {text:?}: the value's quotes do not close"))?,
+            None if value.contains('"') => {
+                return Err(format!(
+                    "matcher {text:?}: a quote inside a value: quote the whole value"
+                ));
+            }
             None => value,
         };
         let name = name.to_owned();
         Ok(match op {
             "!=" => Self::NotEqual(name, value.to_owned()),
             "=~" => {
-                let values: Vec<String> = value.split('|').map(str::to_owned).collect();
-                if let Some(bad) = values
-                    .iter()
-                    .find(|v| v.contains(|c: char| "\\.*+?()[]{}^$".contains(c)))
-                {
+                if value.contains(|c: char| PATTERN_CHARACTERS.contains(c)) {
                     return Err(format!(
-                        "matcher {text:?}: =~ takes literal values separated by |, and {bad:?} \
-                         is a pattern"
+                        "matcher {text:?}: =~ takes literal values separated by |, and \
+                         {value:?} has pattern characters"
                     ));
                 }
-                Self::OneOf(name, values)
+                Self::OneOf(name, value.split('|').map(str::to_owned).collect())
             }
             _ => Self::Equal(name, value.to_owned()),
         })
@@ -940,10 +951,7 @@ mod tests {
                 "severity=\"critical\"",
                 Matcher::Equal("severity".into(), "critical".into()),
             ),
-            (
-                "team != ops",
-                Matcher::NotEqual("team".into(), "ops".into()),
-            ),
+            ("team!=ops", Matcher::NotEqual("team".into(), "ops".into())),
             (
                 "alertname=~\"Down|Lag\"",
                 Matcher::OneOf("alertname".into(), vec!["Down".into(), "Lag".into()]),
@@ -958,11 +966,38 @@ mod tests {
             ("severity", "expected name"),
             ("1x=\"a\"", "not a label name"),
             ("a=\"b", "quotes"),
-            ("a=~\"x.*\"", "is a pattern"),
+            ("a=~\"x.*\"", "pattern characters"),
+            ("a = \"b\"", "no spaces"),
+            ("a=b\"c", "quote inside"),
         ] {
             let error = Matcher::parse(bad).expect_err(bad);
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn the_parser_accepts_exactly_what_the_pattern_matches() {
+        let pattern = regex::Regex::new(MATCHER_PATTERN).expect("a valid pattern");
+        let alphabet: Vec<char> = "a1_=!~\"|. ".chars().collect();
+        let mut texts = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for text in &texts {
+                for c in &alphabet {
+                    let next = format!("{text}{c}");
+                    assert_eq!(
+                        Matcher::parse(&next).is_ok(),
+                        pattern.is_match(&next),
+                        "{next:?}"
+                    );
+                    checked += 1;
+                    longer.push(next);
+                }
+            }
+            texts = longer;
+        }
+        assert!(checked > 100_000);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Operations: readiness of each dependency and the metrics, both cheap enough to be asked
 //! every second by any number of probes and scrapers: readiness is checked at most once per
-//! [`READY_TTL`] (concurrent probes share one check), and the layers' row counts are refreshed
-//! in the background at most once per [`LAYER_COUNTS_EVERY`].
+//! [`READY_TTL`] (concurrent probes share one check), and the tables' row counts and gold's
+//! business figures are refreshed in the background at most once per [`LAYER_COUNTS_EVERY`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +21,8 @@ use crate::analytics::{CircuitBreaker, CircuitState};
 /// How long one readiness check answers every probe.
 pub const READY_TTL: Duration = Duration::from_secs(1);
 
-/// How often the layers' row counts (read from the Delta logs) are refreshed for `/metrics`.
+/// How often the tables' row counts (read from the Delta logs) and gold's business figures
+/// are refreshed for `/metrics`.
 pub const LAYER_COUNTS_EVERY: Duration = Duration::from_secs(15);
 
 /// Readiness of each dependency.
@@ -94,6 +95,8 @@ pub struct Operations {
     ready: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
     counts_at: std::sync::Mutex<Option<Instant>>,
     counting: Arc<AtomicBool>,
+    /// The warehouse data version the business figures were computed at.
+    figures_at: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Operations {
@@ -123,6 +126,7 @@ impl Operations {
             ready: tokio::sync::Mutex::new(None),
             counts_at: std::sync::Mutex::new(None),
             counting: Arc::new(AtomicBool::new(false)),
+            figures_at: Arc::default(),
         }
     }
 
@@ -169,17 +173,58 @@ where
     }
 }
 
-async fn count_layers(lake: &Lake) {
-    for (table, layer) in [
-        (tables::BRONZE_TRANSACTIONS, "bronze"),
-        (tables::SILVER_TRANSACTIONS, "silver"),
-        (tables::SILVER_QUARANTINE, "quarantine"),
-        (tables::SILVER_DUPLICATES, "duplicates"),
-        (tables::GOLD_FACT_SALES, "gold_fact_sales"),
-    ] {
+/// Refreshes the gauges read from the lake and the warehouse: every table's rows (from the
+/// Delta logs), and gold's business figures (the catalogue's `sales_summary` over all of gold)
+/// when the warehouse's data version moved since they were computed.
+async fn refresh(
+    lake: &Lake,
+    warehouse: &dyn Warehouse,
+    figures_at: &std::sync::Mutex<Option<String>>,
+) {
+    for table in tables::ALL_TABLES {
         if let Ok(rows) = lake.count_rows(&table).await {
-            retail_telemetry::metrics::set_layer_rows(layer, rows);
+            retail_telemetry::metrics::set_table_rows(table.name, rows);
         }
+    }
+    let Ok(version) = warehouse.data_version().await else {
+        return;
+    };
+    let seen = |figures_at: &std::sync::Mutex<Option<String>>| {
+        figures_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    if seen(figures_at).as_deref() == Some(version.as_str()) {
+        return;
+    }
+    let figures = async {
+        let query = retail_warehouse::Catalogue::get("sales_summary")?;
+        let params = retail_warehouse::Params::parse(query, [])?;
+        warehouse.query(query, &params).await
+    };
+    match figures.await {
+        Ok(result) => {
+            let number = |column: &str| match result.get(0, column) {
+                Some(retail_warehouse::Cell::Decimal(value)) => {
+                    value.to_string().parse().unwrap_or(0.0)
+                }
+                Some(retail_warehouse::Cell::Int(value)) => *value as f64,
+                Some(retail_warehouse::Cell::Float(value)) => *value,
+                _ => 0.0,
+            };
+            retail_telemetry::metrics::set_gold_figures(
+                number("net_revenue"),
+                number("gross_revenue"),
+                number("returns_amount"),
+                number("orders"),
+                number("customers"),
+            );
+            *figures_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(version);
+        }
+        Err(error) => tracing::debug!(%error, "gold's business figures not refreshed"),
     }
 }
 
@@ -205,7 +250,7 @@ impl OperationsService for Operations {
         match last {
             // The first scrape waits for the counts, so they are never missing.
             None => {
-                count_layers(&self.lake).await;
+                refresh(&self.lake, self.warehouse.as_ref(), &self.figures_at).await;
                 *self
                     .counts_at
                     .lock()
@@ -218,8 +263,10 @@ impl OperationsService for Operations {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                     let (lake, counting) = (self.lake.clone(), Arc::clone(&self.counting));
+                    let (warehouse, figures_at) =
+                        (Arc::clone(&self.warehouse), Arc::clone(&self.figures_at));
                     tokio::spawn(async move {
-                        count_layers(&lake).await;
+                        refresh(&lake, warehouse.as_ref(), &figures_at).await;
                         counting.store(false, Ordering::Release);
                     });
                 }

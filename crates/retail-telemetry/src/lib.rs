@@ -40,13 +40,22 @@ pub mod metrics {
     pub const PIPELINE_RUNS_TOTAL: &str = "retail_pipeline_runs_total";
     /// Rows in each table after the latest run, by table.
     pub const LAKE_TABLE_ROWS: &str = "retail_lake_table_rows";
-    /// Rows per layer, refreshed at every scrape of `/metrics`.
-    pub const LAYER_ROWS: &str = "retail_layer_rows";
+    /// Net revenue (gross minus returns) of all of gold, as the warehouse serves it.
+    pub const GOLD_NET_REVENUE: &str = "retail_gold_net_revenue";
+    /// Gross revenue of all of gold.
+    pub const GOLD_GROSS_REVENUE: &str = "retail_gold_gross_revenue";
+    /// The value of returns in all of gold.
+    pub const GOLD_RETURNS_AMOUNT: &str = "retail_gold_returns_amount";
+    /// Orders (purchase invoices) in all of gold.
+    pub const GOLD_ORDERS: &str = "retail_gold_orders";
+    /// Distinct customers in all of gold.
+    pub const GOLD_CUSTOMERS: &str = "retail_gold_customers";
     /// HTTP requests, by route, method and status.
     pub const HTTP_REQUESTS_TOTAL: &str = "retail_http_requests_total";
     /// HTTP request latency, by route, method and status.
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "retail_http_request_duration_seconds";
-    /// Analytics cache lookups, by result (`hit`, `shared_hit`, `miss`).
+    /// Analytics cache lookups, by tier (`process`, `shared`: Redis) and result (`hit`,
+    /// `miss`); every lookup asks the process tier, a miss there asks the shared tier.
     pub const API_CACHE_TOTAL: &str = "retail_api_cache_total";
     /// Request handlers that panicked (each answered `500`; the server went on).
     pub const HTTP_HANDLER_PANICS_TOTAL: &str = "retail_http_handler_panics_total";
@@ -116,8 +125,21 @@ pub mod metrics {
             "bronze rows dropped as duplicates"
         );
         describe_counter!(PIPELINE_RUNS_TOTAL, "pipeline runs, by status");
-        describe_gauge!(LAKE_TABLE_ROWS, "rows in each table after the latest run");
-        describe_gauge!(LAYER_ROWS, "rows per layer, refreshed at every scrape");
+        describe_gauge!(
+            LAKE_TABLE_ROWS,
+            "rows in each table, from the Delta logs, refreshed at most every 15 s"
+        );
+        describe_gauge!(GOLD_NET_REVENUE, "net revenue of all of gold, in pounds");
+        describe_gauge!(
+            GOLD_GROSS_REVENUE,
+            "gross revenue of all of gold, in pounds"
+        );
+        describe_gauge!(
+            GOLD_RETURNS_AMOUNT,
+            "value of the returns in all of gold, in pounds"
+        );
+        describe_gauge!(GOLD_ORDERS, "orders (purchase invoices) in all of gold");
+        describe_gauge!(GOLD_CUSTOMERS, "distinct customers in all of gold");
         describe_counter!(
             HTTP_REQUESTS_TOTAL,
             "HTTP requests by route, method and status"
@@ -126,7 +148,10 @@ pub mod metrics {
             HTTP_REQUEST_DURATION_SECONDS,
             "HTTP request latency by route, method and status"
         );
-        describe_counter!(API_CACHE_TOTAL, "analytics cache lookups by result");
+        describe_counter!(
+            API_CACHE_TOTAL,
+            "analytics cache lookups by tier and result"
+        );
         describe_counter!(
             HTTP_HANDLER_PANICS_TOTAL,
             "request handlers that panicked and answered 500"
@@ -319,9 +344,19 @@ pub mod metrics {
         gauge!(LAKE_TABLE_ROWS, "table" => table).set(rows as f64);
     }
 
-    /// Sets the row count of a layer (`bronze`, `silver`, ...).
-    pub fn set_layer_rows(layer: &'static str, rows: u64) {
-        gauge!(LAYER_ROWS, "layer" => layer).set(rows as f64);
+    /// Sets the business figures of all of gold.
+    pub fn set_gold_figures(
+        net_revenue: f64,
+        gross_revenue: f64,
+        returns_amount: f64,
+        orders: f64,
+        customers: f64,
+    ) {
+        gauge!(GOLD_NET_REVENUE).set(net_revenue);
+        gauge!(GOLD_GROSS_REVENUE).set(gross_revenue);
+        gauge!(GOLD_RETURNS_AMOUNT).set(returns_amount);
+        gauge!(GOLD_ORDERS).set(orders);
+        gauge!(GOLD_CUSTOMERS).set(customers);
     }
 
     /// Counts an HTTP request and records its latency; `route` is the matched route pattern
@@ -341,9 +376,9 @@ pub mod metrics {
         counter!(HTTP_HANDLER_PANICS_TOTAL).increment(1);
     }
 
-    /// Counts an analytics cache lookup (`hit`, `shared_hit`, `miss`).
-    pub fn record_cache(result: &'static str) {
-        counter!(API_CACHE_TOTAL, "result" => result).increment(1);
+    /// Counts an analytics cache lookup in one tier (`process`, `shared`): `hit` or `miss`.
+    pub fn record_cache(tier: &'static str, result: &'static str) {
+        counter!(API_CACHE_TOTAL, "tier" => tier, "result" => result).increment(1);
     }
 
     /// Counts a failure to reach the state shared by replicas.

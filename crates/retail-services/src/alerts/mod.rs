@@ -95,7 +95,8 @@ pub struct PostableAlert {
     /// When it started firing (default: now).
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
-    /// When it stops firing: a time in the past resolves it; none: until told.
+    /// When it stops firing: a time in the past resolves it (one before `startsAt` too);
+    /// none: until told.
     #[serde(default)]
     pub ends_at: Option<DateTime<Utc>>,
     /// Where it comes from (a Prometheus graph link).
@@ -139,9 +140,27 @@ pub struct SilenceRequest {
     /// `name="value"`, `name!="value"` or `name=~"a|b"`; all must match; at least one.
     pub matchers: Vec<String>,
     /// How long it lasts, in minutes (1 to 43,200: 30 days).
+    #[schema(minimum = 1, maximum = 43_200)]
+    #[serde(deserialize_with = "whole_number")]
     pub minutes: u32,
-    /// Why (required).
+    /// Why (required: more than white space).
+    #[schema(pattern = "[^ \t\r\n]")]
     pub comment: String,
+}
+
+/// A whole number as JSON may write it (`90` or `90.0`, as JSON Schema's `integer` allows).
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<u32, D::Error> {
+    let value = f64::deserialize(deserializer)?;
+    if value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&value) {
+        // In range and whole: the conversion is exact.
+        Ok(value as u32)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{value} is not a whole number of minutes"
+        )))
+    }
 }
 
 /// A silence.
@@ -450,9 +469,15 @@ fn parse(document: Option<&str>) -> Result<Stored> {
     )
 }
 
+/// The most alerts one request may post.
+pub const MAX_POSTED: usize = 1_000;
+
+/// Labels and annotations of one posted alert together, in bytes, at most.
+pub const MAX_ALERT_BYTES: usize = 16 * 1024;
+
 /// Checks posted alerts; the first problem names the alert by its position.
 fn checked(alerts: Vec<PostableAlert>, now: DateTime<Utc>) -> Result<Vec<Alert>> {
-    const MOST: usize = 1_000;
+    const MOST: usize = MAX_POSTED;
     if alerts.len() > MOST {
         return Err(Error::invalid(format!(
             "at most {MOST} alerts per request, not {}",
@@ -464,11 +489,7 @@ fn checked(alerts: Vec<PostableAlert>, now: DateTime<Utc>) -> Result<Vec<Alert>>
         .enumerate()
         .map(|(index, posted)| {
             let problem = |what: String| Error::invalid(format!("alert {index}: {what}"));
-            if posted
-                .labels
-                .get("alertname")
-                .is_none_or(|name| name.trim().is_empty())
-            {
+            if posted.labels.get("alertname").is_none_or(String::is_empty) {
                 return Err(problem("labels.alertname is required".to_owned()));
             }
             for name in posted.labels.keys() {
@@ -487,13 +508,14 @@ fn checked(alerts: Vec<PostableAlert>, now: DateTime<Utc>) -> Result<Vec<Alert>>
                 .chain(&posted.annotations)
                 .map(|(k, v)| k.len() + v.len())
                 .sum();
-            if size > 16 * 1024 {
+            if size > MAX_ALERT_BYTES {
                 return Err(problem("labels and annotations exceed 16 KiB".to_owned()));
             }
-            let starts_at = posted.starts_at.unwrap_or(now);
-            if posted.ends_at.is_some_and(|end| end < starts_at) {
-                return Err(problem("endsAt is before startsAt".to_owned()));
-            }
+            // An end before the start is an alert resolved at its end.
+            let starts_at = match (posted.starts_at.unwrap_or(now), posted.ends_at) {
+                (start, Some(end)) if end < start => end,
+                (start, _) => start,
+            };
             let mut annotations: Labels = posted.annotations;
             if let Some(url) = posted.generator_url.filter(|u| !u.is_empty()) {
                 annotations.insert("generator_url".to_owned(), url);
@@ -593,7 +615,11 @@ impl AlertsService for AlertManager {
                 request.minutes
             )));
         }
-        if request.comment.trim().is_empty() {
+        if request
+            .comment
+            .chars()
+            .all(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        {
             return Err(Error::invalid("a silence needs a comment saying why"));
         }
         let silence = self

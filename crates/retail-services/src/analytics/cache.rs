@@ -111,18 +111,24 @@ impl CachedWarehouse {
             self.namespace, query.name
         );
         if let Some(rows) = self.memory.get(&key).await {
-            metrics::record_cache("hit");
+            metrics::record_cache("process", "hit");
             return Ok(Cached {
                 rows,
                 data_version,
                 outcome: CacheOutcome::Hit,
             });
         }
-        if let Some(shared) = &self.shared
-            && let Some(text) = shared.get(&key).await
-            && let Some(rows) = QueryResult::from_cache_text(&text)
-        {
-            metrics::record_cache("shared_hit");
+        metrics::record_cache("process", "miss");
+        let found = match &self.shared {
+            Some(shared) => {
+                let text = shared.get(&key).await;
+                let rows = text.as_deref().and_then(QueryResult::from_cache_text);
+                metrics::record_cache("shared", if rows.is_some() { "hit" } else { "miss" });
+                rows
+            }
+            None => None,
+        };
+        if let Some(rows) = found {
             let rows = Arc::new(rows);
             self.memory.insert(key, Arc::clone(&rows)).await;
             return Ok(Cached {
@@ -131,7 +137,6 @@ impl CachedWarehouse {
                 outcome: CacheOutcome::SharedHit,
             });
         }
-        metrics::record_cache("miss");
         let rows = Arc::new(self.inner.query(query, params).await?);
         if let Some(shared) = &self.shared {
             shared

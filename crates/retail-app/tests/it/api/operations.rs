@@ -141,7 +141,7 @@ async fn operations_endpoints_describe_the_service() {
         "{text}"
     );
     assert!(
-        text.contains("retail_layer_rows{layer=\"bronze\"}"),
+        text.contains("retail_lake_table_rows{table=\"bronze/retail_transactions\"}"),
         "{text}"
     );
 }
@@ -321,8 +321,11 @@ async fn metrics_pass_promtool_fresh_and_under_load_and_name_the_whole_catalogue
         "retail_api_cache_total",
         "retail_warehouse_query_duration_seconds_bucket{query=\"returns\",backend=\"embedded\",outcome=\"ok\"",
         "retail_warehouse_breaker_state 0",
-        "retail_layer_rows",
-        "retail_lake_table_rows",
+        "retail_lake_table_rows{table=\"gold/fact_sales\"}",
+        "retail_api_cache_total{tier=\"process\",result=\"hit\"}",
+        "retail_gold_net_revenue",
+        "retail_gold_orders",
+        "retail_gold_customers",
         "retail_pipeline_runs_total",
         "retail_pipeline_asset_runs_total{asset=\"gold/fact_sales\",status=\"materialized\"}",
         "retail_pipeline_asset_rows_total",
@@ -335,4 +338,32 @@ async fn metrics_pass_promtool_fresh_and_under_load_and_name_the_whole_catalogue
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+    // The business figures are gold's, as the catalogue answers them.
+    let (_, _, summary) = app
+        .get(
+            "/api/v2/analytics/sales-summary",
+            &[("authorization", &bearer)],
+        )
+        .await;
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let row = &summary["rows"][0];
+    assert_eq!(
+        gauge("retail_gold_orders"),
+        row["orders"].as_f64().unwrap(),
+        "{summary}"
+    );
+    assert_eq!(
+        gauge("retail_gold_customers"),
+        row["customers"].as_f64().unwrap()
+    );
+    let net = row["net_revenue"].as_f64().unwrap();
+    assert!(
+        (gauge("retail_gold_net_revenue") - net).abs() < 0.01,
+        "{net}"
+    );
 }
