@@ -29,7 +29,12 @@ fn sale(n: usize) -> Vec<u8> {
 }
 
 /// Produces `sales` over the two partitions of `topic`, creating it first when `create`.
-async fn produce_kafka(brokers: &str, topic: &str, sales: std::ops::Range<usize>, create: bool) {
+pub(crate) async fn produce_kafka(
+    brokers: &str,
+    topic: &str,
+    sales: std::ops::Range<usize>,
+    create: bool,
+) {
     let client = ClientBuilder::new(vec![brokers.to_owned()])
         .build()
         .await

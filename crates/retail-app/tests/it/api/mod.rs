@@ -4,6 +4,7 @@ mod access;
 mod alerts;
 mod analytics;
 mod changes;
+mod dashboards;
 mod ingestion;
 mod models;
 mod operations;
