@@ -576,6 +576,10 @@ pub struct TelemetryConfig {
     pub trace_sample_ratio: f64,
     /// The `service.name` of spans and ECS logs.
     pub service_name: String,
+    /// Whether the process records metrics and answers them at `/metrics`; off, `/metrics`
+    /// answers an empty body and the alert rules on metrics see nothing (to measure the
+    /// overhead, or where nothing scrapes).
+    pub metrics: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -587,6 +591,7 @@ impl Default for TelemetryConfig {
             otlp_protocol: "grpc".to_owned(),
             trace_sample_ratio: 1.0,
             service_name: "retail-data-platform".to_owned(),
+            metrics: true,
         }
     }
 }

@@ -318,12 +318,16 @@ impl App {
                 commit_rows: config.ingest.commit_rows,
             },
         );
-        let metrics = retail_telemetry::prometheus::handle();
         let stream_health = Arc::new(retail_services::StreamHealth::default());
         let models: Arc<dyn retail_services::ModelsService> =
             Arc::new(retail_services::LakeModels::new(lake.clone()));
-        let render: retail_services::operations::MetricsRenderer =
-            Arc::new(move || metrics.render());
+        // Without the recorder, the metrics macros do nothing.
+        let render: retail_services::operations::MetricsRenderer = if config.telemetry.metrics {
+            let metrics = retail_telemetry::prometheus::handle();
+            Arc::new(move || metrics.render())
+        } else {
+            Arc::new(String::new)
+        };
         let alerts = retail_services::AlertManager::new(
             Arc::clone(&store),
             config.alerts.clone(),
