@@ -7,6 +7,11 @@
 # It builds a scratch lake from the data (retail demo), creates a user, starts `retail serve`
 # on 127.0.0.1 with rate limits lifted (one user sends everything), runs wrk, and stops the
 # server. Results are wrk's own report: requests per second and the latency distribution.
+# BENCH_ONLY=cached skips the ingestion runs. Telemetry comes from the caller's RETAIL__TELEMETRY__*
+# variables, to measure its cost, e.g.:
+#   RETAIL__TELEMETRY__METRICS=false scripts/api-bench.sh ...                       # all off
+#   RETAIL__TELEMETRY__LOG_LEVEL=warn,retail=info \
+#   RETAIL__TELEMETRY__OTLP_ENDPOINT=http://127.0.0.1:54317 scripts/api-bench.sh ...  # all on
 set -euo pipefail
 
 retail=$(realpath "${1:?usage: api-bench.sh RETAIL_BINARY DATA_DIR}")
@@ -30,7 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$work"
-export RETAIL__TELEMETRY__LOG_LEVEL=warn
+# Telemetry as the caller set it (RETAIL__TELEMETRY__METRICS, RETAIL__TELEMETRY__OTLP_ENDPOINT,
+# a log level that keeps the platform's info spans, ...); by default warnings only.
+export RETAIL__TELEMETRY__LOG_LEVEL="${RETAIL__TELEMETRY__LOG_LEVEL:-warn}"
 export RETAIL__API__JWT_SECRET="bench-secret-of-at-least-thirty-two-bytes"
 export RETAIL__API__RATE_LIMIT_PER_MINUTE=1000000000 RETAIL__API__RATE_LIMIT_BURST=1000000
 export RETAIL__API__BODY_LIMIT_BYTES=67108864
@@ -52,6 +59,8 @@ echo "==> cached analytics: GET /api/v2/analytics/sales-summary?country=France, 
 curl -fs "http://127.0.0.1:$port/api/v2/analytics/sales-summary?country=France" -H "authorization: Bearer $token" >/dev/null
 wrk -t2 -c"$connections" -d"${duration}s" --latency -H "authorization: Bearer $token" \
   "http://127.0.0.1:$port/api/v2/analytics/sales-summary?country=France"
+
+if [ "${BENCH_ONLY:-}" = cached ]; then exit 0; fi
 
 echo "==> batch ingestion: POST /api/v1/ingest/transactions, $batch records a request" >&2
 python3 - "$batch" > body.json <<'PY'

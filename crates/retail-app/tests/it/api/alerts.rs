@@ -183,6 +183,11 @@ async fn call(
     (status, json)
 }
 
+/// Posts alerts as a Prometheus does; the answer's status and body.
+async fn post_alerts(router: &axum::Router, key: &str, alerts: Value) -> (StatusCode, Value) {
+    call(router, Method::POST, "/api/v2/alerts", key, Some(alerts)).await
+}
+
 #[tokio::test]
 async fn alerts_are_grouped_inhibited_silenced_and_escalated_and_a_restart_resumes_the_escalation()
 {
@@ -207,7 +212,7 @@ async fn alerts_are_grouped_inhibited_silenced_and_escalated_and_a_restart_resum
     assert_eq!(status, StatusCode::FORBIDDEN);
     // A bad alert refuses the whole request, naming it; nothing is taken.
     let bad = json!([alert("Down", "critical", "a"), {"labels": {"severity": "warning"}}]);
-    let (status, body) = call(&router, Method::POST, "/api/v2/alerts", &sender, Some(bad)).await;
+    let (status, body) = post_alerts(&router, &sender, bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_error(&body, "invalid_input");
     assert!(
@@ -223,14 +228,7 @@ async fn alerts_are_grouped_inhibited_silenced_and_escalated_and_a_restart_resum
         alert("Down", "critical", "a"),
         alert("Down", "critical", "a"),
     ]);
-    let (status, body) = call(
-        &router,
-        Method::POST,
-        "/api/v2/alerts",
-        &sender,
-        Some(posted),
-    )
-    .await;
+    let (status, body) = post_alerts(&router, &sender, posted).await;
     assert_eq!(
         (status, &body["received"]),
         (StatusCode::OK, &json!(4)),
@@ -298,28 +296,14 @@ async fn alerts_are_grouped_inhibited_silenced_and_escalated_and_a_restart_resum
     .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     let posted = json!([alert("ApiSlow", "warning", "c")]);
-    call(
-        &router,
-        Method::POST,
-        "/api/v2/alerts",
-        &sender,
-        Some(posted),
-    )
-    .await;
+    post_alerts(&router, &sender, posted).await;
     clock.advance(Duration::minutes(6));
     alerts.tick().await.unwrap();
     assert!(receiver.take().is_empty(), "silenced");
 
     // An acknowledged critical alert does not escalate; the other one will.
     let posted = json!([alert("DiskFull", "critical", "a")]);
-    call(
-        &router,
-        Method::POST,
-        "/api/v2/alerts",
-        &sender,
-        Some(posted),
-    )
-    .await;
+    post_alerts(&router, &sender, posted).await;
     clock.advance(Duration::seconds(31));
     alerts.tick().await.unwrap();
     let got = receiver.take();
@@ -382,14 +366,7 @@ async fn alerts_are_grouped_inhibited_silenced_and_escalated_and_a_restart_resum
     // inhibited is now notified.
     let mut resolved = alert("Down", "critical", "a");
     resolved["endsAt"] = json!(clock.now());
-    call(
-        &router,
-        Method::POST,
-        "/api/v2/alerts",
-        &sender,
-        Some(json!([resolved])),
-    )
-    .await;
+    post_alerts(&router, &sender, json!([resolved])).await;
     clock.advance(Duration::minutes(6));
     alerts.tick().await.unwrap();
     let got: BTreeMap<String, Value> = receiver.take().into_iter().collect();
@@ -403,14 +380,7 @@ async fn alerts_are_grouped_inhibited_silenced_and_escalated_and_a_restart_resum
 
     // A failing receiver: kept in the outbox and retried, delivered once.
     let stores = json!([{"labels": {"alertname": "TillOffline", "team": "stores"}}]);
-    call(
-        &router,
-        Method::POST,
-        "/api/v2/alerts",
-        &sender,
-        Some(stores),
-    )
-    .await;
+    post_alerts(&router, &sender, stores).await;
     clock.advance(Duration::seconds(31));
     let report = alerts.tick().await.unwrap();
     assert_eq!((report.failed, report.pending), (1, 1), "{report:?}");
@@ -614,12 +584,18 @@ async fn a_real_prometheus_sends_its_alerts_through_the_platforms_routing() {
         })
     };
 
+    // The condition becomes true 15 s after start (once Prometheus has found its alert
+    // manager), so the time to the notification is that of a running setup.
+    let true_at = Utc::now() + Duration::seconds(15);
     let rules = dir.path().join("rules.yml");
     std::fs::write(
         &rules,
-        "groups:\n- name: test\n  interval: 1s\n  rules:\n  - alert: TestAlwaysFiring\n    \
-         expr: vector(1) > 0\n    labels:\n      severity: warning\n      component: test\n    \
-         annotations:\n      summary: fires from the first evaluation\n",
+        format!(
+            "groups:\n- name: test\n  interval: 1s\n  rules:\n  - alert: TestClockPassed\n    \
+             expr: vector(time()) > {}\n    labels:\n      severity: warning\n      \
+             component: test\n    annotations:\n      summary: the clock passed a mark\n",
+            true_at.timestamp()
+        ),
     )
     .unwrap();
     let prometheus_yml = dir.path().join("prometheus.yml");
@@ -667,13 +643,13 @@ async fn a_real_prometheus_sends_its_alerts_through_the_platforms_routing() {
         );
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     };
-    assert_eq!(alerts_of(&body), ["TestAlwaysFiring - firing"]);
+    assert_eq!(alerts_of(&body), ["TestClockPassed - firing"]);
     assert_eq!(body["commonLabels"]["component"], "test");
     assert!(
         body["alerts"][0]["generatorURL"]
             .as_str()
             .unwrap()
-            .contains("vector"),
+            .contains("time"),
         "{body}"
     );
     let starts_at: DateTime<Utc> = body["alerts"][0]["startsAt"]
@@ -681,13 +657,17 @@ async fn a_real_prometheus_sends_its_alerts_through_the_platforms_routing() {
         .unwrap()
         .parse()
         .unwrap();
+    // `time() > T` holds from T on.
+    let true_at = DateTime::from_timestamp(true_at.timestamp(), 0).expect("a time");
+    assert!(starts_at >= true_at, "{starts_at} {true_at}");
     eprintln!(
-        "condition true at {starts_at}, notified at {received_at}: {} ms (prometheus started {} ms before the notification)",
-        (received_at - starts_at).num_milliseconds(),
+        "condition true at {true_at}, active in Prometheus at {starts_at}, notified at \
+         {received_at}: {} ms after the condition (prometheus started {} ms before)",
+        (received_at - true_at).num_milliseconds(),
         started.elapsed().as_millis()
     );
     let listed = app.services.alerts.alerts().await.unwrap();
-    assert_eq!(listed[0].labels["alertname"], "TestAlwaysFiring");
+    assert_eq!(listed[0].labels["alertname"], "TestClockPassed");
     assert!(listed[0].notified_at.is_some());
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
