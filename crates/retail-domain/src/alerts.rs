@@ -78,18 +78,24 @@ impl Alert {
 
 /// The identity of a label set.
 pub fn fingerprint(labels: &Labels) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, value) in labels {
-        for byte in name
-            .bytes()
+    let bytes = labels.iter().flat_map(|(name, value)| {
+        name.bytes()
             .chain([0xff])
             .chain(value.bytes())
             .chain([0xfe])
-        {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{hash:016x}")
+    });
+    format!(
+        "{:016x}",
+        crate::hash::fnv1a(crate::hash::FNV_OFFSET, bytes)
+    )
+}
+
+/// Whether `text` is a label name as Prometheus names them: ASCII letters, digits and `_`,
+/// not starting with a digit.
+pub fn is_label_name(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with(|c: char| c.is_ascii_digit())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A condition on one label, written as Alertmanager writes it: `name="value"`,
@@ -167,7 +173,7 @@ impl Matcher {
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(text.len());
         let (name, rest) = text.split_at(end);
-        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        if !is_label_name(name) {
             return Err(if name.is_empty() && !rest.starts_with(['=', '!']) {
                 expected()
             } else {

@@ -55,6 +55,7 @@ pub mod column;
 pub mod country;
 pub mod error;
 pub mod field;
+pub mod hash;
 pub mod line_type;
 pub mod measure;
 pub mod names;

@@ -109,9 +109,7 @@ pub fn content_hash(json: &str) -> u64 {
 
 /// The 64-bit FNV-1a hash of `bytes`.
 pub fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    retail_domain::hash::fnv1a(retail_domain::hash::FNV_OFFSET, bytes.iter().copied())
 }
 
 /// The key of a document in every index: `kind:id`.

@@ -93,11 +93,8 @@ fn splitmix(state: &mut u64) -> u64 {
 /// The random direction of a stock code: `dim` standard normal draws (Box–Muller) from a
 /// generator seeded by the FNV-1a hash of the code and `seed`.
 fn direction(code: &str, seed: u64, dim: usize) -> Vec<f32> {
-    let mut state = code
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64 ^ seed, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let mut state =
+        retail_domain::hash::fnv1a(retail_domain::hash::FNV_OFFSET ^ seed, code.bytes());
     let mut out = Vec::with_capacity(dim);
     while out.len() < dim {
         let u1 = ((splitmix(&mut state) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;

@@ -249,6 +249,68 @@ pub fn prometheus() -> Option<std::path::PathBuf> {
     prometheus_program("prometheus")
 }
 
+/// A Prometheus server started for a test: `prometheus.yml` written in a directory, a free
+/// loopback port, its log beside the configuration; stopped when dropped.
+#[derive(Debug)]
+pub struct PrometheusServer {
+    child: std::process::Child,
+    log: PathBuf,
+    /// Its address, `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl PrometheusServer {
+    /// Starts `binary` ([`prometheus`]) in `dir` with the configuration `config` and `extra`
+    /// flags.
+    ///
+    /// # Panics
+    ///
+    /// When the files cannot be written or the program not started.
+    pub fn start(binary: &Path, dir: &Path, config: &str, extra: &[&str]) -> Self {
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).expect("prometheus.yml");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let log = dir.join("prometheus.log");
+        let child = std::process::Command::new(binary)
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("prometheus.log"))
+            .spawn()
+            .expect("prometheus starts");
+        Self {
+            child,
+            log,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// What it logged above the info level (for a failing test's message).
+    pub fn problems(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| !line.contains("level=info"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn prometheus_program(name: &str) -> Option<std::path::PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)

@@ -451,11 +451,7 @@ impl RulesConfig {
         }
         for (index, rule) in self.metrics.iter().enumerate() {
             let at = format!("alerts.rules.metrics[{index}]");
-            let name_ok = |text: &str| {
-                !text.is_empty()
-                    && !text.starts_with(|c: char| c.is_ascii_digit())
-                    && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            };
+            let name_ok = retail_domain::alerts::is_label_name;
             if !name_ok(&rule.name) {
                 problems.push(format!("{at}.name must be letters, digits and _"));
             }

@@ -477,10 +477,9 @@ pub const MAX_ALERT_BYTES: usize = 16 * 1024;
 
 /// Checks posted alerts; the first problem names the alert by its position.
 fn checked(alerts: Vec<PostableAlert>, now: DateTime<Utc>) -> Result<Vec<Alert>> {
-    const MOST: usize = MAX_POSTED;
-    if alerts.len() > MOST {
+    if alerts.len() > MAX_POSTED {
         return Err(Error::invalid(format!(
-            "at most {MOST} alerts per request, not {}",
+            "at most {MAX_POSTED} alerts per request, not {}",
             alerts.len()
         )));
     }
@@ -493,10 +492,7 @@ fn checked(alerts: Vec<PostableAlert>, now: DateTime<Utc>) -> Result<Vec<Alert>>
                 return Err(problem("labels.alertname is required".to_owned()));
             }
             for name in posted.labels.keys() {
-                let valid = !name.is_empty()
-                    && !name.starts_with(|c: char| c.is_ascii_digit())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid {
+                if !retail_domain::alerts::is_label_name(name) {
                     return Err(problem(format!(
                         "{name:?} is not a label name (letters, digits and _)"
                     )));

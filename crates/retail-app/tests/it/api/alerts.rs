@@ -527,25 +527,6 @@ async fn the_platforms_rules_fire_on_stale_bronze_a_failed_run_and_a_metric_and_
     );
 }
 
-/// A free port on loopback (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Stops the child when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_real_prometheus_sends_its_alerts_through_the_platforms_routing() {
     let Some(prometheus) = retail_test_support::prometheus() else {
@@ -598,31 +579,17 @@ async fn a_real_prometheus_sends_its_alerts_through_the_platforms_routing() {
         ),
     )
     .unwrap();
-    let prometheus_yml = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prometheus_yml,
-        format!(
+    let started = Instant::now();
+    let prometheus_server = retail_test_support::PrometheusServer::start(
+        &prometheus,
+        dir.path(),
+        &format!(
             "global:\n  evaluation_interval: 1s\nrule_files: [{rules}]\nalerting:\n  \
              alertmanagers:\n  - api_version: v2\n    authorization:\n      credentials: {key}\n    \
              static_configs:\n    - targets: ['{api}']\n",
             rules = rules.display()
         ),
-    )
-    .unwrap();
-    let started = Instant::now();
-    let _prometheus = Child(
-        std::process::Command::new(prometheus)
-            .arg(format!("--config.file={}", prometheus_yml.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus starts"),
+        &["--rules.alert.resend-delay=1s"],
     );
     let deadline = Instant::now() + StdDuration::from_secs(90);
     let (body, received_at) = loop {
@@ -634,12 +601,7 @@ async fn a_real_prometheus_sends_its_alerts_through_the_platforms_routing() {
         assert!(
             Instant::now() < deadline,
             "no notification in 90 s; prometheus said: {}",
-            std::fs::read_to_string(dir.path().join("prometheus.log"))
-                .unwrap_or_default()
-                .lines()
-                .filter(|line| !line.contains("level=info"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            prometheus_server.problems()
         );
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     };

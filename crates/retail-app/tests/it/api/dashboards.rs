@@ -170,38 +170,22 @@ async fn every_panel_query_evaluates_on_a_real_prometheus_scraping_a_server_unde
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 
     let dir = test.dir().to_path_buf();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/prometheus/retail-rules.yml")
         .canonicalize()
         .unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let server = retail_test_support::PrometheusServer::start(
+        &prometheus_bin,
+        &dir,
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [{}]\n\
              scrape_configs:\n  - job_name: retail\n    static_configs:\n      - targets: ['{}']\n",
             rules.display(),
             api.trim_start_matches("http://")
         ),
-    )
-    .unwrap();
-    let mut child = std::process::Command::new(prometheus_bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("prometheus starts");
-    let prometheus = format!("http://127.0.0.1:{port}");
+        &[],
+    );
+    let prometheus = server.url.clone();
 
     let checks = async {
         let client = reqwest::Client::new();
@@ -327,7 +311,6 @@ async fn every_panel_query_evaluates_on_a_real_prometheus_scraping_a_server_unde
         }),
         checks
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     served.unwrap();
 }
