@@ -4,7 +4,8 @@
 #   eval "$(scripts/services.sh start postgres redis kafka rabbitmq)"   # prints export lines
 #       (RETAIL_TEST_POSTGRES_URL, RETAIL_TEST_REDIS_URL, RETAIL_TEST_REDISS_URL, RETAIL_TEST_TLS_CA,
 #        RETAIL_TEST_KAFKA_BROKERS, RETAIL_TEST_AMQP_URL, RETAIL_TEST_RABBITMQ_STREAM_PORT,
-#        RETAIL_TEST_TYPESENSE_URL, RETAIL_TEST_TYPESENSE_KEY)
+#        RETAIL_TEST_TYPESENSE_URL, RETAIL_TEST_TYPESENSE_KEY, RETAIL_TEST_OTLP_*,
+#        RETAIL_TEST_MOTO_URL)
 #   scripts/services.sh stop                             # stops everything this script started
 #
 # PostgreSQL, Redis and RabbitMQ are installed from the distribution's packages when missing
@@ -393,6 +394,49 @@ stop_rotel() {
   stop_pid_file "$state/rotel" "$state/rotel/pid"
 }
 
+# moto's server (PyPI moto[server], pinned as in requirements-s3.txt): AWS APIs on loopback,
+# here for Secrets Manager. It accepts any credentials, so it proves the requests and answers,
+# not AWS's checks of them.
+moto_version=5.2.1
+start_moto() {
+  local dir="$state/moto" port venv
+  mkdir -p "$dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+    port=$(cat "$dir/port")
+    log "moto already running on 127.0.0.1:$port"
+  else
+    venv="${RETAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-tools}/moto-$moto_version"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+      log "installing moto[server]==$moto_version (PyPI)"
+      python3 -m venv "$venv" >&2
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version" >&2
+    fi
+    port=$(free_port "${RETAIL_TEST_MOTO_PORT:-55000}")
+    "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
+    printf '%s\n' "$!" > "$dir/pid"
+    local ready=""
+    for _ in $(seq 1 200); do
+      if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+        "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then
+        ready=yes
+        break
+      fi
+      sleep 0.1
+    done
+    if [ -z "$ready" ]; then
+      log "moto was not answering on 127.0.0.1:$port within 20 s (log: $dir/moto.log)"
+      exit 1
+    fi
+    printf '%s\n' "$port" > "$dir/port"
+    log "moto $moto_version (AWS APIs) on 127.0.0.1:$port"
+  fi
+  printf 'export RETAIL_TEST_MOTO_URL=%q\n' "http://127.0.0.1:$port"
+}
+
+stop_moto() {
+  stop_pid_file "$state/moto" "$state/moto/pid"
+}
+
 # RabbitMQ from the distribution's packages, with the stream plugin, as root in a state folder
 # of its own (its HOME, Mnesia, logs and Erlang port mapper on loopback ports).
 rabbitmq_env() {
@@ -463,6 +507,7 @@ case "${1:-}" in
         rabbitmq) start_rabbitmq ;;
         typesense) start_typesense ;;
         rotel) start_rotel ;;
+        moto) start_moto ;;
         *) log "unknown service $service"; exit 2 ;;
       esac
     done
@@ -474,10 +519,11 @@ case "${1:-}" in
     stop_rabbitmq
     stop_typesense
     stop_rotel
+    stop_moto
     rm -rf "$state/tls"
     ;;
   *)
-    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] [typesense] [rotel] | stop"
+    log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] [typesense] [rotel] [moto] | stop"
     exit 2
     ;;
 esac

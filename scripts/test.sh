@@ -51,14 +51,14 @@ promtool test rules deploy/prometheus/*test*.yml
 step "cargo build (the retail binary used by the checks below)"
 cargo build --workspace --bins
 
-step "services: a throw-away PostgreSQL, Redis, Kafka-protocol broker (tansu), RabbitMQ, Typesense and an OpenTelemetry collector (rotel) on 127.0.0.1"
+step "services: a throw-away PostgreSQL, Redis, Kafka-protocol broker (tansu), RabbitMQ, Typesense, an OpenTelemetry collector (rotel) and moto (AWS Secrets Manager) on 127.0.0.1"
 export RETAIL_SERVICES_DIR="${RETAIL_SERVICES_DIR:-$(mktemp -d /tmp/retail-services.XXXXXX)}"
 chmod 755 "$RETAIL_SERVICES_DIR"
 cleanup_services() { scripts/services.sh stop || true; rm -rf "$RETAIL_SERVICES_DIR"; }
 trap cleanup_services EXIT
-services_env=$(scripts/services.sh start postgres redis kafka rabbitmq typesense rotel)
+services_env=$(scripts/services.sh start postgres redis kafka rabbitmq typesense rotel moto)
 eval "$services_env"
-export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1 RETAIL_REQUIRE_TYPESENSE=1 RETAIL_REQUIRE_OTLP=1 RETAIL_REQUIRE_PROMTOOL=1
+export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1 RETAIL_REQUIRE_TYPESENSE=1 RETAIL_REQUIRE_OTLP=1 RETAIL_REQUIRE_PROMTOOL=1 RETAIL_REQUIRE_MOTO=1
 
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci

@@ -248,23 +248,33 @@ impl FromRequestParts<AppState> for ClientAddress {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let forwarded = state.client_header.as_ref().and_then(|name| {
-            let last = parts.headers.get_all(name).iter().next_back()?;
-            let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
-            entry.parse::<IpAddr>().ok()
-        });
-        let peer = || {
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip())
-        };
-        Ok(Self(
-            forwarded
-                .or_else(peer)
-                .map_or_else(|| "local".to_owned(), |ip| ip.to_string()),
-        ))
+        Ok(Self(client_address(
+            state,
+            &parts.headers,
+            &parts.extensions,
+        )))
     }
+}
+
+/// The client's address of a request's headers and extensions (see [`ClientAddress`]).
+pub(crate) fn client_address(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> String {
+    let forwarded = state.client_header.as_ref().and_then(|name| {
+        let last = headers.get_all(name).iter().next_back()?;
+        let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+        entry.parse::<IpAddr>().ok()
+    });
+    let peer = || {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+    };
+    forwarded
+        .or_else(peer)
+        .map_or_else(|| "local".to_owned(), |ip| ip.to_string())
 }
 
 /// The bearer token of a request, if any.

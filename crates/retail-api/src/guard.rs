@@ -3,14 +3,17 @@
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
-use retail_services::{Admission, Credentials};
+use retail_domain::audit::Outcome;
+use retail_domain::error::{Classify as _, ErrorKind};
+use retail_services::{Admission, Credentials, Principal, audit};
 
 use crate::error::ApiError;
-use crate::extract::bearer;
+use crate::extract::{bearer, client_address};
 use crate::state::{AppState, header};
 
 #[derive(Clone)]
@@ -19,7 +22,59 @@ struct Guard {
     permission: &'static str,
 }
 
+/// Routes that can answer with customer-level data (customer ids with what they bought or are
+/// predicted to do); a read of one by a caller who may see customers (`read:data`) is audited.
+const CUSTOMER_LEVEL: &[&str] = &[
+    "/api/v1/customers/{customer_id}",
+    "/api/v1/invoices/{invoice}",
+    "/api/v1/sales",
+    "/api/v1/sales/export",
+    "/api/v1/search",
+    "/api/v1/search/suggest",
+    "/api/v2/analytics/clv",
+    "/api/v2/recommendations/customers/{customer_id}",
+];
+
+/// Routes whose answer is a bulk export.
+const EXPORTS: &[&str] = &["/api/v1/sales/export"];
+
+/// The audit action of an admitted request, if it is audited: every write, every export,
+/// every read of the audit trail and every read of customer-level data by a caller who may
+/// see it.
+fn audited(
+    state: &AppState,
+    principal: &Principal,
+    method: &Method,
+    route: &str,
+    path: &str,
+) -> Option<&'static str> {
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        Some("http.write")
+    } else if EXPORTS.contains(&route) {
+        Some("data.export")
+    } else if route.starts_with("/api/v1/audit") {
+        Some("audit.read")
+    } else if CUSTOMER_LEVEL.contains(&route)
+        && state.services.access.may(principal, "read:data", path)
+    {
+        Some("data.read_customer")
+    } else {
+        None
+    }
+}
+
+/// The method and path of a request with its query, cut to 512 bytes: what the audit trail
+/// names as the target.
+fn target(method: &Method, uri: &axum::http::Uri) -> String {
+    let target = format!(
+        "{method} {}",
+        uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+    );
+    retail_domain::audit::truncated(&target, retail_domain::audit::MAX_TARGET_BYTES)
+}
+
 async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    let client = client_address(&guard.state, request.headers(), request.extensions());
     let headers = request.headers();
     let presented =
         headers.get_all(AUTHORIZATION).iter().count() + headers.get_all("x-api-key").iter().count();
@@ -49,18 +104,46 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         .access
         .admit(credentials, guard.permission, &path, &route)
         .await;
+    let method = request.method().clone();
+    let target = target(&method, request.uri());
+    let services = &guard.state.services;
+    let record = |actor: String, action: &str, outcome: Outcome, detail: serde_json::Value| {
+        let mut event =
+            retail_services::audit::event(actor, action, target.clone(), client.clone(), outcome);
+        event.detail = detail.to_string();
+        services.audit.record(event)
+    };
     match admission {
         Ok(Admission::Allowed {
             principal,
             limit,
             remaining,
         }) => {
+            let action = audited(&guard.state, &principal, &method, &route, &path);
+            let actor = audit::actor_of(&principal.subject);
+            let role = principal.role.clone();
             request.extensions_mut().insert(principal);
             let mut response = next.run(request).await;
+            if let Some(action) = action {
+                let status = response.status().as_u16();
+                let detail = serde_json::json!({"route": route, "role": role, "status": status});
+                record(actor, action, Outcome::of_status(status), detail).await;
+            }
             let headers = response.headers_mut();
             headers.insert("x-ratelimit-limit", header(limit));
             headers.insert("x-ratelimit-remaining", header(remaining));
             response
+        }
+        Ok(Admission::Forbidden { principal, message }) => {
+            let detail = serde_json::json!({"route": route, "role": principal.role, "status": 403, "reason": message});
+            record(
+                audit::actor_of(&principal.subject),
+                "http.denied",
+                Outcome::Denied,
+                detail,
+            )
+            .await;
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
         }
         Ok(Admission::Limited { retry_after, limit }) => {
             let mut response = ApiError::rate_limited(retry_after).into_response();
@@ -69,7 +152,20 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
             headers.insert("x-ratelimit-remaining", header(0));
             response
         }
-        Err(error) => ApiError::from(error).into_response(),
+        Err(error) => {
+            if error.kind() == ErrorKind::Unauthenticated {
+                let detail =
+                    serde_json::json!({"route": route, "status": 401, "reason": error.to_string()});
+                record(
+                    "anonymous".to_owned(),
+                    "http.denied",
+                    Outcome::Denied,
+                    detail,
+                )
+                .await;
+            }
+            ApiError::from(error).into_response()
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod guard;
 mod openapi;
 mod routes;
 mod state;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -35,15 +36,12 @@ use crate::state::AppState;
 /// Request counts and latency by route, method and status.
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
     retail_telemetry::metrics::record_http_request(
-        route,
-        method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method.as_str(),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
@@ -172,6 +170,7 @@ async fn trace_id_header(request: Request, next: Next) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
+/// With `tls`, every connection is TLS 1.3 ([`tls::serve`]); else plain HTTP.
 ///
 /// # Errors
 ///
@@ -180,7 +179,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<(retail_tls::ServerTls, std::time::Duration)>,
 ) -> std::io::Result<()> {
+    if let Some((tls, reload)) = tls {
+        return tls::serve(listener, router, shutdown, tls, reload).await;
+    }
     tracing::info!(listen = ?listener.local_addr().ok(), "API listening");
     // The peer's address reaches the handlers (the login throttles key on it).
     let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, analytics, entities, ingestion, models, operations, pipeline, recommendations, sales,
-    search, session, transactions,
+    alerts, analytics, audit, entities, ingestion, models, operations, pipeline, recommendations,
+    sales, search, session, transactions,
 };
 
 #[derive(OpenApi)]
@@ -36,6 +36,7 @@ use crate::routes::{
         transactions::delete_transaction,
         alerts::receive, alerts::list, alerts::acknowledge, alerts::silences, alerts::silence,
         alerts::expire,
+        audit::entries, audit::verify,
     ),
     modifiers(&Security),
 )]
@@ -508,8 +509,11 @@ pub fn document(context: &Context) -> Value {
             );
         }
     }
-    // Path parameters are checked as the catalogue's text; transaction ids are exact.
+    // Path parameters are checked as the catalogue's text; transaction ids and the audit
+    // trail's times are exact.
     let text = ParamKind::Text.json_schema();
+    let utc_time = json!({"type": "string",
+        "pattern": pattern::utc_time(retail_domain::audit::FILTER_YEARS)});
     for (path, method, name, schema) in [
         (
             "/api/v1/customers/{customer_id}",
@@ -537,6 +541,8 @@ pub fn document(context: &Context) -> Value {
             "transaction_id",
             transaction_id(),
         ),
+        ("/api/v1/audit", "get", "since", utc_time.clone()),
+        ("/api/v1/audit", "get", "until", utc_time),
         (
             "/api/v1/transactions/{transaction_id}",
             "delete",

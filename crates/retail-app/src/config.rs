@@ -697,10 +697,14 @@ pub struct Config {
     pub recommendations: RecommendationsConfig,
     /// The alert manager: receivers, routes, inhibitions, the platform's rules.
     pub alerts: retail_services::alerts::AlertsConfig,
+    /// Where secrets named by reference are fetched from.
+    pub secrets: crate::secrets::SecretsConfig,
 }
 
 impl Config {
-    /// Loads defaults, then the file, then `RETAIL__...` variables from `env`, and validates.
+    /// Loads defaults, then the file, then `RETAIL__...` variables from `env`, and validates
+    /// (when a secret setting names where its secret lives, [`Config::resolve_secrets`]
+    /// validates once it has fetched it).
     ///
     /// # Errors
     ///
@@ -730,7 +734,10 @@ impl Config {
         let config: Config = toml::Value::Table(table)
             .try_into()
             .context("invalid configuration (file or RETAIL__ variables)")?;
-        config.validate()?;
+        // Settings that name where their secret lives are checked once it is fetched.
+        if !config.has_secret_references() {
+            config.validate()?;
+        }
         Ok(config)
     }
 

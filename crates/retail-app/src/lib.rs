@@ -21,6 +21,7 @@
 
 pub mod alerting;
 mod config;
+pub mod secrets;
 pub mod streams;
 pub mod warehouses;
 
@@ -149,6 +150,16 @@ pub async fn open_store(
         .context("cannot open the metadata store")?
         .context("cannot open the metadata store")?;
     Ok(Arc::new(store))
+}
+
+/// This machine's name, as the audit trail names where a command or server ran (`localhost`
+/// when the system does not say).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl App {
@@ -371,6 +382,7 @@ impl App {
                 config.recommendations.min_pair_baskets,
             )),
             alerts: Arc::new(alerts),
+            audit: Arc::new(retail_services::Audit::new(Arc::clone(&store))),
         };
         Ok(Self {
             config,
@@ -388,6 +400,31 @@ impl App {
     /// The HTTP application (binds no socket).
     pub fn router(&self) -> axum::Router {
         retail_api::router(self.services.clone(), &self.config.api)
+    }
+
+    /// Records the start of a server in the audit trail, with the SHA-256 of its effective
+    /// configuration (secrets masked): a configuration change shows as a new fingerprint.
+    async fn record_start(&self, listener: &tokio::net::TcpListener, tls: bool) {
+        use sha2::Digest as _;
+        let fingerprint = hex::encode(sha2::Sha256::digest(self.config.to_masked_toml()));
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let mut event = retail_services::audit::event(
+            "system",
+            "serve.start",
+            format!("retail serve on {address}"),
+            format!("serve@{}", host_name()),
+            retail_domain::audit::Outcome::Success,
+        );
+        event.detail = serde_json::json!({
+            "config_sha256": fingerprint,
+            "version": env!("CARGO_PKG_VERSION"),
+            "tls": tls,
+        })
+        .to_string();
+        self.services.audit.record(event).await;
     }
 
     /// Serves the API on `listener` until SIGTERM or Ctrl-C; requests in flight finish first.
@@ -412,6 +449,13 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let tls = retail_tls::ServerTls::from_config(&self.config.tls)
+            .context("cannot serve the API over TLS")?
+            .map(|tls| {
+                let reload = std::time::Duration::from_secs(self.config.tls.reload_seconds);
+                (tls, reload)
+            });
+        self.record_start(&listener, tls.is_some()).await;
         let stop = Arc::new(tokio::sync::watch::channel(false).0);
         let signal = {
             let stop = Arc::clone(&stop);
@@ -427,7 +471,7 @@ impl App {
             }
         };
         let server = async {
-            let served = retail_api::serve(listener, self.router(), stopped(&stop)).await;
+            let served = retail_api::serve(listener, self.router(), stopped(&stop), tls).await;
             // A server that fails stops the streams too.
             let _ = stop.send(true);
             served

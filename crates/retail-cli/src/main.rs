@@ -2,6 +2,7 @@
 
 mod alerts;
 mod api;
+mod audit;
 mod bench;
 mod models;
 mod progress;
@@ -82,6 +83,9 @@ enum Command {
     /// Alerts: list what fires, acknowledge, silence.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// The audit trail: verify its chain, read it.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Write synthetic transactions in the Online Retail CSV shape, one file per day.
     Generate(GenerateArgs),
     /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary,
@@ -323,7 +327,12 @@ enum ConfigCommand {
 
 fn main() -> std::process::ExitCode {
     retail_alloc::configure();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let audited = audit::action_of(&matches);
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(error) => {
@@ -341,6 +350,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Settings that name where their secret lives (file:, env:, aws-sm:) are read now, once.
+    let config = if config.has_secret_references() {
+        match runtime.block_on(config.resolve_secrets()) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    } else {
+        config
+    };
     // Inside the runtime: a gRPC span exporter keeps its connection on it.
     let options = config
         .telemetry
@@ -352,7 +373,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let result = runtime.block_on(async {
+        let result = run(cli.command, config.clone()).await;
+        if let Some(action) = audited {
+            audit::record_command(&config, action, &result).await;
+        }
+        result
+    });
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -394,6 +422,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let app = App::build(config, Role::Cli).await?;
             alerts::run(&app, command).await
         }
+        Command::Audit(command) => audit::run(command, config).await,
         Command::Models(ModelsCommand::Report { json, top }) => {
             let app = App::build(config, Role::Cli).await?;
             models::report(&app, json, top).await

@@ -179,6 +179,9 @@ fn every_command_has_help() {
         &["alerts", "list"],
         &["alerts", "ack"],
         &["alerts", "silence"],
+        &["audit"],
+        &["audit", "verify"],
+        &["audit", "list"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
@@ -186,6 +189,208 @@ fn every_command_has_help() {
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "retail {args:?}");
         assert!(text.contains("Usage: retail"), "retail {args:?}: {text}");
+    }
+}
+
+#[test]
+fn commands_that_change_something_are_audited_and_verify_names_an_altered_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let as_tester = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_retail"))
+            .args(args)
+            .env_remove("RETAIL_CONFIG")
+            .env("RETAIL__LAKE__ROOT", dir.path().join("lake"))
+            .env("RETAIL__METADATA__PATH", dir.path().join("retail.db"))
+            .env("RETAIL__TELEMETRY__LOG_LEVEL", "warn")
+            .env("USER", "tester")
+            .output()
+            .expect("retail runs")
+    };
+    assert!(
+        as_tester(&["keys", "create", "--name", "bi", "--role", "data_analyst"])
+            .status
+            .success()
+    );
+    assert!(
+        !as_tester(&["keys", "revoke", "--id", "no-such-key"])
+            .status
+            .success()
+    );
+    assert!(as_tester(&["keys", "list"]).status.success());
+    let listed = as_tester(&["audit", "list", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let summary: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cli:tester", "cli.keys.create", "success"),
+            ("cli:tester", "cli.keys.revoke", "failure"),
+        ],
+        "reads (keys list, audit list) are not audited"
+    );
+    assert!(
+        entries[0]["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("keys create --name bi --role data_analyst")
+    );
+    assert!(entries[0]["source"].as_str().unwrap().starts_with("cli@"));
+    assert!(
+        entries[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-key")
+    );
+    let verified = as_tester(&["audit", "verify", "--json"]);
+    assert!(verified.status.success());
+    let verdict: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(verdict["verified"], 2);
+    let head = format!(
+        "{}:{}",
+        verdict["head"][0],
+        verdict["head"][1].as_str().unwrap()
+    );
+    // Altered behind the platform's back: verify fails and names the entry.
+    let connection = rusqlite::Connection::open(dir.path().join("retail.db")).unwrap();
+    connection
+        .execute_batch(
+            "DROP TRIGGER audit_log_no_update;
+             UPDATE audit_log SET outcome = 'success' WHERE seq = 2",
+        )
+        .unwrap();
+    let verified = as_tester(&["audit", "verify", "--expect-head", &head]);
+    assert!(!verified.status.success());
+    let stderr = String::from_utf8_lossy(&verified.stderr);
+    assert!(stderr.contains("entry 2 was altered"), "{stderr}");
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("entries verified  1"));
+    // A head that is not one is refused by name.
+    let refused = as_tester(&["audit", "verify", "--expect-head", "2:abc"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a head"));
+}
+
+/// The moto server of the test run (`RETAIL_TEST_MOTO_URL`); its absence fails the test where
+/// `RETAIL_REQUIRE_MOTO` is set (CI), and skips it elsewhere, saying so.
+fn moto_url() -> Option<String> {
+    if let Ok(url) = std::env::var("RETAIL_TEST_MOTO_URL") {
+        return Some(url);
+    }
+    assert!(
+        std::env::var_os("RETAIL_REQUIRE_MOTO").is_none(),
+        "RETAIL_TEST_MOTO_URL is not set (scripts/services.sh start moto)"
+    );
+    eprintln!("skipped: RETAIL_TEST_MOTO_URL is not set");
+    None
+}
+
+/// Calls one Secrets Manager action on moto in eu-west-1 (moto reads the service and region
+/// from the credential scope and takes any signature).
+fn secrets_manager(url: &str, action: &str, body: &serde_json::Value) -> String {
+    use std::io::{Read as _, Write as _};
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/x-amz-json-1.1\r\n\
+         x-amz-target: secretsmanager.{action}\r\nauthorization: AWS4-HMAC-SHA256 \
+         Credential=testing/20260101/eu-west-1/secretsmanager/aws4_request, SignedHeaders=host, \
+         Signature=00\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{action}: {answer}");
+    answer
+}
+
+#[test]
+fn secrets_come_from_files_variables_and_aws_secrets_manager() {
+    let Some(moto) = moto_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = std::process::id();
+    let name = format!("retail/test-{run}");
+    let jwt = "a signing secret of at least thirty-two bytes, kept in AWS";
+    secrets_manager(
+        &moto,
+        "CreateSecret",
+        &serde_json::json!({
+            "Name": name,
+            "SecretString": serde_json::json!({"jwt": jwt, "short": "too short"}).to_string(),
+        }),
+    );
+    std::fs::write(dir.path().join("redis"), "redis://127.0.0.1:6379/\n").unwrap();
+    let check = |jwt_reference: &str| {
+        Command::new(env!("CARGO_BIN_EXE_retail"))
+            .args(["config", "check"])
+            .env_remove("RETAIL_CONFIG")
+            .env("RETAIL__LAKE__ROOT", dir.path().join("lake"))
+            .env("RETAIL__METADATA__PATH", dir.path().join("retail.db"))
+            .env("RETAIL__TELEMETRY__LOG_LEVEL", "warn")
+            .env("RETAIL__API__JWT_SECRET", jwt_reference)
+            .env(
+                "RETAIL__API__REDIS_URL",
+                format!("file:{}", dir.path().join("redis").display()),
+            )
+            .env("RETAIL__SECRETS__AWS_ENDPOINT", &moto)
+            .env("RETAIL__SECRETS__AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .expect("retail runs")
+    };
+    let fine = check(&format!("aws-sm:{name}#jwt"));
+    assert!(
+        fine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fine.stderr)
+    );
+    // The value fetched is the one checked: a short one breaks the length rule.
+    for (reference, says) in [
+        (
+            format!("aws-sm:{name}#short"),
+            "api.jwt_secret must be at least 32 bytes".to_owned(),
+        ),
+        (
+            format!("aws-sm:{name}#missing"),
+            "the secret has no key \"missing\"".to_owned(),
+        ),
+        (
+            "aws-sm:retail/no-such-secret".to_owned(),
+            "ResourceNotFoundException".to_owned(),
+        ),
+        (
+            "env:RETAIL_TEST_NO_SUCH_VARIABLE".to_owned(),
+            "RETAIL_TEST_NO_SUCH_VARIABLE is not set".to_owned(),
+        ),
+        (
+            "file:/no/such/file".to_owned(),
+            "cannot read /no/such/file".to_owned(),
+        ),
+    ] {
+        let output = check(&reference);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{reference}: {stderr}");
+        assert!(stderr.contains(&says), "{reference}: {stderr}");
+        assert!(!stderr.contains(jwt), "a secret is never printed: {stderr}");
     }
 }
 

@@ -50,6 +50,7 @@
 //! ```
 
 pub mod alerts;
+pub mod audit;
 pub mod change;
 pub mod column;
 pub mod country;

@@ -97,23 +97,38 @@ fn years_and_leap_years(years: RangeInclusive<i32>) -> (String, String) {
     (join(&|_| true), join(&is_leap))
 }
 
+/// A real day `YYYY-MM-DD` of one of `years` (four digits each).
+fn iso_day(years: &str, leap_years: &str) -> String {
+    let iso_leap = if leap_years.is_empty() {
+        String::new()
+    } else {
+        format!("|(?:{leap_years})-02-29")
+    };
+    format!(
+        "(?:(?:{years})-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])\
+         |(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31){iso_leap})"
+    )
+}
+
+/// A time in UTC as the audit trail's filters take it (`2026-12-02T11:30:24Z`, with up to six
+/// digits of fraction): exactly what [`parse_utc_time`](crate::audit::parse_utc_time) accepts.
+pub fn utc_time(years: RangeInclusive<i32>) -> String {
+    let (years, leap_years) = years_and_leap_years(years);
+    let day = iso_day(&years, &leap_years);
+    format!("^{day}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{{1,6}})?Z$")
+}
+
 /// An invoice date in one of the contract's four forms, a real date and time, in one of
 /// `years` (four digits each).
 pub fn invoice_date(years: RangeInclusive<i32>) -> String {
     let (years, leap_years) = years_and_leap_years(years);
     let minute = "[0-5][0-9]";
-    let (iso_leap, us_leap) = if leap_years.is_empty() {
-        (String::new(), String::new())
+    let us_leap = if leap_years.is_empty() {
+        String::new()
     } else {
-        (
-            format!("|(?:{leap_years})-02-29"),
-            format!("|0?2/29/(?:{leap_years})"),
-        )
+        format!("|0?2/29/(?:{leap_years})")
     };
-    let iso_day = format!(
-        "(?:(?:{years})-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])\
-         |(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31){iso_leap})"
-    );
+    let iso_day = iso_day(&years, &leap_years);
     let iso = format!(
         "{iso_day}(?: (?:[01][0-9]|2[0-3]):{minute}(?::{minute})?|T(?:[01][0-9]|2[0-3]):{minute}:{minute})"
     );

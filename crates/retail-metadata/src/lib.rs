@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+mod audit;
 mod auth;
 mod claim;
 mod config;
@@ -38,7 +39,9 @@ mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use retail_domain::audit::{AuditEntry, AuditEvent};
 
+pub use audit::AuditFilter;
 pub use auth::{ApiKeyRecord, RefreshTokenRecord, Rotation, UserRecord};
 pub use claim::Claim;
 pub use config::MetadataConfig;
@@ -152,6 +155,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// (compare and swap: two replicas changing it at once cannot lose either change);
     /// `false` when another writer was first, and nothing was written.
     async fn save_alert_state(&self, expected: i64, document: &str) -> Result<bool>;
+
+    /// Appends `event` to the audit trail as the entry after the last one, sealed with its
+    /// hash (`retail_domain::audit`); appends from every process are serialised, so the chain
+    /// has no fork. The trail's table refuses updates and deletes.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry>;
+
+    /// Audit entries matching `filter`, in order of number.
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
 }
 
 /// The current time as stored: UTC, truncated to microseconds (what both databases keep), so

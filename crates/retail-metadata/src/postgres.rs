@@ -17,9 +17,10 @@ use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::{
-    ApiKeyRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus,
-    UserRecord,
+    ApiKeyRecord, AuditFilter, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord,
+    RunStatus, UserRecord,
 };
+use retail_domain::audit::{AuditEntry, AuditEvent};
 use retail_domain::names::is_sql_identifier;
 
 /// Versioned migrations: (version, SQL). Append only; an applied migration is never edited
@@ -87,6 +88,30 @@ const MIGRATIONS: &[(i32, &str)] = &[
         document text NOT NULL,
         updated_at timestamptz NOT NULL
     )",
+    ),
+    // The audit trail: append only, each entry sealed with the hash of the one before.
+    (
+        4,
+        "CREATE TABLE audit_log (
+        seq bigint PRIMARY KEY,
+        at text NOT NULL,
+        actor text NOT NULL,
+        action text NOT NULL,
+        target text NOT NULL,
+        source text NOT NULL,
+        outcome text NOT NULL,
+        detail text NOT NULL,
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+    );
+    CREATE INDEX audit_log_by_at ON audit_log (at);
+    CREATE INDEX audit_log_by_actor ON audit_log (actor, seq);
+    CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+    CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+    CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();",
     ),
 ];
 
@@ -791,5 +816,82 @@ impl MetadataStore for PostgresStore {
         }
         .map_err(Error::postgres("save the alert state"))?;
         Ok(changed == 1)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry> {
+        let operation = "append to the audit trail";
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres(operation))?;
+        // One appender at a time across replicas: the lock is held until the commit.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("retail-audit:{}", self.schema)],
+        )
+        .await
+        .map_err(Error::postgres(operation))?;
+        let (seq, prev): (i64, String) = tx
+            .query_opt(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(Error::postgres(operation))?
+            .map_or((0, retail_domain::audit::GENESIS.to_owned()), |row| {
+                (row.get(0), row.get(1))
+            });
+        let at = retail_domain::audit::timestamp(crate::now());
+        let entry = AuditEntry::seal(seq + 1, at, event.clone(), prev);
+        tx.execute(
+            &format!(
+                "INSERT INTO audit_log ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                crate::audit::COLUMNS
+            ),
+            &[
+                &entry.seq,
+                &entry.at,
+                &entry.event.actor,
+                &entry.event.action,
+                &entry.event.target,
+                &entry.event.source,
+                &entry.event.outcome.as_str(),
+                &entry.event.detail,
+                &entry.prev_hash,
+                &entry.hash,
+            ],
+        )
+        .await
+        .map_err(Error::postgres(operation))?;
+        tx.commit().await.map_err(Error::postgres(operation))?;
+        Ok(entry)
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let (sql, texts) = crate::audit::query(filter, |n| format!("${n}"));
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&filter.after_seq];
+        values.extend(
+            texts
+                .iter()
+                .map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync)),
+        );
+        values.push(&limit);
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &values)
+            .await
+            .map_err(Error::postgres("read the audit trail"))?;
+        rows.iter()
+            .map(|row| {
+                let texts = (1..10).map(|i| row.get::<_, String>(i)).collect();
+                crate::audit::entry(row.get(0), texts).map_err(|detail| Error::Corrupt {
+                    what: "audit entry",
+                    detail,
+                })
+            })
+            .collect()
     }
 }

@@ -11,12 +11,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
+use retail_domain::audit::{AuditEntry, AuditEvent};
+
 use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::{
-    ApiKeyRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus,
-    UserRecord,
+    ApiKeyRecord, AuditFilter, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord,
+    RunStatus, UserRecord,
 };
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
@@ -78,6 +80,25 @@ const MIGRATIONS: &[&str] = &[
         document TEXT NOT NULL,
         updated_at TEXT NOT NULL
     )",
+    // The audit trail: append only, each entry sealed with the hash of the one before.
+    "CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        source TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_by_at ON audit_log (at);
+    CREATE INDEX audit_log_by_actor ON audit_log (actor, seq);
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
 ];
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
@@ -685,6 +706,77 @@ impl MetadataStore for SqliteStore {
             Ok(changed == 1)
         })
         .await
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry> {
+        let event = event.clone();
+        let at = retail_domain::audit::timestamp(crate::now());
+        self.call("append to the audit trail", move |c| {
+            // IMMEDIATE: the write lock first, so another process cannot append between the
+            // read of the last entry and this one.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (seq, prev): (i64, String) = tx
+                .query_row(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+                .unwrap_or((0, retail_domain::audit::GENESIS.to_owned()));
+            let entry = AuditEntry::seal(seq + 1, at, event, prev);
+            tx.execute(
+                &format!(
+                    "INSERT INTO audit_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    crate::audit::COLUMNS
+                ),
+                params![
+                    entry.seq,
+                    entry.at,
+                    entry.event.actor,
+                    entry.event.action,
+                    entry.event.target,
+                    entry.event.source,
+                    entry.event.outcome.as_str(),
+                    entry.event.detail,
+                    entry.prev_hash,
+                    entry.hash
+                ],
+            )?;
+            tx.commit()?;
+            Ok(entry)
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let (sql, texts) = crate::audit::query(filter, |n| format!("?{n}"));
+        let (after, limit) = (
+            filter.after_seq,
+            i64::try_from(filter.limit).unwrap_or(i64::MAX),
+        );
+        let rows: Vec<(i64, Vec<String>)> = self
+            .call("read the audit trail", move |c| {
+                let mut statement = c.prepare(&sql)?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![&after];
+                values.extend(texts.iter().map(|t| t as &dyn rusqlite::ToSql));
+                values.push(&limit);
+                let rows = statement.query_map(values.as_slice(), |row| {
+                    let texts = (1..10)
+                        .map(|i| row.get::<_, String>(i))
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok((row.get(0)?, texts))
+                })?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(seq, texts)| {
+                crate::audit::entry(seq, texts).map_err(|detail| Error::Corrupt {
+                    what: "audit entry",
+                    detail,
+                })
+            })
+            .collect()
     }
 }
 

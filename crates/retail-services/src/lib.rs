@@ -21,6 +21,7 @@
 pub mod access;
 pub mod alerts;
 pub mod analytics;
+pub mod audit;
 mod columns;
 mod config;
 mod error;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 pub use access::{AccessService, Admission, Credentials, Principal, TokenPair};
 pub use alerts::{AlertManager, AlertsService};
 pub use analytics::{AnalyticsService, Answer, RawParams};
+pub use audit::{Audit, AuditService};
 pub use config::ApiConfig;
 pub use error::{Error, Result};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
@@ -71,6 +73,8 @@ pub struct Services {
     pub recommendations: Arc<dyn RecommendationsService>,
     /// Alerts, silences and notifications.
     pub alerts: Arc<dyn AlertsService>,
+    /// The audit trail.
+    pub audit: Arc<dyn AuditService>,
 }
 
 impl std::fmt::Debug for Services {

@@ -7,6 +7,8 @@
 //! another machine is refused unless `tls.allow_plaintext` says so; loopback and Unix sockets
 //! never leave the machine and need nothing.
 
+mod server;
+
 use std::net::IpAddr;
 use std::sync::{Arc, Once};
 
@@ -16,10 +18,11 @@ use rustls::pki_types::pem::PemObject as _;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::config::{Host, SslMode};
 
+pub use server::{ClientAuth, ServerTls};
 pub use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// TLS settings (`[tls]`, `RETAIL__TLS__...`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// A PEM file of the certificate authorities that sign the PostgreSQL and Redis servers'
@@ -28,11 +31,48 @@ pub struct TlsConfig {
     /// Allow unencrypted connections to PostgreSQL and Redis on other machines. Off: such a
     /// URL is refused at start-up, naming the setting.
     pub allow_plaintext: bool,
+    /// The API's certificate chain (PEM, leaf first): with `key_file`, `retail serve` speaks
+    /// TLS 1.3 only. Both files are read again when they change (every `reload_seconds`), so a
+    /// renewed certificate needs no restart. Empty: plain HTTP.
+    pub cert_file: String,
+    /// The API certificate's private key (PEM).
+    pub key_file: String,
+    /// Client certificates: `none`, `optional` (checked when presented) or `required`.
+    pub client_auth: ClientAuth,
+    /// The authorities that sign client certificates (PEM), for `client_auth`.
+    pub client_ca_file: String,
+    /// How often the certificate and key files are checked for a change, in seconds (0: never).
+    pub reload_seconds: u64,
 }
 
-/// Why a connection is refused.
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: String::new(),
+            allow_plaintext: false,
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_auth: ClientAuth::None,
+            client_ca_file: String::new(),
+            reload_seconds: 10,
+        }
+    }
+}
+
+/// Why a connection is refused, or TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The API's certificate or key file cannot be used.
+    #[error("tls: {path}: {reason}")]
+    ServerCert {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS settings do not fit together.
+    #[error("{0}")]
+    Setting(String),
     /// Plaintext to another machine without `tls.allow_plaintext`.
     #[error(
         "{setting} connects to {host} without TLS: use sslmode=require (PostgreSQL) or a \

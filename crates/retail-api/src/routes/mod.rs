@@ -7,6 +7,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod analytics;
+pub(crate) mod audit;
 pub(crate) mod entities;
 pub(crate) mod ingestion;
 pub(crate) mod models;
@@ -50,6 +51,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(protected(&state, "write:alerts", alerts::receive_routes()))
         .merge(protected(&state, "read:alerts", alerts::read_routes()))
         .merge(protected(&state, "manage:alerts", alerts::manage_routes()))
+        .merge(protected(&state, "manage:audit", audit::routes()))
         .merge(
             // Serves /openapi.json (the document with the catalogue's parameters and rows)
             // and the docs.

@@ -4,7 +4,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use retail_services::TokenPair;
+use retail_domain::audit::Outcome;
+use retail_domain::error::{Classify as _, ErrorKind};
+use retail_services::{TokenPair, audit};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -63,13 +65,39 @@ pub(crate) async fn login(
     ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    Ok(Json(
-        state
-            .services
-            .access
-            .login(&body.username, &body.password, &client)
-            .await?,
-    ))
+    let result = state
+        .services
+        .access
+        .login(&body.username, &body.password, &client)
+        .await;
+    let actor = audit::actor_of(&retail_domain::audit::truncated(&body.username, 128));
+    record(&state, actor, "auth.login", &client, &result).await;
+    Ok(Json(result?))
+}
+
+/// Audits a session action: done, refused (bad credentials, throttled) or failed.
+async fn record<T>(
+    state: &AppState,
+    actor: String,
+    action: &str,
+    client: &str,
+    result: &retail_services::Result<T>,
+) {
+    let (outcome, detail) = match result {
+        Ok(_) => (Outcome::Success, serde_json::json!({})),
+        Err(error) => {
+            let outcome = match error.kind() {
+                ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::RateLimited => {
+                    Outcome::Denied
+                }
+                _ => Outcome::Failure,
+            };
+            (outcome, serde_json::json!({"reason": error.to_string()}))
+        }
+    };
+    let mut event = audit::event(actor, action, "session", client, outcome);
+    event.detail = detail.to_string();
+    state.services.audit.record(event).await;
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
@@ -84,13 +112,17 @@ pub(crate) async fn refresh(
     ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    Ok(Json(
-        state
-            .services
-            .access
-            .refresh(&body.refresh_token, &client)
-            .await?,
-    ))
+    let result = state
+        .services
+        .access
+        .refresh(&body.refresh_token, &client)
+        .await;
+    let actor = result.as_ref().map_or_else(
+        |_| "anonymous".to_owned(),
+        |pair| audit::actor_of(&pair.subject),
+    );
+    record(&state, actor, "auth.refresh", &client, &result).await;
+    Ok(Json(result?))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = Option<LogoutRequest>,
@@ -106,10 +138,19 @@ pub(crate) async fn logout(
     OptionalJsonBody(body): OptionalJsonBody<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
     let body = body.unwrap_or_default();
-    state
+    let result = state
         .services
         .access
         .logout(body.refresh_token.as_deref(), bearer(&headers), &client)
-        .await?;
+        .await;
+    record(
+        &state,
+        "anonymous".to_owned(),
+        "auth.logout",
+        &client,
+        &result,
+    )
+    .await;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,3 +4,4 @@
 mod api;
 mod production;
 mod streams;
+mod tls;

@@ -103,6 +103,7 @@ async fn postgres_and_redis_connections_are_encrypted_and_their_certificates_che
     let tls = retail_tls::TlsConfig {
         ca_file: ca,
         allow_plaintext: false,
+        ..retail_tls::TlsConfig::default()
     };
     let settings = retail_warehouse::WarehouseConfig {
         backend: retail_warehouse::Backend::Postgres,

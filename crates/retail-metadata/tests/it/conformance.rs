@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use retail_domain::audit::{AuditEvent, ChainProblem, Outcome};
 use retail_metadata::{
-    ApiKeyRecord, Error, MetadataStore, PostgresStore, RefreshTokenRecord, Rotation, RunKind,
-    RunRecord, RunStatus, SqliteStore, UserRecord,
+    ApiKeyRecord, AuditFilter, Error, MetadataStore, PostgresStore, RefreshTokenRecord, Rotation,
+    RunKind, RunRecord, RunStatus, SqliteStore, UserRecord,
 };
 
 /// Runs every check on `store`; `shared` is a second handle on the same store (another
@@ -18,6 +19,7 @@ async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     claims_exclude_other_holders_until_released(store.as_ref(), shared.as_ref()).await;
     the_alert_state_changes_only_from_the_version_it_was_read_at(store.as_ref(), shared.as_ref())
         .await;
+    the_audit_trail_chains_every_append_and_filters(Arc::clone(&store), Arc::clone(&shared)).await;
     store.ping().await.expect("ping");
 }
 
@@ -311,6 +313,137 @@ async fn the_alert_state_changes_only_from_the_version_it_was_read_at(
     );
 }
 
+fn event(actor: &str, action: &str, target: &str, outcome: Outcome) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        source: "127.0.0.1".to_owned(),
+        outcome,
+        detail: "{}".to_owned(),
+    }
+}
+
+async fn the_audit_trail_chains_every_append_and_filters(
+    store: Arc<dyn MetadataStore>,
+    shared: Arc<dyn MetadataStore>,
+) {
+    let all = AuditFilter {
+        limit: 1000,
+        ..AuditFilter::default()
+    };
+    assert!(store.audit_entries(&all).await.unwrap().is_empty());
+    // Two writers at once (two processes, two replicas): one chain, no number twice.
+    let appends = (0..24).map(|i| {
+        let store = if i % 2 == 0 { &store } else { &shared };
+        let store = Arc::clone(store);
+        tokio::spawn(async move {
+            let (actor, action, outcome) = match i % 3 {
+                0 => ("user:alice", "auth.login", Outcome::Success),
+                1 => ("user:bob", "auth.login", Outcome::Denied),
+                _ => ("user:alice", "http.write", Outcome::Failure),
+            };
+            store
+                .append_audit(&event(actor, action, &format!("GET /c/{i}%_x"), outcome))
+                .await
+                .unwrap()
+        })
+    });
+    let mut sealed = Vec::new();
+    for append in appends {
+        sealed.push(append.await.unwrap());
+    }
+    let entries = shared.audit_entries(&all).await.unwrap();
+    assert_eq!(entries.len(), 24);
+    let check = retail_domain::audit::verify(&entries, None);
+    assert!(check.is_intact(), "{:?}", check.problem);
+    assert_eq!(check.head.as_ref().map(|(seq, _)| *seq), Some(24));
+    for entry in &sealed {
+        assert_eq!(entries[usize::try_from(entry.seq).unwrap() - 1], *entry);
+    }
+    // Filters, each on its own and with paging.
+    let count = |filter: AuditFilter| {
+        let store = Arc::clone(&store);
+        async move { store.audit_entries(&filter).await.unwrap() }
+    };
+    let alice = count(AuditFilter {
+        actor: Some("user:alice".to_owned()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(alice.len(), 16);
+    assert!(alice.iter().all(|e| e.event.actor == "user:alice"));
+    let auth = count(AuditFilter {
+        action: Some("auth.".to_owned()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(auth.len(), 16);
+    assert_eq!(
+        count(AuditFilter {
+            action: Some("auth".to_owned()),
+            ..all.clone()
+        })
+        .await
+        .len(),
+        0,
+        "an action without its dot is exact"
+    );
+    let denied = count(AuditFilter {
+        outcome: Some(Outcome::Denied),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(denied.len(), 8);
+    // `%` and `_` in the text are literal.
+    let target = count(AuditFilter {
+        target_contains: Some("/1%_".to_owned()),
+        ..all.clone()
+    })
+    .await;
+    let targets: Vec<_> = target.iter().map(|e| e.event.target.as_str()).collect();
+    assert_eq!(targets, ["GET /c/1%_x"]);
+    assert!(
+        count(AuditFilter {
+            target_contains: Some("/1__".to_owned()),
+            ..all.clone()
+        })
+        .await
+        .is_empty()
+    );
+    let page = count(AuditFilter {
+        after_seq: 10,
+        limit: 5,
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [11, 12, 13, 14, 15]
+    );
+    let first = chrono::DateTime::parse_from_rfc3339(&entries[0].at)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        count(AuditFilter {
+            since: Some(first + Duration::days(1)),
+            ..all.clone()
+        })
+        .await
+        .len(),
+        0
+    );
+    assert_eq!(
+        count(AuditFilter {
+            until: Some(first + Duration::days(1)),
+            ..all.clone()
+        })
+        .await
+        .len(),
+        24
+    );
+}
+
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -318,6 +451,32 @@ async fn the_sqlite_store_keeps_the_contract() {
     let store = Arc::new(SqliteStore::open(&path).unwrap());
     let shared = Arc::new(SqliteStore::open(&path).unwrap());
     suite(store, shared).await;
+    // The trail refuses changes; someone with the file who drops the guard is found out.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    for change in [
+        "UPDATE audit_log SET outcome = 'success' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 2",
+    ] {
+        let error = connection.execute(change, []).unwrap_err().to_string();
+        assert!(error.contains("append-only"), "{error}");
+    }
+    connection
+        .execute_batch(
+            "DROP TRIGGER audit_log_no_update;
+             UPDATE audit_log SET outcome = 'success' WHERE seq = 2",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let entries = store
+        .audit_entries(&AuditFilter {
+            limit: 1000,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let check = retail_domain::audit::verify(&entries, None);
+    assert_eq!(check.problem, Some(ChainProblem::Altered { seq: 2 }));
+    assert_eq!(check.verified, 1);
 }
 
 /// The PostgreSQL server of the test run (`RETAIL_TEST_POSTGRES_URL`); its absence fails the
@@ -341,6 +500,42 @@ async fn the_postgres_store_keeps_the_contract() {
     let store = Arc::new(PostgresStore::connect(&url, &schema, 2).await.unwrap());
     let shared = Arc::new(PostgresStore::connect(&url, &schema, 2).await.unwrap());
     suite(Arc::clone(&store) as Arc<dyn MetadataStore>, shared).await;
+    // The trail refuses changes, also to its owner; dropping the guard is found out.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for change in [
+        format!("UPDATE {schema}.audit_log SET outcome = 'success' WHERE seq = 2"),
+        format!("DELETE FROM {schema}.audit_log WHERE seq = 2"),
+        format!("TRUNCATE {schema}.audit_log"),
+    ] {
+        let error = client.execute(&change, &[]).await.unwrap_err();
+        let message = error.as_db_error().map(|e| e.message().to_owned());
+        assert_eq!(message.as_deref(), Some("the audit trail is append-only"));
+    }
+    client
+        .batch_execute(&format!(
+            "DROP TRIGGER audit_log_no_change ON {schema}.audit_log;
+             DELETE FROM {schema}.audit_log WHERE seq = 5"
+        ))
+        .await
+        .unwrap();
+    let entries = store
+        .audit_entries(&AuditFilter {
+            limit: 1000,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let check = retail_domain::audit::verify(&entries, None);
+    assert_eq!(
+        check.problem,
+        Some(ChainProblem::Missing {
+            expected: 5,
+            found: Some(6)
+        })
+    );
     store.drop_schema().await.unwrap();
 }
 

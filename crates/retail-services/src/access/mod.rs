@@ -76,6 +76,9 @@ pub struct TokenPair {
     pub expires_in: u64,
     /// An opaque token for `POST /api/v1/auth/refresh`; usable once.
     pub refresh_token: String,
+    /// Whose session it is (for the audit trail; not sent).
+    #[serde(skip)]
+    pub subject: String,
 }
 
 /// The verdict on a protected request.
@@ -89,6 +92,13 @@ pub enum Admission {
         limit: u32,
         /// Requests left in the burst.
         remaining: u32,
+    },
+    /// Authenticated, but the role may not do this here.
+    Forbidden {
+        /// Who is calling.
+        principal: Principal,
+        /// Why, for the caller.
+        message: String,
     },
     /// Over the limit: wait.
     Limited {
@@ -244,12 +254,13 @@ impl Access {
         })
     }
 
-    fn pair(&self, access_token: String, refresh_token: String) -> TokenPair {
+    fn pair(&self, subject: &str, access_token: String, refresh_token: String) -> TokenPair {
         TokenPair {
             access_token,
             token_type: "Bearer",
             expires_in: self.access_seconds,
             refresh_token,
+            subject: subject.to_owned(),
         }
     }
 
@@ -268,7 +279,7 @@ impl Access {
                 revoked: false,
             })
             .await?;
-        Ok(self.pair(access_token, refresh_token))
+        Ok(self.pair(username, access_token, refresh_token))
     }
 
     /// Whether an access token of `username` was revoked (logged out, or its user disabled),
@@ -457,7 +468,7 @@ impl AccessService for Access {
             return Err(Error::unauthenticated("user disabled"));
         };
         let access_token = self.access_token(&user.username, &user.role, now)?;
-        Ok(self.pair(access_token, next))
+        Ok(self.pair(&user.username, access_token, next))
     }
 
     async fn logout(
@@ -490,10 +501,8 @@ impl AccessService for Access {
     ) -> Result<Admission> {
         let principal = self.authenticate(credentials).await?;
         if !self.policy.allows(&principal.role, permission, path) {
-            return Err(Error::forbidden(format!(
-                "role {} may not {permission} on {path}",
-                principal.role
-            )));
+            let message = format!("role {} may not {permission} on {path}", principal.role);
+            return Ok(Admission::Forbidden { principal, message });
         }
         let limit = self.limiter.limit();
         Ok(
@@ -812,8 +821,12 @@ mod tests {
         let forbidden = access
             .admit(credentials, "write:etl", "/api/v1/ingest/transactions", "x")
             .await
-            .unwrap_err();
-        assert_eq!(forbidden.kind(), ErrorKind::Forbidden);
+            .unwrap();
+        assert!(
+            matches!(&forbidden, Admission::Forbidden { principal, message }
+                if principal.role == "data_analyst" && message.contains("may not write:etl")),
+            "{forbidden:?}"
+        );
         let anonymous = access
             .admit(Credentials::default(), "read:analytics", path, path)
             .await
