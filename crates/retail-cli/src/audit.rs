@@ -185,9 +185,14 @@ fn who_and_where() -> (String, String) {
     )
 }
 
-/// Records a finished command in the audit trail of `config`'s metadata store. A trail that
+/// Records a finished command in the audit trail of `config`'s metadata store (a SQLite store
+/// the command never created is left uncreated). A trail that
 /// cannot be written is reported on standard error (the command's own outcome stands).
 pub(crate) async fn record_command(config: &Config, action: String, result: &anyhow::Result<()>) {
+    // A command refused before it opened anything changed nothing and leaves no store behind.
+    if !config.metadata.is_postgres() && !std::path::Path::new(&config.metadata.path).exists() {
+        return;
+    }
     let (actor, source) = who_and_where();
     let target = retail_domain::audit::truncated(
         &std::env::args().collect::<Vec<_>>().join(" "),
