@@ -74,7 +74,6 @@ fn target(method: &Method, uri: &axum::http::Uri) -> String {
 }
 
 async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    let client = client_address(&guard.state, request.headers(), request.extensions());
     let headers = request.headers();
     let presented =
         headers.get_all(AUTHORIZATION).iter().count() + headers.get_all("x-api-key").iter().count();
@@ -105,11 +104,21 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         .admit(credentials, guard.permission, &path, &route)
         .await;
     let method = request.method().clone();
-    let target = target(&method, request.uri());
+    // Where from and to what: worked out only for a request that is audited, so the cached
+    // reads that make most of the traffic pay nothing for the trail.
+    let place = |request: &Request| {
+        (
+            client_address(&guard.state, request.headers(), request.extensions()),
+            target(&method, request.uri()),
+        )
+    };
     let services = &guard.state.services;
-    let record = |actor: String, action: &str, outcome: Outcome, detail: serde_json::Value| {
-        let mut event =
-            retail_services::audit::event(actor, action, target.clone(), client.clone(), outcome);
+    let record = |(client, target): (String, String),
+                  actor: String,
+                  action: &str,
+                  outcome: Outcome,
+                  detail: serde_json::Value| {
+        let mut event = retail_services::audit::event(actor, action, target, client, outcome);
         event.detail = detail.to_string();
         services.audit.record(event)
     };
@@ -119,15 +128,17 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
             limit,
             remaining,
         }) => {
-            let action = audited(&guard.state, &principal, &method, &route, &path);
-            let actor = audit::actor_of(&principal.subject);
-            let role = principal.role.clone();
+            let audited_as =
+                audited(&guard.state, &principal, &method, &route, &path).map(|action| {
+                    let who = (audit::actor_of(&principal.subject), principal.role.clone());
+                    (action, who, place(&request))
+                });
             request.extensions_mut().insert(principal);
             let mut response = next.run(request).await;
-            if let Some(action) = action {
+            if let Some((action, (actor, role), place)) = audited_as {
                 let status = response.status().as_u16();
                 let detail = serde_json::json!({"route": route, "role": role, "status": status});
-                record(actor, action, Outcome::of_status(status), detail).await;
+                record(place, actor, action, Outcome::of_status(status), detail).await;
             }
             let headers = response.headers_mut();
             headers.insert("x-ratelimit-limit", header(limit));
@@ -137,13 +148,14 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         Ok(Admission::Forbidden { principal, message }) => {
             let detail = serde_json::json!({"route": route, "role": principal.role, "status": 403, "reason": message});
             record(
+                place(&request),
                 audit::actor_of(&principal.subject),
                 "http.denied",
                 Outcome::Denied,
                 detail,
             )
             .await;
-            ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
+            ApiError::from(retail_services::Error::forbidden(message)).into_response()
         }
         Ok(Admission::Limited { retry_after, limit }) => {
             let mut response = ApiError::rate_limited(retry_after).into_response();
@@ -157,6 +169,7 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
                 let detail =
                     serde_json::json!({"route": route, "status": 401, "reason": error.to_string()});
                 record(
+                    place(&request),
                     "anonymous".to_owned(),
                     "http.denied",
                     Outcome::Denied,
