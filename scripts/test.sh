@@ -98,6 +98,25 @@ if [ -n "${RETAIL_TEST_DATA:-}" ]; then
     psql "$RETAIL_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -c '\d+ demo.fact_sales' -c '\dm demo.*' \
       -c "SELECT count(*) AS fact_rows, sum(total_amount) AS net_revenue FROM demo.fact_sales"
   )
+
+  step "GDPR: customer 17850 erased from the demo lake and the warehouse; deltalake and psql find no trace"
+  (
+    cd "$work"
+    export RETAIL__WAREHOUSE__BACKEND=postgres RETAIL__WAREHOUSE__POSTGRES_URL="$RETAIL_TEST_POSTGRES_URL"
+    export RETAIL__WAREHOUSE__POSTGRES_SCHEMA=demo RETAIL__TELEMETRY__LOG_LEVEL=warn
+    "$target_dir/debug/retail" gdpr forget --customer 17850
+    psql "$RETAIL_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -q -c "
+      DO \$\$ DECLARE r record; n bigint; BEGIN
+        FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+                 WHERE s.nspname = 'demo' AND c.relkind IN ('r', 'm', 'v') LOOP
+          EXECUTE format('SELECT count(*) FROM demo.%I t WHERE t::text ~ %L', r.relname,
+                         '(^|[^0-9A-Za-z])17850([^0-9A-Za-z]|\$)') INTO n;
+          IF n > 0 THEN RAISE EXCEPTION '% rows of demo.% name customer 17850', n, r.relname; END IF;
+        END LOOP;
+      END \$\$;"
+    echo "psql: no row of any table or view of schema demo names customer 17850"
+  )
+  python3 scripts/verify_erasure.py --lake "$work/data/lake" --customer 17850
 else
   echo "skipped: needs the real data"
 fi

@@ -170,7 +170,7 @@ async fn trace_id_header(request: Request, next: Next) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
-/// With `tls`, every connection is TLS 1.3 ([`tls::serve`]); else plain HTTP.
+/// With `tls`, every connection is TLS 1.3 (see the `tls` module); else plain HTTP.
 ///
 /// # Errors
 ///

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, analytics, audit, entities, ingestion, models, operations, pipeline, recommendations,
-    sales, search, session, transactions,
+    alerts, analytics, audit, entities, gdpr, ingestion, models, operations, pipeline,
+    recommendations, sales, search, session, transactions,
 };
 
 #[derive(OpenApi)]
@@ -37,6 +37,7 @@ use crate::routes::{
         alerts::receive, alerts::list, alerts::acknowledge, alerts::silences, alerts::silence,
         alerts::expire,
         audit::entries, audit::verify,
+        gdpr::forget, gdpr::list, gdpr::report,
     ),
     modifiers(&Security),
 )]

@@ -74,6 +74,34 @@ impl PipelineConfig {
     }
 }
 
+/// Privacy (`[privacy]`): the key of the keyed hashes that stand for a customer (the subject
+/// of a GDPR erasure in its report).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The key, at least 32 characters, or where it lives (`file:`, `env:`, `aws-sm:`);
+    /// empty: erasure reports name no subject. Keep it out of the data's reach: whoever has
+    /// it can test a candidate id against a report.
+    pub key: String,
+}
+
+impl PrivacyConfig {
+    /// The key's bytes, `None` when unset.
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        (!self.key.is_empty()).then(|| self.key.as_bytes().to_vec())
+    }
+
+    fn problems(&self) -> Vec<String> {
+        if !self.key.is_empty() && self.key.len() < 32 {
+            return vec![format!(
+                "privacy.key must be at least 32 characters, not {}",
+                self.key.len()
+            )];
+        }
+        Vec::new()
+    }
+}
+
 /// Search (`[search]`): the index of products, customers and invoices kept in step with gold
 /// (the `search` follower) and the engine that answers `/api/v1/search`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -699,6 +727,8 @@ pub struct Config {
     pub alerts: retail_services::alerts::AlertsConfig,
     /// Where secrets named by reference are fetched from.
     pub secrets: crate::secrets::SecretsConfig,
+    /// The privacy key.
+    pub privacy: PrivacyConfig,
 }
 
 impl Config {
@@ -774,6 +804,7 @@ impl Config {
         problems.extend(self.models.problems());
         problems.extend(self.search.problems());
         problems.extend(self.recommendations.problems());
+        problems.extend(self.privacy.problems());
         if let Err(alerts) = self.alerts.policy() {
             problems.extend(alerts);
         }

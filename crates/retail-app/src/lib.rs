@@ -264,6 +264,7 @@ impl App {
             None => Arc::new(retail_search::TantivySearch::new(search_dir)),
         };
         let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
+        let gold_followers = followers.clone();
         if config.models.enabled {
             assets.push(Arc::new(retail_models::ModelsAsset::new(
                 lake.clone(),
@@ -354,6 +355,8 @@ impl App {
             }),
         )
         .map_err(|problems| anyhow::anyhow!("invalid [alerts]: {}", problems.join("; ")))?;
+        let audit: Arc<dyn retail_services::AuditService> =
+            Arc::new(retail_services::Audit::new(Arc::clone(&store)));
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::new(Analytics::new(
@@ -366,7 +369,7 @@ impl App {
                 Arc::clone(&store),
                 config.pipeline.silver_rules(),
             )),
-            pipeline: Arc::new(Pipeline::new(runner, Arc::clone(&store))),
+            pipeline: Arc::new(Pipeline::new(Arc::clone(&runner), Arc::clone(&store))),
             operations: Arc::new(Operations::new(
                 lake.clone(),
                 guarded,
@@ -382,7 +385,15 @@ impl App {
                 config.recommendations.min_pair_baskets,
             )),
             alerts: Arc::new(alerts),
-            audit: Arc::new(retail_services::Audit::new(Arc::clone(&store))),
+            audit: Arc::clone(&audit),
+            gdpr: Arc::new(retail_services::Gdpr::new(
+                lake.clone(),
+                Arc::clone(&runner),
+                retail_pipeline::SilverAsset::new(lake.clone(), config.pipeline.silver_rules()),
+                gold_followers,
+                audit,
+                config.privacy.key_bytes(),
+            )),
         };
         Ok(Self {
             config,

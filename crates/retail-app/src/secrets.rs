@@ -58,6 +58,7 @@ fn secret_settings(config: &mut Config) -> Vec<(String, &mut String)> {
             "search.typesense_api_key".to_owned(),
             &mut config.search.typesense_api_key,
         ),
+        ("privacy.key".to_owned(), &mut config.privacy.key),
     ];
     for (key, value) in &mut config.lake.storage_options {
         settings.push((format!("lake.storage_options.{key}"), value));

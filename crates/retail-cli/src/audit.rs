@@ -23,7 +23,7 @@ pub(crate) enum AuditCommand {
     },
     /// Entries of the trail, oldest first.
     List {
-        /// Only this actor, exactly (user:alice, key:<id>, cli:root, anonymous).
+        /// Only this actor, exactly (user:alice, key:ID, cli:root, anonymous).
         #[arg(long)]
         actor: Option<String>,
         /// Only this action (auth.login), or an area ending with a dot (auth.).
@@ -158,6 +158,11 @@ const NOT_AUDITED: &[&str] = &[
     "keys.list",
     "audit.list",
     "audit.verify",
+    // An erasure records its own entry (`gdpr.forget`, with its report): the command line
+    // holds the customer's id, which the trail must not keep.
+    "gdpr.forget",
+    "gdpr.status",
+    "gdpr.list",
     "serve",
 ];
 
@@ -175,7 +180,7 @@ pub(crate) fn action_of(matches: &clap::ArgMatches) -> Option<String> {
 }
 
 /// The operating-system user and host running the command: `cli:<user>`, `cli@<host>`.
-fn who_and_where() -> (String, String) {
+pub(crate) fn who_and_where() -> (String, String) {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_owned());

@@ -4,6 +4,7 @@ mod alerts;
 mod api;
 mod audit;
 mod bench;
+mod gdpr;
 mod models;
 mod progress;
 mod report;
@@ -86,6 +87,9 @@ enum Command {
     /// The audit trail: verify its chain, read it.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// GDPR: erase a customer everywhere, read the erasures' reports.
+    #[command(subcommand)]
+    Gdpr(gdpr::GdprCommand),
     /// Write synthetic transactions in the Online Retail CSV shape, one file per day.
     Generate(GenerateArgs),
     /// Run the whole platform on the embedded profile in one go: ingest, pipeline, summary,
@@ -423,6 +427,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             alerts::run(&app, command).await
         }
         Command::Audit(command) => audit::run(command, config).await,
+        Command::Gdpr(command) => gdpr::run(command, config).await,
         Command::Models(ModelsCommand::Report { json, top }) => {
             let app = App::build(config, Role::Cli).await?;
             models::report(&app, json, top).await

@@ -62,6 +62,7 @@ pub mod measure;
 pub mod names;
 pub mod pattern;
 pub mod ports;
+pub mod privacy;
 pub mod progress;
 pub mod record;
 pub mod rfm;

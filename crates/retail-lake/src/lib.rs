@@ -29,4 +29,4 @@ pub use config::LakeConfig;
 pub use deltalake::{DeltaTable, arrow, parquet};
 pub use error::{Error, Result};
 pub use schema::TableSpec;
-pub use store::{AddedFiles, FileRange, Lake, TableAppender, Vacuumed};
+pub use store::{AddedFiles, FileRange, Lake, Purged, TableAppender, Vacuumed};

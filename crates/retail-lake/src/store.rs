@@ -54,6 +54,19 @@ pub struct Vacuumed {
     pub dry_run: bool,
 }
 
+/// What [`Lake::purge_history`] removed from one table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Purged {
+    /// The table (`layer/name`).
+    pub table: String,
+    /// Data files removed: the latest version does not reference them.
+    pub files: usize,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// Log files deleted (commits and checkpoints before the latest version's checkpoint).
+    pub log_files: usize,
+}
+
 /// Handle to the lake: resolves table locations and runs Delta operations on them.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -252,14 +265,12 @@ impl Lake {
     /// alone; the others are rewritten without those rows. Returns the new version and the
     /// number of rows deleted.
     ///
-    /// `values` are compared as text; they must be plain identifiers (letters, digits, `-`,
-    /// `_`), which is checked.
+    /// `values` are compared as text, as literals of an expression (never spliced into SQL),
+    /// so any text is safe.
     ///
     /// # Errors
     ///
-    /// When a value is not a plain identifier, or the delete fails (the table is then
-    /// unchanged).
-    #[instrument(skip_all, fields(table = %table, values = values.len()))]
+    /// When the delete fails (the table is then unchanged).
     pub async fn delete_where_in(
         &self,
         table: &TableSpec,
@@ -267,48 +278,163 @@ impl Lake {
         values: &[String],
         app_versions: &[(String, i64)],
     ) -> Result<(Option<Version>, u64)> {
-        if let Some(bad) = values.iter().find(|v| {
-            v.is_empty()
-                || !v
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }) {
-            return Err(Error::Table {
-                operation: "delete from",
-                table: table.name.to_owned(),
-                source: Box::new(DeltaTableError::Generic(format!(
-                    "{bad:?} is not a plain identifier"
-                ))),
-            });
-        }
+        self.delete_where_any(table, &[(column, values)], app_versions)
+            .await
+    }
+
+    /// Deletes the rows where any of `conditions` holds (`column` is one of its values), in
+    /// one commit that also records `app_versions`; as [`Lake::delete_where_in`]. Conditions
+    /// without values are left out; with none left, only the marks are committed (an empty
+    /// append carries them).
+    ///
+    /// # Errors
+    ///
+    /// When the delete fails (the table is then unchanged).
+    #[instrument(skip_all, fields(table = %table))]
+    pub async fn delete_where_any(
+        &self,
+        table: &TableSpec,
+        conditions: &[(&str, &[String])],
+        app_versions: &[(String, i64)],
+    ) -> Result<(Option<Version>, u64)> {
+        use deltalake::datafusion::prelude::{Expr, col, lit};
         let delta = self.ensure_table(table).await?;
+        let predicate = conditions
+            .iter()
+            .filter(|(_, values)| !values.is_empty())
+            .map(|(column, values)| {
+                col(format!("\"{column}\""))
+                    .in_list(values.iter().map(|v| lit(v.as_str())).collect(), false)
+            })
+            .reduce(Expr::or);
+        let Some(predicate) = predicate else {
+            // Only the markers: an empty append carries them.
+            let appender =
+                TableAppender::new(*table, delta, SaveMode::Append, self.batch_rows, self.fsync)?;
+            return Ok((appender.commit(app_versions).await?, 0));
+        };
         let properties = CommitProperties::default().with_application_transactions(
             app_versions
                 .iter()
                 .map(|(app, version)| Transaction::new(app, *version))
                 .collect(),
         );
-        if values.is_empty() {
-            // Only the markers: an empty append carries them.
+        let (delta, metrics) = delta
+            .delete()
+            .with_predicate(predicate)
+            .with_commit_properties(properties)
+            .await
+            .map_err(|source| table_error("delete from", table, source))?;
+        let deleted = metrics.num_deleted_rows.unwrap_or(0) as u64;
+        if deleted == 0 && !app_versions.is_empty() {
+            // A delete that matches nothing commits nothing: the marks still must land.
             let appender =
                 TableAppender::new(*table, delta, SaveMode::Append, self.batch_rows, self.fsync)?;
             return Ok((appender.commit(app_versions).await?, 0));
         }
-        let list = values
-            .iter()
-            .map(|v| format!("'{v}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let (delta, metrics) = delta
-            .delete()
-            .with_predicate(format!("{column} IN ({list})"))
-            .with_commit_properties(properties)
+        Ok((delta.version(), deleted))
+    }
+
+    /// Rewrites an unpartitioned `table` whole, keeping the rows `keep` selects, in one
+    /// overwrite commit that records nothing of what was dropped (unlike a delete, whose
+    /// predicate the log keeps). The table's progress marks stay as they were. Returns the new
+    /// version (`None`: nothing dropped, nothing written) and the rows dropped.
+    ///
+    /// # Errors
+    ///
+    /// When the table is partitioned, cannot be read, or `keep` or the write fails (the
+    /// table is then unchanged).
+    pub async fn rewrite_keeping(
+        &self,
+        table: &TableSpec,
+        keep: impl Fn(
+            &RecordBatch,
+        ) -> std::result::Result<deltalake::arrow::array::BooleanArray, ArrowError>,
+    ) -> Result<(Option<Version>, u64)> {
+        if !table.partition_columns.is_empty() {
+            return Err(table_error(
+                "rewrite",
+                table,
+                DeltaTableError::Generic("only unpartitioned tables are rewritten whole".into()),
+            ));
+        }
+        if self.open(table).await?.is_none() {
+            return Ok((None, 0));
+        }
+        let batches = self.read_all(table).await?;
+        let mut kept = Vec::with_capacity(batches.len());
+        let mut dropped = 0u64;
+        for batch in batches {
+            let mask = keep(&batch).map_err(|error| {
+                table_error(
+                    "rewrite",
+                    table,
+                    DeltaTableError::Generic(error.to_string()),
+                )
+            })?;
+            let filtered =
+                deltalake::arrow::compute::filter_record_batch(&batch, &mask).map_err(|error| {
+                    table_error(
+                        "rewrite",
+                        table,
+                        DeltaTableError::Generic(error.to_string()),
+                    )
+                })?;
+            dropped += (batch.num_rows() - filtered.num_rows()) as u64;
+            kept.push(filtered);
+        }
+        if dropped == 0 {
+            return Ok((None, 0));
+        }
+        let mut writer = self.overwriter(table).await?;
+        for batch in kept {
+            if batch.num_rows() > 0 {
+                writer.write(batch).await?;
+            }
+        }
+        Ok((writer.commit(&[]).await?, dropped))
+    }
+
+    /// Makes `table`'s past unreadable: removes every data file the latest version does not
+    /// reference (whatever its age), writes a checkpoint of the latest version and deletes
+    /// every log file before it, so no earlier version can be read back (time travel ends at
+    /// the latest version). For the GDPR erasure; readers holding an older snapshot fail.
+    /// Returns the data files and bytes removed and the log files deleted.
+    ///
+    /// # Errors
+    ///
+    /// When the table cannot be read or a file cannot be removed.
+    pub async fn purge_history(&self, table: &TableSpec) -> Result<Purged> {
+        let vacuumed = self
+            .vacuum(table, std::time::Duration::ZERO, true, false)
+            .await?;
+        let mut purged = Purged {
+            table: table.name.to_owned(),
+            files: vacuumed.files,
+            bytes: vacuumed.bytes,
+            log_files: 0,
+        };
+        let Some(delta) = self.open(table).await? else {
+            return Ok(purged);
+        };
+        let Some(version) = delta.version() else {
+            return Ok(purged);
+        };
+        deltalake::checkpoints::create_checkpoint(&delta, None)
             .await
-            .map_err(|source| table_error("delete from", table, source))?;
-        Ok((
-            delta.version(),
-            metrics.num_deleted_rows.unwrap_or(0) as u64,
-        ))
+            .map_err(|source| table_error("checkpoint", table, source))?;
+        // Every log file before the checkpoint, whatever its age.
+        let cutoff = chrono::Utc::now().timestamp_millis() + 60_000;
+        purged.log_files = deltalake::checkpoints::cleanup_expired_logs_for(
+            version,
+            delta.log_store().as_ref(),
+            cutoff,
+            None,
+        )
+        .await
+        .map_err(|source| table_error("clean the log of", table, source))?;
+        debug!(?purged, "history purged");
+        Ok(purged)
     }
 
     /// Removes the data files of `table` that no version within `retention` references: files
@@ -717,7 +843,26 @@ impl Lake {
         table: &TableSpec,
         after: Option<Version>,
     ) -> Result<Option<(Version, Vec<String>)>> {
-        let Some(latest) = self.open(table).await? else {
+        self.files_added_between(table, after, None).await
+    }
+
+    /// As [`Lake::files_added_after`], up to version `upto` (`None`: the latest) instead of
+    /// the latest.
+    ///
+    /// # Errors
+    ///
+    /// When either version of the log cannot be read.
+    pub async fn files_added_between(
+        &self,
+        table: &TableSpec,
+        after: Option<Version>,
+        upto: Option<Version>,
+    ) -> Result<Option<(Version, Vec<String>)>> {
+        let latest = match upto {
+            None => self.open(table).await?,
+            Some(version) => Some(self.open_at(table, version).await?),
+        };
+        let Some(latest) = latest else {
             return Ok(None);
         };
         let version = latest.version().unwrap_or_default();
@@ -1481,7 +1626,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn delete_where_in_removes_exactly_the_listed_rows_and_refuses_odd_values() {
+    async fn delete_where_in_removes_exactly_the_listed_rows_and_takes_odd_values_as_text() {
         let dir = tempfile::tempdir().expect("temp dir");
         let lake = lake(&dir);
         let batch = duplicates(&["a1", "b2", "c3"]);
@@ -1489,15 +1634,24 @@ mod tests {
         writer.write(batch).await.unwrap();
         writer.commit(&[]).await.unwrap();
 
-        let refused = lake
+        // Values are literals, not SQL: a quote is just a character that matches nothing.
+        let (_, deleted) = lake
             .delete_where_in(
                 &SILVER_DUPLICATES,
                 "transaction_id",
                 &["a1' OR '1'='1".to_owned()],
-                &[],
+                &[("test.nothing".to_owned(), 3)],
             )
-            .await;
-        assert!(refused.is_err());
+            .await
+            .expect("deleted nothing");
+        assert_eq!(deleted, 0);
+        // A delete that matches nothing still records its marks.
+        assert_eq!(
+            lake.app_version(&SILVER_DUPLICATES, "test.nothing")
+                .await
+                .unwrap(),
+            Some(3)
+        );
         let (_, deleted) = lake
             .delete_where_in(
                 &SILVER_DUPLICATES,

@@ -77,6 +77,28 @@ pub enum Error {
     /// short): a follower must wait for the next gold run.
     #[error("gold is incomplete (its tables are built from different silver versions): run gold")]
     GoldIncomplete,
+    /// A GDPR erasure stopped after it rewrote bronze and before it finished silver: silver
+    /// must not read bronze's rewritten files as new rows.
+    #[error(
+        "a GDPR erasure was interrupted (bronze has {bronze} erasures, silver {silver}): run \
+         `retail gdpr forget` for the same customer again to finish it before the pipeline runs"
+    )]
+    ErasureInterrupted {
+        /// Erasures bronze has had.
+        bronze: i64,
+        /// Erasures silver has had.
+        silver: i64,
+    },
+    /// An erasure needs silver to have consumed all of bronze first.
+    #[error(
+        "silver is behind bronze (silver at bronze version {silver:?}, bronze at {bronze}): run silver first"
+    )]
+    SilverBehind {
+        /// Silver's mark.
+        silver: Option<i64>,
+        /// Bronze's latest version.
+        bronze: u64,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -97,7 +119,10 @@ impl Classify for Error {
             Self::Metadata(error) => error.kind(),
             Self::Follower { source, .. } => source.kind(),
             Self::Read { .. } => ErrorKind::Unavailable,
-            Self::ConcurrentIngestion | Self::GoldIncomplete => ErrorKind::Conflict,
+            Self::ConcurrentIngestion
+            | Self::GoldIncomplete
+            | Self::ErasureInterrupted { .. }
+            | Self::SilverBehind { .. } => ErrorKind::Conflict,
             Self::CheckpointReused { .. } => ErrorKind::Unprocessable,
             Self::UnknownAsset { .. } => ErrorKind::InvalidInput,
             Self::Transform { .. }

@@ -334,7 +334,9 @@ impl IndexDir {
     }
 
     /// Removes these customers and their invoices' customer ids from the index (GDPR
-    /// erasure): their customer documents are deleted, their invoices kept as guest sales.
+    /// erasure): their customer documents are deleted, their invoices kept as guest sales
+    /// (gold no longer holds them after an erasure, so the follower's next catch-up removes
+    /// them); then every segment is merged into one, so no deleted document stays on disk.
     /// Returns the documents changed.
     ///
     /// # Errors
@@ -390,6 +392,25 @@ impl IndexDir {
             prepared.set_payload(payload);
         }
         prepared.commit().map_err(Error::index(&self.dir))?;
+        // Deleted documents stay in their segments until a merge rewrites them: merge every
+        // segment into one and remove the old files, so nothing of the customers is left on
+        // disk.
+        let segments = index
+            .searchable_segment_ids()
+            .map_err(Error::index(&self.dir))?;
+        if !segments.is_empty() {
+            writer
+                .merge(&segments)
+                .wait()
+                .map_err(Error::index(&self.dir))?;
+        }
+        writer
+            .garbage_collect_files()
+            .wait()
+            .map_err(Error::index(&self.dir))?;
+        writer
+            .wait_merging_threads()
+            .map_err(Error::index(&self.dir))?;
         Ok(changed)
     }
 }

@@ -25,6 +25,7 @@ pub mod audit;
 mod columns;
 mod config;
 mod error;
+pub mod gdpr;
 pub mod ingest;
 pub mod models;
 pub mod operations;
@@ -41,6 +42,7 @@ pub use analytics::{AnalyticsService, Answer, RawParams};
 pub use audit::{Audit, AuditService};
 pub use config::ApiConfig;
 pub use error::{Error, Result};
+pub use gdpr::{ErasureReport, Gdpr, GdprService};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
 pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};
@@ -75,6 +77,8 @@ pub struct Services {
     pub alerts: Arc<dyn AlertsService>,
     /// The audit trail.
     pub audit: Arc<dyn AuditService>,
+    /// GDPR requests: erasure.
+    pub gdpr: Arc<dyn GdprService>,
 }
 
 impl std::fmt::Debug for Services {

@@ -9,6 +9,7 @@ pub(crate) mod alerts;
 pub(crate) mod analytics;
 pub(crate) mod audit;
 pub(crate) mod entities;
+pub(crate) mod gdpr;
 pub(crate) mod ingestion;
 pub(crate) mod models;
 pub(crate) mod operations;
@@ -52,6 +53,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(protected(&state, "read:alerts", alerts::read_routes()))
         .merge(protected(&state, "manage:alerts", alerts::manage_routes()))
         .merge(protected(&state, "manage:audit", audit::routes()))
+        .merge(protected(&state, "manage:gdpr", gdpr::routes()))
         .merge(
             // Serves /openapi.json (the document with the catalogue's parameters and rows)
             // and the docs.

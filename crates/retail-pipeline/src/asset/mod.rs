@@ -10,7 +10,7 @@
 mod follower;
 mod gold;
 mod runner;
-mod silver;
+pub(crate) mod silver;
 
 use async_trait::async_trait;
 use retail_domain::progress::Progress;

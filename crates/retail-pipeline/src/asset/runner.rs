@@ -237,7 +237,34 @@ impl Runner {
     /// When an asset is unknown, another run holds the pipeline, or an asset fails.
     pub async fn run(&self, request: RunRequest, progress: &dyn Progress) -> Result<RunRecord> {
         let selected = self.select(&request.assets)?;
-        let claim = self.store.claim("pipeline run").await?;
+        let claim = self.claim().await?;
+        let run = self.begin(&request).await?;
+        self.execute(&claim, run, selected, &request, progress)
+            .await
+    }
+
+    /// Claims the pipeline, for work that must not run beside a pipeline run (a GDPR
+    /// erasure) and runs selections with [`Runner::run_claimed`] while it holds the claim.
+    ///
+    /// # Errors
+    ///
+    /// When another process or run holds the pipeline.
+    pub async fn claim(&self) -> Result<Claim> {
+        Ok(self.store.claim("pipeline run").await?)
+    }
+
+    /// As [`Runner::run`], under a claim the caller already holds (from [`Runner::claim`]).
+    ///
+    /// # Errors
+    ///
+    /// When an asset is unknown or fails.
+    pub async fn run_claimed(
+        &self,
+        claim: &Claim,
+        request: RunRequest,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord> {
+        let selected = self.select(&request.assets)?;
         let run = self.begin(&request).await?;
         self.execute(claim, run, selected, &request, progress).await
     }
@@ -250,7 +277,7 @@ impl Runner {
     /// When an asset is unknown or another run holds the pipeline: then nothing starts.
     pub async fn start(self: &Arc<Self>, request: RunRequest) -> Result<RunRecord> {
         let selected = self.select(&request.assets)?;
-        let claim = self.store.claim("pipeline run").await?;
+        let claim = self.claim().await?;
         let run = self.begin(&request).await?;
         let started = run.clone();
         let runner = Arc::clone(self);
@@ -259,7 +286,7 @@ impl Runner {
             async move {
                 let run_id = run.run_id.clone();
                 if let Err(error) = runner
-                    .execute(claim, run, selected, &request, &NoProgress)
+                    .execute(&claim, run, selected, &request, &NoProgress)
                     .await
                 {
                     warn!(run = %run_id, %error, "background pipeline run failed");
@@ -306,7 +333,7 @@ impl Runner {
 
     async fn execute(
         &self,
-        _claim: Claim,
+        _claim: &Claim,
         mut run: RunRecord,
         selected: Vec<Arc<dyn Asset>>,
         request: &RunRequest,

@@ -40,6 +40,24 @@ impl SilverAsset {
     pub fn new(lake: Lake, rules: SilverRules) -> Self {
         Self { lake, rules }
     }
+
+    /// Processes the bronze rows added after silver's mark up to bronze version `version`
+    /// (not beyond): how an erasure brings silver to the version before its rewrite of bronze
+    /// when an ingestion committed in between. Records what it did in `run`.
+    ///
+    /// # Errors
+    ///
+    /// As a run of the asset.
+    pub async fn run_until(
+        &self,
+        run: &mut RunRecord,
+        progress: &dyn Progress,
+        version: u64,
+    ) -> Result<bool> {
+        Ok(Box::pin(self.run_silver(run, progress, Some(version)))
+            .await?
+            .is_some())
+    }
 }
 
 #[async_trait]
@@ -83,7 +101,7 @@ impl Asset for SilverAsset {
     async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
         // Boxed: the stage's future holds the delete's state and is large.
         let stats = Box::pin(
-            self.run_silver(cx.run, cx.progress)
+            self.run_silver(cx.run, cx.progress, None)
                 .instrument(info_span!("silver")),
         )
         .await?;
@@ -94,19 +112,24 @@ impl Asset for SilverAsset {
 }
 
 impl SilverAsset {
-    /// Processes bronze rows added since silver's mark. Returns `None` when there were none.
+    /// Processes bronze rows added since silver's mark, up to bronze version `upto` (`None`:
+    /// the latest). Returns `None` when there were none.
     async fn run_silver(
         &self,
         run: &mut RunRecord,
         progress: &dyn Progress,
+        upto: Option<u64>,
     ) -> Result<Option<SilverStats>> {
         let lake = &self.lake;
+        if upto.is_none() {
+            crate::erasure::check_no_erasure_pending(lake).await?;
+        }
         self.finish_pending_changes().await?;
         let silver_mark = lake
             .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
             .await?;
         let Some((bronze_version, files)) = lake
-            .files_added_after(&BRONZE_TRANSACTIONS, mark_version(silver_mark))
+            .files_added_between(&BRONZE_TRANSACTIONS, mark_version(silver_mark), upto)
             .await?
         else {
             info!("bronze is empty: nothing to process");
@@ -139,7 +162,7 @@ impl SilverAsset {
                 return Ok::<_, Error>(None);
             }
             let listed = lake
-                .files_added_after(&BRONZE_TRANSACTIONS, mark_version(mark))
+                .files_added_between(&BRONZE_TRANSACTIONS, mark_version(mark), upto)
                 .await?;
             Ok(Some(
                 listed

@@ -37,6 +37,7 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
         ("/admin/pipeline/status", ["403", "200", "200"]),
         ("/api/v1/audit", ["403", "403", "200"]),
         ("/api/v1/audit/verify", ["403", "403", "200"]),
+        ("/api/v1/gdpr/erasures", ["403", "403", "200"]),
     ];
     let roles = ["data_analyst", "data_engineer", "admin"];
     for (index, role) in roles.iter().enumerate() {

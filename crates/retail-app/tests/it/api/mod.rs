@@ -6,6 +6,7 @@ mod analytics;
 mod audit;
 mod changes;
 mod dashboards;
+mod gdpr;
 mod ingestion;
 mod models;
 mod operations;

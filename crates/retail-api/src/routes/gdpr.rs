@@ -1,0 +1,109 @@
+//! `/api/v1/gdpr`: erasure requests (`manage:gdpr`, which only the admin role has). An erasure
+//! runs while the request waits (seconds to a minute on the real data) and answers with its
+//! report, which the audit trail keeps.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use retail_services::ErasureReport;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Caller, ClientAddress, JsonBody, TypedQuery};
+use crate::state::AppState;
+
+/// Erasing customers and reading the reports (`manage:gdpr`).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/gdpr/erasures", post(forget).get(list))
+        .route("/api/v1/gdpr/erasures/{request_id}", get(report))
+}
+
+/// Whom to forget.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErasureRequest {
+    /// The customer's id, as the data has it (`17850`; `17850.0` is the same customer).
+    #[schema(min_length = 1, max_length = 64)]
+    customer_id: String,
+}
+
+/// How many reports.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// At most this many, newest first (1 to 1000, default 100).
+    #[param(required = false, nullable = false, minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+#[utoipa::path(post, path = "/api/v1/gdpr/erasures", tag = "gdpr", request_body = ErasureRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The customer is erased from every table, file, index and cache; the report is in the audit trail", body = ErasureReport),
+        (status = 400, description = "A blank or too long customer id", body = ErrorBody),
+        (status = 409, description = "A pipeline run holds the pipeline: try again", body = ErrorBody)))]
+pub(crate) async fn forget(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ClientAddress(client): ClientAddress,
+    JsonBody(body): JsonBody<ErasureRequest>,
+) -> Result<Json<ErasureReport>, ApiError> {
+    if body.customer_id.chars().count() > 64 {
+        return Err(ApiError::invalid(
+            "customer_id must be at most 64 characters",
+        ));
+    }
+    let actor = caller.map_or_else(
+        || "anonymous".to_owned(),
+        |p| retail_services::audit::actor_of(&p.subject),
+    );
+    Ok(Json(
+        state
+            .services
+            .gdpr
+            .forget(&body.customer_id, &actor, &client)
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/gdpr/erasures", tag = "gdpr", params(ListQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The latest erasures' reports, newest first", body = Vec<ErasureReport>),
+        (status = 400, description = "A bad limit", body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    TypedQuery(query): TypedQuery<ListQuery>,
+) -> Result<Json<Vec<ErasureReport>>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to 1000, not {limit}"
+        )));
+    }
+    Ok(Json(state.services.gdpr.erasures(limit).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/gdpr/erasures/{request_id}", tag = "gdpr",
+    params(("request_id" = String, Path, description = "The request's id (`erasure-...`)")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The request's report", body = ErasureReport),
+        (status = 404, description = "No such request", body = ErrorBody)))]
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    Path(request_id): Path<String>,
+) -> Result<Json<ErasureReport>, ApiError> {
+    state
+        .services
+        .gdpr
+        .erasure(&request_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            retail_services::Error::not_found(format!("no erasure request {request_id:?}")).into()
+        })
+}
