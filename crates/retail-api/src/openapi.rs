@@ -463,6 +463,10 @@ pub fn document(context: &Context) -> Value {
         for query in Catalogue::queries() {
             schemas.insert(format!("Row.{}", query.name), row_schema(query));
         }
+        // A customer id as the contract reads one (a blank id is answered 422).
+        if let Some(request) = schemas.get_mut("ErasureRequest") {
+            request["properties"]["customer_id"]["pattern"] = json!(pattern::customer_id());
+        }
         // Each analytics endpoint answers with the rows of its query.
         for (_, name) in analytics::ENDPOINTS {
             let mut answer = schemas.get("AnalyticsAnswer").cloned().unwrap_or_default();

@@ -235,7 +235,8 @@ impl Gdpr {
 /// longest id, without control characters.
 fn customer_id(text: &str) -> Result<String> {
     let Some(id) = normalise_customer_id(text) else {
-        return Err(Error::invalid(
+        return Err(Error::new(
+            ErrorKind::Unprocessable,
             "customer_id is blank: name the customer to forget",
         ));
     };
@@ -353,7 +354,11 @@ mod tests {
     fn customer_ids_are_read_as_the_contract_reads_them() {
         assert_eq!(customer_id(" 17850.0 ").unwrap(), "17850");
         assert_eq!(customer_id("C-12").unwrap(), "C-12");
-        for bad in ["", "   ", ".0", "a\u{7}b", &"9".repeat(51)] {
+        for blank in ["", "   ", ".0"] {
+            let error = customer_id(blank).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Unprocessable, "{blank:?}");
+        }
+        for bad in ["a\u{7}b", &"9".repeat(51)] {
             let error = customer_id(bad).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidInput, "{bad:?}");
         }

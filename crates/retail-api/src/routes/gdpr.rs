@@ -43,7 +43,8 @@ pub(crate) struct ListQuery {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The customer is erased from every table, file, index and cache; the report is in the audit trail", body = ErasureReport),
-        (status = 400, description = "A blank or too long customer id", body = ErrorBody),
+        (status = 400, description = "A customer id with control characters or too long", body = ErrorBody),
+        (status = 422, description = "A blank customer id (`.0` is blank too)", body = ErrorBody),
         (status = 409, description = "A pipeline run holds the pipeline: try again", body = ErrorBody)))]
 pub(crate) async fn forget(
     State(state): State<AppState>,
