@@ -854,6 +854,9 @@ impl Config {
         if !shown.search.typesense_api_key.is_empty() {
             "********".clone_into(&mut shown.search.typesense_api_key);
         }
+        if !shown.privacy.key.is_empty() {
+            "********".clone_into(&mut shown.privacy.key);
+        }
         for stream in &mut shown.streams {
             if !stream.url.is_empty() {
                 "********".clone_into(&mut stream.url);

@@ -323,13 +323,24 @@ impl App {
             config.api.cache_ttl_seconds,
             lake.root().to_string(),
         ));
+        // The customers erased so far, kept out of bronze on arrival (with a privacy key).
+        let audit: Arc<dyn retail_services::AuditService> =
+            Arc::new(retail_services::Audit::new(Arc::clone(&store)));
+        let erased = retail_pipeline::Erased::default();
+        if let Some(key) = config.privacy.key_bytes() {
+            let subjects = retail_services::Gdpr::erased_subjects(audit.as_ref(), key).await?;
+            *erased
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(subjects);
+        }
         let ingestion = IngestionService::new(
             lake.clone(),
             Arc::clone(&store),
             IngestOptions {
                 commit_rows: config.ingest.commit_rows,
             },
-        );
+        )
+        .with_erased(Arc::clone(&erased));
         let stream_health = Arc::new(retail_services::StreamHealth::default());
         let models: Arc<dyn retail_services::ModelsService> =
             Arc::new(retail_services::LakeModels::new(lake.clone()));
@@ -355,8 +366,6 @@ impl App {
             }),
         )
         .map_err(|problems| anyhow::anyhow!("invalid [alerts]: {}", problems.join("; ")))?;
-        let audit: Arc<dyn retail_services::AuditService> =
-            Arc::new(retail_services::Audit::new(Arc::clone(&store)));
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::new(Analytics::new(
@@ -393,6 +402,7 @@ impl App {
                 gold_followers,
                 audit,
                 config.privacy.key_bytes(),
+                erased,
             )),
         };
         Ok(Self {

@@ -73,6 +73,66 @@ pub fn subject_hash(key: &[u8], id: &str) -> String {
     hex::encode(hmac_sha256(key, &message))
 }
 
+/// The customers erased so far, as their [`subject_hash`]es under one key: what ingestion
+/// checks arriving records against, so an erased customer's data is erased again on arrival
+/// (ADR 0013). Holds no id.
+#[derive(Debug, Clone, Default)]
+pub struct ErasedSubjects {
+    key: Vec<u8>,
+    subjects: std::collections::HashSet<String>,
+}
+
+impl ErasedSubjects {
+    /// No subject yet, under `key`.
+    pub fn new(key: Vec<u8>) -> Self {
+        Self {
+            key,
+            subjects: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Adds one erased subject (a hash from an erasure's report).
+    pub fn insert(&mut self, subject: String) {
+        self.subjects.insert(subject);
+    }
+
+    /// How many subjects.
+    pub fn len(&self) -> usize {
+        self.subjects.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.subjects.is_empty()
+    }
+
+    /// Whether a record names an erased customer: its customer field (normalised), or a token
+    /// of its free text (a malformed row's raw line, unknown columns, a parse error). A token
+    /// here is a maximal run of letters and digits, so free text is matched for ids made of
+    /// letters and digits (every id of the real data); the customer field for any id.
+    pub fn names_erased<'a>(
+        &self,
+        field: Option<&str>,
+        free: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        if self.subjects.is_empty() {
+            return false;
+        }
+        let erased = |id: &str| self.subjects.contains(&subject_hash(&self.key, id));
+        if field
+            .and_then(crate::field::normalise_customer_id)
+            .is_some_and(erased)
+        {
+            return true;
+        }
+        free.into_iter().any(|text| {
+            text.split(|c: char| !c.is_alphanumeric())
+                .filter(|token| !token.is_empty())
+                .any(erased)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +189,27 @@ mod tests {
         assert!(names_customer(" 17850 ", "17850"));
         assert!(!names_customer("178500", "17850"));
         assert!(!names_customer("", "17850"));
+    }
+
+    #[test]
+    fn erased_subjects_are_recognised_in_fields_and_free_text() {
+        let key = b"a privacy key of at least thirty-two bytes".to_vec();
+        let mut erased = ErasedSubjects::new(key.clone());
+        assert!(!erased.names_erased(Some("17850"), []));
+        erased.insert(subject_hash(&key, "17850"));
+        assert_eq!(erased.len(), 1);
+        assert!(erased.names_erased(Some("17850.0"), []));
+        assert!(erased.names_erased(Some(" 17850 "), []));
+        assert!(!erased.names_erased(Some("17851"), []));
+        assert!(!erased.names_erased(None, ["178501,x", "A17850"]));
+        assert!(erased.names_erased(None, ["536365,85123A,6,17850.0,United Kingdom"]));
+        assert!(erased.names_erased(Some("12347"), ["{\"CustomerID\":\"17850\"}"]));
+        // Under another key the same id is another subject.
+        let other = ErasedSubjects {
+            key: b"another key".to_vec(),
+            subjects: erased.subjects.clone(),
+        };
+        assert!(!other.names_erased(Some("17850"), []));
     }
 
     #[test]

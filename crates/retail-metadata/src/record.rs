@@ -348,6 +348,13 @@ pub struct FileOutcome {
     pub malformed: u64,
     /// True when the content had been ingested before.
     pub skipped: bool,
+    /// Records left out because they name a customer erased earlier (GDPR; not in `rows`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub erased: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// One recorded run.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use retail_domain::privacy::ErasedSubjects;
 use retail_domain::progress::Progress;
 use retail_ingest::{Checkpoint, FileSource, Lineage, Source, SourceBatch, to_bronze};
 use retail_lake::schema::BRONZE_TRANSACTIONS;
@@ -57,16 +58,35 @@ pub struct IngestionService {
     lake: Lake,
     store: Arc<dyn MetadataStore>,
     options: IngestOptions,
+    erased: Erased,
 }
 
+/// The customers erased so far, shared by ingestion and the erasure that adds to them: records
+/// naming one are erased again on arrival and never reach bronze (ADR 0013). `None`: no
+/// privacy key, so nothing is recognised.
+pub type Erased = Arc<std::sync::RwLock<Option<ErasedSubjects>>>;
+
 impl IngestionService {
-    /// Creates the service.
+    /// Creates the service, with no erased customers to keep out.
     pub fn new(lake: Lake, store: Arc<dyn MetadataStore>, options: IngestOptions) -> Self {
         Self {
             lake,
             store,
             options,
+            erased: Erased::default(),
         }
+    }
+
+    /// Keeps the customers of `erased` out of bronze.
+    #[must_use]
+    pub fn with_erased(mut self, erased: Erased) -> Self {
+        self.erased = erased;
+        self
+    }
+
+    /// What it keeps out of bronze.
+    pub fn erased(&self) -> &Erased {
+        &self.erased
     }
 
     /// The lake it writes to.
@@ -216,6 +236,7 @@ impl IngestionService {
                         rows: 0,
                         malformed: 0,
                         skipped: true,
+                        erased: 0,
                     });
                 }
             }
@@ -240,11 +261,27 @@ impl IngestionService {
                     rows: 0,
                     malformed: 0,
                     skipped: true,
+                    erased: 0,
                 });
                 continue;
             }
-            let (rows, malformed) =
-                write_batch(appender, &run.run_id, source.system(), &batch).await?;
+            let erased = self
+                .erased
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .filter(|erased| !erased.is_empty());
+            let (rows, malformed, erased) = write_batch(
+                appender,
+                &run.run_id,
+                source.system(),
+                &batch,
+                erased.as_ref(),
+            )
+            .await?;
+            if erased > 0 {
+                info!(location = %batch.location, rows = erased, "records of erased customers erased again on arrival");
+            }
             metrics::record_ingested(source.system(), rows);
             metrics::record_malformed(source.system(), malformed);
             run.rows_in += rows;
@@ -255,6 +292,7 @@ impl IngestionService {
                 rows,
                 malformed,
                 skipped: false,
+                erased,
             });
             if let Some(checkpoint) = batch.checkpoint {
                 pending.push((checkpoint, run.detail.files.len() - 1));
@@ -361,19 +399,22 @@ fn held(checkpoint: &Checkpoint, recorded: Option<i64>) -> Result<bool> {
         })
 }
 
-/// Writes one batch's records with their lineage; returns (rows, malformed).
+/// Writes one batch's records with their lineage, leaving out those naming an erased
+/// customer; returns the rows written, the malformed among them, and the rows left out.
 async fn write_batch(
     appender: &mut TableAppender,
     ingestion_id: &str,
     system: &'static str,
     batch: &SourceBatch,
-) -> Result<(u64, u64)> {
+    erased: Option<&ErasedSubjects>,
+) -> Result<(u64, u64, u64)> {
     let ingested_at = Utc::now();
     let batch_id = if batch.unit.is_empty() {
         ingestion_id.to_owned()
     } else {
         format!("{ingestion_id}:{}", batch.unit)
     };
+    let (mut left_out, mut malformed_left_out) = (0u64, 0u64);
     for part in &batch.parts {
         let lineage = Lineage {
             ingestion_id: ingestion_id.to_owned(),
@@ -383,10 +424,75 @@ async fn write_batch(
             ingested_at,
         };
         for raw in &part.rows.batches {
-            appender
-                .write(to_bronze(raw, &lineage, batch.change.as_ref())?)
-                .await?;
+            let kept = match erased {
+                Some(erased) => {
+                    let (kept, out, malformed) = without_erased(raw, erased)?;
+                    left_out += out;
+                    malformed_left_out += malformed;
+                    kept
+                }
+                None => raw.clone(),
+            };
+            if kept.num_rows() > 0 {
+                appender
+                    .write(to_bronze(&kept, &lineage, batch.change.as_ref())?)
+                    .await?;
+            }
         }
     }
-    Ok((batch.rows(), batch.malformed()))
+    Ok((
+        batch.rows() - left_out,
+        batch.malformed() - malformed_left_out,
+        left_out,
+    ))
+}
+
+/// A raw batch without the records naming an erased customer; with how many were left out
+/// and how many of those were malformed.
+fn without_erased(
+    raw: &deltalake::arrow::array::RecordBatch,
+    erased: &ErasedSubjects,
+) -> Result<(deltalake::arrow::array::RecordBatch, u64, u64)> {
+    use deltalake::arrow::array::{Array as _, AsArray as _, BooleanArray};
+    let text = |name: &str| {
+        raw.column_by_name(name)
+            .map(|column| column.as_string::<i32>().clone())
+    };
+    let (Some(customer), Some(extra), Some(raw_text), Some(parse_error)) = (
+        text("customer_id"),
+        text("extra_columns"),
+        text("raw_text"),
+        text("parse_error"),
+    ) else {
+        return Ok((raw.clone(), 0, 0));
+    };
+    fn value(column: &deltalake::arrow::array::StringArray, row: usize) -> Option<&str> {
+        column.is_valid(row).then(|| column.value(row))
+    }
+    let (mut out, mut malformed) = (0u64, 0u64);
+    let keep: BooleanArray = (0..raw.num_rows())
+        .map(|row| {
+            let named = erased.names_erased(
+                value(&customer, row),
+                [
+                    value(&extra, row),
+                    value(&raw_text, row),
+                    value(&parse_error, row),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            if named {
+                out += 1;
+                malformed += u64::from(parse_error.is_valid(row));
+            }
+            Some(!named)
+        })
+        .collect();
+    if out == 0 {
+        return Ok((raw.clone(), 0, 0));
+    }
+    let kept = deltalake::arrow::compute::filter_record_batch(raw, &keep)
+        .map_err(Error::transform("ingestion"))?;
+    Ok((kept, out, malformed))
 }

@@ -55,7 +55,7 @@ pub use asset::{
     staleness_by_mark,
 };
 pub use error::{Error, Result};
-pub use ingestion::{IngestOptions, IngestRequest, IngestionService};
+pub use ingestion::{Erased, IngestOptions, IngestRequest, IngestionService};
 pub use reconcile::reconcile;
 pub use silver::SilverRules;
 

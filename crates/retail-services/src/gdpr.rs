@@ -18,11 +18,12 @@ use retail_domain::audit::{AuditEvent, Outcome};
 use retail_domain::error::ErrorKind;
 use retail_domain::field::{MAX_CODE_CHARS, normalise_customer_id};
 use retail_domain::ports::Follower;
+use retail_domain::privacy::ErasedSubjects;
 use retail_domain::progress::NoProgress;
 use retail_lake::{Lake, Purged};
 use retail_metadata::{AuditFilter, RunKind, RunRecord};
 use retail_pipeline::erasure::{self, TableErasure};
-use retail_pipeline::{RunRequest, Runner, SilverAsset};
+use retail_pipeline::{Erased, RunRequest, Runner, SilverAsset};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -122,6 +123,7 @@ pub struct Gdpr {
     followers: Vec<Arc<dyn Follower>>,
     audit: Arc<dyn AuditService>,
     key: Option<Vec<u8>>,
+    erased: Erased,
 }
 
 impl std::fmt::Debug for Gdpr {
@@ -135,7 +137,8 @@ impl std::fmt::Debug for Gdpr {
 impl Gdpr {
     /// The service: `silver` is the pipeline's silver asset, `followers` every follower of
     /// gold the runner drives, `key` the privacy key (subjects in reports are its keyed
-    /// hashes; without it reports name no subject).
+    /// hashes; without it reports name no subject and nothing is kept out on arrival),
+    /// `erased` the list ingestion keeps out, which each erasure extends.
     pub fn new(
         lake: Lake,
         runner: Arc<Runner>,
@@ -143,6 +146,7 @@ impl Gdpr {
         followers: Vec<Arc<dyn Follower>>,
         audit: Arc<dyn AuditService>,
         key: Option<Vec<u8>>,
+        erased: Erased,
     ) -> Self {
         Self {
             lake,
@@ -151,7 +155,40 @@ impl Gdpr {
             followers,
             audit,
             key,
+            erased,
         }
+    }
+
+    /// The customers erased so far under `key`, from the subjects of the succeeded erasures'
+    /// reports in the trail: what ingestion keeps out.
+    ///
+    /// # Errors
+    ///
+    /// When the trail cannot be read.
+    pub async fn erased_subjects(audit: &dyn AuditService, key: Vec<u8>) -> Result<ErasedSubjects> {
+        let mut erased = ErasedSubjects::new(key);
+        let mut after_seq = 0;
+        loop {
+            let page = audit
+                .entries(&AuditFilter {
+                    action: Some(FORGET_ACTION.to_owned()),
+                    outcome: Some(Outcome::Success),
+                    after_seq,
+                    limit: 500,
+                    ..AuditFilter::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after_seq = last.seq;
+            for entry in &page {
+                if let Ok(report) = serde_json::from_str::<ErasureReport>(&entry.event.detail)
+                    && let Some(subject) = report.subject
+                {
+                    erased.insert(subject);
+                }
+            }
+        }
+        Ok(erased)
     }
 
     async fn erase(&self, customer: &str, report: &mut ErasureReport) -> Result<()> {
@@ -240,7 +277,7 @@ fn customer_id(text: &str) -> Result<String> {
             "customer_id is blank: name the customer to forget",
         ));
     };
-    if id.chars().count() > MAX_CODE_CHARS || id.chars().any(char::is_control) {
+    if retail_domain::field::breaks_text_rule(id, MAX_CODE_CHARS) {
         return Err(Error::invalid(format!(
             "customer_id must be 1 to {MAX_CODE_CHARS} characters without control characters"
         )));
@@ -273,6 +310,17 @@ impl GdprService for Gdpr {
             log_files_removed: 0,
         };
         let outcome = self.erase(&customer, &mut report).await;
+        if outcome.is_ok()
+            && let Some(subject) = &report.subject
+            && let Some(erased) = self
+                .erased
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_mut()
+        {
+            // From now on, records naming the customer are erased again on arrival.
+            erased.insert(subject.clone());
+        }
         report.seconds = started.elapsed().as_secs_f64();
         if let Err(error) = &outcome {
             report.status = "failed".to_owned();

@@ -281,6 +281,39 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
     assert_eq!(entries.len(), 1, "{trail}");
     assert!(!mentions(&entries[0].to_string(), CUSTOMER), "{trail}");
 
+    // The customer arrives again: those records are erased again on arrival, the rest lands.
+    let again = extra.path().join("2010-12-02-again.csv");
+    std::fs::write(
+        &again,
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n\
+         538000,22222,ODD THING,2,2010-12-02 09:00:00,1.00,17850.0,United Kingdom\n\
+         538001,22223,OTHER THING,3,2010-12-02 09:00:00,1.00,17850,United Kingdom\n\
+         538002,22224,SHORT LINE,17850\n\
+         538003,22225,THIRD THING,1,2010-12-02 09:00:00,1.00,12347.0,Iceland\n",
+    )
+    .expect("file");
+    let run = app
+        .app
+        .services
+        .ingest
+        .ingest_files(
+            &[again.display().to_string()],
+            "test",
+            &retail_domain::progress::NoProgress,
+        )
+        .await
+        .expect("ingested");
+    assert_eq!(run.detail.files[0].erased, 3, "{run:?}");
+    assert_eq!(run.detail.files[0].rows, 1, "{run:?}");
+    for batch in lake
+        .read_all(&retail_lake::schema::BRONZE_TRANSACTIONS)
+        .await
+        .unwrap()
+    {
+        let found = cells_naming(&batch, CUSTOMER);
+        assert!(found.is_empty(), "bronze after a new arrival: {found:?}");
+    }
+
     // The pipeline goes on: a new day is processed incrementally, and gold equals a full
     // rebuild from silver.
     app.ingest(&days[20..21]).await;
