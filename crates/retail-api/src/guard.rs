@@ -36,7 +36,10 @@ const CUSTOMER_LEVEL: &[&str] = &[
 ];
 
 /// Routes whose answer is a bulk export.
-const EXPORTS: &[&str] = &["/api/v1/sales/export"];
+const EXPORTS: &[&str] = &[
+    "/api/v1/sales/export",
+    "/api/v1/customers/{customer_id}/export",
+];
 
 /// The audit action of an admitted request, if it is audited: every write, every export,
 /// every read of the audit trail and every read of customer-level data by a caller who may

@@ -37,7 +37,7 @@ use crate::routes::{
         alerts::receive, alerts::list, alerts::acknowledge, alerts::silences, alerts::silence,
         alerts::expire,
         audit::entries, audit::verify,
-        gdpr::forget, gdpr::list, gdpr::report,
+        gdpr::forget, gdpr::list, gdpr::report, gdpr::export,
     ),
     modifiers(&Security),
 )]
@@ -533,6 +533,12 @@ pub fn document(context: &Context) -> Value {
             text.clone(),
         ),
         ("/api/v1/invoices/{invoice}", "get", "invoice", text),
+        (
+            "/api/v1/customers/{customer_id}/export",
+            "get",
+            "customer_id",
+            json!({"type": "string", "pattern": pattern::customer_id()}),
+        ),
         (
             "/admin/pipeline/runs/{run_id}",
             "get",

@@ -182,6 +182,10 @@ fn every_command_has_help() {
         &["audit"],
         &["audit", "verify"],
         &["audit", "list"],
+        &["gdpr"],
+        &["gdpr", "forget"],
+        &["gdpr", "status"],
+        &["gdpr", "list"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
@@ -190,6 +194,62 @@ fn every_command_has_help() {
         assert!(output.status.success(), "retail {args:?}");
         assert!(text.contains("Usage: retail"), "retail {args:?}: {text}");
     }
+}
+
+#[test]
+fn a_customer_is_forgotten_from_the_command_line_and_the_report_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    assert!(
+        retail(
+            dir,
+            &["generate", "--rows", "2000", "--days", "10", "--out", "gen"]
+        )
+        .status
+        .success()
+    );
+    json(dir, &["ingest", "gen", "--json"]);
+    json(dir, &["pipeline", "run", "--json"]);
+    // A customer of the generated files (the seventh field is the customer's id).
+    let file = std::fs::read_dir(dir.join("gen"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let customer = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').nth(6))
+        .map(|id| id.trim_end_matches(".0").to_owned())
+        .find(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        .expect("a customer in the generated data");
+    let report = json(dir, &["gdpr", "forget", "--customer", &customer, "--json"]);
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let bronze = &report["tables"][0];
+    assert_eq!(bronze["table"], "bronze/retail_transactions", "{report}");
+    assert!(bronze["rows"].as_u64().unwrap() > 0, "{report}");
+    let request = report["request_id"].as_str().unwrap();
+    let status = json(dir, &["gdpr", "status", request, "--json"]);
+    assert_eq!(status, report);
+    let listed = json(dir, &["gdpr", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let unknown = retail(dir, &["gdpr", "status", "erasure-none"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no erasure request"));
+    // A blank id changes nothing; the trail never holds the id in a command line.
+    let blank = retail(dir, &["gdpr", "forget", "--customer", " "]);
+    assert!(!blank.status.success());
+    assert!(String::from_utf8_lossy(&blank.stderr).contains("blank"));
+    let trail = retail(dir, &["audit", "list", "--json"]);
+    let trail = String::from_utf8_lossy(&trail.stdout);
+    assert!(trail.contains("gdpr.forget"), "{trail}");
+    assert!(!trail.contains("cli.gdpr"), "{trail}");
+    assert!(
+        !trail.contains(&format!("--customer {customer}")),
+        "{trail}"
+    );
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub mod quality;
 mod reconcile;
 pub mod silver;
 pub mod silver_set;
+pub mod subject;
 
 use std::sync::Arc;
 

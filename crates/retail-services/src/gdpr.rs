@@ -23,6 +23,7 @@ use retail_domain::progress::NoProgress;
 use retail_lake::{Lake, Purged};
 use retail_metadata::{AuditFilter, RunKind, RunRecord};
 use retail_pipeline::erasure::{self, TableErasure};
+use retail_pipeline::subject::{self, SubjectTable};
 use retail_pipeline::{Erased, RunRequest, Runner, SilverAsset};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -113,6 +114,22 @@ pub trait GdprService: Send + Sync {
 
     /// The latest requests' reports, newest first.
     async fn erasures(&self, limit: usize) -> Result<Vec<ErasureReport>>;
+
+    /// Everything the lake holds about `customer` (access and portability), table by table.
+    async fn export(&self, customer: &str) -> Result<SubjectExport>;
+}
+
+/// What the platform holds about one customer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SubjectExport {
+    /// The customer, as the request named them (normalised).
+    pub customer_id: String,
+    /// When it was read (RFC 3339, UTC).
+    pub generated_at: String,
+    /// Each table's rows about the customer: profile (`gold/dim_customer`, every version),
+    /// segment (`gold/customer_rfm`), transactions (`silver/retail_transactions`), rows
+    /// quarantined as they arrived, lifetime value and personal recommendations.
+    pub tables: Vec<SubjectTable>,
 }
 
 /// The erasure over the lake, the runner and the followers.
@@ -167,25 +184,9 @@ impl Gdpr {
     /// When the trail cannot be read.
     pub async fn erased_subjects(audit: &dyn AuditService, key: Vec<u8>) -> Result<ErasedSubjects> {
         let mut erased = ErasedSubjects::new(key);
-        let mut after_seq = 0;
-        loop {
-            let page = audit
-                .entries(&AuditFilter {
-                    action: Some(FORGET_ACTION.to_owned()),
-                    outcome: Some(Outcome::Success),
-                    after_seq,
-                    limit: 500,
-                    ..AuditFilter::default()
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after_seq = last.seq;
-            for entry in &page {
-                if let Ok(report) = serde_json::from_str::<ErasureReport>(&entry.event.detail)
-                    && let Some(subject) = report.subject
-                {
-                    erased.insert(subject);
-                }
+        for report in reports(audit, Some(Outcome::Success)).await? {
+            if let Some(subject) = report.subject {
+                erased.insert(subject);
             }
         }
         Ok(erased)
@@ -367,30 +368,46 @@ impl GdprService for Gdpr {
             .find_map(|entry| serde_json::from_str(&entry.event.detail).ok()))
     }
 
+    async fn export(&self, customer: &str) -> Result<SubjectExport> {
+        let customer = customer_id(customer)?;
+        let tables = subject::customer_data(&self.lake, &customer).await?;
+        Ok(SubjectExport {
+            customer_id: customer,
+            generated_at: retail_domain::audit::timestamp(chrono::Utc::now()),
+            tables,
+        })
+    }
+
     async fn erasures(&self, limit: usize) -> Result<Vec<ErasureReport>> {
-        let mut reports = Vec::new();
-        let mut after_seq = 0;
-        loop {
-            let page = self
-                .audit
-                .entries(&AuditFilter {
-                    action: Some(FORGET_ACTION.to_owned()),
-                    after_seq,
-                    limit: 500,
-                    ..AuditFilter::default()
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after_seq = last.seq;
-            reports.extend(
-                page.iter()
-                    .filter_map(|entry| serde_json::from_str(&entry.event.detail).ok()),
-            );
-        }
+        let mut reports = reports(self.audit.as_ref(), None).await?;
         reports.reverse();
         reports.truncate(limit);
         Ok(reports)
     }
+}
+
+/// Every erasure's report in the trail (with this outcome, when given), oldest first.
+async fn reports(audit: &dyn AuditService, outcome: Option<Outcome>) -> Result<Vec<ErasureReport>> {
+    let mut reports = Vec::new();
+    let mut after_seq = 0;
+    loop {
+        let page = audit
+            .entries(&AuditFilter {
+                action: Some(FORGET_ACTION.to_owned()),
+                outcome,
+                after_seq,
+                limit: 500,
+                ..AuditFilter::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after_seq = last.seq;
+        reports.extend(
+            page.iter()
+                .filter_map(|entry| serde_json::from_str(&entry.event.detail).ok()),
+        );
+    }
+    Ok(reports)
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub use analytics::{AnalyticsService, Answer, RawParams};
 pub use audit::{Audit, AuditService};
 pub use config::ApiConfig;
 pub use error::{Error, Result};
-pub use gdpr::{ErasureReport, Gdpr, GdprService};
+pub use gdpr::{ErasureReport, Gdpr, GdprService, SubjectExport};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
 pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};

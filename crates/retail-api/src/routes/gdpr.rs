@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use retail_services::ErasureReport;
+use retail_services::{ErasureReport, SubjectExport};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -18,6 +18,71 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/gdpr/erasures", post(forget).get(list))
         .route("/api/v1/gdpr/erasures/{request_id}", get(report))
+        .route("/api/v1/customers/{customer_id}/export", get(export))
+}
+
+/// The export's format.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    /// `json` (default): the tables with their rows as objects; `csv`: one line per cell,
+    /// `table,row,column,value` (values as JSON text).
+    #[param(required = false, nullable = false, pattern = "^(json|csv)$")]
+    format: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{customer_id}/export", tag = "gdpr",
+    params(("customer_id" = String, Path, description = "The customer's id as the data has it"), ExportQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Everything the platform holds about the customer (empty tables: nothing); recorded in the audit trail as an export", 
+            content((SubjectExport = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A bad format, or a customer id with control characters or too long", body = ErrorBody),
+        (status = 422, description = "A blank customer id", body = ErrorBody)))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Path(customer_id): Path<String>,
+    TypedQuery(query): TypedQuery<ExportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "format must be json or csv, not {other:?}"
+            )));
+        }
+    };
+    let export = state.services.gdpr.export(&customer_id).await?;
+    if !csv {
+        return Ok(Json(export).into_response());
+    }
+    let mut text = String::from("table,row,column,value\n");
+    let quote = |value: &str| format!("\"{}\"", value.replace('"', "\"\""));
+    for table in &export.tables {
+        for (row, cells) in table.rows.iter().enumerate() {
+            for (column, value) in cells {
+                let value = match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                text.push_str(&format!(
+                    "{},{},{},{}\n",
+                    quote(&table.table),
+                    row + 1,
+                    quote(column),
+                    quote(&value)
+                ));
+            }
+        }
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        text,
+    )
+        .into_response())
 }
 
 /// Whom to forget.

@@ -111,6 +111,45 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
     }
     assert!(held_before > 100, "{held_before} cells name the customer");
 
+    // Access and portability: everything held about the customer, as JSON and as CSV.
+    let export_path = format!("/api/v1/customers/{CUSTOMER}/export");
+    let (status, _, export) = app.get(&export_path, &[("authorization", &admin)]).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    let rows_of = |export: &serde_json::Value, table: &str| {
+        export["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .and_then(|t| t["rows"].as_array())
+            .map_or(0, Vec::len)
+    };
+    let exported_lines = rows_of(&export, "silver/retail_transactions");
+    assert!(exported_lines > 100, "{export}");
+    assert_eq!(rows_of(&export, "silver/retail_transactions_quarantine"), 2);
+    assert!(rows_of(&export, "gold/dim_customer") >= 1);
+    assert_eq!(rows_of(&export, "gold/customer_rfm"), 1);
+    for table in export["tables"].as_array().unwrap() {
+        for row in table["rows"].as_array().unwrap() {
+            assert!(mentions(&row.to_string(), CUSTOMER), "{row}");
+        }
+    }
+    let (status, headers, _) = app
+        .get(
+            &format!("{export_path}?format=csv"),
+            &[("authorization", &admin)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let (status, _, _) = app.get(&export_path, &[("authorization", &engineer)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an export is the admin's");
+
     // Only the admin may erase; a bad id changes nothing.
     let body = serde_json::json!({"customer_id": "17850.0"}).to_string();
     let (status, _, json) = app
@@ -216,6 +255,14 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
             .filter(|f| f.extension().is_some_and(|e| e == "json"))
             .count();
         assert_eq!(commits, 1, "{table}: only the latest commit's log is left");
+    }
+
+    // The export finds nothing any more; silver lost exactly the lines it listed.
+    assert_eq!(silver_rows as usize, exported_lines);
+    let (status, _, export) = app.get(&export_path, &[("authorization", &admin)]).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    for table in export["tables"].as_array().unwrap() {
+        assert_eq!(table["rows"].as_array().map(Vec::len), Some(0), "{table}");
     }
 
     // The API and the search index know nothing of the customer.
