@@ -331,7 +331,7 @@ impl App {
             let subjects = retail_services::Gdpr::erased_subjects(audit.as_ref(), key).await?;
             *erased
                 .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(subjects);
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(subjects));
         }
         let ingestion = IngestionService::new(
             lake.clone(),

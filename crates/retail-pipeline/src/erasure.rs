@@ -49,16 +49,6 @@ pub struct TableErasure {
     pub version_after: Option<u64>,
 }
 
-/// The columns of bronze and quarantine that hold what arrived: the customer field, and the
-/// free text that may name a customer.
-const RAW_COLUMNS: [&str; 5] = [
-    "record_hash",
-    "customer_id",
-    "raw_text",
-    "extra_columns",
-    "parse_error",
-];
-
 /// Removes every row naming `customer` (normalised, not blank) from bronze and the silver
 /// tables. Run under the pipeline's claim, with silver up to date with bronze; `silver` is the
 /// asset that brings silver to the version before the rewrite when an ingestion committed
@@ -271,66 +261,110 @@ async fn untouched(lake: &Lake, table: &TableSpec) -> Result<TableErasure> {
     })
 }
 
-/// The record hashes of the rows of bronze or quarantine that name `customer`: in their
-/// customer field, or as a token of their raw text, unknown columns or parse error.
-async fn raw_rows_naming(
+/// How a table keeps its `customer_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CustomerField {
+    /// As it arrived (bronze, quarantine): compared once normalised (`17850.0` is `17850`).
+    Arrived,
+    /// Normalised already (silver, gold, the models' tables): compared as it is.
+    Normalised,
+}
+
+/// Which rows of a batch name `customer` (the module's rule): the `customer_id` column, read
+/// as `field` says, or a whole token of the free text among `raw_text`, `extra_columns` and
+/// `parse_error`. Columns the batch lacks (or that are not text) are left out.
+pub(crate) fn rows_naming(
+    batch: &RecordBatch,
+    customer: &str,
+    field: CustomerField,
+) -> BooleanArray {
+    let text = |name: &str| {
+        batch
+            .column_by_name(name)
+            .filter(|column| column.data_type() == &deltalake::arrow::datatypes::DataType::Utf8)
+            .map(|column| column.as_string::<i32>().clone())
+    };
+    let id = text("customer_id");
+    let free: Vec<_> = ["raw_text", "extra_columns", "parse_error"]
+        .into_iter()
+        .filter_map(text)
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            let by_field = id.as_ref().is_some_and(|id| {
+                id.is_valid(row)
+                    && match field {
+                        CustomerField::Arrived => names_customer(id.value(row), customer),
+                        CustomerField::Normalised => id.value(row) == customer,
+                    }
+            });
+            let by_text = free
+                .iter()
+                .any(|text| text.is_valid(row) && mentions(text.value(row), customer));
+            Some(by_field || by_text)
+        })
+        .collect()
+}
+
+/// The values of `key` (record hashes, transaction ids) of the rows of `table` that name
+/// `customer` ([`rows_naming`]), reading only `key` and the columns the rule looks at.
+async fn keys_naming(
     lake: &Lake,
     table: &TableSpec,
+    key: &str,
+    field: CustomerField,
     customer: &str,
 ) -> Result<HashSet<String>> {
     let mut found = HashSet::new();
     if lake.latest_version(table).await?.is_none() {
         return Ok(found);
     }
-    let mut stream = lake.scan(table, Some(&RAW_COLUMNS)).await?;
+    let schema = table.arrow_schema();
+    let columns: Vec<&str> = [
+        key,
+        "customer_id",
+        "raw_text",
+        "extra_columns",
+        "parse_error",
+    ]
+    .into_iter()
+    .filter(|name| schema.field_with_name(name).is_ok())
+    .collect();
+    let mut stream = lake.scan(table, Some(&columns)).await?;
     while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
         table: table.name,
         source: Box::new(source),
     })? {
-        let text = |i: usize| batch.column(i).as_string::<i32>();
-        let (hash, field) = (text(0), text(1));
-        let free = [text(2), text(3), text(4)];
-        for row in 0..batch.num_rows() {
-            let named = (field.is_valid(row) && names_customer(field.value(row), customer))
-                || free
-                    .iter()
-                    .any(|column| column.is_valid(row) && mentions(column.value(row), customer));
-            if named {
-                found.insert(hash.value(row).to_owned());
-            }
-        }
+        let named = rows_naming(&batch, customer, field);
+        let keys = batch.column(0).as_string::<i32>();
+        found.extend(
+            (0..batch.num_rows())
+                .filter(|&row| named.value(row))
+                .map(|row| keys.value(row).to_owned()),
+        );
     }
     Ok(found)
 }
 
-/// The transaction ids of silver's rows that name `customer`: their customer id, or a token
-/// of their unknown columns.
+/// The record hashes of the rows of bronze or quarantine that name `customer`.
+async fn raw_rows_naming(
+    lake: &Lake,
+    table: &TableSpec,
+    customer: &str,
+) -> Result<HashSet<String>> {
+    keys_naming(lake, table, "record_hash", CustomerField::Arrived, customer).await
+}
+
+/// The transaction ids of silver's rows that name `customer`.
 async fn silver_rows_naming(lake: &Lake, customer: &str) -> Result<HashSet<String>> {
-    let mut found = HashSet::new();
-    if lake.latest_version(&SILVER_TRANSACTIONS).await?.is_none() {
-        return Ok(found);
-    }
-    let mut stream = lake
-        .scan(
-            &SILVER_TRANSACTIONS,
-            Some(&["transaction_id", "customer_id", "extra_columns"]),
-        )
-        .await?;
-    while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
-        table: SILVER_TRANSACTIONS.name,
-        source: Box::new(source),
-    })? {
-        let text = |i: usize| batch.column(i).as_string::<i32>();
-        let (id, field, extra) = (text(0), text(1), text(2));
-        for row in 0..batch.num_rows() {
-            if (field.is_valid(row) && field.value(row) == customer)
-                || (extra.is_valid(row) && mentions(extra.value(row), customer))
-            {
-                found.insert(id.value(row).to_owned());
-            }
-        }
-    }
-    Ok(found)
+    keys_naming(
+        lake,
+        &SILVER_TRANSACTIONS,
+        "transaction_id",
+        CustomerField::Normalised,
+        customer,
+    )
+    .await
 }
 
 /// Refuses a silver run while an erasure is unfinished (see the module).

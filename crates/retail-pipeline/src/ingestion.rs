@@ -63,8 +63,9 @@ pub struct IngestionService {
 
 /// The customers erased so far, shared by ingestion and the erasure that adds to them: records
 /// naming one are erased again on arrival and never reach bronze (ADR 0013). `None`: no
-/// privacy key, so nothing is recognised.
-pub type Erased = Arc<std::sync::RwLock<Option<ErasedSubjects>>>;
+/// privacy key, so nothing is recognised. Readers take the current list (an `Arc`, cheap);
+/// an erasure replaces it with a copy that holds one more subject.
+pub type Erased = Arc<std::sync::RwLock<Option<Arc<ErasedSubjects>>>>;
 
 impl IngestionService {
     /// Creates the service, with no erased customers to keep out.
@@ -271,14 +272,9 @@ impl IngestionService {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone()
                 .filter(|erased| !erased.is_empty());
-            let (rows, malformed, erased) = write_batch(
-                appender,
-                &run.run_id,
-                source.system(),
-                &batch,
-                erased.as_ref(),
-            )
-            .await?;
+            let erased = erased.as_deref();
+            let (rows, malformed, erased) =
+                write_batch(appender, &run.run_id, source.system(), &batch, erased).await?;
             if erased > 0 {
                 info!(location = %batch.location, rows = erased, "records of erased customers erased again on arrival");
             }

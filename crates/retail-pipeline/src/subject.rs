@@ -2,17 +2,17 @@
 //! (GDPR Art. 15 and 20): their transactions (silver), rows quarantined that name them (as they
 //! arrived), their profile (`dim_customer`, every type 2 version), their RFM segment, and the
 //! models' outputs about them (lifetime value, personal recommendations). A row is theirs by
-//! the rules of the erasure ([`retail_domain::privacy`]).
+//! the rule of the erasure ([`crate::erasure`]).
 
-use deltalake::arrow::array::{Array as _, AsArray as _, BooleanArray, RecordBatch};
+use deltalake::arrow::array::RecordBatch;
 use futures::TryStreamExt as _;
-use retail_domain::privacy::{mentions, names_customer};
 use retail_lake::Lake;
 use retail_lake::schema::{
     GOLD_CUSTOMER_CLV, GOLD_CUSTOMER_RECOMMENDATIONS, GOLD_CUSTOMER_RFM, GOLD_DIM_CUSTOMER,
     SILVER_QUARANTINE, SILVER_TRANSACTIONS, TableSpec,
 };
 
+use crate::erasure::{CustomerField, rows_naming};
 use crate::error::{Error, Result};
 
 /// The tables a customer's data is read from, in the order an export lists them.
@@ -51,7 +51,12 @@ pub async fn customer_data(lake: &Lake, customer: &str) -> Result<Vec<SubjectTab
                 table: table.name,
                 source: Box::new(source),
             })? {
-                let mask = naming(&batch, customer);
+                let field = if table.name == SILVER_QUARANTINE.name {
+                    CustomerField::Arrived
+                } else {
+                    CustomerField::Normalised
+                };
+                let mask = rows_naming(&batch, customer, field);
                 if mask.true_count() == 0 {
                     continue;
                 }
@@ -66,33 +71,6 @@ pub async fn customer_data(lake: &Lake, customer: &str) -> Result<Vec<SubjectTab
         });
     }
     Ok(tables)
-}
-
-/// Which rows of a batch name the customer: its `customer_id` column, and the free text of a
-/// quarantined row.
-fn naming(batch: &RecordBatch, customer: &str) -> BooleanArray {
-    let text = |name: &str| {
-        batch
-            .column_by_name(name)
-            .filter(|column| column.data_type() == &deltalake::arrow::datatypes::DataType::Utf8)
-            .map(|column| column.as_string::<i32>().clone())
-    };
-    let field = text("customer_id");
-    let free: Vec<_> = ["raw_text", "extra_columns", "parse_error"]
-        .into_iter()
-        .filter_map(text)
-        .collect();
-    (0..batch.num_rows())
-        .map(|row| {
-            let by_field = field
-                .as_ref()
-                .is_some_and(|f| f.is_valid(row) && names_customer(f.value(row), customer));
-            let by_text = free
-                .iter()
-                .any(|f| f.is_valid(row) && mentions(f.value(row), customer));
-            Some(by_field || by_text)
-        })
-        .collect()
 }
 
 fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {

@@ -202,7 +202,12 @@ impl Gdpr {
         let by = format!("gdpr:{}", report.request_id);
         // Silver consumes what bronze holds, unless an erasure is unfinished (silver refuses
         // to run then; this erasure finishes it).
-        if erasure::check_no_erasure_pending(&self.lake).await.is_ok() {
+        let pending = match erasure::check_no_erasure_pending(&self.lake).await {
+            Ok(()) => false,
+            Err(retail_pipeline::Error::ErasureInterrupted { .. }) => true,
+            Err(error) => return Err(error.into()),
+        };
+        if !pending {
             let run = self
                 .runner
                 .run_claimed(
@@ -320,7 +325,9 @@ impl GdprService for Gdpr {
                 .as_mut()
         {
             // From now on, records naming the customer are erased again on arrival.
-            erased.insert(subject.clone());
+            let mut next = ErasedSubjects::clone(erased);
+            next.insert(subject.clone());
+            *erased = Arc::new(next);
         }
         report.seconds = started.elapsed().as_secs_f64();
         if let Err(error) = &outcome {
