@@ -228,6 +228,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(pub(crate) Option<Principal>);
 
+impl Caller {
+    /// Who the audit trail and records name (`user:alice`, `key:…`; `anonymous` outside the
+    /// guard).
+    pub(crate) fn actor(&self) -> String {
+        self.0.as_ref().map_or_else(
+            || "anonymous".to_owned(),
+            |p| retail_services::audit::actor_of(&p.subject),
+        )
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 

@@ -26,6 +26,7 @@ struct Guard {
 /// predicted to do); a read of one by a caller who may see customers (`read:data`) is audited.
 const CUSTOMER_LEVEL: &[&str] = &[
     "/api/v1/customers/{customer_id}",
+    "/api/v1/customers/{customer_id}/consent",
     "/api/v1/invoices/{invoice}",
     "/api/v1/sales",
     "/api/v1/sales/export",
@@ -39,6 +40,7 @@ const CUSTOMER_LEVEL: &[&str] = &[
 const EXPORTS: &[&str] = &[
     "/api/v1/sales/export",
     "/api/v1/customers/{customer_id}/export",
+    "/api/v1/marketing/audience",
 ];
 
 /// The audit action of an admitted request, if it is audited: every write, every export,

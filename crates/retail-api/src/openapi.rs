@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, analytics, audit, entities, gdpr, ingestion, models, operations, pipeline,
+    alerts, analytics, audit, entities, gdpr, ingestion, marketing, models, operations, pipeline,
     recommendations, sales, search, session, transactions,
 };
 
@@ -37,7 +37,8 @@ use crate::routes::{
         alerts::receive, alerts::list, alerts::acknowledge, alerts::silences, alerts::silence,
         alerts::expire,
         audit::entries, audit::verify,
-        gdpr::forget, gdpr::list, gdpr::report, gdpr::export,
+        gdpr::forget, gdpr::list, gdpr::report, gdpr::export, gdpr::consent,
+        gdpr::record_consent, marketing::audience,
     ),
     modifiers(&Security),
 )]
@@ -505,6 +506,7 @@ pub fn document(context: &Context) -> Value {
     for (path, name) in [
         ("/api/v1/sales", "sales_lines"),
         ("/api/v1/sales/export", "sales_export"),
+        ("/api/v1/marketing/audience", "marketing_audience"),
     ] {
         if let Ok(query) = Catalogue::get(name) {
             add_parameters(
@@ -536,6 +538,18 @@ pub fn document(context: &Context) -> Value {
         (
             "/api/v1/customers/{customer_id}/export",
             "get",
+            "customer_id",
+            json!({"type": "string", "pattern": pattern::customer_id()}),
+        ),
+        (
+            "/api/v1/customers/{customer_id}/consent",
+            "get",
+            "customer_id",
+            json!({"type": "string", "pattern": pattern::customer_id()}),
+        ),
+        (
+            "/api/v1/customers/{customer_id}/consent",
+            "post",
             "customer_id",
             json!({"type": "string", "pattern": pattern::customer_id()}),
         ),

@@ -75,14 +75,26 @@ impl PipelineConfig {
 }
 
 /// Privacy (`[privacy]`): the key of the keyed hashes that stand for a customer (the subject
-/// of a GDPR erasure in its report).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// of a GDPR erasure in its report), and which purposes need a recorded consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// The key, at least 32 characters, or where it lives (`file:`, `env:`, `aws-sm:`);
     /// empty: erasure reports name no subject. Keep it out of the data's reach: whoever has
     /// it can test a candidate id against a report.
     pub key: String,
+    /// Purposes a customer's data may be used for only after a recorded grant (opt-in); the
+    /// others hold until the customer withdraws them (opt-out). Default: `["marketing"]`.
+    pub opt_in: Vec<retail_domain::privacy::Purpose>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            key: String::new(),
+            opt_in: vec![retail_domain::privacy::Purpose::Marketing],
+        }
+    }
 }
 
 impl PrivacyConfig {

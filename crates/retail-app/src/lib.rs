@@ -265,17 +265,26 @@ impl App {
         };
         let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
         let gold_followers = followers.clone();
+        // Consent per customer and purpose: what profiling and marketing may use.
+        let consent = Arc::new(retail_services::Consents::new(
+            Arc::clone(&store),
+            config.privacy.opt_in.iter().copied(),
+        ));
+        let register: Arc<dyn retail_domain::ports::ConsentRegister> = Arc::clone(&consent) as _;
         if config.models.enabled {
-            assets.push(Arc::new(retail_models::ModelsAsset::new(
-                lake.clone(),
-                config.models.settings(),
-            )));
+            assets.push(Arc::new(
+                retail_models::ModelsAsset::new(lake.clone(), config.models.settings())
+                    .with_consent(Arc::clone(&register)),
+            ));
         }
         if config.recommendations.enabled {
-            assets.push(Arc::new(retail_search::RecommendationsAsset::new(
-                lake.clone(),
-                config.recommendations.settings(),
-            )));
+            assets.push(Arc::new(
+                retail_search::RecommendationsAsset::new(
+                    lake.clone(),
+                    config.recommendations.settings(),
+                )
+                .with_consent(Arc::clone(&register)),
+            ));
         }
         assets.extend(
             followers
@@ -342,8 +351,9 @@ impl App {
         )
         .with_erased(Arc::clone(&erased));
         let stream_health = Arc::new(retail_services::StreamHealth::default());
-        let models: Arc<dyn retail_services::ModelsService> =
-            Arc::new(retail_services::LakeModels::new(lake.clone()));
+        let models: Arc<dyn retail_services::ModelsService> = Arc::new(
+            retail_services::LakeModels::new(lake.clone()).with_consent(Arc::clone(&register)),
+        );
         // Without the recorder, the metrics macros do nothing.
         let render: retail_services::operations::MetricsRenderer = if config.telemetry.metrics {
             let metrics = retail_telemetry::prometheus::handle();
@@ -366,13 +376,15 @@ impl App {
             }),
         )
         .map_err(|problems| anyhow::anyhow!("invalid [alerts]: {}", problems.join("; ")))?;
+        let analytics: Arc<dyn retail_services::AnalyticsService> = Arc::new(Analytics::new(
+            cached,
+            Arc::clone(&guarded),
+            config.api.export_limits(),
+        ));
+        let consent: Arc<dyn retail_services::ConsentService> = consent;
         let services = Services {
             access: Arc::new(access),
-            analytics: Arc::new(Analytics::new(
-                cached,
-                Arc::clone(&guarded),
-                config.api.export_limits(),
-            )),
+            analytics: Arc::clone(&analytics),
             ingest: Arc::new(Ingest::new(
                 ingestion.clone(),
                 Arc::clone(&store),
@@ -389,10 +401,13 @@ impl App {
             )),
             models,
             search: Arc::new(retail_services::Search::new(search_index)),
-            recommendations: Arc::new(retail_services::LakeRecommendations::new(
-                lake.clone(),
-                config.recommendations.min_pair_baskets,
-            )),
+            recommendations: Arc::new(
+                retail_services::LakeRecommendations::new(
+                    lake.clone(),
+                    config.recommendations.min_pair_baskets,
+                )
+                .with_consent(register),
+            ),
             alerts: Arc::new(alerts),
             audit: Arc::clone(&audit),
             gdpr: Arc::new(retail_services::Gdpr::new(
@@ -401,9 +416,15 @@ impl App {
                 retail_pipeline::SilverAsset::new(lake.clone(), config.pipeline.silver_rules()),
                 gold_followers,
                 audit,
+                Arc::clone(&consent),
                 config.privacy.key_bytes(),
                 erased,
             )),
+            marketing: Arc::new(retail_services::Marketing::new(
+                analytics,
+                Arc::clone(&consent),
+            )),
+            consent,
         };
         Ok(Self {
             config,

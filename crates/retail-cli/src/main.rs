@@ -378,7 +378,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let result = run(cli.command, config.clone()).await;
+        let result = Box::pin(run(cli.command, config.clone())).await;
         if let Some(action) = audited {
             audit::record_command(&config, action, &result).await;
         }

@@ -5,7 +5,9 @@
 //!   warehouse's snapshot, and next the search index, models and caches);
 //! - [`SharedCache`] and [`SharedRateLimiter`]: state shared by API replicas (Redis);
 //! - [`SearchIndex`]: full-text and semantic search of products, customers and invoices (the
-//!   embedded tantivy index, Typesense).
+//!   embedded tantivy index, Typesense);
+//! - [`ConsentRegister`]: whom each purpose may process (the consent log of the metadata
+//!   store), asked by the assets that profile customers.
 //!
 //! Ports return [`PortError`], which keeps the adapter's error as its source and its
 //! [`ErrorKind`], so a caller can tell a transient failure (worth a retry) from a bug.
@@ -14,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::{Classify, ErrorKind};
+use crate::privacy::{ConsentView, Purpose};
 use crate::search::{DocKind, SearchRequest, SearchResults, Suggestion};
 
 /// A boxed future, as object-safe async methods return.
@@ -157,4 +160,10 @@ pub trait SearchIndex: Send + Sync + std::fmt::Debug {
         kind: Option<DocKind>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Suggestion>, PortError>>;
+}
+
+/// The customers' consent, as the assets that process customers for a purpose ask it.
+pub trait ConsentRegister: Send + Sync + std::fmt::Debug {
+    /// Who may be processed for `purpose` now.
+    fn view(&self, purpose: Purpose) -> BoxFuture<'_, Result<ConsentView, PortError>>;
 }

@@ -133,9 +133,109 @@ impl ErasedSubjects {
     }
 }
 
+/// What a customer's data may be used for, each with its own consent (ADR 0014).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Customer-level analytics: recorded and exported; the platform's aggregates count every
+    /// customer (they are not personal data once aggregated).
+    Analytics,
+    /// Marketing: the marketing audience export leaves out customers without it.
+    Marketing,
+    /// Profiling: lifetime value scores and personal recommendations; a customer without it
+    /// gets neither.
+    Profiling,
+}
+
+impl Purpose {
+    /// Every purpose, in order.
+    pub const ALL: [Self; 3] = [Self::Analytics, Self::Marketing, Self::Profiling];
+
+    /// Its name: `analytics`, `marketing`, `profiling`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Analytics => "analytics",
+            Self::Marketing => "marketing",
+            Self::Profiling => "profiling",
+        }
+    }
+
+    /// The purpose of this name.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the known purposes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|purpose| purpose.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown purpose {text:?}: use analytics, marketing or profiling")
+            })
+    }
+}
+
+impl std::fmt::Display for Purpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who may be processed for one purpose right now: everyone but the customers whose latest
+/// choice differs from the default (opt-out: those who withdrew; opt-in: everyone but those
+/// who granted it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentView {
+    /// Whether a customer with no recorded choice may be processed (opt-out).
+    pub granted_by_default: bool,
+    /// Customers (normalised ids) whose latest choice is the opposite of the default.
+    pub exceptions: std::collections::HashSet<String>,
+}
+
+impl ConsentView {
+    /// Everyone may be processed: no consent is recorded or required.
+    pub fn everyone() -> Self {
+        Self {
+            granted_by_default: true,
+            exceptions: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Whether `customer` may be processed (`17850.0` is customer `17850`).
+    pub fn allows(&self, customer: &str) -> bool {
+        let id = crate::field::normalise_customer_id(customer).unwrap_or(customer);
+        self.granted_by_default != self.exceptions.contains(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consent_view_allows_by_its_default_except_its_exceptions() {
+        let mut opt_out = ConsentView::everyone();
+        opt_out.exceptions.insert("17850".to_owned());
+        assert!(!opt_out.allows("17850"));
+        assert!(!opt_out.allows(" 17850.0"));
+        assert!(opt_out.allows("12346"));
+        let opt_in = ConsentView {
+            granted_by_default: false,
+            exceptions: opt_out.exceptions.clone(),
+        };
+        assert!(opt_in.allows("17850"));
+        assert!(!opt_in.allows("12346"));
+        for purpose in Purpose::ALL {
+            assert_eq!(Purpose::parse(purpose.as_str()), Ok(purpose));
+        }
+        assert!(
+            Purpose::parse("Marketing")
+                .unwrap_err()
+                .contains("analytics, marketing")
+        );
+    }
 
     #[test]
     fn hmac_matches_rfc_4231() {

@@ -32,6 +32,7 @@ mod audit;
 mod auth;
 mod claim;
 mod config;
+mod consent;
 mod error;
 mod postgres;
 mod record;
@@ -45,6 +46,7 @@ pub use audit::AuditFilter;
 pub use auth::{ApiKeyRecord, RefreshTokenRecord, Rotation, UserRecord};
 pub use claim::Claim;
 pub use config::MetadataConfig;
+pub use consent::ConsentRecord;
 pub use error::{Error, Result};
 pub use postgres::PostgresStore;
 pub use record::{
@@ -163,6 +165,18 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 
     /// Audit entries matching `filter`, in order of number.
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// Appends a customer's choice to the consent log.
+    async fn append_consent(&self, record: &ConsentRecord) -> Result<()>;
+
+    /// A customer's choices, oldest first.
+    async fn consent_history(&self, customer_id: &str) -> Result<Vec<ConsentRecord>>;
+
+    /// The latest choice of every customer who made one about `purpose`: (customer, granted).
+    async fn latest_consents(&self, purpose: &str) -> Result<Vec<(String, bool)>>;
+
+    /// Removes a customer's choices (the GDPR erasure). Returns how many.
+    async fn erase_consent(&self, customer_id: &str) -> Result<u64>;
 }
 
 /// The current time as stored: UTC, truncated to microseconds (what both databases keep), so

@@ -17,8 +17,8 @@ use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::{
-    ApiKeyRecord, AuditFilter, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord,
-    RunStatus, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind,
+    RunRecord, RunStatus, UserRecord,
 };
 use retail_domain::audit::{AuditEntry, AuditEvent};
 use retail_domain::names::is_sql_identifier;
@@ -112,6 +112,21 @@ const MIGRATIONS: &[(i32, &str)] = &[
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
     CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();",
+    ),
+    // The consent log: every choice a customer made about a purpose.
+    (
+        5,
+        "CREATE TABLE consent_log (
+        seq bigserial PRIMARY KEY,
+        customer_id text NOT NULL,
+        purpose text NOT NULL,
+        granted boolean NOT NULL,
+        at text NOT NULL,
+        recorded_by text NOT NULL,
+        source text NOT NULL
+    );
+    CREATE INDEX consent_log_by_customer ON consent_log (customer_id, seq);
+    CREATE INDEX consent_log_by_purpose ON consent_log (purpose, customer_id, seq);",
     ),
 ];
 
@@ -893,5 +908,81 @@ impl MetadataStore for PostgresStore {
                 })
             })
             .collect()
+    }
+    async fn append_consent(&self, record: &ConsentRecord) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO consent_log (customer_id, purpose, granted, at, recorded_by, source)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &record.customer_id,
+                    &record.purpose,
+                    &record.granted,
+                    &record.at.to_rfc3339(),
+                    &record.recorded_by,
+                    &record.source,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("record a consent"))?;
+        Ok(())
+    }
+
+    async fn consent_history(&self, customer_id: &str) -> Result<Vec<ConsentRecord>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {} FROM consent_log WHERE customer_id = $1 ORDER BY seq",
+                    crate::consent::COLUMNS
+                ),
+                &[&customer_id],
+            )
+            .await
+            .map_err(Error::postgres("read a customer's consent"))?;
+        rows.iter()
+            .map(|row| {
+                let at: String = row.get(3);
+                crate::consent::record(
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    &at,
+                    row.get(4),
+                    row.get(5),
+                )
+                .map_err(|detail| Error::Corrupt {
+                    what: "consent record",
+                    detail,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_consents(&self, purpose: &str) -> Result<Vec<(String, bool)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT DISTINCT ON (customer_id) customer_id, granted FROM consent_log
+                 WHERE purpose = $1 ORDER BY customer_id, seq DESC",
+                &[&purpose],
+            )
+            .await
+            .map_err(Error::postgres("read the consents of a purpose"))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    async fn erase_consent(&self, customer_id: &str) -> Result<u64> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM consent_log WHERE customer_id = $1",
+                &[&customer_id],
+            )
+            .await
+            .map_err(Error::postgres("erase a customer's consent"))
     }
 }

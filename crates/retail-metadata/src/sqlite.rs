@@ -17,8 +17,8 @@ use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::{
-    ApiKeyRecord, AuditFilter, MetadataStore, RefreshTokenRecord, Rotation, RunKind, RunRecord,
-    RunStatus, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind,
+    RunRecord, RunStatus, UserRecord,
 };
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
@@ -99,6 +99,18 @@ const MIGRATIONS: &[&str] = &[
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    // The consent log: every choice a customer made about a purpose.
+    "CREATE TABLE consent_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        customer_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        recorded_by TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX consent_log_by_customer ON consent_log (customer_id, seq);
+    CREATE INDEX consent_log_by_purpose ON consent_log (purpose, customer_id, seq)",
 ];
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
@@ -777,6 +789,87 @@ impl MetadataStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn append_consent(&self, record: &ConsentRecord) -> Result<()> {
+        let record = record.clone();
+        self.call("record a consent", move |c| {
+            c.execute(
+                "INSERT INTO consent_log (customer_id, purpose, granted, at, recorded_by, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    record.customer_id,
+                    record.purpose,
+                    record.granted,
+                    record.at.to_rfc3339(),
+                    record.recorded_by,
+                    record.source
+                ],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn consent_history(&self, customer_id: &str) -> Result<Vec<ConsentRecord>> {
+        let customer_id = customer_id.to_owned();
+        let rows: Vec<(String, String, bool, String, String, String)> = self
+            .call("read a customer's consent", move |c| {
+                let mut statement = c.prepare(&format!(
+                    "SELECT {} FROM consent_log WHERE customer_id = ?1 ORDER BY seq",
+                    crate::consent::COLUMNS
+                ))?;
+                let rows = statement.query_map(params![customer_id], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                })?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(customer, purpose, granted, at, by, source)| {
+                crate::consent::record(customer, purpose, granted, &at, by, source).map_err(
+                    |detail| Error::Corrupt {
+                        what: "consent record",
+                        detail,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    async fn latest_consents(&self, purpose: &str) -> Result<Vec<(String, bool)>> {
+        let purpose = purpose.to_owned();
+        self.call("read the consents of a purpose", move |c| {
+            let mut statement = c.prepare(
+                "SELECT customer_id, granted FROM consent_log
+                 WHERE seq IN (SELECT MAX(seq) FROM consent_log WHERE purpose = ?1
+                               GROUP BY customer_id)
+                 ORDER BY customer_id",
+            )?;
+            let rows =
+                statement.query_map(params![purpose], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn erase_consent(&self, customer_id: &str) -> Result<u64> {
+        let customer_id = customer_id.to_owned();
+        self.call("erase a customer's consent", move |c| {
+            c.execute(
+                "DELETE FROM consent_log WHERE customer_id = ?1",
+                params![customer_id],
+            )
+            .map(|n| n as u64)
+        })
+        .await
     }
 }
 

@@ -24,6 +24,8 @@ use deltalake::arrow::datatypes::{
 };
 use deltalake::arrow::error::ArrowError;
 use futures::TryStreamExt as _;
+use retail_domain::ports::ConsentRegister;
+use retail_domain::privacy::Purpose;
 use retail_lake::Lake;
 use retail_lake::cells::{column, day, money};
 use retail_lake::schema::{
@@ -128,12 +130,24 @@ impl Default for ModelsSettings {
 pub struct ModelsAsset {
     lake: Lake,
     settings: ModelsSettings,
+    consent: Option<Arc<dyn ConsentRegister>>,
 }
 
 impl ModelsAsset {
     /// The models of `lake`'s gold, trained with `settings`.
     pub fn new(lake: Lake, settings: ModelsSettings) -> Self {
-        Self { lake, settings }
+        Self {
+            lake,
+            settings,
+            consent: None,
+        }
+    }
+
+    /// Writes lifetime values only for customers `register` allows to be profiled (ADR 0014).
+    #[must_use]
+    pub fn with_consent(mut self, register: Arc<dyn ConsentRegister>) -> Self {
+        self.consent = Some(register);
+        self
     }
 }
 
@@ -170,6 +184,8 @@ impl Asset for ModelsAsset {
         };
         cx.progress.begin("models (read gold, train, write)", 3);
         let started = Instant::now();
+        let consent =
+            retail_pipeline::consent::view(self.consent.as_ref(), Purpose::Profiling).await?;
         let inputs = Inputs::read(&self.lake).await?;
         let read_ms = started.elapsed().as_millis();
         let version = self.next_version().await?;
@@ -180,13 +196,17 @@ impl Asset for ModelsAsset {
             .map_err(Error::Task)?
             .map_err(Error::transform("models"))?;
         cx.progress.advance(1);
+        // Customers without consent to profiling get no score (the model's parameters are
+        // fitted on everyone's purchases: a population figure, not a profile).
+        let (clv, withheld) = retail_pipeline::consent::keep_allowed(&trained.clv, &consent)
+            .map_err(Error::transform("models"))?;
         let marks = [(MODELS_APP_ID.to_owned(), gold)];
         let mut rows = 0;
         for (table, batch) in [
             (GOLD_FORECAST, &trained.forecast),
             (GOLD_FORECAST_BACKTEST, &trained.backtest),
             (GOLD_ANOMALIES, &trained.anomalies),
-            (GOLD_CUSTOMER_CLV, &trained.clv),
+            (GOLD_CUSTOMER_CLV, &clv),
         ] {
             let mut writer = self.lake.overwriter(&table).await?;
             writer.write(batch.clone()).await?;
@@ -203,6 +223,7 @@ impl Asset for ModelsAsset {
         let detail = json!({
             "model_version": version,
             "read_ms": read_ms,
+            "clv_withheld_without_consent": withheld,
             "models": trained.registry.iter().map(|entry| json!({
                 "model": entry.model,
                 "status": entry.status,

@@ -99,6 +99,16 @@ pub enum Error {
         /// Bronze's latest version.
         bronze: u64,
     },
+    /// The customers' consent could not be read: an asset that profiles customers does not
+    /// run without it.
+    #[error("cannot read the customers' consent to {purpose}")]
+    Consent {
+        /// The purpose.
+        purpose: retail_domain::privacy::Purpose,
+        /// The cause.
+        #[source]
+        source: PortError,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -117,7 +127,7 @@ impl Classify for Error {
             Self::Lake(error) => error.kind(),
             Self::Source(error) => error.kind(),
             Self::Metadata(error) => error.kind(),
-            Self::Follower { source, .. } => source.kind(),
+            Self::Follower { source, .. } | Self::Consent { source, .. } => source.kind(),
             Self::Read { .. } => ErrorKind::Unavailable,
             Self::ConcurrentIngestion
             | Self::GoldIncomplete

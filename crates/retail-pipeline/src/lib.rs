@@ -37,6 +37,7 @@
 
 pub mod asset;
 mod calendar;
+pub mod consent;
 pub mod erasure;
 mod error;
 pub mod gold;

@@ -15,7 +15,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use deltalake::arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
 use deltalake::arrow::record_batch::RecordBatch;
-use retail_domain::ports::{BoxFuture, CatchUp, Follower, GoldVersion, PortError};
+use retail_domain::ports::{BoxFuture, CatchUp, ConsentRegister, Follower, GoldVersion, PortError};
+use retail_domain::privacy::Purpose;
 use retail_domain::search::Document;
 use retail_lake::Lake;
 use retail_lake::schema::{
@@ -199,12 +200,24 @@ impl Follower for SearchFollower {
 pub struct RecommendationsAsset {
     lake: Lake,
     settings: RecommendSettings,
+    consent: Option<Arc<dyn ConsentRegister>>,
 }
 
 impl RecommendationsAsset {
     /// The recommendations of `lake`'s gold, fitted with `settings`.
     pub fn new(lake: Lake, settings: RecommendSettings) -> Self {
-        Self { lake, settings }
+        Self {
+            lake,
+            settings,
+            consent: None,
+        }
+    }
+
+    /// Writes "for you" lists only for customers `register` allows to be profiled (ADR 0014).
+    #[must_use]
+    pub fn with_consent(mut self, register: Arc<dyn ConsentRegister>) -> Self {
+        self.consent = Some(register);
+        self
     }
 }
 
@@ -361,6 +374,8 @@ impl Asset for RecommendationsAsset {
         cx.progress
             .begin("recommendations (read gold, fit, write)", 3);
         let started = Instant::now();
+        let consent =
+            retail_pipeline::consent::view(self.consent.as_ref(), Purpose::Profiling).await?;
         let data = Gold::read(&self.lake)
             .await
             .map_err(|source| retail_pipeline::Error::Read {
@@ -373,12 +388,17 @@ impl Asset for RecommendationsAsset {
             .await
             .map_err(retail_pipeline::Error::Task)??;
         cx.progress.advance(1);
+        // Personal lists only for customers who consent to profiling; the rules and
+        // neighbours are about products, counted over everyone's baskets.
+        let (customers, withheld) =
+            retail_pipeline::consent::keep_allowed(&fitted.customers, &consent)
+                .map_err(retail_pipeline::Error::transform("recommendations"))?;
         let marks = [(RECOMMENDATIONS_MARK.to_owned(), gold)];
         let mut rows = 0;
         for (table, batch) in [
             (GOLD_PRODUCT_PAIRS, &fitted.pairs),
             (GOLD_PRODUCT_NEIGHBOURS, &fitted.neighbours),
-            (GOLD_CUSTOMER_RECOMMENDATIONS, &fitted.customers),
+            (GOLD_CUSTOMER_RECOMMENDATIONS, &customers),
         ] {
             let mut writer = self.lake.overwriter(&table).await?;
             writer.write(batch.clone()).await?;
@@ -389,6 +409,7 @@ impl Asset for RecommendationsAsset {
         cx.progress.end();
         let mut detail = fitted.detail;
         detail["ms"] = json!(started.elapsed().as_millis() as u64);
+        detail["withheld_rows_without_consent"] = json!(withheld);
         info!(gold, rows, "recommendations fitted");
         cx.run.detail.assets.push(AssetRun {
             detail: Some(detail),

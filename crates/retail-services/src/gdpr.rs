@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::audit::AuditService;
+use crate::consent::{ConsentService, CustomerConsent};
 use crate::error::{Error, Result};
 
 /// The audit trail's action for an erasure.
@@ -67,6 +68,9 @@ pub struct ErasureReport {
     pub bytes_removed: u64,
     /// Log files deleted in all.
     pub log_files_removed: usize,
+    /// The customer's consent choices removed from the consent log.
+    #[serde(default)]
+    pub consent_records: u64,
 }
 
 /// What the purge of one table's past removed ([`Lake::purge_history`]).
@@ -130,6 +134,8 @@ pub struct SubjectExport {
     /// segment (`gold/customer_rfm`), transactions (`silver/retail_transactions`), rows
     /// quarantined as they arrived, lifetime value and personal recommendations.
     pub tables: Vec<SubjectTable>,
+    /// Their consent: each purpose's state and every choice recorded.
+    pub consent: CustomerConsent,
 }
 
 /// The erasure over the lake, the runner and the followers.
@@ -139,6 +145,7 @@ pub struct Gdpr {
     silver: SilverAsset,
     followers: Vec<Arc<dyn Follower>>,
     audit: Arc<dyn AuditService>,
+    consent: Arc<dyn ConsentService>,
     key: Option<Vec<u8>>,
     erased: Erased,
 }
@@ -155,13 +162,16 @@ impl Gdpr {
     /// The service: `silver` is the pipeline's silver asset, `followers` every follower of
     /// gold the runner drives, `key` the privacy key (subjects in reports are its keyed
     /// hashes; without it reports name no subject and nothing is kept out on arrival),
-    /// `erased` the list ingestion keeps out, which each erasure extends.
+    /// `erased` the list ingestion keeps out, which each erasure extends; `consent` the
+    /// consent log, from which an erasure removes the customer's choices.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         lake: Lake,
         runner: Arc<Runner>,
         silver: SilverAsset,
         followers: Vec<Arc<dyn Follower>>,
         audit: Arc<dyn AuditService>,
+        consent: Arc<dyn ConsentService>,
         key: Option<Vec<u8>>,
         erased: Erased,
     ) -> Self {
@@ -171,6 +181,7 @@ impl Gdpr {
             silver,
             followers,
             audit,
+            consent,
             key,
             erased,
         }
@@ -259,6 +270,8 @@ impl Gdpr {
             });
         }
 
+        report.consent_records = self.consent.erase(customer).await?;
+
         // No earlier version of any table may still hold the rows.
         for table in &retail_lake::schema::ALL_TABLES {
             let purged = self.lake.purge_history(table).await?;
@@ -276,7 +289,7 @@ impl Gdpr {
 
 /// Checks a customer id as the contract reads one: normalised, not blank, within the
 /// longest id, without control characters.
-fn customer_id(text: &str) -> Result<String> {
+pub(crate) fn customer_id(text: &str) -> Result<String> {
     let Some(id) = normalise_customer_id(text) else {
         return Err(Error::new(
             ErrorKind::Unprocessable,
@@ -314,6 +327,7 @@ impl GdprService for Gdpr {
             files_removed: 0,
             bytes_removed: 0,
             log_files_removed: 0,
+            consent_records: 0,
         };
         let outcome = self.erase(&customer, &mut report).await;
         if outcome.is_ok()
@@ -378,10 +392,12 @@ impl GdprService for Gdpr {
     async fn export(&self, customer: &str) -> Result<SubjectExport> {
         let customer = customer_id(customer)?;
         let tables = subject::customer_data(&self.lake, &customer).await?;
+        let consent = self.consent.consent(&customer).await?;
         Ok(SubjectExport {
             customer_id: customer,
             generated_at: retail_domain::audit::timestamp(chrono::Utc::now()),
             tables,
+            consent,
         })
     }
 

@@ -13,7 +13,9 @@
 //! - [`RecommendationsService`]: what sells with a product, what to suggest to a customer, as
 //!   the recommendations asset wrote them to gold;
 //! - [`AlertsService`]: alerts from the platform's rules and from Prometheus, routed, grouped,
-//!   silenced, acknowledged and escalated, as notifications to receivers.
+//!   silenced, acknowledged and escalated, as notifications to receivers;
+//! - [`GdprService`]: erasure, access and portability; [`ConsentService`]: consent per customer
+//!   and purpose, which profiling and marketing respect.
 //!
 //! Each is a trait with one implementation here, built from ports and the pipeline's use cases
 //! by the composition root (`retail-app`); nothing here picks an adapter.
@@ -24,9 +26,11 @@ pub mod analytics;
 pub mod audit;
 mod columns;
 mod config;
+pub mod consent;
 mod error;
 pub mod gdpr;
 pub mod ingest;
+pub mod marketing;
 pub mod models;
 pub mod operations;
 pub mod pipeline;
@@ -41,9 +45,11 @@ pub use alerts::{AlertManager, AlertsService};
 pub use analytics::{AnalyticsService, Answer, RawParams};
 pub use audit::{Audit, AuditService};
 pub use config::ApiConfig;
+pub use consent::{ConsentService, Consents, CustomerConsent};
 pub use error::{Error, Result};
 pub use gdpr::{ErasureReport, Gdpr, GdprService, SubjectExport};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
+pub use marketing::{Audience, Marketing, MarketingService};
 pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};
 pub use pipeline::{AssetInfo, PipelineService};
@@ -77,8 +83,12 @@ pub struct Services {
     pub alerts: Arc<dyn AlertsService>,
     /// The audit trail.
     pub audit: Arc<dyn AuditService>,
-    /// GDPR requests: erasure.
+    /// GDPR requests: erasure, access and portability.
     pub gdpr: Arc<dyn GdprService>,
+    /// Consent per customer and purpose.
+    pub consent: Arc<dyn ConsentService>,
+    /// The marketing audience (customers who consent to marketing).
+    pub marketing: Arc<dyn MarketingService>,
 }
 
 impl std::fmt::Debug for Services {

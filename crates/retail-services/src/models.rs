@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use retail_domain::ports::ConsentRegister;
+use retail_domain::privacy::ConsentView;
 use retail_lake::Lake;
 use retail_lake::arrow::array::RecordBatch;
 use retail_lake::schema::{
@@ -296,6 +298,7 @@ struct Snapshot {
 #[derive(Debug)]
 pub struct LakeModels {
     tables: TableCache<Snapshot>,
+    consent: Option<Arc<dyn ConsentRegister>>,
 }
 
 impl LakeModels {
@@ -303,7 +306,20 @@ impl LakeModels {
     pub fn new(lake: Lake) -> Self {
         Self {
             tables: TableCache::new(lake, &MODEL_TABLES),
+            consent: None,
         }
+    }
+
+    /// Answers lifetime values only for customers `register` allows to be profiled: a
+    /// withdrawal counts at once, before the models asset runs again (ADR 0014).
+    #[must_use]
+    pub fn with_consent(mut self, register: Arc<dyn ConsentRegister>) -> Self {
+        self.consent = Some(register);
+        self
+    }
+
+    async fn profiling(&self) -> Result<ConsentView> {
+        crate::consent::profiling(self.consent.as_ref()).await
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>> {
@@ -592,9 +608,11 @@ impl ModelsService for LakeModels {
         let Some(first) = snapshot.customers.first() else {
             return Err(not_trained("customer lifetime values"));
         };
+        let consent = self.profiling().await?;
         let matching: Vec<&CustomerValue> = snapshot
             .customers
             .iter()
+            .filter(|c| consent.allows(&c.customer_id))
             .filter(|c| {
                 query
                     .country
@@ -617,6 +635,9 @@ impl ModelsService for LakeModels {
 
     async fn customer_value(&self, customer_id: &str) -> Result<Option<CustomerValue>> {
         let snapshot = self.snapshot().await?;
+        if !self.profiling().await?.allows(customer_id) {
+            return Ok(None);
+        }
         Ok(snapshot
             .by_customer
             .get(customer_id)

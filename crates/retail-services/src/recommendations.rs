@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use retail_domain::ports::ConsentRegister;
 use retail_lake::Lake;
 use retail_lake::arrow::array::RecordBatch;
 use retail_lake::schema::{
@@ -130,8 +131,12 @@ pub struct ForYou {
 pub struct CustomerRecommendations {
     /// The customer.
     pub customer_id: String,
-    /// Products they have not bought, best first.
+    /// Products they have not bought, best first; empty when the customer has not
+    /// consented to profiling.
     pub products: Vec<ForYou>,
+    /// Why there is no personal list although the customer is known (`no consent to
+    /// profiling`); absent otherwise.
+    pub withheld: Option<String>,
     /// The gold version they were fitted on.
     pub gold_version: Option<i64>,
 }
@@ -194,6 +199,7 @@ struct Snapshot {
 pub struct LakeRecommendations {
     tables: TableCache<Snapshot>,
     min_pair_baskets: i64,
+    consent: Option<Arc<dyn ConsentRegister>>,
 }
 
 impl LakeRecommendations {
@@ -203,7 +209,16 @@ impl LakeRecommendations {
         Self {
             tables: TableCache::new(lake, &TABLES),
             min_pair_baskets: i64::from(min_pair_baskets),
+            consent: None,
         }
+    }
+
+    /// Answers "for you" lists only for customers `register` allows to be profiled: a
+    /// withdrawal counts at once, before the recommendations asset runs again (ADR 0014).
+    #[must_use]
+    pub fn with_consent(mut self, register: Arc<dyn ConsentRegister>) -> Self {
+        self.consent = Some(register);
+        self
     }
 
     async fn snapshot(&self) -> Result<Arc<Snapshot>> {
@@ -437,6 +452,17 @@ impl RecommendationsService for LakeRecommendations {
         let snapshot = self.snapshot().await?;
         snapshot.fitted()?;
         let id = customer_id.trim();
+        if !crate::consent::profiling(self.consent.as_ref())
+            .await?
+            .allows(id)
+        {
+            return Ok(CustomerRecommendations {
+                customer_id: id.to_owned(),
+                products: Vec::new(),
+                withheld: Some("no consent to profiling".to_owned()),
+                gold_version: snapshot.gold_version,
+            });
+        }
         let picks = snapshot.customers.get(id).ok_or_else(|| {
             Error::not_found(format!(
                 "no recommendations for customer {id}: no such customer, or no purchase"
@@ -459,6 +485,7 @@ impl RecommendationsService for LakeRecommendations {
                     because: pick.because.clone(),
                 })
                 .collect(),
+            withheld: None,
             gold_version: snapshot.gold_version,
         })
     }

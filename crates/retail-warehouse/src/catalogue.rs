@@ -716,6 +716,28 @@ fn rfm_segments(params: &Params) -> Statement {
     ))
 }
 
+fn marketing_audience(params: &Params) -> Statement {
+    let mut b = Builder::default();
+    let mut filter = String::new();
+    if let Some(segment) = params.text("segment") {
+        filter += &format!(" AND r.segment = {}", b.bind(Arg::Text(segment.into())));
+    }
+    if let Some(country) = params.text("country") {
+        filter += &format!(
+            " AND d.country_name = {}",
+            b.bind(Arg::Text(country.into()))
+        );
+    }
+    b.finish(format!(
+        "SELECT r.customer_id, d.country_name, r.segment, r.recency_days, r.frequency,
+       r.monetary, r.last_purchase_date
+  FROM customer_rfm r
+  JOIN dim_customer d ON d.customer_id = r.customer_id AND d.is_current
+ WHERE TRUE{filter}
+ ORDER BY r.monetary DESC, r.customer_id"
+    ))
+}
+
 fn cohorts(params: &Params) -> Statement {
     let mut b = Builder::default();
     let mut filter = String::new();
@@ -1052,6 +1074,32 @@ pub const QUERIES: &[QueryDef] = {
                 col("monetary", Money),
             ],
             build: rfm_segments,
+        },
+        QueryDef {
+            name: "marketing_audience",
+            description: "Customers with their current country, RFM segment and scores, highest \
+                      monetary value first (the marketing export; the service keeps only \
+                      customers who consent to marketing)",
+            params: &[
+                ParamDef {
+                    name: "segment",
+                    kind: ParamKind::Text,
+                    default: None,
+                    required: false,
+                    description: "only this segment",
+                },
+                COUNTRY,
+            ],
+            columns: &[
+                col("customer_id", Text),
+                col("country_name", Text),
+                col("segment", Text),
+                col("recency_days", Int),
+                col("frequency", Int),
+                col("monetary", Money),
+                col("last_purchase_date", Date),
+            ],
+            build: marketing_audience,
         },
         QueryDef {
             name: "cohort_retention",

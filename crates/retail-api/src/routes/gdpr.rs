@@ -5,7 +5,8 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use retail_services::{ErasureReport, SubjectExport};
+use retail_services::consent::ConsentChoice;
+use retail_services::{CustomerConsent, ErasureReport, SubjectExport};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,6 +20,52 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/gdpr/erasures", post(forget).get(list))
         .route("/api/v1/gdpr/erasures/{request_id}", get(report))
         .route("/api/v1/customers/{customer_id}/export", get(export))
+}
+
+/// A customer's consent (`manage:consent`: the admin, and the `consent_recorder` role a shop's
+/// front end may hold).
+pub(crate) fn consent_routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/customers/{customer_id}/consent",
+        get(consent).post(record_consent),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{customer_id}/consent", tag = "gdpr",
+    params(("customer_id" = String, Path, description = "The customer's id as the data has it")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Each purpose's state and every choice recorded, oldest first", body = CustomerConsent),
+        (status = 400, description = "A customer id with control characters or too long", body = ErrorBody),
+        (status = 422, description = "A blank customer id", body = ErrorBody)))]
+pub(crate) async fn consent(
+    State(state): State<AppState>,
+    Path(customer_id): Path<String>,
+) -> Result<Json<CustomerConsent>, ApiError> {
+    Ok(Json(state.services.consent.consent(&customer_id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/customers/{customer_id}/consent", tag = "gdpr",
+    params(("customer_id" = String, Path, description = "The customer's id as the data has it")),
+    request_body = ConsentChoice,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Recorded: the customer's consent after the choice", body = CustomerConsent),
+        (status = 400, description = "An unknown purpose, a source too long or with control characters, a bad customer id", body = ErrorBody),
+        (status = 422, description = "A blank customer id", body = ErrorBody)))]
+pub(crate) async fn record_consent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(customer_id): Path<String>,
+    JsonBody(choice): JsonBody<ConsentChoice>,
+) -> Result<Json<CustomerConsent>, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .consent
+            .record(&customer_id, &choice, &caller.actor())
+            .await?,
+    ))
 }
 
 /// The export's format.
@@ -78,6 +125,22 @@ pub(crate) async fn export(
             }
         }
     }
+    for (row, event) in export.consent.history.iter().enumerate() {
+        for (column, value) in [
+            ("purpose", event.purpose.clone()),
+            ("granted", event.granted.to_string()),
+            ("at", event.at.clone()),
+            ("recorded_by", event.recorded_by.clone()),
+            ("source", event.source.clone()),
+        ] {
+            text.push_str(&format!(
+                "\"consent\",{},{},{}\n",
+                row + 1,
+                quote(column),
+                quote(&value)
+            ));
+        }
+    }
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         text,
@@ -113,7 +176,7 @@ pub(crate) struct ListQuery {
         (status = 409, description = "A pipeline run holds the pipeline: try again", body = ErrorBody)))]
 pub(crate) async fn forget(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    caller: Caller,
     ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<ErasureRequest>,
 ) -> Result<Json<ErasureReport>, ApiError> {
@@ -122,15 +185,11 @@ pub(crate) async fn forget(
             "customer_id must be at most 64 characters",
         ));
     }
-    let actor = caller.map_or_else(
-        || "anonymous".to_owned(),
-        |p| retail_services::audit::actor_of(&p.subject),
-    );
     Ok(Json(
         state
             .services
             .gdpr
-            .forget(&body.customer_id, &actor, &client)
+            .forget(&body.customer_id, &caller.actor(), &client)
             .await?,
     ))
 }

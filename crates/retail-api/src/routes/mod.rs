@@ -11,6 +11,7 @@ pub(crate) mod audit;
 pub(crate) mod entities;
 pub(crate) mod gdpr;
 pub(crate) mod ingestion;
+pub(crate) mod marketing;
 pub(crate) mod models;
 pub(crate) mod operations;
 pub(crate) mod pipeline;
@@ -54,6 +55,8 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(protected(&state, "manage:alerts", alerts::manage_routes()))
         .merge(protected(&state, "manage:audit", audit::routes()))
         .merge(protected(&state, "manage:gdpr", gdpr::routes()))
+        .merge(protected(&state, "manage:consent", gdpr::consent_routes()))
+        .merge(protected(&state, "export:marketing", marketing::routes()))
         .merge(
             // Serves /openapi.json (the document with the catalogue's parameters and rows)
             // and the docs.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::Duration;
 use retail_domain::audit::{AuditEvent, ChainProblem, Outcome};
 use retail_metadata::{
-    ApiKeyRecord, AuditFilter, Error, MetadataStore, PostgresStore, RefreshTokenRecord, Rotation,
-    RunKind, RunRecord, RunStatus, SqliteStore, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, Error, MetadataStore, PostgresStore,
+    RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus, SqliteStore, UserRecord,
 };
 
 /// Runs every check on `store`; `shared` is a second handle on the same store (another
@@ -20,6 +20,8 @@ async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     the_alert_state_changes_only_from_the_version_it_was_read_at(store.as_ref(), shared.as_ref())
         .await;
     the_audit_trail_chains_every_append_and_filters(Arc::clone(&store), Arc::clone(&shared)).await;
+    the_consent_log_keeps_every_choice_and_answers_the_latest(store.as_ref(), shared.as_ref())
+        .await;
     store.ping().await.expect("ping");
 }
 
@@ -442,6 +444,48 @@ async fn the_audit_trail_chains_every_append_and_filters(
         .len(),
         24
     );
+}
+
+async fn the_consent_log_keeps_every_choice_and_answers_the_latest(
+    store: &dyn MetadataStore,
+    shared: &dyn MetadataStore,
+) {
+    let start = chrono::Utc::now();
+    let choice = |customer: &str, purpose: &str, granted: bool, minutes: i64| ConsentRecord {
+        customer_id: customer.to_owned(),
+        purpose: purpose.to_owned(),
+        granted,
+        // Whole seconds: the log keeps RFC 3339 text.
+        at: chrono::DateTime::from_timestamp(start.timestamp() + minutes * 60, 0).unwrap(),
+        recorded_by: "user:dpo".to_owned(),
+        source: "web-form".to_owned(),
+    };
+    let history = [
+        choice("17850", "marketing", true, 0),
+        choice("17850", "profiling", false, 1),
+        choice("12346", "marketing", false, 2),
+        choice("17850", "marketing", false, 3),
+        choice("12346", "marketing", true, 4),
+    ];
+    for (i, record) in history.iter().enumerate() {
+        let store = if i % 2 == 0 { store } else { shared };
+        store.append_consent(record).await.unwrap();
+    }
+    let of_17850 = shared.consent_history("17850").await.unwrap();
+    assert_eq!(of_17850, [0, 1, 3].map(|i| history[i].clone()));
+    assert_eq!(
+        store.latest_consents("marketing").await.unwrap(),
+        [("12346".to_owned(), true), ("17850".to_owned(), false)]
+    );
+    assert_eq!(
+        store.latest_consents("profiling").await.unwrap(),
+        [("17850".to_owned(), false)]
+    );
+    assert!(store.latest_consents("analytics").await.unwrap().is_empty());
+    assert_eq!(store.erase_consent("17850").await.unwrap(), 3);
+    assert!(shared.consent_history("17850").await.unwrap().is_empty());
+    assert_eq!(store.consent_history("12346").await.unwrap().len(), 2);
+    assert!(store.latest_consents("profiling").await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -87,6 +87,14 @@ impl Default for Policy {
                 "alert_sender".to_owned(),
                 role(&["write:alerts"], &["/api/v2/alerts"]),
             ),
+            (
+                "marketing".to_owned(),
+                role(&["export:marketing"], &["/api/v1/marketing/*"]),
+            ),
+            (
+                "consent_recorder".to_owned(),
+                role(&["manage:consent"], &["/api/v1/customers/*"]),
+            ),
             ("admin".to_owned(), role(&["*"], &["/*"])),
         ]);
         Self { roles }

@@ -253,7 +253,9 @@ fn jsonl(page: &QueryResult) -> Vec<u8> {
     out
 }
 
-fn csv_page(page: &QueryResult, header: bool) -> Vec<u8> {
+/// Rows as CSV (a header line first when `header`), text cells a spreadsheet would run as a
+/// formula neutralised.
+pub fn csv_page(page: &QueryResult, header: bool) -> Vec<u8> {
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     if header {
         let _ = writer.write_record(&page.columns);

@@ -12,7 +12,7 @@ use retail_warehouse::{Backend, Catalogue, Cell, Params, QueryResult, Warehouse}
 
 pub use breaker::{BreakerWarehouse, CircuitBreaker, CircuitState};
 pub use cache::{CacheOutcome, Cached, CachedWarehouse};
-pub use export::{EXPORT_PAGE, Export, ExportFormat, ExportLimits};
+pub use export::{EXPORT_PAGE, Export, ExportFormat, ExportLimits, csv_page};
 
 use export::ExportSlots;
 

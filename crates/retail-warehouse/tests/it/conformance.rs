@@ -69,6 +69,11 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
     ),
     ("rfm_segments", &[]),
     ("rfm_segments", &[("segment", "Champions")]),
+    ("marketing_audience", &[]),
+    (
+        "marketing_audience",
+        &[("segment", "Champions"), ("country", "France")],
+    ),
     ("cohort_retention", &[]),
     (
         "cohort_retention",

@@ -25,6 +25,7 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
     // Who may not read a customer's profile may not select their lines either.
     let customer_lines = format!("/api/v1/sales?customer_id={customer}");
     let customer_export = format!("/api/v1/sales/export?format=csv&customer_id={customer}");
+    let customer_consent = format!("/api/v1/customers/{customer}/consent");
     let endpoints = [
         ("/api/v2/analytics/sales-summary", ["200", "200", "200"]),
         ("/api/v2/analytics/customers/rfm", ["200", "200", "200"]),
@@ -38,6 +39,8 @@ async fn every_role_reaches_exactly_what_its_permissions_and_paths_allow() {
         ("/api/v1/audit", ["403", "403", "200"]),
         ("/api/v1/audit/verify", ["403", "403", "200"]),
         ("/api/v1/gdpr/erasures", ["403", "403", "200"]),
+        (customer_consent.as_str(), ["403", "403", "200"]),
+        ("/api/v1/marketing/audience", ["403", "403", "200"]),
     ];
     let roles = ["data_analyst", "data_engineer", "admin"];
     for (index, role) in roles.iter().enumerate() {

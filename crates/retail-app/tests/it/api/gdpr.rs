@@ -111,6 +111,19 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
     }
     assert!(held_before > 100, "{held_before} cells name the customer");
 
+    // A consent choice, which the export carries and the erasure removes.
+    let consent_path = format!("/api/v1/customers/{CUSTOMER}/consent");
+    let choice = serde_json::json!({"purpose": "marketing", "granted": true}).to_string();
+    let (status, _, consent) = app
+        .call(
+            Method::POST,
+            &consent_path,
+            &[("authorization", &admin)],
+            Some(&choice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{consent}");
+
     // Access and portability: everything held about the customer, as JSON and as CSV.
     let export_path = format!("/api/v1/customers/{CUSTOMER}/export");
     let (status, _, export) = app.get(&export_path, &[("authorization", &admin)]).await;
@@ -129,6 +142,10 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
     assert_eq!(rows_of(&export, "silver/retail_transactions_quarantine"), 2);
     assert!(rows_of(&export, "gold/dim_customer") >= 1);
     assert_eq!(rows_of(&export, "gold/customer_rfm"), 1);
+    assert_eq!(
+        export["consent"]["history"][0]["purpose"], "marketing",
+        "{export}"
+    );
     for table in export["tables"].as_array().unwrap() {
         for row in table["rows"].as_array().unwrap() {
             assert!(mentions(&row.to_string(), CUSTOMER), "{row}");
@@ -197,6 +214,10 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
     assert!(silver_rows > 100, "{report}");
     assert_eq!(rows_in("silver/retail_transactions_quarantine"), 2);
     assert!(report["files_removed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["consent_records"], 1, "{report}");
+    let (status, _, consent) = app.get(&consent_path, &[("authorization", &admin)]).await;
+    assert_eq!(status, StatusCode::OK, "{consent}");
+    assert_eq!(consent["history"], serde_json::json!([]), "{consent}");
     assert!(
         report["log_files_removed"].as_u64().unwrap() > 0,
         "{report}"

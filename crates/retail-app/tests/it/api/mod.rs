@@ -5,6 +5,7 @@ mod alerts;
 mod analytics;
 mod audit;
 mod changes;
+mod consent;
 mod dashboards;
 mod gdpr;
 mod ingestion;
