@@ -127,12 +127,33 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
         event.detail = detail.to_string();
         services.audit.record(event)
     };
+    // A caller whose role masks a column may not name one of its values (ADR 0015): such a
+    // request is refused like any other the role may not make.
+    let admission = admission.map(|admission| match admission {
+        Admission::Allowed {
+            principal,
+            limit,
+            remaining,
+        } => {
+            let masker = services.access.masker(&principal);
+            match crate::masking::refusal(&masker, &principal.role, &route, request.uri()) {
+                Some(message) => Admission::Forbidden { principal, message },
+                None => Admission::Allowed {
+                    principal,
+                    limit,
+                    remaining,
+                },
+            }
+        }
+        other => other,
+    });
     match admission {
         Ok(Admission::Allowed {
             principal,
             limit,
             remaining,
         }) => {
+            let masker = services.access.masker(&principal);
             let audited_as =
                 audited(&guard.state, &principal, &method, &route, &path).map(|action| {
                     let who = (audit::actor_of(&principal.subject), principal.role.clone());
@@ -140,6 +161,9 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
                 });
             request.extensions_mut().insert(principal);
             let mut response = next.run(request).await;
+            if !masker.is_empty() {
+                response = crate::masking::mask_response(response, &masker).await;
+            }
             if let Some((action, (actor, role), place)) = audited_as {
                 let status = response.status().as_u16();
                 let detail = serde_json::json!({"route": route, "role": role, "status": status});

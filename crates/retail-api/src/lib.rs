@@ -12,6 +12,7 @@
 mod error;
 mod extract;
 mod guard;
+mod masking;
 mod openapi;
 mod routes;
 mod state;

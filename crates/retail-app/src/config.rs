@@ -817,6 +817,13 @@ impl Config {
         problems.extend(self.search.problems());
         problems.extend(self.recommendations.problems());
         problems.extend(self.privacy.problems());
+        if !self.warehouse.analyst_role.is_empty() && self.privacy.key.is_empty() {
+            problems.push(
+                "warehouse.analyst_role needs privacy.key: the analysts' views show keyed \
+                 pseudonyms"
+                    .to_owned(),
+            );
+        }
         if let Err(alerts) = self.alerts.policy() {
             problems.extend(alerts);
         }

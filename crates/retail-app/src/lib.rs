@@ -200,10 +200,19 @@ impl App {
             Backend::Postgres => {
                 // The server brings the schema up to date at start; a command leaves that to
                 // `retail migrate` and the load.
-                let postgres = Arc::new(
+                let mut postgres =
                     warehouses::postgres(&config.warehouse, &config.tls, role == Role::Server)
-                        .await?,
-                );
+                        .await?;
+                if let (false, Some(key)) = (
+                    config.warehouse.analyst_role.is_empty(),
+                    config.privacy.key_bytes(),
+                ) {
+                    postgres = postgres.with_analyst_views(retail_warehouse::AnalystViews {
+                        role: config.warehouse.analyst_role.clone(),
+                        key: Arc::from(key),
+                    })?;
+                }
+                let postgres = Arc::new(postgres);
                 followers.push(Arc::new(PostgresFollower::new(
                     Arc::clone(&postgres),
                     lake.clone(),
@@ -316,7 +325,8 @@ impl App {
             policy(&config.api)?,
             shared_limits,
         )
-        .await?;
+        .await?
+        .with_pseudonym_key(config.privacy.key_bytes());
         let breaker = Arc::new(CircuitBreaker::new(
             config.api.breaker_failures,
             std::time::Duration::from_secs(config.api.breaker_cool_down_seconds),

@@ -73,6 +73,77 @@ pub fn subject_hash(key: &[u8], id: &str) -> String {
     hex::encode(hmac_sha256(key, &message))
 }
 
+/// The pseudonym of `value` in `column` for callers whose role sees that column masked
+/// (ADR 0015): `p` and the first 16 lower-case hex digits of HMAC-SHA-256 under the privacy
+/// key of `pseudonym:<column>:<value>`, the value as the contract reads it (a customer id
+/// normalised: `17850.0` is `17850`; other values trimmed). The same value gets the same
+/// pseudonym in every answer; without the key it cannot be recomputed from candidate values.
+///
+/// ```
+/// use retail_domain::privacy::pseudonym;
+/// let key = b"a privacy key of at least thirty-two bytes";
+/// let p = pseudonym(key, "customer_id", "17850");
+/// assert_eq!(p, pseudonym(key, "customer_id", " 17850.0"));
+/// assert_eq!(p.len(), 17);
+/// assert_ne!(p, pseudonym(key, "customer_id", "17851"));
+/// ```
+pub fn pseudonym(key: &[u8], column: &str, value: &str) -> String {
+    let value = if column == "customer_id" {
+        crate::field::normalise_customer_id(value).unwrap_or("")
+    } else {
+        value.trim()
+    };
+    let message = format!("pseudonym:{column}:{value}");
+    let digest = hmac_sha256(key, message.as_bytes());
+    format!("p{}", hex::encode(&digest[..8]))
+}
+
+/// What one caller sees of identifying columns: the columns their role pseudonymises and the
+/// key of the pseudonyms. Without a key, masked values are withheld (`None`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Masker {
+    key: Option<std::sync::Arc<[u8]>>,
+    columns: Vec<String>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Masker")
+            .field("keyed", &self.key.is_some())
+            .field("columns", &self.columns)
+            .finish()
+    }
+}
+
+impl Masker {
+    /// Masks `columns` under `key` (none: withholds them).
+    pub fn new(key: Option<std::sync::Arc<[u8]>>, columns: Vec<String>) -> Self {
+        Self { key, columns }
+    }
+
+    /// Whether anything is masked.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Whether `column` is masked.
+    pub fn masks(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
+
+    /// The masked columns.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// What the caller sees of `value` in masked `column`: its pseudonym, or nothing without
+    /// a key.
+    pub fn mask(&self, column: &str, value: &str) -> Option<String> {
+        self.key.as_deref().map(|key| pseudonym(key, column, value))
+    }
+}
+
 /// The customers erased so far, as their [`subject_hash`]es under one key: what ingestion
 /// checks arriving records against, so an erased customer's data is erased again on arrival
 /// (ADR 0013). Holds no id.
@@ -213,6 +284,33 @@ impl ConsentView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudonyms_are_keyed_stable_and_per_column() {
+        let key = b"a privacy key of at least thirty-two bytes";
+        let p = pseudonym(key, "customer_id", "17850");
+        // Reproducible elsewhere: hmac(key, "pseudonym:customer_id:17850", sha256)[:8] as hex.
+        let expected = hex::encode(&hmac_sha256(key, b"pseudonym:customer_id:17850")[..8]);
+        assert_eq!(p, format!("p{expected}"));
+        assert_ne!(
+            p,
+            pseudonym(
+                b"another key of at least thirty-two bytes",
+                "customer_id",
+                "17850"
+            )
+        );
+        assert_ne!(p, pseudonym(key, "invoice", "17850"));
+        let masker = Masker::new(
+            Some(std::sync::Arc::from(&key[..])),
+            vec!["customer_id".into()],
+        );
+        assert!(masker.masks("customer_id") && !masker.masks("invoice"));
+        assert_eq!(masker.mask("customer_id", "17850.0"), Some(p));
+        let withheld = Masker::new(None, vec!["customer_id".into()]);
+        assert_eq!(withheld.mask("customer_id", "17850"), None);
+        assert!(Masker::default().is_empty());
+    }
 
     #[test]
     fn a_consent_view_allows_by_its_default_except_its_exceptions() {

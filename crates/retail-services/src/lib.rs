@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 pub use access::{AccessService, Admission, Credentials, Principal, TokenPair};
 pub use alerts::{AlertManager, AlertsService};
-pub use analytics::{AnalyticsService, Answer, RawParams};
+pub use analytics::{AnalyticsService, Answer, CustomerDetail, RawParams};
 pub use audit::{Audit, AuditService};
 pub use config::ApiConfig;
 pub use consent::{ConsentService, Consents, CustomerConsent};

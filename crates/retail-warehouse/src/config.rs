@@ -50,6 +50,10 @@ pub struct WarehouseConfig {
     /// Attempts of an operation that failed for a transient reason (connection lost,
     /// serialization failure, deadlock), with exponential backoff from 100 ms.
     pub max_attempts: u32,
+    /// A PostgreSQL role for analysts (`retail_analyst`): every load keeps the schema
+    /// `<postgres_schema>_analyst` of views with customer ids as their pseudonyms and grants
+    /// it to this role alone (needs `privacy.key`). Empty: no such schema.
+    pub analyst_role: String,
 }
 
 impl Default for WarehouseConfig {
@@ -63,6 +67,7 @@ impl Default for WarehouseConfig {
             load_timeout_ms: 600_000,
             connect_timeout_ms: 5_000,
             max_attempts: 3,
+            analyst_role: String::new(),
         }
     }
 }
@@ -85,6 +90,7 @@ impl std::fmt::Debug for WarehouseConfig {
             .field("load_timeout_ms", &self.load_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("max_attempts", &self.max_attempts)
+            .field("analyst_role", &self.analyst_role)
             .finish()
     }
 }
@@ -102,6 +108,12 @@ impl WarehouseConfig {
             problems.push(format!(
                 "warehouse.postgres_schema must be a plain lower-case identifier, not {:?}",
                 self.postgres_schema
+            ));
+        }
+        if !self.analyst_role.is_empty() && !is_sql_identifier(&self.analyst_role) {
+            problems.push(format!(
+                "warehouse.analyst_role must be a plain lower-case identifier, not {:?}",
+                self.analyst_role
             ));
         }
         if self.pool_size == 0 {

@@ -28,7 +28,7 @@ pub use config::{Backend, WarehouseConfig};
 pub use embedded::EmbeddedWarehouse;
 pub use error::{Error, Result};
 pub use follower::{EmbeddedFollower, PostgresFollower};
-pub use postgres::{LoadReport, PostgresWarehouse, SchemaObjects, TableLoad};
+pub use postgres::{AnalystViews, LoadReport, PostgresWarehouse, SchemaObjects, TableLoad};
 pub use value::{Cell, QueryResult};
 
 /// Pages of a query's rows, as the backend produces them.

@@ -155,7 +155,31 @@ pub struct PostgresWarehouse {
     schema: String,
     load_timeout_ms: u64,
     max_attempts: u32,
+    /// The analysts' schema of pseudonymised views, kept by every load.
+    analysts: Option<AnalystViews>,
 }
+
+/// The analysts' schema (ADR 0015): `<schema>_analyst` holds one view per table and view of
+/// the warehouse in which every `customer_id` is its keyed pseudonym
+/// ([`retail_domain::privacy::pseudonym`]); `role` may read those views and nothing of the
+/// warehouse's own schema.
+#[derive(Clone)]
+pub struct AnalystViews {
+    /// The PostgreSQL role granted the views (created `NOLOGIN` when missing).
+    pub role: String,
+    /// The privacy key of the pseudonyms.
+    pub key: std::sync::Arc<[u8]>,
+}
+
+/// The warehouse's own bookkeeping, which analysts do not see.
+const BOOKKEEPING: &[&str] = &[
+    "schema_migrations",
+    "load_state",
+    "load_slices",
+    "view_state",
+    "summary_views",
+    "customer_pseudonyms",
+];
 
 impl std::fmt::Debug for PostgresWarehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,8 +252,138 @@ impl PostgresWarehouse {
             schema: config.postgres_schema.clone(),
             load_timeout_ms: config.load_timeout_ms,
             max_attempts: config.max_attempts,
+            analysts: None,
         };
         Ok(warehouse)
+    }
+
+    /// Every load also keeps the analysts' schema of pseudonymised views for `views.role`
+    /// (ADR 0015).
+    ///
+    /// # Errors
+    ///
+    /// When the role is not a plain lower-case identifier.
+    pub fn with_analyst_views(mut self, views: AnalystViews) -> Result<Self> {
+        if !is_sql_identifier(&views.role) {
+            return Err(Error::Pool(format!(
+                "warehouse.analyst_role {:?} is not a plain lower-case identifier",
+                views.role
+            )));
+        }
+        self.analysts = Some(views);
+        Ok(self)
+    }
+
+    /// The analysts' schema: the warehouse's schema with `_analyst` after it.
+    pub fn analyst_schema(&self) -> String {
+        format!("{}_analyst", self.schema)
+    }
+
+    /// Rebuilds, in the load's transaction, the pseudonyms of every customer of
+    /// `dim_customer` and the analysts' views over every table and view of the warehouse
+    /// (a table dropped and rebuilt by the load takes its views with it: all are made again).
+    async fn keep_analyst_views(&self, tx: &Transaction<'_>, views: &AnalystViews) -> Result<()> {
+        let schema = &self.schema;
+        let analyst = self.analyst_schema();
+        let role = &views.role;
+        let failed = |what: &'static str| Error::postgres(format!("analysts' views: {what}"));
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.customer_pseudonyms (
+                 customer_id text PRIMARY KEY, pseudonym text NOT NULL);
+             TRUNCATE {schema}.customer_pseudonyms;
+             DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} NOLOGIN;
+               END IF;
+             END $$;
+             DROP SCHEMA IF EXISTS {analyst} CASCADE;
+             CREATE SCHEMA {analyst};"
+        ))
+        .await
+        .map_err(failed("preparing"))?;
+        let ids: Vec<String> = tx
+            .query(
+                &format!(
+                    "SELECT DISTINCT customer_id FROM {schema}.dim_customer \
+                     WHERE customer_id IS NOT NULL"
+                ),
+                &[],
+            )
+            .await
+            .map_err(failed("reading customers"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let pseudonyms: Vec<String> = ids
+            .iter()
+            .map(|id| retail_domain::privacy::pseudonym(&views.key, "customer_id", id))
+            .collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.customer_pseudonyms
+                 SELECT * FROM UNNEST($1::text[], $2::text[])"
+            ),
+            &[&ids, &pseudonyms],
+        )
+        .await
+        .map_err(failed("writing pseudonyms"))?;
+        let relations = tx
+            .query(
+                "SELECT c.relname, a.attname
+                   FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
+                  ORDER BY c.relname, a.attnum",
+                &[schema],
+            )
+            .await
+            .map_err(failed("listing relations"))?;
+        let mut columns: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in &relations {
+            columns.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        let mut script = String::new();
+        for (relation, names) in columns
+            .iter()
+            .filter(|(relation, _)| !BOOKKEEPING.contains(&relation.as_str()))
+        {
+            let masked = names.iter().any(|name| name == "customer_id");
+            let select: Vec<String> = names
+                .iter()
+                .map(|name| {
+                    if name == "customer_id" {
+                        "p.pseudonym AS customer_id".to_owned()
+                    } else {
+                        format!("t.{name}")
+                    }
+                })
+                .collect();
+            let join = if masked {
+                format!(
+                    " LEFT JOIN {schema}.customer_pseudonyms p ON p.customer_id = t.customer_id"
+                )
+            } else {
+                String::new()
+            };
+            script += &format!(
+                "CREATE VIEW {analyst}.{relation} AS SELECT {} FROM {schema}.{relation} t{join};\n",
+                select.join(", ")
+            );
+        }
+        script += &format!(
+            "GRANT USAGE ON SCHEMA {analyst} TO {role};
+             GRANT SELECT ON ALL TABLES IN SCHEMA {analyst} TO {role};"
+        );
+        tx.batch_execute(&script)
+            .await
+            .map_err(failed("creating views"))?;
+        debug!(
+            views = columns.len(),
+            customers = ids.len(),
+            "analysts' views kept"
+        );
+        Ok(())
     }
 
     /// The schema that holds the warehouse.
@@ -675,6 +829,9 @@ impl PostgresWarehouse {
             tx.batch_execute(&format!("ANALYZE {}", summaries.join(", ")))
                 .await
                 .map_err(Error::postgres("analyzing"))?;
+        }
+        if let Some(views) = &self.analysts {
+            self.keep_analyst_views(&tx, views).await?;
         }
         tx.commit()
             .await
@@ -1170,7 +1327,11 @@ impl PostgresWarehouse {
             "DELETE FROM customer_activity WHERE customer_id = ANY($1)",
             "DELETE FROM customer_rfm WHERE customer_id = ANY($1)",
             "DELETE FROM dim_customer WHERE customer_id = ANY($1)",
+            "DELETE FROM customer_pseudonyms WHERE customer_id = ANY($1)",
         ] {
+            if statement.contains("customer_pseudonyms") && self.analysts.is_none() {
+                continue;
+            }
             removed += tx
                 .execute(statement, &[&ids])
                 .await
@@ -1298,7 +1459,11 @@ impl PostgresWarehouse {
     pub async fn drop_schema(&self) -> Result<()> {
         let client = self.client().await?;
         client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE; DROP SCHEMA IF EXISTS {} CASCADE",
+                self.analyst_schema(),
+                self.schema
+            ))
             .await
             .map_err(Error::postgres("dropping the schema"))
     }

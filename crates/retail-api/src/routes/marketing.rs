@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::QueryPairs;
+use crate::extract::{Caller, QueryPairs};
 use crate::routes::rows::Rows;
 use crate::state::AppState;
 
@@ -52,6 +52,7 @@ pub(crate) struct AudienceAnswer {
         (status = 400, description = "An unknown parameter or format", body = ErrorBody)))]
 pub(crate) async fn audience(
     State(state): State<AppState>,
+    caller: Caller,
     QueryPairs(mut pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     let mut csv = false;
@@ -73,9 +74,17 @@ pub(crate) async fn audience(
     pairs.retain(|(name, _)| name != "format");
     let audience = state.services.marketing.audience(pairs).await?;
     if csv {
+        // Not JSON: masked here for a role that pseudonymises customer ids.
+        let mut rows = audience.answer.rows.as_ref().clone();
+        if let Some(principal) = &caller.0 {
+            let masker = state.services.access.masker(principal);
+            if masker.masks("customer_id") {
+                retail_services::CustomerDetail::Masked(masker).apply(&mut rows);
+            }
+        }
         return Ok((
             [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            retail_services::analytics::csv_page(&audience.answer.rows, true),
+            retail_services::analytics::csv_page(&rows, true),
         )
             .into_response());
     }

@@ -5,6 +5,7 @@ use axum::http::header;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use retail_services::CustomerDetail;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -15,12 +16,21 @@ use crate::state::AppState;
 
 /// Whether the caller may see customer-level detail: the customer of each line, and lines
 /// selected by customer (the rule of `/api/v1/customers/{id}`).
-fn sees_customers(state: &AppState, caller: &Caller) -> bool {
+/// What the caller sees of the customers. A JSON answer is masked by the guard
+/// (`masking.rs`), so for it a masked caller gets the ids here and pseudonyms on the wire;
+/// an export (not JSON) is masked as it is written.
+fn sees_customers(state: &AppState, caller: &Caller, json: bool) -> CustomerDetail {
     let (permission, path) = retail_services::access::CUSTOMER_DETAIL;
-    caller
-        .0
-        .as_ref()
-        .is_some_and(|principal| state.services.access.may(principal, permission, path))
+    let Some(principal) = caller.0.as_ref() else {
+        return CustomerDetail::Hidden;
+    };
+    match CustomerDetail::of(
+        state.services.access.may(principal, permission, path),
+        &state.services.access.masker(principal),
+    ) {
+        CustomerDetail::Masked(_) if json => CustomerDetail::Ids,
+        detail => detail,
+    }
 }
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -44,7 +54,7 @@ pub(crate) struct SalesPage {
 #[utoipa::path(get, path = "/api/v1/sales", tag = "data",
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "A page of sales lines; customer_id is empty unless the caller may read customers (read:data)", body = SalesPage),
+        (status = 200, description = "A page of sales lines; customer_id is a pseudonym for a role that pseudonymises it, empty unless the caller may read customers (read:data)", body = SalesPage),
         (status = 400, description = "A filter is unknown or not of its type", body = ErrorBody),
         (status = 403, description = "Filtering by customer_id without customer-level access (read:data)", body = ErrorBody)))]
 pub(crate) async fn sales(
@@ -52,8 +62,8 @@ pub(crate) async fn sales(
     caller: Caller,
     QueryPairs(params): QueryPairs,
 ) -> Result<Json<SalesPage>, ApiError> {
-    let customers = sees_customers(&state, &caller);
-    let page = state.services.analytics.sales(params, customers).await?;
+    let customers = sees_customers(&state, &caller, true);
+    let page = state.services.analytics.sales(params, &customers).await?;
     Ok(Json(SalesPage {
         rows: Rows(page.rows),
         next_cursor: page.next_cursor,
@@ -94,7 +104,7 @@ pub(crate) async fn export(
     caller: Caller,
     QueryPairs(mut params): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let customers = sees_customers(&state, &caller);
+    let customers = sees_customers(&state, &caller, false);
     let format = match params.iter().position(|(k, _)| k == "format") {
         Some(index) => params.remove(index).1,
         None => {
@@ -107,7 +117,7 @@ pub(crate) async fn export(
     let export = state
         .services
         .analytics
-        .export(params, &format, customers, subject)
+        .export(params, &format, &customers, subject)
         .await?;
     Ok((
         [(header::CONTENT_TYPE, export.content_type)],

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use retail_domain::error::ErrorKind;
 use retail_domain::ports::{RateDecision, SharedRateLimiter};
+use retail_domain::privacy::Masker;
 use retail_metadata::{ApiKeyRecord, MetadataStore, RefreshTokenRecord, Rotation, UserRecord};
 use serde::Serialize;
 use tokio::sync::RwLock;
@@ -164,6 +165,10 @@ pub trait AccessService: Send + Sync {
     /// Whether `principal`'s role may use `permission` on `path` (for rules inside a route,
     /// such as customer-level detail in sales lines).
     fn may(&self, principal: &Principal, permission: &str, path: &str) -> bool;
+
+    /// What `principal` sees of identifying columns: those their role pseudonymises, under
+    /// the privacy key.
+    fn masker(&self, principal: &Principal) -> Masker;
 }
 
 /// The permission and path that customer-level detail needs: who may not read a customer's
@@ -184,6 +189,8 @@ pub struct Access {
     burst: u32,
     /// Logged-out tokens and disabled users.
     revoked: RwLock<Revocations>,
+    /// The key of the pseudonyms (`privacy.key`); without it masked values are withheld.
+    pseudonym_key: Option<Arc<[u8]>>,
     /// A hash to verify against when the user does not exist, so both cases take as long.
     dummy_hash: String,
     /// The throttles of logins, refreshes and logouts, and the cap on hashing.
@@ -237,7 +244,16 @@ impl Access {
             revoked: RwLock::new(revoked),
             dummy_hash,
             throttle: AuthThrottle::new(config.auth_per_minute, hashers()),
+            pseudonym_key: None,
         })
+    }
+
+    /// Pseudonyms of masked columns are keyed hashes under `key` (`privacy.key`); without one
+    /// masked values are withheld.
+    #[must_use]
+    pub fn with_pseudonym_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.pseudonym_key = key.map(Arc::from);
+        self
     }
 
     /// A signed access token for `username` acting as `role`.
@@ -618,6 +634,14 @@ impl AccessService for Access {
 
     fn may(&self, principal: &Principal, permission: &str, path: &str) -> bool {
         self.policy.allows(&principal.role, permission, path)
+    }
+
+    fn masker(&self, principal: &Principal) -> Masker {
+        let columns = self.policy.pseudonymised(&principal.role);
+        if columns.is_empty() {
+            return Masker::default();
+        }
+        Masker::new(self.pseudonym_key.clone(), columns.to_vec())
     }
 }
 

@@ -14,6 +14,10 @@ pub struct Role {
     /// Path patterns: `/api/v1/sales/*` covers `/api/v1/sales` and everything below it; `/*`
     /// covers every path.
     pub paths: Vec<String>,
+    /// Columns whose values callers of this role see as pseudonyms (`customer_id`): in every
+    /// JSON answer and export (ADR 0015). Such a caller may not name a customer in a request.
+    #[serde(default)]
+    pub pseudonymise: Vec<String>,
 }
 
 impl Role {
@@ -61,20 +65,24 @@ impl Default for Policy {
         let role = |permissions: &[&str], paths: &[&str]| Role {
             permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
             paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            pseudonymise: Vec::new(),
         };
         let roles = BTreeMap::from([
             (
                 "data_analyst".to_owned(),
-                role(
-                    &["read:analytics", "read:reports", "read:search"],
-                    &[
-                        "/api/v1/sales/*",
-                        "/api/v1/search/*",
-                        "/api/v2/analytics/*",
-                        "/api/v2/models",
-                        "/api/v2/recommendations/*",
-                    ],
-                ),
+                Role {
+                    pseudonymise: vec!["customer_id".to_owned()],
+                    ..role(
+                        &["read:analytics", "read:reports", "read:search"],
+                        &[
+                            "/api/v1/sales/*",
+                            "/api/v1/search/*",
+                            "/api/v2/analytics/*",
+                            "/api/v2/models",
+                            "/api/v2/recommendations/*",
+                        ],
+                    )
+                },
             ),
             (
                 "data_engineer".to_owned(),
@@ -125,6 +133,13 @@ impl Policy {
         self.roles
             .get(role)
             .is_some_and(|r| r.grants(permission) && r.covers(path))
+    }
+
+    /// The columns `role` sees as pseudonyms (none for an unknown role, which may do nothing).
+    pub fn pseudonymised(&self, role: &str) -> &[String] {
+        self.roles
+            .get(role)
+            .map_or(&[], |r| r.pseudonymise.as_slice())
     }
 
     /// Whether a role of this name exists.

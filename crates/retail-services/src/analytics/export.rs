@@ -391,7 +391,7 @@ pub(crate) async fn export(
     warehouse: Arc<dyn Warehouse>,
     filters: Vec<(String, String)>,
     format: ExportFormat,
-    customers: bool,
+    customers: super::CustomerDetail,
     limits: ExportLimits,
     slot: ExportSlot,
 ) -> Result<Export> {
@@ -469,7 +469,7 @@ struct Streaming {
     first: bool,
     parquet: Option<ParquetExport>,
     format: ExportFormat,
-    customers: bool,
+    customers: super::CustomerDetail,
     deadline: tokio::time::Instant,
     done: bool,
     _slot: ExportSlot,
@@ -514,9 +514,7 @@ impl Streaming {
     }
 
     fn encode(&mut self, mut page: QueryResult, last: bool) -> std::result::Result<Bytes, String> {
-        if !self.customers {
-            super::mask_customers(&mut page);
-        }
+        self.customers.apply(&mut page);
         let first = std::mem::replace(&mut self.first, false);
         let bytes = match self.format {
             ExportFormat::Csv => csv_page(&page, first),

@@ -8,6 +8,7 @@ mod export;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use retail_domain::privacy::Masker;
 use retail_warehouse::{Backend, Catalogue, Cell, Params, QueryResult, Warehouse};
 
 pub use breaker::{BreakerWarehouse, CircuitBreaker, CircuitState};
@@ -69,10 +70,10 @@ pub trait AnalyticsService: Send + Sync {
     /// Runs catalogue query `name` with raw parameters, from the cache when it can.
     async fn query(&self, name: &str, params: RawParams) -> Result<Answer>;
 
-    /// A page of sales lines (the `sales_lines` filters, `limit` and `cursor`). Without
-    /// `customers` (customer-level detail), the `customer_id` filter is refused and the
-    /// column comes back empty.
-    async fn sales(&self, params: RawParams, customers: bool) -> Result<SalesPage>;
+    /// A page of sales lines (the `sales_lines` filters, `limit` and `cursor`). Unless
+    /// `customers` is [`CustomerDetail::Ids`], the `customer_id` filter is refused and the
+    /// column comes back as `customers` says (pseudonyms or empty).
+    async fn sales(&self, params: RawParams, customers: &CustomerDetail) -> Result<SalesPage>;
 
     /// A customer's profile and newest invoices.
     async fn customer(&self, customer_id: &str) -> Result<CustomerRows>;
@@ -91,7 +92,7 @@ pub trait AnalyticsService: Send + Sync {
         &self,
         filters: RawParams,
         format: &str,
-        customers: bool,
+        customers: &CustomerDetail,
         caller: &str,
     ) -> Result<Export>;
 }
@@ -161,7 +162,7 @@ impl AnalyticsService for Analytics {
         })
     }
 
-    async fn sales(&self, params: RawParams, customers: bool) -> Result<SalesPage> {
+    async fn sales(&self, params: RawParams, customers: &CustomerDetail) -> Result<SalesPage> {
         refuse_customer_filter(&params, customers)?;
         let query = Catalogue::get("sales_lines")?;
         let checked = Params::parse(query, pairs(&params))?;
@@ -172,9 +173,7 @@ impl AnalyticsService for Analytics {
             .unwrap_or(100);
         let mut rows = self.guarded.query(query, &checked).await?;
         let next_cursor = next_cursor(&rows, limit);
-        if !customers {
-            mask_customers(&mut rows);
-        }
+        customers.apply(&mut rows);
         Ok(SalesPage { next_cursor, rows })
     }
 
@@ -224,7 +223,7 @@ impl AnalyticsService for Analytics {
         &self,
         filters: RawParams,
         format: &str,
-        customers: bool,
+        customers: &CustomerDetail,
         caller: &str,
     ) -> Result<Export> {
         refuse_customer_filter(&filters, customers)?;
@@ -234,7 +233,7 @@ impl AnalyticsService for Analytics {
             Arc::clone(&self.guarded),
             filters,
             format,
-            customers,
+            customers.clone(),
             self.exports.limits(),
             slot,
         )
@@ -242,23 +241,69 @@ impl AnalyticsService for Analytics {
     }
 }
 
-/// A caller without customer-level detail may not select lines by customer.
-fn refuse_customer_filter(params: &RawParams, customers: bool) -> Result<()> {
-    if !customers && params.iter().any(|(name, _)| name == "customer_id") {
+/// What a caller sees of the customers in sales lines and exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerDetail {
+    /// Their ids: customer-level access (`read:data` on `/api/v1/customers/`).
+    Ids,
+    /// Their pseudonyms: a role that pseudonymises `customer_id` (ADR 0015); empty without
+    /// the privacy key.
+    Masked(Masker),
+    /// Nothing: the column is empty.
+    Hidden,
+}
+
+impl CustomerDetail {
+    /// What a caller whose role pseudonymises as `masker` says, and who `may_read_customers`
+    /// or not, sees: pseudonyms when the role masks `customer_id` (whatever else it may),
+    /// else ids with customer-level access, else nothing.
+    pub fn of(may_read_customers: bool, masker: &Masker) -> Self {
+        if masker.masks(CUSTOMER_COLUMN) {
+            Self::Masked(masker.clone())
+        } else if may_read_customers {
+            Self::Ids
+        } else {
+            Self::Hidden
+        }
+    }
+
+    /// The `customer_id` column of `rows` as this caller sees it.
+    pub fn apply(&self, rows: &mut QueryResult) {
+        let Some(index) = rows.columns.iter().position(|c| c == CUSTOMER_COLUMN) else {
+            return;
+        };
+        match self {
+            Self::Ids => {}
+            Self::Hidden => {
+                for row in &mut rows.rows {
+                    row[index] = Cell::Null;
+                }
+            }
+            Self::Masked(masker) => {
+                for row in &mut rows.rows {
+                    row[index] = match &row[index] {
+                        Cell::Text(id) => masker
+                            .mask(CUSTOMER_COLUMN, id)
+                            .map_or(Cell::Null, Cell::Text),
+                        _ => Cell::Null,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The column that names a customer.
+const CUSTOMER_COLUMN: &str = "customer_id";
+
+/// A caller without customer-level detail may not select lines by customer (a caller who
+/// sees pseudonyms may not name a customer either).
+fn refuse_customer_filter(params: &RawParams, customers: &CustomerDetail) -> Result<()> {
+    if *customers != CustomerDetail::Ids && params.iter().any(|(name, _)| name == CUSTOMER_COLUMN) {
         return Err(Error::forbidden(
             "filtering sales lines by customer needs customer-level access (read:data on \
-             /api/v1/customers/)",
+             /api/v1/customers/) and a role that sees customer ids, not pseudonyms",
         ));
     }
     Ok(())
-}
-
-/// Empties the `customer_id` column of sales lines, for a caller without customer-level
-/// detail.
-pub(crate) fn mask_customers(rows: &mut QueryResult) {
-    if let Some(index) = rows.columns.iter().position(|c| c == "customer_id") {
-        for row in &mut rows.rows {
-            row[index] = retail_warehouse::Cell::Null;
-        }
-    }
 }

@@ -3,6 +3,7 @@
 use axum::http::{Method, StatusCode};
 use jsonwebtoken::{EncodingKey, Header};
 use retail_services::ApiConfig;
+use serde_json::Value;
 
 use crate::api::support::{SECRET, TestApp, assert_error, retry_after, send, test_config};
 
@@ -583,4 +584,160 @@ async fn logins_are_throttled_per_account_before_any_password_is_hashed() {
         .call(Method::POST, "/api/v1/auth/login", &[], Some(&big))
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+}
+
+/// Whether `text` is a pseudonym: `p` and 16 lower-case hex digits.
+fn is_pseudonym(text: &str) -> bool {
+    text.len() == 17
+        && text.starts_with('p')
+        && text[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+/// Masking by role: the analyst sees every customer id as its keyed pseudonym — the same one
+/// in every answer and export — and may not name a customer; the engineer sees the ids; a
+/// role from a roles file masks the columns it lists.
+#[tokio::test]
+async fn analysts_see_stable_pseudonyms_where_engineers_see_ids() {
+    const KEY: &str = "a privacy key of at least thirty-two bytes";
+    let data = retail_test_support::Generated::new(4_000, 20);
+    let roles = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        roles.path(),
+        "[roles.auditor]\npermissions = [\"read:*\"]\npaths = [\"/api/*\"]\n\
+         pseudonymise = [\"customer_id\", \"invoice\"]\n",
+    )
+    .unwrap();
+    let api = ApiConfig {
+        roles_file: roles.path().display().to_string(),
+        ..ApiConfig::default()
+    };
+    let app = TestApp::over(&data.files, api, |config| {
+        config.privacy.key = KEY.to_owned();
+    })
+    .await;
+    app.app
+        .services
+        .access
+        .create_user("auditor", "auditor", super::support::PASSWORD)
+        .await
+        .unwrap();
+    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let auditor = format!("Bearer {}", app.token("auditor").await);
+    let pseudonym = |id: &str| retail_domain::privacy::pseudonym(KEY.as_bytes(), "customer_id", id);
+
+    // The same page of lines: ids for the engineer, their pseudonyms for the analyst.
+    let page = "/api/v1/sales?limit=100&order=asc";
+    let (_, _, seen) = app.get(page, &[("authorization", &engineer)]).await;
+    let (_, _, masked) = app.get(page, &[("authorization", &analyst)]).await;
+    let ids: Vec<&Value> = seen["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["customer_id"])
+        .collect();
+    let pseudonyms: Vec<&Value> = masked["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["customer_id"])
+        .collect();
+    assert_eq!(ids.len(), pseudonyms.len());
+    assert!(
+        ids.iter().filter(|id| id.is_string()).count() > 10,
+        "{seen}"
+    );
+    for (id, masked) in ids.iter().zip(&pseudonyms) {
+        match id.as_str() {
+            Some(id) => assert_eq!(masked.as_str(), Some(pseudonym(id).as_str())),
+            None => assert!(masked.is_null()),
+        }
+    }
+    assert_eq!(
+        seen["rows"][0]["invoice"], masked["rows"][0]["invoice"],
+        "only the listed columns are masked"
+    );
+
+    // The same pseudonym in another answer (lifetime values) and in an export.
+    let (status, _, clv) = app
+        .get(
+            "/api/v2/analytics/clv?limit=1000",
+            &[("authorization", &analyst)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{clv}");
+    let scored: Vec<&str> = clv["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["customer_id"].as_str().unwrap())
+        .collect();
+    assert!(scored.iter().all(|p| is_pseudonym(p)), "{clv}");
+    let first_id = ids.iter().find_map(|id| id.as_str()).unwrap();
+    assert!(scored.contains(&pseudonym(first_id).as_str()));
+    let (status, csv) = app
+        .get_text(
+            "/api/v1/sales/export?format=csv",
+            &[("authorization", &analyst)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{csv}");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|c| c == "customer_id")
+        .unwrap();
+    let exported: std::collections::HashSet<String> = reader
+        .records()
+        .map(|record| record.unwrap()[column].to_owned())
+        .filter(|cell| !cell.is_empty())
+        .collect();
+    assert!(!exported.is_empty());
+    assert!(exported.iter().all(|p| is_pseudonym(p)), "{csv:.300}");
+    assert!(exported.contains(&pseudonym(first_id)));
+    assert!(
+        ids.iter()
+            .filter_map(|id| id.as_str())
+            .all(|id| !exported.contains(id)),
+        "no id in the export's customer column"
+    );
+
+    // Naming a customer, or searching more than products, is refused; products are fine.
+    for path in [
+        format!("/api/v1/sales?customer_id={first_id}"),
+        format!("/api/v2/recommendations/customers/{first_id}"),
+        format!("/api/v1/search?q={first_id}"),
+        format!("/api/v1/search?q={first_id}&type=customer"),
+        format!("/api/v1/search/suggest?q={first_id}"),
+    ] {
+        let (status, _, json) = app.get(&path, &[("authorization", &analyst)]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {json}");
+        assert_error(&json, "forbidden");
+    }
+    let (status, _, json) = app
+        .get(
+            "/api/v1/search?q=mug&type=product",
+            &[("authorization", &analyst)],
+        )
+        .await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "{json}");
+
+    // A role of the roles file masks what it lists, ids and invoices alike.
+    let (status, _, audited) = app.get(page, &[("authorization", &auditor)]).await;
+    assert_eq!(status, StatusCode::OK, "{audited}");
+    let row = &audited["rows"][0];
+    assert!(is_pseudonym(row["invoice"].as_str().unwrap()), "{row}");
+    assert_ne!(row["invoice"], seen["rows"][0]["invoice"]);
+    assert_eq!(row["stock_code"], seen["rows"][0]["stock_code"]);
+    let (status, _, json) = app
+        .get(
+            &format!("/api/v1/customers/{first_id}"),
+            &[("authorization", &auditor)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
 }

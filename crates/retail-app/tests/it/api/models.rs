@@ -22,7 +22,7 @@ async fn forecasts_anomalies_and_customer_values_are_trained_on_the_real_data() 
     let Some(app) = TestApp::real(usize::MAX, ApiConfig::default()).await else {
         return;
     };
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
 
     // The registry: three models of one version, trained on the current gold, the customer
@@ -253,7 +253,7 @@ async fn planted_anomalies_are_found_with_high_precision_and_recall() {
     );
     let data = Generated::with(&options);
     let app = TestApp::over(&data.files, ApiConfig::default(), |_| {}).await;
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let (status, _, anomalies) = app
         .get(
             "/api/v2/analytics/anomalies",
@@ -304,7 +304,7 @@ async fn planted_anomalies_are_found_with_high_precision_and_recall() {
 #[tokio::test]
 async fn a_history_too_short_to_forecast_says_so_and_the_other_models_are_trained() {
     let app = TestApp::generated(5_000, ApiConfig::default()).await;
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
     let (status, _, models) = app.get("/api/v2/models", &auth).await;
     assert_eq!(status, StatusCode::OK);

@@ -40,7 +40,7 @@ async fn products_customers_and_invoices_are_found_with_typos_facets_filters_and
     let Some(app) = real_app().await else {
         return;
     };
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
 
     // Every word must match: each result is a red retrospot product, facets count them all.
@@ -212,7 +212,7 @@ async fn semantic_search_finds_what_shares_no_word_and_hybrid_fuses_both() {
     let Some(app) = real_app().await else {
         return;
     };
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
     let query = "gifts for a tea party";
     let words: HashSet<String> = query_words(query)
@@ -277,7 +277,7 @@ async fn recommendations_follow_their_definitions_and_beat_best_sellers_on_held_
     let Some(app) = real_app().await else {
         return;
     };
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
 
     // The rules' numbers, recomputed here from gold's facts with the documented definitions.
@@ -422,7 +422,7 @@ async fn the_index_follows_gold_rewriting_only_what_changed_and_rebuild_starts_o
         .iter()
         .max_by_key(|invoice| invoice.date)
         .expect("an invoice");
-    let analyst = format!("Bearer {}", app.token("data_analyst").await);
+    let analyst = format!("Bearer {}", app.token("data_engineer").await);
     let (status, _, page) = app
         .get(
             &format!("/api/v1/search?q={}&type=invoice", newest.invoice),
@@ -467,7 +467,7 @@ async fn typesense_serves_the_same_matches_as_the_embedded_index_on_a_fixed_quer
     })
     .await;
     let embedded = retail_search::TantivySearch::new(app.dir().join("lake").join("search"));
-    let token = format!("Bearer {}", app.token("data_analyst").await);
+    let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
     for (q, kind) in [
         ("red retrospot", "product"),

@@ -154,6 +154,29 @@ impl TestApp {
         self.call(Method::GET, path, headers, None).await
     }
 
+    /// Sends a GET; returns the status and the body as text (CSV, JSON lines).
+    pub(crate) async fn get_text(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let mut request = Request::builder().method(Method::GET).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// POSTs a body of the given content type.
     pub(crate) async fn call_with_type(
         &self,
