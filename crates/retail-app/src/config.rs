@@ -817,6 +817,32 @@ impl Config {
         problems.extend(self.search.problems());
         problems.extend(self.recommendations.problems());
         problems.extend(self.privacy.problems());
+        if self.lake.encryption.is_enabled() {
+            let keys = std::iter::once((
+                "lake.encryption.master_key".to_owned(),
+                &self.lake.encryption.master_key,
+            ))
+            .chain(
+                self.lake
+                    .encryption
+                    .previous_master_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(index, key)| {
+                        (
+                            format!("lake.encryption.previous_master_keys[{index}]"),
+                            key,
+                        )
+                    }),
+            );
+            for (setting, key) in keys {
+                if !crate::secrets::is_reference(key)
+                    && let Err(error) = retail_lake::encryption::MasterKey::parse(&setting, key)
+                {
+                    problems.push(error.to_string());
+                }
+            }
+        }
         if !self.warehouse.analyst_role.is_empty() && self.privacy.key.is_empty() {
             problems.push(
                 "warehouse.analyst_role needs privacy.key: the analysts' views show keyed \
@@ -876,6 +902,12 @@ impl Config {
         if !shown.privacy.key.is_empty() {
             "********".clone_into(&mut shown.privacy.key);
         }
+        if shown.lake.encryption.is_enabled() {
+            "********".clone_into(&mut shown.lake.encryption.master_key);
+        }
+        for key in &mut shown.lake.encryption.previous_master_keys {
+            "********".clone_into(key);
+        }
         for stream in &mut shown.streams {
             if !stream.url.is_empty() {
                 "********".clone_into(&mut stream.url);
@@ -914,6 +946,18 @@ fn apply_env(table: &mut toml::Table, key: &str, value: &str) -> anyhow::Result<
     let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
         bail!("environment variable {key} names an unknown section {section:?}");
     };
+    // A struct one level down (`lake.encryption.master_key`) takes its fields in lower case,
+    // typed; a free map (`lake.storage_options.AWS_REGION`) its keys as written.
+    let nested = entry.is_some_and(|entry| {
+        matches!(section_table.get(&name), Some(toml::Value::Table(inner))
+            if inner.contains_key(&entry.to_ascii_lowercase()))
+    });
+    let (section_table, name, entry) = match (nested, entry, section_table.get_mut(&name)) {
+        (true, Some(entry), Some(toml::Value::Table(inner))) => {
+            (inner, entry.to_ascii_lowercase(), None)
+        }
+        (_, entry, _) => (section_table, name, entry),
+    };
     match entry {
         None => {
             let typed = match section_table.get(&name) {
@@ -931,6 +975,14 @@ fn apply_env(table: &mut toml::Table, key: &str, value: &str) -> anyhow::Result<
                     value
                         .parse()
                         .with_context(|| format!("{key} must be a number"))?,
+                ),
+                Some(toml::Value::Array(_)) => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| toml::Value::String(item.to_owned()))
+                        .collect(),
                 ),
                 Some(_) => toml::Value::String(value.to_owned()),
                 None => {
@@ -982,6 +1034,11 @@ mod tests {
                 ("RETAIL__LAKE__ROOT", "s3://bucket/lake"),
                 ("RETAIL__LAKE__STORAGE_OPTIONS__AWS_REGION", "eu-west-1"),
                 ("RETAIL__INGEST__COMMIT_ROWS", "5"),
+                ("RETAIL__LAKE__ENCRYPTION__MASTER_KEY", "env:LAKE_KEY"),
+                (
+                    "RETAIL__LAKE__ENCRYPTION__PREVIOUS_MASTER_KEYS",
+                    "env:OLD, env:OLDER",
+                ),
                 ("UNRELATED", "x"),
             ]),
         )
@@ -990,6 +1047,11 @@ mod tests {
         assert_eq!(config.lake.batch_rows, 1000);
         assert_eq!(config.lake.storage_options["AWS_REGION"], "eu-west-1");
         assert_eq!(config.ingest.commit_rows, 5);
+        assert_eq!(config.lake.encryption.master_key, "env:LAKE_KEY");
+        assert_eq!(
+            config.lake.encryption.previous_master_keys,
+            ["env:OLD", "env:OLDER"]
+        );
         assert_eq!(config.metadata, MetadataConfig::default());
         let pg = Config::load(
             None,

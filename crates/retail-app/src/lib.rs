@@ -118,13 +118,19 @@ pub fn policy(config: &retail_services::ApiConfig) -> anyhow::Result<Policy> {
         .map_err(|error| anyhow::anyhow!("invalid api.roles_file {}: {error}", config.roles_file))
 }
 
-/// Opens the configured lake (a local root directory is created when missing).
+/// Opens the configured lake (a local root directory is created when missing); an encrypted
+/// lake opens its keyring (made on a new lake) and every data key.
 ///
 /// # Errors
 ///
-/// When the root is neither a URL nor a directory that can be made.
-pub fn open_lake(config: &Config) -> anyhow::Result<Lake> {
-    Lake::new(&config.lake).context("cannot open the lake")
+/// When the root is neither a URL nor a directory that can be made, or the lake's encryption
+/// keys do not open (a missing, malformed or wrong master key).
+pub async fn open_lake(config: &Config) -> anyhow::Result<Lake> {
+    let lake = Lake::new(&config.lake).context("cannot open the lake")?;
+    lake.check_encryption()
+        .await
+        .context("cannot open the lake")?;
+    Ok(lake)
 }
 
 /// Opens the configured metadata store: the PostgreSQL schema when `metadata.url` is set,
@@ -184,7 +190,7 @@ impl App {
         role: Role,
         clock: Arc<dyn retail_services::alerts::Clock>,
     ) -> anyhow::Result<Self> {
-        let lake = open_lake(&config)?;
+        let lake = open_lake(&config).await?;
         let store = open_store(&config.metadata, &config.tls).await?;
 
         // The warehouse backend and its follower of gold.

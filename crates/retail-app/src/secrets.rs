@@ -7,14 +7,19 @@
 //! | `env:NAME` | the variable `NAME` |
 //! | `aws-sm:ID` | AWS Secrets Manager's `SecretString` of the secret `ID` (a name or an ARN) |
 //! | `aws-sm:ID#key` | the text under `key` in that `SecretString`, read as a JSON object |
+//! | `vault:MOUNT/PATH#key` | the text under `key` of HashiCorp Vault's KV version 2 secret `PATH` in the engine mounted at `MOUNT` |
 //!
 //! Anything else is the value itself. Secret settings: `api.jwt_secret`, `api.redis_url`,
-//! `metadata.url`, `warehouse.postgres_url`, `search.typesense_api_key`, every
+//! `metadata.url`, `warehouse.postgres_url`, `search.typesense_api_key`, `privacy.key`,
+//! `lake.encryption.master_key` and its `previous_master_keys`, every
 //! `lake.storage_options` value, every `alerts.receivers[].url` and `streams[].url`.
 //! Secrets Manager is called with Signature Version 4 and the standard AWS variables
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), in `secrets.aws_region`
 //! (else `AWS_REGION`, `AWS_DEFAULT_REGION`, `us-east-1`) at `secrets.aws_endpoint` (else
-//! AWS's own).
+//! AWS's own). Vault is read at `secrets.vault_addr` (else `VAULT_ADDR`) with the token in
+//! `VAULT_TOKEN` (and `VAULT_NAMESPACE` when set), following Vault's documented HTTP API
+//! (`GET /v1/MOUNT/data/PATH`); it was never run against a real Vault, which cannot be
+//! installed here.
 
 use std::time::Duration;
 
@@ -34,10 +39,12 @@ pub struct SecretsConfig {
     /// Secrets Manager's endpoint; empty: `https://secretsmanager.<region>.amazonaws.com`
     /// (set it for a VPC endpoint, LocalStack or moto).
     pub aws_endpoint: String,
+    /// HashiCorp Vault's address for `vault:` secrets; empty: `VAULT_ADDR`.
+    pub vault_addr: String,
 }
 
 /// The reference kinds a secret setting may hold.
-const SCHEMES: [&str; 3] = ["file:", "env:", "aws-sm:"];
+const SCHEMES: [&str; 4] = ["file:", "env:", "aws-sm:", "vault:"];
 
 /// Whether `value` names where a secret lives rather than holding it.
 pub fn is_reference(value: &str) -> bool {
@@ -60,6 +67,22 @@ fn secret_settings(config: &mut Config) -> Vec<(String, &mut String)> {
         ),
         ("privacy.key".to_owned(), &mut config.privacy.key),
     ];
+    settings.push((
+        "lake.encryption.master_key".to_owned(),
+        &mut config.lake.encryption.master_key,
+    ));
+    for (index, key) in config
+        .lake
+        .encryption
+        .previous_master_keys
+        .iter_mut()
+        .enumerate()
+    {
+        settings.push((
+            format!("lake.encryption.previous_master_keys[{index}]"),
+            key,
+        ));
+    }
     for (key, value) in &mut config.lake.storage_options {
         settings.push((format!("lake.storage_options.{key}"), value));
     }
@@ -133,16 +156,6 @@ async fn fetch(
             Err(_) => bail!("the variable {name} is not set"),
         };
     }
-    let Some(id) = reference.strip_prefix("aws-sm:") else {
-        bail!("not a secret reference");
-    };
-    let (id, key) = match id.split_once('#') {
-        Some((id, key)) => (id, Some(key)),
-        None => (id, None),
-    };
-    if id.is_empty() {
-        bail!("no secret id after aws-sm:");
-    }
     let client = match client {
         Some(client) => client,
         None => client.insert(
@@ -153,6 +166,19 @@ async fn fetch(
                 .context("cannot make an HTTP client")?,
         ),
     };
+    if let Some(path) = reference.strip_prefix("vault:") {
+        return vault_secret(secrets, client, path).await;
+    }
+    let Some(id) = reference.strip_prefix("aws-sm:") else {
+        bail!("not a secret reference");
+    };
+    let (id, key) = match id.split_once('#') {
+        Some((id, key)) => (id, Some(key)),
+        None => (id, None),
+    };
+    if id.is_empty() {
+        bail!("no secret id after aws-sm:");
+    }
     let text = aws_secret(secrets, client, id).await?;
     match key {
         None => Ok(text),
@@ -166,6 +192,83 @@ async fn fetch(
                 None => bail!("the secret has no key {key:?}"),
             }
         }
+    }
+}
+
+/// The text under `key` of a KV version 2 secret, `reference` being `MOUNT/PATH#key`:
+/// `GET {addr}/v1/MOUNT/data/PATH` with `X-Vault-Token`, answered with
+/// `{"data": {"data": {key: text, ...}, "metadata": ...}}` (Vault's documented API; not run
+/// against a real Vault).
+async fn vault_secret(
+    secrets: &SecretsConfig,
+    client: &reqwest::Client,
+    reference: &str,
+) -> anyhow::Result<String> {
+    let vault = Vault {
+        addr: Some(secrets.vault_addr.clone())
+            .filter(|addr| !addr.is_empty())
+            .or_else(|| env_nonempty("VAULT_ADDR"))
+            .ok_or_else(|| anyhow!("neither secrets.vault_addr nor VAULT_ADDR is set"))?,
+        token: env_nonempty("VAULT_TOKEN").ok_or_else(|| anyhow!("VAULT_TOKEN is not set"))?,
+        namespace: env_nonempty("VAULT_NAMESPACE"),
+    };
+    vault_kv(&vault, client, reference).await
+}
+
+/// Where Vault is and how to call it.
+struct Vault {
+    addr: String,
+    token: String,
+    namespace: Option<String>,
+}
+
+/// [`vault_secret`] with Vault's address and token given.
+async fn vault_kv(
+    vault: &Vault,
+    client: &reqwest::Client,
+    reference: &str,
+) -> anyhow::Result<String> {
+    let Some((path, key)) = reference.split_once('#') else {
+        bail!("a vault: reference names a key: vault:MOUNT/PATH#key");
+    };
+    let Some((mount, secret)) = path
+        .split_once('/')
+        .filter(|(m, s)| !m.is_empty() && !s.is_empty())
+    else {
+        bail!("a vault: reference names a mount and a path: vault:MOUNT/PATH#key");
+    };
+    let addr = &vault.addr;
+    let url = format!("{}/v1/{mount}/data/{secret}", addr.trim_end_matches('/'));
+    let mut request = client.get(&url).header("x-vault-token", &vault.token);
+    if let Some(namespace) = &vault.namespace {
+        request = request.header("x-vault-namespace", namespace);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Vault at {addr}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("Vault answered {status} without JSON"))?;
+    if !status.is_success() {
+        let errors = answer["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+        bail!("Vault answered {status} for {mount}/{secret}: {errors}");
+    }
+    match answer["data"]["data"].get(key) {
+        Some(serde_json::Value::String(value)) if !value.is_empty() => Ok(value.clone()),
+        Some(_) => bail!("the secret's {key:?} is not a non-empty text"),
+        None => bail!("the secret has no key {key:?}"),
     }
 }
 
@@ -342,6 +445,70 @@ fn sigv4(request: &SigV4<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers one HTTP request on a loopback port with `status` and `body`, returning the
+    /// port and what the request was.
+    async fn answer_once(
+        status: &'static str,
+        body: String,
+    ) -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let read = socket.read(&mut request).await.unwrap();
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..read]).to_lowercase()
+        });
+        (port, task)
+    }
+
+    /// Vault's KV version 2 answer as its documentation gives it (no real Vault runs here).
+    #[tokio::test]
+    async fn vault_kv_secrets_are_read_as_vault_documents_them() {
+        let body = serde_json::json!({
+            "data": {"data": {"master_key": "00ff"}, "metadata": {"version": 3}}
+        })
+        .to_string();
+        let (port, request) = answer_once("200 OK", body).await;
+        let vault = |port: u16| Vault {
+            addr: format!("http://127.0.0.1:{port}"),
+            token: "s.test-token".to_owned(),
+            namespace: None,
+        };
+        let client = reqwest::Client::new();
+        let secret = vault_kv(&vault(port), &client, "secret/retail/lake#master_key").await;
+        assert_eq!(secret.unwrap(), "00ff");
+        let request = request.await.unwrap();
+        assert!(
+            request.starts_with("get /v1/secret/data/retail/lake http/1.1"),
+            "{request}"
+        );
+        assert!(request.contains("x-vault-token: s.test-token"), "{request}");
+
+        let (port, _) = answer_once(
+            "403 Forbidden",
+            r#"{"errors":["permission denied"]}"#.to_owned(),
+        )
+        .await;
+        let error = vault_kv(&vault(port), &client, "secret/retail/lake#master_key")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("403") && error.contains("permission denied"),
+            "{error}"
+        );
+        for bad in ["secret/retail", "nomount#key", "/x#key"] {
+            assert!(vault_kv(&vault(port), &client, bad).await.is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn signatures_match_aws_test_suite() {

@@ -51,7 +51,7 @@ pub async fn postgres(
 /// When the lake root is invalid, or as [`postgres`].
 pub async fn open(config: &Config, backend: Backend) -> anyhow::Result<Arc<dyn Warehouse>> {
     Ok(match backend {
-        Backend::Embedded => Arc::new(embedded(&crate::open_lake(config)?)),
+        Backend::Embedded => Arc::new(embedded(&crate::open_lake(config).await?)),
         Backend::Postgres => Arc::new(postgres(&config.warehouse, &config.tls, true).await?),
     })
 }
@@ -91,7 +91,7 @@ pub async fn status(config: &Config) -> anyhow::Result<Status> {
     let settings = &config.warehouse;
     Ok(match settings.backend {
         Backend::Embedded => {
-            let warehouse = embedded(&crate::open_lake(config)?);
+            let warehouse = embedded(&crate::open_lake(config).await?);
             warehouse.refresh().await?;
             Status::Embedded {
                 gold_versions: warehouse.versions().await.unwrap_or_default(),

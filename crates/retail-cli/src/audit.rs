@@ -139,6 +139,8 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
 const NOT_AUDITED: &[&str] = &[
     "config.print",
     "config.check",
+    "lake.keys.generate",
+    "lake.keys.status",
     "generate",
     "bench",
     "models.report",

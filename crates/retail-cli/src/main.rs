@@ -496,6 +496,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             dry_run,
             json,
         }) => vacuum(&config, retention_hours, dry_run, json).await,
+        Command::Lake(LakeCommand::Keys(command)) => lake_keys(&config, command).await,
         Command::Stream(command) => Box::pin(stream::stream(*command, config)).await,
         Command::Serve { listen } => api::serve(config, listen).await,
         Command::Users(command) => api::users(command, config).await,
@@ -619,6 +620,74 @@ enum LakeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The keys of the lake's encryption at rest (lake.encryption.master_key; ADR 0016).
+    #[command(subcommand)]
+    Keys(LakeKeysCommand),
+}
+
+/// `retail lake keys ...`.
+#[derive(Debug, Subcommand)]
+enum LakeKeysCommand {
+    /// Print a new random master key (64 hex digits) to keep in a secret store and set as
+    /// lake.encryption.master_key. Nothing is written.
+    Generate,
+    /// Show the lake's data keys: which is current and the fingerprint of the master key
+    /// wrapping each (opening them all with the configured master keys).
+    Status {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a data key and make it current: files written from now on are sealed under it,
+    /// older files stay readable under theirs. Running processes learn the new key from the
+    /// first file they read under it.
+    RotateDataKey,
+    /// Wrap every data key under lake.encryption.master_key. Rotating the master key: set the
+    /// new key as master_key and the old one in previous_master_keys on every process, run
+    /// this, then remove the old key.
+    Rewrap,
+}
+
+async fn lake_keys(config: &Config, command: LakeKeysCommand) -> anyhow::Result<()> {
+    if let LakeKeysCommand::Generate = command {
+        println!("{}", retail_lake::encryption::MasterKey::generate()?);
+        return Ok(());
+    }
+    let lake = retail_app::open_lake(config).await?;
+    let Some(keyring) = lake.keyring() else {
+        anyhow::bail!("the lake is not encrypted: lake.encryption.master_key is not set");
+    };
+    match command {
+        LakeKeysCommand::Generate => unreachable!("answered above"),
+        LakeKeysCommand::Status { json } => {
+            let status = keyring.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            println!("master key {} (configured)", status.master);
+            for (id, created, master) in &status.keys {
+                let current = if *id == status.current {
+                    " (current)"
+                } else {
+                    ""
+                };
+                println!("data key {id}{current}: made {created}, wrapped by master key {master}");
+            }
+        }
+        LakeKeysCommand::RotateDataKey => {
+            let id = keyring.rotate_data_key().await?;
+            println!("data key {id} is now current; files written from now on are sealed under it");
+        }
+        LakeKeysCommand::Rewrap => {
+            let count = keyring.rewrap().await?;
+            let master = keyring.status().await?.master;
+            println!(
+                "{count} data keys wrapped anew; every data key is now wrapped by master key {master}"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn vacuum(
@@ -627,7 +696,7 @@ async fn vacuum(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let lake = retail_app::open_lake(config)?;
+    let lake = retail_app::open_lake(config).await?;
     let mut settings = config.lake.clone();
     if let Some(hours) = retention_hours {
         settings.vacuum_retention_hours = hours;

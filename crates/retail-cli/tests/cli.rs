@@ -6,6 +6,11 @@ use std::process::{Command, Output};
 
 /// Runs `retail` with a lake and metadata store in `dir`.
 fn retail(dir: &Path, args: &[&str]) -> Output {
+    retail_with(dir, &[], args)
+}
+
+/// Runs `retail` with a lake and metadata store in `dir` and these variables.
+fn retail_with(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_retail"))
         .args(args)
         .current_dir(dir)
@@ -13,8 +18,20 @@ fn retail(dir: &Path, args: &[&str]) -> Output {
         .env("RETAIL__LAKE__ROOT", dir.join("lake"))
         .env("RETAIL__METADATA__PATH", dir.join("retail.db"))
         .env("RETAIL__TELEMETRY__LOG_LEVEL", "warn")
+        .envs(vars.iter().copied())
         .output()
         .expect("retail runs")
+}
+
+/// Runs `retail` with these variables, asserts success and returns its standard output.
+fn stdout_with(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> String {
+    let output = retail_with(dir, vars, args);
+    assert!(
+        output.status.success(),
+        "retail {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
 }
 
 /// Runs `retail`, asserts success and parses its standard output as JSON.
@@ -639,4 +656,159 @@ fn serve_refuses_a_random_token_secret_beyond_loopback_before_opening_anything()
         !dir.path().join("retail.db").exists(),
         "nothing is created by a refused start"
     );
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+#[test]
+fn an_encrypted_lake_answers_as_a_plain_one_and_its_keys_rotate() {
+    let root = tempfile::tempdir().unwrap();
+    let (plain, sealed) = (root.path().join("plain"), root.path().join("sealed"));
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::create_dir_all(&sealed).unwrap();
+    let generated = retail(
+        root.path(),
+        &["generate", "--rows", "2000", "--days", "10", "--out", "gen"],
+    );
+    assert!(generated.status.success());
+    let generated_dir = root.path().join("gen");
+    let gen_dir = generated_dir.to_str().unwrap();
+
+    let key = stdout_with(root.path(), &[], &["lake", "keys", "generate"]);
+    let key = key.trim().to_owned();
+    assert!(
+        key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()),
+        "{key}"
+    );
+    let with_key = [("RETAIL__LAKE__ENCRYPTION__MASTER_KEY", key.as_str())];
+    let summary = |dir: &Path, vars: &[(&str, &str)]| {
+        stdout_with(
+            dir,
+            vars,
+            &[
+                "warehouse",
+                "query",
+                "sales_summary",
+                "--backend",
+                "embedded",
+                "--json",
+            ],
+        )
+    };
+    for (dir, vars) in [(&plain, &[][..]), (&sealed, &with_key[..])] {
+        stdout_with(dir, vars, &["ingest", gen_dir, "--json"]);
+        stdout_with(dir, vars, &["pipeline", "run", "--json"]);
+    }
+    let expected = summary(&plain, &[]);
+    assert!(expected.contains("orders"), "{expected}");
+    assert_eq!(summary(&sealed, &with_key), expected, "the same answers");
+
+    // Every file of every table is sealed; only the keyring (wrapped keys) is not, and the
+    // embedded search index beside the tables (ADR 0016: not encrypted yet).
+    let lake = sealed.join("lake");
+    let files = files_under(&lake);
+    assert!(files.len() > 50, "{}", files.len());
+    let unsealed: Vec<String> = files
+        .iter()
+        .filter(|(path, bytes)| {
+            !bytes.starts_with(b"RDPENC01")
+                && !path.starts_with(lake.join("search"))
+                && !path.ends_with("_encryption/keyring.json")
+        })
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    assert!(unsealed.is_empty(), "{unsealed:?}");
+
+    // A new data key: what is written from now on is sealed under it.
+    let status: serde_json::Value = serde_json::from_str(&stdout_with(
+        &sealed,
+        &with_key,
+        &["lake", "keys", "status", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(status["current"], 1, "{status}");
+    stdout_with(&sealed, &with_key, &["lake", "keys", "rotate-data-key"]);
+    let more = retail(
+        root.path(),
+        &[
+            "generate",
+            "--rows",
+            "300",
+            "--days",
+            "2",
+            "--start",
+            "2011-03-01",
+            "--seed",
+            "7",
+            "--out",
+            "more",
+        ],
+    );
+    assert!(
+        more.status.success(),
+        "{}",
+        String::from_utf8_lossy(&more.stderr)
+    );
+    let more = root.path().join("more");
+    stdout_with(
+        &sealed,
+        &with_key,
+        &["ingest", more.to_str().unwrap(), "--json"],
+    );
+    stdout_with(&sealed, &with_key, &["pipeline", "run", "--json"]);
+    let under_second = files_under(&sealed.join("lake"))
+        .iter()
+        .filter(|(_, bytes)| bytes.len() > 12 && bytes[8..12] == 2u32.to_be_bytes())
+        .count();
+    assert!(under_second > 0, "files sealed under data key 2");
+
+    // A new master key, the old one kept as previous until every data key is wrapped anew.
+    let new_key = stdout_with(root.path(), &[], &["lake", "keys", "generate"]);
+    let new_key = new_key.trim().to_owned();
+    let config = root.path().join("rotation.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake.encryption]\nmaster_key = \"{new_key}\"\nprevious_master_keys = [\"{key}\"]\n"
+        ),
+    )
+    .unwrap();
+    let rotation = [("RETAIL_CONFIG", config.to_str().unwrap())];
+    let rewrapped = stdout_with(&sealed, &rotation, &["lake", "keys", "rewrap"]);
+    assert!(
+        rewrapped.starts_with("2 data keys wrapped anew"),
+        "{rewrapped}"
+    );
+    let only_new = [("RETAIL__LAKE__ENCRYPTION__MASTER_KEY", new_key.as_str())];
+    let after = summary(&sealed, &only_new);
+    assert_ne!(after, expected, "the second batch is in gold");
+    assert!(after.contains("orders"), "{after}");
+
+    // The retired key, no key, or a malformed key: a clear error, nothing read.
+    for (vars, message) in [
+        (&with_key[..], "is wrapped by master key"),
+        (&[][..], "lake.encryption.master_key is not set"),
+        (
+            &[("RETAIL__LAKE__ENCRYPTION__MASTER_KEY", "0123")][..],
+            "64 hex digits",
+        ),
+    ] {
+        let refused = retail_with(&sealed, vars, &["pipeline", "status", "--json"]);
+        assert!(!refused.status.success());
+        let error = String::from_utf8_lossy(&refused.stderr);
+        assert!(error.contains(message), "{message}: {error}");
+    }
 }

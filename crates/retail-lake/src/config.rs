@@ -25,6 +25,28 @@ pub struct LakeConfig {
     /// entry after it, so that what a command or a `202` reports as written survives a power
     /// loss. Object stores acknowledge only durable writes and need nothing.
     pub fsync: bool,
+    /// Encryption at rest (ADR 0016); off unless a master key is set.
+    pub encryption: EncryptionConfig,
+}
+
+/// The keys of the lake's encryption at rest (`[lake.encryption]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// The master key that wraps the lake's data keys: 32 bytes as 64 hex digits (`openssl
+    /// rand -hex 32` or `retail lake keys generate`), or a secret reference. Empty: the lake
+    /// is not encrypted. Never stored in the lake.
+    pub master_key: String,
+    /// Master keys that may still wrap some data keys during a rotation (`retail lake keys
+    /// rewrap` wraps them all under `master_key`; then remove them here).
+    pub previous_master_keys: Vec<String>,
+}
+
+impl EncryptionConfig {
+    /// Whether the lake is encrypted.
+    pub fn is_enabled(&self) -> bool {
+        !self.master_key.is_empty()
+    }
 }
 
 impl LakeConfig {
@@ -43,6 +65,7 @@ impl Default for LakeConfig {
             vacuum_retention_hours: 168,
             vacuum_after_runs: true,
             fsync: true,
+            encryption: EncryptionConfig::default(),
         }
     }
 }

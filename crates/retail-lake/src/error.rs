@@ -45,6 +45,9 @@ pub enum Error {
         #[source]
         source: deltalake::parquet::errors::ParquetError,
     },
+    /// The lake's encryption keys cannot be used.
+    #[error("lake encryption: {0}")]
+    Encryption(#[from] crate::encryption::KeyError),
     /// A table that must exist does not.
     #[error("table {table} does not exist yet")]
     MissingTable {
@@ -78,6 +81,7 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::InvalidRoot { .. } => ErrorKind::InvalidInput,
+            Self::Encryption(_) => ErrorKind::Unavailable,
             Self::MissingTable { .. } => ErrorKind::NotFound,
             Self::Table { source, .. } => match source.as_ref() {
                 DeltaTableError::VersionAlreadyExists(_) | DeltaTableError::Transaction { .. } => {

@@ -21,11 +21,12 @@
 
 pub mod cells;
 mod config;
+pub mod encryption;
 mod error;
 pub mod schema;
 mod store;
 
-pub use config::LakeConfig;
+pub use config::{EncryptionConfig, LakeConfig};
 pub use deltalake::{DeltaTable, arrow, parquet};
 pub use error::{Error, Result};
 pub use schema::TableSpec;

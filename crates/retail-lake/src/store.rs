@@ -27,6 +27,7 @@ use tracing::{debug, instrument, warn};
 use url::Url;
 
 use crate::config::LakeConfig;
+use crate::encryption::{EncryptedStore, KEYRING, KeyError, Keyring, MasterKey};
 use crate::error::{Error, Result};
 use crate::schema::TableSpec;
 
@@ -75,6 +76,8 @@ pub struct Lake {
     batch_rows: usize,
     /// Whether commits on a local root are flushed to disk.
     fsync: bool,
+    /// The root's object store sealing and opening every object, when the lake is encrypted.
+    encrypted: Option<(Arc<EncryptedStore>, Arc<Keyring>)>,
 }
 
 impl Lake {
@@ -82,7 +85,8 @@ impl Lake {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidRoot`] when the root is not a URL and cannot be made a local directory.
+    /// [`Error::InvalidRoot`] when the root is not a URL and cannot be made a local directory;
+    /// [`Error::Encryption`] when a master key is not 64 hex digits.
     pub fn new(config: &LakeConfig) -> Result<Self> {
         let root = resolve_root(&config.root)?;
         if matches!(root.scheme(), "s3" | "s3a") {
@@ -91,16 +95,73 @@ impl Lake {
             static REGISTER_S3: std::sync::Once = std::sync::Once::new();
             REGISTER_S3.call_once(|| deltalake::aws::register_handlers(None));
         }
+        let storage_options: HashMap<String, String> = config
+            .storage_options
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let encrypted = if config.encryption.is_enabled() {
+            let mut masters = vec![MasterKey::parse(
+                "lake.encryption.master_key",
+                &config.encryption.master_key,
+            )?];
+            for (index, key) in config.encryption.previous_master_keys.iter().enumerate() {
+                let setting = format!("lake.encryption.previous_master_keys[{index}]");
+                masters.push(MasterKey::parse(&setting, key)?);
+            }
+            let storage = DeltaTableBuilder::from_url(root.clone())
+                .map(|builder| builder.with_storage_options(storage_options.clone()))
+                .and_then(|builder| builder.build_storage())
+                .map_err(|source| Error::InvalidRoot {
+                    root: config.root.clone(),
+                    reason: source.to_string(),
+                })?;
+            let keyring = Arc::new(Keyring::new(storage.object_store(None), masters));
+            let store = EncryptedStore::new(storage.root_object_store(None), Arc::clone(&keyring));
+            Some((Arc::new(store), keyring))
+        } else {
+            None
+        };
         Ok(Self {
             root,
-            storage_options: config
-                .storage_options
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
+            storage_options,
             batch_rows: config.batch_rows.max(1024),
             fsync: config.fsync,
+            encrypted,
         })
+    }
+
+    /// The keyring of an encrypted lake.
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.encrypted.as_ref().map(|(_, keyring)| keyring)
+    }
+
+    /// On an encrypted lake, opens its keyring (making it on a new lake) and every data key,
+    /// so that a wrong or missing master key stops a command before it starts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encryption`] when the keyring cannot be read or made, or a key does not open.
+    pub async fn check_encryption(&self) -> Result<()> {
+        if let Some(keyring) = self.keyring() {
+            keyring.check().await?;
+            return Ok(());
+        }
+        // Unencrypted: a keyring means the lake was written encrypted and cannot be read.
+        let invalid = |reason: String| Error::InvalidRoot {
+            root: self.root.to_string(),
+            reason,
+        };
+        let root = DeltaTableBuilder::from_url(self.root.clone())
+            .map(|builder| builder.with_storage_options(self.storage_options.clone()))
+            .and_then(|builder| builder.build_storage())
+            .map_err(|source| invalid(source.to_string()))?
+            .object_store(None);
+        match root.head(&object_store::path::Path::from(KEYRING)).await {
+            Ok(_) => Err(KeyError::NoMasterKey.into()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(invalid(error.to_string())),
+        }
     }
 
     /// Returns the lake's root URL (always ending with `/`).
@@ -121,9 +182,14 @@ impl Lake {
     }
 
     fn builder(&self, table: &TableSpec) -> Result<DeltaTableBuilder> {
-        DeltaTableBuilder::from_url(self.table_url(table))
+        let url = self.table_url(table);
+        let builder = DeltaTableBuilder::from_url(url.clone())
             .map(|builder| builder.with_storage_options(self.storage_options.clone()))
-            .map_err(|source| table_error("open", table, source))
+            .map_err(|source| table_error("open", table, source))?;
+        Ok(match &self.encrypted {
+            Some((store, _)) => builder.with_storage_backend(Arc::clone(store) as _, url),
+            None => builder,
+        })
     }
 
     /// Opens a table at its latest version, or returns `None` when it was never written.
@@ -1390,6 +1456,12 @@ async fn scan_delta(
         false,
     );
     let session = SessionContext::new_with_config(config);
+    // The table's files through its own store (an encrypted lake's opens them), not the
+    // session's default one for their scheme.
+    session.runtime_env().register_object_store(
+        delta.log_store().config().location(),
+        delta.log_store().root_object_store(None),
+    );
     let mut load = delta
         .scan_table()
         .with_session_state(Arc::new(session.state()));
@@ -1683,5 +1755,193 @@ mod tests {
                 .unwrap(),
             Some(7)
         );
+    }
+
+    /// Every file under `dir`, with its bytes.
+    fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                found.push((path, bytes));
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_lake_reads_back_what_it_wrote_and_its_disk_holds_no_plaintext() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = MasterKey::generate().unwrap();
+        let config = |master_key: &str| LakeConfig {
+            root: dir.path().display().to_string(),
+            encryption: crate::EncryptionConfig {
+                master_key: master_key.to_owned(),
+                previous_master_keys: Vec::new(),
+            },
+            ..LakeConfig::default()
+        };
+        let lake = Lake::new(&config(&key)).unwrap();
+        lake.check_encryption().await.unwrap();
+        // More commits than a checkpoint's interval: log entries, checkpoints and data files.
+        for i in 0..12 {
+            let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+            writer
+                .write(duplicates(&[&format!("secret-id-{i}")]))
+                .await
+                .unwrap();
+            writer.commit(&[("app".to_owned(), i)]).await.unwrap();
+        }
+        let rows: usize = lake
+            .read_all(&SILVER_DUPLICATES)
+            .await
+            .unwrap()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        assert_eq!(rows, 12);
+        assert_eq!(
+            lake.app_version(&SILVER_DUPLICATES, "app").await.unwrap(),
+            Some(11)
+        );
+        assert_eq!(
+            lake.count_rows_at(&SILVER_DUPLICATES, 3).await.unwrap(),
+            3,
+            "time travel"
+        );
+        // A rewrite and a vacuum work through the encrypted store as well.
+        let mut writer = lake.overwriter(&SILVER_DUPLICATES).await.unwrap();
+        writer.write(duplicates(&["kept"])).await.unwrap();
+        writer.commit(&[]).await.unwrap();
+        let zero = std::time::Duration::ZERO;
+        let vacuumed = lake
+            .vacuum(&SILVER_DUPLICATES, zero, false, false)
+            .await
+            .unwrap();
+        assert_eq!(vacuumed.files, 12);
+        assert_eq!(lake.count_rows(&SILVER_DUPLICATES).await.unwrap(), 1);
+
+        let files = files_under(dir.path());
+        let checkpoints = files
+            .iter()
+            .filter(|(path, _)| path.to_string_lossy().contains("checkpoint"))
+            .count();
+        assert!(checkpoints > 0, "a checkpoint was written");
+        for (path, bytes) in &files {
+            if path.ends_with(KEYRING) {
+                continue;
+            }
+            assert!(bytes.starts_with(b"RDPENC01"), "{}", path.display());
+            for plain in [&b"PAR1"[..], b"commitInfo", b"secret-id", b"kept"] {
+                assert!(
+                    !bytes.windows(plain.len()).any(|w| w == plain),
+                    "{} holds {}",
+                    path.display(),
+                    String::from_utf8_lossy(plain)
+                );
+            }
+        }
+
+        // Without the master key, or with another, the lake says why it cannot be read.
+        let error = Lake::new(&config("")).unwrap().check_encryption().await;
+        let error = error.unwrap_err().to_string();
+        assert!(
+            error.contains("lake.encryption.master_key is not set"),
+            "{error}"
+        );
+        let other = MasterKey::generate().unwrap();
+        let error = Lake::new(&config(&other)).unwrap().check_encryption().await;
+        let error = error.unwrap_err().to_string();
+        assert!(error.contains("is wrapped by master key"), "{error}");
+        let error = Lake::new(&config("not hex")).unwrap_err().to_string();
+        assert!(error.contains("64 hex digits"), "{error}");
+    }
+
+    /// One HTTP/1.1 request to moto, which checks no signature but treats a request without
+    /// one as anonymous: the status line and headers, and the body.
+    fn moto_request(url: &str, method: &str, path: &str) -> (String, Vec<u8>) {
+        use std::io::{Read as _, Write as _};
+        let host = url.trim_start_matches("http://").trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(host).expect("moto reachable");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, \
+             SignedHeaders=host, Signature=0\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers end");
+        let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+        (head, answer[split + 4..].to_vec())
+    }
+
+    /// An encrypted lake on S3 (moto's server) with the bucket's server-side encryption asked
+    /// for through the storage options: both apply to every object.
+    #[tokio::test]
+    async fn on_s3_objects_are_sealed_by_the_lake_and_server_side_encryption_is_passed_through() {
+        let Ok(moto) = std::env::var("RETAIL_TEST_MOTO_URL") else {
+            assert!(
+                std::env::var_os("RETAIL_REQUIRE_MOTO").is_none(),
+                "RETAIL_TEST_MOTO_URL is not set (scripts/services.sh start moto)"
+            );
+            eprintln!("skipped: RETAIL_TEST_MOTO_URL is not set");
+            return;
+        };
+        let bucket = format!("lake-{}", std::process::id());
+        let (created, _) = moto_request(&moto, "PUT", &format!("/{bucket}"));
+        assert!(created.starts_with("http/1.1 200"), "{created}");
+        let options = [
+            ("AWS_ENDPOINT_URL", moto.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_S3_ALLOW_UNSAFE_RENAME", "true"),
+            ("aws_server_side_encryption", "AES256"),
+        ];
+        let lake = Lake::new(&LakeConfig {
+            root: format!("s3://{bucket}/lake"),
+            storage_options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            encryption: crate::EncryptionConfig {
+                master_key: MasterKey::generate().unwrap(),
+                previous_master_keys: Vec::new(),
+            },
+            ..LakeConfig::default()
+        })
+        .unwrap();
+        lake.check_encryption().await.unwrap();
+        let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+        writer.write(duplicates(&["on-s3"])).await.unwrap();
+        writer.commit(&[]).await.unwrap();
+        assert_eq!(lake.count_rows(&SILVER_DUPLICATES).await.unwrap(), 1);
+
+        let delta = lake.open(&SILVER_DUPLICATES).await.unwrap().unwrap();
+        let file = lake.data_files(&delta, &SILVER_DUPLICATES).unwrap()[0].clone();
+        for key in [
+            format!("lake/{}/{file}", SILVER_DUPLICATES.name),
+            format!(
+                "lake/{}/_delta_log/00000000000000000000.json",
+                SILVER_DUPLICATES.name
+            ),
+        ] {
+            let (head, body) = moto_request(&moto, "GET", &format!("/{bucket}/{key}"));
+            assert!(head.starts_with("http/1.1 200"), "{key}: {head}");
+            assert!(
+                head.contains("x-amz-server-side-encryption: aes256"),
+                "{key}: {head}"
+            );
+            assert!(body.starts_with(b"RDPENC01"), "{key} is sealed by the lake");
+        }
     }
 }
