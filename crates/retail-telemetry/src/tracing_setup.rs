@@ -174,9 +174,17 @@ pub fn init(options: &Options) -> Result<Guard, ExporterError> {
         .as_ref()
         .map(|otlp| provider(otlp, &options.service))
         .transpose()?;
-    let otel = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("retail")));
+    let otel = provider.as_ref().map(|provider| {
+        // Per span, only what a trace shows: no busy/idle timings (two clock reads on every
+        // poll of a future), no thread attributes, and no activation of the OpenTelemetry
+        // context on entry (the platform reads each span's own context, never the
+        // current one). Each costs on every span, sampled or not (ADR 0009).
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("retail"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_context_activation(false)
+    });
     let logs = match options.format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
