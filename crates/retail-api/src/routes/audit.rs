@@ -123,12 +123,7 @@ pub(crate) async fn entries(
     State(state): State<AppState>,
     TypedQuery(query): TypedQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be 1 to 1000, not {limit}"
-        )));
-    }
+    let limit = super::page_limit(query.limit)?;
     let after = query.after.unwrap_or(0);
     if !(0..=MAX_SEQ).contains(&after) {
         return Err(ApiError::invalid(format!(

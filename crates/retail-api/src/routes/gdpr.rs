@@ -203,12 +203,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     TypedQuery(query): TypedQuery<ListQuery>,
 ) -> Result<Json<Vec<ErasureReport>>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be 1 to 1000, not {limit}"
-        )));
-    }
+    let limit = super::page_limit(query.limit)?;
     Ok(Json(state.services.gdpr.erasures(limit).await?))
 }
 

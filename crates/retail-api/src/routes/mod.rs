@@ -65,3 +65,15 @@ pub(crate) fn routes(state: AppState) -> Router {
         )
         .with_state(state)
 }
+
+/// A list's `limit`: 100 when absent, else 1 to 1,000.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, crate::error::ApiError> {
+    let limit = limit.unwrap_or(100);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(crate::error::ApiError::invalid(format!(
+            "limit must be 1 to 1000, not {limit}"
+        )))
+    }
+}
