@@ -402,16 +402,25 @@ impl Keyring {
         Ok(())
     }
 
-    /// The first table log found under the root, if any.
+    /// The first table log found under the root, if any. A sealed one means the keyring of
+    /// an encrypted lake was lost, which is an error of its own.
     async fn unencrypted_table(&self) -> Result<Option<String>, KeyError> {
+        let failed = |error: object_store::Error| KeyError::Keyring(error.to_string());
         let mut listing = self.store.list(None);
-        while let Some(meta) = listing
-            .try_next()
-            .await
-            .map_err(|error| KeyError::Keyring(error.to_string()))?
-        {
+        while let Some(meta) = listing.try_next().await.map_err(failed)? {
             let path = meta.location.as_ref();
             if let Some((table, _)) = path.split_once("/_delta_log/") {
+                let start = self
+                    .store
+                    .get_range(&meta.location, 0..(MAGIC.len() as u64).min(meta.size))
+                    .await
+                    .map_err(failed)?;
+                if start.as_ref() == MAGIC {
+                    return Err(KeyError::Keyring(format!(
+                        "it is missing, yet table {table} is encrypted: restore {KEYRING} from \
+                         a backup (without it the lake cannot be read)"
+                    )));
+                }
                 return Ok(Some(table.to_owned()));
             }
         }
@@ -923,6 +932,17 @@ impl ObjectStore for EncryptedStore {
         let options = GetOptions::default();
         for attempt in 0..2 {
             let known = self.header(location, &options).await?;
+            let len = plain_len(known.0).unwrap_or(0);
+            if let Some(range) = ranges
+                .iter()
+                .find(|range| range.end > len || range.start > range.end)
+            {
+                return Err(object_store::Error::Generic {
+                    store: "encryption",
+                    source: format!("range {range:?} of {location} is beyond its {len} bytes")
+                        .into(),
+                });
+            }
             let mut answers = Vec::with_capacity(ranges.len());
             let mut failed = None;
             for range in ranges {
@@ -1251,6 +1271,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("neither"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_keyring_is_named_as_such() {
+        let root: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let encrypted = store(vec![master(1)], &root);
+        let log = Path::from("gold/t/_delta_log/00000000000000000000.json");
+        encrypted.put(&log, b"{}".to_vec().into()).await.unwrap();
+        root.delete(&Keyring::path()).await.unwrap();
+        let error = store(vec![master(1)], &root)
+            .get(&log)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("restore _encryption/keyring.json"),
+            "{error}"
+        );
+        let beyond = encrypted.get_ranges(&log, &[0..1, 0..100]).await;
+        assert!(beyond.is_err(), "a range beyond the object is an error");
     }
 
     #[tokio::test]
