@@ -118,6 +118,40 @@ pub fn policy(config: &retail_services::ApiConfig) -> anyhow::Result<Policy> {
         .map_err(|error| anyhow::anyhow!("invalid api.roles_file {}: {error}", config.roles_file))
 }
 
+/// How often `retail serve` reads the audit trail for erasures other processes made (a
+/// `retail gdpr forget` from the command line, another replica).
+pub const ERASURES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Until `stop`, every [`ERASURES_EVERY`], adds the subjects of erasures recorded in the trail
+/// by other processes to `erased`, so that ingestion keeps those customers out as well.
+async fn follow_erasures(
+    audit: Arc<dyn retail_services::AuditService>,
+    erased: retail_pipeline::Erased,
+    key: Vec<u8>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(ERASURES_EVERY) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        match retail_services::Gdpr::erased_subjects(audit.as_ref(), key.clone()).await {
+            Ok(subjects) => {
+                let mut current = erased
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if subjects.len() > current.as_ref().map_or(0, |known| known.len()) {
+                    tracing::info!(subjects = subjects.len(), "erasures made elsewhere learnt");
+                    *current = Some(Arc::new(subjects));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the audit trail for erasures made elsewhere");
+            }
+        }
+    }
+}
+
 /// Opens the configured lake (a local root directory is created when missing); an encrypted
 /// lake opens its keyring (made on a new lake) and every data key.
 ///
@@ -551,7 +585,18 @@ impl App {
                 .await;
             }
         };
-        let (served, (), ()) = tokio::join!(server, streams, alerts);
+        let erasures = async {
+            if let Some(key) = self.config.privacy.key_bytes() {
+                follow_erasures(
+                    Arc::clone(&self.services.audit),
+                    Arc::clone(self.ingestion.erased()),
+                    key,
+                    stop.subscribe(),
+                )
+                .await;
+            }
+        };
+        let (served, (), (), ()) = tokio::join!(server, streams, alerts, erasures);
         signal.abort();
         served?;
         Ok(())

@@ -432,3 +432,55 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
     assert!(!incremental.is_empty());
     assert_eq!(incremental, full);
 }
+
+/// A `retail serve` learns of an erasure another process made (here a command's build of the
+/// platform on the same lake and store) within seconds, and keeps the customer out of what it
+/// ingests from then on.
+#[tokio::test]
+async fn a_server_learns_of_erasures_made_by_other_processes() {
+    let data = retail_test_support::Generated::new(500, 5);
+    let test = TestApp::over(&data.files, ApiConfig::default(), |config| {
+        config.privacy.key = "a privacy key of at least thirty-two bytes".to_owned();
+    })
+    .await;
+    let known = |app: &retail_app::App| {
+        app.ingestion
+            .erased()
+            .read()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |subjects| subjects.len())
+    };
+    assert_eq!(known(&test.app), 0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = test.app.serve_until(listener, async {
+        let _ = stopped.await;
+    });
+    let elsewhere = async {
+        let command = retail_app::App::build(test.app.config.clone(), retail_app::Role::Cli)
+            .await
+            .unwrap();
+        let report = command
+            .services
+            .gdpr
+            .forget("12346", "cli:test", "cli@test")
+            .await
+            .unwrap();
+        assert_eq!(report.status, "succeeded");
+        assert_eq!(known(&command), 1);
+        let deadline = std::time::Instant::now()
+            + retail_app::ERASURES_EVERY * 3
+            + std::time::Duration::from_secs(5);
+        while known(&test.app) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never learnt of the erasure"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        stop.send(()).unwrap();
+    };
+    let (served, ()) = tokio::join!(serving, elsewhere);
+    served.unwrap();
+}
