@@ -129,31 +129,28 @@ async fn guard(State(guard): State<Guard>, mut request: Request, next: Next) -> 
     };
     // A caller whose role masks a column may not name one of its values (ADR 0015): such a
     // request is refused like any other the role may not make.
-    let admission = admission.map(|admission| match admission {
-        Admission::Allowed {
-            principal,
-            limit,
-            remaining,
-        } => {
-            let masker = services.access.masker(&principal);
-            match crate::masking::refusal(&masker, &principal.role, &route, request.uri()) {
-                Some(message) => Admission::Forbidden { principal, message },
-                None => Admission::Allowed {
-                    principal,
-                    limit,
-                    remaining,
-                },
-            }
+    let masker = match &admission {
+        Ok(Admission::Allowed { principal, .. }) => services.access.masker(principal),
+        _ => retail_domain::privacy::Masker::default(),
+    };
+    let refused = match &admission {
+        Ok(Admission::Allowed { principal, .. }) => {
+            crate::masking::refusal(&masker, &principal.role, &route, request.uri())
         }
-        other => other,
-    });
+        _ => None,
+    };
+    let admission = match (admission, refused) {
+        (Ok(Admission::Allowed { principal, .. }), Some(message)) => {
+            Ok(Admission::Forbidden { principal, message })
+        }
+        (admission, _) => admission,
+    };
     match admission {
         Ok(Admission::Allowed {
             principal,
             limit,
             remaining,
         }) => {
-            let masker = services.access.masker(&principal);
             let audited_as =
                 audited(&guard.state, &principal, &method, &route, &path).map(|action| {
                     let who = (audit::actor_of(&principal.subject), principal.role.clone());

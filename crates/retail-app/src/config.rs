@@ -818,24 +818,7 @@ impl Config {
         problems.extend(self.recommendations.problems());
         problems.extend(self.privacy.problems());
         if self.lake.encryption.is_enabled() {
-            let keys = std::iter::once((
-                "lake.encryption.master_key".to_owned(),
-                &self.lake.encryption.master_key,
-            ))
-            .chain(
-                self.lake
-                    .encryption
-                    .previous_master_keys
-                    .iter()
-                    .enumerate()
-                    .map(|(index, key)| {
-                        (
-                            format!("lake.encryption.previous_master_keys[{index}]"),
-                            key,
-                        )
-                    }),
-            );
-            for (setting, key) in keys {
+            for (setting, key) in self.lake.encryption.master_keys() {
                 if !crate::secrets::is_reference(key)
                     && let Err(error) = retail_lake::encryption::MasterKey::parse(&setting, key)
                 {

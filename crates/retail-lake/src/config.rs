@@ -47,6 +47,25 @@ impl EncryptionConfig {
     pub fn is_enabled(&self) -> bool {
         !self.master_key.is_empty()
     }
+
+    /// Every master key with the setting that holds it, the current one first.
+    pub fn master_keys(&self) -> impl Iterator<Item = (String, &str)> {
+        std::iter::once((
+            "lake.encryption.master_key".to_owned(),
+            self.master_key.as_str(),
+        ))
+        .chain(
+            self.previous_master_keys
+                .iter()
+                .enumerate()
+                .map(|(index, key)| {
+                    (
+                        format!("lake.encryption.previous_master_keys[{index}]"),
+                        key.as_str(),
+                    )
+                }),
+        )
+    }
 }
 
 impl LakeConfig {

@@ -755,7 +755,28 @@ impl EncryptedStore {
         Ok((sealed, header))
     }
 
-    /// Plaintext bytes `range` of `object`, given its sealed length and header.
+    /// `read` with the object's sealed length and header; when it fails, once more with both
+    /// read again (a header remembered from an object since replaced fails authentication).
+    async fn with_header<T, Answer>(
+        &self,
+        location: &Path,
+        options: &GetOptions,
+        read: impl Fn((u64, Header)) -> Answer,
+    ) -> object_store::Result<T>
+    where
+        Answer: std::future::Future<Output = object_store::Result<T>>,
+    {
+        let known = self.header(location, options).await?;
+        if let Ok(answer) = read(known).await {
+            return Ok(answer);
+        }
+        self.forget(location);
+        let known = self.header(location, options).await?;
+        read(known).await
+    }
+
+    /// Plaintext bytes `range` of `object`, given its sealed length and header; an object
+    /// whose length is no longer `sealed` changed since its header was read.
     async fn read_range(
         &self,
         object: &Path,
@@ -776,6 +797,11 @@ impl EncryptedStore {
         };
         let result = self.inner.get_opts(object, request).await?;
         let meta = result.meta.clone();
+        if meta.size != sealed {
+            return Err(
+                KeyError::Corrupt(object.to_string(), "it changed while it was read").into(),
+            );
+        }
         let span = result.bytes().await?;
         let plain = open_segments(object, &header, &data_key, first, &span, meta.size)?;
         let skip = (range.start - first * SEGMENT as u64) as usize;
@@ -885,43 +911,30 @@ impl ObjectStore for EncryptedStore {
                 attributes,
             });
         };
-        // A header remembered from an object since replaced fails authentication: read it
-        // again once.
-        for attempt in 0..2 {
-            let known = self.header(location, &options).await?;
-            let Some(len) = plain_len(known.0) else {
-                return Err(KeyError::Corrupt(location.to_string(), "it is too short").into());
-            };
-            let wanted = range
-                .as_range(len)
-                .map_err(|error| object_store::Error::Generic {
-                    store: "encryption",
-                    source: Box::new(error),
-                })?;
-            match self
-                .read_range(location, &options, known, wanted.clone())
-                .await
-            {
-                Ok((bytes, meta)) if meta.size == known.0 => {
-                    return Ok(GetResult {
-                        payload: one(bytes),
-                        meta: plain_meta(meta),
-                        range: wanted,
-                        attributes: Default::default(),
-                    });
-                }
-                Ok(_) | Err(_) if attempt == 0 => self.forget(location),
-                Ok(_) => {
-                    return Err(KeyError::Corrupt(
-                        location.to_string(),
-                        "it changed while it was read",
-                    )
-                    .into());
-                }
-                Err(error) => return Err(error),
+        self.with_header(location, &options, |known| {
+            let range = range.clone();
+            let options = &options;
+            async move {
+                let len = plain_len(known.0)
+                    .ok_or_else(|| KeyError::Corrupt(location.to_string(), "it is too short"))?;
+                let wanted = range
+                    .as_range(len)
+                    .map_err(|error| object_store::Error::Generic {
+                        store: "encryption",
+                        source: Box::new(error),
+                    })?;
+                let (bytes, meta) = self
+                    .read_range(location, options, known, wanted.clone())
+                    .await?;
+                Ok(GetResult {
+                    payload: one(bytes),
+                    meta: plain_meta(meta),
+                    range: wanted,
+                    attributes: Default::default(),
+                })
             }
-        }
-        unreachable!("the loop returns on its second attempt")
+        })
+        .await
     }
 
     async fn get_ranges(
@@ -930,47 +943,31 @@ impl ObjectStore for EncryptedStore {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         let options = GetOptions::default();
-        for attempt in 0..2 {
-            let known = self.header(location, &options).await?;
-            let len = plain_len(known.0).unwrap_or(0);
-            if let Some(range) = ranges
-                .iter()
-                .find(|range| range.end > len || range.start > range.end)
-            {
-                return Err(object_store::Error::Generic {
-                    store: "encryption",
-                    source: format!("range {range:?} of {location} is beyond its {len} bytes")
-                        .into(),
-                });
-            }
-            let mut answers = Vec::with_capacity(ranges.len());
-            let mut failed = None;
-            for range in ranges {
-                match self
-                    .read_range(location, &options, known, range.clone())
-                    .await
+        self.with_header(location, &options, |known| {
+            let options = &options;
+            async move {
+                let len = plain_len(known.0).unwrap_or(0);
+                if let Some(range) = ranges
+                    .iter()
+                    .find(|range| range.end > len || range.start > range.end)
                 {
-                    Ok((bytes, meta)) if meta.size == known.0 => answers.push(bytes),
-                    Ok(_) => {
-                        failed = Some(object_store::Error::from(KeyError::Corrupt(
-                            location.to_string(),
-                            "it changed while it was read",
-                        )));
-                        break;
-                    }
-                    Err(error) => {
-                        failed = Some(error);
-                        break;
-                    }
+                    return Err(object_store::Error::Generic {
+                        store: "encryption",
+                        source: format!("range {range:?} of {location} is beyond its {len} bytes")
+                            .into(),
+                    });
                 }
+                let mut answers = Vec::with_capacity(ranges.len());
+                for range in ranges {
+                    let (bytes, _) = self
+                        .read_range(location, options, known, range.clone())
+                        .await?;
+                    answers.push(bytes);
+                }
+                Ok(answers)
             }
-            match failed {
-                None => return Ok(answers),
-                Some(_) if attempt == 0 => self.forget(location),
-                Some(error) => return Err(error),
-            }
-        }
-        unreachable!("the loop returns on its second attempt")
+        })
+        .await
     }
 
     fn delete_stream(

@@ -101,14 +101,11 @@ impl Lake {
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
         let encrypted = if config.encryption.is_enabled() {
-            let mut masters = vec![MasterKey::parse(
-                "lake.encryption.master_key",
-                &config.encryption.master_key,
-            )?];
-            for (index, key) in config.encryption.previous_master_keys.iter().enumerate() {
-                let setting = format!("lake.encryption.previous_master_keys[{index}]");
-                masters.push(MasterKey::parse(&setting, key)?);
-            }
+            let masters = config
+                .encryption
+                .master_keys()
+                .map(|(setting, key)| MasterKey::parse(&setting, key))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let storage = DeltaTableBuilder::from_url(root.clone())
                 .map(|builder| builder.with_storage_options(storage_options.clone()))
                 .and_then(|builder| builder.build_storage())

@@ -75,16 +75,22 @@ pub(crate) async fn audience(
     let audience = state.services.marketing.audience(pairs).await?;
     if csv {
         // Not JSON: masked here for a role that pseudonymises customer ids.
-        let mut rows = audience.answer.rows.as_ref().clone();
-        if let Some(principal) = &caller.0 {
-            let masker = state.services.access.masker(principal);
-            if masker.masks("customer_id") {
+        let masker = caller
+            .0
+            .as_ref()
+            .map(|principal| state.services.access.masker(principal))
+            .filter(|masker| masker.masks("customer_id"));
+        let body = match masker {
+            Some(masker) => {
+                let mut rows = audience.answer.rows.as_ref().clone();
                 retail_services::CustomerDetail::Masked(masker).apply(&mut rows);
+                retail_services::analytics::csv_page(&rows, true)
             }
-        }
+            None => retail_services::analytics::csv_page(&audience.answer.rows, true),
+        };
         return Ok((
             [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            retail_services::analytics::csv_page(&rows, true),
+            body,
         )
             .into_response());
     }

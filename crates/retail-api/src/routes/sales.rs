@@ -14,9 +14,8 @@ use crate::extract::{Caller, QueryPairs};
 use crate::routes::rows::Rows;
 use crate::state::AppState;
 
-/// Whether the caller may see customer-level detail: the customer of each line, and lines
-/// selected by customer (the rule of `/api/v1/customers/{id}`).
-/// What the caller sees of the customers. A JSON answer is masked by the guard
+/// What the caller sees of the customers: the customer of each line, and lines selected by
+/// customer, need customer-level detail (the rule of `/api/v1/customers/{id}`). A JSON answer is masked by the guard
 /// (`masking.rs`), so for it a masked caller gets the ids here and pseudonyms on the wire;
 /// an export (not JSON) is masked as it is written.
 fn sees_customers(state: &AppState, caller: &Caller, json: bool) -> CustomerDetail {
