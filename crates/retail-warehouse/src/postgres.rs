@@ -1327,13 +1327,25 @@ impl PostgresWarehouse {
             "DELETE FROM customer_activity WHERE customer_id = ANY($1)",
             "DELETE FROM customer_rfm WHERE customer_id = ANY($1)",
             "DELETE FROM dim_customer WHERE customer_id = ANY($1)",
-            "DELETE FROM customer_pseudonyms WHERE customer_id = ANY($1)",
         ] {
-            if statement.contains("customer_pseudonyms") && self.analysts.is_none() {
-                continue;
-            }
             removed += tx
                 .execute(statement, &[&ids])
+                .await
+                .map_err(Error::postgres("forgetting customers"))?;
+        }
+        // The analysts' pseudonyms, wherever a load made them: also when the analysts' views
+        // have been switched off since.
+        let pseudonyms: bool = tx
+            .query_one("SELECT to_regclass('customer_pseudonyms') IS NOT NULL", &[])
+            .await
+            .map_err(Error::postgres("forgetting customers"))?
+            .get(0);
+        if pseudonyms {
+            removed += tx
+                .execute(
+                    "DELETE FROM customer_pseudonyms WHERE customer_id = ANY($1)",
+                    &[&ids],
+                )
                 .await
                 .map_err(Error::postgres("forgetting customers"))?;
         }

@@ -15,6 +15,8 @@ async fn analysts_read_pseudonyms_through_their_views_and_nothing_else() {
     };
     let role = format!("analyst_{}", std::process::id());
     let login = format!("alice_{}", std::process::id());
+    // The same warehouse as a process without the analysts' views sees it.
+    let without_views = warehouse.clone();
     let warehouse = warehouse
         .with_analyst_views(AnalystViews {
             role: role.clone(),
@@ -135,6 +137,27 @@ async fn analysts_read_pseudonyms_through_their_views_and_nothing_else() {
         .expect("the views survive a load")
         .get(0);
     assert!(after as usize >= real.len());
+
+    // An erasure removes the customer's pseudonym too, also where the views are switched off.
+    let pseudonyms = |id: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM customer_pseudonyms WHERE customer_id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(pseudonyms(real[1].clone()).await, 1);
+    without_views
+        .forget_customers(std::slice::from_ref(&real[1]))
+        .await
+        .unwrap();
+    assert_eq!(pseudonyms(real[1].clone()).await, 0);
     drop(analyst);
     warehouse.drop_schema().await.unwrap();
     admin
