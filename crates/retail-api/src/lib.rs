@@ -27,7 +27,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use retail_services::{ApiConfig, Services};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use openapi::{Context as OpenApiContext, document as openapi_document};
@@ -135,34 +135,53 @@ fn with_layers(routes: Router, config: &ApiConfig) -> Router {
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(middleware::from_fn(trace_id_header))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                // The path only: query strings and headers (tokens) stay out of logs.
-                let span = tracing::info_span!(
-                    "request",
-                    request_id = %id,
-                    method = %request.method(),
-                    path = %request.uri().path()
-                );
-                // A caller's W3C traceparent makes this request a span of its trace.
-                retail_telemetry::tracing_setup::continue_trace(&span, |name| {
-                    request.headers().get(name).and_then(|v| v.to_str().ok())
-                });
-                span
-            }),
-        )
+        .layer(middleware::from_fn(request_span))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Tells the caller the trace its request is part of (`x-trace-id`), when spans are exported.
+/// Runs the request in its `request` span (method, path without the query, request id), a
+/// child of the caller's trace when it sent a W3C `traceparent`; a server error is logged in
+/// it with the time taken. (A plain span around the handler: `tower-http`'s `TraceLayer`
+/// also entered it on every poll of the response body and ran its callbacks there, a cost on
+/// every request.)
+async fn request_span(request: Request, next: Next) -> Response {
+    let span = {
+        let headers = request.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        retail_telemetry::tracing_setup::continued_span(header, || {
+            let id = header("x-request-id").unwrap_or("");
+            // The path only: query strings and headers (tokens) stay out of logs.
+            tracing::info_span!(
+                "request",
+                request_id = %id,
+                method = %request.method(),
+                path = %request.uri().path()
+            )
+        })
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    if response.status().is_server_error() {
+        span.in_scope(|| {
+            tracing::error!(
+                status = response.status().as_u16(),
+                latency_ms = started.elapsed().as_millis() as u64,
+                "response failed"
+            );
+        });
+    }
+    response
+}
+
+/// Tells the caller the trace its request is part of (`x-trace-id`): the request's own when its
+/// trace is sampled and exported, else the trace its caller's `traceparent` named, if any.
 async fn trace_id_header(request: Request, next: Next) -> Response {
+    let callers = retail_telemetry::tracing_setup::callers_trace_id(|name| {
+        request.headers().get(name).and_then(|v| v.to_str().ok())
+    });
     let mut response = next.run(request).await;
-    if let Some(id) = retail_telemetry::tracing_setup::trace_id(&tracing::Span::current())
+    if let Some(id) =
+        retail_telemetry::tracing_setup::trace_id(&tracing::Span::current()).or(callers)
         && let Ok(value) = axum::http::HeaderValue::from_str(&id)
     {
         response.headers_mut().insert("x-trace-id", value);

@@ -62,6 +62,148 @@ impl Visit for Fields<'_> {
     }
 }
 
+/// A span's fields as one JSON object, written straight into the span's text: no map, no
+/// intermediate values, and a field recorded later is appended rather than the object parsed
+/// and written again (`tracing-subscriber`'s `JsonFields` does both, on every span of every
+/// request). A field recorded twice appears twice; readers keep the last.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpanFields;
+
+/// Writes `"name":value` pairs after an opening brace.
+struct PairWriter<'a, 'w> {
+    writer: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl PairWriter<'_, '_> {
+    fn pair(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let comma = if self.first { "" } else { "," };
+        self.first = false;
+        self.result = write!(self.writer, "{comma}")
+            .and_then(|()| write_json_str(self.writer, field.name()))
+            .and_then(|()| self.writer.write_char(':'))
+            .and_then(|()| value(self.writer));
+    }
+}
+
+/// `text` as a JSON string.
+fn write_json_str(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    writer.write_char('"')?;
+    write_escaped(writer, text)?;
+    writer.write_char('"')
+}
+
+/// `text` escaped for the inside of a JSON string.
+fn write_escaped(writer: &mut dyn fmt::Write, text: &str) -> fmt::Result {
+    let mut start = 0;
+    for (at, c) in text.char_indices() {
+        let escaped = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if u32::from(c) < 0x20 => {
+                writer.write_str(&text[start..at])?;
+                write!(writer, "\\u{:04x}", u32::from(c))?;
+                start = at + c.len_utf8();
+                continue;
+            }
+            _ => continue,
+        };
+        writer.write_str(&text[start..at])?;
+        writer.write_str(escaped)?;
+        start = at + c.len_utf8();
+    }
+    writer.write_str(&text[start..])
+}
+
+/// A `Debug` value written as the inside of a JSON string, without an intermediate `String`.
+struct Escaping<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        write_escaped(self.0, text)
+    }
+}
+
+impl Visit for PairWriter<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.pair(field, |w| write!(w, "{value}"));
+        } else {
+            self.pair(field, |w| write_json_str(w, &value.to_string()));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.pair(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.pair(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.pair(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.pair(field, |w| write_json_str(w, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.pair(field, |w| {
+            w.write_char('"')?;
+            fmt::write(&mut Escaping(w), format_args!("{value:?}"))?;
+            w.write_char('"')
+        });
+    }
+}
+
+impl<'writer> FormatFields<'writer> for SpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        writer.write_char('{')?;
+        let mut pairs = PairWriter {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut pairs);
+        pairs.result?;
+        writer.write_char('}')
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        if current.fields.pop() != Some('}') {
+            current.fields.clear();
+            return self.format_fields(current.as_writer(), fields);
+        }
+        let first = current.fields.len() == 1;
+        let mut writer = current.as_writer();
+        let mut pairs = PairWriter {
+            writer: &mut writer,
+            first,
+            result: Ok(()),
+        };
+        fields.record(&mut pairs);
+        pairs.result?;
+        writer.write_char('}')
+    }
+}
+
 impl<S, N> FormatEvent<S, N> for JsonLogs
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -179,7 +321,7 @@ mod tests {
         let writer = buffer.clone();
         tracing_subscriber::fmt::layer()
             .with_writer(move || writer.clone())
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .fmt_fields(crate::logs::SpanFields)
             .event_format(JsonLogs::new(ecs, "retail-test"))
     }
 
@@ -201,6 +343,44 @@ mod tests {
         let ids = span.span_context();
         ids.is_valid()
             .then(|| (ids.trace_id().to_string(), ids.span_id().to_string()))
+    }
+
+    #[test]
+    fn span_fields_are_json_whatever_they_hold_and_fields_recorded_later_are_kept() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(fmt_layer(false, &buffer));
+        tracing::subscriber::with_default(subscriber, || {
+            let path = "/api/v1/\"quoted\"\\back\nline\u{1}";
+            let outer = tracing::info_span!(
+                "request",
+                path = %path,
+                debug = ?("a\"b", 1),
+                ratio = 0.5,
+                nan = f64::NAN,
+                big = u64::MAX,
+                ok = true,
+                outcome = tracing::field::Empty
+            );
+            let _outer = outer.enter();
+            outer.record("outcome", "hit");
+            outer.record("outcome", "miss");
+            let empty = tracing::info_span!("empty");
+            empty.in_scope(|| tracing::info!("inside"));
+        });
+        let lines = parsed(&buffer);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            lines[0]["spans"],
+            json!({
+                "path": "/api/v1/\"quoted\"\\back\nline\u{1}",
+                "debug": "(\"a\\\"b\", 1)",
+                "ratio": 0.5,
+                "nan": "NaN",
+                "big": u64::MAX,
+                "ok": true,
+                "outcome": "miss",
+            })
+        );
     }
 
     #[test]

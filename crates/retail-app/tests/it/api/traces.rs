@@ -1,7 +1,7 @@
 //! Spans exported over OTLP to a real OpenTelemetry collector (rotel, started by
 //! `scripts/services.sh start rotel`), asserted from what the collector received: a request that
-//! continues its caller's trace with its cache and warehouse spans, and a pipeline run's asset
-//! spans.
+//! continues its caller's trace with its cache and warehouse spans, a pipeline run's asset
+//! spans, and sampling decided when a request opens.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -204,6 +204,81 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
     assert!(
         assets.len() >= 2 && assets.iter().all(|a| a.parent == pipeline.id),
         "every asset under the run: {found:?}"
+    );
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_is_decided_when_a_request_opens_and_a_callers_decision_wins() {
+    let Some((grpc, _, log)) = retail_test_support::otlp_collector() else {
+        return;
+    };
+    // No new trace is sampled: only callers' sampled traces are recorded.
+    let guard = tracing_setup::init(&Options {
+        filter: "warn,retail=info".to_owned(),
+        format: LogFormat::Json,
+        service: "retail-test".to_owned(),
+        otlp: Some(Otlp {
+            endpoint: grpc,
+            protocol: OtlpProtocol::Grpc,
+            sample_ratio: 0.0,
+        }),
+    })
+    .expect("tracing");
+    let app = TestApp::generated(3_000, ApiConfig::default()).await;
+    let bearer = format!("Bearer {}", app.token("data_analyst").await);
+
+    let (status, headers, _) = app
+        .get("/api/v2/analytics/returns", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers.get("x-trace-id").is_none(),
+        "an unsampled trace of its own is not named"
+    );
+
+    let unsampled = unique_hex(32);
+    let traceparent = format!("00-{unsampled}-{}-00", unique_hex(16));
+    let (status, headers, _) = app
+        .get(
+            "/api/v2/analytics/returns",
+            &[("authorization", &bearer), ("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers["x-trace-id"].to_str().unwrap(),
+        unsampled,
+        "the caller's trace is named even when it is not sampled"
+    );
+
+    let sampled = unique_hex(32);
+    let traceparent = format!("00-{sampled}-{}-01", unique_hex(16));
+    let (status, headers, body) = app
+        .get(
+            "/api/v2/analytics/returns",
+            &[("authorization", &bearer), ("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-trace-id"].to_str().unwrap(), sampled);
+    guard.flush();
+    // Spans leave in the order they closed: once the sampled trace has arrived, anything of
+    // the earlier requests would have too.
+    let found = received(&log, &sampled, &["request", "cache_lookup"]).await;
+    let request = found.iter().find(|s| s.name == "request").unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .find(|s| s.name == "cache_lookup")
+            .unwrap()
+            .parent,
+        request.id
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !spans(&text).iter().any(|s| s.trace == unsampled),
+        "the caller's unsampled trace was exported"
     );
     drop(guard);
 }
