@@ -168,28 +168,67 @@ pub async fn open_lake(config: &Config) -> anyhow::Result<Lake> {
 }
 
 /// Opens the configured metadata store: the PostgreSQL schema when `metadata.url` is set,
-/// else the SQLite file.
+/// else the SQLite file. On an encrypted lake the store's personal fields are sealed under
+/// the lake's data keys ([`retail_metadata::SealedStore`], ADR 0017).
 ///
 /// # Errors
 ///
-/// When the store cannot be opened or migrated.
-pub async fn open_store(
-    config: &retail_metadata::MetadataConfig,
-    tls: &retail_tls::TlsConfig,
-) -> anyhow::Result<Arc<dyn MetadataStore>> {
-    if config.is_postgres() {
-        let store = PostgresStore::connect_with(&config.url, &config.schema, config.pool_size, tls)
+/// When the store cannot be opened or migrated, or its sealed fields' keys cannot be had.
+pub async fn open_store(config: &Config, lake: &Lake) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    let metadata = &config.metadata;
+    let store: Arc<dyn MetadataStore> = if metadata.is_postgres() {
+        Arc::new(
+            PostgresStore::connect_with(
+                &metadata.url,
+                &metadata.schema,
+                metadata.pool_size,
+                &config.tls,
+            )
             .await
-            .context("cannot open the metadata store")?;
-        return Ok(Arc::new(store));
+            .context("cannot open the metadata store")?,
+        )
+    } else {
+        let path = std::path::PathBuf::from(&metadata.path);
+        let busy = std::time::Duration::from_millis(metadata.busy_timeout_ms);
+        Arc::new(
+            tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, busy))
+                .await
+                .context("cannot open the metadata store")?
+                .context("cannot open the metadata store")?,
+        )
+    };
+    let Some(keyring) = lake.keyring() else {
+        return Ok(store);
+    };
+    let (sealed, now_sealed) =
+        retail_metadata::SealedStore::open(store, Arc::new(LakeKeys(Arc::clone(keyring))))
+            .await
+            .context("cannot seal the metadata store's personal fields")?;
+    if now_sealed > 0 {
+        tracing::info!(
+            customers = now_sealed,
+            "sealed the consent log's customer ids written before encryption was on"
+        );
     }
-    let path = std::path::PathBuf::from(&config.path);
-    let busy = std::time::Duration::from_millis(config.busy_timeout_ms);
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(&path, busy))
-        .await
-        .context("cannot open the metadata store")?
-        .context("cannot open the metadata store")?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(sealed))
+}
+
+/// The lake's data keys, lent to the metadata store's sealed fields.
+#[derive(Debug)]
+struct LakeKeys(Arc<retail_lake::encryption::Keyring>);
+
+#[async_trait::async_trait]
+impl retail_metadata::FieldKeys for LakeKeys {
+    async fn current(&self) -> Result<(u32, [u8; 32]), String> {
+        self.0
+            .current_data_key()
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn key(&self, id: u32) -> Result<[u8; 32], String> {
+        self.0.data_key(id).await.map_err(|error| error.to_string())
+    }
 }
 
 /// This machine's name, as the audit trail names where a command or server ran (`localhost`
@@ -225,7 +264,7 @@ impl App {
         clock: Arc<dyn retail_services::alerts::Clock>,
     ) -> anyhow::Result<Self> {
         let lake = open_lake(&config).await?;
-        let store = open_store(&config.metadata, &config.tls).await?;
+        let store = open_store(&config, &lake).await?;
 
         // The warehouse backend and its follower of gold.
         let mut followers: Vec<Arc<dyn Follower>> = Vec::new();
@@ -310,7 +349,9 @@ impl App {
         }
         let search_index: Arc<dyn retail_domain::ports::SearchIndex> = match typesense {
             Some(typesense) => Arc::new(typesense),
-            None => Arc::new(retail_search::TantivySearch::new(search_dir)),
+            None => Arc::new(retail_search::TantivySearch::new(
+                retail_search::Location::new(search_dir, lake.keyring().cloned()),
+            )),
         };
         let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
         let gold_followers = followers.clone();

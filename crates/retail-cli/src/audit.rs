@@ -221,7 +221,8 @@ pub(crate) async fn record_command(config: &Config, action: String, result: &any
         detail: detail.to_string(),
     };
     let recorded = async {
-        let store = retail_app::open_store(&config.metadata, &config.tls).await?;
+        let lake = retail_app::open_lake(config).await?;
+        let store = retail_app::open_store(config, &lake).await?;
         store
             .append_audit(&event)
             .await

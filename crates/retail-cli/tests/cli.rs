@@ -716,16 +716,34 @@ fn an_encrypted_lake_answers_as_a_plain_one_and_its_keys_rotate() {
     assert!(expected.contains("orders"), "{expected}");
     assert_eq!(summary(&sealed, &with_key), expected, "the same answers");
 
-    // Every file of every table is sealed; only the keyring (wrapped keys) is not, and the
-    // embedded search index beside the tables (ADR 0016: not encrypted yet).
+    // The embedded search index answers the same from its sealed files.
+    let search = |dir: &Path, vars: &[(&str, &str)]| {
+        stdout_with(
+            dir,
+            vars,
+            &["search", "query", "lantern white", "--limit", "5"],
+        )
+    };
+    let found = search(&plain, &[]);
+    assert!(!found.starts_with("0 results"), "{found}");
+    assert_eq!(search(&sealed, &with_key), found, "the same hits");
+
+    // Every file of every table, and of the search index beside them, is sealed; only the
+    // keyring (wrapped keys) is not, and the index's empty lock files.
     let lake = sealed.join("lake");
     let files = files_under(&lake);
     assert!(files.len() > 50, "{}", files.len());
+    assert!(
+        files
+            .iter()
+            .any(|(path, bytes)| path.starts_with(lake.join("search")) && bytes.len() > 1000),
+        "the index is on the disk"
+    );
     let unsealed: Vec<String> = files
         .iter()
         .filter(|(path, bytes)| {
             !bytes.starts_with(b"RDPENC01")
-                && !path.starts_with(lake.join("search"))
+                && !bytes.is_empty()
                 && !path.ends_with("_encryption/keyring.json")
         })
         .map(|(path, _)| path.display().to_string())

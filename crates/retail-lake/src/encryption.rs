@@ -467,6 +467,61 @@ impl Keyring {
             .ok_or_else(|| KeyError::MissingDataKey(object.to_string(), id))
     }
 
+    /// The current data key and its id, for another part of the platform that seals its own
+    /// data under the lake's keys (the metadata store's personal fields). Callers stretch it
+    /// into keys of their own (HKDF with their own label) and never use it as it is.
+    ///
+    /// # Errors
+    ///
+    /// When the keyring cannot be read or opened.
+    pub async fn current_data_key(&self) -> Result<(u32, [u8; 32]), KeyError> {
+        self.current().await
+    }
+
+    /// Data key `id` (see [`Keyring::current_data_key`]), reading the keyring again when it
+    /// is new to this process.
+    ///
+    /// # Errors
+    ///
+    /// When the keyring cannot be read or opened, or has no key `id`.
+    pub async fn data_key(&self, id: u32) -> Result<[u8; 32], KeyError> {
+        self.key(&Path::from(KEYRING), id).await
+    }
+
+    /// `plain` sealed as a whole object of the lake's format under the current data key, for
+    /// files the lake does not write itself (the embedded search index).
+    ///
+    /// # Errors
+    ///
+    /// When the keyring cannot be read or opened.
+    pub async fn seal_bytes(&self, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let (id, key) = self.current().await?;
+        seal(id, &key, plain)
+    }
+
+    /// The plaintext of a whole object sealed by [`Keyring::seal_bytes`] (or by the lake);
+    /// `name` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// When it is not sealed, its data key is unknown, or it fails authentication.
+    pub async fn open_bytes(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let object = Path::from(name);
+        let header = Header::parse(&object, sealed)?;
+        let key = self.key(&object, header.key_id).await?;
+        if plain_len(sealed.len() as u64).is_none() {
+            return Err(KeyError::Corrupt(name.to_owned(), "it is cut short"));
+        }
+        open_segments(
+            &object,
+            &header,
+            &key,
+            0,
+            &sealed[HEADER..],
+            sealed.len() as u64,
+        )
+    }
+
     /// What the keyring holds.
     ///
     /// # Errors

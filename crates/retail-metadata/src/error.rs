@@ -50,6 +50,10 @@ pub enum Error {
     /// The database was written by a newer build, or an applied migration was edited.
     #[error("metadata store: {0}")]
     Schema(String),
+    /// A sealed field could not be sealed or opened: its data key is missing, or it was
+    /// altered.
+    #[error("metadata store: {0}")]
+    Sealing(String),
     /// A blocking task panicked or was cancelled.
     #[error("metadata store: background task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -88,7 +92,9 @@ impl Classify for Error {
             }
             Self::Connection(_) | Self::Directory { .. } => ErrorKind::Unavailable,
             Self::Busy { .. } => ErrorKind::Conflict,
-            Self::Corrupt { .. } | Self::Schema(_) | Self::Task(_) => ErrorKind::Internal,
+            Self::Corrupt { .. } | Self::Schema(_) | Self::Sealing(_) | Self::Task(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 }

@@ -36,6 +36,7 @@ mod consent;
 mod error;
 mod postgres;
 mod record;
+mod sealed;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -53,6 +54,7 @@ pub use record::{
     AssetRun, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail, RunKind,
     RunRecord, RunStatus, Timeliness,
 };
+pub use sealed::{FieldKeys, SealedStore};
 pub use sqlite::SqliteStore;
 
 /// Everything the platform records about itself.
@@ -166,6 +168,13 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Audit entries matching `filter`, in order of number.
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
 
+    /// Audit entries matching `filter` as the trail stores them, which is what the chain's
+    /// hashes cover: the same as [`MetadataStore::audit_entries`] unless fields are sealed
+    /// ([`SealedStore`]).
+    async fn audit_entries_as_stored(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        self.audit_entries(filter).await
+    }
+
     /// Appends a customer's choice to the consent log.
     async fn append_consent(&self, record: &ConsentRecord) -> Result<()>;
 
@@ -177,6 +186,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 
     /// Removes a customer's choices (the GDPR erasure). Returns how many.
     async fn erase_consent(&self, customer_id: &str) -> Result<u64>;
+
+    /// Every customer with a choice in the consent log, once each.
+    async fn consent_customers(&self) -> Result<Vec<String>>;
+
+    /// Files every choice of customer `from` under `to` (in one statement). Returns how many.
+    async fn rename_consent_customer(&self, from: &str, to: &str) -> Result<u64>;
 }
 
 /// The current time as stored: UTC, truncated to microseconds (what both databases keep), so

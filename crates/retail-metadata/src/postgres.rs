@@ -985,4 +985,25 @@ impl MetadataStore for PostgresStore {
             .await
             .map_err(Error::postgres("erase a customer's consent"))
     }
+
+    async fn consent_customers(&self) -> Result<Vec<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT DISTINCT customer_id FROM consent_log", &[])
+            .await
+            .map_err(Error::postgres("list the customers of the consent log"))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn rename_consent_customer(&self, from: &str, to: &str) -> Result<u64> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE consent_log SET customer_id = $2 WHERE customer_id = $1",
+                &[&from, &to],
+            )
+            .await
+            .map_err(Error::postgres("change a customer's id in the consent log"))
+    }
 }

@@ -162,6 +162,10 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(Error::sqlite("open the database"))?;
+        // Deleted rows (an erased customer's consent) are overwritten, not left in free pages.
+        connection
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(Error::sqlite("open the database"))?;
         Self::with_connection(connection, Some(path.to_path_buf()))
     }
 
@@ -863,9 +867,35 @@ impl MetadataStore for SqliteStore {
     async fn erase_consent(&self, customer_id: &str) -> Result<u64> {
         let customer_id = customer_id.to_owned();
         self.call("erase a customer's consent", move |c| {
-            c.execute(
+            let erased = c.execute(
                 "DELETE FROM consent_log WHERE customer_id = ?1",
                 params![customer_id],
+            )?;
+            if erased > 0 {
+                // The write-ahead log still holds the pages as they were: copy it into the
+                // file and empty it (best effort: a reader in another process may hold it).
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(erased as u64)
+        })
+        .await
+    }
+
+    async fn consent_customers(&self) -> Result<Vec<String>> {
+        self.call("list the customers of the consent log", |c| {
+            let mut statement = c.prepare("SELECT DISTINCT customer_id FROM consent_log")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn rename_consent_customer(&self, from: &str, to: &str) -> Result<u64> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.call("change a customer's id in the consent log", move |c| {
+            c.execute(
+                "UPDATE consent_log SET customer_id = ?2 WHERE customer_id = ?1",
+                params![from, to],
             )
             .map(|n| n as u64)
         })

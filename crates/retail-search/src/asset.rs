@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::gold::Gold;
 use crate::index::{IndexDir, Payload, payload};
 use crate::recommend::{self, RecommendSettings};
+use crate::sealed::Location;
 
 /// What one catch-up of the index did.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,13 +99,14 @@ pub async fn index_gold(
     let gold = Gold::read(lake).await?;
     let read_ms = started.elapsed().as_millis() as u64;
     let dir = dir.to_path_buf();
+    let location = Location::new(&dir, lake.keyring().cloned());
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let embeddings = Embeddings::train(&gold, settings).to_bytes();
         let embed_ms = started.elapsed().as_millis() as u64;
         let started = Instant::now();
         let payload =
-            IndexDir::new(&dir).sync(gold_version, &documents(&gold), &embeddings, rebuild)?;
+            IndexDir::new(location).sync(gold_version, &documents(&gold), &embeddings, rebuild)?;
         Ok(IndexReport {
             payload,
             read_ms,
@@ -136,6 +138,13 @@ impl SearchFollower {
     }
 }
 
+impl SearchFollower {
+    /// The index's location, sealed when the lake is.
+    fn location(&self) -> Location {
+        Location::new(&self.dir, self.lake.keyring().cloned())
+    }
+}
+
 impl Follower for SearchFollower {
     fn key(&self) -> &'static str {
         "search"
@@ -147,8 +156,8 @@ impl Follower for SearchFollower {
 
     fn caught_up(&self) -> BoxFuture<'_, std::result::Result<Option<GoldVersion>, PortError>> {
         Box::pin(async move {
-            let dir = self.dir.clone();
-            let found = tokio::task::spawn_blocking(move || payload(&dir))
+            let location = self.location();
+            let found = tokio::task::spawn_blocking(move || payload(&location))
                 .await
                 .map_err(|source| PortError::new(Error::Task(source)))?
                 .map_err(PortError::new)?;
@@ -186,8 +195,8 @@ impl Follower for SearchFollower {
     fn forget(&self, customers: &[String]) -> BoxFuture<'_, std::result::Result<u64, PortError>> {
         let customers = customers.to_vec();
         Box::pin(async move {
-            let dir = self.dir.clone();
-            tokio::task::spawn_blocking(move || IndexDir::new(dir).forget(&customers))
+            let location = self.location();
+            tokio::task::spawn_blocking(move || IndexDir::new(location).forget(&customers))
                 .await
                 .map_err(|source| PortError::new(Error::Task(source)))?
                 .map_err(PortError::new)

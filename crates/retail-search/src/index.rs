@@ -20,6 +20,7 @@ use tantivy::{Index, IndexWriter, Term};
 
 use crate::document::{Fingerprint, fnv, key};
 use crate::error::{Error, Result};
+use crate::sealed::Location;
 
 /// The kind of the document holding the embeddings.
 pub const MODEL_KIND: &str = "_model";
@@ -162,33 +163,37 @@ pub struct Payload {
     pub removed: u64,
 }
 
-/// The payload of the index's last commit; `None` when there is no index in `dir`.
+/// The payload of the index's last commit; `None` when there is no index at `location`.
 ///
 /// # Errors
 ///
 /// When the index cannot be read.
-pub fn payload(dir: &Path) -> Result<Option<Payload>> {
-    if !dir.join("meta.json").exists() {
+pub fn payload(location: &Location) -> Result<Option<Payload>> {
+    if !location.exists() {
         return Ok(None);
     }
-    let index = Index::open_in_dir(dir).map_err(Error::index(dir))?;
-    let metas = index.load_metas().map_err(Error::index(dir))?;
+    let index = location.open()?;
+    let metas = index.load_metas().map_err(Error::index(location.dir()))?;
     Ok(metas
         .payload
         .as_deref()
         .and_then(|text| serde_json::from_str(text).ok()))
 }
 
-/// The writing side of the index in a directory.
+/// The writing side of the index.
 #[derive(Debug, Clone)]
 pub struct IndexDir {
+    location: Location,
     dir: PathBuf,
 }
 
 impl IndexDir {
-    /// The index in `dir` (created on first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// The index at `location` (created on first write).
+    pub fn new(location: Location) -> Self {
+        Self {
+            dir: location.dir().to_path_buf(),
+            location,
+        }
     }
 
     /// Its directory.
@@ -201,10 +206,10 @@ impl IndexDir {
             path: self.dir.clone(),
             source,
         })?;
-        let index = if self.dir.join("meta.json").exists() {
-            Index::open_in_dir(&self.dir).map_err(Error::index(&self.dir))?
+        let index = if self.location.exists() {
+            self.location.open()?
         } else {
-            Index::create_in_dir(&self.dir, Fields::schema().0).map_err(Error::index(&self.dir))?
+            self.location.create(Fields::schema().0)?
         };
         let fields = Fields::of(&index.schema())?;
         Ok((index, fields))

@@ -26,12 +26,13 @@ use retail_domain::search::{
 use tantivy::collector::{Count, DocSetCollector, FacetCollector, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{TantivyDocument, Value as _};
-use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, Term};
+use tantivy::{DocAddress, IndexReader, ReloadPolicy, Searcher, Term};
 
 use crate::document::{from_json, highlight, id_in, key_of};
 use crate::embed::Embeddings;
 use crate::error::{Error, Result};
 use crate::index::{Fields, MODEL_KIND, POSTINGS, Payload, days};
+use crate::sealed::Location;
 
 /// How deep each list of a hybrid search goes, and how many neighbours a semantic search keeps.
 pub const CANDIDATES: usize = 200;
@@ -62,6 +63,7 @@ struct Open {
 
 /// The embedded index in a directory, answering searches.
 pub struct TantivySearch {
+    location: Location,
     dir: PathBuf,
     open: Mutex<Option<Arc<Open>>>,
     loaded: Mutex<Option<Arc<Loaded>>>,
@@ -83,11 +85,12 @@ struct Expansion {
 }
 
 impl TantivySearch {
-    /// Searches the index in `dir` (which may not exist yet: searches then answer that the
-    /// index is not built).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    /// Searches the index at `location` (which may not exist yet: searches then answer that
+    /// the index is not built).
+    pub fn new(location: Location) -> Self {
         Self {
-            dir: dir.into(),
+            dir: location.dir().to_path_buf(),
+            location,
             open: Mutex::new(None),
             loaded: Mutex::new(None),
         }
@@ -98,12 +101,12 @@ impl TantivySearch {
         if let Some(open) = open.as_ref() {
             return Ok(Arc::clone(open));
         }
-        if !self.dir.join("meta.json").exists() {
+        if !self.location.exists() {
             return Err(Error::NotBuilt {
                 dir: self.dir.clone(),
             });
         }
-        let index = Index::open_in_dir(&self.dir).map_err(Error::index(&self.dir))?;
+        let index = self.location.open()?;
         let fields = Fields::of(&index.schema())?;
         let reader = index
             .reader_builder()

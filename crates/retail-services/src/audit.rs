@@ -78,7 +78,7 @@ impl AuditService for Audit {
         };
         let mut read = 0;
         loop {
-            let page = self.store.audit_entries(&filter).await?;
+            let page = self.store.audit_entries_as_stored(&filter).await?;
             let Some(last) = page.last() else { break };
             filter.after_seq = last.seq;
             read += page.len() as u64;

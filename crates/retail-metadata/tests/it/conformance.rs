@@ -6,8 +6,9 @@ use std::sync::Arc;
 use chrono::Duration;
 use retail_domain::audit::{AuditEvent, ChainProblem, Outcome};
 use retail_metadata::{
-    ApiKeyRecord, AuditFilter, ConsentRecord, Error, MetadataStore, PostgresStore,
-    RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus, SqliteStore, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, Error, FieldKeys, MetadataStore, PostgresStore,
+    RefreshTokenRecord, Rotation, RunKind, RunRecord, RunStatus, SealedStore, SqliteStore,
+    UserRecord,
 };
 
 /// Runs every check on `store`; `shared` is a second handle on the same store (another
@@ -357,7 +358,8 @@ async fn the_audit_trail_chains_every_append_and_filters(
     }
     let entries = shared.audit_entries(&all).await.unwrap();
     assert_eq!(entries.len(), 24);
-    let check = retail_domain::audit::verify(&entries, None);
+    let stored = shared.audit_entries_as_stored(&all).await.unwrap();
+    let check = retail_domain::audit::verify(&stored, None);
     assert!(check.is_intact(), "{:?}", check.problem);
     assert_eq!(check.head.as_ref().map(|(seq, _)| *seq), Some(24));
     for entry in &sealed {
@@ -405,6 +407,20 @@ async fn the_audit_trail_chains_every_append_and_filters(
     .await;
     let targets: Vec<_> = target.iter().map(|e| e.event.target.as_str()).collect();
     assert_eq!(targets, ["GET /c/1%_x"]);
+    let two = count(AuditFilter {
+        target_contains: Some("/c/2".to_owned()),
+        limit: 2,
+        after_seq: 3,
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(
+        two.iter()
+            .map(|e| e.event.target.as_str())
+            .collect::<Vec<_>>(),
+        ["GET /c/20%_x", "GET /c/21%_x"],
+        "a search pages after a number and stops at its limit"
+    );
     assert!(
         count(AuditFilter {
             target_contains: Some("/1__".to_owned()),
@@ -523,6 +539,163 @@ async fn the_sqlite_store_keeps_the_contract() {
     assert_eq!(check.verified, 1);
 }
 
+/// Data keys held in memory, as the lake's keyring hands them out: key `current` seals.
+#[derive(Debug)]
+struct Keys {
+    current: u32,
+    keys: Vec<[u8; 32]>,
+}
+
+impl Keys {
+    fn new(current: u32) -> Arc<Self> {
+        Arc::new(Self {
+            current,
+            keys: (1..=3u8).map(|i| [i; 32]).collect(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl FieldKeys for Keys {
+    async fn current(&self) -> Result<(u32, [u8; 32]), String> {
+        Ok((self.current, self.key(self.current).await?))
+    }
+
+    async fn key(&self, id: u32) -> Result<[u8; 32], String> {
+        self.keys
+            .get(id as usize - 1)
+            .copied()
+            .ok_or_else(|| format!("the keyring has no data key {id}"))
+    }
+}
+
+async fn sealed(inner: Arc<dyn MetadataStore>, current: u32) -> Arc<dyn MetadataStore> {
+    Arc::new(
+        SealedStore::open(inner, Keys::new(current))
+            .await
+            .unwrap()
+            .0,
+    )
+}
+
+#[tokio::test]
+async fn a_sealed_sqlite_store_keeps_the_contract_and_its_file_holds_no_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retail.db");
+    let plain: Arc<dyn MetadataStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    // Choices recorded before sealing was on are sealed when it is turned on.
+    for customer in ["99001", "99002"] {
+        plain
+            .append_consent(&ConsentRecord {
+                customer_id: customer.to_owned(),
+                purpose: "marketing".to_owned(),
+                granted: true,
+                at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                recorded_by: "user:dpo".to_owned(),
+                source: "store".to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    let (store, now_sealed) = SealedStore::open(Arc::clone(&plain), Keys::new(1))
+        .await
+        .unwrap();
+    assert_eq!(now_sealed, 2);
+    let store: Arc<dyn MetadataStore> = Arc::new(store);
+    assert_eq!(store.consent_history("99001").await.unwrap().len(), 1);
+    assert_eq!(store.erase_consent("99002").await.unwrap(), 1);
+    assert_eq!(store.erase_consent("99001").await.unwrap(), 1);
+    // A data key rotation later: entries are written under key 2, and both stay readable.
+    let shared = sealed(Arc::new(SqliteStore::open(&path).unwrap()), 2).await;
+    suite(Arc::clone(&store), shared).await;
+    store
+        .append_audit(&event(
+            "user:dpo",
+            "gdpr.forget",
+            "customer:17850",
+            Outcome::Success,
+        ))
+        .await
+        .unwrap();
+
+    let file = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+    for text in [
+        "17850",
+        "12346",
+        "99001",
+        "GET /c/",
+        "127.0.0.1",
+        "customer:",
+    ] {
+        let found = |bytes: &[u8]| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+        assert!(
+            !found(&file) && !found(&wal),
+            "{text:?} is on the disk in clear"
+        );
+    }
+    let all = AuditFilter {
+        limit: 1000,
+        ..AuditFilter::default()
+    };
+    // The chain covers what is stored: checked without the keys.
+    let as_stored = plain.audit_entries(&all).await.unwrap();
+    assert!(
+        as_stored
+            .iter()
+            .all(|e| e.event.target.starts_with("enc1:"))
+    );
+    assert!(retail_domain::audit::verify(&as_stored, None).is_intact());
+    // The data keys' ids are in the values: key 1 and key 2 both sealed entries.
+    assert!(
+        as_stored
+            .iter()
+            .any(|e| e.event.source.starts_with("enc1:1:"))
+    );
+    assert!(
+        as_stored
+            .iter()
+            .any(|e| e.event.source.starts_with("enc1:2:"))
+    );
+
+    // Another keyring (a wrong master key would not even open it): nothing opens.
+    let foreign: Arc<dyn MetadataStore> = Arc::new(
+        SealedStore::open(
+            Arc::new(SqliteStore::open(&path).unwrap()),
+            Arc::new(Keys {
+                current: 1,
+                keys: vec![[9; 32]],
+            }),
+        )
+        .await
+        .unwrap()
+        .0,
+    );
+    let error = foreign.audit_entries(&all).await.unwrap_err().to_string();
+    assert!(error.contains("does not open"), "{error}");
+    assert!(foreign.consent_history("12346").await.unwrap().is_empty());
+    // A value moved to another column does not open either.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(
+            "DROP TRIGGER audit_log_no_update;
+             UPDATE audit_log SET target = source WHERE seq = 3",
+        )
+        .unwrap();
+    let error = store
+        .audit_entries(&AuditFilter {
+            after_seq: 2,
+            limit: 1,
+            ..all.clone()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("audit_log.target does not open"), "{error}");
+    let check = retail_domain::audit::verify(&plain.audit_entries(&all).await.unwrap(), None);
+    assert_eq!(check.problem, Some(ChainProblem::Altered { seq: 3 }));
+}
+
 /// The PostgreSQL server of the test run (`RETAIL_TEST_POSTGRES_URL`); its absence fails the
 /// test where `RETAIL_REQUIRE_POSTGRES` is set (CI), and skips it elsewhere, saying so.
 fn postgres_url() -> Option<String> {
@@ -581,6 +754,41 @@ async fn the_postgres_store_keeps_the_contract() {
         })
     );
     store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sealed_postgres_store_keeps_the_contract() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("metadata_test_{}", uuid_suffix());
+    let plain = Arc::new(PostgresStore::connect(&url, &schema, 2).await.unwrap());
+    let store = sealed(Arc::clone(&plain) as Arc<dyn MetadataStore>, 1).await;
+    let shared = sealed(
+        Arc::new(PostgresStore::connect(&url, &schema, 2).await.unwrap()),
+        2,
+    )
+    .await;
+    suite(store, shared).await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT customer_id FROM {schema}.consent_log
+                 UNION ALL SELECT target FROM {schema}.audit_log
+                 UNION ALL SELECT source FROM {schema}.audit_log"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let value: String = row.get(0);
+        assert!(value.starts_with("enc1:"), "{value} is stored in clear");
+    }
+    plain.drop_schema().await.unwrap();
 }
 
 #[tokio::test]

@@ -392,7 +392,7 @@ async fn the_index_follows_gold_rewriting_only_what_changed_and_rebuild_starts_o
         config.models.enabled = false;
     })
     .await;
-    let dir = app.dir().join("lake").join("search");
+    let dir = retail_search::Location::new(app.dir().join("lake").join("search"), None);
     let before = retail_search::index::payload(&dir)
         .expect("payload")
         .expect("built by the run");
@@ -436,7 +436,7 @@ async fn the_index_follows_gold_rewriting_only_what_changed_and_rebuild_starts_o
     // A rebuild writes everything again, at the same gold version.
     let report = retail_search::index_gold(
         app.lake(),
-        &dir,
+        dir.dir(),
         retail_search::EmbeddingSettings::default(),
         true,
     )
@@ -466,7 +466,10 @@ async fn typesense_serves_the_same_matches_as_the_embedded_index_on_a_fixed_quer
         config.search.typesense_collection = collection.clone();
     })
     .await;
-    let embedded = retail_search::TantivySearch::new(app.dir().join("lake").join("search"));
+    let embedded = retail_search::TantivySearch::new(retail_search::Location::new(
+        app.dir().join("lake").join("search"),
+        None,
+    ));
     let token = format!("Bearer {}", app.token("data_engineer").await);
     let auth = [("authorization", token.as_str())];
     for (q, kind) in [
