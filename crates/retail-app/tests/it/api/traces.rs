@@ -116,11 +116,12 @@ fn unique_hex(digits: usize) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_spans() {
-    let Some((grpc, _, log)) = retail_test_support::otlp_collector() else {
-        return;
-    };
+/// Spans exported to the test run's collector with `sample_ratio`, an app over generated
+/// data, and an analyst's bearer token; `None` without a collector (outside CI).
+async fn exporting(
+    sample_ratio: f64,
+) -> Option<(tracing_setup::Guard, std::path::PathBuf, TestApp, String)> {
+    let (grpc, _, log) = retail_test_support::otlp_collector()?;
     let guard = tracing_setup::init(&Options {
         filter: "warn,retail=info".to_owned(),
         format: LogFormat::Json,
@@ -128,12 +129,20 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
         otlp: Some(Otlp {
             endpoint: grpc,
             protocol: OtlpProtocol::Grpc,
-            sample_ratio: 1.0,
+            sample_ratio,
         }),
     })
     .expect("tracing");
     let app = TestApp::generated(3_000, ApiConfig::default()).await;
     let bearer = format!("Bearer {}", app.token("data_analyst").await);
+    Some((guard, log, app, bearer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_spans() {
+    let Some((guard, log, app, bearer)) = exporting(1.0).await else {
+        return;
+    };
     let trace = unique_hex(32);
     let caller = unique_hex(16);
     let traceparent = format!("00-{trace}-{caller}-01");
@@ -210,23 +219,10 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_is_decided_when_a_request_opens_and_a_callers_decision_wins() {
-    let Some((grpc, _, log)) = retail_test_support::otlp_collector() else {
+    // No new trace is sampled: only callers' sampled traces are recorded.
+    let Some((guard, log, app, bearer)) = exporting(0.0).await else {
         return;
     };
-    // No new trace is sampled: only callers' sampled traces are recorded.
-    let guard = tracing_setup::init(&Options {
-        filter: "warn,retail=info".to_owned(),
-        format: LogFormat::Json,
-        service: "retail-test".to_owned(),
-        otlp: Some(Otlp {
-            endpoint: grpc,
-            protocol: OtlpProtocol::Grpc,
-            sample_ratio: 0.0,
-        }),
-    })
-    .expect("tracing");
-    let app = TestApp::generated(3_000, ApiConfig::default()).await;
-    let bearer = format!("Bearer {}", app.token("data_analyst").await);
 
     let (status, headers, _) = app
         .get("/api/v2/analytics/returns", &[("authorization", &bearer)])
