@@ -123,26 +123,40 @@ pub fn policy(config: &retail_services::ApiConfig) -> anyhow::Result<Policy> {
 pub const ERASURES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Until `stop`, every [`ERASURES_EVERY`], adds the subjects of erasures recorded in the trail
-/// by other processes to `erased`, so that ingestion keeps those customers out as well.
+/// by other processes to `erased`, so that ingestion keeps those customers out as well. Each
+/// look reads only the trail's erasure entries after the last one seen.
 async fn follow_erasures(
     audit: Arc<dyn retail_services::AuditService>,
     erased: retail_pipeline::Erased,
     key: Vec<u8>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut seen = 0;
     loop {
         tokio::select! {
             () = tokio::time::sleep(ERASURES_EVERY) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        match retail_services::Gdpr::erased_subjects(audit.as_ref(), key.clone()).await {
-            Ok(subjects) => {
+        match retail_services::Gdpr::erased_since(audit.as_ref(), seen).await {
+            Ok((subjects, last)) => {
+                seen = last;
+                if subjects.is_empty() {
+                    continue;
+                }
                 let mut current = erased
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if subjects.len() > current.as_ref().map_or(0, |known| known.len()) {
-                    tracing::info!(subjects = subjects.len(), "erasures made elsewhere learnt");
-                    *current = Some(Arc::new(subjects));
+                let mut next = current
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| retail_domain::privacy::ErasedSubjects::new(key.clone()));
+                let known = next.len();
+                for subject in subjects {
+                    next.insert(subject);
+                }
+                if next.len() > known {
+                    tracing::info!(subjects = next.len(), "erasures made elsewhere learnt");
+                    *current = Some(Arc::new(next));
                 }
             }
             Err(error) => {

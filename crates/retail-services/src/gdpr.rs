@@ -195,12 +195,31 @@ impl Gdpr {
     /// When the trail cannot be read.
     pub async fn erased_subjects(audit: &dyn AuditService, key: Vec<u8>) -> Result<ErasedSubjects> {
         let mut erased = ErasedSubjects::new(key);
-        for report in reports(audit, Some(Outcome::Success)).await? {
-            if let Some(subject) = report.subject {
-                erased.insert(subject);
-            }
+        for subject in Self::erased_since(audit, 0).await?.0 {
+            erased.insert(subject);
         }
         Ok(erased)
+    }
+
+    /// The subjects of the erasures the trail recorded after entry `after_seq`, and the number
+    /// of the last erasure entry read (`after_seq` when there is none): reading on from it
+    /// finds only newer erasures.
+    ///
+    /// # Errors
+    ///
+    /// When the trail cannot be read.
+    pub async fn erased_since(
+        audit: &dyn AuditService,
+        after_seq: i64,
+    ) -> Result<(Vec<String>, i64)> {
+        let (reports, last) = reports_after(audit, Some(Outcome::Success), after_seq).await?;
+        Ok((
+            reports
+                .into_iter()
+                .filter_map(|report| report.subject)
+                .collect(),
+            last,
+        ))
     }
 
     async fn erase(&self, customer: &str, report: &mut ErasureReport) -> Result<()> {
@@ -411,8 +430,16 @@ impl GdprService for Gdpr {
 
 /// Every erasure's report in the trail (with this outcome, when given), oldest first.
 async fn reports(audit: &dyn AuditService, outcome: Option<Outcome>) -> Result<Vec<ErasureReport>> {
+    Ok(reports_after(audit, outcome, 0).await?.0)
+}
+
+/// The erasure reports recorded after entry `after_seq`, and the number of the last one read.
+async fn reports_after(
+    audit: &dyn AuditService,
+    outcome: Option<Outcome>,
+    mut after_seq: i64,
+) -> Result<(Vec<ErasureReport>, i64)> {
     let mut reports = Vec::new();
-    let mut after_seq = 0;
     loop {
         let page = audit
             .entries(&AuditFilter {
@@ -430,7 +457,7 @@ async fn reports(audit: &dyn AuditService, outcome: Option<Outcome>) -> Result<V
                 .filter_map(|entry| serde_json::from_str(&entry.event.detail).ok()),
         );
     }
-    Ok(reports)
+    Ok((reports, after_seq))
 }
 
 #[cfg(test)]
