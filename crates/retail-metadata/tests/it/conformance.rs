@@ -423,6 +423,16 @@ async fn the_audit_trail_chains_every_append_and_filters(
     );
     assert!(
         count(AuditFilter {
+            target_contains: Some("/c/".to_owned()),
+            limit: 0,
+            ..all.clone()
+        })
+        .await
+        .is_empty(),
+        "a limit of 0 finds nothing"
+    );
+    assert!(
+        count(AuditFilter {
             target_contains: Some("/1__".to_owned()),
             ..all.clone()
         })
