@@ -134,21 +134,21 @@ fn with_layers(routes: Router, config: &ApiConfig) -> Router {
         ))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(middleware::from_fn(trace_id_header))
         .layer(middleware::from_fn(request_span))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
 /// Runs the request in its `request` span (method, path without the query, request id), a
 /// child of the caller's trace when it sent a W3C `traceparent`; a server error is logged in
-/// it with the time taken. (A plain span around the handler: `tower-http`'s `TraceLayer`
-/// also entered it on every poll of the response body and ran its callbacks there, a cost on
-/// every request.)
+/// it with the time taken. The answer names its trace in `x-trace-id`: the request's own when
+/// its trace is sampled and exported, else the trace its caller's `traceparent` named, if any.
+/// (A plain span around the handler: `tower-http`'s `TraceLayer` also entered it on every poll
+/// of the response body and ran its callbacks there, a cost on every request.)
 async fn request_span(request: Request, next: Next) -> Response {
-    let span = {
+    let (span, traceparent) = {
         let headers = request.headers();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        retail_telemetry::tracing_setup::continued_span(header, || {
+        let span = retail_telemetry::tracing_setup::continued_span(header, || {
             let id = header("x-request-id").unwrap_or("");
             // The path only: query strings and headers (tokens) stay out of logs.
             tracing::info_span!(
@@ -157,10 +157,11 @@ async fn request_span(request: Request, next: Next) -> Response {
                 method = %request.method(),
                 path = %request.uri().path()
             )
-        })
+        });
+        (span, header("traceparent").map(str::to_owned))
     };
     let started = std::time::Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     if response.status().is_server_error() {
         span.in_scope(|| {
             tracing::error!(
@@ -170,18 +171,13 @@ async fn request_span(request: Request, next: Next) -> Response {
             );
         });
     }
-    response
-}
-
-/// Tells the caller the trace its request is part of (`x-trace-id`): the request's own when its
-/// trace is sampled and exported, else the trace its caller's `traceparent` named, if any.
-async fn trace_id_header(request: Request, next: Next) -> Response {
-    let callers = retail_telemetry::tracing_setup::callers_trace_id(|name| {
-        request.headers().get(name).and_then(|v| v.to_str().ok())
+    let trace = retail_telemetry::tracing_setup::trace_id(&span).or_else(|| {
+        let traceparent = traceparent.as_deref()?;
+        retail_telemetry::tracing_setup::callers_trace_id(|name| {
+            (name == "traceparent").then_some(traceparent)
+        })
     });
-    let mut response = next.run(request).await;
-    if let Some(id) =
-        retail_telemetry::tracing_setup::trace_id(&tracing::Span::current()).or(callers)
+    if let Some(id) = trace
         && let Ok(value) = axum::http::HeaderValue::from_str(&id)
     {
         response.headers_mut().insert("x-trace-id", value);

@@ -81,30 +81,28 @@ struct Sealer {
 }
 
 impl Sealer {
+    /// The keys stretched from data key `id`, `key`, kept for the next time.
+    fn stretched(&self, id: u32, key: &[u8; 32]) -> Arc<Derived> {
+        Arc::clone(
+            self.derived
+                .lock()
+                .expect("not poisoned")
+                .entry(id)
+                .or_insert_with(|| Arc::new(Derived::new(key))),
+        )
+    }
+
     async fn derived(&self, id: u32) -> Result<Arc<Derived>> {
         if let Some(derived) = self.derived.lock().expect("not poisoned").get(&id) {
             return Ok(Arc::clone(derived));
         }
         let key = self.keys.key(id).await.map_err(Error::Sealing)?;
-        let derived = Arc::new(Derived::new(&key));
-        self.derived
-            .lock()
-            .expect("not poisoned")
-            .insert(id, Arc::clone(&derived));
-        Ok(derived)
+        Ok(self.stretched(id, &key))
     }
 
     async fn current(&self) -> Result<(u32, Arc<Derived>)> {
         let (id, key) = self.keys.current().await.map_err(Error::Sealing)?;
-        if let Some(derived) = self.derived.lock().expect("not poisoned").get(&id) {
-            return Ok((id, Arc::clone(derived)));
-        }
-        let derived = Arc::new(Derived::new(&key));
-        self.derived
-            .lock()
-            .expect("not poisoned")
-            .insert(id, Arc::clone(&derived));
-        Ok((id, derived))
+        Ok((id, self.stretched(id, &key)))
     }
 
     /// `value` sealed under the current data key with a random nonce.

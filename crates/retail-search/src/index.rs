@@ -8,7 +8,7 @@
 //! vectors and the text always describe the same gold.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use retail_domain::search::Document;
 use serde::{Deserialize, Serialize};
@@ -184,26 +184,22 @@ pub fn payload(location: &Location) -> Result<Option<Payload>> {
 #[derive(Debug, Clone)]
 pub struct IndexDir {
     location: Location,
-    dir: PathBuf,
 }
 
 impl IndexDir {
     /// The index at `location` (created on first write).
     pub fn new(location: Location) -> Self {
-        Self {
-            dir: location.dir().to_path_buf(),
-            location,
-        }
+        Self { location }
     }
 
     /// Its directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.location.dir()
     }
 
     fn open(&self) -> Result<(Index, Fields)> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| Error::Io {
-            path: self.dir.clone(),
+        std::fs::create_dir_all(self.location.dir()).map_err(|source| Error::Io {
+            path: self.location.dir().to_path_buf(),
             source,
         })?;
         let index = if self.location.exists() {
@@ -218,7 +214,7 @@ impl IndexDir {
     fn writer(&self, index: &Index) -> Result<IndexWriter> {
         index
             .writer_with_num_threads(1, WRITER_BYTES)
-            .map_err(Error::index(&self.dir))
+            .map_err(Error::index(self.location.dir()))
     }
 
     /// Calls `visit` with every live document stored in the index.
@@ -227,15 +223,15 @@ impl IndexDir {
         index: &Index,
         mut visit: impl FnMut(TantivyDocument) -> Result<()>,
     ) -> Result<()> {
-        let reader = index.reader().map_err(Error::index(&self.dir))?;
+        let reader = index.reader().map_err(Error::index(self.location.dir()))?;
         let searcher = reader.searcher();
         for segment in searcher.segment_readers() {
             let store = segment.get_store_reader(64).map_err(|source| Error::Io {
-                path: self.dir.clone(),
+                path: self.location.dir().to_path_buf(),
                 source,
             })?;
             for doc in segment.doc_ids_alive() {
-                visit(store.get(doc).map_err(Error::index(&self.dir))?)?;
+                visit(store.get(doc).map_err(Error::index(self.location.dir()))?)?;
             }
         }
         Ok(())
@@ -279,7 +275,7 @@ impl IndexDir {
         if rebuild {
             writer
                 .delete_all_documents()
-                .map_err(Error::index(&self.dir))?;
+                .map_err(Error::index(self.location.dir()))?;
         }
         let mut seen = std::collections::HashSet::with_capacity(documents.len() + 1);
         let mut written = 0u64;
@@ -296,7 +292,7 @@ impl IndexDir {
             writer.delete_term(Term::from_field_text(fields.key, &print.key));
             writer
                 .add_document(fields.document(doc, &print))
-                .map_err(Error::index(&self.dir))?;
+                .map_err(Error::index(self.location.dir()))?;
             written += 1;
         }
         let model_hash = fnv(embeddings);
@@ -310,7 +306,7 @@ impl IndexDir {
             model.add_u64(fields.hash, model_hash);
             writer
                 .add_document(model)
-                .map_err(Error::index(&self.dir))?;
+                .map_err(Error::index(self.location.dir()))?;
             written += 1;
         }
         let mut removed = 0u64;
@@ -329,12 +325,16 @@ impl IndexDir {
         let text = serde_json::to_string(&payload).map_err(|source| Error::Schema {
             detail: format!("cannot encode the index payload: {source}"),
         })?;
-        let mut prepared = writer.prepare_commit().map_err(Error::index(&self.dir))?;
+        let mut prepared = writer
+            .prepare_commit()
+            .map_err(Error::index(self.location.dir()))?;
         prepared.set_payload(&text);
-        prepared.commit().map_err(Error::index(&self.dir))?;
+        prepared
+            .commit()
+            .map_err(Error::index(self.location.dir()))?;
         writer
             .wait_merging_threads()
-            .map_err(Error::index(&self.dir))?;
+            .map_err(Error::index(self.location.dir()))?;
         Ok(payload)
     }
 
@@ -348,7 +348,7 @@ impl IndexDir {
     ///
     /// When the index cannot be written.
     pub fn forget(&self, customers: &[String]) -> Result<u64> {
-        if !self.dir.join("meta.json").exists() || customers.is_empty() {
+        if !self.location.exists() || customers.is_empty() {
             return Ok(0);
         }
         let (index, fields) = self.open()?;
@@ -384,38 +384,44 @@ impl IndexDir {
                     writer.delete_term(Term::from_field_text(fields.key, &print.key));
                     writer
                         .add_document(fields.document(&doc, &print))
-                        .map_err(Error::index(&self.dir))?;
+                        .map_err(Error::index(self.location.dir()))?;
                     changed += 1;
                 }
                 _ => {}
             }
             Ok(())
         })?;
-        let metas = index.load_metas().map_err(Error::index(&self.dir))?;
-        let mut prepared = writer.prepare_commit().map_err(Error::index(&self.dir))?;
+        let metas = index
+            .load_metas()
+            .map_err(Error::index(self.location.dir()))?;
+        let mut prepared = writer
+            .prepare_commit()
+            .map_err(Error::index(self.location.dir()))?;
         if let Some(payload) = metas.payload.as_deref() {
             prepared.set_payload(payload);
         }
-        prepared.commit().map_err(Error::index(&self.dir))?;
+        prepared
+            .commit()
+            .map_err(Error::index(self.location.dir()))?;
         // Deleted documents stay in their segments until a merge rewrites them: merge every
         // segment into one and remove the old files, so nothing of the customers is left on
         // disk.
         let segments = index
             .searchable_segment_ids()
-            .map_err(Error::index(&self.dir))?;
+            .map_err(Error::index(self.location.dir()))?;
         if !segments.is_empty() {
             writer
                 .merge(&segments)
                 .wait()
-                .map_err(Error::index(&self.dir))?;
+                .map_err(Error::index(self.location.dir()))?;
         }
         writer
             .garbage_collect_files()
             .wait()
-            .map_err(Error::index(&self.dir))?;
+            .map_err(Error::index(self.location.dir()))?;
         writer
             .wait_merging_threads()
-            .map_err(Error::index(&self.dir))?;
+            .map_err(Error::index(self.location.dir()))?;
         Ok(changed)
     }
 }

@@ -64,7 +64,6 @@ struct Open {
 /// The embedded index in a directory, answering searches.
 pub struct TantivySearch {
     location: Location,
-    dir: PathBuf,
     open: Mutex<Option<Arc<Open>>>,
     loaded: Mutex<Option<Arc<Loaded>>>,
 }
@@ -72,7 +71,7 @@ pub struct TantivySearch {
 impl std::fmt::Debug for TantivySearch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TantivySearch")
-            .field("dir", &self.dir)
+            .field("dir", &self.location.dir())
             .finish_non_exhaustive()
     }
 }
@@ -89,7 +88,6 @@ impl TantivySearch {
     /// the index is not built).
     pub fn new(location: Location) -> Self {
         Self {
-            dir: location.dir().to_path_buf(),
             location,
             open: Mutex::new(None),
             loaded: Mutex::new(None),
@@ -103,7 +101,7 @@ impl TantivySearch {
         }
         if !self.location.exists() {
             return Err(Error::NotBuilt {
-                dir: self.dir.clone(),
+                dir: self.location.dir().to_path_buf(),
             });
         }
         let index = self.location.open()?;
@@ -112,11 +110,11 @@ impl TantivySearch {
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()
-            .map_err(Error::index(&self.dir))?;
+            .map_err(Error::index(self.location.dir()))?;
         let opened = Arc::new(Open {
             reader,
             fields,
-            dir: self.dir.clone(),
+            dir: self.location.dir().to_path_buf(),
         });
         *open = Some(Arc::clone(&opened));
         Ok(opened)

@@ -138,6 +138,19 @@ async fn exporting(
     Some((guard, log, app, bearer))
 }
 
+/// The returns analytics asked for by an analyst within the caller's trace `traceparent`.
+async fn returns_in(
+    app: &TestApp,
+    bearer: &str,
+    traceparent: &str,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    app.get(
+        "/api/v2/analytics/returns",
+        &[("authorization", bearer), ("traceparent", traceparent)],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_spans() {
     let Some((guard, log, app, bearer)) = exporting(1.0).await else {
@@ -146,12 +159,7 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
     let trace = unique_hex(32);
     let caller = unique_hex(16);
     let traceparent = format!("00-{trace}-{caller}-01");
-    let (status, headers, body) = app
-        .get(
-            "/api/v2/analytics/returns",
-            &[("authorization", &bearer), ("traceparent", &traceparent)],
-        )
-        .await;
+    let (status, headers, body) = returns_in(&app, &bearer, &traceparent).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(headers["x-cache"], "miss");
     assert_eq!(
@@ -235,12 +243,7 @@ async fn sampling_is_decided_when_a_request_opens_and_a_callers_decision_wins() 
 
     let unsampled = unique_hex(32);
     let traceparent = format!("00-{unsampled}-{}-00", unique_hex(16));
-    let (status, headers, _) = app
-        .get(
-            "/api/v2/analytics/returns",
-            &[("authorization", &bearer), ("traceparent", &traceparent)],
-        )
-        .await;
+    let (status, headers, _) = returns_in(&app, &bearer, &traceparent).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers["x-trace-id"].to_str().unwrap(),
@@ -250,12 +253,7 @@ async fn sampling_is_decided_when_a_request_opens_and_a_callers_decision_wins() 
 
     let sampled = unique_hex(32);
     let traceparent = format!("00-{sampled}-{}-01", unique_hex(16));
-    let (status, headers, body) = app
-        .get(
-            "/api/v2/analytics/returns",
-            &[("authorization", &bearer), ("traceparent", &traceparent)],
-        )
-        .await;
+    let (status, headers, body) = returns_in(&app, &bearer, &traceparent).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(headers["x-trace-id"].to_str().unwrap(), sampled);
     guard.flush();
