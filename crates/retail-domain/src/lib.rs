@@ -66,6 +66,7 @@ pub mod privacy;
 pub mod progress;
 pub mod record;
 pub mod rfm;
+pub mod schedule;
 pub mod score;
 pub mod search;
 pub mod transaction;

@@ -34,6 +34,7 @@ mod claim;
 mod config;
 mod consent;
 mod error;
+mod lease;
 mod postgres;
 mod record;
 mod sealed;
@@ -49,6 +50,7 @@ pub use claim::Claim;
 pub use config::MetadataConfig;
 pub use consent::ConsentRecord;
 pub use error::{Error, Result};
+pub use lease::Lease;
 pub use postgres::PostgresStore;
 pub use record::{
     AssetRun, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail, RunKind,
@@ -159,6 +161,33 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// (compare and swap: two replicas changing it at once cannot lose either change);
     /// `false` when another writer was first, and nothing was written.
     async fn save_alert_state(&self, expected: i64, document: &str) -> Result<bool>;
+
+    /// A named cursor (a schedule's last tick, a sensor's position) and its version (0 and
+    /// `None` when never saved).
+    async fn cursor(&self, name: &str) -> Result<(i64, Option<String>)>;
+
+    /// Replaces the cursor `name` if its version is still `expected` (compare and swap: a
+    /// holder that lost its lease cannot overwrite its successor's progress); `false` when
+    /// another writer was first, and nothing was written.
+    async fn save_cursor(&self, name: &str, expected: i64, value: &str) -> Result<bool>;
+
+    /// Takes the lease `name` for `holder` until `now + ttl` when it is free, expired at `now`
+    /// or already `holder`'s (then renews it), in one atomic step; returns the lease as it
+    /// stands afterwards, whoever holds it. Unlike a [`Claim`], a lease also lapses when its
+    /// holder hangs or its machine vanishes without closing a connection.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Lease>;
+
+    /// Frees the lease `name` at once if `holder` holds it (a clean shutdown); nothing otherwise.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// The lease `name` as recorded (possibly expired); `None` when never taken or released.
+    async fn lease(&self, name: &str) -> Result<Option<Lease>>;
 
     /// Appends `event` to the audit trail as the entry after the last one, sealed with its
     /// hash (`retail_domain::audit`); appends from every process are serialised, so the chain

@@ -16,10 +16,12 @@ use tokio_postgres::Row;
 use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
+use crate::lease::{self, Lease};
 use crate::{
     ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind,
     RunRecord, RunStatus, UserRecord,
 };
+use chrono::{DateTime, Utc};
 use retail_domain::audit::{AuditEntry, AuditEvent};
 use retail_domain::names::is_sql_identifier;
 
@@ -128,7 +130,32 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX consent_log_by_customer ON consent_log (customer_id, seq);
     CREATE INDEX consent_log_by_purpose ON consent_log (purpose, customer_id, seq);",
     ),
+    // The scheduler's cursors (compare and swap on a version) and leases (times in Unix
+    // microseconds).
+    (
+        6,
+        "CREATE TABLE cursors (
+        name text PRIMARY KEY,
+        version bigint NOT NULL,
+        value text NOT NULL,
+        updated_at timestamptz NOT NULL
+    );
+    CREATE TABLE leases (
+        name text PRIMARY KEY,
+        holder text NOT NULL,
+        acquired_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+    );",
+    ),
 ];
+
+fn row_to_lease(row: &Row) -> Lease {
+    Lease {
+        holder: row.get(0),
+        acquired_at: lease::from_micros(row.get(1)),
+        expires_at: lease::from_micros(row.get(2)),
+    }
+}
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
                            rows_out, quarantined, duplicates, error, detail::text";
@@ -831,6 +858,103 @@ impl MetadataStore for PostgresStore {
         }
         .map_err(Error::postgres("save the alert state"))?;
         Ok(changed == 1)
+    }
+
+    async fn cursor(&self, name: &str) -> Result<(i64, Option<String>)> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT version, value FROM cursors WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(Error::postgres("read a cursor"))?
+            .map_or((0, None), |row| (row.get(0), Some(row.get(1)))))
+    }
+
+    async fn save_cursor(&self, name: &str, expected: i64, value: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let changed = if expected == 0 {
+            client
+                .execute(
+                    "INSERT INTO cursors (name, version, value, updated_at)
+                     VALUES ($1, 1, $2, now()) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &value],
+                )
+                .await
+        } else {
+            client
+                .execute(
+                    "UPDATE cursors SET version = version + 1, value = $2, updated_at = now()
+                     WHERE name = $1 AND version = $3",
+                    &[&name, &value, &expected],
+                )
+                .await
+        }
+        .map_err(Error::postgres("save a cursor"))?;
+        Ok(changed == 1)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Lease> {
+        let (at, until) = (now.timestamp_micros(), lease::expiry_micros(now, ttl));
+        // One statement: the row lock of the upsert makes concurrent takers wait and re-check.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "WITH taken AS (
+                    INSERT INTO leases (name, holder, acquired_at, expires_at)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (name) DO UPDATE SET
+                        acquired_at = CASE WHEN leases.holder = EXCLUDED.holder
+                                      THEN leases.acquired_at ELSE EXCLUDED.acquired_at END,
+                        holder = EXCLUDED.holder,
+                        expires_at = EXCLUDED.expires_at
+                    WHERE leases.holder = EXCLUDED.holder
+                       OR leases.expires_at <= EXCLUDED.acquired_at
+                    RETURNING holder, acquired_at, expires_at
+                 )
+                 SELECT holder, acquired_at, expires_at FROM taken
+                 UNION ALL
+                 SELECT holder, acquired_at, expires_at FROM leases
+                 WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM taken)",
+                &[&name, &holder, &at, &until],
+            )
+            .await
+            .map_err(Error::postgres("take a lease"))?;
+        Ok(row_to_lease(&row))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "DELETE FROM leases WHERE name = $1 AND holder = $2",
+                &[&name, &holder],
+            )
+            .await
+            .map_err(Error::postgres("release a lease"))?;
+        Ok(())
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT holder, acquired_at, expires_at FROM leases WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(Error::postgres("read a lease"))?
+            .map(|row| row_to_lease(&row)))
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry> {

@@ -29,9 +29,11 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use ring::{hkdf, hmac};
 
+use chrono::{DateTime, Utc};
+
 use crate::{
-    ApiKeyRecord, AuditFilter, Claim, ConsentRecord, Error, MetadataStore, RefreshTokenRecord,
-    Result, Rotation, RunKind, RunRecord, UserRecord,
+    ApiKeyRecord, AuditFilter, Claim, ConsentRecord, Error, Lease, MetadataStore,
+    RefreshTokenRecord, Result, Rotation, RunKind, RunRecord, UserRecord,
 };
 
 /// The start of every sealed value.
@@ -374,6 +376,32 @@ impl MetadataStore for SealedStore {
 
     async fn save_alert_state(&self, expected: i64, document: &str) -> Result<bool> {
         self.inner.save_alert_state(expected, document).await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<(i64, Option<String>)> {
+        self.inner.cursor(name).await
+    }
+
+    async fn save_cursor(&self, name: &str, expected: i64, value: &str) -> Result<bool> {
+        self.inner.save_cursor(name, expected, value).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Lease> {
+        self.inner.acquire_lease(name, holder, now, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.inner.release_lease(name, holder).await
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>> {
+        self.inner.lease(name).await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry> {

@@ -16,6 +16,7 @@ use retail_domain::audit::{AuditEntry, AuditEvent};
 use crate::auth::{TokenState, Verdict};
 use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
+use crate::lease::{self, Lease};
 use crate::{
     ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind,
     RunRecord, RunStatus, UserRecord,
@@ -111,7 +112,39 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX consent_log_by_customer ON consent_log (customer_id, seq);
     CREATE INDEX consent_log_by_purpose ON consent_log (purpose, customer_id, seq)",
+    // The scheduler's cursors (compare and swap on a version) and leases (times in Unix
+    // microseconds).
+    "CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    )",
 ];
+
+/// Takes a free or expired lease, or renews the holder's own (keeping when it was taken).
+const LEASE_UPSERT: &str = "INSERT INTO leases (name, holder, acquired_at, expires_at)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (name) DO UPDATE SET
+        acquired_at = CASE WHEN leases.holder = excluded.holder
+                      THEN leases.acquired_at ELSE excluded.acquired_at END,
+        holder = excluded.holder,
+        expires_at = excluded.expires_at
+    WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at";
+
+fn row_to_lease(row: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        holder: row.get(0)?,
+        acquired_at: lease::from_micros(row.get(1)?),
+        expires_at: lease::from_micros(row.get(2)?),
+    })
+}
 
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
                            rows_out, quarantined, duplicates, error, detail";
@@ -720,6 +753,90 @@ impl MetadataStore for SqliteStore {
                 )?
             };
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<(i64, Option<String>)> {
+        let name = name.to_owned();
+        self.call("read a cursor", move |c| {
+            Ok(c.query_row(
+                "SELECT version, value FROM cursors WHERE name = ?1",
+                params![name],
+                |row| Ok((row.get(0)?, Some(row.get(1)?))),
+            )
+            .optional()?
+            .unwrap_or((0, None)))
+        })
+        .await
+    }
+
+    async fn save_cursor(&self, name: &str, expected: i64, value: &str) -> Result<bool> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        let at = crate::now().to_rfc3339();
+        self.call("save a cursor", move |c| {
+            let changed = if expected == 0 {
+                c.execute(
+                    "INSERT INTO cursors (name, version, value, updated_at)
+                     VALUES (?1, 1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+                    params![name, value, at],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE cursors SET version = version + 1, value = ?2, updated_at = ?3
+                     WHERE name = ?1 AND version = ?4",
+                    params![name, value, at, expected],
+                )?
+            };
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<Lease> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let (at, until) = (now.timestamp_micros(), lease::expiry_micros(now, ttl));
+        self.call("take a lease", move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(LEASE_UPSERT, params![name, holder, at, until])?;
+            let lease = tx.query_row(
+                "SELECT holder, acquired_at, expires_at FROM leases WHERE name = ?1",
+                params![name],
+                row_to_lease,
+            )?;
+            tx.commit()?;
+            Ok(lease)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.call("release a lease", move |c| {
+            c.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>> {
+        let name = name.to_owned();
+        self.call("read a lease", move |c| {
+            c.query_row(
+                "SELECT holder, acquired_at, expires_at FROM leases WHERE name = ?1",
+                params![name],
+                row_to_lease,
+            )
+            .optional()
         })
         .await
     }

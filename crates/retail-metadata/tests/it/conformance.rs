@@ -20,6 +20,9 @@ async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     claims_exclude_other_holders_until_released(store.as_ref(), shared.as_ref()).await;
     the_alert_state_changes_only_from_the_version_it_was_read_at(store.as_ref(), shared.as_ref())
         .await;
+    a_cursor_changes_only_from_the_version_it_was_read_at(store.as_ref(), shared.as_ref()).await;
+    a_lease_has_one_holder_until_it_lapses_or_is_released(Arc::clone(&store), Arc::clone(&shared))
+        .await;
     the_audit_trail_chains_every_append_and_filters(Arc::clone(&store), Arc::clone(&shared)).await;
     the_consent_log_keeps_every_choice_and_answers_the_latest(store.as_ref(), shared.as_ref())
         .await;
@@ -314,6 +317,123 @@ async fn the_alert_state_changes_only_from_the_version_it_was_read_at(
         store.alert_state().await.unwrap(),
         (2, Some("{\"a\":2}".to_owned()))
     );
+}
+
+async fn a_cursor_changes_only_from_the_version_it_was_read_at(
+    store: &dyn MetadataStore,
+    shared: &dyn MetadataStore,
+) {
+    assert_eq!(store.cursor("schedule:nightly").await.unwrap(), (0, None));
+    assert!(
+        store
+            .save_cursor("schedule:nightly", 0, "t1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !shared
+            .save_cursor("schedule:nightly", 0, "t1'")
+            .await
+            .unwrap(),
+        "a second first write loses"
+    );
+    assert!(
+        shared
+            .save_cursor("schedule:nightly", 1, "t2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .save_cursor("schedule:nightly", 1, "t3")
+            .await
+            .unwrap(),
+        "a writer that read version 1 lost to the one that wrote version 2"
+    );
+    assert_eq!(
+        store.cursor("schedule:nightly").await.unwrap(),
+        (2, Some("t2".to_owned()))
+    );
+    // Cursors are independent of each other.
+    assert_eq!(shared.cursor("sensor:landing").await.unwrap(), (0, None));
+    assert!(shared.save_cursor("sensor:landing", 0, "{}").await.unwrap());
+    assert_eq!(store.cursor("schedule:nightly").await.unwrap().0, 2);
+}
+
+async fn a_lease_has_one_holder_until_it_lapses_or_is_released(
+    store: Arc<dyn MetadataStore>,
+    shared: Arc<dyn MetadataStore>,
+) {
+    let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let at = |seconds: i64| t0 + Duration::seconds(seconds);
+    let ttl = std::time::Duration::from_secs(30);
+    assert_eq!(store.lease("scheduler").await.unwrap(), None);
+
+    let taken = store
+        .acquire_lease("scheduler", "a", t0, ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        (taken.holder.as_str(), taken.acquired_at, taken.expires_at),
+        ("a", t0, at(30))
+    );
+    // Another holder is refused while it runs, and told who holds it.
+    let refused = shared
+        .acquire_lease("scheduler", "b", at(10), ttl)
+        .await
+        .unwrap();
+    assert_eq!(refused, taken);
+    assert!(!refused.held_by("b", at(10)));
+    // The holder renews: the expiry moves, the start stays.
+    let renewed = store
+        .acquire_lease("scheduler", "a", at(20), ttl)
+        .await
+        .unwrap();
+    assert_eq!((renewed.acquired_at, renewed.expires_at), (t0, at(50)));
+    assert_eq!(shared.lease("scheduler").await.unwrap(), Some(renewed));
+    // Lapsed: the next taker gets it, and the old holder no longer holds it.
+    let successor = shared
+        .acquire_lease("scheduler", "b", at(50), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        (successor.holder.as_str(), successor.acquired_at),
+        ("b", at(50))
+    );
+    let late = store
+        .acquire_lease("scheduler", "a", at(55), ttl)
+        .await
+        .unwrap();
+    assert!(!late.held_by("a", at(55)) && late.held_by("b", at(55)));
+    // Only the holder releases it; then it is free at once.
+    store.release_lease("scheduler", "a").await.unwrap();
+    assert_eq!(store.lease("scheduler").await.unwrap().unwrap().holder, "b");
+    shared.release_lease("scheduler", "b").await.unwrap();
+    assert_eq!(store.lease("scheduler").await.unwrap(), None);
+
+    // Takers racing for a free lease: exactly one wins, and every one is told the same winner.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                Arc::clone(&store)
+            } else {
+                Arc::clone(&shared)
+            };
+            tokio::spawn(async move {
+                store
+                    .acquire_lease("race", &format!("r{i}"), t0, ttl)
+                    .await
+                    .unwrap()
+                    .holder
+            })
+        })
+        .collect();
+    let mut holders = Vec::new();
+    for racer in racers {
+        holders.push(racer.await.unwrap());
+    }
+    holders.dedup();
+    assert_eq!(holders.len(), 1, "{holders:?}");
 }
 
 fn event(actor: &str, action: &str, target: &str, outcome: Outcome) -> AuditEvent {
