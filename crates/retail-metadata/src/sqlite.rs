@@ -149,6 +149,24 @@ fn row_to_lease(row: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
 const RUN_COLUMNS: &str = "run_id, kind, status, started_at, finished_at, duration_ms, rows_in, \
                            rows_out, quarantined, duplicates, error, detail";
 
+/// Switches the file to WAL mode (kept in the file: once is enough), waiting up to `wait` while
+/// another process opening it at the same moment holds it (SQLite answers that switch busy at
+/// once, without its busy handler).
+fn switch_to_wal(connection: &Connection, wait: std::time::Duration) -> Result<String> {
+    let started = std::time::Instant::now();
+    loop {
+        match connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < wait =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            mode => return mode.map_err(Error::sqlite("switch to WAL mode")),
+        }
+    }
+}
+
 /// The metadata store in a SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -186,9 +204,7 @@ impl SqliteStore {
         connection
             .busy_timeout(busy_timeout)
             .map_err(Error::sqlite("open the database"))?;
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(Error::sqlite("switch to WAL mode"))?;
+        let mode = switch_to_wal(&connection, busy_timeout)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "the metadata file could not be switched to WAL mode");
         }
@@ -214,7 +230,12 @@ impl SqliteStore {
     }
 
     fn with_connection(mut connection: Connection, path: Option<PathBuf>) -> Result<Self> {
-        let applied: usize = connection
+        // The version is read under the write lock: two processes opening a new file at once
+        // would otherwise both see version 0 and the later would apply migration 1 again.
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::sqlite("migrate"))?;
+        let applied: usize = transaction
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(Error::sqlite("read the schema version"))?;
         if applied > MIGRATIONS.len() {
@@ -225,15 +246,14 @@ impl SqliteStore {
             )));
         }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let transaction = connection.transaction().map_err(Error::sqlite("migrate"))?;
             transaction
                 .execute_batch(migration)
                 .map_err(Error::sqlite("migrate"))?;
             transaction
                 .pragma_update(None, "user_version", index + 1)
                 .map_err(Error::sqlite("migrate"))?;
-            transaction.commit().map_err(Error::sqlite("migrate"))?;
         }
+        transaction.commit().map_err(Error::sqlite("migrate"))?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             path,
@@ -1023,6 +1043,23 @@ impl MetadataStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_opening_a_new_file_at_once_migrate_it_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("retail.db");
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqliteStore::open(&path).map(drop))
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap().expect("every opener sees a migrated file");
+            }
+        }
+    }
 
     #[tokio::test]
     async fn a_writer_in_another_process_never_blocks_reads_and_writes_wait_only_briefly() {
