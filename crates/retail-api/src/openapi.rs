@@ -31,6 +31,7 @@ use crate::routes::{
         entities::customer, entities::product, entities::invoice,
         sales::sales, sales::export,
         pipeline::runs, pipeline::run, pipeline::start, pipeline::status, pipeline::assets,
+        pipeline::scheduler,
         ingestion::ingest_transactions,
         transactions::create_transaction, transactions::update_transaction,
         transactions::delete_transaction,

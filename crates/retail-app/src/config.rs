@@ -52,6 +52,29 @@ pub struct PipelineConfig {
     /// With streams (`retail serve` with `[[streams]]`, `retail stream run --follow`): the
     /// shortest time between two pipeline runs that follow bronze, in milliseconds.
     pub follow_interval_ms: u64,
+    /// Retry policies of single assets (`[pipeline.retries."warehouse/postgres"]`), in place of
+    /// `max_attempts` and `retry_backoff_ms` for them.
+    pub retries: std::collections::BTreeMap<String, AssetRetry>,
+}
+
+/// How one asset's transient failures are retried (`[pipeline.retries.KEY]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRetry {
+    /// Attempts in all (1: no retry).
+    pub max_attempts: u32,
+    /// The wait before the first retry, in milliseconds; each later one doubles, with jitter.
+    pub retry_backoff_ms: u64,
+}
+
+impl AssetRetry {
+    /// As the runner takes it.
+    pub fn policy(self) -> retail_pipeline::RetryPolicy {
+        retail_pipeline::RetryPolicy {
+            max_attempts: self.max_attempts,
+            backoff: std::time::Duration::from_millis(self.retry_backoff_ms),
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -61,6 +84,7 @@ impl Default for PipelineConfig {
             retry_backoff_ms: 500,
             earliest_invoice_date: retail_domain::record::DateWindow::default_earliest().date(),
             follow_interval_ms: 1_000,
+            retries: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -737,6 +761,8 @@ pub struct Config {
     pub recommendations: RecommendationsConfig,
     /// The alert manager: receivers, routes, inhibitions, the platform's rules.
     pub alerts: retail_services::alerts::AlertsConfig,
+    /// Cron schedules and sensors, run by the replica holding the scheduler's lease.
+    pub scheduler: retail_services::scheduler::SchedulerConfig,
     /// Where secrets named by reference are fetched from.
     pub secrets: crate::secrets::SecretsConfig,
     /// The privacy key.
@@ -804,6 +830,13 @@ impl Config {
             );
         }
         problems.extend(self.metadata.problems());
+        for (asset, retry) in &self.pipeline.retries {
+            if retry.max_attempts == 0 {
+                problems.push(format!(
+                    "pipeline.retries.{asset:?}.max_attempts must be at least 1"
+                ));
+            }
+        }
         if self.pipeline.max_attempts == 0 {
             problems.push("pipeline.max_attempts must be at least 1".to_owned());
         }
@@ -836,6 +869,7 @@ impl Config {
         if let Err(alerts) = self.alerts.policy() {
             problems.extend(alerts);
         }
+        problems.extend(self.scheduler.problems());
         let mut names = std::collections::BTreeSet::new();
         for (index, stream) in self.streams.iter().enumerate() {
             problems.extend(stream.problems(&format!("streams[{index}]")));

@@ -21,6 +21,7 @@
 
 pub mod alerting;
 mod config;
+pub mod scheduling;
 pub mod secrets;
 pub mod streams;
 pub mod warehouses;
@@ -43,8 +44,8 @@ use retail_services::pipeline::Pipeline;
 use retail_warehouse::{Backend, EmbeddedFollower, PostgresFollower, PostgresWarehouse, Warehouse};
 
 pub use config::{
-    Config, ENV_PREFIX, IngestConfig, ModelsConfig, PipelineConfig, RecommendationsConfig,
-    SearchConfig, StreamConfig, TelemetryConfig,
+    AssetRetry, Config, ENV_PREFIX, IngestConfig, ModelsConfig, PipelineConfig,
+    RecommendationsConfig, SearchConfig, StreamConfig, TelemetryConfig,
 };
 
 /// What the process is for: it decides what is built.
@@ -405,6 +406,16 @@ impl App {
             },
             jobs_handle,
         )?;
+        runner = runner
+            .with_retries(
+                config
+                    .pipeline
+                    .retries
+                    .iter()
+                    .map(|(asset, retry)| (asset.clone(), retry.policy()))
+                    .collect(),
+            )
+            .context("invalid pipeline.retries")?;
         if config.lake.vacuum_after_runs {
             runner = runner.with_vacuum(config.lake.vacuum_retention());
         }
@@ -469,7 +480,7 @@ impl App {
         let alerts = retail_services::AlertManager::new(
             Arc::clone(&store),
             config.alerts.clone(),
-            clock,
+            Arc::clone(&clock),
             Arc::new(alerting::HttpWebhook::new(
                 &config.tls,
                 std::time::Duration::from_secs(10),
@@ -487,15 +498,27 @@ impl App {
             config.api.export_limits(),
         ));
         let consent: Arc<dyn retail_services::ConsentService> = consent;
+        let ingest: Arc<dyn retail_services::IngestService> = Arc::new(Ingest::new(
+            ingestion.clone(),
+            Arc::clone(&store),
+            config.pipeline.silver_rules(),
+        ));
+        let pipeline: Arc<dyn retail_services::PipelineService> =
+            Arc::new(Pipeline::new(Arc::clone(&runner), Arc::clone(&store)));
+        let scheduler = retail_services::Scheduler::new(
+            config.scheduler.clone(),
+            Arc::clone(&store),
+            Arc::clone(&pipeline),
+            Arc::clone(&ingest),
+            clock,
+        )
+        .map_err(|problems| anyhow::anyhow!("invalid [scheduler]: {}", problems.join("; ")))?;
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::clone(&analytics),
-            ingest: Arc::new(Ingest::new(
-                ingestion.clone(),
-                Arc::clone(&store),
-                config.pipeline.silver_rules(),
-            )),
-            pipeline: Arc::new(Pipeline::new(Arc::clone(&runner), Arc::clone(&store))),
+            ingest,
+            pipeline,
+            scheduler: Arc::new(scheduler),
             operations: Arc::new(Operations::new(
                 lake.clone(),
                 guarded,
@@ -640,6 +663,19 @@ impl App {
                 .await;
             }
         };
+        let scheduler = async {
+            let scheduler = &self.config.scheduler;
+            if scheduler.enabled
+                && !(scheduler.schedules.is_empty() && scheduler.sensors.is_empty())
+            {
+                scheduling::run_in_background(
+                    Arc::clone(&self.services.scheduler),
+                    &self.config.scheduler,
+                    stop.subscribe(),
+                )
+                .await;
+            }
+        };
         let erasures = async {
             if let Some(key) = self.config.privacy.key_bytes() {
                 follow_erasures(
@@ -651,9 +687,53 @@ impl App {
                 .await;
             }
         };
-        let (served, (), (), ()) = tokio::join!(server, streams, alerts, erasures);
+        let (served, (), (), (), ()) = tokio::join!(server, streams, alerts, scheduler, erasures);
         signal.abort();
         served?;
+        Ok(())
+    }
+}
+
+impl App {
+    /// Runs the schedules and sensors (`[scheduler]`, whatever `scheduler.enabled` says) while
+    /// this process holds the scheduler's lease, until `shutdown` resolves: `retail
+    /// scheduler`, for deployments that keep the scheduler apart from the API replicas. It
+    /// follows erasures made elsewhere, as `retail serve` does, so that a landing file never
+    /// brings back an erased customer.
+    ///
+    /// # Errors
+    ///
+    /// None yet; the signature leaves room for start-up checks.
+    pub async fn schedule_until(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = Arc::new(tokio::sync::watch::channel(false).0);
+        let signal = {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+        };
+        let scheduler = scheduling::run_in_background(
+            Arc::clone(&self.services.scheduler),
+            &self.config.scheduler,
+            stop.subscribe(),
+        );
+        let erasures = async {
+            if let Some(key) = self.config.privacy.key_bytes() {
+                follow_erasures(
+                    Arc::clone(&self.services.audit),
+                    Arc::clone(self.ingestion.erased()),
+                    key,
+                    stop.subscribe(),
+                )
+                .await;
+            }
+        };
+        tokio::join!(scheduler, erasures);
+        signal.abort();
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod gdpr;
 mod models;
 mod progress;
 mod report;
+mod scheduler;
 mod search;
 mod stream;
 mod warehouse;
@@ -19,7 +20,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use retail_app::{App, Config, Role};
 use retail_ingest::generate::{GenerateOptions, planted_anomalies, write_daily_csv_files};
-use retail_services::{RunKind, RunRecord, RunRequest};
+use retail_services::{RunKind, RunRecord, RunRequest, RunStatus};
 use retail_telemetry::tracing_setup;
 
 use crate::progress::TerminalProgress;
@@ -127,6 +128,16 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run the cron schedules and sensors of [scheduler] apart from the API (while this process
+    /// holds the scheduler's lease, until SIGTERM or Ctrl-C), or look at them, or run one tick.
+    ///
+    /// `retail serve` runs them too (scheduler.enabled); with several processes, the one
+    /// holding the lease in the metadata store runs them and another takes over within
+    /// scheduler.lease_seconds plus a tick when it dies.
+    Scheduler {
+        #[command(subcommand)]
+        command: Option<scheduler::SchedulerCommand>,
+    },
     /// Manage API users.
     #[command(subcommand)]
     Users(api::UsersCommand),
@@ -175,6 +186,25 @@ enum PipelineCommand {
         /// Only runs of this kind.
         #[arg(long, value_enum)]
         kind: Option<KindArg>,
+        /// Only runs that ended so (or are still running).
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        /// Only runs that went through this asset (gold: the asset or a table it writes), or
+        /// recorded this table or follower.
+        #[arg(long)]
+        asset: Option<String>,
+        /// Who asked, exactly (cli, api:alice, schedule:nightly), or a prefix ending with ':'.
+        #[arg(long)]
+        requested_by: Option<String>,
+        /// Started at or after this time (UTC, e.g. 2026-12-02T11:30:24Z).
+        #[arg(long, value_parser = parse_utc)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Started before this time (UTC).
+        #[arg(long, value_parser = parse_utc)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// The next page: runs after this run id (the last one printed).
+        #[arg(long)]
+        before: Option<String>,
         /// Print as JSON.
         #[arg(long)]
         json: bool,
@@ -194,6 +224,20 @@ enum StageArg {
 enum KindArg {
     Ingest,
     Pipeline,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StatusArg {
+    Running,
+    Succeeded,
+    UpToDate,
+    Failed,
+}
+
+/// A time in UTC as the audit trail writes it.
+fn parse_utc(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    retail_domain::audit::parse_utc_time(text)
+        .ok_or_else(|| format!("{text:?} is not a time in UTC such as 2026-12-02T11:30:24Z"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +543,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Lake(LakeCommand::Keys(command)) => lake_keys(&config, command).await,
         Command::Stream(command) => Box::pin(stream::stream(*command, config)).await,
         Command::Serve { listen } => api::serve(config, listen).await,
+        Command::Scheduler { command } => scheduler::run(config, command).await,
         Command::Users(command) => api::users(command, config).await,
         Command::Keys(command) => api::keys(command, config).await,
     }
@@ -569,12 +614,38 @@ async fn pipeline(command: PipelineCommand, config: Config) -> anyhow::Result<()
             }
             Ok(())
         }
-        PipelineCommand::Runs { limit, kind, json } => {
+        PipelineCommand::Runs {
+            limit,
+            kind,
+            status,
+            asset,
+            requested_by,
+            since,
+            until,
+            before,
+            json,
+        } => {
             let kind = kind.map(|kind| match kind {
                 KindArg::Ingest => RunKind::Ingest,
                 KindArg::Pipeline => RunKind::Pipeline,
             });
-            let runs = pipeline.runs(kind, limit).await?;
+            let status = status.map(|status| match status {
+                StatusArg::Running => RunStatus::Running,
+                StatusArg::Succeeded => RunStatus::Succeeded,
+                StatusArg::UpToDate => RunStatus::UpToDate,
+                StatusArg::Failed => RunStatus::Failed,
+            });
+            let filter = retail_services::RunFilter {
+                kind,
+                status,
+                assets: asset.into_iter().collect(),
+                requested_by,
+                since,
+                until,
+                before,
+                limit,
+            };
+            let runs = pipeline.runs(filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {

@@ -181,6 +181,9 @@ fn every_command_has_help() {
         &["warehouse", "query"],
         &["warehouse", "catalogue"],
         &["serve"],
+        &["scheduler"],
+        &["scheduler", "status"],
+        &["scheduler", "tick"],
         &["users"],
         &["keys"],
         &["migrate"],
@@ -829,4 +832,160 @@ fn an_encrypted_lake_answers_as_a_plain_one_and_its_keys_rotate() {
         let error = String::from_utf8_lossy(&refused.stderr);
         assert!(error.contains(message), "{message}: {error}");
     }
+}
+
+/// `retail scheduler status --json` of the lake and store in `dir`.
+fn scheduler_status(dir: &Path, config: &Path) -> serde_json::Value {
+    let config = config.display().to_string();
+    let output = retail_with(
+        dir,
+        &[("RETAIL_CONFIG", &config)],
+        &["scheduler", "status", "--json"],
+    );
+    assert!(
+        output.status.success(),
+        "retail scheduler status failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// Waits up to `limit` for `check` on the scheduler's status; returns how long it took.
+fn wait_for_status(
+    dir: &Path,
+    config: &Path,
+    limit: std::time::Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let status = scheduler_status(dir, config);
+        if check(&status) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} within {limit:?}: {status:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_second_scheduler_takes_over_when_the_first_is_killed_and_a_clean_stop_frees_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    std::fs::create_dir(&landing).unwrap();
+    let config = dir.path().join("retail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scheduler]\ntick_seconds = 1\nlease_seconds = 3\n\n[[scheduler.sensors]]\n\
+             name = \"landing\"\nkind = \"landing\"\npath = {:?}\nassets = [\"silver\"]\n",
+            landing.display().to_string()
+        ),
+    )
+    .unwrap();
+    let spawn = |log: &str| {
+        Command::new(env!("CARGO_BIN_EXE_retail"))
+            .args(["scheduler"])
+            .current_dir(dir.path())
+            .env("RETAIL_CONFIG", &config)
+            .env("RETAIL__LAKE__ROOT", dir.path().join("lake"))
+            .env("RETAIL__METADATA__PATH", dir.path().join("retail.db"))
+            .env("RETAIL__TELEMETRY__LOG_LEVEL", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .expect("retail scheduler starts")
+    };
+    let holder = |status: &serde_json::Value| {
+        status["lease_held"]
+            .as_bool()
+            .unwrap_or(false)
+            .then(|| status["lease"]["holder"].as_str().unwrap_or("").to_owned())
+    };
+    let held_by = |pid: u32| {
+        move |status: &serde_json::Value| {
+            holder(status).is_some_and(|h| h.contains(&format!(":{pid}:")))
+        }
+    };
+    let limit = std::time::Duration::from_secs(60);
+
+    let mut first = spawn("first.log");
+    wait_for_status(
+        dir.path(),
+        &config,
+        limit,
+        "the first scheduler holds the lease",
+        held_by(first.id()),
+    );
+    let mut second = spawn("second.log");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        held_by(first.id())(&scheduler_status(dir.path(), &config)),
+        "a live holder keeps its lease past its length (it renews)"
+    );
+
+    // Killed: no clean stop, the lease lapses and the second takes it.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let took = wait_for_status(
+        dir.path(),
+        &config,
+        limit,
+        "the second scheduler takes over",
+        held_by(second.id()),
+    );
+    eprintln!("takeover after the holder was killed: {took:?} (lease 3 s, tick 1 s)");
+    let refused = retail_with(
+        dir.path(),
+        &[("RETAIL_CONFIG", &config.display().to_string())],
+        &["scheduler", "tick"],
+    );
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("another scheduler holds the lease"),
+        "{message}"
+    );
+
+    // The successor runs the sensor: a file dropped now is ingested.
+    std::fs::write(
+        landing.join("2011-01-04.csv"),
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n\
+         540000,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2011-01-04 10:00:00,2.55,17850,United Kingdom\n",
+    )
+    .unwrap();
+    wait_for_status(
+        dir.path(),
+        &config,
+        limit,
+        "the dropped file is ingested and run",
+        |status| {
+            status["sensors"][0]["files"]["ingested"] == 1
+                && status["sensors"][0]["run_pending"] == false
+        },
+    );
+    let runs = json(dir.path(), &["pipeline", "runs", "--json"]);
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["detail"]["requested_by"] == "sensor:landing"
+                && r["kind"] == "pipeline"
+                && r["status"] == "succeeded"),
+        "{runs:#}"
+    );
+
+    // SIGTERM: the holder stops cleanly and frees the lease at once.
+    let terminated = Command::new("kill")
+        .arg(second.id().to_string())
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    assert!(second.wait().unwrap().success(), "a clean stop exits 0");
+    let status = scheduler_status(dir.path(), &config);
+    assert_eq!(status["lease"], serde_json::Value::Null, "{status:#}");
 }

@@ -53,8 +53,8 @@ pub use error::{Error, Result};
 pub use lease::Lease;
 pub use postgres::PostgresStore;
 pub use record::{
-    AssetRun, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail, RunKind,
-    RunRecord, RunStatus, Timeliness,
+    AssetRun, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail, RunFilter,
+    RunKind, RunRecord, RunStatus, Timeliness,
 };
 pub use sealed::{FieldKeys, SealedStore};
 pub use sqlite::SqliteStore;
@@ -87,7 +87,17 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn save_run(&self, run: &RunRecord) -> Result<()>;
 
     /// The newest runs first, at most `limit`, optionally of one kind.
-    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>>;
+    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
+        self.list_runs(&RunFilter {
+            kind,
+            limit,
+            ..RunFilter::default()
+        })
+        .await
+    }
+
+    /// The runs `filter` selects, newest first (by start, then id).
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
 
     /// One run by id.
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;

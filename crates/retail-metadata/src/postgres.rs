@@ -18,8 +18,8 @@ use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::{
-    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind,
-    RunRecord, RunStatus, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation,
+    RunFilter, RunKind, RunRecord, RunStatus, UserRecord,
 };
 use chrono::{DateTime, Utc};
 use retail_domain::audit::{AuditEntry, AuditEvent};
@@ -467,16 +467,37 @@ impl MetadataStore for PostgresStore {
         Ok(())
     }
 
-    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let rows = self
             .client()
             .await?
             .query(
                 &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE $1::text IS NULL OR kind = $1
-                     ORDER BY started_at DESC, run_id DESC LIMIT $2"
+                    "SELECT {RUN_COLUMNS} FROM runs
+                     WHERE ($1::text IS NULL OR kind = $1)
+                       AND ($2::text IS NULL OR status = $2)
+                       AND ($3::text[] IS NULL OR EXISTS (
+                            SELECT 1 FROM jsonb_array_elements(detail->'assets') AS recorded
+                            WHERE recorded->>'asset' = ANY($3)))
+                       AND ($4::text IS NULL OR detail->>'requested_by' = $4
+                            OR (right($4, 1) = ':' AND starts_with(detail->>'requested_by', $4)))
+                       AND ($5::timestamptz IS NULL OR started_at >= $5)
+                       AND ($6::timestamptz IS NULL OR started_at < $6)
+                       AND ($7::text IS NULL OR (started_at, run_id) <
+                            (SELECT started_at, run_id FROM runs WHERE run_id = $7))
+                     ORDER BY started_at DESC, run_id DESC LIMIT $8"
                 ),
-                &[&kind.map(RunKind::as_str), &(limit as i64)],
+                &[
+                    &filter.kind.map(RunKind::as_str),
+                    &filter.status.map(RunStatus::as_str),
+                    &(!filter.assets.is_empty()).then_some(&filter.assets),
+                    &filter.requested_by,
+                    &filter.since,
+                    &filter.until,
+                    &filter.before,
+                    &limit,
+                ],
             )
             .await
             .map_err(Error::postgres("list runs"))?;

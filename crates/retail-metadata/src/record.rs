@@ -357,6 +357,44 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+/// Which runs to list, newest first (by start, then id). Every given condition must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this kind.
+    pub kind: Option<RunKind>,
+    /// Only runs that ended so (or are still `running`).
+    pub status: Option<RunStatus>,
+    /// Only runs that recorded one of these among their assets (an asset's key and the tables
+    /// it writes: silver and gold record their tables, the others their key); empty: any.
+    pub assets: Vec<String>,
+    /// Who asked, exactly (`cli`, `api:alice`, `schedule:nightly`), or every name it starts
+    /// when it ends with `:` (`schedule:`).
+    pub requested_by: Option<String>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only runs after this one in the order: the next page after a page that ended with it.
+    pub before: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Default for RunFilter {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            status: None,
+            assets: Vec::new(),
+            requested_by: None,
+            since: None,
+            until: None,
+            before: None,
+            limit: 20,
+        }
+    }
+}
+
 /// One recorded run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RunRecord {

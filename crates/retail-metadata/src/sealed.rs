@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     ApiKeyRecord, AuditFilter, Claim, ConsentRecord, Error, Lease, MetadataStore,
-    RefreshTokenRecord, Result, Rotation, RunKind, RunRecord, UserRecord,
+    RefreshTokenRecord, Result, Rotation, RunFilter, RunKind, RunRecord, UserRecord,
 };
 
 /// The start of every sealed value.
@@ -289,8 +289,8 @@ impl MetadataStore for SealedStore {
         self.inner.save_run(run).await
     }
 
-    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
-        self.inner.runs(kind, limit).await
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        self.inner.list_runs(filter).await
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {

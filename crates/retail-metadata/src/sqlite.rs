@@ -18,8 +18,8 @@ use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::{
-    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation, RunKind,
-    RunRecord, RunStatus, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation,
+    RunFilter, RunKind, RunRecord, RunStatus, UserRecord,
 };
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
@@ -418,14 +418,47 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let kind = filter.kind.map(RunKind::as_str);
+        let status = filter.status.map(RunStatus::as_str);
+        let assets = (!filter.assets.is_empty())
+            .then(|| serde_json::to_string(&filter.assets).expect("strings serialise"));
+        let requested_by = filter.requested_by.clone();
+        let since = filter.since.map(|at| at.to_rfc3339());
+        let until = filter.until.map(|at| at.to_rfc3339());
+        let before = filter.before.clone();
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         self.call("list runs", move |c| {
             let mut statement = c.prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR kind = ?1
-                 ORDER BY started_at DESC, run_id DESC LIMIT ?2"
+                "SELECT {RUN_COLUMNS} FROM runs
+                 WHERE (?1 IS NULL OR kind = ?1)
+                   AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR EXISTS (
+                        SELECT 1 FROM json_each(runs.detail, '$.assets') AS recorded
+                        WHERE json_extract(recorded.value, '$.asset')
+                              IN (SELECT value FROM json_each(?3))))
+                   AND (?4 IS NULL OR json_extract(detail, '$.requested_by') = ?4
+                        OR (substr(?4, -1) = ':'
+                            AND substr(json_extract(detail, '$.requested_by'), 1, length(?4)) = ?4))
+                   AND (?5 IS NULL OR started_at >= ?5)
+                   AND (?6 IS NULL OR started_at < ?6)
+                   AND (?7 IS NULL OR (started_at, run_id) <
+                        (SELECT started_at, run_id FROM runs WHERE run_id = ?7))
+                 ORDER BY started_at DESC, run_id DESC LIMIT ?8"
             ))?;
-            let rows = statement
-                .query_map(params![kind.map(RunKind::as_str), limit as i64], row_to_run)?;
+            let rows = statement.query_map(
+                params![
+                    kind,
+                    status,
+                    assets,
+                    requested_by,
+                    since,
+                    until,
+                    before,
+                    limit
+                ],
+                row_to_run,
+            )?;
             rows.collect()
         })
         .await
@@ -1056,7 +1089,10 @@ mod tests {
                 })
                 .collect();
             for opener in openers {
-                opener.join().unwrap().expect("every opener sees a migrated file");
+                opener
+                    .join()
+                    .unwrap()
+                    .expect("every opener sees a migrated file");
             }
         }
     }

@@ -14,6 +14,8 @@
 //!   the recommendations asset wrote them to gold;
 //! - [`AlertsService`]: alerts from the platform's rules and from Prometheus, routed, grouped,
 //!   silenced, acknowledged and escalated, as notifications to receivers;
+//! - [`SchedulerService`]: cron schedules and sensors (a landing directory, an asset's new
+//!   version) that start ingestions and runs, under a lease one replica holds;
 //! - [`GdprService`]: erasure, access and portability; [`ConsentService`]: consent per customer
 //!   and purpose, which profiling and marketing respect.
 //!
@@ -24,6 +26,7 @@ pub mod access;
 pub mod alerts;
 pub mod analytics;
 pub mod audit;
+pub mod clock;
 mod columns;
 mod config;
 pub mod consent;
@@ -35,6 +38,7 @@ pub mod models;
 pub mod operations;
 pub mod pipeline;
 pub mod recommendations;
+pub mod scheduler;
 pub mod search;
 mod tables;
 
@@ -55,9 +59,10 @@ pub use operations::{OperationsService, Readiness, StreamHealth};
 pub use pipeline::{AssetInfo, PipelineService};
 pub use recommendations::{LakeRecommendations, RecommendationsService};
 pub use retail_ingest::decode::Format;
-pub use retail_metadata::{RunKind, RunRecord};
+pub use retail_metadata::{RunFilter, RunKind, RunRecord, RunStatus};
 pub use retail_pipeline::{PipelineStatus, RunRequest, Staleness};
 pub use retail_warehouse::{Catalogue, Cell, QueryResult, catalogue};
+pub use scheduler::{Scheduler, SchedulerService};
 pub use search::{Search, SearchService};
 
 /// The services, as the API and the CLI hold them.
@@ -71,6 +76,8 @@ pub struct Services {
     pub ingest: Arc<dyn IngestService>,
     /// Pipeline runs.
     pub pipeline: Arc<dyn PipelineService>,
+    /// Schedules and sensors.
+    pub scheduler: Arc<dyn SchedulerService>,
     /// Readiness and metrics.
     pub operations: Arc<dyn OperationsService>,
     /// What the models predict.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use retail_domain::progress::Progress;
-use retail_metadata::{MetadataStore, RunKind, RunRecord};
+use retail_metadata::{MetadataStore, RunFilter, RunRecord};
 use retail_pipeline::{PipelineStatus, RunRequest, Runner};
 
 use crate::error::{Error, Result};
@@ -35,8 +35,9 @@ pub trait PipelineService: Send + Sync {
     /// One run (an ingestion or a pipeline run) by id.
     async fn run_record(&self, run_id: &str) -> Result<RunRecord>;
 
-    /// Recorded runs, newest first.
-    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>>;
+    /// Recorded runs, newest first, as `filter` selects them (its `assets` may name asset keys:
+    /// each stands for itself and the tables it writes).
+    async fn runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>>;
 
     /// Every table's version and rows, every asset's staleness, the latest run.
     async fn status(&self) -> Result<PipelineStatus>;
@@ -46,6 +47,22 @@ pub trait PipelineService: Send + Sync {
 
     /// The keys of an asset and of every asset downstream of it.
     fn with_downstream(&self, key: &str) -> Vec<String>;
+
+    /// The latest version of each table an asset writes (`None`: not written yet).
+    async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>>;
+}
+
+/// Refuses anything but a run id as written: a UUID, lower-case and hyphenated.
+fn check_run_id(run_id: &str) -> Result<()> {
+    let canonical =
+        uuid::Uuid::try_parse(run_id).is_ok_and(|id| id.hyphenated().to_string() == run_id);
+    if canonical {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{run_id:?} is not a run id (a lower-case hyphenated UUID)"
+        )))
+    }
 }
 
 /// Pipeline runs over the asset runner.
@@ -73,25 +90,48 @@ impl PipelineService for Pipeline {
     }
 
     async fn run_record(&self, run_id: &str) -> Result<RunRecord> {
-        // Run ids are written one way: a UUID, lower-case and hyphenated.
-        let canonical =
-            uuid::Uuid::try_parse(run_id).is_ok_and(|id| id.hyphenated().to_string() == run_id);
-        if !canonical {
-            return Err(Error::invalid(format!(
-                "{run_id:?} is not a run id (a lower-case hyphenated UUID)"
-            )));
-        }
+        check_run_id(run_id)?;
         self.store
             .run(run_id)
             .await?
             .ok_or_else(|| Error::not_found(format!("no run {run_id}")))
     }
 
-    async fn runs(&self, kind: Option<RunKind>, limit: usize) -> Result<Vec<RunRecord>> {
-        if !(1..=1000).contains(&limit) {
+    async fn runs(&self, mut filter: RunFilter) -> Result<Vec<RunRecord>> {
+        if !(1..=1000).contains(&filter.limit) {
             return Err(Error::invalid("limit must be from 1 to 1000"));
         }
-        Ok(self.store.runs(kind, limit).await?)
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since >= until
+        {
+            return Err(Error::invalid("since must be before until"));
+        }
+        if let Some(before) = &filter.before {
+            check_run_id(before).map_err(|_| {
+                Error::invalid(format!(
+                    "before {before:?} is not a run id (a lower-case hyphenated UUID)"
+                ))
+            })?;
+            if self.store.run(before).await?.is_none() {
+                return Err(Error::invalid(format!("before names no run ({before})")));
+            }
+        }
+        // An asset key stands for itself and the tables it writes (silver and gold record their
+        // tables); a table's or a follower's name for itself.
+        let assets = self.assets();
+        filter.assets = filter
+            .assets
+            .iter()
+            .flat_map(|name| {
+                let tables = assets
+                    .iter()
+                    .find(|a| a.key == name.as_str())
+                    .map(|a| a.tables.iter().map(|t| (*t).to_owned()).collect())
+                    .unwrap_or_default();
+                std::iter::once(name.clone()).chain::<Vec<String>>(tables)
+            })
+            .collect();
+        Ok(self.store.list_runs(&filter).await?)
     }
 
     async fn status(&self) -> Result<PipelineStatus> {
@@ -113,5 +153,9 @@ impl PipelineService for Pipeline {
 
     fn with_downstream(&self, key: &str) -> Vec<String> {
         self.runner.with_downstream(key)
+    }
+
+    async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
+        Ok(self.runner.asset_versions(key).await?)
     }
 }

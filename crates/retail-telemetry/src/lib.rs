@@ -93,6 +93,10 @@ pub mod metrics {
     /// Alert notifications, by receiver and outcome (`delivered`, `failed`, `dropped` after
     /// the last attempt).
     pub const ALERT_NOTIFICATIONS_TOTAL: &str = "retail_alert_notifications_total";
+    /// 1 while this process holds the scheduler's lease (runs the schedules and sensors).
+    pub const SCHEDULER_LEASE_HELD: &str = "retail_scheduler_lease_held";
+    /// Runs the scheduler started, by trigger (`schedule`, `sensor`) and how they ended.
+    pub const SCHEDULER_RUNS_TOTAL: &str = "retail_scheduler_runs_total";
     /// CPU time of the process (user and system).
     pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
     /// Resident memory of the process.
@@ -221,6 +225,25 @@ pub mod metrics {
             PROCESS_MAX_FDS,
             "the most file descriptors the process may open"
         );
+        describe_gauge!(
+            SCHEDULER_LEASE_HELD,
+            "1 while this process holds the scheduler's lease"
+        );
+        describe_counter!(
+            SCHEDULER_RUNS_TOTAL,
+            "runs the scheduler started by trigger and status"
+        );
+    }
+
+    /// Notes whether this process holds the scheduler's lease.
+    pub fn set_scheduler_lease_held(held: bool) {
+        gauge!(SCHEDULER_LEASE_HELD).set(if held { 1.0 } else { 0.0 });
+    }
+
+    /// Counts a run the scheduler started, by trigger and how it ended.
+    pub fn record_scheduler_run(trigger: &str, status: &'static str) {
+        counter!(SCHEDULER_RUNS_TOTAL, "trigger" => trigger.to_owned(), "status" => status)
+            .increment(1);
     }
 
     /// Notes how many alerts fire, neither silenced nor inhibited.

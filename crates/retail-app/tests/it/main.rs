@@ -3,5 +3,6 @@
 
 mod api;
 mod production;
+mod scheduler;
 mod streams;
 mod tls;

@@ -15,6 +15,7 @@ use retail_metadata::{
 /// process, another replica) for the claims.
 async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     runs_are_saved_listed_found_and_interrupted_ones_failed(store.as_ref()).await;
+    runs_are_filtered_and_paged(store.as_ref()).await;
     users_sessions_and_keys_keep_only_hashes_and_change_atomically(store.as_ref(), shared.as_ref())
         .await;
     claims_exclude_other_holders_until_released(store.as_ref(), shared.as_ref()).await;
@@ -27,6 +28,184 @@ async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     the_consent_log_keeps_every_choice_and_answers_the_latest(store.as_ref(), shared.as_ref())
         .await;
     store.ping().await.expect("ping");
+}
+
+async fn runs_are_filtered_and_paged(store: &dyn MetadataStore) {
+    use retail_metadata::{AssetRun, RunFilter};
+    // Far from the other test's runs: a day in 2030, one run a minute.
+    let t0 = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut saved = Vec::new();
+    for minute in 0..7 {
+        let mut run = RunRecord::start(if minute == 6 {
+            RunKind::Ingest
+        } else {
+            RunKind::Pipeline
+        });
+        run.started_at = t0 + Duration::minutes(minute);
+        run.detail.requested_by = Some(
+            [
+                "schedule:nightly",
+                "sensor:landing",
+                "cli",
+                "schedule:hourly",
+            ][minute as usize % 4]
+                .to_owned(),
+        );
+        run.detail.assets = if minute % 2 == 0 {
+            vec![
+                AssetRun::up_to_date("silver/retail_transactions"),
+                AssetRun::up_to_date("gold/fact_sales"),
+            ]
+        } else {
+            vec![AssetRun::up_to_date("models")]
+        };
+        run.finish(if minute == 3 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        });
+        run.started_at = t0 + Duration::minutes(minute);
+        store.save_run(&run).await.unwrap();
+        saved.push(run);
+    }
+    let in_2030 = RunFilter {
+        since: Some(t0),
+        until: Some(t0 + Duration::hours(1)),
+        limit: 100,
+        ..RunFilter::default()
+    };
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let expect = |minutes: &[usize]| {
+        minutes
+            .iter()
+            .map(|&m| saved[m].run_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let list = |filter: RunFilter| async move { ids(store.list_runs(&filter).await.unwrap()) };
+
+    assert_eq!(
+        list(in_2030.clone()).await,
+        expect(&[6, 5, 4, 3, 2, 1, 0]),
+        "newest first"
+    );
+    assert_eq!(
+        list(RunFilter {
+            since: Some(t0 + Duration::minutes(2)),
+            until: Some(t0 + Duration::minutes(4)),
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[3, 2]),
+        "since inclusive, until exclusive"
+    );
+    assert_eq!(
+        list(RunFilter {
+            kind: Some(RunKind::Ingest),
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[6])
+    );
+    assert_eq!(
+        list(RunFilter {
+            status: Some(RunStatus::Failed),
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[3])
+    );
+    assert_eq!(
+        list(RunFilter {
+            assets: vec!["gold/fact_sales".into(), "gold/dim_date".into()],
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[6, 4, 2, 0])
+    );
+    assert_eq!(
+        list(RunFilter {
+            assets: vec!["models".into()],
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[5, 3, 1])
+    );
+    assert_eq!(
+        list(RunFilter {
+            requested_by: Some("schedule:nightly".into()),
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[4, 0]),
+        "exactly"
+    );
+    assert_eq!(
+        list(RunFilter {
+            requested_by: Some("schedule:".into()),
+            ..in_2030.clone()
+        })
+        .await,
+        expect(&[4, 3, 0]),
+        "a prefix ending with ':'"
+    );
+    assert!(
+        list(RunFilter {
+            requested_by: Some("schedule".into()),
+            ..in_2030.clone()
+        })
+        .await
+        .is_empty()
+    );
+
+    // Pages of 3: each goes on after the last run of the one before, and they add up.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(RunFilter {
+            limit: 3,
+            before: before.clone(),
+            ..in_2030.clone()
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().cloned();
+        pages.push(page);
+    }
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages.concat(), expect(&[6, 5, 4, 3, 2, 1, 0]));
+    // Runs started in the same microsecond are ordered by id, and pages keep that order.
+    let mut twin = RunRecord::start(RunKind::Pipeline);
+    twin.started_at = saved[3].started_at;
+    twin.detail.requested_by = Some("twin".into());
+    twin.finish(RunStatus::Succeeded);
+    store.save_run(&twin).await.unwrap();
+    let both = list(RunFilter {
+        since: Some(saved[3].started_at),
+        until: Some(saved[4].started_at),
+        ..in_2030.clone()
+    })
+    .await;
+    assert_eq!(both.len(), 2);
+    let first = list(RunFilter {
+        since: Some(saved[3].started_at),
+        until: Some(saved[4].started_at),
+        limit: 1,
+        ..in_2030.clone()
+    })
+    .await;
+    let second = list(RunFilter {
+        since: Some(saved[3].started_at),
+        until: Some(saved[4].started_at),
+        limit: 1,
+        before: first.first().cloned(),
+        ..in_2030
+    })
+    .await;
+    assert_eq!([first, second].concat(), both);
 }
 
 async fn runs_are_saved_listed_found_and_interrupted_ones_failed(store: &dyn MetadataStore) {

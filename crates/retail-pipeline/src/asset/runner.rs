@@ -117,6 +117,8 @@ pub struct Runner {
     /// Every asset, in an order where each comes after its upstream assets.
     assets: Vec<Arc<dyn Asset>>,
     retry: RetryPolicy,
+    /// Policies of single assets, over `retry`.
+    retries: std::collections::BTreeMap<String, RetryPolicy>,
     /// Where background runs go: a runtime of their own in `retail serve`, so that CPU-heavy
     /// stages never hold the workers that answer requests.
     jobs: tokio::runtime::Handle,
@@ -152,6 +154,7 @@ impl Runner {
             store,
             assets: in_graph_order(assets)?,
             retry,
+            retries: std::collections::BTreeMap::new(),
             jobs,
             vacuum: None,
             last_vacuum: std::sync::Mutex::new(None),
@@ -188,6 +191,41 @@ impl Runner {
     /// Every asset, in graph order.
     pub fn assets(&self) -> &[Arc<dyn Asset>] {
         &self.assets
+    }
+
+    /// The latest version of each table an asset writes (`None`: not written yet), in the
+    /// asset's order: what a sensor watching the asset compares.
+    ///
+    /// # Errors
+    ///
+    /// When the asset is unknown or a table's log cannot be read.
+    pub async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
+        let asset = self.select(&[key.to_owned()])?.remove(0);
+        let mut versions = Vec::new();
+        for table in asset.tables() {
+            versions.push((table.name, self.lake.latest_version(&table).await?));
+        }
+        Ok(versions)
+    }
+
+    /// Retries these assets by their own policies instead of the runner's.
+    ///
+    /// # Errors
+    ///
+    /// When a key is not an asset of the graph.
+    pub fn with_retries(
+        mut self,
+        retries: std::collections::BTreeMap<String, RetryPolicy>,
+    ) -> Result<Self> {
+        let keys: Vec<String> = retries.keys().cloned().collect();
+        self.select(&keys)?;
+        self.retries = retries;
+        Ok(self)
+    }
+
+    /// How failures of the asset `key` are retried.
+    fn retry_for(&self, key: &str) -> &RetryPolicy {
+        self.retries.get(key).unwrap_or(&self.retry)
     }
 
     /// The keys of `key` and of every asset downstream of it, in graph order.
@@ -400,14 +438,15 @@ impl Runner {
             let started = Instant::now();
             let recorded = cx.run.detail.assets.len();
             let mut attempt = 1;
+            let retry = self.retry_for(asset.key());
             let result = loop {
                 let outcome = asset
                     .materialize(&mut cx)
                     .instrument(info_span!("asset", key = asset.key(), attempt))
                     .await;
                 match outcome {
-                    Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
-                        let wait = self.retry.wait(attempt);
+                    Err(error) if error.is_retryable() && attempt < retry.max_attempts => {
+                        let wait = retry.wait(attempt);
                         warn!(asset = asset.key(), attempt, %error, ?wait, "asset failed; retrying");
                         cx.run.detail.assets.truncate(recorded);
                         tokio::time::sleep(wait).await;
@@ -591,6 +630,49 @@ mod tests {
         }
     }
 
+    /// Fails with a transient error (a read cut short) until its `failures` are used up, or
+    /// with a permanent one when `permanent`.
+    #[derive(Debug)]
+    struct Flaky {
+        key: &'static str,
+        failures: std::sync::atomic::AtomicU32,
+        permanent: bool,
+    }
+
+    #[async_trait]
+    impl Asset for Flaky {
+        fn key(&self) -> &'static str {
+            self.key
+        }
+        fn description(&self) -> &'static str {
+            "flaky"
+        }
+        fn upstream(&self) -> &'static [&'static str] {
+            &[BRONZE]
+        }
+        async fn staleness(&self) -> Result<Staleness> {
+            Ok(Staleness::UpToDate)
+        }
+        async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
+            if self.permanent {
+                return Err(Error::Reconciliation {
+                    detail: "a permanent failure".to_owned(),
+                });
+            }
+            let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
+            if left == 0 {
+                cx.run.detail.assets.push(AssetRun::up_to_date(self.key));
+                return Ok(true);
+            }
+            self.failures
+                .store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            Err(Error::Read {
+                table: "bronze/retail_transactions",
+                source: "connection reset".into(),
+            })
+        }
+    }
+
     fn keys(assets: &[Arc<dyn Asset>]) -> Vec<&'static str> {
         assets.iter().map(|a| a.key()).collect()
     }
@@ -634,6 +716,91 @@ mod tests {
         let zero = runner(Some(Duration::ZERO));
         assert_eq!(zero.vacuum_due(), Some(Duration::ZERO));
         assert_eq!(zero.vacuum_due(), Some(Duration::ZERO), "every run");
+    }
+
+    #[tokio::test]
+    async fn each_asset_is_retried_by_its_own_policy_and_permanent_failures_are_not_retried() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = Lake::new(&retail_lake::LakeConfig {
+            root: dir.path().join("lake").display().to_string(),
+            ..retail_lake::LakeConfig::default()
+        })
+        .expect("lake");
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(retail_metadata::SqliteStore::in_memory().expect("store"));
+        let flaky = |key, failures, permanent| -> Arc<dyn Asset> {
+            Arc::new(Flaky {
+                key,
+                failures: std::sync::atomic::AtomicU32::new(failures),
+                permanent,
+            })
+        };
+        let once = RetryPolicy {
+            max_attempts: 1,
+            backoff: Duration::from_millis(1),
+        };
+        let patient = RetryPolicy {
+            max_attempts: 4,
+            backoff: Duration::from_millis(1),
+        };
+        let runner = |assets: Vec<Arc<dyn Asset>>| {
+            Runner::new(
+                lake.clone(),
+                Arc::clone(&store),
+                assets,
+                once,
+                tokio::runtime::Handle::current(),
+            )
+            .expect("runner")
+            .with_retries([("flaky".to_owned(), patient)].into())
+            .expect("known asset")
+        };
+        let request = |key: &str| RunRequest {
+            assets: vec![key.to_owned()],
+            ..RunRequest::default()
+        };
+
+        // Three transient failures: the asset's own policy (4 attempts) sees it through.
+        let run = runner(vec![flaky("flaky", 3, false)])
+            .run(request("flaky"), &NoProgress)
+            .await
+            .expect("succeeds on the fourth attempt");
+        assert_eq!(run.detail.assets[0].attempts, 4);
+        // The runner's policy (1 attempt) for another asset: the first failure ends the run.
+        let error = runner(vec![flaky("flaky", 0, false), flaky("other", 1, false)])
+            .run(request("other"), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("failed to read"), "{error}");
+        // A permanent failure fails at once, with its cause, whatever the policy.
+        let run_error = runner(vec![flaky("flaky", 0, true)])
+            .run(request("flaky"), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(
+            run_error.to_string().contains("a permanent failure"),
+            "{run_error}"
+        );
+        let failed = store.runs(None, 1).await.expect("runs").remove(0);
+        assert_eq!(failed.detail.assets[0].attempts, 1);
+        assert!(
+            failed
+                .error
+                .unwrap_or_default()
+                .contains("a permanent failure")
+        );
+        // A policy for an asset that is not there is refused.
+        let unknown = Runner::new(
+            lake.clone(),
+            Arc::clone(&store),
+            Vec::new(),
+            once,
+            tokio::runtime::Handle::current(),
+        )
+        .expect("runner")
+        .with_retries([("nope".to_owned(), patient)].into())
+        .unwrap_err();
+        assert!(unknown.to_string().contains("nope"), "{unknown}");
     }
 
     #[test]

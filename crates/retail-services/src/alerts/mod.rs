@@ -15,7 +15,7 @@ pub mod payload;
 pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -24,6 +24,7 @@ use retail_metadata::{MetadataStore, RunKind};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::models::{AnomalyQuery, ModelsService};
 use crate::operations::MetricsRenderer;
@@ -31,50 +32,6 @@ pub use config::{
     AlertsConfig, InhibitionConfig, Receiver, ReceiverConfig, ReceiverKind, RouteConfig,
     RulesConfig,
 };
-
-/// Tells the time: the system's, or one a test moves.
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock that moves only when told (tests of waits and escalations).
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    /// Stopped at `at`.
-    pub fn new(at: DateTime<Utc>) -> Self {
-        Self(Mutex::new(at))
-    }
-
-    /// Moves it forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// Posts a JSON body to a URL (the port the webhook adapter implements).
 #[async_trait]

@@ -185,3 +185,164 @@ async fn runs_a_dead_process_left_running_are_closed_as_failed_at_start_up() {
         "{closed:?}"
     );
 }
+
+#[tokio::test]
+async fn the_scheduler_shows_its_schedules_sensors_and_lease() {
+    use retail_services::scheduler::{ScheduleConfig, SensorConfig, SensorKind};
+    let data = Generated::new(1_000, 5);
+    let landing = tempfile::tempdir().unwrap();
+    let app = TestApp::over(&data.files, ApiConfig::default(), |config| {
+        config.scheduler.schedules = vec![ScheduleConfig {
+            name: "nightly".to_owned(),
+            cron: "0 2 * * *".to_owned(),
+            timezone: "Europe/London".to_owned(),
+            assets: Vec::new(),
+            force: false,
+            catch_up: retail_domain::schedule::CatchUp::Once,
+        }];
+        config.scheduler.sensors = vec![SensorConfig {
+            name: "landing".to_owned(),
+            kind: SensorKind::Landing,
+            path: Some(landing.path().to_path_buf()),
+            asset: None,
+            assets: Vec::new(),
+        }];
+    })
+    .await;
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let auth = [("authorization", engineer.as_str())];
+    let (status, _, _) = app.get("/admin/scheduler", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let scheduler = &app.app.services.scheduler;
+    assert!(scheduler.hold_lease("replica-a").await.unwrap());
+    assert!(
+        !scheduler.hold_lease("replica-b").await.unwrap(),
+        "one holder"
+    );
+    scheduler.tick().await.unwrap();
+    std::fs::copy(&data.files[0], landing.path().join("day.csv")).unwrap();
+    scheduler.tick().await.unwrap();
+
+    let (status, _, shown) = app.get("/admin/scheduler", &auth).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["lease"]["holder"], "replica-a");
+    assert_eq!(shown["lease_held"], true);
+    let nightly = &shown["schedules"][0];
+    assert_eq!(
+        (nightly["name"].as_str(), nightly["catch_up"].as_str()),
+        (Some("nightly"), Some("once"))
+    );
+    let next =
+        chrono::DateTime::parse_from_rfc3339(nightly["next_tick"].as_str().unwrap()).unwrap();
+    let last =
+        chrono::DateTime::parse_from_rfc3339(nightly["last_tick"].as_str().unwrap()).unwrap();
+    assert!(
+        next > last && next - last <= chrono::Duration::hours(24),
+        "{nightly}"
+    );
+    // 02:00 in London: 02:00 UTC in winter, 01:00 UTC in summer.
+    assert!(
+        ["02:00:00", "01:00:00"]
+            .iter()
+            .any(|t| nightly["next_tick"].as_str().unwrap().contains(t)),
+        "{nightly}"
+    );
+    let sensor = &shown["sensors"][0];
+    assert_eq!(sensor["kind"], "landing");
+    assert_eq!(
+        sensor["files"]["pending"], 1,
+        "seen once, taken on the next look: {sensor}"
+    );
+
+    scheduler.release_lease("replica-a").await.unwrap();
+    let (_, _, shown) = app.get("/admin/scheduler", &auth).await;
+    assert_eq!(shown["lease"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn runs_are_filtered_and_paged_by_their_link_headers() {
+    use retail_domain::progress::NoProgress;
+    use retail_services::RunRequest;
+    let data = Generated::new(1_000, 5);
+    let app = TestApp::over(&data.files, ApiConfig::default(), |_| {}).await;
+    let pipeline = &app.app.services.pipeline;
+    for requested_by in ["schedule:nightly", "schedule:hourly", "cli"] {
+        let run = RunRequest {
+            assets: vec!["silver".to_owned()],
+            force: false,
+            requested_by: requested_by.to_owned(),
+        };
+        pipeline.run(run, &NoProgress).await.unwrap();
+    }
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let auth = [("authorization", engineer.as_str())];
+    let ids = |json: &serde_json::Value| -> Vec<String> {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (status, _, all) = app
+        .get("/admin/pipeline/runs?kind=pipeline&limit=100", &auth)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all = ids(&all);
+    assert_eq!(all.len(), 4, "the set-up's run and three silver runs");
+
+    // Pages of one, each found by following the Link of the one before.
+    let mut path = "/admin/pipeline/runs?kind=pipeline&limit=1".to_owned();
+    let mut paged = Vec::new();
+    loop {
+        let (status, headers, page) = app.get(&path, &auth).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(ids(&page));
+        let Some(link) = headers.get("link") else {
+            break;
+        };
+        let link = link.to_str().unwrap();
+        assert!(link.ends_with("; rel=\"next\""), "{link}");
+        path = link[1..link.find('>').unwrap()].to_owned();
+        assert!(
+            path.contains("kind=pipeline"),
+            "the conditions carry over: {path}"
+        );
+    }
+    assert_eq!(paged, all);
+
+    let (_, _, scheduled) = app
+        .get("/admin/pipeline/runs?requested_by=schedule:", &auth)
+        .await;
+    assert_eq!(ids(&scheduled), all[1..3], "a prefix ending with ':'");
+    let (_, _, gold) = app.get("/admin/pipeline/runs?asset=gold", &auth).await;
+    assert_eq!(
+        ids(&gold),
+        all[3..],
+        "only the set-up's run went through gold"
+    );
+    let (_, _, failed) = app.get("/admin/pipeline/runs?status=failed", &auth).await;
+    assert_eq!(ids(&failed), Vec::<String>::new());
+
+    for (query, code) in [
+        ("since=yesterday", "invalid_input"),
+        (
+            "since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00Z",
+            "invalid_input",
+        ),
+        (
+            "before=0190b5a0-0000-7000-8000-000000000000",
+            "invalid_input",
+        ),
+        ("before=NOT-A-RUN", "invalid_input"),
+        ("status=sleeping", "invalid_input"),
+        ("limit=0", "invalid_input"),
+    ] {
+        let (status, _, json) = app
+            .get(&format!("/admin/pipeline/runs?{query}"), &auth)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {json}");
+        assert_error(&json, code);
+    }
+}

@@ -1,0 +1,332 @@
+//! The scheduler of `[scheduler]` as `retail serve` builds it, on a clock the tests move:
+//! cron schedules in their time zones with each catch-up rule, a landing directory fed the
+//! real daily files one by one, restarts that neither miss nor repeat work.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use retail_app::{App, Config, Role};
+use retail_domain::progress::NoProgress;
+use retail_domain::schedule::CatchUp;
+use retail_metadata::RunStatus;
+use retail_services::RunKind;
+use retail_services::alerts::ManualClock;
+use retail_services::scheduler::{ScheduleConfig, SensorConfig, SensorKind, TickReport};
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn config(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    config.lake.root = dir.join("lake").display().to_string();
+    config.metadata.path = dir.join("retail.db").display().to_string();
+    config.pipeline.retry_backoff_ms = 10;
+    config.api.jwt_secret = "a test secret of at least thirty-two bytes".to_owned();
+    tweak(&mut config);
+    config
+}
+
+async fn app(config: &Config, clock: &Arc<ManualClock>) -> App {
+    App::build_with_clock(config.clone(), Role::Server, Arc::clone(clock) as _)
+        .await
+        .expect("app")
+}
+
+fn hourly(name: &str, catch_up: CatchUp) -> ScheduleConfig {
+    ScheduleConfig {
+        name: name.to_owned(),
+        cron: "0 * * * *".to_owned(),
+        timezone: "UTC".to_owned(),
+        assets: vec!["silver".to_owned()],
+        force: false,
+        catch_up,
+    }
+}
+
+/// How many runs each schedule or sensor started in a tick, by name.
+fn runs_by(report: &TickReport) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for (by, _, status) in &report.runs {
+        assert_ne!(*status, RunStatus::Failed, "{report:?}");
+        *counts.entry(by.clone()).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+fn owned(pairs: &[(&str, usize)]) -> Vec<(String, usize)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_run_on_their_ticks_in_their_zone_and_catch_up_by_their_rule() {
+    let data = retail_test_support::Generated::new(2_000, 5);
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config(dir.path(), |config| {
+        config.scheduler.catch_up_limit = 2;
+        config.scheduler.schedules = vec![
+            hourly("each", CatchUp::Each),
+            hourly("once", CatchUp::Once),
+            hourly("skip", CatchUp::Skip),
+            ScheduleConfig {
+                name: "new-york".to_owned(),
+                cron: "0 9 * * *".to_owned(),
+                timezone: "America/New_York".to_owned(),
+                ..hourly("new-york", CatchUp::Skip)
+            },
+        ];
+    });
+    let clock = Arc::new(ManualClock::new(utc("2026-12-03T10:30:00Z")));
+    let app = app(&config, &clock).await;
+    let inputs: Vec<String> = data.files.iter().map(|p| p.display().to_string()).collect();
+    app.services
+        .ingest
+        .ingest_files(&inputs, "test", &NoProgress)
+        .await
+        .expect("ingest");
+    let scheduler = &app.services.scheduler;
+
+    // First seen: the ticks count from now, nothing is owed.
+    assert_eq!(scheduler.tick().await.unwrap(), TickReport::default());
+    let status = scheduler.status().await.unwrap();
+    let each = &status.schedules[0];
+    assert_eq!(each.last_tick, Some(utc("2026-12-03T10:30:00Z")));
+    assert_eq!(each.next_tick, Some(utc("2026-12-03T11:00:00Z")));
+    // 09:00 in New York in December is 14:00 UTC.
+    assert_eq!(
+        status.schedules[3].next_tick,
+        Some(utc("2026-12-03T14:00:00Z"))
+    );
+
+    clock.advance(chrono::Duration::seconds(29 * 60 + 59));
+    assert!(scheduler.tick().await.unwrap().runs.is_empty(), "10:59:59");
+
+    // On time: each hourly schedule runs once.
+    clock.advance(chrono::Duration::seconds(6));
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(
+        runs_by(&report),
+        owned(&[
+            ("schedule:each", 1),
+            ("schedule:once", 1),
+            ("schedule:skip", 1)
+        ])
+    );
+    assert_eq!(report.passed_over, 0);
+
+    // Down from 11:00 to 14:20: 12:00, 13:00 and 14:00 were missed, and New York's 09:00.
+    clock.advance(chrono::Duration::seconds(3 * 3600 + 20 * 60 - 5));
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(
+        runs_by(&report),
+        owned(&[("schedule:each", 2), ("schedule:once", 1)]),
+        "each: the newest 2 (the limit); once: one; skip and New York: none"
+    );
+    assert_eq!(report.passed_over, 1 + 2 + 3 + 1);
+
+    // Another run holds the pipeline: the due work waits, its cursor does not move.
+    clock.advance(chrono::Duration::seconds(40 * 60 + 10)); // 15:00:10
+    let held = app.store.claim("pipeline run").await.expect("claim");
+    let report = scheduler.tick().await.unwrap();
+    assert!(report.runs.is_empty());
+    assert_eq!(
+        report.deferred,
+        ["schedule:each", "schedule:once", "schedule:skip"]
+    );
+    drop(held);
+
+    // A restart in between: the new process owes exactly what the old one did not run.
+    drop(app);
+    let app = self::app(&config, &clock).await;
+    let report = app.services.scheduler.tick().await.unwrap();
+    assert_eq!(
+        runs_by(&report),
+        owned(&[
+            ("schedule:each", 1),
+            ("schedule:once", 1),
+            ("schedule:skip", 1)
+        ])
+    );
+    assert!(
+        app.services.scheduler.tick().await.unwrap().runs.is_empty(),
+        "nothing twice"
+    );
+
+    // New York's 09:00 on the next day, on time (within the grace minute).
+    clock.set(utc("2026-12-04T14:00:30Z"));
+    let report = app.services.scheduler.tick().await.unwrap();
+    assert_eq!(
+        runs_by(&report),
+        owned(&[
+            ("schedule:each", 2),
+            ("schedule:new-york", 1),
+            ("schedule:once", 1),
+            ("schedule:skip", 1)
+        ])
+    );
+
+    // The runs are recorded as the schedules' own.
+    let runs = app.store.runs(Some(RunKind::Pipeline), 100).await.unwrap();
+    let by = |name: &str| {
+        runs.iter()
+            .filter(|r| r.detail.requested_by.as_deref() == Some(name))
+            .count()
+    };
+    assert_eq!(
+        (
+            by("schedule:each"),
+            by("schedule:once"),
+            by("schedule:skip"),
+            by("schedule:new-york")
+        ),
+        (6, 4, 3, 1)
+    );
+}
+
+fn data_rows(file: &Path) -> u64 {
+    let text = std::fs::read_to_string(file).expect("read");
+    text.lines().filter(|l| !l.is_empty()).count() as u64 - 1
+}
+
+async fn table_rows(app: &App, table: &str) -> u64 {
+    let status = app.services.pipeline.status().await.expect("status");
+    status
+        .tables
+        .iter()
+        .find(|t| t.table == table)
+        .map_or(0, |t| t.rows)
+}
+
+/// Drops `file` into `landing` as a careful producer does: written under a hidden name, then
+/// renamed (atomic).
+fn drop_in(file: &Path, landing: &Path) -> PathBuf {
+    let name = file.file_name().expect("name");
+    let hidden = landing.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::copy(file, &hidden).expect("copy");
+    let target = landing.join(name);
+    std::fs::rename(&hidden, &target).expect("rename");
+    target
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landing_sensor_ingests_real_daily_files_dropped_one_by_one_and_a_restart_repeats_nothing()
+ {
+    let Some(data) = retail_test_support::real_data() else {
+        return;
+    };
+    let files = retail_test_support::daily_files(&data);
+    let dir = tempfile::tempdir().expect("dir");
+    let landing = dir.path().join("landing");
+    std::fs::create_dir(&landing).expect("landing");
+    let config = config(dir.path(), |config| {
+        config.scheduler.sensors = vec![SensorConfig {
+            name: "landing".to_owned(),
+            kind: SensorKind::Landing,
+            path: Some(landing.clone()),
+            asset: None,
+            assets: vec!["silver".to_owned(), "gold".to_owned()],
+        }];
+    });
+    let clock = Arc::new(ManualClock::new(utc("2026-12-03T10:00:00Z")));
+    let app = app(&config, &clock).await;
+    let scheduler = &app.services.scheduler;
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        TickReport::default(),
+        "empty"
+    );
+
+    // A file still being copied in is not taken: half of it, then the rest.
+    let first = &files[0];
+    let bytes = std::fs::read(first).expect("read");
+    let target = landing.join(first.file_name().expect("name"));
+    std::fs::write(&target, &bytes[..bytes.len() / 2]).expect("half");
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        TickReport::default(),
+        "seen once"
+    );
+    std::fs::write(&target, &bytes).expect("whole");
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        TickReport::default(),
+        "changed: seen once more"
+    );
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(
+        report.ingested_files,
+        [target.file_name().unwrap().to_string_lossy()]
+    );
+    assert_eq!(runs_by(&report), owned(&[("sensor:landing", 1)]));
+    let mut expected = data_rows(first);
+    assert_eq!(
+        table_rows(&app, "bronze/retail_transactions").await,
+        expected
+    );
+    let mut facts = table_rows(&app, "gold/fact_sales").await;
+    assert!(facts > 0);
+
+    // The next days, one by one: each is ingested once and gold follows.
+    for file in &files[1..3] {
+        drop_in(file, &landing);
+        assert!(
+            scheduler.tick().await.unwrap().ingested_files.is_empty(),
+            "seen once"
+        );
+        let report = scheduler.tick().await.unwrap();
+        assert_eq!(report.ingested_files.len(), 1, "{report:?}");
+        assert_eq!(runs_by(&report), owned(&[("sensor:landing", 1)]));
+        expected += data_rows(file);
+        assert_eq!(
+            table_rows(&app, "bronze/retail_transactions").await,
+            expected
+        );
+        let now = table_rows(&app, "gold/fact_sales").await;
+        assert!(now > facts, "gold grew with {}", file.display());
+        facts = now;
+    }
+
+    // A restart: nothing is ingested or run again.
+    drop(app);
+    let app = self::app(&config, &clock).await;
+    let scheduler = &app.services.scheduler;
+    assert_eq!(scheduler.tick().await.unwrap(), TickReport::default());
+
+    // A file that is not retail-shaped fails with why; a good one dropped beside it still lands.
+    std::fs::write(landing.join("notes.csv"), "hello,world\n1,2\n").expect("notes");
+    drop_in(&files[3], &landing);
+    scheduler.tick().await.unwrap();
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(report.ingested_files.len(), 1, "{report:?}");
+    assert_eq!(report.failed_files.len(), 1, "{report:?}");
+    assert_eq!(report.failed_files[0].0, "notes.csv");
+    assert!(
+        report.failed_files[0].1.contains("contract columns"),
+        "{report:?}"
+    );
+    expected += data_rows(&files[3]);
+    assert_eq!(
+        table_rows(&app, "bronze/retail_transactions").await,
+        expected
+    );
+    let status = scheduler.status().await.unwrap();
+    let sensor = &status.sensors[0];
+    assert_eq!(sensor.files.get("ingested"), Some(&4));
+    assert_eq!(sensor.files.get("failed"), Some(&1));
+    assert_eq!(sensor.failed_files[0].file, "notes.csv");
+    assert!(!sensor.run_pending);
+    // Failed files are not retried until they change.
+    assert_eq!(scheduler.tick().await.unwrap(), TickReport::default());
+
+    // The ingestions are recorded as the sensor's.
+    let ingestions = app.store.runs(Some(RunKind::Ingest), 100).await.unwrap();
+    assert!(
+        ingestions
+            .iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .all(|r| r.detail.requested_by.as_deref() == Some("sensor:landing"))
+    );
+}

@@ -1,0 +1,557 @@
+//! The scheduler: cron schedules and sensors that start pipeline runs (and, for a landing
+//! directory, ingestions), run by the one process holding the scheduler's lease.
+//!
+//! Every schedule and sensor keeps a **cursor** in the metadata store (a schedule: the last
+//! tick it handled; a landing sensor: the files it has seen and what became of them; an asset
+//! sensor: the versions of the asset's tables), changed by compare and swap. A cursor moves only
+//! after the work it records is done, and a scheduler that lost its lease cannot move it after
+//! its successor did, so a restart or a takeover neither misses nor repeats work: what could be
+//! done twice (ingesting a file whose cursor was not saved) is skipped by ingestion's content
+//! checkpoints.
+//!
+//! Time comes from a [`Clock`], so tests move it by hand.
+
+pub mod config;
+mod landing;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use retail_domain::error::{Classify as _, ErrorKind};
+use retail_domain::schedule;
+use retail_metadata::{Lease, MetadataStore, RunRecord, RunStatus};
+use retail_pipeline::RunRequest;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use config::{ScheduleConfig, SchedulerConfig, SensorConfig, SensorKind};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::ingest::IngestService;
+use crate::pipeline::PipelineService;
+use config::{Schedule, Sensor, Watch};
+
+/// The lease's name in the metadata store.
+pub const LEASE: &str = "scheduler";
+
+/// How often a started run's record is read until it ends.
+const RUN_POLL: Duration = Duration::from_millis(200);
+
+/// Schedules and sensors.
+#[async_trait]
+pub trait SchedulerService: Send + Sync {
+    /// Takes or renews the scheduler's lease for `holder`; `true` while `holder` holds it.
+    async fn hold_lease(&self, holder: &str) -> Result<bool>;
+
+    /// Gives the lease up (a clean shutdown), so another replica takes over at once.
+    async fn release_lease(&self, holder: &str) -> Result<()>;
+
+    /// One look at every schedule and sensor, running what is due (and waiting for it). Call
+    /// it while holding the lease.
+    async fn tick(&self) -> Result<TickReport>;
+
+    /// Every schedule and sensor with its cursor, and who holds the lease.
+    async fn status(&self) -> Result<SchedulerStatus>;
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// Runs started, as `(requested by, run id, status)`.
+    pub runs: Vec<(String, String, RunStatus)>,
+    /// Files a landing sensor ingested (or found ingested before).
+    pub ingested_files: Vec<String>,
+    /// Files a landing sensor could not ingest, with why.
+    pub failed_files: Vec<(String, String)>,
+    /// Ticks dropped or merged by the catch-up rules.
+    pub passed_over: usize,
+    /// Work that could not start because another run or ingestion held the pipeline; it is
+    /// tried again next tick.
+    pub deferred: Vec<String>,
+    /// Problems of single schedules or sensors (the others went on).
+    pub problems: Vec<String>,
+    /// Another scheduler moved a cursor: this one lost its lease and stopped.
+    pub lost_lease: bool,
+}
+
+/// The scheduler as `GET /admin/scheduler` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SchedulerStatus {
+    /// Whether `retail serve` runs the schedules and sensors (`scheduler.enabled`).
+    pub enabled: bool,
+    /// Who holds the lease and until when (`None`: nobody has taken it, or it was released).
+    pub lease: Option<Lease>,
+    /// Whether the lease is held now (not lapsed).
+    pub lease_held: bool,
+    /// The schedules.
+    pub schedules: Vec<ScheduleStatus>,
+    /// The sensors.
+    pub sensors: Vec<SensorStatus>,
+}
+
+/// One schedule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleStatus {
+    /// Its name.
+    pub name: String,
+    /// Its cron expression.
+    pub cron: String,
+    /// Its time zone.
+    pub timezone: String,
+    /// `skip`, `once` or `each`.
+    pub catch_up: String,
+    /// The assets it runs (empty: every asset).
+    pub assets: Vec<String>,
+    /// The last tick handled (`None`: no scheduler has seen it yet).
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The next tick after the last one handled (or after now, when none was).
+    pub next_tick: Option<DateTime<Utc>>,
+}
+
+/// One sensor.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SensorStatus {
+    /// Its name.
+    pub name: String,
+    /// `landing` or `asset`.
+    pub kind: SensorKind,
+    /// The directory or the asset it watches.
+    pub watches: String,
+    /// The assets it runs (empty: every asset).
+    pub assets: Vec<String>,
+    /// It has fired and its run has not happened yet (another run held the pipeline).
+    pub run_pending: bool,
+    /// A landing sensor's files by state: `pending` (seen once, taken when unchanged on the
+    /// next look), `ingested`, `failed`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, usize>,
+    /// A landing sensor's files that could not be ingested, with why (tried again when the
+    /// file changes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_files: Vec<FailedFile>,
+    /// An asset sensor's view of the asset's tables and their versions.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, Option<u64>>,
+}
+
+/// A file a landing sensor could not ingest.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FailedFile {
+    /// Its name in the landing directory.
+    pub file: String,
+    /// Why.
+    pub error: String,
+}
+
+/// A schedule's cursor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ScheduleCursor {
+    last_tick: DateTime<Utc>,
+}
+
+/// An asset sensor's cursor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AssetCursor {
+    versions: BTreeMap<String, Option<u64>>,
+    run_pending: bool,
+}
+
+/// The scheduler over the pipeline and ingestion services.
+pub struct Scheduler {
+    config: SchedulerConfig,
+    schedules: Vec<Schedule>,
+    sensors: Vec<Sensor>,
+    store: Arc<dyn MetadataStore>,
+    pipeline: Arc<dyn PipelineService>,
+    ingest: Arc<dyn IngestService>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("schedules", &self.schedules.len())
+            .field("sensors", &self.sensors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cursor as read: its version (for the compare and swap) and value.
+struct Cursor<T> {
+    name: String,
+    version: i64,
+    value: Option<T>,
+}
+
+impl Scheduler {
+    /// The scheduler of `config`, its schedules and sensors checked against the pipeline's
+    /// assets.
+    ///
+    /// # Errors
+    ///
+    /// Every problem of `config`, listed.
+    pub fn new(
+        config: SchedulerConfig,
+        store: Arc<dyn MetadataStore>,
+        pipeline: Arc<dyn PipelineService>,
+        ingest: Arc<dyn IngestService>,
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<Self, Vec<String>> {
+        let assets = pipeline.assets();
+        let keys: Vec<&str> = assets.iter().map(|a| a.key).collect();
+        let (schedules, sensors) = config.checked(Some(&keys[..]))?;
+        let mut problems = Vec::new();
+        for (index, sensor) in sensors.iter().enumerate() {
+            if let Watch::Asset(watched) = &sensor.watch
+                && assets
+                    .iter()
+                    .any(|a| a.key == watched.as_str() && a.tables.is_empty())
+            {
+                problems.push(format!(
+                    "scheduler.sensors[{index}].asset {watched:?} writes no table of its own \
+                     (it follows gold): watch the asset it follows"
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            config,
+            schedules,
+            sensors,
+            store,
+            pipeline,
+            ingest,
+            clock,
+        })
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.config.lease_seconds)
+    }
+
+    async fn read_cursor<T: for<'de> Deserialize<'de>>(&self, name: String) -> Result<Cursor<T>> {
+        let (version, value) = self.store.cursor(&name).await?;
+        let value = match value {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|error| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("the scheduler's cursor {name} cannot be read: {error}"),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Cursor {
+            name,
+            version,
+            value,
+        })
+    }
+
+    /// Saves `value` over the cursor read; `false` when another scheduler moved it first.
+    async fn save_cursor<T: Serialize>(&self, cursor: &mut Cursor<T>, value: T) -> Result<bool> {
+        let text = serde_json::to_string(&value)
+            .map_err(|error| Error::new(ErrorKind::Internal, error.to_string()))?;
+        if !self
+            .store
+            .save_cursor(&cursor.name, cursor.version, &text)
+            .await?
+        {
+            return Ok(false);
+        }
+        cursor.version += 1;
+        cursor.value = Some(value);
+        Ok(true)
+    }
+
+    /// Starts a run of `assets` and waits for it to end; `None` when another run holds the
+    /// pipeline.
+    async fn run(&self, by: &str, assets: &[String], force: bool) -> Result<Option<RunRecord>> {
+        let request = RunRequest {
+            assets: assets.to_vec(),
+            force,
+            requested_by: by.to_owned(),
+        };
+        let started = match self.pipeline.start(request).await {
+            Ok(run) => run,
+            Err(error) if error.kind() == ErrorKind::Conflict => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        tracing::info!(run = %started.run_id, requested_by = by, "scheduled run started");
+        loop {
+            tokio::time::sleep(RUN_POLL).await;
+            let record = self.pipeline.run_record(&started.run_id).await?;
+            if record.status != RunStatus::Running {
+                retail_telemetry::metrics::record_scheduler_run(
+                    by.split(':').next().unwrap_or(by),
+                    record.status.as_str(),
+                );
+                return Ok(Some(record));
+            }
+        }
+    }
+
+    /// Runs what a schedule owes; `false` when the lease was lost.
+    async fn tick_schedule(&self, schedule: &Schedule, report: &mut TickReport) -> Result<bool> {
+        let name = &schedule.config.name;
+        let by = format!("schedule:{name}");
+        let now = self.clock.now();
+        let mut cursor = self
+            .read_cursor::<ScheduleCursor>(format!("schedule:{name}"))
+            .await?;
+        let Some(last) = cursor.value.as_ref().map(|c| c.last_tick) else {
+            // First seen: ticks count from now, the past is not owed.
+            return self
+                .save_cursor(&mut cursor, ScheduleCursor { last_tick: now })
+                .await;
+        };
+        let due = schedule::due(
+            &schedule.cron,
+            schedule.zone,
+            last,
+            now,
+            schedule.config.catch_up,
+            chrono::Duration::seconds(i64::try_from(self.config.grace_seconds).unwrap_or(i64::MAX)),
+            self.config.catch_up_limit,
+        );
+        if due.handled_until == last {
+            return Ok(true);
+        }
+        if due.passed_over > 0 {
+            tracing::warn!(
+                schedule = %name,
+                passed_over = due.passed_over,
+                catch_up = ?schedule.config.catch_up,
+                "ticks missed while no scheduler ran were passed over"
+            );
+            report.passed_over += due.passed_over;
+        }
+        for tick in &due.runs {
+            match self
+                .run(&by, &schedule.config.assets, schedule.config.force)
+                .await?
+            {
+                Some(run) => {
+                    tracing::info!(schedule = %name, %tick, run = %run.run_id, status = run.status.as_str(), "scheduled run ended");
+                    report.runs.push((by.clone(), run.run_id, run.status));
+                }
+                None => {
+                    report.deferred.push(by.clone());
+                    return Ok(true);
+                }
+            }
+            if !self
+                .save_cursor(&mut cursor, ScheduleCursor { last_tick: *tick })
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        self.save_cursor(
+            &mut cursor,
+            ScheduleCursor {
+                last_tick: due.handled_until,
+            },
+        )
+        .await
+    }
+
+    /// Fires an asset sensor when the asset's tables moved; `false` when the lease was lost.
+    async fn tick_asset_sensor(
+        &self,
+        sensor: &Sensor,
+        watched: &str,
+        report: &mut TickReport,
+    ) -> Result<bool> {
+        let name = &sensor.config.name;
+        let mut cursor = self
+            .read_cursor::<AssetCursor>(format!("sensor:{name}"))
+            .await?;
+        let versions: BTreeMap<String, Option<u64>> = self
+            .pipeline
+            .asset_versions(watched)
+            .await?
+            .into_iter()
+            .map(|(table, version)| (table.to_owned(), version))
+            .collect();
+        // First seen: only later versions fire it.
+        let Some(mut state) = cursor.value.clone() else {
+            let first = AssetCursor {
+                versions,
+                run_pending: false,
+            };
+            return self.save_cursor(&mut cursor, first).await;
+        };
+        if state.versions != versions {
+            tracing::info!(sensor = %name, asset = watched, "a new version of the asset fires the sensor");
+            state = AssetCursor {
+                versions,
+                run_pending: true,
+            };
+            if !self.save_cursor(&mut cursor, state.clone()).await? {
+                return Ok(false);
+            }
+        }
+        if !state.run_pending {
+            return Ok(true);
+        }
+        self.run_pending(
+            &sensor.config,
+            report,
+            |pending| AssetCursor {
+                run_pending: pending,
+                ..state.clone()
+            },
+            &mut cursor,
+        )
+        .await
+    }
+
+    /// Runs a fired sensor's assets and clears its pending run; `false` when the lease was lost.
+    async fn run_pending<T: Serialize>(
+        &self,
+        sensor: &SensorConfig,
+        report: &mut TickReport,
+        with_pending: impl Fn(bool) -> T,
+        cursor: &mut Cursor<T>,
+    ) -> Result<bool> {
+        let by = format!("sensor:{}", sensor.name);
+        match self.run(&by, &sensor.assets, false).await? {
+            Some(run) => {
+                report.runs.push((by, run.run_id, run.status));
+                self.save_cursor(cursor, with_pending(false)).await
+            }
+            None => {
+                report.deferred.push(by);
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SchedulerService for Scheduler {
+    async fn hold_lease(&self, holder: &str) -> Result<bool> {
+        let now = self.clock.now();
+        let lease = self
+            .store
+            .acquire_lease(LEASE, holder, now, self.lease_ttl())
+            .await?;
+        let held = lease.held_by(holder, now);
+        retail_telemetry::metrics::set_scheduler_lease_held(held);
+        Ok(held)
+    }
+
+    async fn release_lease(&self, holder: &str) -> Result<()> {
+        retail_telemetry::metrics::set_scheduler_lease_held(false);
+        Ok(self.store.release_lease(LEASE, holder).await?)
+    }
+
+    async fn tick(&self) -> Result<TickReport> {
+        let mut report = TickReport::default();
+        for schedule in &self.schedules {
+            match self.tick_schedule(schedule, &mut report).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.lost_lease = true;
+                    return Ok(report);
+                }
+                Err(error) => report
+                    .problems
+                    .push(format!("schedule {}: {error}", schedule.config.name)),
+            }
+        }
+        for sensor in &self.sensors {
+            let outcome = match &sensor.watch {
+                Watch::Landing(dir) => self.tick_landing_sensor(sensor, dir, &mut report).await,
+                Watch::Asset(asset) => self.tick_asset_sensor(sensor, asset, &mut report).await,
+            };
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.lost_lease = true;
+                    return Ok(report);
+                }
+                Err(error) => report
+                    .problems
+                    .push(format!("sensor {}: {error}", sensor.config.name)),
+            }
+        }
+        for problem in &report.problems {
+            tracing::warn!(problem = %problem, "the scheduler could not do everything due");
+        }
+        Ok(report)
+    }
+
+    async fn status(&self) -> Result<SchedulerStatus> {
+        let now = self.clock.now();
+        let lease = self.store.lease(LEASE).await?;
+        let mut schedules = Vec::new();
+        for schedule in &self.schedules {
+            let config = &schedule.config;
+            let cursor = self
+                .read_cursor::<ScheduleCursor>(format!("schedule:{}", config.name))
+                .await?;
+            let last_tick = cursor.value.map(|c| c.last_tick);
+            schedules.push(ScheduleStatus {
+                name: config.name.clone(),
+                cron: config.cron.clone(),
+                timezone: config.timezone.clone(),
+                catch_up: format!("{:?}", config.catch_up).to_lowercase(),
+                assets: config.assets.clone(),
+                last_tick,
+                next_tick: schedule
+                    .cron
+                    .next_after(last_tick.unwrap_or(now), schedule.zone),
+            });
+        }
+        let mut sensors = Vec::new();
+        for sensor in &self.sensors {
+            let config = &sensor.config;
+            let mut status = SensorStatus {
+                name: config.name.clone(),
+                kind: config.kind,
+                watches: String::new(),
+                assets: config.assets.clone(),
+                run_pending: false,
+                files: BTreeMap::new(),
+                failed_files: Vec::new(),
+                versions: BTreeMap::new(),
+            };
+            match &sensor.watch {
+                Watch::Landing(dir) => {
+                    status.watches = dir.display().to_string();
+                    let cursor = self
+                        .read_cursor::<landing::LandingCursor>(format!("sensor:{}", config.name))
+                        .await?;
+                    if let Some(cursor) = cursor.value {
+                        cursor.describe(&mut status);
+                    }
+                }
+                Watch::Asset(asset) => {
+                    status.watches.clone_from(asset);
+                    let cursor = self
+                        .read_cursor::<AssetCursor>(format!("sensor:{}", config.name))
+                        .await?;
+                    if let Some(cursor) = cursor.value {
+                        status.run_pending = cursor.run_pending;
+                        status.versions = cursor.versions;
+                    }
+                }
+            }
+            sensors.push(status);
+        }
+        Ok(SchedulerStatus {
+            enabled: self.config.enabled,
+            lease_held: lease.as_ref().is_some_and(|l| l.expires_at > now),
+            lease,
+            schedules,
+            sensors,
+        })
+    }
+}
