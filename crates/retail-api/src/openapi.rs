@@ -522,6 +522,8 @@ pub fn document(context: &Context) -> Value {
     let text = ParamKind::Text.json_schema();
     let utc_time = json!({"type": "string",
         "pattern": pattern::utc_time(retail_domain::audit::FILTER_YEARS)});
+    let run_id = json!({"type": "string",
+        "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"});
     for (path, method, name, schema) in [
         (
             "/api/v1/customers/{customer_id}",
@@ -558,9 +560,11 @@ pub fn document(context: &Context) -> Value {
             "/admin/pipeline/runs/{run_id}",
             "get",
             "run_id",
-            json!({"type": "string",
-                   "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}),
+            run_id.clone(),
         ),
+        ("/admin/pipeline/runs", "get", "before", run_id),
+        ("/admin/pipeline/runs", "get", "since", utc_time.clone()),
+        ("/admin/pipeline/runs", "get", "until", utc_time.clone()),
         (
             "/api/v1/transactions/{transaction_id}",
             "put",

@@ -101,11 +101,6 @@ impl PipelineService for Pipeline {
         if !(1..=1000).contains(&filter.limit) {
             return Err(Error::invalid("limit must be from 1 to 1000"));
         }
-        if let (Some(since), Some(until)) = (filter.since, filter.until)
-            && since >= until
-        {
-            return Err(Error::invalid("since must be before until"));
-        }
         if let Some(before) = &filter.before {
             check_run_id(before).map_err(|_| {
                 Error::invalid(format!(
@@ -113,7 +108,9 @@ impl PipelineService for Pipeline {
                 ))
             })?;
             if self.store.run(before).await?.is_none() {
-                return Err(Error::invalid(format!("before names no run ({before})")));
+                return Err(Error::not_found(format!(
+                    "before names no run ({before}): page on from a run of the page before"
+                )));
             }
         }
         // An asset key stands for itself and the tables it writes (silver and gold record their

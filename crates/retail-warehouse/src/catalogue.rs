@@ -212,13 +212,14 @@ const DATE_PATTERN: &str = "(?:(?:19[0-9]{2}|20[0-9]{2}|2100)-(?:(?:0[1-9]|1[0-2
 /// The years of [`YEARS`] as a regular expression.
 const YEAR_PATTERN: &str = "(?:19[0-9]{2}|20[0-9]{2}|2100)";
 
-/// Characters that are not control characters (`char::is_control`: U+0000 to U+001F, U+007F
-/// to U+009F).
-const NOT_CONTROL: &str = "[^\\u0000-\\u001f\\u007f-\\u009f]";
+/// Characters that are not control characters of the contract's text rule
+/// (`retail_domain::field::is_control`: U+0000 to U+001F and U+007F), so that any customer id
+/// or description the contract keeps can be asked for.
+const NOT_CONTROL: &str = "[^\\u0000-\\u001f\\u007f]";
 
-/// A character that is neither a control character nor white space (`char::is_whitespace`).
-const VISIBLE: &str =
-    "[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+/// A character that is neither such a control character nor white space
+/// (`char::is_whitespace`).
+const VISIBLE: &str = "[^\\u0000-\\u0020\\u007f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 
 /// Longest text parameter, in characters.
 const MAX_TEXT_CHARS: usize = 200;
@@ -261,7 +262,7 @@ fn parse_value(def: &ParamDef, text: &str) -> std::result::Result<ParamValue, St
             .map(ParamValue::Month)
             .ok_or_else(|| format!("{text:?} is not a month (YYYY-MM, years {years})")),
         ParamKind::Text => {
-            if text.chars().any(char::is_control) {
+            if text.chars().any(retail_domain::field::is_control) {
                 Err("control characters are not allowed".to_owned())
             } else if text.chars().count() > MAX_TEXT_CHARS || text.trim().is_empty() {
                 Err(format!(

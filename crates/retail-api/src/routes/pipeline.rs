@@ -74,7 +74,8 @@ pub(crate) struct RunsQuery {
         (status = 200, description = "Recorded runs, newest first; when the page is full, a \
             `Link` header's `rel=\"next\"` names the next page", body = Vec<RunRecord>,
             headers(("link" = String, description = "`</admin/pipeline/runs?...&before=ID>; rel=\"next\"`"))),
-        (status = 400, description = "A bad limit, kind, status, time or page", body = ErrorBody)))]
+        (status = 400, description = "A bad limit, kind, status, time or page", body = ErrorBody),
+        (status = 404, description = "`before` names no run", body = ErrorBody)))]
 pub(crate) async fn runs(
     State(state): State<AppState>,
     TypedQuery(query): TypedQuery<RunsQuery>,

@@ -24,9 +24,13 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SearchParams {
-    /// The words (1 to 200 characters): a description, a stock code, a customer id, an
+    /// The words (1 to 200 characters, not only white space): a description, a stock code, a customer id, an
     /// invoice number, a country.
-    #[param(min_length = 1, max_length = 200)]
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     q: String,
     /// `product` (default), `customer` or `invoice`.
     #[param(
@@ -104,7 +108,11 @@ pub(crate) async fn search(
 #[serde(deny_unknown_fields)]
 pub(crate) struct SuggestParams {
     /// The words typed so far; the last one is completed.
-    #[param(min_length = 1, max_length = 200)]
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     q: String,
     /// Only this kind (`product`, `customer`, `invoice`); absent: any.
     #[param(
