@@ -763,6 +763,8 @@ pub struct Config {
     pub alerts: retail_services::alerts::AlertsConfig,
     /// Cron schedules and sensors, run by the replica holding the scheduler's lease.
     pub scheduler: retail_services::scheduler::SchedulerConfig,
+    /// Asset checks (`[[checks]]`), evaluated after their assets in every run.
+    pub checks: Vec<retail_pipeline::CheckConfig>,
     /// Where secrets named by reference are fetched from.
     pub secrets: crate::secrets::SecretsConfig,
     /// The privacy key.

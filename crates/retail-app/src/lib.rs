@@ -416,6 +416,10 @@ impl App {
                     .collect(),
             )
             .context("invalid pipeline.retries")?;
+        let keys: Vec<&str> = runner.assets().iter().map(|a| a.key()).collect();
+        let checks = retail_pipeline::Check::all(&config.checks, &keys)
+            .map_err(|problems| anyhow::anyhow!("invalid [[checks]]: {}", problems.join("; ")))?;
+        runner = runner.with_checks(checks);
         if config.lake.vacuum_after_runs {
             runner = runner.with_vacuum(config.lake.vacuum_retention());
         }

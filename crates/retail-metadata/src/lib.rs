@@ -53,8 +53,8 @@ pub use error::{Error, Result};
 pub use lease::Lease;
 pub use postgres::PostgresStore;
 pub use record::{
-    AssetRun, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail, RunFilter,
-    RunKind, RunRecord, RunStatus, Timeliness,
+    AssetRun, CheckResult, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail,
+    RunFilter, RunKind, RunRecord, RunStatus, Timeliness,
 };
 pub use sealed::{FieldKeys, SealedStore};
 pub use sqlite::SqliteStore;

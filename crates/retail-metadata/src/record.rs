@@ -133,6 +133,27 @@ impl AssetRun {
     }
 }
 
+/// The verdict of one asset check in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// The asset it followed.
+    pub asset: String,
+    /// The table it read.
+    pub table: String,
+    /// `row_count`, `not_null`, `unique`, `accepted_values` or `relationship`.
+    pub kind: String,
+    /// `warn` or `error`.
+    pub severity: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The rows that broke it (for `row_count`, 1 when the count is out of bounds).
+    pub observed: u64,
+    /// What it found, in words (counts, the first offending values).
+    pub detail: String,
+}
+
 /// Table counts that must add up after a run:
 /// bronze = silver + quarantine + duplicates + updates + 2 × deletes.
 ///
@@ -333,6 +354,9 @@ pub struct RunDetail {
     /// The assets asked for (empty: every asset).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selection: Vec<String>,
+    /// The asset checks evaluated, in order (pipeline runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
 }
 
 /// What became of one source unit (a file, a request body, a stream interval) in an ingestion.

@@ -109,6 +109,20 @@ pub enum Error {
         #[source]
         source: PortError,
     },
+    /// A check could not be evaluated.
+    #[error("check {check:?} could not be evaluated: {detail}")]
+    Check {
+        /// The check.
+        check: String,
+        /// Why.
+        detail: String,
+    },
+    /// `error` checks failed: the assets downstream of the checked ones were held back.
+    #[error("{detail}")]
+    ChecksFailed {
+        /// Which check failed on what, and what it held back.
+        detail: String,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -133,11 +147,12 @@ impl Classify for Error {
             | Self::GoldIncomplete
             | Self::ErasureInterrupted { .. }
             | Self::SilverBehind { .. } => ErrorKind::Conflict,
-            Self::CheckpointReused { .. } => ErrorKind::Unprocessable,
+            Self::CheckpointReused { .. } | Self::ChecksFailed { .. } => ErrorKind::Unprocessable,
             Self::UnknownAsset { .. } => ErrorKind::InvalidInput,
             Self::Transform { .. }
             | Self::Reconciliation { .. }
             | Self::Graph(_)
+            | Self::Check { .. }
             | Self::Task(_) => ErrorKind::Internal,
         }
     }

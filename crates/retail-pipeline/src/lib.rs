@@ -37,6 +37,7 @@
 
 pub mod asset;
 mod calendar;
+pub mod checks;
 pub mod consent;
 pub mod erasure;
 mod error;
@@ -56,6 +57,7 @@ pub use asset::{
     RunRequest, Runner, SilverAsset, Staleness, TableStatus, gold_to_follow, gold_version,
     staleness_by_mark,
 };
+pub use checks::{Check, CheckConfig, CheckKind, Severity};
 pub use error::{Error, Result};
 pub use ingestion::{Erased, IngestOptions, IngestRequest, IngestionService};
 pub use reconcile::reconcile;

@@ -1,7 +1,7 @@
 //! The one runner of the asset graph: claims the pipeline, walks the selected assets in order,
 //! retries transient failures, reconciles the lake's counts and records the run.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,8 @@ pub struct Runner {
     retry: RetryPolicy,
     /// Policies of single assets, over `retry`.
     retries: std::collections::BTreeMap<String, RetryPolicy>,
+    /// The asset checks, evaluated after their assets.
+    checks: Vec<crate::checks::Check>,
     /// Where background runs go: a runtime of their own in `retail serve`, so that CPU-heavy
     /// stages never hold the workers that answer requests.
     jobs: tokio::runtime::Handle,
@@ -155,6 +157,7 @@ impl Runner {
             assets: in_graph_order(assets)?,
             retry,
             retries: std::collections::BTreeMap::new(),
+            checks: Vec::new(),
             jobs,
             vacuum: None,
             last_vacuum: std::sync::Mutex::new(None),
@@ -221,6 +224,13 @@ impl Runner {
         self.select(&keys)?;
         self.retries = retries;
         Ok(self)
+    }
+
+    /// Evaluates `checks` after their assets in every run (see [`crate::checks`]).
+    #[must_use]
+    pub fn with_checks(mut self, checks: Vec<crate::checks::Check>) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// How failures of the asset `key` are retried.
@@ -434,7 +444,20 @@ impl Runner {
             consistency: None,
         };
         let mut changed = false;
+        // Assets held back by failed `error` checks, with the checks that hold them.
+        let mut held_back: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut failed_checks: Vec<String> = Vec::new();
         for asset in selected {
+            if let Some(by) = held_back.get(asset.key()) {
+                warn!(asset = asset.key(), checks = ?by, "asset held back by failed checks");
+                metrics::record_asset(asset.key(), "blocked", 0);
+                cx.run.detail.assets.push(AssetRun {
+                    status: "blocked".to_owned(),
+                    detail: Some(serde_json::json!({ "held_back_by": by })),
+                    ..AssetRun::up_to_date(asset.key())
+                });
+                continue;
+            }
             let started = Instant::now();
             let recorded = cx.run.detail.assets.len();
             let mut attempt = 1;
@@ -461,7 +484,30 @@ impl Runner {
             }
             metrics::record_stage(asset.key(), started.elapsed().as_secs_f64());
             match result {
-                Ok(asset_changed) => changed |= asset_changed,
+                Ok(asset_changed) => {
+                    changed |= asset_changed;
+                    for check in self.checks.iter().filter(|c| c.asset() == asset.key()) {
+                        let result = check
+                            .evaluate(&self.lake)
+                            .instrument(info_span!("check", name = check.name()))
+                            .await?;
+                        if !result.passed {
+                            warn!(check = %result.name, table = %result.table, severity = %result.severity, detail = %result.detail, "asset check failed");
+                            if check.blocks() {
+                                for key in self.with_downstream(asset.key()) {
+                                    if key != asset.key() {
+                                        held_back.entry(key).or_default().push(result.name.clone());
+                                    }
+                                }
+                                failed_checks.push(format!(
+                                    "check {:?} failed on {}: {}",
+                                    result.name, result.table, result.detail
+                                ));
+                            }
+                        }
+                        cx.run.detail.checks.push(result);
+                    }
+                }
                 Err(error) => {
                     metrics::record_asset(asset.key(), "failed", 0);
                     cx.run.detail.assets.push(AssetRun {
@@ -487,6 +533,24 @@ impl Runner {
         if silver_ran && !reconciliation.balances() {
             return Err(Error::Reconciliation {
                 detail: reconciliation.to_string(),
+            });
+        }
+        if !failed_checks.is_empty() {
+            let held: Vec<&str> = cx
+                .run
+                .detail
+                .assets
+                .iter()
+                .filter(|a| a.status == "blocked")
+                .map(|a| a.asset.as_str())
+                .collect();
+            let held = if held.is_empty() {
+                "nothing in this selection".to_owned()
+            } else {
+                held.join(", ")
+            };
+            return Err(Error::ChecksFailed {
+                detail: format!("{}; held back: {held}", failed_checks.join("; ")),
             });
         }
         Ok(changed)

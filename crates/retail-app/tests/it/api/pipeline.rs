@@ -350,3 +350,197 @@ async fn runs_are_filtered_and_paged_by_their_link_headers() {
         assert_error(&json, code);
     }
 }
+
+fn check(
+    name: &str,
+    table: &str,
+    kind: retail_pipeline::CheckKind,
+) -> retail_pipeline::CheckConfig {
+    retail_pipeline::CheckConfig {
+        name: name.to_owned(),
+        asset: "gold".to_owned(),
+        table: table.to_owned(),
+        kind,
+        severity: retail_pipeline::Severity::Error,
+        min: None,
+        max: None,
+        columns: Vec::new(),
+        column: None,
+        values: Vec::new(),
+        to_table: None,
+        to_column: None,
+    }
+}
+
+#[tokio::test]
+async fn an_error_check_holds_back_the_assets_downstream_and_a_warning_is_only_recorded() {
+    use retail_domain::progress::NoProgress;
+    use retail_pipeline::{CheckKind, Severity};
+    use retail_services::RunRequest;
+    let data = Generated::new(2_000, 10);
+    let passing = vec![
+        retail_pipeline::CheckConfig {
+            column: Some("customer_key".to_owned()),
+            to_table: Some("gold/dim_customer".to_owned()),
+            to_column: Some("customer_key".to_owned()),
+            ..check(
+                "facts_have_customers",
+                "gold/fact_sales",
+                CheckKind::Relationship,
+            )
+        },
+        retail_pipeline::CheckConfig {
+            columns: vec!["transaction_id".to_owned()],
+            ..check(
+                "one_row_per_transaction",
+                "gold/fact_sales",
+                CheckKind::Unique,
+            )
+        },
+        retail_pipeline::CheckConfig {
+            columns: vec!["customer_key".to_owned(), "product_key".to_owned()],
+            ..check("keys_present", "gold/fact_sales", CheckKind::NotNull)
+        },
+        retail_pipeline::CheckConfig {
+            min: Some(1),
+            ..check("facts_not_empty", "gold/fact_sales", CheckKind::RowCount)
+        },
+        retail_pipeline::CheckConfig {
+            column: Some("country_name".to_owned()),
+            values: vec!["United Kingdom".to_owned()],
+            severity: Severity::Warn,
+            ..check("uk_only", "gold/dim_country", CheckKind::AcceptedValues)
+        },
+    ];
+    let checks = passing.clone();
+    let app = TestApp::over(&data.files[..5], ApiConfig::default(), move |config| {
+        config.checks = checks;
+    })
+    .await;
+    let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let auth = [("authorization", engineer.as_str())];
+    let (_, _, runs) = app
+        .get("/admin/pipeline/runs?kind=pipeline&limit=1", &auth)
+        .await;
+    let first = &runs[0];
+    assert_eq!(
+        first["status"], "succeeded",
+        "a failing warning holds nothing back: {first}"
+    );
+    let verdicts: Vec<(&str, bool)> = first["detail"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("facts_have_customers", true),
+            ("one_row_per_transaction", true),
+            ("keys_present", true),
+            ("facts_not_empty", true),
+            ("uk_only", false)
+        ]
+    );
+    let uk_only = &first["detail"]["checks"][4];
+    assert!(uk_only["observed"].as_u64().unwrap() > 0, "{uk_only}");
+    assert!(
+        uk_only["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rows with other values"),
+        "{uk_only}"
+    );
+
+    // The same platform with one more check that fails: gold is written, what follows it waits.
+    let mut config = test_config(app.dir(), ApiConfig::default());
+    config.checks = passing.clone();
+    config.checks.push(retail_pipeline::CheckConfig {
+        max: Some(10),
+        ..check("at_most_ten_facts", "gold/fact_sales", CheckKind::RowCount)
+    });
+    let strict = retail_app::App::build(config.clone(), retail_app::Role::Server)
+        .await
+        .unwrap();
+    strict
+        .services
+        .ingest
+        .ingest_files(
+            &data.files[5..]
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>(),
+            "test",
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    let error = strict
+        .services
+        .pipeline
+        .run(RunRequest::default(), &NoProgress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("check \"at_most_ten_facts\" failed on gold/fact_sales"),
+        "{error}"
+    );
+    assert!(
+        error.contains("held back: models, recommendations, warehouse/embedded, search"),
+        "{error}"
+    );
+    let failed = strict
+        .store
+        .runs(Some(RunKind::Pipeline), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(failed.status, retail_metadata::RunStatus::Failed);
+    let status = |asset: &str| {
+        failed
+            .detail
+            .assets
+            .iter()
+            .find(|a| a.asset == asset)
+            .map(|a| (a.status.clone(), a.detail.clone()))
+    };
+    assert_eq!(
+        status("gold/fact_sales").unwrap().0,
+        "materialized",
+        "gold is written first"
+    );
+    let (held, why) = status("models").unwrap();
+    assert_eq!(held, "blocked");
+    assert_eq!(
+        why.unwrap()["held_back_by"],
+        serde_json::json!(["at_most_ten_facts"])
+    );
+    drop(strict);
+
+    // A check that names what is not there is refused at start, with every problem.
+    config.checks = vec![
+        retail_pipeline::CheckConfig {
+            columns: vec!["no_such_column".to_owned()],
+            ..check("bad_column", "gold/fact_sales", CheckKind::Unique)
+        },
+        check("bad_table", "gold/nope", CheckKind::RowCount),
+    ];
+    let refused = retail_app::App::build(config, retail_app::Role::Cli)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("gold/fact_sales has no column \"no_such_column\""),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("table \"gold/nope\" is not a table of the lake"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("row_count needs min, max or both"),
+        "{refused}"
+    );
+}

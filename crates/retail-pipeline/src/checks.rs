@@ -1,0 +1,460 @@
+//! Asset checks: declarative rules on the tables an asset wrote, evaluated after the asset by
+//! the runner. A failing `error` check holds back the assets downstream of the one it checks
+//! (any asset, not only SQL models), and the run says which check held what back; a failing
+//! `warn` check is recorded and logged only.
+//!
+//! The rules, with exact definitions (another tool counting the same table gets the same
+//! numbers):
+//!
+//! - `row_count`: the table's rows (from the Delta log) within `min` and `max`;
+//! - `not_null`: no row has a null in any of `columns` (observed: the rows with one);
+//! - `unique`: no two rows share the values of `columns` (nulls are values; observed: the rows
+//!   beyond the first of each repeated key);
+//! - `accepted_values`: every non-null value of `column`, as text, is one of `values`
+//!   (observed: the rows with another);
+//! - `relationship`: every non-null value of `column` is a value of `to_column` in `to_table`
+//!   (referential integrity; observed: the rows whose value is not there).
+
+use std::collections::{HashMap, HashSet};
+
+use deltalake::arrow::array::Array as _;
+use futures::TryStreamExt as _;
+use retail_lake::Lake;
+use retail_lake::schema::{self as tables, TableSpec};
+use retail_metadata::CheckResult;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What a failing check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Recorded and logged; nothing is held back.
+    Warn,
+    /// Recorded; the assets downstream of the checked asset are held back and the run fails.
+    #[default]
+    Error,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The rule of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// The table's rows within `min` and `max`.
+    RowCount,
+    /// No null in `columns`.
+    NotNull,
+    /// No two rows share `columns`.
+    Unique,
+    /// Every non-null `column` one of `values`.
+    AcceptedValues,
+    /// Every non-null `column` a value of `to_table`'s `to_column`.
+    Relationship,
+}
+
+impl CheckKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::RowCount => "row_count",
+            Self::NotNull => "not_null",
+            Self::Unique => "unique",
+            Self::AcceptedValues => "accepted_values",
+            Self::Relationship => "relationship",
+        }
+    }
+}
+
+/// A check as a user writes it (`[[checks]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Its name, unique: runs and messages name it.
+    pub name: String,
+    /// The asset it follows: evaluated after the asset runs; an `error` holds back the assets
+    /// downstream of it.
+    pub asset: String,
+    /// The table it reads (`gold/fact_sales`).
+    pub table: String,
+    /// The rule.
+    pub kind: CheckKind,
+    /// `warn` or `error` (default).
+    #[serde(default)]
+    pub severity: Severity,
+    /// `row_count`: the fewest rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u64>,
+    /// `row_count`: the most rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    /// `not_null`, `unique`: the columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// `accepted_values`, `relationship`: the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// `accepted_values`: the values, as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// `relationship`: the table referred to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_table: Option<String>,
+    /// `relationship`: its column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_column: Option<String>,
+}
+
+/// A check, checked: its tables are in the registry and its columns in their schemas.
+#[derive(Debug, Clone)]
+pub struct Check {
+    config: CheckConfig,
+    table: TableSpec,
+    to_table: Option<TableSpec>,
+}
+
+fn has_column(table: &TableSpec, column: &str) -> bool {
+    (table.schema)().field_with_name(column).is_ok()
+}
+
+impl Check {
+    /// The checks of `configs`, each against the registry and `assets` (the runner's keys);
+    /// every problem is listed.
+    ///
+    /// # Errors
+    ///
+    /// The problems, each naming the check and what is wrong.
+    pub fn all(
+        configs: &[CheckConfig],
+        assets: &[&str],
+    ) -> std::result::Result<Vec<Self>, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut checks = Vec::new();
+        let mut names = HashSet::new();
+        for (index, config) in configs.iter().enumerate() {
+            let at = format!("checks[{index}] ({:?})", config.name);
+            let before = problems.len();
+            if config.name.trim().is_empty() {
+                problems.push(format!("checks[{index}].name must not be empty"));
+            } else if !names.insert(config.name.as_str()) {
+                problems.push(format!("{at}: another check has this name"));
+            }
+            if !assets.contains(&config.asset.as_str()) {
+                problems.push(format!(
+                    "{at}.asset {:?} is not an asset (known: {})",
+                    config.asset,
+                    assets.join(", ")
+                ));
+            }
+            let table = tables::find_table(&config.table);
+            if table.is_none() {
+                problems.push(format!(
+                    "{at}.table {:?} is not a table of the lake",
+                    config.table
+                ));
+            }
+            let to_table = config.to_table.as_deref().map(tables::find_table);
+            let column_of =
+                |table: &Option<TableSpec>, column: &str, problems: &mut Vec<String>| {
+                    if let Some(table) = table
+                        && !has_column(table, column)
+                    {
+                        problems.push(format!("{at}: {} has no column {column:?}", table.name));
+                    }
+                };
+            match config.kind {
+                CheckKind::RowCount => {
+                    if config.min.is_none() && config.max.is_none() {
+                        problems.push(format!("{at}: row_count needs min, max or both"));
+                    }
+                    if let (Some(min), Some(max)) = (config.min, config.max)
+                        && min > max
+                    {
+                        problems.push(format!("{at}: min ({min}) is above max ({max})"));
+                    }
+                }
+                CheckKind::NotNull | CheckKind::Unique => {
+                    if config.columns.is_empty() {
+                        problems.push(format!("{at}: {} needs columns", config.kind.as_str()));
+                    }
+                    for column in &config.columns {
+                        column_of(&table, column, &mut problems);
+                    }
+                }
+                CheckKind::AcceptedValues => match &config.column {
+                    Some(column) if !config.values.is_empty() => {
+                        column_of(&table, column, &mut problems);
+                    }
+                    _ => problems.push(format!("{at}: accepted_values needs column and values")),
+                },
+                CheckKind::Relationship => match (&config.column, &to_table, &config.to_column) {
+                    (Some(column), Some(Some(_)), Some(to_column)) => {
+                        column_of(&table, column, &mut problems);
+                        column_of(&to_table.flatten(), to_column, &mut problems);
+                    }
+                    (_, Some(None), _) => problems.push(format!(
+                        "{at}.to_table {:?} is not a table of the lake",
+                        config.to_table.as_deref().unwrap_or_default()
+                    )),
+                    _ => problems.push(format!(
+                        "{at}: relationship needs column, to_table and to_column"
+                    )),
+                },
+            }
+            if problems.len() == before
+                && let Some(table) = table
+            {
+                checks.push(Self {
+                    config: config.clone(),
+                    table,
+                    to_table: to_table.flatten(),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(checks)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The asset it follows.
+    pub fn asset(&self) -> &str {
+        &self.config.asset
+    }
+
+    /// Whether it fails the run and holds back the downstream assets.
+    pub fn blocks(&self) -> bool {
+        self.config.severity == Severity::Error
+    }
+
+    /// Evaluates it on the lake as it is now.
+    ///
+    /// # Errors
+    ///
+    /// When a table cannot be read (a missing table fails a row count of at least one, and
+    /// is an error for the other rules).
+    pub async fn evaluate(&self, lake: &Lake) -> Result<CheckResult> {
+        let config = &self.config;
+        let (observed, detail) = match config.kind {
+            CheckKind::RowCount => {
+                let rows = lake.count_rows(&self.table).await?;
+                let low = config.min.is_some_and(|min| rows < min);
+                let high = config.max.is_some_and(|max| rows > max);
+                let bounds = match (config.min, config.max) {
+                    (Some(min), Some(max)) => format!("{min} to {max}"),
+                    (Some(min), None) => format!("at least {min}"),
+                    (None, Some(max)) => format!("at most {max}"),
+                    (None, None) => String::new(),
+                };
+                let verdict = if low || high { "outside" } else { "within" };
+                (
+                    u64::from(low || high),
+                    format!("{rows} rows, {verdict} {bounds}"),
+                )
+            }
+            CheckKind::NotNull => {
+                let columns: Vec<&str> = config.columns.iter().map(String::as_str).collect();
+                let mut rows = 0u64;
+                let mut by_column: HashMap<&str, u64> = HashMap::new();
+                let mut stream = lake.scan(&self.table, Some(columns.as_slice())).await?;
+                while let Some(batch) = stream.try_next().await.map_err(|e| read(&self.table, e))? {
+                    let mut any = vec![false; batch.num_rows()];
+                    for (index, column) in columns.iter().enumerate() {
+                        let array = batch.column(index);
+                        *by_column.entry(*column).or_default() += array.null_count() as u64;
+                        for (row, flag) in any.iter_mut().enumerate() {
+                            *flag |= array.is_null(row);
+                        }
+                    }
+                    rows += any.iter().filter(|f| **f).count() as u64;
+                }
+                let mut counts: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c}: {}", by_column.get(c).copied().unwrap_or(0)))
+                    .collect();
+                counts.sort();
+                (
+                    rows,
+                    format!(
+                        "{rows} rows with a null (nulls by column: {})",
+                        counts.join(", ")
+                    ),
+                )
+            }
+            CheckKind::Unique => {
+                let columns: Vec<&str> = config.columns.iter().map(String::as_str).collect();
+                let mut seen: HashSet<Vec<Option<String>>> = HashSet::new();
+                let mut repeated = 0u64;
+                let mut example = None;
+                let mut stream = lake.scan(&self.table, Some(columns.as_slice())).await?;
+                while let Some(batch) = stream.try_next().await.map_err(|e| read(&self.table, e))? {
+                    let texts = text_columns(&batch, &self.table)?;
+                    for row in 0..batch.num_rows() {
+                        let key: Vec<Option<String>> =
+                            texts.iter().map(|c| c[row].clone()).collect();
+                        if !seen.insert(key.clone()) {
+                            repeated += 1;
+                            example.get_or_insert(key);
+                        }
+                    }
+                }
+                let detail = match example {
+                    Some(key) => format!("{repeated} rows repeat a key, e.g. {}", show(&key)),
+                    None => format!("{} distinct keys, none repeated", seen.len()),
+                };
+                (repeated, detail)
+            }
+            CheckKind::AcceptedValues => {
+                let column = config.column.as_deref().unwrap_or_default();
+                let accepted: HashSet<&str> = config.values.iter().map(String::as_str).collect();
+                let mut others: HashMap<String, u64> = HashMap::new();
+                let mut stream = lake
+                    .scan(&self.table, Some(std::slice::from_ref(&column)))
+                    .await?;
+                while let Some(batch) = stream.try_next().await.map_err(|e| read(&self.table, e))? {
+                    for value in text_columns(&batch, &self.table)?
+                        .remove(0)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if !accepted.contains(value.as_str()) {
+                            *others.entry(value).or_default() += 1;
+                        }
+                    }
+                }
+                let rows: u64 = others.values().sum();
+                let mut values: Vec<(String, u64)> = others.into_iter().collect();
+                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let shown: Vec<String> = values
+                    .iter()
+                    .take(5)
+                    .map(|(v, n)| format!("{v:?} ({n})"))
+                    .collect();
+                let detail = if rows == 0 {
+                    "every value accepted".to_owned()
+                } else {
+                    format!("{rows} rows with other values: {}", shown.join(", "))
+                };
+                (rows, detail)
+            }
+            CheckKind::Relationship => {
+                let column = config.column.as_deref().unwrap_or_default();
+                let to_column = config.to_column.as_deref().unwrap_or_default();
+                let Some(to_table) = &self.to_table else {
+                    return Err(Error::Check {
+                        check: config.name.clone(),
+                        detail: "no table to refer to".to_owned(),
+                    });
+                };
+                let mut keys: HashSet<String> = HashSet::new();
+                let mut stream = lake
+                    .scan(to_table, Some(std::slice::from_ref(&to_column)))
+                    .await?;
+                while let Some(batch) = stream.try_next().await.map_err(|e| read(to_table, e))? {
+                    keys.extend(
+                        text_columns(&batch, to_table)?
+                            .remove(0)
+                            .into_iter()
+                            .flatten(),
+                    );
+                }
+                let mut orphans: HashMap<String, u64> = HashMap::new();
+                let mut stream = lake
+                    .scan(&self.table, Some(std::slice::from_ref(&column)))
+                    .await?;
+                while let Some(batch) = stream.try_next().await.map_err(|e| read(&self.table, e))? {
+                    for value in text_columns(&batch, &self.table)?
+                        .remove(0)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if !keys.contains(&value) {
+                            *orphans.entry(value).or_default() += 1;
+                        }
+                    }
+                }
+                let rows: u64 = orphans.values().sum();
+                let mut values: Vec<(String, u64)> = orphans.into_iter().collect();
+                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let shown: Vec<String> = values
+                    .iter()
+                    .take(5)
+                    .map(|(v, n)| format!("{v:?} ({n})"))
+                    .collect();
+                let detail = if rows == 0 {
+                    format!("every {column} is a {}.{to_column}", to_table.name)
+                } else {
+                    format!(
+                        "{rows} rows whose {column} is not a {}.{to_column}: {}",
+                        to_table.name,
+                        shown.join(", ")
+                    )
+                };
+                (rows, detail)
+            }
+        };
+        Ok(CheckResult {
+            name: config.name.clone(),
+            asset: config.asset.clone(),
+            table: config.table.clone(),
+            kind: config.kind.as_str().to_owned(),
+            severity: config.severity.as_str().to_owned(),
+            passed: observed == 0,
+            observed,
+            detail,
+        })
+    }
+}
+
+fn read(table: &TableSpec, error: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Read {
+        table: table.name,
+        source: Box::new(error),
+    }
+}
+
+/// Every column of `batch` as text per row (`None` for null), as Arrow casts it to a string.
+fn text_columns(
+    batch: &deltalake::arrow::record_batch::RecordBatch,
+    table: &TableSpec,
+) -> Result<Vec<Vec<Option<String>>>> {
+    use deltalake::arrow::array::AsArray as _;
+    use deltalake::arrow::datatypes::DataType;
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let text = deltalake::arrow::compute::cast(column, &DataType::Utf8)
+                .map_err(|error| read(table, error))?;
+            let text = text.as_string::<i32>();
+            Ok((0..text.len())
+                .map(|row| (!text.is_null(row)).then(|| text.value(row).to_owned()))
+                .collect())
+        })
+        .collect()
+}
+
+fn show(key: &[Option<String>]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|v| {
+            v.as_deref()
+                .map_or_else(|| "null".to_owned(), |v| format!("{v:?}"))
+        })
+        .collect();
+    format!("({})", parts.join(", "))
+}
