@@ -680,17 +680,7 @@ impl App {
                 .await;
             }
         };
-        let erasures = async {
-            if let Some(key) = self.config.privacy.key_bytes() {
-                follow_erasures(
-                    Arc::clone(&self.services.audit),
-                    Arc::clone(self.ingestion.erased()),
-                    key,
-                    stop.subscribe(),
-                )
-                .await;
-            }
-        };
+        let erasures = self.follow_erasures(stop.subscribe());
         let (served, (), (), (), ()) = tokio::join!(server, streams, alerts, scheduler, erasures);
         signal.abort();
         served?;
@@ -725,20 +715,26 @@ impl App {
             &self.config.scheduler,
             stop.subscribe(),
         );
-        let erasures = async {
-            if let Some(key) = self.config.privacy.key_bytes() {
-                follow_erasures(
-                    Arc::clone(&self.services.audit),
-                    Arc::clone(self.ingestion.erased()),
-                    key,
-                    stop.subscribe(),
-                )
-                .await;
-            }
-        };
+        let erasures = self.follow_erasures(stop.subscribe());
         tokio::join!(scheduler, erasures);
         signal.abort();
         Ok(())
+    }
+}
+
+impl App {
+    /// Learns of erasures other processes make until `stop` (with a privacy key; nothing
+    /// without one), so that ingestion keeps their customers out.
+    async fn follow_erasures(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        if let Some(key) = self.config.privacy.key_bytes() {
+            follow_erasures(
+                Arc::clone(&self.services.audit),
+                Arc::clone(self.ingestion.erased()),
+                key,
+                stop,
+            )
+            .await;
+        }
     }
 }
 

@@ -434,6 +434,22 @@ impl Scheduler {
     }
 }
 
+/// Takes the outcome of one schedule's or sensor's look into `report`; `false` when the tick
+/// must stop (the lease was lost). A problem of one does not stop the others.
+fn settle(outcome: Result<bool>, what: &str, name: &str, report: &mut TickReport) -> bool {
+    match outcome {
+        Ok(true) => true,
+        Ok(false) => {
+            report.lost_lease = true;
+            false
+        }
+        Err(error) => {
+            report.problems.push(format!("{what} {name}: {error}"));
+            true
+        }
+    }
+}
+
 #[async_trait]
 impl SchedulerService for Scheduler {
     async fn hold_lease(&self, holder: &str) -> Result<bool> {
@@ -455,15 +471,9 @@ impl SchedulerService for Scheduler {
     async fn tick(&self) -> Result<TickReport> {
         let mut report = TickReport::default();
         for schedule in &self.schedules {
-            match self.tick_schedule(schedule, &mut report).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    report.lost_lease = true;
-                    return Ok(report);
-                }
-                Err(error) => report
-                    .problems
-                    .push(format!("schedule {}: {error}", schedule.config.name)),
+            let outcome = self.tick_schedule(schedule, &mut report).await;
+            if !settle(outcome, "schedule", &schedule.config.name, &mut report) {
+                return Ok(report);
             }
         }
         for sensor in &self.sensors {
@@ -471,15 +481,8 @@ impl SchedulerService for Scheduler {
                 Watch::Landing(dir) => self.tick_landing_sensor(sensor, dir, &mut report).await,
                 Watch::Asset(asset) => self.tick_asset_sensor(sensor, asset, &mut report).await,
             };
-            match outcome {
-                Ok(true) => {}
-                Ok(false) => {
-                    report.lost_lease = true;
-                    return Ok(report);
-                }
-                Err(error) => report
-                    .problems
-                    .push(format!("sensor {}: {error}", sensor.config.name)),
+            if !settle(outcome, "sensor", &sensor.config.name, &mut report) {
+                return Ok(report);
             }
         }
         for problem in &report.problems {
