@@ -630,14 +630,7 @@ impl App {
                 (tls, reload)
             });
         self.record_start(&listener, tls.is_some()).await;
-        let stop = Arc::new(tokio::sync::watch::channel(false).0);
-        let signal = {
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-        };
+        let (stop, signal) = stop_on(shutdown);
         let stopped = |stop: &tokio::sync::watch::Sender<bool>| {
             let mut receiver = stop.subscribe();
             async move {
@@ -702,14 +695,7 @@ impl App {
         &self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = Arc::new(tokio::sync::watch::channel(false).0);
-        let signal = {
-            let stop = Arc::clone(&stop);
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-        };
+        let (stop, signal) = stop_on(shutdown);
         let scheduler = scheduling::run_in_background(
             Arc::clone(&self.services.scheduler),
             &self.config.scheduler,
@@ -736,6 +722,25 @@ impl App {
             .await;
         }
     }
+}
+
+/// A stop signal every background loop subscribes to, sent when `shutdown` resolves (abort the
+/// task once the loops ended).
+fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    Arc<tokio::sync::watch::Sender<bool>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = Arc::new(tokio::sync::watch::channel(false).0);
+    let signal = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+    };
+    (stop, signal)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

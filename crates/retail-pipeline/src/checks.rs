@@ -306,9 +306,11 @@ impl Check {
                     for row in 0..batch.num_rows() {
                         let key: Vec<Option<String>> =
                             texts.iter().map(|c| c[row].clone()).collect();
-                        if !seen.insert(key.clone()) {
+                        if seen.contains(&key) {
                             repeated += 1;
                             example.get_or_insert(key);
+                        } else {
+                            seen.insert(key);
                         }
                     }
                 }
@@ -322,32 +324,17 @@ impl Check {
                 let column = config.column.as_deref().unwrap_or_default();
                 let accepted: HashSet<&str> = config.values.iter().map(String::as_str).collect();
                 let mut others: HashMap<String, u64> = HashMap::new();
-                let mut stream = lake
-                    .scan(&self.table, Some(std::slice::from_ref(&column)))
-                    .await?;
-                while let Some(batch) = stream.try_next().await.map_err(|e| read(&self.table, e))? {
-                    for value in text_columns(&batch, &self.table)?
-                        .remove(0)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if !accepted.contains(value.as_str()) {
-                            *others.entry(value).or_default() += 1;
-                        }
+                each_value(lake, &self.table, column, |value| {
+                    if !accepted.contains(value.as_str()) {
+                        *others.entry(value).or_default() += 1;
                     }
-                }
-                let rows: u64 = others.values().sum();
-                let mut values: Vec<(String, u64)> = others.into_iter().collect();
-                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                let shown: Vec<String> = values
-                    .iter()
-                    .take(5)
-                    .map(|(v, n)| format!("{v:?} ({n})"))
-                    .collect();
+                })
+                .await?;
+                let (rows, shown) = most_frequent(others);
                 let detail = if rows == 0 {
                     "every value accepted".to_owned()
                 } else {
-                    format!("{rows} rows with other values: {}", shown.join(", "))
+                    format!("{rows} rows with other values: {shown}")
                 };
                 (rows, detail)
             }
@@ -361,47 +348,24 @@ impl Check {
                     });
                 };
                 let mut keys: HashSet<String> = HashSet::new();
-                let mut stream = lake
-                    .scan(to_table, Some(std::slice::from_ref(&to_column)))
-                    .await?;
-                while let Some(batch) = stream.try_next().await.map_err(|e| read(to_table, e))? {
-                    keys.extend(
-                        text_columns(&batch, to_table)?
-                            .remove(0)
-                            .into_iter()
-                            .flatten(),
-                    );
-                }
+                each_value(lake, to_table, to_column, |value| {
+                    keys.insert(value);
+                })
+                .await?;
                 let mut orphans: HashMap<String, u64> = HashMap::new();
-                let mut stream = lake
-                    .scan(&self.table, Some(std::slice::from_ref(&column)))
-                    .await?;
-                while let Some(batch) = stream.try_next().await.map_err(|e| read(&self.table, e))? {
-                    for value in text_columns(&batch, &self.table)?
-                        .remove(0)
-                        .into_iter()
-                        .flatten()
-                    {
-                        if !keys.contains(&value) {
-                            *orphans.entry(value).or_default() += 1;
-                        }
+                each_value(lake, &self.table, column, |value| {
+                    if !keys.contains(&value) {
+                        *orphans.entry(value).or_default() += 1;
                     }
-                }
-                let rows: u64 = orphans.values().sum();
-                let mut values: Vec<(String, u64)> = orphans.into_iter().collect();
-                values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                let shown: Vec<String> = values
-                    .iter()
-                    .take(5)
-                    .map(|(v, n)| format!("{v:?} ({n})"))
-                    .collect();
+                })
+                .await?;
+                let (rows, shown) = most_frequent(orphans);
                 let detail = if rows == 0 {
                     format!("every {column} is a {}.{to_column}", to_table.name)
                 } else {
                     format!(
-                        "{rows} rows whose {column} is not a {}.{to_column}: {}",
-                        to_table.name,
-                        shown.join(", ")
+                        "{rows} rows whose {column} is not a {}.{to_column}: {shown}",
+                        to_table.name
                     )
                 };
                 (rows, detail)
@@ -418,6 +382,35 @@ impl Check {
             detail,
         })
     }
+}
+
+/// Calls `each` with every non-null value of `column` of `table`, as text.
+async fn each_value(
+    lake: &Lake,
+    table: &TableSpec,
+    column: &str,
+    mut each: impl FnMut(String),
+) -> Result<()> {
+    let mut stream = lake.scan(table, Some(&[column][..])).await?;
+    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
+        for value in text_columns(&batch, table)?.remove(0).into_iter().flatten() {
+            each(value);
+        }
+    }
+    Ok(())
+}
+
+/// The rows counted in all, and the five most frequent values with their rows (`"x" (3), ...`).
+fn most_frequent(counts: HashMap<String, u64>) -> (u64, String) {
+    let rows = counts.values().sum();
+    let mut values: Vec<(String, u64)> = counts.into_iter().collect();
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let shown: Vec<String> = values
+        .iter()
+        .take(5)
+        .map(|(v, n)| format!("{v:?} ({n})"))
+        .collect();
+    (rows, shown.join(", "))
 }
 
 fn read(table: &TableSpec, error: impl std::error::Error + Send + Sync + 'static) -> Error {
