@@ -31,7 +31,8 @@ use crate::routes::{
         entities::customer, entities::product, entities::invoice,
         sales::sales, sales::export,
         pipeline::runs, pipeline::run, pipeline::start, pipeline::status, pipeline::assets,
-        pipeline::scheduler,
+        pipeline::scheduler, pipeline::start_backfill, pipeline::resume_backfill,
+        pipeline::backfill, pipeline::backfill_partitions, pipeline::asset_partitions,
         ingestion::ingest_transactions,
         transactions::create_transaction, transactions::update_transaction,
         transactions::delete_transaction,
@@ -524,6 +525,7 @@ pub fn document(context: &Context) -> Value {
         "pattern": pattern::utc_time(retail_domain::audit::FILTER_YEARS)});
     let run_id = json!({"type": "string",
         "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"});
+    let month = json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"});
     for (path, method, name, schema) in [
         (
             "/api/v1/customers/{customer_id}",
@@ -561,6 +563,37 @@ pub fn document(context: &Context) -> Value {
             "get",
             "run_id",
             run_id.clone(),
+        ),
+        ("/admin/pipeline/runs", "get", "partition", month.clone()),
+        (
+            "/admin/pipeline/backfills/{backfill_id}",
+            "get",
+            "backfill_id",
+            run_id.clone(),
+        ),
+        (
+            "/admin/pipeline/backfills/{backfill_id}/partitions",
+            "get",
+            "backfill_id",
+            run_id.clone(),
+        ),
+        (
+            "/admin/pipeline/backfills/{backfill_id}/resume",
+            "post",
+            "backfill_id",
+            run_id.clone(),
+        ),
+        (
+            "/admin/pipeline/backfills/{backfill_id}/partitions",
+            "get",
+            "after",
+            month.clone(),
+        ),
+        (
+            "/admin/pipeline/assets/{asset}/partitions",
+            "get",
+            "after",
+            month,
         ),
         ("/admin/pipeline/runs", "get", "before", run_id),
         ("/admin/pipeline/runs", "get", "since", utc_time.clone()),

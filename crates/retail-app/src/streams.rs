@@ -150,6 +150,7 @@ async fn follow(pipeline: &dyn PipelineService) {
         assets: Vec::new(),
         force: false,
         requested_by: "stream:follow".to_owned(),
+        ..RunRequest::default()
     };
     match pipeline.run(request, &NoProgress).await {
         Ok(run) => {

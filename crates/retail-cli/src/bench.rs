@@ -488,6 +488,7 @@ async fn stage(app: &App, assets: &[&str]) -> anyhow::Result<RunRecord> {
         assets: assets.iter().map(|a| (*a).to_owned()).collect(),
         force: false,
         requested_by: "bench".to_owned(),
+        ..RunRequest::default()
     };
     Ok(app.services.pipeline.run(request, &NoProgress).await?)
 }

@@ -202,6 +202,10 @@ enum PipelineCommand {
         /// Started before this time (UTC).
         #[arg(long, value_parser = parse_utc)]
         until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only runs that built this invoice month of gold (2011-03): incremental and backfill
+        /// runs that recomputed it, full builds, and backfills that asked for it.
+        #[arg(long, value_parser = parse_month)]
+        partition: Option<String>,
         /// The next page: runs after this run id (the last one printed).
         #[arg(long)]
         before: Option<String>,
@@ -211,6 +215,64 @@ enum PipelineCommand {
     },
     /// The asset graph: every asset, what it is computed from and the tables it writes.
     Assets,
+    /// Re-materialise gold's invoice months (and then the assets downstream of gold).
+    ///
+    /// The months are taken in order, --partitions-per-run at a time, each group one pipeline
+    /// run of gold that rebuilds those months (its checks evaluated as in any run); each
+    /// month's state is recorded (`retail pipeline partitions --backfill ID`). A failed run
+    /// stops the backfill: fix the cause and `--resume ID` takes every month not yet done.
+    /// Holds the pipeline while it runs. Exits with 1 when the backfill fails.
+    Backfill {
+        /// The first invoice month (YYYY-MM).
+        #[arg(long, value_parser = parse_month, requires = "to", required_unless_present = "resume")]
+        from: Option<String>,
+        /// The last invoice month, included (YYYY-MM).
+        #[arg(long, value_parser = parse_month, requires = "from")]
+        to: Option<String>,
+        /// Months per pipeline run: more is faster, fewer is finer when a run fails.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=120))]
+        partitions_per_run: u32,
+        /// Take up the failed backfill with this id instead.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["from", "to"])]
+        resume: Option<String>,
+        /// Print the backfill's record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Partitions, in order, a page at a time: gold's invoice months (each with the run that
+    /// last built it and its fact rows) or a backfill's (each with its state).
+    Partitions {
+        /// A backfill's months instead of gold's.
+        #[arg(long, value_name = "ID")]
+        backfill: Option<String>,
+        /// Only partitions in this state.
+        #[arg(long, value_enum)]
+        status: Option<PartitionStatusArg>,
+        /// The next page: partitions after this one (the last one printed).
+        #[arg(long, value_parser = parse_month)]
+        after: Option<String>,
+        /// How many to show (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PartitionStatusArg {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// An invoice month as the command line takes it: `2011-03`.
+fn parse_month(text: &str) -> Result<String, String> {
+    retail_services::months_between(text, text)
+        .map(|_| text.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -224,6 +286,7 @@ enum StageArg {
 enum KindArg {
     Ingest,
     Pipeline,
+    Backfill,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -588,6 +651,7 @@ fn run_request(app: &App, stage: StageArg, assets: Vec<String>, force: bool) -> 
         assets,
         force,
         requested_by: "cli".to_owned(),
+        ..RunRequest::default()
     }
 }
 
@@ -622,12 +686,14 @@ async fn pipeline(command: PipelineCommand, config: Config) -> anyhow::Result<()
             requested_by,
             since,
             until,
+            partition,
             before,
             json,
         } => {
             let kind = kind.map(|kind| match kind {
                 KindArg::Ingest => RunKind::Ingest,
                 KindArg::Pipeline => RunKind::Pipeline,
+                KindArg::Backfill => RunKind::Backfill,
             });
             let status = status.map(|status| match status {
                 StatusArg::Running => RunStatus::Running,
@@ -642,6 +708,7 @@ async fn pipeline(command: PipelineCommand, config: Config) -> anyhow::Result<()
                 requested_by,
                 since,
                 until,
+                partition,
                 before,
                 limit,
             };
@@ -655,6 +722,71 @@ async fn pipeline(command: PipelineCommand, config: Config) -> anyhow::Result<()
         }
         PipelineCommand::Assets => {
             print!("{}", report::assets_text(&pipeline.assets()));
+            Ok(())
+        }
+        PipelineCommand::Backfill {
+            from,
+            to,
+            partitions_per_run,
+            resume,
+            json,
+        } => {
+            let progress = TerminalProgress::new();
+            let backfill = match (resume, from, to) {
+                (Some(id), _, _) => pipeline.resume_backfill(&id, "cli", &progress).await?,
+                (None, Some(from), Some(to)) => {
+                    let request = retail_services::BackfillRequest {
+                        partitions: retail_services::months_between(&from, &to)?,
+                        partitions_per_run,
+                        requested_by: "cli".to_owned(),
+                    };
+                    pipeline.backfill(request, &progress).await?
+                }
+                _ => bail!("give --from and --to, or --resume ID"),
+            };
+            let summary = pipeline.backfill_summary(&backfill.run_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", report::backfill_text(&summary));
+            }
+            if let Some(error) = &backfill.error {
+                bail!(
+                    "backfill {} failed: {error}\nfix the cause, then: retail pipeline backfill --resume {}",
+                    backfill.run_id,
+                    backfill.run_id
+                );
+            }
+            Ok(())
+        }
+        PipelineCommand::Partitions {
+            backfill,
+            status,
+            after,
+            limit,
+            json,
+        } => {
+            let scope = match backfill {
+                Some(id) => retail_services::PartitionScope::Backfill(id),
+                None => retail_services::PartitionScope::Asset("gold".to_owned()),
+            };
+            let status = status.map(|status| match status {
+                PartitionStatusArg::Pending => retail_services::PartitionStatus::Pending,
+                PartitionStatusArg::Running => retail_services::PartitionStatus::Running,
+                PartitionStatusArg::Succeeded => retail_services::PartitionStatus::Succeeded,
+                PartitionStatusArg::Failed => retail_services::PartitionStatus::Failed,
+            });
+            let filter = retail_services::PartitionFilter {
+                status,
+                after,
+                limit: usize::try_from(limit).unwrap_or(1000),
+            };
+            let page = pipeline.partitions(scope, filter).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print!("{}", report::partitions_text(&page));
+            }
             Ok(())
         }
     }

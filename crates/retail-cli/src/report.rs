@@ -8,13 +8,16 @@ use retail_app::App;
 use retail_lake::arrow::array::{AsArray as _, RecordBatch};
 use retail_lake::arrow::datatypes::{Decimal128Type, Int64Type};
 use retail_lake::schema::{self as tables, TableSpec};
-use retail_services::{AssetInfo, PipelineStatus, RunKind, RunRecord};
+use retail_services::{
+    AssetInfo, BackfillSummary, PartitionState, PipelineStatus, RunKind, RunRecord,
+};
 use rust_decimal::Decimal;
 
 fn kind(run: &RunRecord) -> &'static str {
     match run.kind {
         RunKind::Ingest => "ingestion",
         RunKind::Pipeline => "pipeline run",
+        RunKind::Backfill => "backfill",
     }
 }
 
@@ -46,6 +49,15 @@ pub(crate) fn run_text(run: &RunRecord) -> String {
                 out,
                 "  {} rows from {ingested} files into bronze ({malformed} malformed kept), {skipped} files skipped",
                 run.rows_out
+            );
+        }
+        RunKind::Backfill => {
+            let _ = writeln!(
+                out,
+                "  months {} ({} per run); runs: {}",
+                run.detail.partitions.join(", "),
+                run.detail.partitions_per_run.unwrap_or(1),
+                run.detail.runs.join(", ")
             );
         }
         RunKind::Pipeline => {
@@ -92,6 +104,54 @@ pub(crate) fn run_text(run: &RunRecord) -> String {
     out
 }
 
+/// Describes a backfill and the states of its months.
+pub(crate) fn backfill_text(summary: &BackfillSummary) -> String {
+    let mut out = run_text(&summary.backfill);
+    let counts: Vec<String> = summary
+        .partitions
+        .iter()
+        .map(|(status, count)| format!("{count} {status}"))
+        .collect();
+    let _ = writeln!(out, "  months: {}", counts.join(", "));
+    let _ = writeln!(
+        out,
+        "  each month: retail pipeline partitions --backfill {}",
+        summary.backfill.run_id
+    );
+    out
+}
+
+/// Lists partitions, one line each.
+pub(crate) fn partitions_text(page: &[PartitionState]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<9}  {:<9}  {:<36}  {:>8}  {:>10}  {:<20}",
+        "partition", "status", "run", "attempts", "rows", "updated (UTC)"
+    );
+    for partition in page {
+        let _ = writeln!(
+            out,
+            "{:<9}  {:<9}  {:<36}  {:>8}  {:>10}  {:<20}",
+            partition.partition,
+            partition.status.as_str(),
+            partition.run_id.as_deref().unwrap_or("-"),
+            partition.attempts,
+            partition
+                .rows
+                .map_or_else(|| "-".to_owned(), |rows| rows.to_string()),
+            partition.updated_at.format("%Y-%m-%d %H:%M:%S")
+        );
+        if let Some(error) = &partition.error {
+            let _ = writeln!(out, "    error: {error}");
+        }
+    }
+    if page.is_empty() {
+        let _ = writeln!(out, "(no partitions)");
+    }
+    out
+}
+
 /// Lists runs, one line each.
 pub(crate) fn runs_text(runs: &[RunRecord]) -> String {
     let mut out = String::new();
@@ -108,6 +168,7 @@ pub(crate) fn runs_text(runs: &[RunRecord]) -> String {
             match run.kind {
                 RunKind::Ingest => "ingest",
                 RunKind::Pipeline => "pipeline",
+                RunKind::Backfill => "backfill",
             },
             run.status.as_str(),
             run.started_at.format("%Y-%m-%d %H:%M:%S"),

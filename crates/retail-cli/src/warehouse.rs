@@ -161,6 +161,7 @@ pub(crate) async fn run(command: WarehouseCommand, config: Config) -> anyhow::Re
                         assets: vec!["warehouse/postgres".to_owned()],
                         force: false,
                         requested_by: "cli".to_owned(),
+                        ..RunRequest::default()
                     },
                     &TerminalProgress::new(),
                 )

@@ -851,6 +851,30 @@ impl Lake {
             .collect())
     }
 
+    /// The values the partition `column` takes in a table's data files (none for a table
+    /// never written): read from the log, not the data.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn partition_values(
+        &self,
+        table: &TableSpec,
+        column: &str,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(std::collections::BTreeSet::new());
+        };
+        let snapshot = delta
+            .snapshot()
+            .map_err(|source| table_error("list", table, source))?;
+        Ok(snapshot
+            .log_data()
+            .into_iter()
+            .filter_map(|file| file.partition_values_map().get(column).cloned().flatten())
+            .collect())
+    }
+
     /// What changed in a table's data files since version `after`: the files added and the
     /// files removed, each with its partition values.
     ///

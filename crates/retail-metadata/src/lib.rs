@@ -35,6 +35,7 @@ mod config;
 mod consent;
 mod error;
 mod lease;
+mod partition;
 mod postgres;
 mod record;
 mod sealed;
@@ -51,6 +52,9 @@ pub use config::MetadataConfig;
 pub use consent::ConsentRecord;
 pub use error::{Error, Result};
 pub use lease::Lease;
+pub use partition::{
+    PartitionFilter, PartitionState, PartitionStatus, asset_scope, backfill_scope,
+};
 pub use postgres::PostgresStore;
 pub use record::{
     AssetRun, CheckResult, Consistency, FileOutcome, QualityReport, Reconciliation, RunDetail,
@@ -198,6 +202,23 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
 
     /// The lease `name` as recorded (possibly expired); `None` when never taken or released.
     async fn lease(&self, name: &str) -> Result<Option<Lease>>;
+
+    /// Records the state of partitions of `scope` (an asset's or a backfill's), replacing
+    /// what was recorded for the same keys, in one transaction.
+    async fn save_partitions(&self, scope: &str, states: &[PartitionState]) -> Result<()>;
+
+    /// A page of the partitions of `scope`, in key order.
+    async fn partitions(
+        &self,
+        scope: &str,
+        filter: &PartitionFilter,
+    ) -> Result<Vec<PartitionState>>;
+
+    /// How many partitions of `scope` are in each state (states with none left out).
+    async fn partition_counts(
+        &self,
+        scope: &str,
+    ) -> Result<std::collections::BTreeMap<PartitionStatus, u64>>;
 
     /// Appends `event` to the audit trail as the entry after the last one, sealed with its
     /// hash (`retail_domain::audit`); appends from every process are serialised, so the chain

@@ -18,8 +18,9 @@ use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::{
-    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation,
-    RunFilter, RunKind, RunRecord, RunStatus, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, PartitionFilter, PartitionState,
+    PartitionStatus, RefreshTokenRecord, Rotation, RunFilter, RunKind, RunRecord, RunStatus,
+    UserRecord,
 };
 use chrono::{DateTime, Utc};
 use retail_domain::audit::{AuditEntry, AuditEvent};
@@ -146,6 +147,22 @@ const MIGRATIONS: &[(i32, &str)] = &[
         acquired_at bigint NOT NULL,
         expires_at bigint NOT NULL
     );",
+    ),
+    // Partitions: each asset's (`asset:gold`) and each backfill's (`backfill:<id>`).
+    (
+        7,
+        "CREATE TABLE partitions (
+        scope text NOT NULL,
+        partition_key text NOT NULL,
+        status text NOT NULL,
+        run_id text,
+        attempts bigint NOT NULL,
+        row_count bigint,
+        error text,
+        updated_at timestamptz NOT NULL,
+        PRIMARY KEY (scope, partition_key)
+    );
+    CREATE INDEX partitions_by_status ON partitions (scope, status, partition_key);",
     ),
 ];
 
@@ -486,6 +503,9 @@ impl MetadataStore for PostgresStore {
                        AND ($6::timestamptz IS NULL OR started_at < $6)
                        AND ($7::text IS NULL OR (started_at, run_id) <
                             (SELECT started_at, run_id FROM runs WHERE run_id = $7))
+                       AND ($9::text IS NULL OR detail->>'gold_build' = 'full'
+                            OR coalesce(detail->'gold_months' ? $9, false)
+                            OR coalesce(detail->'partitions' ? $9, false))
                      ORDER BY started_at DESC, run_id DESC LIMIT $8"
                 ),
                 &[
@@ -497,6 +517,7 @@ impl MetadataStore for PostgresStore {
                     &filter.until,
                     &filter.before,
                     &limit,
+                    &filter.partition,
                 ],
             )
             .await
@@ -976,6 +997,110 @@ impl MetadataStore for PostgresStore {
             .await
             .map_err(Error::postgres("read a lease"))?
             .map(|row| row_to_lease(&row)))
+    }
+
+    async fn save_partitions(&self, scope: &str, states: &[PartitionState]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(Error::postgres("record partitions"))?;
+        let statement = tx
+            .prepare(
+                "INSERT INTO partitions (scope, partition_key, status, run_id, attempts,
+                                         row_count, error, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (scope, partition_key) DO UPDATE SET
+                     status = EXCLUDED.status, run_id = EXCLUDED.run_id,
+                     attempts = EXCLUDED.attempts, row_count = EXCLUDED.row_count,
+                     error = EXCLUDED.error, updated_at = EXCLUDED.updated_at",
+            )
+            .await
+            .map_err(Error::postgres("record partitions"))?;
+        for state in states {
+            tx.execute(
+                &statement,
+                &[
+                    &scope,
+                    &state.partition,
+                    &state.status.as_str(),
+                    &state.run_id,
+                    &i64::from(state.attempts),
+                    &state
+                        .rows
+                        .map(|rows| i64::try_from(rows).unwrap_or(i64::MAX)),
+                    &state.error,
+                    &state.updated_at,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("record partitions"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(Error::postgres("record partitions"))
+    }
+
+    async fn partitions(
+        &self,
+        scope: &str,
+        filter: &PartitionFilter,
+    ) -> Result<Vec<PartitionState>> {
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT partition_key, status, run_id, attempts, row_count, error, updated_at
+                 FROM partitions
+                 WHERE scope = $1 AND ($2::text IS NULL OR status = $2)
+                   AND ($3::text IS NULL OR partition_key > $3)
+                 ORDER BY partition_key LIMIT $4",
+                &[
+                    &scope,
+                    &filter.status.map(PartitionStatus::as_str),
+                    &filter.after,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(Error::postgres("read partitions"))?;
+        Ok(rows
+            .iter()
+            .map(|row| PartitionState {
+                partition: row.get(0),
+                status: PartitionStatus::parse(row.get(1)).unwrap_or(PartitionStatus::Pending),
+                run_id: row.get(2),
+                attempts: u32::try_from(row.get::<_, i64>(3)).unwrap_or(u32::MAX),
+                rows: row
+                    .get::<_, Option<i64>>(4)
+                    .and_then(|rows| u64::try_from(rows).ok()),
+                error: row.get(5),
+                updated_at: row.get(6),
+            })
+            .collect())
+    }
+
+    async fn partition_counts(
+        &self,
+        scope: &str,
+    ) -> Result<std::collections::BTreeMap<PartitionStatus, u64>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT status, count(*) FROM partitions WHERE scope = $1 GROUP BY status",
+                &[&scope],
+            )
+            .await
+            .map_err(Error::postgres("count partitions"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or_default();
+                PartitionStatus::parse(row.get(0)).map(|status| (status, count))
+            })
+            .collect())
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry> {

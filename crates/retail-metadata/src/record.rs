@@ -16,6 +16,8 @@ pub enum RunKind {
     Ingest,
     /// Assets materialised (silver, gold, the warehouse, ...).
     Pipeline,
+    /// Partitions of an asset re-materialised by a series of pipeline runs.
+    Backfill,
 }
 
 impl RunKind {
@@ -24,14 +26,15 @@ impl RunKind {
         match self {
             Self::Ingest => "ingest",
             Self::Pipeline => "pipeline",
+            Self::Backfill => "backfill",
         }
     }
 
     pub(crate) fn parse(text: &str) -> Self {
-        if text == "ingest" {
-            Self::Ingest
-        } else {
-            Self::Pipeline
+        match text {
+            "ingest" => Self::Ingest,
+            "backfill" => Self::Backfill,
+            _ => Self::Pipeline,
         }
     }
 }
@@ -357,6 +360,21 @@ pub struct RunDetail {
     /// The asset checks evaluated, in order (pipeline runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckResult>,
+    /// The partitions asked for: a backfill's, or those of one of its runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
+    /// The backfill a pipeline run belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<String>,
+    /// A backfill's pipeline runs, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
+    /// Rows of each partition the run (re)built: gold's fact rows by invoice month.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partition_rows: BTreeMap<String, u64>,
+    /// How many partitions a backfill gives each of its runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions_per_run: Option<u32>,
 }
 
 /// What became of one source unit (a file, a request body, a stream interval) in an ingestion.
@@ -398,6 +416,9 @@ pub struct RunFilter {
     pub since: Option<DateTime<Utc>>,
     /// Started before.
     pub until: Option<DateTime<Utc>>,
+    /// Only runs that (re)built this partition (`2011-03`): incremental and backfill runs of
+    /// gold that recomputed the month, full builds of gold, and backfills that asked for it.
+    pub partition: Option<String>,
     /// Only runs after this one in the order: the next page after a page that ended with it.
     pub before: Option<String>,
     /// At most this many.
@@ -413,6 +434,7 @@ impl Default for RunFilter {
             requested_by: None,
             since: None,
             until: None,
+            partition: None,
             before: None,
             limit: 20,
         }

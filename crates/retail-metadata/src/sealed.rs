@@ -32,8 +32,9 @@ use ring::{hkdf, hmac};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ApiKeyRecord, AuditFilter, Claim, ConsentRecord, Error, Lease, MetadataStore,
-    RefreshTokenRecord, Result, Rotation, RunFilter, RunKind, RunRecord, UserRecord,
+    ApiKeyRecord, AuditFilter, Claim, ConsentRecord, Error, Lease, MetadataStore, PartitionFilter,
+    PartitionState, PartitionStatus, RefreshTokenRecord, Result, Rotation, RunFilter, RunKind,
+    RunRecord, UserRecord,
 };
 
 /// The start of every sealed value.
@@ -402,6 +403,25 @@ impl MetadataStore for SealedStore {
 
     async fn lease(&self, name: &str) -> Result<Option<Lease>> {
         self.inner.lease(name).await
+    }
+
+    async fn save_partitions(&self, scope: &str, states: &[PartitionState]) -> Result<()> {
+        self.inner.save_partitions(scope, states).await
+    }
+
+    async fn partitions(
+        &self,
+        scope: &str,
+        filter: &PartitionFilter,
+    ) -> Result<Vec<PartitionState>> {
+        self.inner.partitions(scope, filter).await
+    }
+
+    async fn partition_counts(
+        &self,
+        scope: &str,
+    ) -> Result<std::collections::BTreeMap<PartitionStatus, u64>> {
+        self.inner.partition_counts(scope).await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry> {

@@ -4,6 +4,7 @@
 //! blocking pool, so no async worker waits on the disk. Claims are OS file locks beside the
 //! file (`.pipeline run.lock`, ...).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +19,9 @@ use crate::claim::{Claim, Held};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::{
-    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, RefreshTokenRecord, Rotation,
-    RunFilter, RunKind, RunRecord, RunStatus, UserRecord,
+    ApiKeyRecord, AuditFilter, ConsentRecord, MetadataStore, PartitionFilter, PartitionState,
+    PartitionStatus, RefreshTokenRecord, Rotation, RunFilter, RunKind, RunRecord, RunStatus,
+    UserRecord,
 };
 
 /// Versioned schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
@@ -126,6 +128,19 @@ const MIGRATIONS: &[&str] = &[
         acquired_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     )",
+    // Partitions: each asset's (`asset:gold`) and each backfill's (`backfill:<id>`).
+    "CREATE TABLE partitions (
+        scope TEXT NOT NULL,
+        partition_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        run_id TEXT,
+        attempts INTEGER NOT NULL,
+        row_count INTEGER,
+        error TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (scope, partition_key)
+    );
+    CREATE INDEX partitions_by_status ON partitions (scope, status, partition_key)",
 ];
 
 /// Takes a free or expired lease, or renews the holder's own (keeping when it was taken).
@@ -427,6 +442,7 @@ impl MetadataStore for SqliteStore {
         let since = filter.since.map(|at| at.to_rfc3339());
         let until = filter.until.map(|at| at.to_rfc3339());
         let before = filter.before.clone();
+        let partition = filter.partition.clone();
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         self.call("list runs", move |c| {
             let mut statement = c.prepare_cached(&format!(
@@ -444,6 +460,11 @@ impl MetadataStore for SqliteStore {
                    AND (?6 IS NULL OR started_at < ?6)
                    AND (?7 IS NULL OR (started_at, run_id) <
                         (SELECT started_at, run_id FROM runs WHERE run_id = ?7))
+                   AND (?9 IS NULL OR json_extract(detail, '$.gold_build') = 'full'
+                        OR EXISTS (SELECT 1 FROM json_each(runs.detail, '$.gold_months')
+                                   WHERE value = ?9)
+                        OR EXISTS (SELECT 1 FROM json_each(runs.detail, '$.partitions')
+                                   WHERE value = ?9))
                  ORDER BY started_at DESC, run_id DESC LIMIT ?8"
             ))?;
             let rows = statement.query_map(
@@ -455,7 +476,8 @@ impl MetadataStore for SqliteStore {
                     since,
                     until,
                     before,
-                    limit
+                    limit,
+                    partition
                 ],
                 row_to_run,
             )?;
@@ -890,6 +912,96 @@ impl MetadataStore for SqliteStore {
                 row_to_lease,
             )
             .optional()
+        })
+        .await
+    }
+
+    async fn save_partitions(&self, scope: &str, states: &[PartitionState]) -> Result<()> {
+        let (scope, states) = (scope.to_owned(), states.to_vec());
+        self.call("record partitions", move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "INSERT INTO partitions (scope, partition_key, status, run_id, attempts,
+                                             row_count, error, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (scope, partition_key) DO UPDATE SET
+                         status = excluded.status, run_id = excluded.run_id,
+                         attempts = excluded.attempts, row_count = excluded.row_count,
+                         error = excluded.error, updated_at = excluded.updated_at",
+                )?;
+                for state in &states {
+                    statement.execute(params![
+                        scope,
+                        state.partition,
+                        state.status.as_str(),
+                        state.run_id,
+                        state.attempts,
+                        state
+                            .rows
+                            .map(|rows| i64::try_from(rows).unwrap_or(i64::MAX)),
+                        state.error,
+                        state.updated_at.to_rfc3339(),
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn partitions(
+        &self,
+        scope: &str,
+        filter: &PartitionFilter,
+    ) -> Result<Vec<PartitionState>> {
+        let scope = scope.to_owned();
+        let status = filter.status.map(PartitionStatus::as_str);
+        let after = filter.after.clone();
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        self.call("read partitions", move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT partition_key, status, run_id, attempts, row_count, error, updated_at
+                 FROM partitions
+                 WHERE scope = ?1 AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR partition_key > ?3)
+                 ORDER BY partition_key LIMIT ?4",
+            )?;
+            let rows = statement.query_map(params![scope, status, after, limit], |row| {
+                let rows: Option<i64> = row.get(4)?;
+                Ok(PartitionState {
+                    partition: row.get(0)?,
+                    status: PartitionStatus::parse(&row.get::<_, String>(1)?)
+                        .unwrap_or(PartitionStatus::Pending),
+                    run_id: row.get(2)?,
+                    attempts: row.get(3)?,
+                    rows: rows.and_then(|rows| u64::try_from(rows).ok()),
+                    error: row.get(5)?,
+                    updated_at: time(6, &row.get::<_, String>(6)?)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn partition_counts(&self, scope: &str) -> Result<BTreeMap<PartitionStatus, u64>> {
+        let scope = scope.to_owned();
+        self.call("count partitions", move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT status, count(*) FROM partitions WHERE scope = ?1 GROUP BY status",
+            )?;
+            let rows = statement.query_map(params![scope], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut counts = BTreeMap::new();
+            for row in rows {
+                let (status, count) = row?;
+                if let Some(status) = PartitionStatus::parse(&status) {
+                    counts.insert(status, u64::try_from(count).unwrap_or_default());
+                }
+            }
+            Ok(counts)
         })
         .await
     }

@@ -123,6 +123,36 @@ pub enum Error {
         /// Which check failed on what, and what it held back.
         detail: String,
     },
+    /// A backfill asked for partitions that are malformed or hold no data.
+    #[error("{detail}")]
+    BadPartitions {
+        /// What is wrong with which partitions.
+        detail: String,
+    },
+    /// No backfill has this id.
+    #[error("no backfill {id:?}")]
+    BackfillNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A backfill that cannot be resumed in its state.
+    #[error("backfill {id} is {status}: only a failed backfill can be resumed")]
+    BackfillNotResumable {
+        /// The backfill.
+        id: String,
+        /// Its state.
+        status: &'static str,
+    },
+    /// A run of a backfill failed: the backfill stopped there.
+    #[error("run {run_id} of the backfill ({months}) failed")]
+    BackfillStep {
+        /// The pipeline run.
+        run_id: String,
+        /// What it ran: `months 2011-01, 2011-02`.
+        months: String,
+        /// Why.
+        source: Box<Error>,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -139,6 +169,7 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Lake(error) => error.kind(),
+            Self::BackfillStep { source, .. } => source.kind(),
             Self::Source(error) => error.kind(),
             Self::Metadata(error) => error.kind(),
             Self::Follower { source, .. } | Self::Consent { source, .. } => source.kind(),
@@ -146,9 +177,11 @@ impl Classify for Error {
             Self::ConcurrentIngestion
             | Self::GoldIncomplete
             | Self::ErasureInterrupted { .. }
-            | Self::SilverBehind { .. } => ErrorKind::Conflict,
+            | Self::SilverBehind { .. }
+            | Self::BackfillNotResumable { .. } => ErrorKind::Conflict,
+            Self::BackfillNotFound { .. } => ErrorKind::NotFound,
             Self::CheckpointReused { .. } | Self::ChecksFailed { .. } => ErrorKind::Unprocessable,
-            Self::UnknownAsset { .. } => ErrorKind::InvalidInput,
+            Self::UnknownAsset { .. } | Self::BadPartitions { .. } => ErrorKind::InvalidInput,
             Self::Transform { .. }
             | Self::Reconciliation { .. }
             | Self::Graph(_)

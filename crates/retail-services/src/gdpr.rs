@@ -246,6 +246,7 @@ impl Gdpr {
                         assets: vec!["silver".to_owned()],
                         force: false,
                         requested_by: by.clone(),
+                        ..RunRequest::default()
                     },
                     &NoProgress,
                 )
@@ -270,6 +271,7 @@ impl Gdpr {
                     assets,
                     force: false,
                     requested_by: by,
+                    ..RunRequest::default()
                 },
                 &NoProgress,
             )

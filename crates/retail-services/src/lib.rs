@@ -56,11 +56,13 @@ pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, Transactio
 pub use marketing::{Audience, Marketing, MarketingService};
 pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};
-pub use pipeline::{AssetInfo, PipelineService};
+pub use pipeline::{AssetInfo, BackfillSummary, PartitionScope, PipelineService};
 pub use recommendations::{LakeRecommendations, RecommendationsService};
 pub use retail_ingest::decode::Format;
-pub use retail_metadata::{RunFilter, RunKind, RunRecord, RunStatus};
-pub use retail_pipeline::{PipelineStatus, RunRequest, Staleness};
+pub use retail_metadata::{
+    PartitionFilter, PartitionState, PartitionStatus, RunFilter, RunKind, RunRecord, RunStatus,
+};
+pub use retail_pipeline::{BackfillRequest, PipelineStatus, RunRequest, Staleness, months_between};
 pub use retail_warehouse::{Catalogue, Cell, QueryResult, catalogue};
 pub use scheduler::{Scheduler, SchedulerService};
 pub use search::{Search, SearchService};

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use retail_domain::progress::Progress;
-use retail_metadata::{MetadataStore, RunFilter, RunRecord};
-use retail_pipeline::{PipelineStatus, RunRequest, Runner};
+use retail_metadata::{
+    MetadataStore, PartitionFilter, PartitionState, RunFilter, RunRecord, asset_scope,
+    backfill_scope,
+};
+use retail_pipeline::{BackfillRequest, PARTITIONED_ASSET, PipelineStatus, RunRequest, Runner};
 
 use crate::error::{Error, Result};
 
@@ -21,6 +24,25 @@ pub struct AssetInfo {
     pub upstream: Vec<&'static str>,
     /// The lake tables it writes.
     pub tables: Vec<&'static str>,
+}
+
+/// A backfill's record and how many of its months are in each state.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BackfillSummary {
+    /// The backfill's record (kind `backfill`): who asked, its months, its runs, how it ended.
+    pub backfill: RunRecord,
+    /// Its months by state: `pending`, `running`, `succeeded`, `failed` (states with none
+    /// left out); the months themselves are read page by page.
+    pub partitions: std::collections::BTreeMap<String, u64>,
+}
+
+/// Whose partitions to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionScope {
+    /// A partitioned asset's (`gold`): each month's latest build.
+    Asset(String),
+    /// A backfill's months (its id).
+    Backfill(String),
 }
 
 /// Pipeline runs.
@@ -50,6 +72,37 @@ pub trait PipelineService: Send + Sync {
 
     /// The latest version of each table an asset writes (`None`: not written yet).
     async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>>;
+
+    /// Starts a backfill in the background and returns its record (status `running`).
+    async fn start_backfill(&self, request: BackfillRequest) -> Result<RunRecord>;
+
+    /// Runs a backfill now and returns its finished record (failed or not).
+    async fn backfill(
+        &self,
+        request: BackfillRequest,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord>;
+
+    /// Starts taking a failed backfill up again in the background.
+    async fn start_resume_backfill(&self, id: &str, requested_by: &str) -> Result<RunRecord>;
+
+    /// Takes a failed backfill up again now and returns its finished record.
+    async fn resume_backfill(
+        &self,
+        id: &str,
+        requested_by: &str,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord>;
+
+    /// A backfill and the count of its months in each state.
+    async fn backfill_summary(&self, id: &str) -> Result<BackfillSummary>;
+
+    /// A page of partitions: an asset's or a backfill's, in key order.
+    async fn partitions(
+        &self,
+        scope: PartitionScope,
+        filter: PartitionFilter,
+    ) -> Result<Vec<PartitionState>>;
 }
 
 /// Refuses anything but a run id as written: a UUID, lower-case and hyphenated.
@@ -155,4 +208,95 @@ impl PipelineService for Pipeline {
     async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
         Ok(self.runner.asset_versions(key).await?)
     }
+
+    async fn start_backfill(&self, request: BackfillRequest) -> Result<RunRecord> {
+        Ok(self.runner.start_backfill(request).await?)
+    }
+
+    async fn backfill(
+        &self,
+        request: BackfillRequest,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord> {
+        Ok(self.runner.backfill(request, progress).await?)
+    }
+
+    async fn start_resume_backfill(&self, id: &str, requested_by: &str) -> Result<RunRecord> {
+        check_backfill_id(id)?;
+        Ok(self.runner.start_resume_backfill(id, requested_by).await?)
+    }
+
+    async fn resume_backfill(
+        &self,
+        id: &str,
+        requested_by: &str,
+        progress: &dyn Progress,
+    ) -> Result<RunRecord> {
+        check_backfill_id(id)?;
+        Ok(self
+            .runner
+            .resume_backfill(id, requested_by, progress)
+            .await?)
+    }
+
+    async fn backfill_summary(&self, id: &str) -> Result<BackfillSummary> {
+        check_backfill_id(id)?;
+        let backfill = self.runner.backfill_record(id).await?;
+        let partitions = self
+            .store
+            .partition_counts(&backfill_scope(id))
+            .await?
+            .into_iter()
+            .map(|(status, count)| (status.as_str().to_owned(), count))
+            .collect();
+        Ok(BackfillSummary {
+            backfill,
+            partitions,
+        })
+    }
+
+    async fn partitions(
+        &self,
+        scope: PartitionScope,
+        filter: PartitionFilter,
+    ) -> Result<Vec<PartitionState>> {
+        if !(1..=1000).contains(&filter.limit) {
+            return Err(Error::invalid("limit must be from 1 to 1000"));
+        }
+        if let Some(after) = &filter.after {
+            retail_pipeline::months_between(after, after).map_err(|_| {
+                Error::invalid(format!(
+                    "after {after:?} is not a partition: an invoice month, YYYY-MM"
+                ))
+            })?;
+        }
+        let scope = match scope {
+            PartitionScope::Asset(key) if key == PARTITIONED_ASSET => asset_scope(&key),
+            PartitionScope::Asset(key) => {
+                return Err(if self.assets().iter().any(|a| a.key == key) {
+                    Error::not_found(format!(
+                        "asset {key} has no partitions: only {PARTITIONED_ASSET} is partitioned \
+                         (by invoice month)"
+                    ))
+                } else {
+                    Error::not_found(format!("no asset {key:?}"))
+                });
+            }
+            PartitionScope::Backfill(id) => {
+                check_backfill_id(&id)?;
+                self.runner.backfill_record(&id).await?;
+                backfill_scope(&id)
+            }
+        };
+        Ok(self.store.partitions(&scope, &filter).await?)
+    }
+}
+
+/// Refuses anything but a backfill id as written (a run id).
+fn check_backfill_id(id: &str) -> Result<()> {
+    check_run_id(id).map_err(|_| {
+        Error::invalid(format!(
+            "{id:?} is not a backfill id (a lower-case hyphenated UUID)"
+        ))
+    })
 }

@@ -9,7 +9,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use retail_services::scheduler::SchedulerStatus;
 use retail_services::{
-    AssetInfo, PipelineStatus, RunFilter, RunKind, RunRecord, RunRequest, RunStatus,
+    AssetInfo, BackfillRequest, BackfillSummary, PartitionFilter, PartitionScope, PartitionState,
+    PartitionStatus, PipelineStatus, RunFilter, RunKind, RunRecord, RunRequest, RunStatus,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -25,12 +26,27 @@ pub(crate) fn read_routes() -> Router<AppState> {
         .route("/admin/pipeline/runs/{run_id}", get(run))
         .route("/admin/pipeline/status", get(status))
         .route("/admin/pipeline/assets", get(assets))
+        .route(
+            "/admin/pipeline/assets/{asset}/partitions",
+            get(asset_partitions),
+        )
+        .route("/admin/pipeline/backfills/{backfill_id}", get(backfill))
+        .route(
+            "/admin/pipeline/backfills/{backfill_id}/partitions",
+            get(backfill_partitions),
+        )
         .route("/admin/scheduler", get(scheduler))
 }
 
 /// Routes that act (`manage:pipelines`).
 pub(crate) fn manage_routes() -> Router<AppState> {
-    Router::new().route("/admin/pipeline/run", post(start))
+    Router::new()
+        .route("/admin/pipeline/run", post(start))
+        .route("/admin/pipeline/backfills", post(start_backfill))
+        .route(
+            "/admin/pipeline/backfills/{backfill_id}/resume",
+            post(resume_backfill),
+        )
 }
 
 /// Which runs to list. Every given condition must hold.
@@ -41,7 +57,7 @@ pub(crate) struct RunsQuery {
     /// At most this many, newest first (1 to 1000, default 20).
     #[param(required = false, nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// Only runs of this kind: `ingest` or `pipeline`.
+    /// Only runs of this kind: `ingest`, `pipeline` or `backfill`.
     #[param(required = false, nullable = false)]
     kind: Option<RunKind>,
     /// Only runs that ended so (or are still going): `running`, `succeeded`, `up_to_date`,
@@ -62,6 +78,10 @@ pub(crate) struct RunsQuery {
     /// Started before this time, written as `since`.
     #[param(required = false, nullable = false)]
     until: Option<String>,
+    /// Only runs that built this invoice month of gold (`2011-03`): incremental runs and
+    /// backfill runs that recomputed it, full builds, and backfills that asked for it.
+    #[param(required = false, nullable = false)]
+    partition: Option<String>,
     /// The next page: the runs after this one (the last run of the page before), as the
     /// `Link` header's `rel="next"` gives it.
     #[param(required = false, nullable = false)]
@@ -99,6 +119,19 @@ pub(crate) async fn runs(
         requested_by: query.requested_by.clone(),
         since: time("since", &query.since)?,
         until: time("until", &query.until)?,
+        partition: query
+            .partition
+            .as_deref()
+            .map(|month| {
+                retail_services::months_between(month, month)
+                    .map(|_| month.to_owned())
+                    .map_err(|_| {
+                        ApiError::invalid(format!(
+                            "partition must be an invoice month such as 2011-03, not {month:?}"
+                        ))
+                    })
+            })
+            .transpose()?,
         before: query.before.clone(),
         limit: query.limit.unwrap_or(20),
     };
@@ -133,6 +166,7 @@ fn next_page(query: &RunsQuery, last: &str) -> String {
         ("requested_by", &query.requested_by),
         ("since", &query.since),
         ("until", &query.until),
+        ("partition", &query.partition),
     ] {
         if let Some(value) = value {
             pairs.append_pair(name, value);
@@ -187,6 +221,7 @@ pub(crate) async fn start(
             assets: body.assets,
             force: body.force,
             requested_by,
+            ..RunRequest::default()
         })
         .await?;
     let location = format!("/admin/pipeline/runs/{}", run.run_id);
@@ -223,4 +258,224 @@ pub(crate) async fn scheduler(
     State(state): State<AppState>,
 ) -> Result<Json<SchedulerStatus>, ApiError> {
     Ok(Json(state.services.scheduler.status().await?))
+}
+
+/// A backfill: the months from `from` to `to`, or those listed in `partitions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartBackfill {
+    /// The first invoice month, `2011-01` (with `to`).
+    #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    from: Option<String>,
+    /// The last invoice month, included, `2011-03` (with `from`).
+    #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+    to: Option<String>,
+    /// Or the months one by one (instead of `from` and `to`).
+    #[serde(default)]
+    partitions: Vec<String>,
+    /// Months per pipeline run (1 to 120, default 1): more is faster, fewer is finer when a
+    /// run fails.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 120)]
+    partitions_per_run: Option<u32>,
+}
+
+impl StartBackfill {
+    /// The request for the runner, or what is wrong with it.
+    pub(crate) fn into_request(self, requested_by: String) -> Result<BackfillRequest, ApiError> {
+        let partitions = match (self.from, self.to, self.partitions.is_empty()) {
+            (Some(from), Some(to), true) => retail_services::months_between(&from, &to)
+                .map_err(|error| ApiError::invalid(error.to_string()))?,
+            (None, None, false) => self.partitions,
+            _ => {
+                return Err(ApiError::invalid(
+                    "give either from and to (both) or partitions, not both",
+                ));
+            }
+        };
+        let partitions_per_run = self.partitions_per_run.unwrap_or(1);
+        if !(1..=120).contains(&partitions_per_run) {
+            return Err(ApiError::invalid(
+                "partitions_per_run must be from 1 to 120",
+            ));
+        }
+        Ok(BackfillRequest {
+            partitions,
+            partitions_per_run,
+            requested_by,
+        })
+    }
+}
+
+#[utoipa::path(post, path = "/admin/pipeline/backfills", tag = "pipeline", request_body = StartBackfill,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Started in the background (kind `backfill`); follow it at \
+            the Location", body = RunRecord),
+        (status = 400, description = "Months malformed, out of order, or holding no data", body = ErrorBody),
+        (status = 409, description = "Another run is in progress", body = ErrorBody)))]
+pub(crate) async fn start_backfill(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Json(body): Json<StartBackfill>,
+) -> Result<Response, ApiError> {
+    let request = body.into_request(requested_by(caller.as_ref()))?;
+    let backfill = state.services.pipeline.start_backfill(request).await?;
+    Ok(accepted_backfill(backfill))
+}
+
+#[utoipa::path(post, path = "/admin/pipeline/backfills/{backfill_id}/resume", tag = "pipeline",
+    params(("backfill_id" = String, Path, description = "The backfill's id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Resumed in the background: its months not yet \
+            succeeded run again", body = RunRecord),
+        (status = 400, description = "Not a backfill id", body = ErrorBody),
+        (status = 404, description = "No such backfill", body = ErrorBody),
+        (status = 409, description = "It has not failed, or another run is in progress", body = ErrorBody)))]
+pub(crate) async fn resume_backfill(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(backfill_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let backfill = state
+        .services
+        .pipeline
+        .start_resume_backfill(&backfill_id, &requested_by(caller.as_ref()))
+        .await?;
+    Ok(accepted_backfill(backfill))
+}
+
+fn requested_by(caller: Option<&retail_services::Principal>) -> String {
+    caller.map_or_else(|| "api".to_owned(), |p| format!("api:{}", p.subject))
+}
+
+fn accepted_backfill(backfill: RunRecord) -> Response {
+    let location = format!("/admin/pipeline/backfills/{}", backfill.run_id);
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, header_value(location))],
+        Json(backfill),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/admin/pipeline/backfills/{backfill_id}", tag = "pipeline",
+    params(("backfill_id" = String, Path, description = "The backfill's id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The backfill and how many of its months are in each \
+            state", body = BackfillSummary),
+        (status = 400, description = "Not a backfill id", body = ErrorBody),
+        (status = 404, description = "No such backfill", body = ErrorBody)))]
+pub(crate) async fn backfill(
+    State(state): State<AppState>,
+    Path(backfill_id): Path<String>,
+) -> Result<Json<BackfillSummary>, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .pipeline
+            .backfill_summary(&backfill_id)
+            .await?,
+    ))
+}
+
+/// Which partitions to read: in key order, a page at a time.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PartitionsQuery {
+    /// At most this many (1 to 1000, default 100).
+    #[param(required = false, nullable = false, minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// Only partitions in this state: `pending`, `running`, `succeeded`, `failed`.
+    #[param(required = false, nullable = false)]
+    status: Option<PartitionStatus>,
+    /// The next page: partitions after this one (the last of the page before), as the
+    /// `Link` header's `rel="next"` gives it.
+    #[param(
+        required = false,
+        nullable = false,
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+    )]
+    after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/pipeline/backfills/{backfill_id}/partitions", tag = "pipeline",
+    params(("backfill_id" = String, Path, description = "The backfill's id"), PartitionsQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of the backfill's months in order, each with its \
+            state, run, attempts, rows and error; when the page is full, a `Link` header's \
+            `rel=\"next\"` names the next page", body = Vec<PartitionState>,
+            headers(("link" = String, description = "`<...&after=2011-03>; rel=\"next\"`"))),
+        (status = 400, description = "A bad id, limit, status or page", body = ErrorBody),
+        (status = 404, description = "No such backfill", body = ErrorBody)))]
+pub(crate) async fn backfill_partitions(
+    State(state): State<AppState>,
+    Path(backfill_id): Path<String>,
+    TypedQuery(query): TypedQuery<PartitionsQuery>,
+) -> Result<Response, ApiError> {
+    let path = format!("/admin/pipeline/backfills/{backfill_id}/partitions");
+    partition_page(&state, PartitionScope::Backfill(backfill_id), &path, &query).await
+}
+
+#[utoipa::path(get, path = "/admin/pipeline/assets/{asset}/partitions", tag = "pipeline",
+    params(("asset" = String, Path, description = "A partitioned asset: `gold` (by invoice \
+        month)"), PartitionsQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of the asset's partitions in order, each with the \
+            run that last built it and its rows; when the page is full, a `Link` header's \
+            `rel=\"next\"` names the next page", body = Vec<PartitionState>,
+            headers(("link" = String, description = "`<...&after=2011-03>; rel=\"next\"`"))),
+        (status = 400, description = "A bad limit, status or page", body = ErrorBody),
+        (status = 404, description = "No such asset, or it is not partitioned", body = ErrorBody)))]
+pub(crate) async fn asset_partitions(
+    State(state): State<AppState>,
+    Path(asset): Path<String>,
+    TypedQuery(query): TypedQuery<PartitionsQuery>,
+) -> Result<Response, ApiError> {
+    let path = format!("/admin/pipeline/assets/{asset}/partitions");
+    partition_page(&state, PartitionScope::Asset(asset), &path, &query).await
+}
+
+/// One page of partitions, with the `Link` to the next when it is full.
+async fn partition_page(
+    state: &AppState,
+    scope: PartitionScope,
+    path: &str,
+    query: &PartitionsQuery,
+) -> Result<Response, ApiError> {
+    let filter = PartitionFilter {
+        status: query.status,
+        after: query.after.clone(),
+        limit: query.limit.unwrap_or(100),
+    };
+    let limit = filter.limit;
+    let page = state.services.pipeline.partitions(scope, filter).await?;
+    let next = (page.len() == limit)
+        .then(|| page.last())
+        .flatten()
+        .map(|last| {
+            let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(limit) = query.limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+            if let Some(status) = query.status {
+                pairs.append_pair("status", status.as_str());
+            }
+            pairs.append_pair("after", &last.partition);
+            format!("<{path}?{}>; rel=\"next\"", pairs.finish())
+        });
+    let mut response = Json(page).into_response();
+    if let Some(next) = next
+        && let Ok(value) = header::HeaderValue::from_str(&next)
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    Ok(response)
 }

@@ -27,6 +27,7 @@ async fn suite(store: Arc<dyn MetadataStore>, shared: Arc<dyn MetadataStore>) {
     the_audit_trail_chains_every_append_and_filters(Arc::clone(&store), Arc::clone(&shared)).await;
     the_consent_log_keeps_every_choice_and_answers_the_latest(store.as_ref(), shared.as_ref())
         .await;
+    partitions_are_recorded_counted_and_read_by_page(store.as_ref(), shared.as_ref()).await;
     store.ping().await.expect("ping");
 }
 
@@ -61,6 +62,15 @@ async fn runs_are_filtered_and_paged(store: &dyn MetadataStore) {
         } else {
             vec![AssetRun::up_to_date("models")]
         };
+        match minute {
+            0 => run.detail.gold_build = Some("full".into()),
+            2 => {
+                run.detail.gold_build = Some("incremental".into());
+                run.detail.gold_months = vec!["2011-03".into(), "2011-04".into()];
+            }
+            4 => run.detail.partitions = vec!["2011-03".into()],
+            _ => {}
+        }
         run.finish(if minute == 3 {
             RunStatus::Failed
         } else {
@@ -158,6 +168,21 @@ async fn runs_are_filtered_and_paged(store: &dyn MetadataStore) {
         .await
         .is_empty()
     );
+    for (month, minutes) in [
+        ("2011-03", &[4, 2, 0][..]),
+        ("2011-04", &[2, 0]),
+        ("2011-05", &[0]),
+    ] {
+        assert_eq!(
+            list(RunFilter {
+                partition: Some(month.into()),
+                ..in_2030.clone()
+            })
+            .await,
+            expect(minutes),
+            "runs that built {month}: full builds, its incremental months, backfills asking for it"
+        );
+    }
 
     // Pages of 3: each goes on after the last run of the one before, and they add up.
     let mut pages = Vec::new();
@@ -206,6 +231,91 @@ async fn runs_are_filtered_and_paged(store: &dyn MetadataStore) {
     })
     .await;
     assert_eq!([first, second].concat(), both);
+}
+
+async fn partitions_are_recorded_counted_and_read_by_page(
+    store: &dyn MetadataStore,
+    shared: &dyn MetadataStore,
+) {
+    use retail_metadata::{PartitionFilter, PartitionState, PartitionStatus, backfill_scope};
+    let scope = backfill_scope(&format!("conformance-{}", uuid_suffix()));
+    let months: Vec<String> = (1..=12).map(|m| format!("2011-{m:02}")).collect();
+    let pending: Vec<PartitionState> = months.iter().map(PartitionState::pending).collect();
+    store.save_partitions(&scope, &pending).await.unwrap();
+    assert_eq!(
+        shared.partition_counts(&scope).await.unwrap(),
+        [(PartitionStatus::Pending, 12)].into(),
+        "another handle sees them"
+    );
+    // Two done, one failed: saved again under the same keys, they replace what was there.
+    let mut done = Vec::new();
+    for (month, status) in [
+        ("2011-01", PartitionStatus::Succeeded),
+        ("2011-02", PartitionStatus::Succeeded),
+        ("2011-03", PartitionStatus::Failed),
+    ] {
+        done.push(PartitionState {
+            status,
+            run_id: Some(format!("run-{month}")),
+            attempts: 1,
+            rows: (status == PartitionStatus::Succeeded).then_some(40_000),
+            error: (status == PartitionStatus::Failed).then(|| "check failed".to_owned()),
+            ..PartitionState::pending(month)
+        });
+    }
+    store.save_partitions(&scope, &done).await.unwrap();
+    assert_eq!(
+        store.partition_counts(&scope).await.unwrap(),
+        [
+            (PartitionStatus::Pending, 9),
+            (PartitionStatus::Succeeded, 2),
+            (PartitionStatus::Failed, 1)
+        ]
+        .into()
+    );
+    let page = |after: Option<&str>, status: Option<PartitionStatus>, limit: usize| {
+        let filter = PartitionFilter {
+            status,
+            after: after.map(str::to_owned),
+            limit,
+        };
+        let scope = scope.clone();
+        async move { shared.partitions(&scope, &filter).await.unwrap() }
+    };
+    let first = page(None, None, 5).await;
+    assert_eq!(
+        first
+            .iter()
+            .map(|p| p.partition.as_str())
+            .collect::<Vec<_>>(),
+        ["2011-01", "2011-02", "2011-03", "2011-04", "2011-05"]
+    );
+    assert_eq!(first[0], done[0], "read back as saved");
+    assert_eq!(first[2], done[2]);
+    let rest = page(Some("2011-05"), None, 100).await;
+    assert_eq!(rest.len(), 7, "the next page starts after the last key");
+    assert_eq!(rest[0].partition, "2011-06");
+    let failed = page(None, Some(PartitionStatus::Failed), 100).await;
+    assert_eq!(failed, vec![done[2].clone()]);
+    assert!(
+        page(Some("2011-03"), Some(PartitionStatus::Succeeded), 100)
+            .await
+            .is_empty()
+    );
+    assert!(
+        store
+            .partitions("backfill:none", &PartitionFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .partition_counts("backfill:none")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn runs_are_saved_listed_found_and_interrupted_ones_failed(store: &dyn MetadataStore) {

@@ -1,7 +1,7 @@
 //! The gold asset: the star schema and aggregates from silver, full or month by month over the
 //! stored per-month history (see `ARCHITECTURE.md`, data flow step 3).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,15 +82,16 @@ impl Asset for GoldAsset {
     }
 
     async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
-        let consistency = self
-            .run_gold(cx.run, cx.force, cx.progress)
+        let built = self
+            .run_gold(cx.run, cx.force, cx.partitions, cx.progress)
             .instrument(info_span!("gold"))
             .await?;
-        let changed = consistency.is_some();
-        if consistency.is_some() {
-            cx.consistency = consistency;
-        }
-        Ok(changed)
+        let Some((consistency, months)) = built else {
+            return Ok(false);
+        };
+        cx.consistency = Some(consistency);
+        cx.built = months;
+        Ok(true)
     }
 }
 
@@ -112,8 +113,10 @@ impl GoldAsset {
             .map_err(Error::transform("gold"))
     }
 
-    /// Brings the gold tables up to date with silver. Returns the consistency measured on
-    /// silver, or `None` when every gold table was already up to date.
+    /// Brings the gold tables up to date with silver, rebuilding the invoice months
+    /// `partitions` (`2011-03`) also when they are up to date. Returns the consistency
+    /// measured on silver and the months rebuilt with their fact rows, or `None` when every
+    /// gold table was already up to date and no month was asked for.
     ///
     /// When gold was built from an earlier silver version, only the invoice months whose
     /// silver files changed since are read from silver: their facts, daily and monthly
@@ -125,8 +128,9 @@ impl GoldAsset {
         &self,
         run: &mut RunRecord,
         force: bool,
+        partitions: &[String],
         progress: &dyn Progress,
-    ) -> Result<Option<Consistency>> {
+    ) -> Result<Option<(Consistency, Vec<(String, u64)>)>> {
         let lake = &self.lake;
         let Some(silver_version) = lake.latest_version(&SILVER_TRANSACTIONS).await? else {
             info!("silver is empty: no gold to build");
@@ -142,7 +146,7 @@ impl GoldAsset {
         for table in &all_tables {
             marks.push(lake.app_version(table, GOLD_APP_ID).await?);
         }
-        if !force && marks.iter().all(|mark| *mark == Some(target)) {
+        if !force && partitions.is_empty() && marks.iter().all(|mark| *mark == Some(target)) {
             info!(silver_version, "gold is up to date");
             run.detail.assets.extend(
                 tables::GOLD_TABLES
@@ -154,7 +158,7 @@ impl GoldAsset {
         let started = Instant::now();
         let plan = match (force, marks.first().copied().flatten()) {
             (false, Some(built_from)) if marks.iter().all(|m| *m == Some(built_from)) => {
-                self.incremental_plan(built_from).await?
+                self.incremental_plan(built_from, partitions).await?
             }
             _ => None,
         };
@@ -254,7 +258,7 @@ impl GoldAsset {
                     customer,
                     "a customer's versions changed before the new months: building gold from all of silver"
                 );
-                return Box::pin(self.run_gold(run, true, progress)).await;
+                return Box::pin(self.run_gold(run, true, partitions, progress)).await;
             }
             for table in &mut gold_tables {
                 if [
@@ -302,18 +306,19 @@ impl GoldAsset {
                     writer
                 };
                 let mut current = None;
+                let mut month_rows = BTreeMap::<i32, u64>::new();
                 for (month, batch) in facts.batches(&silver) {
                     if current.is_some_and(|m| m != month) {
                         writer.cut().await?;
                     }
                     current = Some(month);
-                    writer
-                        .write(batch.map_err(Error::transform("gold"))?)
-                        .await?;
+                    let batch = batch.map_err(Error::transform("gold"))?;
+                    *month_rows.entry(month).or_default() += batch.num_rows() as u64;
+                    writer.write(batch).await?;
                 }
                 let version = writer.commit(&marker).await?;
                 metrics::record_commit("gold", started.elapsed().as_secs_f64());
-                Ok::<_, Error>(version)
+                Ok::<_, Error>((version, month_rows))
             })
         };
         let history_writes = HISTORY_TABLES
@@ -343,7 +348,25 @@ impl GoldAsset {
             }
             progress.advance(1);
         }
-        let version = fact_task.await.map_err(Error::Task)??;
+        let (version, month_rows) = fact_task.await.map_err(Error::Task)??;
+        // The months rebuilt: those of the plan (a month left with no rows has 0), or every
+        // month of a full build.
+        let months: Vec<(String, u64)> = match &plan {
+            Some(plan) => plan
+                .months
+                .iter()
+                .map(|month| {
+                    let rows = crate::calendar::parse_month_label(month)
+                        .and_then(|index| month_rows.get(&index).copied())
+                        .unwrap_or(0);
+                    (month.clone(), rows)
+                })
+                .collect(),
+            None => month_rows
+                .iter()
+                .map(|(index, rows)| (crate::calendar::month_label(*index), *rows))
+                .collect(),
+        };
         metrics::record_rows_written(tables::GOLD_FACT_SALES.name, fact_rows);
         run.detail.assets.push(AssetRun::materialized(
             tables::GOLD_FACT_SALES.name,
@@ -361,13 +384,17 @@ impl GoldAsset {
             seconds = started.elapsed().as_secs_f64(),
             "gold stage finished"
         );
-        Ok(Some(consistency))
+        Ok(Some((consistency, months)))
     }
 
     /// Decides whether gold, built from silver version `built_from`, can be brought up to date
-    /// month by month: the months whose silver files were added or removed since, when every
-    /// fact file holds one month.
-    async fn incremental_plan(&self, built_from: i64) -> Result<Option<IncrementalPlan>> {
+    /// month by month: the months whose silver files were added or removed since, and the
+    /// months `asked` for, when every fact file holds one month.
+    async fn incremental_plan(
+        &self,
+        built_from: i64,
+        asked: &[String],
+    ) -> Result<Option<IncrementalPlan>> {
         let lake = &self.lake;
         let Ok(after) = u64::try_from(built_from) else {
             return Ok(None);
@@ -379,6 +406,7 @@ impl GoldAsset {
             .iter()
             .chain(&removed)
             .filter_map(|(_, partition)| partition.get("invoice_month").cloned().flatten())
+            .chain(asked.iter().cloned())
             .collect();
         if months.is_empty() {
             return Ok(None);

@@ -20,7 +20,10 @@ use serde::Serialize;
 
 pub use follower::{FollowerAsset, gold_to_follow, gold_version, staleness_by_mark};
 pub use gold::GoldAsset;
-pub use runner::{AssetStatus, PipelineStatus, RetryPolicy, RunRequest, Runner, TableStatus};
+pub use runner::{
+    AssetStatus, BackfillRequest, PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunRequest,
+    Runner, TableStatus, months_between,
+};
 pub use silver::SilverAsset;
 
 use crate::error::Result;
@@ -61,6 +64,12 @@ pub struct RunContext<'a> {
     pub silver: Option<SilverStats>,
     /// The consistency the gold stage measured in this run.
     pub consistency: Option<Consistency>,
+    /// Partitions to rebuild even when up to date (a backfill's invoice months, `2011-03`),
+    /// besides whatever is behind.
+    pub partitions: &'a [String],
+    /// The partitions the asset (re)built and the rows each holds now: the runner records them
+    /// as the asset's partitions.
+    pub built: Vec<(String, u64)>,
 }
 
 impl std::fmt::Debug for RunContext<'_> {
@@ -68,6 +77,7 @@ impl std::fmt::Debug for RunContext<'_> {
         f.debug_struct("RunContext")
             .field("run", &self.run.run_id)
             .field("force", &self.force)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }

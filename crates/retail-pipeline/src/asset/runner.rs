@@ -9,10 +9,17 @@ use retail_domain::error::Classify as _;
 use retail_domain::progress::{NoProgress, Progress};
 use retail_lake::Lake;
 use retail_lake::schema::{self as tables, BRONZE_TRANSACTIONS, SILVER_TRANSACTIONS};
-use retail_metadata::{AssetRun, Claim, MetadataStore, RunKind, RunRecord, RunStatus};
+use retail_metadata::{
+    AssetRun, Claim, MetadataStore, PartitionState, PartitionStatus, RunKind, RunRecord, RunStatus,
+    asset_scope,
+};
 use retail_telemetry::metrics;
 use serde::Serialize;
 use tracing::{Instrument as _, info, info_span, warn};
+
+mod backfill;
+
+pub use backfill::{BackfillRequest, PARTITIONED_ASSET, months_between};
 
 use super::{Asset, BRONZE, RunContext, Staleness};
 use crate::error::{Error, Result};
@@ -21,6 +28,9 @@ use crate::reconcile::reconcile;
 use crate::{GOLD_APP_ID, SILVER_APP_ID};
 
 /// The message a run left `running` by a dead process is closed with.
+/// What a backfill left running by a dead process is closed with.
+const INTERRUPTED_BACKFILL: &str = "interrupted: the process running it stopped before it finished; resume it to take the months not yet done";
+
 const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished (every table is at its \
      last committed version; the next run resumes)";
 
@@ -62,6 +72,10 @@ pub struct RunRequest {
     pub force: bool,
     /// Who asked: `cli`, `api:<user>`, `schedule:<name>`.
     pub requested_by: String,
+    /// Partitions (invoice months, `2011-03`) partitioned assets rebuild even when up to date.
+    pub partitions: Vec<String>,
+    /// The backfill this run is part of.
+    pub backfill: Option<String>,
 }
 
 /// The state of one table.
@@ -360,7 +374,11 @@ impl Runner {
         let closed = self
             .store
             .fail_interrupted_runs(RunKind::Pipeline, INTERRUPTED)
-            .await?;
+            .await?
+            + self
+                .store
+                .fail_interrupted_runs(RunKind::Backfill, INTERRUPTED_BACKFILL)
+                .await?;
         if closed > 0 {
             warn!(
                 runs = closed,
@@ -374,6 +392,8 @@ impl Runner {
         let mut run = RunRecord::start(RunKind::Pipeline);
         run.detail.requested_by = Some(request.requested_by.clone());
         run.detail.selection.clone_from(&request.assets);
+        run.detail.partitions.clone_from(&request.partitions);
+        run.detail.backfill.clone_from(&request.backfill);
         self.store.save_run(&run).await?;
         info!(run = %run.run_id, by = %request.requested_by, assets = ?request.assets, "pipeline run started");
         Ok(run)
@@ -442,6 +462,8 @@ impl Runner {
             force: request.force,
             silver: None,
             consistency: None,
+            partitions: &request.partitions,
+            built: Vec::new(),
         };
         let mut changed = false;
         // Assets held back by failed `error` checks, with the checks that hold them.
@@ -486,6 +508,23 @@ impl Runner {
             match result {
                 Ok(asset_changed) => {
                     changed |= asset_changed;
+                    let built = std::mem::take(&mut cx.built);
+                    if !built.is_empty() {
+                        let states: Vec<PartitionState> = built
+                            .iter()
+                            .map(|(partition, rows)| PartitionState {
+                                status: PartitionStatus::Succeeded,
+                                run_id: Some(cx.run.run_id.clone()),
+                                attempts: 1,
+                                rows: Some(*rows),
+                                ..PartitionState::pending(partition.clone())
+                            })
+                            .collect();
+                        self.store
+                            .save_partitions(&asset_scope(asset.key()), &states)
+                            .await?;
+                        cx.run.detail.partition_rows.extend(built);
+                    }
                     for check in self.checks.iter().filter(|c| c.asset() == asset.key()) {
                         let result = check
                             .evaluate(&self.lake)

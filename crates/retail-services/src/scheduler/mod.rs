@@ -276,6 +276,7 @@ impl Scheduler {
             assets: assets.to_vec(),
             force,
             requested_by: by.to_owned(),
+            ..RunRequest::default()
         };
         let started = match self.pipeline.start(request).await {
             Ok(run) => run,

@@ -40,6 +40,7 @@ async fn retrain(app: &TestApp) -> Value {
                 assets: vec!["models".to_owned(), "recommendations".to_owned()],
                 force: true,
                 requested_by: "test".to_owned(),
+                ..RunRequest::default()
             },
             &NoProgress,
         )

@@ -419,6 +419,7 @@ async fn a_customer_is_erased_from_every_table_file_index_and_warehouse() {
                 assets: vec!["gold".to_owned()],
                 force: true,
                 requested_by: "test".to_owned(),
+                ..retail_services::RunRequest::default()
             },
             &retail_domain::progress::NoProgress,
         )

@@ -4,6 +4,7 @@ mod access;
 mod alerts;
 mod analytics;
 mod audit;
+mod backfill;
 mod changes;
 mod consent;
 mod dashboards;

@@ -272,6 +272,7 @@ async fn runs_are_filtered_and_paged_by_their_link_headers() {
             assets: vec!["silver".to_owned()],
             force: false,
             requested_by: requested_by.to_owned(),
+            ..RunRequest::default()
         };
         pipeline.run(run, &NoProgress).await.unwrap();
     }
