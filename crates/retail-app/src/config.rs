@@ -55,6 +55,10 @@ pub struct PipelineConfig {
     /// Retry policies of single assets (`[pipeline.retries."warehouse/postgres"]`), in place of
     /// `max_attempts` and `retry_backoff_ms` for them.
     pub retries: std::collections::BTreeMap<String, AssetRetry>,
+    /// Freshness SLAs of single assets (`[pipeline.freshness.gold] max_lag_minutes = 60`): a
+    /// breach shows in the pipeline's status, as `retail_asset_freshness_breached` and as the
+    /// alert `AssetFreshnessBreached`.
+    pub freshness: std::collections::BTreeMap<String, retail_pipeline::FreshnessPolicy>,
 }
 
 /// How one asset's transient failures are retried (`[pipeline.retries.KEY]`).
@@ -85,6 +89,7 @@ impl Default for PipelineConfig {
             earliest_invoice_date: retail_domain::record::DateWindow::default_earliest().date(),
             follow_interval_ms: 1_000,
             retries: std::collections::BTreeMap::new(),
+            freshness: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -836,6 +841,19 @@ impl Config {
             if retry.max_attempts == 0 {
                 problems.push(format!(
                     "pipeline.retries.{asset:?}.max_attempts must be at least 1"
+                ));
+            }
+        }
+        for (asset, policy) in &self.pipeline.freshness {
+            if policy.max_lag_minutes == 0 {
+                problems.push(format!(
+                    "pipeline.freshness.{asset:?}.max_lag_minutes must be at least 1"
+                ));
+            }
+            if !["warning", "critical"].contains(&policy.severity.as_str()) {
+                problems.push(format!(
+                    "pipeline.freshness.{asset:?}.severity must be warning or critical, not {:?}",
+                    policy.severity
                 ));
             }
         }

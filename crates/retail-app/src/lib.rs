@@ -419,7 +419,20 @@ impl App {
         let keys: Vec<&str> = runner.assets().iter().map(|a| a.key()).collect();
         let checks = retail_pipeline::Check::all(&config.checks, &keys)
             .map_err(|problems| anyhow::anyhow!("invalid [[checks]]: {}", problems.join("; ")))?;
+        let unknown: Vec<&String> = config
+            .pipeline
+            .freshness
+            .keys()
+            .filter(|key| !keys.contains(&key.as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "invalid pipeline.freshness: {unknown:?} are not assets (known: {})",
+                keys.join(", ")
+            );
+        }
         runner = runner.with_checks(checks);
+        runner = runner.with_freshness(config.pipeline.freshness.clone());
         if config.lake.vacuum_after_runs {
             runner = runner.with_vacuum(config.lake.vacuum_retention());
         }
@@ -481,6 +494,8 @@ impl App {
         } else {
             Arc::new(String::new)
         };
+        let pipeline: Arc<dyn retail_services::PipelineService> =
+            Arc::new(Pipeline::new(Arc::clone(&runner), Arc::clone(&store)));
         let alerts = retail_services::AlertManager::new(
             Arc::clone(&store),
             config.alerts.clone(),
@@ -493,6 +508,7 @@ impl App {
                 lake: lake.clone(),
                 models: Arc::clone(&models),
                 metrics: Arc::clone(&render),
+                pipeline: Arc::clone(&pipeline),
             }),
         )
         .map_err(|problems| anyhow::anyhow!("invalid [alerts]: {}", problems.join("; ")))?;
@@ -507,8 +523,6 @@ impl App {
             Arc::clone(&store),
             config.pipeline.silver_rules(),
         ));
-        let pipeline: Arc<dyn retail_services::PipelineService> =
-            Arc::new(Pipeline::new(Arc::clone(&runner), Arc::clone(&store)));
         let scheduler = retail_services::Scheduler::new(
             config.scheduler.clone(),
             Arc::clone(&store),

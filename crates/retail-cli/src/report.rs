@@ -227,6 +227,19 @@ pub(crate) fn status_text(status: &PipelineStatus) -> String {
     }
     let _ = writeln!(out, "silver: {}", flag(status.silver_up_to_date));
     let _ = writeln!(out, "gold:   {}", flag(status.gold_up_to_date));
+    for freshness in &status.freshness {
+        let behind = freshness.behind_since.map_or_else(String::new, |at| {
+            format!(", behind since {}", at.format("%Y-%m-%d %H:%M:%S UTC"))
+        });
+        let _ = writeln!(
+            out,
+            "freshness {:<18} lag {} min (limit {} min{behind}){}",
+            freshness.asset,
+            freshness.lag_seconds / 60,
+            freshness.max_lag_minutes,
+            if freshness.breached { ": BREACHED" } else { "" }
+        );
+    }
     let _ = writeln!(out, "reconciliation: {}", status.reconciliation);
     match &status.latest_run {
         Some(run) => {

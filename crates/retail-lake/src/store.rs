@@ -258,6 +258,42 @@ impl Lake {
             .and_then(chrono::DateTime::from_timestamp_millis))
     }
 
+    /// The time of the earliest commit to a table made after `after` (of its first commit when
+    /// `None`); `None` when there is none (or no table). Reads the log from the newest commit
+    /// back to the first at or before `after`.
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn first_commit_after(
+        &self,
+        table: &TableSpec,
+        after: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let Some(delta) = self.open(table).await? else {
+            return Ok(None);
+        };
+        let mut history = delta.history(None);
+        let mut first = None;
+        while let Some(commit) = history
+            .try_next()
+            .await
+            .map_err(|source| table_error("read the history of", table, source))?
+        {
+            let Some(at) = commit
+                .timestamp
+                .and_then(chrono::DateTime::from_timestamp_millis)
+            else {
+                continue;
+            };
+            if after.is_some_and(|after| at <= after) {
+                break;
+            }
+            first = Some(at);
+        }
+        Ok(first)
+    }
+
     /// Opens a table, creating it empty with its schema and partitioning when missing.
     ///
     /// # Errors

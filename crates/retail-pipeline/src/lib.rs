@@ -53,9 +53,9 @@ pub mod subject;
 use std::sync::Arc;
 
 pub use asset::{
-    Asset, AssetStatus, BackfillRequest, FollowerAsset, GoldAsset, PARTITIONED_ASSET,
-    PipelineStatus, RetryPolicy, RunContext, RunRequest, Runner, SilverAsset, Staleness,
-    TableStatus, gold_to_follow, gold_version, months_between, staleness_by_mark,
+    Asset, AssetStatus, BackfillRequest, FollowerAsset, Freshness, FreshnessPolicy, GoldAsset,
+    PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunContext, RunRequest, Runner, SilverAsset,
+    Staleness, TableStatus, gold_to_follow, gold_version, months_between, staleness_by_mark,
 };
 pub use checks::{Check, CheckConfig, CheckKind, Severity};
 pub use error::{Error, Result};

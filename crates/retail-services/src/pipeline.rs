@@ -9,7 +9,9 @@ use retail_metadata::{
     MetadataStore, PartitionFilter, PartitionState, RunFilter, RunRecord, asset_scope,
     backfill_scope,
 };
-use retail_pipeline::{BackfillRequest, PARTITIONED_ASSET, PipelineStatus, RunRequest, Runner};
+use retail_pipeline::{
+    BackfillRequest, Freshness, PARTITIONED_ASSET, PipelineStatus, RunRequest, Runner,
+};
 
 use crate::error::{Error, Result};
 
@@ -103,6 +105,9 @@ pub trait PipelineService: Send + Sync {
         scope: PartitionScope,
         filter: PartitionFilter,
     ) -> Result<Vec<PartitionState>>;
+
+    /// Each asset with a freshness policy: its lag at `now` and whether it breaches the policy.
+    async fn freshness(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Freshness>>;
 }
 
 /// Refuses anything but a run id as written: a UUID, lower-case and hyphenated.
@@ -289,6 +294,10 @@ impl PipelineService for Pipeline {
             }
         };
         Ok(self.store.partitions(&scope, &filter).await?)
+    }
+
+    async fn freshness(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Freshness>> {
+        Ok(self.runner.freshness(now).await?)
     }
 }
 

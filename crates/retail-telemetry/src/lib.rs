@@ -97,6 +97,10 @@ pub mod metrics {
     pub const SCHEDULER_LEASE_HELD: &str = "retail_scheduler_lease_held";
     /// Runs the scheduler started, by trigger (`schedule`, `sensor`) and how they ended.
     pub const SCHEDULER_RUNS_TOTAL: &str = "retail_scheduler_runs_total";
+    /// An asset's lag behind the data upstream of it (`pipeline.freshness`), by asset.
+    pub const ASSET_LAG_SECONDS: &str = "retail_asset_lag_seconds";
+    /// 1 while an asset's lag is over its freshness policy's limit, by asset.
+    pub const ASSET_FRESHNESS_BREACHED: &str = "retail_asset_freshness_breached";
     /// CPU time of the process (user and system).
     pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
     /// Resident memory of the process.
@@ -233,6 +237,24 @@ pub mod metrics {
             SCHEDULER_RUNS_TOTAL,
             "runs the scheduler started by trigger and status"
         );
+        describe_gauge!(
+            ASSET_LAG_SECONDS,
+            "an asset's lag behind the data upstream of it, by asset"
+        );
+        describe_gauge!(
+            ASSET_FRESHNESS_BREACHED,
+            "1 while an asset's lag is over its freshness policy's limit, by asset"
+        );
+    }
+
+    /// Notes an asset's lag and whether it breaches its freshness policy.
+    pub fn set_asset_freshness(asset: &str, lag_seconds: u64, breached: bool) {
+        gauge!(ASSET_LAG_SECONDS, "asset" => asset.to_owned()).set(lag_seconds as f64);
+        gauge!(ASSET_FRESHNESS_BREACHED, "asset" => asset.to_owned()).set(if breached {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     /// Notes whether this process holds the scheduler's lease.

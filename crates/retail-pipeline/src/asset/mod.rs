@@ -21,8 +21,8 @@ use serde::Serialize;
 pub use follower::{FollowerAsset, gold_to_follow, gold_version, staleness_by_mark};
 pub use gold::GoldAsset;
 pub use runner::{
-    AssetStatus, BackfillRequest, PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunRequest,
-    Runner, TableStatus, months_between,
+    AssetStatus, BackfillRequest, Freshness, FreshnessPolicy, PARTITIONED_ASSET, PipelineStatus,
+    RetryPolicy, RunRequest, Runner, TableStatus, months_between,
 };
 pub use silver::SilverAsset;
 

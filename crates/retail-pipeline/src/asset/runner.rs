@@ -18,8 +18,10 @@ use serde::Serialize;
 use tracing::{Instrument as _, info, info_span, warn};
 
 mod backfill;
+mod freshness;
 
 pub use backfill::{BackfillRequest, PARTITIONED_ASSET, months_between};
+pub use freshness::{Freshness, FreshnessPolicy};
 
 use super::{Asset, BRONZE, RunContext, Staleness};
 use crate::error::{Error, Result};
@@ -117,6 +119,8 @@ pub struct PipelineStatus {
     pub silver_up_to_date: bool,
     /// True when every gold table is built from the latest silver version.
     pub gold_up_to_date: bool,
+    /// Each asset with a freshness policy: its lag now and whether it breaches the policy.
+    pub freshness: Vec<Freshness>,
     /// Table counts.
     pub reconciliation: retail_metadata::Reconciliation,
     /// The latest pipeline run.
@@ -135,6 +139,8 @@ pub struct Runner {
     retries: std::collections::BTreeMap<String, RetryPolicy>,
     /// The asset checks, evaluated after their assets.
     checks: Vec<crate::checks::Check>,
+    /// The freshness policies, by asset key.
+    freshness: std::collections::BTreeMap<String, FreshnessPolicy>,
     /// Where background runs go: a runtime of their own in `retail serve`, so that CPU-heavy
     /// stages never hold the workers that answer requests.
     jobs: tokio::runtime::Handle,
@@ -172,6 +178,7 @@ impl Runner {
             retry,
             retries: std::collections::BTreeMap::new(),
             checks: Vec::new(),
+            freshness: std::collections::BTreeMap::new(),
             jobs,
             vacuum: None,
             last_vacuum: std::sync::Mutex::new(None),
@@ -659,6 +666,7 @@ impl Runner {
             assets,
             silver_up_to_date,
             gold_up_to_date,
+            freshness: self.freshness(chrono::Utc::now()).await?,
             reconciliation: reconcile(lake).await?,
             latest_run: self
                 .store

@@ -209,6 +209,8 @@ pub struct RuleSources {
     pub models: Arc<dyn ModelsService>,
     /// `/metrics`.
     pub metrics: MetricsRenderer,
+    /// The pipeline (freshness of the assets with a policy).
+    pub pipeline: Arc<dyn crate::PipelineService>,
 }
 
 /// The alert manager.
@@ -352,10 +354,18 @@ impl AlertManager {
                 Vec::new()
             }
         };
+        let freshness = match sources.pipeline.freshness(self.clock.now()).await {
+            Ok(freshness) => freshness,
+            Err(error) => {
+                tracing::warn!(%error, "alert rules: cannot measure the assets' freshness");
+                Vec::new()
+            }
+        };
         rules::Signals {
             bronze_changed_at,
             pipeline_runs,
             scored_days,
+            freshness,
             metrics: (sources.metrics)(),
         }
     }

@@ -20,6 +20,8 @@ pub struct Signals {
     /// The anomaly detector's scored days, oldest first: (day, score, is anomaly, the metric
     /// that made it most unusual).
     pub scored_days: Vec<(NaiveDate, f64, bool, String)>,
+    /// The assets with a freshness policy, their lag and whether it is over the limit.
+    pub freshness: Vec<retail_pipeline::Freshness>,
     /// `/metrics`, as the Prometheus text format.
     pub metrics: String,
 }
@@ -201,6 +203,25 @@ pub fn evaluate(
                 ),
             );
         }
+    }
+
+    for asset in signals.freshness.iter().filter(|f| f.breached) {
+        fire(
+            "AssetFreshnessBreached",
+            &asset.severity,
+            "pipeline",
+            &[("asset", asset.asset.clone())],
+            format!(
+                "{} lags {} minutes behind the data upstream of it (limit {}){}",
+                asset.asset,
+                asset.lag_seconds / 60,
+                asset.max_lag_minutes,
+                asset.behind_since.map_or_else(String::new, |at| format!(
+                    "; the first commit it has not caught up with was at {}",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                ))
+            ),
+        );
     }
 
     let finished: Vec<&RunRecord> = signals
@@ -502,6 +523,41 @@ mod tests {
         assert!(
             fired.is_empty(),
             "a drop of 0.04 and 4 % are within bounds: {fired:?}"
+        );
+    }
+
+    #[test]
+    fn an_asset_over_its_freshness_limit_fires_with_its_policys_severity() {
+        let now = at("2026-11-30T12:00:00Z");
+        let asset = |name: &str, lag_seconds: u64, breached: bool| retail_pipeline::Freshness {
+            asset: name.to_owned(),
+            max_lag_minutes: 60,
+            severity: "critical".to_owned(),
+            lag_seconds,
+            behind_since: Some(now - Duration::seconds(i64::try_from(lag_seconds).unwrap())),
+            breached,
+        };
+        let signals = Signals {
+            freshness: vec![
+                asset("gold", 95 * 60, true),
+                asset("silver", 10 * 60, false),
+            ],
+            ..Signals::default()
+        };
+        let fired = evaluate(
+            &RulesConfig::default(),
+            &signals,
+            &mut MetricHistory::default(),
+            now,
+            now,
+        );
+        assert_eq!(names(&fired), ["AssetFreshnessBreached"]);
+        assert_eq!(fired[0].labels["asset"], "gold");
+        assert_eq!(fired[0].labels["severity"], "critical");
+        assert_eq!(
+            fired[0].annotations["summary"],
+            "gold lags 95 minutes behind the data upstream of it (limit 60); the first commit it \
+             has not caught up with was at 2026-11-30 10:25 UTC"
         );
     }
 

@@ -8,6 +8,7 @@ mod backfill;
 mod changes;
 mod consent;
 mod dashboards;
+mod freshness;
 mod gdpr;
 mod ingestion;
 mod models;
