@@ -137,7 +137,7 @@ impl AssetRun {
 }
 
 /// The verdict of one asset check in a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CheckResult {
     /// The check's name.
     pub name: String,
@@ -145,7 +145,8 @@ pub struct CheckResult {
     pub asset: String,
     /// The table it read.
     pub table: String,
-    /// `row_count`, `not_null`, `unique`, `accepted_values` or `relationship`.
+    /// `row_count`, `not_null`, `unique`, `accepted_values`, `relationship`, `freshness`,
+    /// `reconciliation` or `drift`.
     pub kind: String,
     /// `warn` or `error`.
     pub severity: String,
@@ -155,6 +156,10 @@ pub struct CheckResult {
     pub observed: u64,
     /// What it found, in words (counts, the first offending values).
     pub detail: String,
+    /// The figure it measured, for checks that measure one: `freshness` the age in hours,
+    /// `reconciliation` the difference, `drift` the statistic later runs compare with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
 }
 
 /// Table counts that must add up after a run:

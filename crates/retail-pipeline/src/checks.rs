@@ -13,11 +13,23 @@
 //! - `accepted_values`: every non-null value of `column`, as text, is one of `values`
 //!   (observed: the rows with another);
 //! - `relationship`: every non-null value of `column` is a value of `to_column` in `to_table`
-//!   (referential integrity; observed: the rows whose value is not there).
+//!   (referential integrity; observed: the rows whose value is not there);
+//! - `freshness`: the newest non-null value of `column` (a date or timestamp, in UTC) is at
+//!   most `max_age_hours` before the evaluation; without `column`, the table's last commit is
+//!   (value: the age in hours);
+//! - `reconciliation`: the sum of `column` equals the sum of `to_column` in `to_table`, exactly
+//!   (integers and decimals summed as decimals of 38 digits with 10 after the point); without
+//!   columns, the two tables' row counts are equal (value: this table's minus the other's);
+//! - `drift`: the mean of the non-null values of `column` (without `column`: the table's rows)
+//!   is within `max_change_percent` of the median of the same check's values in the last
+//!   `runs` (10) runs that evaluated it: |x − m| ≤ p/100 · |m|; with no earlier value it holds
+//!   (value: the mean or the rows, which later runs compare with).
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use deltalake::arrow::array::Array as _;
+use deltalake::arrow::datatypes::DataType;
 use futures::TryStreamExt as _;
 use retail_lake::Lake;
 use retail_lake::schema::{self as tables, TableSpec};
@@ -60,6 +72,12 @@ pub enum CheckKind {
     AcceptedValues,
     /// Every non-null `column` a value of `to_table`'s `to_column`.
     Relationship,
+    /// The newest `column` (or the last commit) at most `max_age_hours` old.
+    Freshness,
+    /// The sum of `column` equal to the sum of `to_table`'s `to_column` (or the row counts).
+    Reconciliation,
+    /// The mean of `column` (or the rows) within `max_change_percent` of the last `runs`.
+    Drift,
 }
 
 impl CheckKind {
@@ -70,6 +88,9 @@ impl CheckKind {
             Self::Unique => "unique",
             Self::AcceptedValues => "accepted_values",
             Self::Relationship => "relationship",
+            Self::Freshness => "freshness",
+            Self::Reconciliation => "reconciliation",
+            Self::Drift => "drift",
         }
     }
 }
@@ -99,18 +120,27 @@ pub struct CheckConfig {
     /// `not_null`, `unique`: the columns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
-    /// `accepted_values`, `relationship`: the column.
+    /// `accepted_values`, `relationship`, `freshness`, `reconciliation`, `drift`: the column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
     /// `accepted_values`: the values, as text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
-    /// `relationship`: the table referred to.
+    /// `relationship`, `reconciliation`: the other table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_table: Option<String>,
-    /// `relationship`: its column.
+    /// `relationship`, `reconciliation`: its column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_column: Option<String>,
+    /// `freshness`: the oldest the newest value (or commit) may be, in hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_hours: Option<u64>,
+    /// `drift`: how far from the median of the earlier values, in percent of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_change_percent: Option<u32>,
+    /// `drift`: how many earlier runs' values make the median (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
 }
 
 /// A check, checked: its tables are in the registry and its columns in their schemas.
@@ -123,6 +153,16 @@ pub struct Check {
 
 fn has_column(table: &TableSpec, column: &str) -> bool {
     (table.schema)().field_with_name(column).is_ok()
+}
+
+/// Adds a problem when `table`'s `column` exists and is not a number.
+fn numeric_column(table: &Option<TableSpec>, column: &str, at: &str, problems: &mut Vec<String>) {
+    if let Some(table) = table
+        && let Ok(field) = (table.schema)().field_with_name(column)
+        && !field.data_type().is_numeric()
+    {
+        problems.push(format!("{at}: {}.{column} is not a number", table.name));
+    }
 }
 
 impl Check {
@@ -208,6 +248,58 @@ impl Check {
                         "{at}: relationship needs column, to_table and to_column"
                     )),
                 },
+                CheckKind::Freshness => {
+                    if config.max_age_hours.is_none_or(|hours| hours == 0) {
+                        problems.push(format!("{at}: freshness needs max_age_hours of 1 or more"));
+                    }
+                    if let Some(column) = &config.column {
+                        column_of(&table, column, &mut problems);
+                        if let Some(table) = &table
+                            && let Ok(field) = (table.schema)().field_with_name(column)
+                            && !matches!(
+                                field.data_type(),
+                                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                            )
+                        {
+                            problems.push(format!(
+                                "{at}: {}.{column} is not a date or timestamp",
+                                table.name
+                            ));
+                        }
+                    }
+                }
+                CheckKind::Reconciliation => match (&to_table, &config.column, &config.to_column) {
+                    (Some(Some(_)), column, to_column)
+                        if column.is_some() == to_column.is_some() =>
+                    {
+                        for (table, column) in [(&table, column), (&to_table.flatten(), to_column)]
+                        {
+                            if let Some(column) = column {
+                                column_of(table, column, &mut problems);
+                                numeric_column(table, column, &at, &mut problems);
+                            }
+                        }
+                    }
+                    (Some(None), _, _) => problems.push(format!(
+                        "{at}.to_table {:?} is not a table of the lake",
+                        config.to_table.as_deref().unwrap_or_default()
+                    )),
+                    _ => problems.push(format!(
+                        "{at}: reconciliation needs to_table, and column with to_column or neither"
+                    )),
+                },
+                CheckKind::Drift => {
+                    if config.max_change_percent.is_none() {
+                        problems.push(format!("{at}: drift needs max_change_percent"));
+                    }
+                    if config.runs == Some(0) {
+                        problems.push(format!("{at}: drift's runs must be at least 1"));
+                    }
+                    if let Some(column) = &config.column {
+                        column_of(&table, column, &mut problems);
+                        numeric_column(&table, column, &at, &mut problems);
+                    }
+                }
             }
             if problems.len() == before
                 && let Some(table) = table
@@ -241,14 +333,26 @@ impl Check {
         self.config.severity == Severity::Error
     }
 
-    /// Evaluates it on the lake as it is now.
+    /// How many earlier values it compares with (`drift`), or `None`.
+    pub fn history_runs(&self) -> Option<usize> {
+        (self.config.kind == CheckKind::Drift).then(|| self.config.runs.unwrap_or(10) as usize)
+    }
+
+    /// Evaluates it on the lake as it is `now`; `history` holds its values in earlier runs,
+    /// newest first (for `drift`, see [`Check::history_runs`]).
     ///
     /// # Errors
     ///
     /// When a table cannot be read (a missing table fails a row count of at least one, and
     /// is an error for the other rules).
-    pub async fn evaluate(&self, lake: &Lake) -> Result<CheckResult> {
+    pub async fn evaluate(
+        &self,
+        lake: &Lake,
+        history: &[f64],
+        now: DateTime<Utc>,
+    ) -> Result<CheckResult> {
         let config = &self.config;
+        let mut value = None;
         let (observed, detail) = match config.kind {
             CheckKind::RowCount => {
                 let rows = lake.count_rows(&self.table).await?;
@@ -370,6 +474,103 @@ impl Check {
                 };
                 (rows, detail)
             }
+            CheckKind::Freshness => {
+                let limit = config.max_age_hours.unwrap_or(0);
+                let (newest, what) = match &config.column {
+                    Some(column) => (
+                        newest_time(lake, &self.table, column).await?,
+                        format!("the newest {column}"),
+                    ),
+                    None => (
+                        lake.last_commit_time(&self.table).await?,
+                        "the last commit".to_owned(),
+                    ),
+                };
+                match newest {
+                    None => (1, format!("no {what}: the table is empty or never written")),
+                    Some(newest) => {
+                        let hours = (now - newest).num_seconds() as f64 / 3600.0;
+                        value = Some(hours);
+                        let stale = hours > limit as f64;
+                        (
+                            u64::from(stale),
+                            format!(
+                                "{what} is {} ({hours:.1} hours before the check), {} {limit} hours",
+                                newest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                if stale { "more than" } else { "within" }
+                            ),
+                        )
+                    }
+                }
+            }
+            CheckKind::Reconciliation => {
+                let Some(to_table) = &self.to_table else {
+                    return Err(Error::Check {
+                        check: config.name.clone(),
+                        detail: "no table to reconcile with".to_owned(),
+                    });
+                };
+                let (ours, theirs, what) = match (&config.column, &config.to_column) {
+                    (Some(column), Some(to_column)) => (
+                        sum_of(lake, &self.table, column).await?,
+                        sum_of(lake, to_table, to_column).await?,
+                        format!(
+                            "sum({}.{column}) and sum({}.{to_column})",
+                            self.table.name, to_table.name
+                        ),
+                    ),
+                    _ => (
+                        i128::from(lake.count_rows(&self.table).await?) * SUM_UNIT,
+                        i128::from(lake.count_rows(to_table).await?) * SUM_UNIT,
+                        format!("the rows of {} and of {}", self.table.name, to_table.name),
+                    ),
+                };
+                value = Some((ours - theirs) as f64 / SUM_UNIT as f64);
+                let (a, b) = (decimal(ours), decimal(theirs));
+                if ours == theirs {
+                    (0, format!("{what} are both {a}"))
+                } else {
+                    (1, format!("{what} differ: {a} and {b}"))
+                }
+            }
+            CheckKind::Drift => {
+                let statistic = match &config.column {
+                    Some(column) => mean_of(lake, &self.table, column).await?,
+                    None => Some(lake.count_rows(&self.table).await? as f64),
+                };
+                let what = config
+                    .column
+                    .as_deref()
+                    .map_or_else(|| "rows".to_owned(), |c| format!("mean {c}"));
+                match statistic {
+                    None => (0, format!("no values of {what} to compare")),
+                    Some(x) => {
+                        value = Some(x);
+                        let runs = self.history_runs().unwrap_or(10);
+                        let earlier: Vec<f64> = history.iter().take(runs).copied().collect();
+                        match median(&earlier) {
+                            None => (0, format!("{what} {x}: the first value, kept to compare")),
+                            Some(m) => {
+                                let percent = f64::from(config.max_change_percent.unwrap_or(0));
+                                let drifted = (x - m).abs() > percent / 100.0 * m.abs();
+                                let change = if m == 0.0 {
+                                    String::new()
+                                } else {
+                                    format!(" ({:+.1} %)", (x - m) / m.abs() * 100.0)
+                                };
+                                (
+                                    u64::from(drifted),
+                                    format!(
+                                        "{what} {x} against a median of {m} over the last {} runs{change}, {} {percent} %",
+                                        earlier.len(),
+                                        if drifted { "more than" } else { "within" }
+                                    ),
+                                )
+                            }
+                        }
+                    }
+                }
+            }
         };
         Ok(CheckResult {
             name: config.name.clone(),
@@ -380,7 +581,96 @@ impl Check {
             passed: observed == 0,
             observed,
             detail,
+            value,
         })
+    }
+}
+
+/// Sums are kept in units of 10⁻¹⁰: exact for the lake's integers and decimals.
+const SUM_UNIT: i128 = 10_000_000_000;
+
+/// The exact sum of the non-null values of a number column, in [`SUM_UNIT`]s.
+async fn sum_of(lake: &Lake, table: &TableSpec, column: &str) -> Result<i128> {
+    use deltalake::arrow::array::AsArray as _;
+    use deltalake::arrow::datatypes::Decimal128Type;
+    let mut total: i128 = 0;
+    let mut stream = lake.scan(table, Some(&[column][..])).await?;
+    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
+        let cast = deltalake::arrow::compute::cast(batch.column(0), &DataType::Decimal128(38, 10))
+            .map_err(|error| read(table, error))?;
+        for value in cast.as_primitive::<Decimal128Type>().iter().flatten() {
+            total = total.checked_add(value).ok_or_else(|| Error::Check {
+                check: table.name.to_owned(),
+                detail: format!("the sum of {column} overflows 38 digits"),
+            })?;
+        }
+    }
+    Ok(total)
+}
+
+/// A sum in [`SUM_UNIT`]s as a decimal, without trailing zeros.
+fn decimal(units: i128) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let (whole, fraction) = (units.abs() / SUM_UNIT, units.abs() % SUM_UNIT);
+    if fraction == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let fraction = format!("{fraction:010}");
+        format!("{sign}{whole}.{}", fraction.trim_end_matches('0'))
+    }
+}
+
+/// The mean of the non-null values of a number column (`None` when there are none).
+async fn mean_of(lake: &Lake, table: &TableSpec, column: &str) -> Result<Option<f64>> {
+    use deltalake::arrow::array::AsArray as _;
+    use deltalake::arrow::datatypes::Float64Type;
+    let (mut sum, mut count) = (0.0_f64, 0_u64);
+    let mut stream = lake.scan(table, Some(&[column][..])).await?;
+    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
+        let cast = deltalake::arrow::compute::cast(batch.column(0), &DataType::Float64)
+            .map_err(|error| read(table, error))?;
+        for value in cast.as_primitive::<Float64Type>().iter().flatten() {
+            sum += value;
+            count += 1;
+        }
+    }
+    Ok((count > 0).then(|| sum / count as f64))
+}
+
+/// The newest non-null value of a date or timestamp column, as UTC.
+async fn newest_time(
+    lake: &Lake,
+    table: &TableSpec,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    use deltalake::arrow::array::AsArray as _;
+    use deltalake::arrow::datatypes::{TimeUnit, TimestampMicrosecondType};
+    let mut newest: Option<i64> = None;
+    let mut stream = lake.scan(table, Some(&[column][..])).await?;
+    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
+        let cast = deltalake::arrow::compute::cast(
+            batch.column(0),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )
+        .map_err(|error| read(table, error))?;
+        if let Some(max) =
+            deltalake::arrow::compute::max(cast.as_primitive::<TimestampMicrosecondType>())
+        {
+            newest = Some(newest.map_or(max, |n| n.max(max)));
+        }
+    }
+    Ok(newest.and_then(DateTime::from_timestamp_micros))
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -426,7 +716,6 @@ fn text_columns(
     table: &TableSpec,
 ) -> Result<Vec<Vec<Option<String>>>> {
     use deltalake::arrow::array::AsArray as _;
-    use deltalake::arrow::datatypes::DataType;
     batch
         .columns()
         .iter()

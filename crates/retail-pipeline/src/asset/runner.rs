@@ -533,8 +533,12 @@ impl Runner {
                         cx.run.detail.partition_rows.extend(built);
                     }
                     for check in self.checks.iter().filter(|c| c.asset() == asset.key()) {
+                        let history = match check.history_runs() {
+                            Some(runs) => self.check_history(check, runs).await?,
+                            None => Vec::new(),
+                        };
                         let result = check
-                            .evaluate(&self.lake)
+                            .evaluate(&self.lake, &history, chrono::Utc::now())
                             .instrument(info_span!("check", name = check.name()))
                             .await?;
                         if !result.passed {
@@ -600,6 +604,34 @@ impl Runner {
             });
         }
         Ok(changed)
+    }
+
+    /// The values a check measured in the last `runs` runs that evaluated it, newest first.
+    async fn check_history(&self, check: &crate::checks::Check, runs: usize) -> Result<Vec<f64>> {
+        let mut assets = vec![check.asset().to_owned()];
+        if let Some(asset) = self.assets.iter().find(|a| a.key() == check.asset()) {
+            assets.extend(asset.tables().iter().map(|t| t.name.to_owned()));
+        }
+        let records = self
+            .store
+            .list_runs(&retail_metadata::RunFilter {
+                kind: Some(RunKind::Pipeline),
+                assets,
+                limit: runs.saturating_mul(3).clamp(10, 1000),
+                ..retail_metadata::RunFilter::default()
+            })
+            .await?;
+        Ok(records
+            .iter()
+            .filter_map(|run| {
+                run.detail
+                    .checks
+                    .iter()
+                    .find(|c| c.name == check.name())
+                    .and_then(|c| c.value)
+            })
+            .take(runs)
+            .collect())
     }
 
     /// Every table's version and rows, each asset's staleness, whether silver and gold are up

@@ -307,18 +307,12 @@ async fn a_failed_backfill_stops_at_its_failed_run_and_resumes_with_the_months_n
     // An error check no month can pass: the first run of the backfill fails on it.
     let mut config = test_config(app.dir(), ApiConfig::default());
     config.checks = vec![retail_pipeline::CheckConfig {
-        name: "at_most_ten_facts".to_owned(),
-        asset: "gold".to_owned(),
-        table: "gold/fact_sales".to_owned(),
-        kind: retail_pipeline::CheckKind::RowCount,
-        severity: retail_pipeline::Severity::Error,
-        min: None,
         max: Some(10),
-        column: None,
-        columns: Vec::new(),
-        values: Vec::new(),
-        to_table: None,
-        to_column: None,
+        ..crate::api::pipeline::check(
+            "at_most_ten_facts",
+            "gold/fact_sales",
+            retail_pipeline::CheckKind::RowCount,
+        )
     }];
     let strict = retail_app::App::build(config.clone(), retail_app::Role::Cli)
         .await

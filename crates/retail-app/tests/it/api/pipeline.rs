@@ -352,7 +352,7 @@ async fn runs_are_filtered_and_paged_by_their_link_headers() {
     }
 }
 
-fn check(
+pub(crate) fn check(
     name: &str,
     table: &str,
     kind: retail_pipeline::CheckKind,
@@ -370,6 +370,9 @@ fn check(
         values: Vec::new(),
         to_table: None,
         to_column: None,
+        max_age_hours: None,
+        max_change_percent: None,
+        runs: None,
     }
 }
 
@@ -544,4 +547,234 @@ async fn an_error_check_holds_back_the_assets_downstream_and_a_warning_is_only_r
         refused.contains("row_count needs min, max or both"),
         "{refused}"
     );
+}
+
+/// The sum of a money or integer column of a table, as Arrow casts it to an exact decimal.
+async fn exact_sum(lake: &retail_lake::Lake, table: &retail_lake::TableSpec, column: &str) -> i128 {
+    use retail_lake::arrow::array::AsArray as _;
+    use retail_lake::arrow::datatypes::{DataType, Decimal128Type};
+    let mut total = 0i128;
+    for batch in lake.read_all(table).await.unwrap() {
+        let values = retail_lake::arrow::compute::cast(
+            batch.column_by_name(column).unwrap(),
+            &DataType::Decimal128(38, 3),
+        )
+        .unwrap();
+        total += values
+            .as_primitive::<Decimal128Type>()
+            .iter()
+            .flatten()
+            .sum::<i128>();
+    }
+    total
+}
+
+#[tokio::test]
+async fn freshness_reconciliation_and_drift_checks_measure_exactly_what_they_say() {
+    use retail_domain::progress::NoProgress;
+    use retail_lake::schema::{GOLD_DIM_CUSTOMER, GOLD_FACT_SALES, SILVER_TRANSACTIONS};
+    use retail_pipeline::{CheckConfig, CheckKind, Severity};
+    let data = Generated::new(3_000, 30);
+    let warn = |config: CheckConfig| CheckConfig {
+        severity: Severity::Warn,
+        ..config
+    };
+    let checks = vec![
+        CheckConfig {
+            max_age_hours: Some(1),
+            ..check("written_lately", "gold/fact_sales", CheckKind::Freshness)
+        },
+        warn(CheckConfig {
+            column: Some("invoice_date".into()),
+            max_age_hours: Some(24),
+            ..check("sales_lately", "gold/fact_sales", CheckKind::Freshness)
+        }),
+        CheckConfig {
+            column: Some("total_amount".into()),
+            to_table: Some("silver/retail_transactions".into()),
+            to_column: Some("total_amount".into()),
+            ..check(
+                "money_reconciles",
+                "gold/fact_sales",
+                CheckKind::Reconciliation,
+            )
+        },
+        warn(CheckConfig {
+            to_table: Some("gold/dim_customer".into()),
+            ..check(
+                "rows_per_customer",
+                "gold/fact_sales",
+                CheckKind::Reconciliation,
+            )
+        }),
+        warn(CheckConfig {
+            max_change_percent: Some(10),
+            runs: Some(3),
+            ..check("facts_steady", "gold/fact_sales", CheckKind::Drift)
+        }),
+        CheckConfig {
+            column: Some("data_quality_score".into()),
+            max_change_percent: Some(10),
+            ..check("scores_steady", "gold/fact_sales", CheckKind::Drift)
+        },
+    ];
+    let config_checks = checks.clone();
+    let app = TestApp::over(&data.files[..10], ApiConfig::default(), move |config| {
+        config.checks = config_checks;
+    })
+    .await;
+    let latest = || async {
+        app.app
+            .store
+            .runs(Some(RunKind::Pipeline), 1)
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    let verdict = |run: &RunRecord, name: &str| {
+        run.detail
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {:?}", run.detail.checks))
+    };
+    let first = latest().await;
+    assert_eq!(
+        first.status,
+        retail_metadata::RunStatus::Succeeded,
+        "{:?}",
+        first.error
+    );
+
+    let written = verdict(&first, "written_lately");
+    assert!(written.passed, "{written:?}");
+    assert!(
+        written.value.unwrap() < 0.1,
+        "written seconds ago: {written:?}"
+    );
+    let sales = verdict(&first, "sales_lately");
+    assert!(!sales.passed, "the newest sale is from 2010: {sales:?}");
+    assert!(sales.value.unwrap() > 24.0 * 365.0 * 10.0, "{sales:?}");
+    assert!(
+        sales
+            .detail
+            .starts_with("the newest invoice_date is 2010-12-"),
+        "{sales:?}"
+    );
+
+    // The money of gold's facts and of silver, summed here on their own.
+    let lake = app.lake();
+    let (gold_money, silver_money) = (
+        exact_sum(lake, &GOLD_FACT_SALES, "total_amount").await,
+        exact_sum(lake, &SILVER_TRANSACTIONS, "total_amount").await,
+    );
+    let money = verdict(&first, "money_reconciles");
+    assert_eq!(money.passed, gold_money == silver_money, "{money:?}");
+    assert!(money.passed, "every silver line is a fact: {money:?}");
+    assert_eq!(money.value, Some(0.0));
+    let rows = verdict(&first, "rows_per_customer");
+    let (facts, customers) = (
+        lake.count_rows(&GOLD_FACT_SALES).await.unwrap(),
+        lake.count_rows(&GOLD_DIM_CUSTOMER).await.unwrap(),
+    );
+    assert!(!rows.passed);
+    assert_eq!(
+        rows.detail,
+        format!(
+            "the rows of gold/fact_sales and of gold/dim_customer differ: {facts} and {customers}"
+        )
+    );
+    assert_eq!(rows.value, Some(facts as f64 - customers as f64));
+    let steady = verdict(&first, "facts_steady");
+    assert!(
+        steady.passed && steady.detail.contains("the first value"),
+        "{steady:?}"
+    );
+    assert_eq!(steady.value, Some(facts as f64));
+
+    // Twenty more days: about three times the facts, which drifts beyond 10 %; the mean row
+    // score stays within 10 %.
+    app.ingest(&data.files[10..]).await;
+    app.app
+        .services
+        .pipeline
+        .run(retail_services::RunRequest::default(), &NoProgress)
+        .await
+        .unwrap();
+    let second = latest().await;
+    let more = lake.count_rows(&GOLD_FACT_SALES).await.unwrap();
+    let steady = verdict(&second, "facts_steady");
+    assert!(!steady.passed, "{steady:?}");
+    assert!(
+        steady.detail.starts_with(&format!(
+            "rows {more} against a median of {facts} over the last 1 runs (+"
+        )),
+        "{steady:?}"
+    );
+    let prices = verdict(&second, "scores_steady");
+    assert!(prices.passed, "{prices:?}");
+    let mut sum = 0.0;
+    let mut count = 0u64;
+    for batch in lake.read_all(&GOLD_FACT_SALES).await.unwrap() {
+        use retail_lake::arrow::array::AsArray as _;
+        let values = retail_lake::arrow::compute::cast(
+            batch.column_by_name("data_quality_score").unwrap(),
+            &retail_lake::arrow::datatypes::DataType::Float64,
+        )
+        .unwrap();
+        for value in values
+            .as_primitive::<retail_lake::arrow::datatypes::Float64Type>()
+            .iter()
+            .flatten()
+        {
+            sum += value;
+            count += 1;
+        }
+    }
+    let mean = sum / count as f64;
+    assert!(
+        (prices.value.unwrap() - mean).abs() < 1e-6 * mean.abs(),
+        "{prices:?} vs {mean}"
+    );
+    assert_eq!(
+        second.status,
+        retail_metadata::RunStatus::Succeeded,
+        "warnings hold nothing back"
+    );
+
+    // Checks missing what they need, or on columns of the wrong type, are refused at start.
+    let mut config = test_config(app.dir(), ApiConfig::default());
+    config.checks = vec![
+        check("no_age", "gold/fact_sales", CheckKind::Freshness),
+        CheckConfig {
+            column: Some("invoice".into()),
+            max_age_hours: Some(1),
+            ..check("text_age", "gold/fact_sales", CheckKind::Freshness)
+        },
+        CheckConfig {
+            column: Some("total_amount".into()),
+            to_table: Some("silver/retail_transactions".into()),
+            ..check("half_pair", "gold/fact_sales", CheckKind::Reconciliation)
+        },
+        CheckConfig {
+            column: Some("invoice".into()),
+            max_change_percent: Some(5),
+            ..check("text_drift", "gold/fact_sales", CheckKind::Drift)
+        },
+        check("no_percent", "gold/fact_sales", CheckKind::Drift),
+    ];
+    let refused = retail_app::App::build(config, retail_app::Role::Cli)
+        .await
+        .unwrap_err()
+        .to_string();
+    for problem in [
+        "freshness needs max_age_hours of 1 or more",
+        "gold/fact_sales.invoice is not a date or timestamp",
+        "reconciliation needs to_table, and column with to_column or neither",
+        "gold/fact_sales.invoice is not a number",
+        "drift needs max_change_percent",
+    ] {
+        assert!(refused.contains(problem), "{problem}: {refused}");
+    }
 }
