@@ -530,7 +530,8 @@ impl App {
             Arc::clone(&ingest),
             clock,
         )
-        .map_err(|problems| anyhow::anyhow!("invalid [scheduler]: {}", problems.join("; ")))?;
+        .map_err(|problems| anyhow::anyhow!("invalid [scheduler]: {}", problems.join("; ")))?
+        .with_storage_options(config.lake.storage_options.clone());
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::clone(&analytics),

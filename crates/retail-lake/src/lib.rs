@@ -23,11 +23,13 @@ pub mod cells;
 mod config;
 pub mod encryption;
 mod error;
+mod prefix;
 pub mod schema;
 mod store;
 
 pub use config::{EncryptionConfig, LakeConfig};
 pub use deltalake::{DeltaTable, arrow, parquet};
 pub use error::{Error, Result};
+pub use prefix::{ObjectPrefix, ObjectStamp};
 pub use schema::TableSpec;
 pub use store::{AddedFiles, FileRange, Lake, Purged, TableAppender, Vacuumed};

@@ -114,6 +114,19 @@ fn server(variable: &str, require: &str, start: &str) -> Option<String> {
     None
 }
 
+/// The moto server of the test run (`RETAIL_TEST_MOTO_URL`: AWS APIs, S3 among them).
+///
+/// # Panics
+///
+/// When it is not set and `RETAIL_REQUIRE_MOTO` is.
+pub fn moto_url() -> Option<String> {
+    server(
+        "RETAIL_TEST_MOTO_URL",
+        "RETAIL_REQUIRE_MOTO",
+        "scripts/services.sh start moto",
+    )
+}
+
 /// The PostgreSQL server of the test run (`RETAIL_TEST_POSTGRES_URL`).
 ///
 /// # Panics

@@ -227,6 +227,7 @@ async fn a_landing_sensor_ingests_real_daily_files_dropped_one_by_one_and_a_rest
             kind: SensorKind::Landing,
             path: Some(landing.clone()),
             asset: None,
+            url: None,
             assets: vec!["silver".to_owned(), "gold".to_owned()],
         }];
     });
@@ -328,5 +329,123 @@ async fn a_landing_sensor_ingests_real_daily_files_dropped_one_by_one_and_a_rest
             .iter()
             .filter(|r| r.status == RunStatus::Succeeded)
             .all(|r| r.detail.requested_by.as_deref() == Some("sensor:landing"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_sensor_ingests_objects_put_under_an_s3_prefix_once_and_leaves_the_rest_alone() {
+    let Some(moto) = retail_test_support::moto_url() else {
+        return;
+    };
+    let data = retail_test_support::Generated::new(1_500, 7);
+    assert!(data.files.len() >= 4, "{:?}", data.files);
+    let bucket = format!("landing-{}", uuid::Uuid::new_v4().simple());
+    let http = reqwest::Client::new();
+    let put = |key: String, body: Vec<u8>| {
+        let request = http.put(format!("{moto}/{bucket}/{key}")).body(body);
+        async move {
+            let response = request.send().await.expect("moto");
+            assert!(response.status().is_success(), "{key}: {response:?}");
+        }
+    };
+    let created = http
+        .put(format!("{moto}/{bucket}"))
+        .send()
+        .await
+        .expect("moto");
+    assert!(created.status().is_success(), "{created:?}");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config(dir.path(), |config| {
+        config.lake.storage_options = [
+            ("AWS_ENDPOINT_URL", moto.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        config.scheduler.sensors = vec![SensorConfig {
+            name: "drops".to_owned(),
+            kind: SensorKind::Prefix,
+            path: None,
+            asset: None,
+            url: Some(format!("s3://{bucket}/daily/")),
+            assets: vec!["silver".to_owned(), "gold".to_owned()],
+        }];
+    });
+    let clock = Arc::new(ManualClock::new(utc("2026-12-03T10:00:00Z")));
+    let app = app(&config, &clock).await;
+    let scheduler = &app.services.scheduler;
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        TickReport::default(),
+        "empty"
+    );
+
+    // Two days, a marker and an object one level down: only the days are taken, once settled.
+    let name = |file: &Path| file.file_name().unwrap().to_string_lossy().into_owned();
+    for file in &data.files[..2] {
+        put(
+            format!("daily/{}", name(file)),
+            std::fs::read(file).unwrap(),
+        )
+        .await;
+    }
+    put("daily/_SUCCESS".to_owned(), Vec::new()).await;
+    put(
+        format!("daily/archive/{}", name(data.files.last().unwrap())),
+        std::fs::read(data.files.last().unwrap()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        TickReport::default(),
+        "seen once"
+    );
+    let report = scheduler.tick().await.unwrap();
+    let mut ingested = report.ingested_files.clone();
+    ingested.sort();
+    assert_eq!(ingested, [name(&data.files[0]), name(&data.files[1])]);
+    assert_eq!(runs_by(&report), owned(&[("sensor:drops", 1)]));
+    let expected = data_rows(&data.files[0]) + data_rows(&data.files[1]);
+    assert_eq!(
+        table_rows(&app, "bronze/retail_transactions").await,
+        expected
+    );
+    assert!(table_rows(&app, "gold/fact_sales").await > 0);
+    let status = scheduler.status().await.unwrap();
+    assert_eq!(status.sensors[0].watches, format!("s3://{bucket}/daily/"));
+    assert_eq!(status.sensors[0].files.get("ingested"), Some(&2));
+
+    // A restart repeats nothing; a bad object fails alone, with why, beside a good one.
+    drop(app);
+    let app = self::app(&config, &clock).await;
+    let scheduler = &app.services.scheduler;
+    assert_eq!(scheduler.tick().await.unwrap(), TickReport::default());
+    put("daily/notes.csv".to_owned(), b"hello,world\n1,2\n".to_vec()).await;
+    put(
+        format!("daily/{}", name(&data.files[2])),
+        std::fs::read(&data.files[2]).unwrap(),
+    )
+    .await;
+    scheduler.tick().await.unwrap();
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(report.ingested_files, [name(&data.files[2])], "{report:?}");
+    assert_eq!(report.failed_files.len(), 1, "{report:?}");
+    assert_eq!(report.failed_files[0].0, "notes.csv");
+    assert_eq!(
+        table_rows(&app, "bronze/retail_transactions").await,
+        expected + data_rows(&data.files[2])
+    );
+
+    // A prefix that is not a URL the scheduler can use is refused at start.
+    let mut bad = config.clone();
+    bad.scheduler.sensors[0].url = Some(format!("http://{bucket}/daily"));
+    let error = App::build(bad, Role::Cli).await.unwrap_err().to_string();
+    assert!(
+        error.contains("must be an s3:// or file:/// URL ending with '/'"),
+        "{error}"
     );
 }

@@ -78,6 +78,9 @@ pub enum SensorKind {
     Landing,
     /// An asset: when one of its tables gets a new version, the sensor's assets run.
     Asset,
+    /// An object-store prefix (`s3://bucket/landing/`): as `landing`, for the objects directly
+    /// under it, reached with the lake's `storage_options`.
+    Prefix,
 }
 
 /// A sensor (`[[scheduler.sensors]]`).
@@ -86,7 +89,7 @@ pub enum SensorKind {
 pub struct SensorConfig {
     /// Its name (letters, digits, `-` and `_`): work is requested by `sensor:<name>`.
     pub name: String,
-    /// `landing` or `asset`.
+    /// `landing`, `prefix` or `asset`.
     pub kind: SensorKind,
     /// The landing directory (`landing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +97,9 @@ pub struct SensorConfig {
     /// The asset watched (`asset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
+    /// The object-store prefix watched (`prefix`): `s3://bucket/landing/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The assets to run when the sensor fires; empty: every asset (for `landing`; an `asset`
     /// sensor must name what it runs).
     #[serde(default)]
@@ -113,6 +119,8 @@ pub(crate) struct Schedule {
 pub(crate) enum Watch {
     Landing(PathBuf),
     Asset(String),
+    /// An object-store prefix's URL, ending with `/`.
+    Prefix(String),
 }
 
 /// A sensor, checked.
@@ -215,6 +223,35 @@ impl SchedulerConfig {
             check_name(&at, &sensor.name, &mut problems);
             check_assets(&at, &sensor.assets, &mut problems);
             let watch = match (sensor.kind, &sensor.path, &sensor.asset) {
+                _ if sensor.url.is_some() != (sensor.kind == SensorKind::Prefix) => {
+                    problems.push(format!(
+                        "{at}: `url` is for a prefix sensor, and a prefix sensor needs it (and no \
+                         `path` or `asset`)"
+                    ));
+                    None
+                }
+                (SensorKind::Prefix, None, None) => {
+                    let url = sensor.url.clone().unwrap_or_default();
+                    let scheme = ["s3://", "s3a://", "file:///"]
+                        .iter()
+                        .find(|scheme| url.starts_with(*scheme));
+                    if scheme.is_some_and(|scheme| url.len() > scheme.len() + 1)
+                        && url.ends_with('/')
+                    {
+                        Some(Watch::Prefix(url))
+                    } else {
+                        problems.push(format!(
+                            "{at}.url {url:?} must be an s3:// or file:/// URL ending with '/'"
+                        ));
+                        None
+                    }
+                }
+                (SensorKind::Prefix, _, _) => {
+                    problems.push(format!(
+                        "{at}: a prefix sensor needs `url` and no `path` or `asset`"
+                    ));
+                    None
+                }
                 (SensorKind::Landing, Some(path), None) => Some(Watch::Landing(path.clone())),
                 (SensorKind::Landing, _, _) => {
                     problems.push(format!(
@@ -292,6 +329,7 @@ mod tests {
             kind,
             path: path.map(PathBuf::from),
             asset: asset.map(str::to_owned),
+            url: None,
             assets: assets.iter().map(|a| (*a).to_owned()).collect(),
         }
     }

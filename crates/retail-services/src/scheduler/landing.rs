@@ -1,5 +1,7 @@
-//! The landing-directory sensor: files dropped in a directory are ingested into bronze, then
-//! the sensor's assets run.
+//! The landing sensors: files dropped in a directory (`landing`) or under an object-store
+//! prefix (`prefix`, the objects directly under it) are ingested into bronze, then the
+//! sensor's assets run. An object is read into a scratch directory of its own and ingested from
+//! there (its content's checkpoint is what makes it once only), which is then removed.
 //!
 //! A file is taken once it looked the same (size and modification time) on two looks in a row,
 //! so a file still being copied in is not read half-written (moving a finished file in, which
@@ -121,20 +123,44 @@ async fn list(dir: &Path) -> Result<BTreeMap<String, (u64, u64)>> {
     Ok(files)
 }
 
+/// Where a landing sensor's files are.
+pub(super) enum Landing<'a> {
+    /// A local directory.
+    Dir(&'a Path),
+    /// An object-store prefix.
+    Prefix(&'a retail_lake::ObjectPrefix),
+}
+
+impl Landing<'_> {
+    /// The candidate files, with their size and modification time.
+    async fn list(&self) -> Result<BTreeMap<String, (u64, u64)>> {
+        match self {
+            Self::Dir(dir) => list(dir).await,
+            Self::Prefix(prefix) => Ok(prefix
+                .list()
+                .await
+                .map_err(|error| Error::new(ErrorKind::Unavailable, error))?
+                .into_iter()
+                .filter(|(name, _)| is_candidate(name))
+                .collect()),
+        }
+    }
+}
+
 impl Scheduler {
-    /// Looks at a landing directory: ingests the files that settled, then runs the sensor's
-    /// assets; `false` when the lease was lost.
+    /// Looks at a landing directory or prefix: ingests the files that settled, then runs the
+    /// sensor's assets; `false` when the lease was lost.
     pub(super) async fn tick_landing_sensor(
         &self,
         sensor: &Sensor,
-        dir: &Path,
+        landing: &Landing<'_>,
         report: &mut TickReport,
     ) -> Result<bool> {
         let name = &sensor.config.name;
         let by = format!("sensor:{name}");
         let mut cursor: Cursor<LandingCursor> = self.read_cursor(format!("sensor:{name}")).await?;
         let mut state = cursor.value.clone().unwrap_or_default();
-        let present = list(dir).await?;
+        let present = landing.list().await?;
 
         // What is new or changed becomes pending; what settled is ready; what left is forgotten.
         let mut changed = false;
@@ -165,7 +191,10 @@ impl Scheduler {
 
         if !ready.is_empty() {
             changed = true;
-            let outcomes = self.ingest_ready(dir, &ready, &by).await;
+            let outcomes = match landing {
+                Landing::Dir(dir) => self.ingest_ready(dir, &ready, &by).await,
+                Landing::Prefix(prefix) => self.ingest_objects(prefix, &ready, &by).await,
+            };
             for (file, outcome) in ready.iter().zip(outcomes) {
                 let Some(seen) = state.files.get_mut(file) else {
                     continue;
@@ -205,6 +234,55 @@ impl Scheduler {
             &mut cursor,
         )
         .await
+    }
+
+    /// Reads the objects `names` under `prefix` into a scratch directory and ingests them from
+    /// there as [`Scheduler::ingest_ready`] does; an object that cannot be read fails alone.
+    async fn ingest_objects(
+        &self,
+        prefix: &retail_lake::ObjectPrefix,
+        names: &[String],
+        by: &str,
+    ) -> Vec<Ingested> {
+        let scratch = std::env::temp_dir().join(format!("retail-prefix-{}", uuid::Uuid::new_v4()));
+        let mut outcomes: Vec<Option<Ingested>> = Vec::with_capacity(names.len());
+        let mut read = Vec::new();
+        if let Err(error) = tokio::fs::create_dir_all(&scratch).await {
+            let error = format!("cannot make a scratch directory: {error}");
+            return names
+                .iter()
+                .map(|_| Ingested::Failed(error.clone()))
+                .collect();
+        }
+        for name in names {
+            let outcome = match prefix.read(name).await {
+                Ok(bytes) => match tokio::fs::write(scratch.join(name), &bytes).await {
+                    Ok(()) => {
+                        read.push(name.clone());
+                        None
+                    }
+                    Err(error) => Some(Ingested::Failed(format!(
+                        "cannot write {name} to a scratch directory: {error}"
+                    ))),
+                },
+                Err(error) => Some(Ingested::Failed(error)),
+            };
+            outcomes.push(outcome);
+        }
+        let mut ingested = self.ingest_ready(&scratch, &read, by).await.into_iter();
+        if let Err(error) = tokio::fs::remove_dir_all(&scratch).await {
+            tracing::warn!(dir = %scratch.display(), %error, "a scratch directory was left behind");
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    ingested
+                        .next()
+                        .unwrap_or_else(|| Ingested::Failed("not ingested".to_owned()))
+                })
+            })
+            .collect()
     }
 
     /// Ingests `files` of `dir` in one ingestion; if that fails, one by one, so that one bad

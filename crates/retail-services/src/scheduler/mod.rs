@@ -169,6 +169,8 @@ pub struct Scheduler {
     pipeline: Arc<dyn PipelineService>,
     ingest: Arc<dyn IngestService>,
     clock: Arc<dyn Clock>,
+    /// How prefix sensors reach their store (the lake's `storage_options`).
+    storage_options: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -228,7 +230,16 @@ impl Scheduler {
             pipeline,
             ingest,
             clock,
+            storage_options: BTreeMap::new(),
         })
+    }
+
+    /// Sets how prefix sensors reach their object store: the lake's `storage_options`
+    /// (endpoint, region, credentials).
+    #[must_use]
+    pub fn with_storage_options(mut self, options: BTreeMap<String, String>) -> Self {
+        self.storage_options = options;
+        self
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -479,7 +490,26 @@ impl SchedulerService for Scheduler {
         }
         for sensor in &self.sensors {
             let outcome = match &sensor.watch {
-                Watch::Landing(dir) => self.tick_landing_sensor(sensor, dir, &mut report).await,
+                Watch::Landing(dir) => {
+                    self.tick_landing_sensor(sensor, &landing::Landing::Dir(dir), &mut report)
+                        .await
+                }
+                Watch::Prefix(url) => {
+                    match retail_lake::ObjectPrefix::open(url, &self.storage_options) {
+                        Ok(prefix) => {
+                            self.tick_landing_sensor(
+                                sensor,
+                                &landing::Landing::Prefix(&prefix),
+                                &mut report,
+                            )
+                            .await
+                        }
+                        Err(error) => Err(Error::new(
+                            ErrorKind::InvalidInput,
+                            format!("cannot open the prefix {url}: {error}"),
+                        )),
+                    }
+                }
                 Watch::Asset(asset) => self.tick_asset_sensor(sensor, asset, &mut report).await,
             };
             if !settle(outcome, "sensor", &sensor.config.name, &mut report) {
@@ -528,8 +558,12 @@ impl SchedulerService for Scheduler {
                 versions: BTreeMap::new(),
             };
             match &sensor.watch {
-                Watch::Landing(dir) => {
-                    status.watches = dir.display().to_string();
+                Watch::Landing(_) | Watch::Prefix(_) => {
+                    status.watches = match &sensor.watch {
+                        Watch::Landing(dir) => dir.display().to_string(),
+                        Watch::Prefix(url) => url.clone(),
+                        Watch::Asset(_) => String::new(),
+                    };
                     let cursor = self
                         .read_cursor::<landing::LandingCursor>(format!("sensor:{}", config.name))
                         .await?;

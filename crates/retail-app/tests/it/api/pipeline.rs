@@ -205,6 +205,7 @@ async fn the_scheduler_shows_its_schedules_sensors_and_lease() {
             kind: SensorKind::Landing,
             path: Some(landing.path().to_path_buf()),
             asset: None,
+            url: None,
             assets: Vec::new(),
         }];
     })
