@@ -531,7 +531,47 @@ impl App {
             clock,
         )
         .map_err(|problems| anyhow::anyhow!("invalid [scheduler]: {}", problems.join("; ")))?
-        .with_storage_options(config.lake.storage_options.clone());
+        .with_storage_options(config.lake.storage_options.clone())
+        .with_stream_lag(Arc::new(streams::BrokerLag {
+            lake: lake.clone(),
+            ingestion: ingestion.clone(),
+            streams: config.streams.clone(),
+        }));
+        let labels: Vec<String> = config.streams.iter().map(StreamConfig::label).collect();
+        let unknown: Vec<&str> = config
+            .scheduler
+            .sensors
+            .iter()
+            .filter_map(|sensor| sensor.stream.as_deref())
+            .filter(|stream| !labels.iter().any(|label| label == stream))
+            .collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "invalid [scheduler]: stream_lag sensors name {unknown:?}, not streams of \
+                 [[streams]] (known: {})",
+                labels.join(", ")
+            );
+        }
+        let untold: Vec<String> = config
+            .streams
+            .iter()
+            .filter(|s| s.source == "rabbitmq" && !s.stream.is_empty())
+            .map(StreamConfig::label)
+            .filter(|label| {
+                config
+                    .scheduler
+                    .sensors
+                    .iter()
+                    .any(|sensor| sensor.stream.as_deref() == Some(label.as_str()))
+            })
+            .collect();
+        if !untold.is_empty() {
+            anyhow::bail!(
+                "invalid [scheduler]: stream_lag sensors watch {untold:?}, RabbitMQ streams, \
+                 whose end the broker does not tell over AMQP 0-9-1: watch a queue or a Kafka \
+                 topic"
+            );
+        }
         let services = Services {
             access: Arc::new(access),
             analytics: Arc::clone(&analytics),

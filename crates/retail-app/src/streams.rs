@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use retail_domain::progress::NoProgress;
+use retail_pipeline::IngestionService;
 use retail_services::{PipelineService, RunRequest, StreamHealth};
 use retail_stream::{
     ConsumeOptions, KafkaOptions, KafkaSource, RabbitOptions, RabbitSource, RoundHook, StreamSource,
@@ -23,12 +24,21 @@ pub use crate::config::StreamConfig;
 /// When the configuration is invalid, or the broker cannot be reached or lacks the topic,
 /// queue or stream.
 pub async fn open(app: &App, config: &StreamConfig) -> anyhow::Result<Box<dyn StreamSource>> {
+    open_with(&app.lake, &app.ingestion, config).await
+}
+
+/// As [`open`], from the lake and the ingestion service alone (before the `App` exists).
+async fn open_with(
+    lake: &retail_lake::Lake,
+    ingestion: &IngestionService,
+    config: &StreamConfig,
+) -> anyhow::Result<Box<dyn StreamSource>> {
     if config.source == "rabbitmq" {
         let format = checked(config)?;
         let options = RabbitOptions {
             batch_messages: config.batch_messages,
             max_wait: Duration::from_millis(config.max_wait_ms),
-            batch_rows: app.lake.batch_rows(),
+            batch_rows: lake.batch_rows(),
             format,
             server_offsets: config.server_offsets(),
             ..RabbitOptions::new(config.url.clone(), config.rabbit_target())
@@ -36,13 +46,13 @@ pub async fn open(app: &App, config: &StreamConfig) -> anyhow::Result<Box<dyn St
         return Ok(Box::new(
             RabbitSource::connect(
                 options,
-                app.lake.clone(),
-                retail_stream::bronze_positions(&app.ingestion),
+                lake.clone(),
+                retail_stream::bronze_positions(ingestion),
             )
             .await?,
         ));
     }
-    Ok(Box::new(open_kafka(app, config).await?))
+    Ok(Box::new(kafka_with(lake, ingestion, config).await?))
 }
 
 /// Connects the Kafka topic `config` names, each partition at the position bronze records
@@ -52,18 +62,78 @@ pub async fn open(app: &App, config: &StreamConfig) -> anyhow::Result<Box<dyn St
 ///
 /// When the configuration is invalid, or the brokers cannot be reached or lack the topic.
 pub async fn open_kafka(app: &App, config: &StreamConfig) -> anyhow::Result<KafkaSource> {
+    kafka_with(&app.lake, &app.ingestion, config).await
+}
+
+async fn kafka_with(
+    lake: &retail_lake::Lake,
+    ingestion: &IngestionService,
+    config: &StreamConfig,
+) -> anyhow::Result<KafkaSource> {
     let format = checked(config)?;
     let options = KafkaOptions {
         partitions: (!config.partitions.is_empty()).then(|| config.partitions.clone()),
         fetch_bytes: config.fetch_bytes,
         max_wait: Duration::from_millis(config.max_wait_ms),
-        batch_rows: app.lake.batch_rows(),
+        batch_rows: lake.batch_rows(),
         format,
         retry_for: Duration::from_secs(config.retry_seconds),
         group: (!config.group.is_empty()).then(|| config.group.clone()),
         ..KafkaOptions::new(config.brokers.clone(), config.topic.clone())
     };
-    Ok(KafkaSource::connect(options, retail_stream::bronze_positions(&app.ingestion)).await?)
+    Ok(KafkaSource::connect(options, retail_stream::bronze_positions(ingestion)).await?)
+}
+
+/// The lag of the `[[streams]]`, asked of their brokers against bronze's positions: what a
+/// scheduler's stream_lag sensors read, in `retail serve` and in `retail scheduler` alike.
+pub(crate) struct BrokerLag {
+    pub(crate) lake: retail_lake::Lake,
+    pub(crate) ingestion: IngestionService,
+    pub(crate) streams: Vec<StreamConfig>,
+}
+
+#[async_trait::async_trait]
+impl retail_services::scheduler::StreamLag for BrokerLag {
+    async fn lag(&self, name: &str) -> Result<u64, String> {
+        let config = self
+            .streams
+            .iter()
+            .find(|s| s.label() == name)
+            .ok_or_else(|| {
+                let known: Vec<String> = self.streams.iter().map(StreamConfig::label).collect();
+                format!(
+                    "no [[streams]] entry is named {name:?} (known: {})",
+                    known.join(", ")
+                )
+            })?;
+        if config.source != "rabbitmq" {
+            // Each partition's end on the broker minus the position bronze records.
+            let source = kafka_with(&self.lake, &self.ingestion, config)
+                .await
+                .map_err(|error| format!("{error:#}"))?;
+            let ends = source.ends().await.map_err(|error| error.to_string())?;
+            return Ok(source
+                .partition_positions()
+                .iter()
+                .map(|(partition, position)| {
+                    let end = ends.get(partition).copied().unwrap_or(*position);
+                    u64::try_from(end - position).unwrap_or(0)
+                })
+                .sum());
+        }
+        // A queue's waiting messages, asked of the broker.
+        let mut source = open_with(&self.lake, &self.ingestion, config)
+            .await
+            .map_err(|error| format!("{error:#}"))?;
+        let lag = source.lag().await.map_err(|error| error.to_string())?;
+        if lag.is_empty() {
+            return Err(format!("the broker of stream {name} does not tell its lag"));
+        }
+        Ok(lag
+            .values()
+            .map(|messages| u64::try_from(*messages).unwrap_or(0))
+            .sum())
+    }
 }
 
 /// The message format of a configuration that has no problem.

@@ -228,6 +228,8 @@ async fn a_landing_sensor_ingests_real_daily_files_dropped_one_by_one_and_a_rest
             path: Some(landing.clone()),
             asset: None,
             url: None,
+            stream: None,
+            max_lag: None,
             assets: vec!["silver".to_owned(), "gold".to_owned()],
         }];
     });
@@ -372,6 +374,8 @@ async fn a_prefix_sensor_ingests_objects_put_under_an_s3_prefix_once_and_leaves_
             path: None,
             asset: None,
             url: Some(format!("s3://{bucket}/daily/")),
+            stream: None,
+            max_lag: None,
             assets: vec!["silver".to_owned(), "gold".to_owned()],
         }];
     });

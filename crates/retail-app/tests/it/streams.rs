@@ -227,3 +227,119 @@ async fn a_stream_whose_broker_is_out_of_reach_makes_ready_say_so_and_shutdown_i
         "a consumer waiting to reconnect stops at once"
     );
 }
+
+#[tokio::test]
+async fn a_stream_lag_sensor_fires_once_when_the_lag_rises_above_its_limit_and_again_after_it_fell()
+{
+    use retail_services::scheduler::{LagLook, SensorConfig, SensorKind};
+    let Some(brokers) = retail_test_support::kafka_brokers() else {
+        return;
+    };
+    let topic = retail_test_support::unique_name("lag-sales");
+    produce_kafka(&brokers, &topic, 0..50, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), ApiConfig::default());
+    config.streams = vec![StreamConfig {
+        name: "pos".to_owned(),
+        brokers: vec![brokers.clone()],
+        topic: topic.clone(),
+        max_wait_ms: 100,
+        ..StreamConfig::default()
+    }];
+    config.scheduler.sensors = vec![SensorConfig {
+        name: "backlog".to_owned(),
+        kind: SensorKind::StreamLag,
+        path: None,
+        asset: None,
+        url: None,
+        stream: Some("pos".to_owned()),
+        max_lag: Some(40),
+        assets: vec!["silver".to_owned()],
+    }];
+    let app = App::build(config.clone(), Role::Cli).await.unwrap();
+    let scheduler = &app.services.scheduler;
+    let runs = |report: &retail_services::scheduler::TickReport| -> Vec<String> {
+        report.runs.iter().map(|(by, _, _)| by.clone()).collect()
+    };
+    let look = || async {
+        scheduler.status().await.unwrap().sensors[0]
+            .lag
+            .clone()
+            .expect("a look")
+    };
+
+    // 50 messages on the broker, none in bronze: above 40, the sensor fires once.
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(runs(&report), ["sensor:backlog"], "{report:?}");
+    assert_eq!(
+        look().await,
+        LagLook {
+            lag: 50,
+            above: true
+        }
+    );
+    let report = scheduler.tick().await.unwrap();
+    assert!(
+        runs(&report).is_empty(),
+        "still above: not again {report:?}"
+    );
+
+    // Consumed into bronze: the lag falls to 0, nothing runs.
+    let mut source = retail_app::streams::open(&app, &config.streams[0])
+        .await
+        .unwrap();
+    let consumed = retail_stream::consume(
+        &app.ingestion,
+        source.as_mut(),
+        &retail_stream::ConsumeOptions {
+            until_idle: Some(Duration::from_millis(500)),
+            requested_by: "stream:pos".to_owned(),
+        },
+        &retail_domain::progress::NoProgress,
+        &mut retail_stream::NoHook,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(consumed.records, 50);
+    let report = scheduler.tick().await.unwrap();
+    assert!(runs(&report).is_empty(), "{report:?}");
+    assert_eq!(
+        look().await,
+        LagLook {
+            lag: 0,
+            above: false
+        }
+    );
+
+    // 30 more: within the limit; 20 more: above again, and it fires again.
+    produce_kafka(&brokers, &topic, 100..130, false).await;
+    assert!(runs(&scheduler.tick().await.unwrap()).is_empty());
+    assert_eq!(
+        look().await,
+        LagLook {
+            lag: 30,
+            above: false
+        }
+    );
+    produce_kafka(&brokers, &topic, 200..220, false).await;
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(runs(&report), ["sensor:backlog"], "{report:?}");
+    assert_eq!(
+        look().await,
+        LagLook {
+            lag: 50,
+            above: true
+        }
+    );
+
+    // A sensor naming no configured stream is refused at start.
+    config.scheduler.sensors[0].stream = Some("till".to_owned());
+    let error = App::build(config, Role::Cli).await.unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "stream_lag sensors name [\"till\"], not streams of [[streams]] (known: pos)"
+        ),
+        "{error}"
+    );
+}

@@ -81,6 +81,9 @@ pub enum SensorKind {
     /// An object-store prefix (`s3://bucket/landing/`): as `landing`, for the objects directly
     /// under it, reached with the lake's `storage_options`.
     Prefix,
+    /// A stream of `[[streams]]`: when its lag (messages on the broker not yet in bronze)
+    /// rises above `max_lag`, the sensor's assets run, once per rise.
+    StreamLag,
 }
 
 /// A sensor (`[[scheduler.sensors]]`).
@@ -100,6 +103,12 @@ pub struct SensorConfig {
     /// The object-store prefix watched (`prefix`): `s3://bucket/landing/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The stream watched (`stream_lag`): the name of a `[[streams]]` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// The most messages the stream may lag before the sensor fires (`stream_lag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag: Option<u64>,
     /// The assets to run when the sensor fires; empty: every asset (for `landing`; an `asset`
     /// sensor must name what it runs).
     #[serde(default)]
@@ -121,6 +130,8 @@ pub(crate) enum Watch {
     Asset(String),
     /// An object-store prefix's URL, ending with `/`.
     Prefix(String),
+    /// A stream's name and the most it may lag.
+    StreamLag(String, u64),
 }
 
 /// A sensor, checked.
@@ -222,7 +233,35 @@ impl SchedulerConfig {
             let at = format!("scheduler.sensors[{index}]");
             check_name(&at, &sensor.name, &mut problems);
             check_assets(&at, &sensor.assets, &mut problems);
+            let stream_lag = sensor.kind == SensorKind::StreamLag;
             let watch = match (sensor.kind, &sensor.path, &sensor.asset) {
+                _ if (sensor.stream.is_some() || sensor.max_lag.is_some()) != stream_lag => {
+                    problems.push(format!(
+                        "{at}: `stream` and `max_lag` are for a stream_lag sensor, and a \
+                         stream_lag sensor needs both (and no `path`, `url` or `asset`)"
+                    ));
+                    None
+                }
+                (SensorKind::StreamLag, None, None) if sensor.url.is_none() => {
+                    let stream = sensor.stream.clone().unwrap_or_default();
+                    if stream.trim().is_empty() {
+                        problems.push(format!("{at}.stream must name a [[streams]] entry"));
+                    }
+                    if sensor.assets.is_empty() {
+                        problems.push(format!(
+                            "{at}: a stream_lag sensor needs `assets`, what to run when the lag \
+                             rises"
+                        ));
+                    }
+                    Some(Watch::StreamLag(stream, sensor.max_lag.unwrap_or_default()))
+                }
+                (SensorKind::StreamLag, _, _) => {
+                    problems.push(format!(
+                        "{at}: a stream_lag sensor needs `stream` and `max_lag`, and no `path`, \
+                         `url` or `asset`"
+                    ));
+                    None
+                }
                 _ if sensor.url.is_some() != (sensor.kind == SensorKind::Prefix) => {
                     problems.push(format!(
                         "{at}: `url` is for a prefix sensor, and a prefix sensor needs it (and no \
@@ -330,6 +369,8 @@ mod tests {
             path: path.map(PathBuf::from),
             asset: asset.map(str::to_owned),
             url: None,
+            stream: None,
+            max_lag: None,
             assets: assets.iter().map(|a| (*a).to_owned()).collect(),
         }
     }

@@ -117,7 +117,7 @@ pub struct ScheduleStatus {
 pub struct SensorStatus {
     /// Its name.
     pub name: String,
-    /// `landing` or `asset`.
+    /// `landing`, `prefix`, `asset` or `stream_lag`.
     pub kind: SensorKind,
     /// The directory or the asset it watches.
     pub watches: String,
@@ -136,6 +136,37 @@ pub struct SensorStatus {
     /// An asset sensor's view of the asset's tables and their versions.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, Option<u64>>,
+    /// A stream_lag sensor's last look: the lag and whether it was above `max_lag`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<LagLook>,
+}
+
+/// What a stream_lag sensor saw last.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LagLook {
+    /// Messages on the broker not yet in bronze, summed over the partitions.
+    pub lag: u64,
+    /// Whether that was above the sensor's `max_lag` (it fired when it rose above).
+    pub above: bool,
+}
+
+/// How far a stream lags: the messages on its broker not yet in bronze. The composition root
+/// implements it over the `[[streams]]` (Kafka, RabbitMQ).
+#[async_trait]
+pub trait StreamLag: Send + Sync {
+    /// The lag of the stream `name`, summed over its partitions.
+    ///
+    /// # Errors
+    ///
+    /// A message when the stream is unknown or its broker cannot tell.
+    async fn lag(&self, name: &str) -> std::result::Result<u64, String>;
+}
+
+/// A stream_lag sensor's cursor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LagCursor {
+    look: LagLook,
+    run_pending: bool,
 }
 
 /// A file a landing sensor could not ingest.
@@ -171,6 +202,8 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     /// How prefix sensors reach their store (the lake's `storage_options`).
     storage_options: BTreeMap<String, String>,
+    /// How stream_lag sensors learn a stream's lag.
+    stream_lag: Option<Arc<dyn StreamLag>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -231,7 +264,15 @@ impl Scheduler {
             ingest,
             clock,
             storage_options: BTreeMap::new(),
+            stream_lag: None,
         })
+    }
+
+    /// Sets how stream_lag sensors learn a stream's lag.
+    #[must_use]
+    pub fn with_stream_lag(mut self, lag: Arc<dyn StreamLag>) -> Self {
+        self.stream_lag = Some(lag);
+        self
     }
 
     /// Sets how prefix sensors reach their object store: the lake's `storage_options`
@@ -424,6 +465,60 @@ impl Scheduler {
         .await
     }
 
+    /// Looks at a stream's lag: a rise above `max_lag` fires the sensor once, until the lag
+    /// falls back to `max_lag` or below; `false` when the lease was lost.
+    async fn tick_stream_lag_sensor(
+        &self,
+        sensor: &Sensor,
+        stream: &str,
+        max_lag: u64,
+        report: &mut TickReport,
+    ) -> Result<bool> {
+        let name = &sensor.config.name;
+        let Some(port) = &self.stream_lag else {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("no stream lag is known to this process (stream {stream})"),
+            ));
+        };
+        let lag = port.lag(stream).await.map_err(|error| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the lag of stream {stream}: {error}"),
+            )
+        })?;
+        let mut cursor = self
+            .read_cursor::<LagCursor>(format!("sensor:{name}"))
+            .await?;
+        let before = cursor.value.clone().unwrap_or_default();
+        let above = lag > max_lag;
+        let state = LagCursor {
+            look: LagLook { lag, above },
+            run_pending: before.run_pending || (above && !before.look.above),
+        };
+        if state.run_pending && !before.run_pending {
+            tracing::info!(sensor = %name, stream, lag, max_lag, "a stream's lag rose above its limit");
+        }
+        if (state.look != before.look || state.run_pending != before.run_pending)
+            && !self.save_cursor(&mut cursor, state.clone()).await?
+        {
+            return Ok(false);
+        }
+        if !state.run_pending {
+            return Ok(true);
+        }
+        self.run_pending(
+            &sensor.config,
+            report,
+            |pending| LagCursor {
+                run_pending: pending,
+                ..state.clone()
+            },
+            &mut cursor,
+        )
+        .await
+    }
+
     /// Runs a fired sensor's assets and clears its pending run; `false` when the lease was lost.
     async fn run_pending<T: Serialize>(
         &self,
@@ -511,6 +606,10 @@ impl SchedulerService for Scheduler {
                     }
                 }
                 Watch::Asset(asset) => self.tick_asset_sensor(sensor, asset, &mut report).await,
+                Watch::StreamLag(stream, max_lag) => {
+                    self.tick_stream_lag_sensor(sensor, stream, *max_lag, &mut report)
+                        .await
+                }
             };
             if !settle(outcome, "sensor", &sensor.config.name, &mut report) {
                 return Ok(report);
@@ -556,19 +655,30 @@ impl SchedulerService for Scheduler {
                 files: BTreeMap::new(),
                 failed_files: Vec::new(),
                 versions: BTreeMap::new(),
+                lag: None,
             };
             match &sensor.watch {
                 Watch::Landing(_) | Watch::Prefix(_) => {
                     status.watches = match &sensor.watch {
                         Watch::Landing(dir) => dir.display().to_string(),
                         Watch::Prefix(url) => url.clone(),
-                        Watch::Asset(_) => String::new(),
+                        Watch::Asset(_) | Watch::StreamLag(..) => String::new(),
                     };
                     let cursor = self
                         .read_cursor::<landing::LandingCursor>(format!("sensor:{}", config.name))
                         .await?;
                     if let Some(cursor) = cursor.value {
                         cursor.describe(&mut status);
+                    }
+                }
+                Watch::StreamLag(stream, max_lag) => {
+                    status.watches = format!("stream {stream} (max lag {max_lag})");
+                    let cursor = self
+                        .read_cursor::<LagCursor>(format!("sensor:{}", config.name))
+                        .await?;
+                    if let Some(cursor) = cursor.value {
+                        status.run_pending = cursor.run_pending;
+                        status.lag = Some(cursor.look);
                     }
                 }
                 Watch::Asset(asset) => {

@@ -206,6 +206,8 @@ async fn the_scheduler_shows_its_schedules_sensors_and_lease() {
             path: Some(landing.path().to_path_buf()),
             asset: None,
             url: None,
+            stream: None,
+            max_lag: None,
             assets: Vec::new(),
         }];
     })
