@@ -123,10 +123,17 @@ pub enum Error {
         /// Which check failed on what, and what it held back.
         detail: String,
     },
-    /// A backfill asked for partitions that are malformed or hold no data.
+    /// A backfill named a partition that is not one (`2011-13`).
     #[error("{detail}")]
     BadPartitions {
         /// What is wrong with which partitions.
+        detail: String,
+    },
+    /// A backfill's partitions are well formed but cannot be taken: none, a reversed range,
+    /// months that hold no data.
+    #[error("{detail}")]
+    UnusablePartitions {
+        /// Why.
         detail: String,
     },
     /// No backfill has this id.
@@ -180,7 +187,9 @@ impl Classify for Error {
             | Self::SilverBehind { .. }
             | Self::BackfillNotResumable { .. } => ErrorKind::Conflict,
             Self::BackfillNotFound { .. } => ErrorKind::NotFound,
-            Self::CheckpointReused { .. } | Self::ChecksFailed { .. } => ErrorKind::Unprocessable,
+            Self::CheckpointReused { .. }
+            | Self::ChecksFailed { .. }
+            | Self::UnusablePartitions { .. } => ErrorKind::Unprocessable,
             Self::UnknownAsset { .. } | Self::BadPartitions { .. } => ErrorKind::InvalidInput,
             Self::Transform { .. }
             | Self::Reconciliation { .. }

@@ -260,6 +260,12 @@ pub(crate) async fn scheduler(
     Ok(Json(state.services.scheduler.status().await?))
 }
 
+/// An invoice month, `2011-03`.
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+#[allow(dead_code)] // a schema only
+pub(crate) struct Month(String);
+
 /// A backfill: the months from `from` to `to`, or those listed in `partitions`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -274,6 +280,7 @@ pub(crate) struct StartBackfill {
     to: Option<String>,
     /// Or the months one by one (instead of `from` and `to`).
     #[serde(default)]
+    #[schema(value_type = Vec<Month>)]
     partitions: Vec<String>,
     /// Months per pipeline run (1 to 120, default 1): more is faster, fewer is finer when a
     /// run fails.
@@ -286,11 +293,14 @@ impl StartBackfill {
     /// The request for the runner, or what is wrong with it.
     pub(crate) fn into_request(self, requested_by: String) -> Result<BackfillRequest, ApiError> {
         let partitions = match (self.from, self.to, self.partitions.is_empty()) {
-            (Some(from), Some(to), true) => retail_services::months_between(&from, &to)
-                .map_err(|error| ApiError::invalid(error.to_string()))?,
+            (Some(from), Some(to), true) => {
+                retail_services::months_between(&from, &to).map_err(retail_services::Error::from)?
+            }
             (None, None, false) => self.partitions,
             _ => {
-                return Err(ApiError::invalid(
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unprocessable",
                     "give either from and to (both) or partitions, not both",
                 ));
             }
@@ -314,8 +324,10 @@ impl StartBackfill {
     responses(
         (status = 202, description = "Started in the background (kind `backfill`); follow it at \
             the Location", body = RunRecord),
-        (status = 400, description = "Months malformed, out of order, or holding no data", body = ErrorBody),
-        (status = 409, description = "Another run is in progress", body = ErrorBody)))]
+        (status = 400, description = "A month malformed", body = ErrorBody),
+        (status = 409, description = "Another run is in progress", body = ErrorBody),
+        (status = 422, description = "No months, a reversed range, months holding no data, or \
+            both a range and a list", body = ErrorBody)))]
 pub(crate) async fn start_backfill(
     State(state): State<AppState>,
     Caller(caller): Caller,

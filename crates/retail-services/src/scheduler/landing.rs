@@ -50,6 +50,19 @@ enum FileState {
     },
 }
 
+impl super::Fired for LandingCursor {
+    fn run_pending(&self) -> bool {
+        self.run_pending
+    }
+
+    fn with_run_pending(&self, pending: bool) -> Self {
+        Self {
+            run_pending: pending,
+            ..self.clone()
+        }
+    }
+}
+
 impl LandingCursor {
     pub(super) fn describe(&self, status: &mut SensorStatus) {
         status.run_pending = self.run_pending;
@@ -221,19 +234,8 @@ impl Scheduler {
         if changed && !self.save_cursor(&mut cursor, state.clone()).await? {
             return Ok(false);
         }
-        if !state.run_pending {
-            return Ok(true);
-        }
-        self.run_pending(
-            &sensor.config,
-            report,
-            |pending| LandingCursor {
-                run_pending: pending,
-                ..state.clone()
-            },
-            &mut cursor,
-        )
-        .await
+        self.run_pending(&sensor.config, report, &state, &mut cursor)
+            .await
     }
 
     /// Reads the objects `names` under `prefix` into a scratch directory and ingests them from

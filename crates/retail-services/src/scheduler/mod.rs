@@ -191,6 +191,40 @@ struct AssetCursor {
     run_pending: bool,
 }
 
+/// A sensor's cursor, which remembers that the sensor fired and its run has not happened yet.
+pub(super) trait Fired: Serialize + Clone {
+    /// Whether the sensor's run is still to happen.
+    fn run_pending(&self) -> bool;
+    /// The same cursor with that flag set to `pending`.
+    fn with_run_pending(&self, pending: bool) -> Self;
+}
+
+impl Fired for AssetCursor {
+    fn run_pending(&self) -> bool {
+        self.run_pending
+    }
+
+    fn with_run_pending(&self, pending: bool) -> Self {
+        Self {
+            run_pending: pending,
+            ..self.clone()
+        }
+    }
+}
+
+impl Fired for LagCursor {
+    fn run_pending(&self) -> bool {
+        self.run_pending
+    }
+
+    fn with_run_pending(&self, pending: bool) -> Self {
+        Self {
+            run_pending: pending,
+            ..self.clone()
+        }
+    }
+}
+
 /// The scheduler over the pipeline and ingestion services.
 pub struct Scheduler {
     config: SchedulerConfig,
@@ -450,19 +484,8 @@ impl Scheduler {
                 return Ok(false);
             }
         }
-        if !state.run_pending {
-            return Ok(true);
-        }
-        self.run_pending(
-            &sensor.config,
-            report,
-            |pending| AssetCursor {
-                run_pending: pending,
-                ..state.clone()
-            },
-            &mut cursor,
-        )
-        .await
+        self.run_pending(&sensor.config, report, &state, &mut cursor)
+            .await
     }
 
     /// Looks at a stream's lag: a rise above `max_lag` fires the sensor once, until the lag
@@ -504,34 +527,28 @@ impl Scheduler {
         {
             return Ok(false);
         }
-        if !state.run_pending {
-            return Ok(true);
-        }
-        self.run_pending(
-            &sensor.config,
-            report,
-            |pending| LagCursor {
-                run_pending: pending,
-                ..state.clone()
-            },
-            &mut cursor,
-        )
-        .await
+        self.run_pending(&sensor.config, report, &state, &mut cursor)
+            .await
     }
 
-    /// Runs a fired sensor's assets and clears its pending run; `false` when the lease was lost.
-    async fn run_pending<T: Serialize>(
+    /// Runs a fired sensor's assets, if its run is pending, and clears the flag; `false` when
+    /// the lease was lost.
+    async fn run_pending<T: Fired>(
         &self,
         sensor: &SensorConfig,
         report: &mut TickReport,
-        with_pending: impl Fn(bool) -> T,
+        state: &T,
         cursor: &mut Cursor<T>,
     ) -> Result<bool> {
+        if !state.run_pending() {
+            return Ok(true);
+        }
         let by = format!("sensor:{}", sensor.name);
         match self.run(&by, &sensor.assets, false).await? {
             Some(run) => {
                 report.runs.push((by, run.run_id, run.status));
-                self.save_cursor(cursor, with_pending(false)).await
+                self.save_cursor(cursor, state.with_run_pending(false))
+                    .await
             }
             None => {
                 report.deferred.push(by);

@@ -195,35 +195,54 @@ async fn a_backfill_rebuilds_its_months_exactly_and_records_each_one() {
     let (_, _, backfills) = app.get("/admin/pipeline/runs?kind=backfill", &auth).await;
     assert_eq!(backfills.as_array().unwrap().len(), 1);
 
-    // Bad requests change nothing and say why.
-    for (body, message) in [
+    // Bad requests change nothing and say why: malformed is a 400, well formed but unusable
+    // a 422.
+    for (body, status, message) in [
         (
             r#"{"from": "2011-02", "to": "2010-12"}"#,
+            422,
             "before its first",
         ),
         (
             r#"{"from": "2011-13", "to": "2011-14"}"#,
+            400,
             "is not an invoice month",
         ),
-        (r#"{"from": "2011-01"}"#, "either from and to"),
+        (r#"{"from": "2011-01"}"#, 422, "either from and to"),
         (
             r#"{"from": "2011-01", "to": "2011-01", "partitions": ["2011-02"]}"#,
+            422,
             "not both",
         ),
         (
             r#"{"partitions": ["2012-05", "2011-01"]}"#,
+            422,
             "silver has no rows in 2012-05; its months are 2010-12 to 2011-03",
         ),
         (
+            r#"{"partitions": ["2011-1"]}"#,
+            400,
+            "is not an invoice month",
+        ),
+        (r#"{"partitions": []}"#, 422, "either from and to"),
+        (
             r#"{"from": "2011-01", "to": "2011-01", "partitions_per_run": 0}"#,
+            400,
             "from 1 to 120",
         ),
     ] {
-        let (status, _, json) = app
+        let (got, _, json) = app
             .call(Method::POST, "/admin/pipeline/backfills", &auth, Some(body))
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
-        assert_error(&json, "invalid_input");
+        assert_eq!(got.as_u16(), status, "{body}: {json}");
+        assert_error(
+            &json,
+            if status == 400 {
+                "invalid_input"
+            } else {
+                "unprocessable"
+            },
+        );
         assert!(
             json["error"]["message"].as_str().unwrap().contains(message),
             "{body}: {json}"

@@ -45,11 +45,12 @@ pub struct BackfillRequest {
 ///
 /// # Errors
 ///
-/// [`Error::BadPartitions`] when either is not a month or `to` is before `from`.
+/// [`Error::BadPartitions`] when either is not a month, [`Error::UnusablePartitions`] when
+/// `to` is before `from`.
 pub fn months_between(from: &str, to: &str) -> Result<Vec<String>> {
     let (first, last) = (month(from)?, month(to)?);
     if last < first {
-        return Err(Error::BadPartitions {
+        return Err(Error::UnusablePartitions {
             detail: format!("the backfill's last month {to} is before its first {from}"),
         });
     }
@@ -159,7 +160,7 @@ impl Runner {
     /// Checks a request and records the backfill with every month pending.
     async fn begin_backfill(&self, request: &BackfillRequest) -> Result<RunRecord> {
         if request.partitions.is_empty() {
-            return Err(Error::BadPartitions {
+            return Err(Error::UnusablePartitions {
                 detail: "a backfill needs at least one month".to_owned(),
             });
         }
@@ -189,7 +190,7 @@ impl Runner {
                 (Some(first), Some(last)) => format!("its months are {first} to {last}"),
                 _ => "it is empty: ingest and run the pipeline first".to_owned(),
             };
-            return Err(Error::BadPartitions {
+            return Err(Error::UnusablePartitions {
                 detail: format!("silver has no rows in {}; {range}", missing.join(", ")),
             });
         }
