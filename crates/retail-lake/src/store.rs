@@ -235,6 +235,27 @@ impl Lake {
         Ok(self.open(table).await?.and_then(|delta| delta.version()))
     }
 
+    /// As [`Lake::latest_version`], cheaply when the caller knows a version the table had:
+    /// only the log's listing from `known` on is read, not the table's state. Falls back to
+    /// opening the table when that version's commit is gone (a cleaned log).
+    ///
+    /// # Errors
+    ///
+    /// When the table's log cannot be read.
+    pub async fn latest_version_since(
+        &self,
+        table: &TableSpec,
+        known: Option<Version>,
+    ) -> Result<Option<Version>> {
+        if let Some(known) = known
+            && let Ok(store) = self.builder(table)?.build_storage()
+            && let Ok(latest) = store.get_latest_version(known).await
+        {
+            return Ok(Some(latest));
+        }
+        self.latest_version(table).await
+    }
+
     /// When the latest commit of a table was made (its commit's timestamp), `None` when the
     /// table does not exist or the commit has no timestamp.
     ///
@@ -1575,6 +1596,33 @@ mod tests {
             appended.expect("a commit time") > created,
             "{appended:?} {created}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_latest_version_since_a_known_one_agrees_with_opening_the_table() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        let table = &SILVER_DUPLICATES;
+        assert_eq!(lake.latest_version_since(table, None).await.unwrap(), None);
+        assert_eq!(
+            lake.latest_version_since(table, Some(3)).await.unwrap(),
+            None,
+            "no table: whatever was known"
+        );
+        lake.ensure_table(table).await.unwrap();
+        for mark in 1..=3 {
+            let appender = lake.appender(table).await.unwrap();
+            appender.commit(&[("app".to_owned(), mark)]).await.unwrap();
+        }
+        let latest = lake.latest_version(table).await.unwrap();
+        assert_eq!(latest, Some(3));
+        for known in [None, Some(0), Some(2), Some(3), Some(9)] {
+            assert_eq!(
+                lake.latest_version_since(table, known).await.unwrap(),
+                latest,
+                "known {known:?}"
+            );
+        }
     }
 
     #[tokio::test]

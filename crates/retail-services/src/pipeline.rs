@@ -75,6 +75,14 @@ pub trait PipelineService: Send + Sync {
     /// The latest version of each table an asset writes (`None`: not written yet).
     async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>>;
 
+    /// As [`PipelineService::asset_versions`], cheaply from versions `known` by table name
+    /// (only the logs' listings from them are read).
+    async fn asset_versions_since(
+        &self,
+        key: &str,
+        known: &std::collections::BTreeMap<String, Option<u64>>,
+    ) -> Result<Vec<(&'static str, Option<u64>)>>;
+
     /// Starts a backfill in the background and returns its record (status `running`).
     async fn start_backfill(&self, request: BackfillRequest) -> Result<RunRecord>;
 
@@ -212,6 +220,14 @@ impl PipelineService for Pipeline {
 
     async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
         Ok(self.runner.asset_versions(key).await?)
+    }
+
+    async fn asset_versions_since(
+        &self,
+        key: &str,
+        known: &std::collections::BTreeMap<String, Option<u64>>,
+    ) -> Result<Vec<(&'static str, Option<u64>)>> {
+        Ok(self.runner.asset_versions_since(key, known).await?)
     }
 
     async fn start_backfill(&self, request: BackfillRequest) -> Result<RunRecord> {

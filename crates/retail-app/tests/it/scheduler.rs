@@ -453,3 +453,82 @@ async fn a_prefix_sensor_ingests_objects_put_under_an_s3_prefix_once_and_leaves_
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asset_sensor_runs_its_assets_once_per_new_version_of_the_watched_asset() {
+    let data = retail_test_support::Generated::new(1_500, 8);
+    let dir = tempfile::tempdir().expect("dir");
+    let config = config(dir.path(), |config| {
+        config.scheduler.sensors = vec![SensorConfig {
+            name: "after-gold".to_owned(),
+            kind: SensorKind::Asset,
+            path: None,
+            asset: Some("gold".to_owned()),
+            url: None,
+            stream: None,
+            max_lag: None,
+            assets: vec!["recommendations".to_owned()],
+        }];
+    });
+    let clock = Arc::new(ManualClock::new(utc("2026-12-03T10:00:00Z")));
+    let app = app(&config, &clock).await;
+    let scheduler = &app.services.scheduler;
+    let gold_run = |files: &[PathBuf]| {
+        let inputs: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        let app = &app;
+        async move {
+            app.services
+                .ingest
+                .ingest_files(&inputs, "test", &NoProgress)
+                .await
+                .unwrap();
+            app.services
+                .pipeline
+                .run(
+                    retail_services::RunRequest {
+                        assets: vec!["silver".to_owned(), "gold".to_owned()],
+                        ..retail_services::RunRequest::default()
+                    },
+                    &NoProgress,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    gold_run(&data.files[..4]).await;
+
+    // First seen: the versions of now are the baseline, nothing runs.
+    assert_eq!(scheduler.tick().await.unwrap(), TickReport::default());
+    let seen = scheduler.status().await.unwrap().sensors[0]
+        .versions
+        .clone();
+    assert_eq!(seen.len(), 12, "every table gold writes: {seen:?}");
+
+    // A new gold: the sensor runs its assets once.
+    gold_run(&data.files[4..]).await;
+    let report = scheduler.tick().await.unwrap();
+    assert_eq!(runs_by(&report), owned(&[("sensor:after-gold", 1)]));
+    let moved = scheduler.status().await.unwrap().sensors[0]
+        .versions
+        .clone();
+    assert!(
+        moved.iter().all(|(table, version)| version > &seen[table]),
+        "{seen:?} then {moved:?}"
+    );
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        TickReport::default(),
+        "not twice"
+    );
+    let recommendations = app
+        .services
+        .pipeline
+        .runs(retail_services::RunFilter {
+            requested_by: Some("sensor:after-gold".to_owned()),
+            ..retail_services::RunFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recommendations.len(), 1);
+    assert_eq!(recommendations[0].detail.selection, ["recommendations"]);
+}

@@ -224,10 +224,29 @@ impl Runner {
     ///
     /// When the asset is unknown or a table's log cannot be read.
     pub async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
+        self.asset_versions_since(key, &std::collections::BTreeMap::new())
+            .await
+    }
+
+    /// As [`Runner::asset_versions`], reading only the logs' listings from the versions
+    /// `known` by table name (what a sensor saw last), not the tables' states.
+    ///
+    /// # Errors
+    ///
+    /// When the key is not an asset or a table's log cannot be read.
+    pub async fn asset_versions_since(
+        &self,
+        key: &str,
+        known: &std::collections::BTreeMap<String, Option<u64>>,
+    ) -> Result<Vec<(&'static str, Option<u64>)>> {
         let asset = self.select(&[key.to_owned()])?.remove(0);
         let mut versions = Vec::new();
         for table in asset.tables() {
-            versions.push((table.name, self.lake.latest_version(&table).await?));
+            let known = known.get(table.name).copied().flatten();
+            versions.push((
+                table.name,
+                self.lake.latest_version_since(&table, known).await?,
+            ));
         }
         Ok(versions)
     }

@@ -459,9 +459,15 @@ impl Scheduler {
         let mut cursor = self
             .read_cursor::<AssetCursor>(format!("sensor:{name}"))
             .await?;
+        // From the versions seen last: only the logs' listings since are read.
+        let known = cursor
+            .value
+            .as_ref()
+            .map(|state| state.versions.clone())
+            .unwrap_or_default();
         let versions: BTreeMap<String, Option<u64>> = self
             .pipeline
-            .asset_versions(watched)
+            .asset_versions_since(watched, &known)
             .await?
             .into_iter()
             .map(|(table, version)| (table.to_owned(), version))
