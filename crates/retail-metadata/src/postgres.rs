@@ -946,32 +946,41 @@ impl MetadataStore for PostgresStore {
         ttl: std::time::Duration,
     ) -> Result<Lease> {
         let (at, until) = (now.timestamp_micros(), lease::expiry_micros(now, ttl));
+        let client = self.client().await?;
         // One statement: the row lock of the upsert makes concurrent takers wait and re-check.
-        let row = self
-            .client()
-            .await?
-            .query_one(
-                "WITH taken AS (
-                    INSERT INTO leases (name, holder, acquired_at, expires_at)
-                    VALUES ($1, $2, $3, $4)
-                    ON CONFLICT (name) DO UPDATE SET
-                        acquired_at = CASE WHEN leases.holder = EXCLUDED.holder
-                                      THEN leases.acquired_at ELSE EXCLUDED.acquired_at END,
-                        holder = EXCLUDED.holder,
-                        expires_at = EXCLUDED.expires_at
-                    WHERE leases.holder = EXCLUDED.holder
-                       OR leases.expires_at <= EXCLUDED.acquired_at
-                    RETURNING holder, acquired_at, expires_at
-                 )
-                 SELECT holder, acquired_at, expires_at FROM taken
-                 UNION ALL
-                 SELECT holder, acquired_at, expires_at FROM leases
-                 WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM taken)",
-                &[&name, &holder, &at, &until],
-            )
-            .await
-            .map_err(Error::postgres("take a lease"))?;
-        Ok(row_to_lease(&row))
+        // When a racer inserted the row after this statement's snapshot was taken and keeps it,
+        // the upsert returns nothing and the fallback read cannot see that row yet: the next
+        // statement (a new snapshot) can, so the statement is run again.
+        for _ in 0..3 {
+            let row = client
+                .query_opt(
+                    "WITH taken AS (
+                        INSERT INTO leases (name, holder, acquired_at, expires_at)
+                        VALUES ($1, $2, $3, $4)
+                        ON CONFLICT (name) DO UPDATE SET
+                            acquired_at = CASE WHEN leases.holder = EXCLUDED.holder
+                                          THEN leases.acquired_at ELSE EXCLUDED.acquired_at END,
+                            holder = EXCLUDED.holder,
+                            expires_at = EXCLUDED.expires_at
+                        WHERE leases.holder = EXCLUDED.holder
+                           OR leases.expires_at <= EXCLUDED.acquired_at
+                        RETURNING holder, acquired_at, expires_at
+                     )
+                     SELECT holder, acquired_at, expires_at FROM taken
+                     UNION ALL
+                     SELECT holder, acquired_at, expires_at FROM leases
+                     WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM taken)",
+                    &[&name, &holder, &at, &until],
+                )
+                .await
+                .map_err(Error::postgres("take a lease"))?;
+            if let Some(row) = row {
+                return Ok(row_to_lease(&row));
+            }
+        }
+        Err(Error::Busy {
+            operation: "lease holder",
+        })
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
