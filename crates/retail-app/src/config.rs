@@ -890,6 +890,7 @@ impl Config {
             problems.extend(alerts);
         }
         problems.extend(self.scheduler.problems());
+        problems.extend(self.stream_sensor_problems());
         let mut names = std::collections::BTreeSet::new();
         for (index, stream) in self.streams.iter().enumerate() {
             problems.extend(stream.problems(&format!("streams[{index}]")));
@@ -904,6 +905,40 @@ impl Config {
             bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
         Ok(())
+    }
+
+    /// What is wrong with the streams the stream_lag sensors name: none of `[[streams]]`, or a
+    /// RabbitMQ stream, whose end the broker does not tell.
+    pub fn stream_sensor_problems(&self) -> Vec<String> {
+        let mut unknown = Vec::new();
+        let mut untold = Vec::new();
+        for name in self
+            .scheduler
+            .sensors
+            .iter()
+            .filter_map(|s| s.stream.as_deref())
+        {
+            match self.streams.iter().find(|s| s.label() == name) {
+                None => unknown.push(name),
+                Some(s) if s.source == "rabbitmq" && !s.stream.is_empty() => untold.push(name),
+                Some(_) => {}
+            }
+        }
+        let mut problems = Vec::new();
+        if !unknown.is_empty() {
+            let labels: Vec<String> = self.streams.iter().map(StreamConfig::label).collect();
+            problems.push(format!(
+                "stream_lag sensors name {unknown:?}, not streams of [[streams]] (known: {})",
+                labels.join(", ")
+            ));
+        }
+        if !untold.is_empty() {
+            problems.push(format!(
+                "stream_lag sensors watch {untold:?}, RabbitMQ streams, whose end the broker does \
+                 not tell over AMQP 0-9-1: watch a queue or a Kafka topic"
+            ));
+        }
+        problems
     }
 
     /// Renders the effective configuration as TOML, with storage option values masked.

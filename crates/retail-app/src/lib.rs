@@ -537,40 +537,9 @@ impl App {
             ingestion: ingestion.clone(),
             streams: config.streams.clone(),
         }));
-        let labels: Vec<String> = config.streams.iter().map(StreamConfig::label).collect();
-        let unknown: Vec<&str> = config
-            .scheduler
-            .sensors
-            .iter()
-            .filter_map(|sensor| sensor.stream.as_deref())
-            .filter(|stream| !labels.iter().any(|label| label == stream))
-            .collect();
-        if !unknown.is_empty() {
-            anyhow::bail!(
-                "invalid [scheduler]: stream_lag sensors name {unknown:?}, not streams of \
-                 [[streams]] (known: {})",
-                labels.join(", ")
-            );
-        }
-        let untold: Vec<String> = config
-            .streams
-            .iter()
-            .filter(|s| s.source == "rabbitmq" && !s.stream.is_empty())
-            .map(StreamConfig::label)
-            .filter(|label| {
-                config
-                    .scheduler
-                    .sensors
-                    .iter()
-                    .any(|sensor| sensor.stream.as_deref() == Some(label.as_str()))
-            })
-            .collect();
-        if !untold.is_empty() {
-            anyhow::bail!(
-                "invalid [scheduler]: stream_lag sensors watch {untold:?}, RabbitMQ streams, \
-                 whose end the broker does not tell over AMQP 0-9-1: watch a queue or a Kafka \
-                 topic"
-            );
+        let problems = config.stream_sensor_problems();
+        if !problems.is_empty() {
+            anyhow::bail!("invalid [scheduler]: {}", problems.join("; "));
         }
         let services = Services {
             access: Arc::new(access),

@@ -270,7 +270,7 @@ enum PartitionStatusArg {
 
 /// An invoice month as the command line takes it: `2011-03`.
 fn parse_month(text: &str) -> Result<String, String> {
-    retail_services::months_between(text, text)
+    retail_services::invoice_month(text)
         .map(|_| text.to_owned())
         .map_err(|error| error.to_string())
 }

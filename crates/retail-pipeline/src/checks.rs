@@ -594,17 +594,22 @@ async fn sum_of(lake: &Lake, table: &TableSpec, column: &str) -> Result<i128> {
     use deltalake::arrow::array::AsArray as _;
     use deltalake::arrow::datatypes::Decimal128Type;
     let mut total: i128 = 0;
-    let mut stream = lake.scan(table, Some(&[column][..])).await?;
-    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
-        let cast = deltalake::arrow::compute::cast(batch.column(0), &DataType::Decimal128(38, 10))
-            .map_err(|error| read(table, error))?;
-        for value in cast.as_primitive::<Decimal128Type>().iter().flatten() {
-            total = total.checked_add(value).ok_or_else(|| Error::Check {
-                check: table.name.to_owned(),
-                detail: format!("the sum of {column} overflows 38 digits"),
-            })?;
-        }
-    }
+    each_batch(
+        lake,
+        table,
+        column,
+        &DataType::Decimal128(38, 10),
+        |values| {
+            for value in values.as_primitive::<Decimal128Type>().iter().flatten() {
+                total = total.checked_add(value).ok_or_else(|| Error::Check {
+                    check: table.name.to_owned(),
+                    detail: format!("the sum of {column} overflows 38 digits"),
+                })?;
+            }
+            Ok(())
+        },
+    )
+    .await?;
     Ok(total)
 }
 
@@ -625,15 +630,14 @@ async fn mean_of(lake: &Lake, table: &TableSpec, column: &str) -> Result<Option<
     use deltalake::arrow::array::AsArray as _;
     use deltalake::arrow::datatypes::Float64Type;
     let (mut sum, mut count) = (0.0_f64, 0_u64);
-    let mut stream = lake.scan(table, Some(&[column][..])).await?;
-    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
-        let cast = deltalake::arrow::compute::cast(batch.column(0), &DataType::Float64)
-            .map_err(|error| read(table, error))?;
-        for value in cast.as_primitive::<Float64Type>().iter().flatten() {
+    each_batch(lake, table, column, &DataType::Float64, |values| {
+        for value in values.as_primitive::<Float64Type>().iter().flatten() {
             sum += value;
             count += 1;
         }
-    }
+        Ok(())
+    })
+    .await?;
     Ok((count > 0).then(|| sum / count as f64))
 }
 
@@ -646,19 +650,16 @@ async fn newest_time(
     use deltalake::arrow::array::AsArray as _;
     use deltalake::arrow::datatypes::{TimeUnit, TimestampMicrosecondType};
     let mut newest: Option<i64> = None;
-    let mut stream = lake.scan(table, Some(&[column][..])).await?;
-    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
-        let cast = deltalake::arrow::compute::cast(
-            batch.column(0),
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )
-        .map_err(|error| read(table, error))?;
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    each_batch(lake, table, column, &micros, |values| {
         if let Some(max) =
-            deltalake::arrow::compute::max(cast.as_primitive::<TimestampMicrosecondType>())
+            deltalake::arrow::compute::max(values.as_primitive::<TimestampMicrosecondType>())
         {
             newest = Some(newest.map_or(max, |n| n.max(max)));
         }
-    }
+        Ok(())
+    })
+    .await?;
     Ok(newest.and_then(DateTime::from_timestamp_micros))
 }
 
@@ -674,6 +675,23 @@ fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// Calls `each` with every batch of `column` of `table`, cast to `to` as Arrow casts.
+async fn each_batch(
+    lake: &Lake,
+    table: &TableSpec,
+    column: &str,
+    to: &DataType,
+    mut each: impl FnMut(&dyn deltalake::arrow::array::Array) -> Result<()>,
+) -> Result<()> {
+    let mut stream = lake.scan(table, Some(&[column][..])).await?;
+    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
+        let values =
+            deltalake::arrow::compute::cast(batch.column(0), to).map_err(|e| read(table, e))?;
+        each(values.as_ref())?;
+    }
+    Ok(())
+}
+
 /// Calls `each` with every non-null value of `column` of `table`, as text.
 async fn each_value(
     lake: &Lake,
@@ -681,13 +699,14 @@ async fn each_value(
     column: &str,
     mut each: impl FnMut(String),
 ) -> Result<()> {
-    let mut stream = lake.scan(table, Some(&[column][..])).await?;
-    while let Some(batch) = stream.try_next().await.map_err(|e| read(table, e))? {
-        for value in text_columns(&batch, table)?.remove(0).into_iter().flatten() {
-            each(value);
+    use deltalake::arrow::array::AsArray as _;
+    each_batch(lake, table, column, &DataType::Utf8, |values| {
+        for value in values.as_string::<i32>().iter().flatten() {
+            each(value.to_owned());
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// The rows counted in all, and the five most frequent values with their rows (`"x" (3), ...`).

@@ -55,7 +55,8 @@ use std::sync::Arc;
 pub use asset::{
     Asset, AssetStatus, BackfillRequest, FollowerAsset, Freshness, FreshnessPolicy, GoldAsset,
     PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunContext, RunRequest, Runner, SilverAsset,
-    Staleness, TableStatus, gold_to_follow, gold_version, months_between, staleness_by_mark,
+    Staleness, TableStatus, gold_to_follow, gold_version, invoice_month, months_between,
+    staleness_by_mark,
 };
 pub use checks::{Check, CheckConfig, CheckKind, Severity};
 pub use error::{Error, Result};

@@ -62,7 +62,9 @@ pub use retail_ingest::decode::Format;
 pub use retail_metadata::{
     PartitionFilter, PartitionState, PartitionStatus, RunFilter, RunKind, RunRecord, RunStatus,
 };
-pub use retail_pipeline::{BackfillRequest, PipelineStatus, RunRequest, Staleness, months_between};
+pub use retail_pipeline::{
+    BackfillRequest, PipelineStatus, RunRequest, Staleness, invoice_month, months_between,
+};
 pub use retail_warehouse::{Catalogue, Cell, QueryResult, catalogue};
 pub use scheduler::{Scheduler, SchedulerService};
 pub use search::{Search, SearchService};

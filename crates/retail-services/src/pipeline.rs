@@ -72,12 +72,9 @@ pub trait PipelineService: Send + Sync {
     /// The keys of an asset and of every asset downstream of it.
     fn with_downstream(&self, key: &str) -> Vec<String>;
 
-    /// The latest version of each table an asset writes (`None`: not written yet).
-    async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>>;
-
-    /// As [`PipelineService::asset_versions`], cheaply from versions `known` by table name
-    /// (only the logs' listings from them are read).
-    async fn asset_versions_since(
+    /// The latest version of each table an asset writes (`None`: not written yet), cheaply
+    /// from versions `known` by table name (only the logs' listings from them are read).
+    async fn asset_versions(
         &self,
         key: &str,
         known: &std::collections::BTreeMap<String, Option<u64>>,
@@ -179,20 +176,11 @@ impl PipelineService for Pipeline {
                 )));
             }
         }
-        // An asset key stands for itself and the tables it writes (silver and gold record their
-        // tables); a table's or a follower's name for itself.
-        let assets = self.assets();
+        // An asset key stands for itself and the tables it writes.
         filter.assets = filter
             .assets
             .iter()
-            .flat_map(|name| {
-                let tables = assets
-                    .iter()
-                    .find(|a| a.key == name.as_str())
-                    .map(|a| a.tables.iter().map(|t| (*t).to_owned()).collect())
-                    .unwrap_or_default();
-                std::iter::once(name.clone()).chain::<Vec<String>>(tables)
-            })
+            .flat_map(|name| self.runner.recorded_names(name))
             .collect();
         Ok(self.store.list_runs(&filter).await?)
     }
@@ -218,16 +206,12 @@ impl PipelineService for Pipeline {
         self.runner.with_downstream(key)
     }
 
-    async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
-        Ok(self.runner.asset_versions(key).await?)
-    }
-
-    async fn asset_versions_since(
+    async fn asset_versions(
         &self,
         key: &str,
         known: &std::collections::BTreeMap<String, Option<u64>>,
     ) -> Result<Vec<(&'static str, Option<u64>)>> {
-        Ok(self.runner.asset_versions_since(key, known).await?)
+        Ok(self.runner.asset_versions(key, known).await?)
     }
 
     async fn start_backfill(&self, request: BackfillRequest) -> Result<RunRecord> {
@@ -285,7 +269,7 @@ impl PipelineService for Pipeline {
             return Err(Error::invalid("limit must be from 1 to 1000"));
         }
         if let Some(after) = &filter.after {
-            retail_pipeline::months_between(after, after).map_err(|_| {
+            retail_pipeline::invoice_month(after).map_err(|_| {
                 Error::invalid(format!(
                     "after {after:?} is not a partition: an invoice month, YYYY-MM"
                 ))

@@ -123,7 +123,7 @@ pub(crate) async fn runs(
             .partition
             .as_deref()
             .map(|month| {
-                retail_services::months_between(month, month)
+                retail_services::invoice_month(month)
                     .map(|_| month.to_owned())
                     .map_err(|_| {
                         ApiError::invalid(format!(

@@ -22,7 +22,7 @@ pub use follower::{FollowerAsset, gold_to_follow, gold_version, staleness_by_mar
 pub use gold::GoldAsset;
 pub use runner::{
     AssetStatus, BackfillRequest, Freshness, FreshnessPolicy, PARTITIONED_ASSET, PipelineStatus,
-    RetryPolicy, RunRequest, Runner, TableStatus, months_between,
+    RetryPolicy, RunRequest, Runner, TableStatus, invoice_month, months_between,
 };
 pub use silver::SilverAsset;
 

@@ -20,7 +20,7 @@ use tracing::{Instrument as _, info, info_span, warn};
 mod backfill;
 mod freshness;
 
-pub use backfill::{BackfillRequest, PARTITIONED_ASSET, months_between};
+pub use backfill::{BackfillRequest, PARTITIONED_ASSET, invoice_month, months_between};
 pub use freshness::{Freshness, FreshnessPolicy};
 
 use super::{Asset, BRONZE, RunContext, Staleness};
@@ -218,23 +218,14 @@ impl Runner {
     }
 
     /// The latest version of each table an asset writes (`None`: not written yet), in the
-    /// asset's order: what a sensor watching the asset compares.
+    /// asset's order: what a sensor watching the asset compares. `known` holds versions seen
+    /// before, by table name: from those only the logs' listings are read, not the tables'
+    /// states (empty: every table is opened).
     ///
     /// # Errors
     ///
     /// When the asset is unknown or a table's log cannot be read.
-    pub async fn asset_versions(&self, key: &str) -> Result<Vec<(&'static str, Option<u64>)>> {
-        self.asset_versions_since(key, &std::collections::BTreeMap::new())
-            .await
-    }
-
-    /// As [`Runner::asset_versions`], reading only the logs' listings from the versions
-    /// `known` by table name (what a sensor saw last), not the tables' states.
-    ///
-    /// # Errors
-    ///
-    /// When the key is not an asset or a table's log cannot be read.
-    pub async fn asset_versions_since(
+    pub async fn asset_versions(
         &self,
         key: &str,
         known: &std::collections::BTreeMap<String, Option<u64>>,
@@ -291,6 +282,23 @@ impl Runner {
             .map(|a| a.key())
             .filter(|k| keys.contains(k))
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The asset with this key, if any.
+    fn asset(&self, key: &str) -> Option<&Arc<dyn Asset>> {
+        self.assets.iter().find(|a| a.key() == key)
+    }
+
+    /// The names runs record for `name` among their assets: an asset's key and the tables it
+    /// writes (silver and gold record their tables); a table's or a follower's name alone.
+    pub fn recorded_names(&self, name: &str) -> Vec<String> {
+        let tables = self
+            .asset(name)
+            .map(|asset| asset.tables())
+            .unwrap_or_default();
+        std::iter::once(name.to_owned())
+            .chain(tables.iter().map(|table| table.name.to_owned()))
             .collect()
     }
 
@@ -627,15 +635,11 @@ impl Runner {
 
     /// The values a check measured in the last `runs` runs that evaluated it, newest first.
     async fn check_history(&self, check: &crate::checks::Check, runs: usize) -> Result<Vec<f64>> {
-        let mut assets = vec![check.asset().to_owned()];
-        if let Some(asset) = self.assets.iter().find(|a| a.key() == check.asset()) {
-            assets.extend(asset.tables().iter().map(|t| t.name.to_owned()));
-        }
         let records = self
             .store
             .list_runs(&retail_metadata::RunFilter {
                 kind: Some(RunKind::Pipeline),
-                assets,
+                assets: self.recorded_names(check.asset()),
                 limit: runs.saturating_mul(3).clamp(10, 1000),
                 ..retail_metadata::RunFilter::default()
             })

@@ -467,7 +467,7 @@ impl Scheduler {
             .unwrap_or_default();
         let versions: BTreeMap<String, Option<u64>> = self
             .pipeline
-            .asset_versions_since(watched, &known)
+            .asset_versions(watched, &known)
             .await?
             .into_iter()
             .map(|(table, version)| (table.to_owned(), version))

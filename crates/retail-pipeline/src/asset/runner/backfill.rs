@@ -24,6 +24,7 @@ use retail_metadata::{
 use tracing::{Instrument as _, info, info_span, warn};
 
 use super::{RunRequest, Runner};
+use crate::asset::Asset;
 use crate::calendar::{month_label, parse_month_label};
 use crate::error::{Error, Result};
 
@@ -48,7 +49,7 @@ pub struct BackfillRequest {
 /// [`Error::BadPartitions`] when either is not a month, [`Error::UnusablePartitions`] when
 /// `to` is before `from`.
 pub fn months_between(from: &str, to: &str) -> Result<Vec<String>> {
-    let (first, last) = (month(from)?, month(to)?);
+    let (first, last) = (invoice_month(from)?, invoice_month(to)?);
     if last < first {
         return Err(Error::UnusablePartitions {
             detail: format!("the backfill's last month {to} is before its first {from}"),
@@ -57,8 +58,12 @@ pub fn months_between(from: &str, to: &str) -> Result<Vec<String>> {
     Ok((first..=last).map(month_label).collect())
 }
 
-/// A month label read strictly: `2011-03`, nothing else.
-fn month(label: &str) -> Result<i32> {
+/// An invoice month (a gold partition) read strictly: `2011-03`, nothing else; its index.
+///
+/// # Errors
+///
+/// [`Error::BadPartitions`] naming the label.
+pub fn invoice_month(label: &str) -> Result<i32> {
     parse_month_label(label)
         .filter(|index| month_label(*index) == label)
         .ok_or_else(|| Error::BadPartitions {
@@ -171,7 +176,7 @@ impl Runner {
         }
         let mut months = Vec::with_capacity(request.partitions.len());
         for label in &request.partitions {
-            months.push(month(label)?);
+            months.push(invoice_month(label)?);
         }
         months.sort_unstable();
         months.dedup();
@@ -264,18 +269,10 @@ impl Runner {
         progress.begin("backfill: months", total);
         for group in todo.chunks(per_run) {
             let months: Vec<String> = group.iter().map(|p| p.partition.clone()).collect();
-            let request = RunRequest {
-                assets: vec![PARTITIONED_ASSET.to_owned()],
-                requested_by: format!("backfill:{}", backfill.run_id),
-                partitions: months.clone(),
-                backfill: Some(backfill.run_id.clone()),
-                ..RunRequest::default()
-            };
-            let selected = self.select(&request.assets)?;
-            let run = self.begin(&request).await?;
+            let (request, selected, run) = self
+                .begin_step(backfill, vec![PARTITIONED_ASSET.to_owned()], months.clone())
+                .await?;
             let run_id = run.run_id.clone();
-            backfill.detail.runs.push(run_id.clone());
-            self.store.save_run(backfill).await?;
             let taking: Vec<PartitionState> = group
                 .iter()
                 .map(|p| PartitionState {
@@ -327,16 +324,8 @@ impl Runner {
             .filter(|key| key != PARTITIONED_ASSET)
             .collect();
         if !downstream.is_empty() {
-            let request = RunRequest {
-                assets: downstream,
-                requested_by: format!("backfill:{}", backfill.run_id),
-                backfill: Some(backfill.run_id.clone()),
-                ..RunRequest::default()
-            };
-            let selected = self.select(&request.assets)?;
-            let run = self.begin(&request).await?;
-            backfill.detail.runs.push(run.run_id.clone());
-            self.store.save_run(backfill).await?;
+            let (request, selected, run) =
+                self.begin_step(backfill, downstream, Vec::new()).await?;
             let run_id = run.run_id.clone();
             self.execute(claim, run, selected, &request, progress)
                 .await
@@ -347,6 +336,28 @@ impl Runner {
                 })?;
         }
         Ok(())
+    }
+
+    /// Records the start of one of a backfill's pipeline runs (of `assets`, asked to rebuild
+    /// `partitions`) and adds it to the backfill's runs; returns what `execute` takes.
+    async fn begin_step(
+        &self,
+        backfill: &mut RunRecord,
+        assets: Vec<String>,
+        partitions: Vec<String>,
+    ) -> Result<(RunRequest, Vec<Arc<dyn Asset>>, RunRecord)> {
+        let request = RunRequest {
+            assets,
+            requested_by: format!("backfill:{}", backfill.run_id),
+            partitions,
+            backfill: Some(backfill.run_id.clone()),
+            ..RunRequest::default()
+        };
+        let selected = self.select(&request.assets)?;
+        let run = self.begin(&request).await?;
+        backfill.detail.runs.push(run.run_id.clone());
+        self.store.save_run(backfill).await?;
+        Ok((request, selected, run))
     }
 
     /// Every month of a backfill not yet `succeeded`, in order, read page by page.

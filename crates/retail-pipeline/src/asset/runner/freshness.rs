@@ -62,11 +62,6 @@ impl Runner {
         self
     }
 
-    /// The freshness policies, by asset key.
-    pub fn freshness_policies(&self) -> &BTreeMap<String, FreshnessPolicy> {
-        &self.freshness
-    }
-
     /// Every asset with a policy, its lag at `now` and whether it breaches the policy.
     ///
     /// # Errors
@@ -102,7 +97,7 @@ impl Runner {
         if let Some(at) = known.get(key) {
             return Ok(*at);
         }
-        let Some(asset) = self.assets.iter().find(|a| a.key() == key).cloned() else {
+        let Some(asset) = self.asset(key).cloned() else {
             return Ok(None);
         };
         let mut earliest: Option<DateTime<Utc>> = None;
@@ -130,10 +125,7 @@ impl Runner {
     /// The start of the newest run that left `key` up to date, if any (of the last 100 runs
     /// that went through it).
     async fn last_current_run(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
-        let mut names = vec![key.to_owned()];
-        if let Some(asset) = self.assets.iter().find(|a| a.key() == key) {
-            names.extend(asset.tables().iter().map(|t| t.name.to_owned()));
-        }
+        let names = self.recorded_names(key);
         let runs = self
             .store
             .list_runs(&RunFilter {
@@ -169,18 +161,13 @@ impl Runner {
                 if *key == BRONZE {
                     return Some(BRONZE_TRANSACTIONS);
                 }
-                self.assets
-                    .iter()
-                    .find(|a| a.key() == *key)
-                    .and_then(|a| a.tables().first().copied())
+                self.asset(key).and_then(|a| a.tables().first().copied())
             })
             .collect()
     }
 }
 
+/// The earlier of two times, either of which may be missing.
 fn min_time(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    a.into_iter().chain(b).min()
 }
