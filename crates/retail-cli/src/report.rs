@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use retail_app::App;
+use retail_domain::lineage::{ColumnLineage, Dataset, Edge};
 use retail_lake::arrow::array::{AsArray as _, RecordBatch};
 use retail_lake::arrow::datatypes::{Decimal128Type, Int64Type};
 use retail_lake::schema::{self as tables, TableSpec};
@@ -118,6 +119,90 @@ pub(crate) fn backfill_text(summary: &BackfillSummary) -> String {
         "  each month: retail pipeline partitions --backfill {}",
         summary.backfill.run_id
     );
+    out
+}
+
+/// Lists the lineage's datasets, one line each, in the order data flows.
+pub(crate) fn datasets_text(datasets: &[Dataset], edges: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<9}  {:<48}  {:>7}  produced by",
+        "layer", "dataset", "columns"
+    );
+    for dataset in datasets {
+        let _ = writeln!(
+            out,
+            "{:<9}  {:<48}  {:>7}  {}",
+            dataset.layer,
+            dataset.name,
+            dataset.columns.len(),
+            dataset.produced_by
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} datasets, {edges} edges; `retail pipeline lineage DATASET` lists a dataset's edges, \
+         `retail pipeline lineage DATASET.COLUMN` walks a column",
+        datasets.len()
+    );
+    out
+}
+
+fn edge_line(out: &mut String, hops: Option<usize>, edge: &Edge) {
+    let hops = hops.map_or_else(String::new, |h| format!("{h:>3}  "));
+    let how = format!("{}/{}", edge.kind.as_str(), edge.subtype.as_str());
+    let _ = write!(out, "  {hops}{} -> {}  {how}", edge.from, edge.to);
+    if !edge.description.is_empty() {
+        let _ = write!(out, "  ({})", edge.description);
+    }
+    out.push('\n');
+}
+
+/// A dataset's columns and the edges into and out of them.
+pub(crate) fn dataset_edges_text(dataset: &Dataset, edges: &[Edge]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} ({}, produced by {}): {}",
+        dataset.name,
+        dataset.layer,
+        dataset.produced_by,
+        dataset.columns.join(", ")
+    );
+    let _ = writeln!(out, "inputs:");
+    for edge in edges.iter().filter(|e| e.to.dataset == dataset.name) {
+        edge_line(&mut out, None, edge);
+    }
+    let _ = writeln!(out, "used by:");
+    for edge in edges.iter().filter(|e| e.from.dataset == dataset.name) {
+        edge_line(&mut out, None, edge);
+    }
+    out
+}
+
+/// A column's lineage, nearest edges first, with their distance.
+pub(crate) fn column_lineage_text(walk: &ColumnLineage) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", walk.column);
+    for (title, hops) in [
+        ("made from (upstream)", &walk.upstream),
+        ("used by (downstream)", &walk.downstream),
+    ] {
+        if hops.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{title}: {} edges\n  hop", hops.len());
+        for hop in hops {
+            edge_line(&mut out, Some(hop.hops), &hop.edge);
+        }
+    }
+    if walk.upstream.is_empty() && walk.downstream.is_empty() {
+        let _ = writeln!(
+            out,
+            "  (no edges this way: a source column, or set by the platform)"
+        );
+    }
     out
 }
 

@@ -58,6 +58,7 @@ pub mod error;
 pub mod field;
 pub mod hash;
 pub mod line_type;
+pub mod lineage;
 pub mod measure;
 pub mod names;
 pub mod pattern;

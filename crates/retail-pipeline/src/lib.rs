@@ -44,6 +44,7 @@ mod error;
 pub mod gold;
 pub mod history;
 mod ingestion;
+pub mod lineage;
 pub mod quality;
 mod reconcile;
 pub mod silver;
@@ -54,9 +55,9 @@ use std::sync::Arc;
 
 pub use asset::{
     Asset, AssetStatus, BackfillRequest, FollowerAsset, Freshness, FreshnessPolicy, GoldAsset,
-    PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunContext, RunRequest, Runner, SilverAsset,
-    Staleness, TableStatus, gold_to_follow, gold_version, invoice_month, months_between,
-    staleness_by_mark,
+    PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunContext, RunListener, RunRequest, Runner,
+    SilverAsset, Staleness, TableStatus, gold_to_follow, gold_version, invoice_month,
+    months_between, staleness_by_mark,
 };
 pub use checks::{Check, CheckConfig, CheckKind, Severity};
 pub use error::{Error, Result};

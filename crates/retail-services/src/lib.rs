@@ -33,8 +33,10 @@ pub mod consent;
 mod error;
 pub mod gdpr;
 pub mod ingest;
+pub mod lineage;
 pub mod marketing;
 pub mod models;
+pub mod openlineage;
 pub mod operations;
 pub mod pipeline;
 pub mod recommendations;
@@ -53,6 +55,7 @@ pub use consent::{ConsentService, Consents, CustomerConsent};
 pub use error::{Error, Result};
 pub use gdpr::{ErasureReport, Gdpr, GdprService, SubjectExport};
 pub use ingest::{IngestOutcome, IngestService, RecordProblem, Sender, TransactionChange};
+pub use lineage::{LineageService, PlatformLineage};
 pub use marketing::{Audience, Marketing, MarketingService};
 pub use models::{LakeModels, ModelsService};
 pub use operations::{OperationsService, Readiness, StreamHealth};
@@ -100,6 +103,8 @@ pub struct Services {
     pub consent: Arc<dyn ConsentService>,
     /// The marketing audience (customers who consent to marketing).
     pub marketing: Arc<dyn MarketingService>,
+    /// Column lineage from the sources to the API.
+    pub lineage: Arc<dyn LineageService>,
 }
 
 impl std::fmt::Debug for Services {

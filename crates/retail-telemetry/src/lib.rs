@@ -101,6 +101,8 @@ pub mod metrics {
     pub const ASSET_LAG_SECONDS: &str = "retail_asset_lag_seconds";
     /// 1 while an asset's lag is over its freshness policy's limit, by asset.
     pub const ASSET_FRESHNESS_BREACHED: &str = "retail_asset_freshness_breached";
+    /// OpenLineage events sent, by outcome (`sent`, `failed`).
+    pub const OPENLINEAGE_EVENTS_TOTAL: &str = "retail_openlineage_events_total";
     /// CPU time of the process (user and system).
     pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
     /// Resident memory of the process.
@@ -136,6 +138,10 @@ pub mod metrics {
             "bronze rows dropped as duplicates"
         );
         describe_counter!(PIPELINE_RUNS_TOTAL, "pipeline runs, by status");
+        describe_counter!(
+            OPENLINEAGE_EVENTS_TOTAL,
+            "OpenLineage run events sent to the configured transport, by outcome"
+        );
         describe_gauge!(
             LAKE_TABLE_ROWS,
             "rows in each table, from the Delta logs, refreshed at most every 15 s"
@@ -384,6 +390,11 @@ pub mod metrics {
     /// Counts bronze rows dropped as duplicates.
     pub fn record_duplicates(rows: u64) {
         counter!(PIPELINE_DUPLICATE_ROWS_TOTAL).increment(rows);
+    }
+
+    /// Counts an OpenLineage event by outcome (`sent`, `failed`).
+    pub fn record_openlineage_event(outcome: &'static str) {
+        counter!(OPENLINEAGE_EVENTS_TOTAL, "outcome" => outcome).increment(1);
     }
 
     /// Counts a finished run by status (`succeeded`, `failed`, `up_to_date`).

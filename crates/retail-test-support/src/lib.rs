@@ -367,3 +367,149 @@ pub fn unique_name(prefix: &str) -> String {
         nanos % 100_000
     )
 }
+
+/// The OpenLineage specification's JSON schemas, read from `RETAIL_TEST_OPENLINEAGE_SPEC` (a
+/// directory with `OpenLineage.json` and `facets/*.json`, as `scripts/openlineage-spec.sh`
+/// brings them): events are checked against the core `RunEvent` and each facet they carry
+/// against its own schema, formats (`uuid`, `date-time`, `uri`) included, and each facet's
+/// `_schemaURL` must name the schema it was checked against.
+pub struct OpenLineageSpec {
+    core: jsonschema::Validator,
+    facets: std::collections::BTreeMap<String, (String, jsonschema::Validator)>,
+}
+
+impl std::fmt::Debug for OpenLineageSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenLineageSpec")
+            .field("facets", &self.facets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenLineage schemas of the test run.
+///
+/// # Panics
+///
+/// When `RETAIL_TEST_OPENLINEAGE_SPEC` is not set and `RETAIL_REQUIRE_OPENLINEAGE_SPEC` is,
+/// or the directory does not hold the schemas.
+pub fn openlineage_spec() -> Option<OpenLineageSpec> {
+    let dir = server(
+        "RETAIL_TEST_OPENLINEAGE_SPEC",
+        "RETAIL_REQUIRE_OPENLINEAGE_SPEC",
+        "eval \"$(scripts/openlineage-spec.sh)\"",
+    )?;
+    let dir = std::path::Path::new(&dir);
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let core = read(&dir.join("OpenLineage.json"));
+    let core_id = core["$id"]
+        .as_str()
+        .expect("the core schema has an $id")
+        .to_owned();
+    let mut registry = jsonschema::Registry::new()
+        .add(core_id.as_str(), core)
+        .expect("the core schema registers");
+    let mut facets = Vec::new();
+    for entry in std::fs::read_dir(dir.join("facets")).expect("a facets directory") {
+        let path = entry.expect("a facet schema").path();
+        let schema = read(&path);
+        let id = schema["$id"]
+            .as_str()
+            .expect("a facet schema has an $id")
+            .to_owned();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("a facet file name")
+            .to_owned();
+        registry = registry
+            .add(id.as_str(), schema)
+            .expect("a facet schema registers");
+        facets.push((name, id));
+    }
+    let registry = registry.prepare().expect("the schemas resolve");
+    let validator = |reference: String| {
+        jsonschema::options()
+            .with_registry(&registry)
+            .should_validate_formats(true)
+            .build(&serde_json::json!({ "$ref": reference }))
+            .unwrap_or_else(|e| panic!("{reference}: {e}"))
+    };
+    let core = validator(format!("{core_id}#/$defs/RunEvent"));
+    let facets = facets
+        .into_iter()
+        .map(|(name, id)| {
+            let url = format!("{id}#/$defs/{name}");
+            (name, (url.clone(), validator(url)))
+        })
+        .collect();
+    Some(OpenLineageSpec { core, facets })
+}
+
+impl OpenLineageSpec {
+    /// Every way `event` breaks the specification: the core schema, then each facet (by the
+    /// facet's name in its `_schemaURL`) against its schema. Empty: valid.
+    pub fn problems(&self, event: &serde_json::Value) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .core
+            .iter_errors(event)
+            .map(|e| format!("RunEvent: {e} at {}", e.instance_path()))
+            .collect();
+        let mut facets: Vec<(String, &serde_json::Value)> = Vec::new();
+        fn collect<'a>(
+            facets: &mut Vec<(String, &'a serde_json::Value)>,
+            at: String,
+            value: &'a serde_json::Value,
+        ) {
+            if let Some(map) = value.as_object() {
+                for (key, facet) in map {
+                    facets.push((format!("{at}.{key}"), facet));
+                }
+            }
+        }
+        collect(
+            &mut facets,
+            "run.facets".to_owned(),
+            &event["run"]["facets"],
+        );
+        collect(
+            &mut facets,
+            "job.facets".to_owned(),
+            &event["job"]["facets"],
+        );
+        for side in ["inputs", "outputs"] {
+            for (i, dataset) in event[side].as_array().into_iter().flatten().enumerate() {
+                collect(
+                    &mut facets,
+                    format!("{side}[{i}].facets"),
+                    &dataset["facets"],
+                );
+                let inputs = &dataset["inputFacets"];
+                collect(&mut facets, format!("{side}[{i}].inputFacets"), inputs);
+                let outputs = &dataset["outputFacets"];
+                collect(&mut facets, format!("{side}[{i}].outputFacets"), outputs);
+            }
+        }
+        for (at, facet) in facets {
+            let url = facet["_schemaURL"].as_str().unwrap_or_default();
+            let name = url.rsplit('/').next().unwrap_or_default();
+            match self.facets.get(name) {
+                Some((expected, validator)) => {
+                    if url != expected {
+                        problems.push(format!("{at}: _schemaURL {url} is not {expected}"));
+                    }
+                    problems.extend(
+                        validator
+                            .iter_errors(facet)
+                            .map(|e| format!("{at} ({name}): {e} at {}", e.instance_path())),
+                    );
+                }
+                None => problems.push(format!("{at}: no schema for {url:?}")),
+            }
+        }
+        problems
+    }
+}

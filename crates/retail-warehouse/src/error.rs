@@ -37,6 +37,15 @@ pub enum Error {
         #[source]
         source: Box<deltalake::datafusion::error::DataFusionError>,
     },
+    /// A statement's plan could not be walked for its column lineage (a plan node the walk
+    /// does not know: a bug).
+    #[error("lineage of {statement}: cannot follow {problem}")]
+    Lineage {
+        /// The summary, view or query.
+        statement: String,
+        /// What could not be followed.
+        problem: String,
+    },
     /// PostgreSQL refused or failed an operation.
     #[error("postgres: {operation}: {}", describe(source))]
     Postgres {
@@ -171,6 +180,7 @@ impl Classify for Error {
                 ErrorKind::Unavailable
             }
             Self::DataFusion { .. }
+            | Self::Lineage { .. }
             | Self::Postgres { .. }
             | Self::MigrationChanged { .. }
             | Self::SchemaTooNew { .. }

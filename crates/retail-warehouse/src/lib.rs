@@ -21,6 +21,7 @@ mod sql;
 mod value;
 
 pub mod catalogue;
+pub mod lineage;
 pub mod migrations;
 
 pub use catalogue::{Catalogue, Params, QueryDef};

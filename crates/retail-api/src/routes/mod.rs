@@ -11,6 +11,7 @@ pub(crate) mod audit;
 pub(crate) mod entities;
 pub(crate) mod gdpr;
 pub(crate) mod ingestion;
+pub(crate) mod lineage;
 pub(crate) mod marketing;
 pub(crate) mod models;
 pub(crate) mod operations;
@@ -43,6 +44,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .merge(protected(&state, "read:data", entities::routes()))
         .merge(protected(&state, "read:reports", sales::routes()))
         .merge(protected(&state, "read:pipelines", pipeline::read_routes()))
+        .merge(protected(&state, "read:pipelines", lineage::routes()))
         .merge(protected(
             &state,
             "manage:pipelines",

@@ -9,6 +9,7 @@
 
 mod follower;
 mod gold;
+mod listener;
 mod runner;
 pub(crate) mod silver;
 
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 pub use follower::{FollowerAsset, gold_to_follow, gold_version, staleness_by_mark};
 pub use gold::GoldAsset;
+pub use listener::RunListener;
 pub use runner::{
     AssetStatus, BackfillRequest, Freshness, FreshnessPolicy, PARTITIONED_ASSET, PipelineStatus,
     RetryPolicy, RunRequest, Runner, TableStatus, invoice_month, months_between,

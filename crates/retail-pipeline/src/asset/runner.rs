@@ -23,7 +23,7 @@ mod freshness;
 pub use backfill::{BackfillRequest, PARTITIONED_ASSET, invoice_month, months_between};
 pub use freshness::{Freshness, FreshnessPolicy};
 
-use super::{Asset, BRONZE, RunContext, Staleness};
+use super::{Asset, BRONZE, RunContext, RunListener, Staleness};
 use crate::error::{Error, Result};
 use crate::quality::quality_report;
 use crate::reconcile::reconcile;
@@ -148,6 +148,8 @@ pub struct Runner {
     vacuum: Option<std::time::Duration>,
     /// When this runner last vacuumed (see [`Runner::vacuum_due`]).
     last_vacuum: std::sync::Mutex<Option<Instant>>,
+    /// Told of runs and assets as they start and finish (OpenLineage events).
+    listener: Option<Arc<dyn RunListener>>,
 }
 
 /// The longest a runner waits between two vacuums after runs. A file becomes removable only
@@ -182,7 +184,15 @@ impl Runner {
             jobs,
             vacuum: None,
             last_vacuum: std::sync::Mutex::new(None),
+            listener: None,
         })
+    }
+
+    /// Tells `listener` of every run and asset as they start and finish.
+    #[must_use]
+    pub fn with_listener(mut self, listener: Arc<dyn RunListener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Ends runs that changed something with a vacuum of every table that keeps files removed
@@ -442,6 +452,9 @@ impl Runner {
         progress: &dyn Progress,
     ) -> Result<RunRecord> {
         let span = info_span!("pipeline_run", run = %run.run_id);
+        if let Some(listener) = &self.listener {
+            listener.run_started(&run).await;
+        }
         let outcome = self
             .walk(&selected, request, &mut run, progress)
             .instrument(span)
@@ -470,6 +483,9 @@ impl Runner {
                 run.finish(status);
                 metrics::record_run(status.as_str());
                 self.store.save_run(&run).await?;
+                if let Some(listener) = &self.listener {
+                    listener.run_finished(&run).await;
+                }
                 Ok(run)
             }
             Err(error) => {
@@ -477,6 +493,9 @@ impl Runner {
                 metrics::record_run(RunStatus::Failed.as_str());
                 if let Err(save_error) = self.store.save_run(&run).await {
                     warn!(error = %save_error, "failed to record the failed run");
+                }
+                if let Some(listener) = &self.listener {
+                    listener.run_finished(&run).await;
                 }
                 Err(error)
             }
@@ -516,6 +535,9 @@ impl Runner {
             }
             let started = Instant::now();
             let recorded = cx.run.detail.assets.len();
+            if let Some(listener) = &self.listener {
+                listener.asset_started(cx.run, asset.key()).await;
+            }
             let mut attempt = 1;
             let retry = self.retry_for(asset.key());
             let result = loop {
@@ -539,6 +561,17 @@ impl Runner {
                 metrics::record_asset(&entry.asset, &entry.status, entry.rows);
             }
             metrics::record_stage(asset.key(), started.elapsed().as_secs_f64());
+            if let Some(listener) = &self.listener {
+                let error = result.as_ref().err().map(ToString::to_string);
+                listener
+                    .asset_finished(
+                        cx.run,
+                        asset.key(),
+                        &cx.run.detail.assets[recorded..],
+                        error.as_deref(),
+                    )
+                    .await;
+            }
             match result {
                 Ok(asset_changed) => {
                     changed |= asset_changed;

@@ -11,6 +11,7 @@ mod dashboards;
 mod freshness;
 mod gdpr;
 mod ingestion;
+mod lineage;
 mod models;
 mod operations;
 mod pipeline;

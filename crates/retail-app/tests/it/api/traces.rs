@@ -153,7 +153,7 @@ async fn returns_in(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_spans() {
-    let Some((guard, log, app, bearer)) = exporting(1.0).await else {
+    let Some((guard, log, app, bearer)) = Box::pin(exporting(1.0)).await else {
         return;
     };
     let trace = unique_hex(32);
@@ -228,7 +228,7 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_is_decided_when_a_request_opens_and_a_callers_decision_wins() {
     // No new trace is sampled: only callers' sampled traces are recorded.
-    let Some((guard, log, app, bearer)) = exporting(0.0).await else {
+    let Some((guard, log, app, bearer)) = Box::pin(exporting(0.0)).await else {
         return;
     };
 
