@@ -439,9 +439,11 @@ impl App {
         }
         let lineage: Arc<dyn retail_services::LineageService> =
             Arc::new(retail_services::PlatformLineage::new());
-        if let Some(emitter) = openlineage::emitter(&config, Arc::clone(&lineage), runner.assets())?
-        {
-            runner = runner.with_listener(Arc::new(emitter));
+        let listener: Option<Arc<dyn retail_pipeline::RunListener>> =
+            openlineage::emitter(&config, Arc::clone(&lineage), runner.assets())?
+                .map(|emitter| Arc::new(emitter) as _);
+        if let Some(listener) = &listener {
+            runner = runner.with_listener(Arc::clone(listener));
         }
         let runner = Arc::new(runner);
         if role == Role::Server {
@@ -490,6 +492,10 @@ impl App {
             },
         )
         .with_erased(Arc::clone(&erased));
+        let ingestion = match listener {
+            Some(listener) => ingestion.with_listener(listener),
+            None => ingestion,
+        };
         let stream_health = Arc::new(retail_services::StreamHealth::default());
         let models: Arc<dyn retail_services::ModelsService> = Arc::new(
             retail_services::LakeModels::new(lake.clone()).with_consent(Arc::clone(&register)),

@@ -59,6 +59,8 @@ pub struct IngestionService {
     store: Arc<dyn MetadataStore>,
     options: IngestOptions,
     erased: Erased,
+    /// Told of every recorded ingestion (OpenLineage events).
+    listener: Option<Arc<dyn crate::RunListener>>,
 }
 
 /// The customers erased so far, shared by ingestion and the erasure that adds to them: records
@@ -75,7 +77,15 @@ impl IngestionService {
             store,
             options,
             erased: Erased::default(),
+            listener: None,
         }
+    }
+
+    /// Tells `listener` of every ingestion it records.
+    #[must_use]
+    pub fn with_listener(mut self, listener: Arc<dyn crate::RunListener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Keeps the customers of `erased` out of bronze.
@@ -128,7 +138,7 @@ impl IngestionService {
             Err(error) => {
                 let error = Error::from(error);
                 run.fail(&error);
-                self.record(&run).await;
+                self.record(&run, "file").await;
                 return Err(error);
             }
         };
@@ -177,7 +187,7 @@ impl IngestionService {
                 };
                 run.finish(status);
                 if status == RunStatus::Succeeded || request.record_if_unchanged {
-                    self.record(&run).await;
+                    self.record(&run, source.system()).await;
                 }
                 info!(
                     source = source.system(),
@@ -191,17 +201,20 @@ impl IngestionService {
             }
             Err(error) => {
                 run.fail(&error);
-                self.record(&run).await;
+                self.record(&run, source.system()).await;
                 Err(error)
             }
         }
     }
 
-    /// Saves a run record. The records are durable in bronze already: a store that fails now
-    /// must not fail the caller, so the failure is logged.
-    async fn record(&self, run: &RunRecord) {
+    /// Saves a run record and tells the listener. The records are durable in bronze already:
+    /// a store that fails now must not fail the caller, so the failure is logged.
+    async fn record(&self, run: &RunRecord, system: &str) {
         if let Err(error) = self.store.save_run(run).await {
             warn!(%error, run = %run.run_id, "failed to record the ingestion");
+        }
+        if let Some(listener) = &self.listener {
+            listener.ingestion_finished(run, system).await;
         }
     }
 

@@ -46,14 +46,7 @@ const BUSINESS: &[&str] = &[
 ];
 
 /// The lineage columns bronze rows carry and silver, quarantine, duplicates and changes keep.
-const ARRIVAL: &[&str] = &[
-    "ingestion_id",
-    "batch_id",
-    "source_system",
-    "source_location",
-    "source_row",
-    "ingested_at",
-];
+const ARRIVAL: &[&str] = &crate::silver::LINEAGE;
 
 const BRONZE: &str = "bronze.retail_transactions";
 const SILVER: &str = "silver.retail_transactions";
@@ -429,6 +422,11 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "columns without lineage: {missing:?}");
+    }
+
+    #[test]
+    fn the_business_columns_are_the_contracts() {
+        assert_eq!(BUSINESS, Column::ALL.map(Column::name));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use retail_lake::schema::{
 use serde::{Deserialize, Serialize};
 
 /// Lineage columns copied from bronze, in schema order.
-const LINEAGE: [&str; 6] = [
+pub(crate) const LINEAGE: [&str; 6] = [
     "ingestion_id",
     "batch_id",
     "source_system",

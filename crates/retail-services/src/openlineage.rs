@@ -1,4 +1,6 @@
-//! OpenLineage run events (spec 2-0-2) for pipeline runs: the run itself as the job
+//! OpenLineage run events (spec 2-0-2). An ingestion is the job `ingest.<source system>`
+//! (`ingest.file`, `ingest.api`, `ingest.kafka`, ...) from the source dataset to bronze, told
+//! when it is recorded. A pipeline run is the job
 //! `pipeline`, each asset it materialises as the job `pipeline.<asset>` (its parent the run),
 //! each a `START` and then a `COMPLETE` or `FAIL`. An asset's events name its input and output
 //! datasets with their schema; its `COMPLETE` adds each output's column lineage (the
@@ -16,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use retail_domain::lineage::{Edge, Lineage, ROWS};
+use retail_lake::schema::BRONZE_TRANSACTIONS;
 use retail_metadata::{AssetRun, RunRecord, RunStatus};
+use retail_pipeline::lineage::SOURCE;
 use retail_pipeline::{Asset, RunListener};
 use retail_telemetry::metrics;
 use serde_json::{Map, Value, json};
@@ -236,6 +240,43 @@ impl OpenLineageEmitter {
         dataset
     }
 
+    /// An output dataset at the end of its job: its schema, its column lineage when the job
+    /// completed, the rows written when known.
+    fn written(
+        &self,
+        name: &str,
+        lineage: Option<&Lineage>,
+        completed: bool,
+        rows: Option<u64>,
+    ) -> Value {
+        let mut dataset = self.dataset(name, lineage);
+        if completed
+            && let Some(lineage) = lineage
+            && let Some(Value::Object(facets)) = dataset.get_mut("facets")
+        {
+            facets.insert("columnLineage".into(), self.column_lineage(name, lineage));
+        }
+        if let Some(rows) = rows {
+            dataset.insert(
+                "outputFacets".into(),
+                json!({"outputStatistics": {
+                    "_producer": self.producer,
+                    "_schemaURL": facet_url("1-0-2", "OutputStatisticsOutputDatasetFacet"),
+                    "rowCount": rows,
+                }}),
+            );
+        }
+        Value::Object(dataset)
+    }
+
+    /// Datasets by name, each with its schema facet.
+    fn described(&self, names: &[String], lineage: Option<&Lineage>) -> Vec<Value> {
+        names
+            .iter()
+            .map(|name| Value::Object(self.dataset(name, lineage)))
+            .collect()
+    }
+
     /// The `columnLineage` facet of `dataset`: each column's input fields with their
     /// transformations, and the inputs of its rows.
     pub fn column_lineage(&self, dataset: &str, lineage: &Lineage) -> Value {
@@ -344,18 +385,10 @@ impl RunListener for OpenLineageEmitter {
             &asset_job(asset),
             "TASK",
         );
-        let inputs: Vec<Value> = datasets
-            .inputs
-            .iter()
-            .map(|d| Value::Object(self.dataset(d, lineage.as_deref())))
-            .collect();
-        let outputs: Vec<Value> = datasets
-            .outputs
-            .iter()
-            .map(|d| Value::Object(self.dataset(d, lineage.as_deref())))
-            .collect();
-        event.insert("inputs".into(), json!(inputs));
-        event.insert("outputs".into(), json!(outputs));
+        let inputs = self.described(&datasets.inputs, lineage.as_deref());
+        let outputs = self.described(&datasets.outputs, lineage.as_deref());
+        event.insert("inputs".into(), Value::Array(inputs));
+        event.insert("outputs".into(), Value::Array(outputs));
         self.emit(event).await;
     }
 
@@ -385,38 +418,18 @@ impl RunListener for OpenLineageEmitter {
             &asset_job(asset),
             "TASK",
         );
-        let inputs: Vec<Value> = datasets
-            .inputs
-            .iter()
-            .map(|d| Value::Object(self.dataset(d, lineage.as_deref())))
-            .collect();
+        let inputs = self.described(&datasets.inputs, lineage.as_deref());
         let outputs: Vec<Value> = datasets
             .outputs
             .iter()
             .map(|name| {
-                let mut dataset = self.dataset(name, lineage.as_deref());
-                if error.is_none()
-                    && let Some(lineage) = lineage.as_deref()
-                    && let Some(Value::Object(facets)) = dataset.get_mut("facets")
-                {
-                    facets.insert("columnLineage".into(), self.column_lineage(name, lineage));
-                }
                 let table = name.replacen('.', "/", 1);
-                if let Some(written) = recorded.iter().find(|r| r.asset == table) {
-                    dataset.insert(
-                        "outputFacets".into(),
-                        json!({"outputStatistics": {
-                            "_producer": self.producer,
-                            "_schemaURL": facet_url("1-0-2", "OutputStatisticsOutputDatasetFacet"),
-                            "rowCount": written.rows,
-                        }}),
-                    );
-                }
-                Value::Object(dataset)
+                let rows = recorded.iter().find(|r| r.asset == table).map(|r| r.rows);
+                self.written(name, lineage.as_deref(), error.is_none(), rows)
             })
             .collect();
-        event.insert("inputs".into(), json!(inputs));
-        event.insert("outputs".into(), json!(outputs));
+        event.insert("inputs".into(), Value::Array(inputs));
+        event.insert("outputs".into(), Value::Array(outputs));
         self.emit(event).await;
     }
 
@@ -434,5 +447,41 @@ impl RunListener for OpenLineageEmitter {
             "DAG",
         );
         self.emit(event).await;
+    }
+
+    async fn ingestion_finished(&self, run: &RunRecord, system: &str) {
+        let lineage = self.lineage().await;
+        let job = format!("ingest.{system}");
+        let inputs = self.described(&[SOURCE.to_owned()], lineage.as_deref());
+        let bronze = retail_pipeline::lineage::dataset_name(&BRONZE_TRANSACTIONS);
+        // Told once the ingestion is recorded: its START carries the time it started.
+        let mut start = self.base("START", json!({"runId": run.run_id}), &job, "JOB");
+        start.insert(
+            "eventTime".into(),
+            json!(
+                run.started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+        );
+        start.insert("inputs".into(), Value::Array(inputs.clone()));
+        let outputs = self.described(std::slice::from_ref(&bronze), lineage.as_deref());
+        start.insert("outputs".into(), Value::Array(outputs));
+        self.emit(start).await;
+        let failed = run.status == RunStatus::Failed;
+        let mut facets = Map::new();
+        if failed {
+            let message = run.error.clone().unwrap_or_else(|| "failed".to_owned());
+            facets.insert("errorMessage".into(), self.error_facet(&message));
+        }
+        let mut end = self.base(
+            if failed { "FAIL" } else { "COMPLETE" },
+            json!({"runId": run.run_id, "facets": facets}),
+            &job,
+            "JOB",
+        );
+        end.insert("inputs".into(), Value::Array(inputs));
+        let output = self.written(&bronze, lineage.as_deref(), !failed, Some(run.rows_out));
+        end.insert("outputs".into(), json!([output]));
+        self.emit(end).await;
     }
 }

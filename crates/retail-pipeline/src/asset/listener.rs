@@ -1,5 +1,5 @@
-//! What the runner tells about the runs it makes, as they happen: the seam of run-event
-//! emitters (OpenLineage). A listener never fails a run: it logs its own trouble.
+//! What the runner and the ingestion service tell about the runs they make: the seam of
+//! run-event emitters (OpenLineage). A listener never fails a run: it logs its own trouble.
 
 use async_trait::async_trait;
 use retail_metadata::{AssetRun, RunRecord};
@@ -27,4 +27,9 @@ pub trait RunListener: Send + Sync + std::fmt::Debug {
 
     /// The run was recorded as finished (its status and error say how).
     async fn run_finished(&self, run: &RunRecord);
+
+    /// An ingestion from a source of `system` (`file`, `api`, `kafka`, ...) was recorded as
+    /// finished: told once, at the end (stream rounds that landed nothing are not recorded,
+    /// nor told).
+    async fn ingestion_finished(&self, run: &RunRecord, system: &str);
 }

@@ -219,6 +219,24 @@ async fn pipeline_runs_emit_openlineage_events_that_follow_the_spec() {
     })
     .await;
     let events = events_of(&std::fs::read_to_string(&path).unwrap());
+    // The ingestion of the files first: source to bronze, told when it was recorded.
+    assert_eq!(job(&events[0]), ("ingest.file", "START"));
+    assert_eq!(job(&events[1]), ("ingest.file", "COMPLETE"));
+    assert_eq!(events[0]["run"]["runId"], events[1]["run"]["runId"]);
+    assert!(events[0]["eventTime"].as_str() <= events[1]["eventTime"].as_str());
+    let bronze = &events[1]["outputs"][0];
+    assert_eq!(bronze["name"], "bronze/retail_transactions");
+    let rows = app
+        .lake()
+        .count_rows(&retail_lake::schema::BRONZE_TRANSACTIONS)
+        .await
+        .unwrap();
+    assert_eq!(bronze["outputFacets"]["outputStatistics"]["rowCount"], rows);
+    let invoice = &bronze["facets"]["columnLineage"]["fields"]["invoice"]["inputFields"][0];
+    assert_eq!(invoice["name"], "source.retail_transactions");
+    assert_eq!(invoice["field"], "invoice");
+    assert_eq!(events[1]["inputs"][0]["name"], "source.retail_transactions");
+    let events = events[2..].to_vec();
     let sequence: Vec<(&str, &str)> = events.iter().map(job).collect();
     assert_eq!(
         sequence,
@@ -412,7 +430,7 @@ async fn events_go_to_an_http_endpoint_with_the_token_and_a_dead_endpoint_never_
     })
     .await;
     let received = std::mem::take(&mut *got.lock().unwrap());
-    assert_eq!(received.len(), 8, "{received:#?}");
+    assert_eq!(received.len(), 10, "{received:#?}");
     assert!(
         received
             .iter()
@@ -425,7 +443,8 @@ async fn events_go_to_an_http_endpoint_with_the_token_and_a_dead_endpoint_never_
             assert!(problems.is_empty(), "{problems:#?}");
         }
     }
-    assert_eq!(job(&received[7].1), ("pipeline", "COMPLETE"));
+    assert_eq!(job(&received[1].1), ("ingest.file", "COMPLETE"));
+    assert_eq!(job(&received[9].1), ("pipeline", "COMPLETE"));
 
     // The endpoint goes away: the run still succeeds (events are logged and counted).
     server.abort();
