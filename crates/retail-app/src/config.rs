@@ -1055,6 +1055,9 @@ impl Config {
                 "********".clone_into(&mut stream.url);
             }
         }
+        if !shown.openlineage.api_key.is_empty() {
+            "********".clone_into(&mut shown.openlineage.api_key);
+        }
         toml::to_string_pretty(&shown).expect("the config always encodes as TOML")
     }
 }
@@ -1348,5 +1351,34 @@ mod tests {
             .insert("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into());
         let printed = config.to_masked_toml();
         assert!(printed.contains("AWS_SECRET_ACCESS_KEY") && !printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn openlineage_settings_are_checked_and_its_token_is_masked() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("RETAIL__OPENLINEAGE__TRANSPORT", "http"),
+                (
+                    "RETAIL__OPENLINEAGE__URL",
+                    "http://127.0.0.1:5000/api/v1/lineage",
+                ),
+                ("RETAIL__OPENLINEAGE__API_KEY", "lineage-sekrit"),
+            ]),
+        )
+        .unwrap();
+        assert!(!config.to_masked_toml().contains("lineage-sekrit"));
+        for (setting, value, named) in [
+            (
+                "RETAIL__OPENLINEAGE__TRANSPORT",
+                "kafka",
+                "openlineage.transport",
+            ),
+            ("RETAIL__OPENLINEAGE__TRANSPORT", "file", "openlineage.path"),
+            ("RETAIL__OPENLINEAGE__TRANSPORT", "http", "openlineage.url"),
+        ] {
+            let error = Config::load(None, env(&[(setting, value)])).unwrap_err();
+            assert!(format!("{error:#}").contains(named), "{error:#}");
+        }
     }
 }
