@@ -171,6 +171,22 @@ impl OpenLineageEmitter {
         })
     }
 
+    /// The `COMPLETE` or `FAIL` (with the cause) of a recorded run, as its status says.
+    fn ended(&self, run: &RunRecord, job: &str, job_type: &str) -> Map<String, Value> {
+        let failed = run.status == RunStatus::Failed;
+        let mut facets = Map::new();
+        if failed {
+            let message = run.error.clone().unwrap_or_else(|| "failed".to_owned());
+            facets.insert("errorMessage".into(), self.error_facet(&message));
+        }
+        self.base(
+            if failed { "FAIL" } else { "COMPLETE" },
+            json!({"runId": run.run_id, "facets": facets}),
+            job,
+            job_type,
+        )
+    }
+
     async fn lineage(&self) -> Option<Arc<Lineage>> {
         match self.lineage.lineage().await {
             Ok(lineage) => Some(lineage),
@@ -434,18 +450,7 @@ impl RunListener for OpenLineageEmitter {
     }
 
     async fn run_finished(&self, run: &RunRecord) {
-        let failed = run.status == RunStatus::Failed;
-        let mut facets = Map::new();
-        if failed {
-            let message = run.error.clone().unwrap_or_else(|| "failed".to_owned());
-            facets.insert("errorMessage".into(), self.error_facet(&message));
-        }
-        let event = self.base(
-            if failed { "FAIL" } else { "COMPLETE" },
-            json!({"runId": run.run_id, "facets": facets}),
-            "pipeline",
-            "DAG",
-        );
+        let event = self.ended(run, "pipeline", "DAG");
         self.emit(event).await;
     }
 
@@ -468,17 +473,7 @@ impl RunListener for OpenLineageEmitter {
         start.insert("outputs".into(), Value::Array(outputs));
         self.emit(start).await;
         let failed = run.status == RunStatus::Failed;
-        let mut facets = Map::new();
-        if failed {
-            let message = run.error.clone().unwrap_or_else(|| "failed".to_owned());
-            facets.insert("errorMessage".into(), self.error_facet(&message));
-        }
-        let mut end = self.base(
-            if failed { "FAIL" } else { "COMPLETE" },
-            json!({"runId": run.run_id, "facets": facets}),
-            &job,
-            "JOB",
-        );
+        let mut end = self.ended(run, &job, "JOB");
         end.insert("inputs".into(), Value::Array(inputs));
         let output = self.written(&bronze, lineage.as_deref(), !failed, Some(run.rows_out));
         end.insert("outputs".into(), json!([output]));

@@ -294,17 +294,29 @@ fn expr_inputs(
     input: &LogicalPlan,
     sources: &Sources,
 ) -> std::result::Result<Inputs, String> {
+    inputs_of(expr, how, &sources.columns, |column| {
+        input
+            .schema()
+            .index_of_column(column)
+            .map_err(|e| format!("column {column} not found in its input: {e}"))
+    })
+}
+
+/// The inputs an expression reads: each column it names is the one `index_of` finds among
+/// `columns`; a subquery gives its output columns and what decides its rows.
+fn inputs_of(
+    expr: &Expr,
+    how: Subtype,
+    columns: &[Inputs],
+    index_of: impl Fn(&Column) -> std::result::Result<usize, String>,
+) -> std::result::Result<Inputs, String> {
     let mut found = Vec::new();
     uses(expr, how, &mut found);
     let mut inputs = Inputs::new();
     for used in found {
         match used {
             Use::Column(column, how) => {
-                let index = input
-                    .schema()
-                    .index_of_column(&column)
-                    .map_err(|e| format!("column {column} not found in its input: {e}"))?;
-                for (base, subtype) in &sources.columns[index] {
+                for (base, subtype) in &columns[index_of(&column)?] {
                     inputs.insert((base.clone(), compose(how, *subtype)));
                 }
             }
@@ -337,21 +349,7 @@ fn sources(plan: &LogicalPlan) -> std::result::Result<Sources, String> {
                 )]));
             }
             for filter in &scan.filters {
-                let all = Sources {
-                    columns: scan
-                        .projected_schema
-                        .fields()
-                        .iter()
-                        .map(|f| {
-                            Inputs::from([(
-                                ColumnRef::new(relation.clone(), f.name().clone()),
-                                Subtype::Identity,
-                            )])
-                        })
-                        .collect(),
-                    rows: Inputs::new(),
-                };
-                let used = expr_inputs(filter, Subtype::Identity, plan, &all)?;
+                let used = expr_inputs(filter, Subtype::Identity, plan, &sources)?;
                 sources.rows.extend(as_rows(used, Subtype::Filter));
             }
             Ok(sources)
@@ -493,42 +491,22 @@ fn sources(plan: &LogicalPlan) -> std::result::Result<Sources, String> {
     }
 }
 
-/// The inputs of a join filter, whose columns may come from either side.
+/// The inputs of a join filter, whose columns may come from either side (left, then right).
 fn expr_inputs_joined(
     expr: &Expr,
     left: &LogicalPlan,
     right: &LogicalPlan,
     both: &Sources,
 ) -> std::result::Result<Inputs, String> {
-    let mut found = Vec::new();
-    uses(expr, Subtype::Identity, &mut found);
-    let mut inputs = Inputs::new();
-    for used in found {
-        match used {
-            Use::Column(column, how) => {
-                let index = match left.schema().index_of_column(&column) {
-                    Ok(index) => index,
-                    Err(_) => {
-                        left.schema().fields().len()
-                            + right
-                                .schema()
-                                .index_of_column(&column)
-                                .map_err(|e| format!("join column {column}: {e}"))?
-                    }
-                };
-                for (base, subtype) in &both.columns[index] {
-                    inputs.insert((base.clone(), compose(how, *subtype)));
-                }
-            }
-            Use::Plan(plan, how) => {
-                let inner = sources(&plan)?;
-                for (base, subtype) in inner.columns.iter().flatten() {
-                    inputs.insert((base.clone(), compose(how, *subtype)));
-                }
-            }
-        }
-    }
-    Ok(inputs)
+    inputs_of(expr, Subtype::Identity, &both.columns, |column| {
+        left.schema().index_of_column(column).or_else(|_| {
+            right
+                .schema()
+                .index_of_column(column)
+                .map(|index| left.schema().fields().len() + index)
+                .map_err(|e| format!("join column {column}: {e}"))
+        })
+    })
 }
 
 #[cfg(test)]
