@@ -676,6 +676,39 @@ mod tests {
     }
 
     #[test]
+    fn every_reference_resolves() {
+        fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        found.push(target);
+                    }
+                    map.values().for_each(|v| references(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+                _ => {}
+            }
+        }
+        let document = document(&Context {
+            assets: vec!["silver".to_owned()],
+            dates: DateWindow::ingested_now(),
+        });
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 50, "{} references", found.len());
+        let unresolved: Vec<_> = found
+            .into_iter()
+            .filter(|target| {
+                target
+                    .strip_prefix('#')
+                    .and_then(|pointer| document.pointer(pointer))
+                    .is_none()
+            })
+            .collect();
+        assert!(unresolved.is_empty(), "unresolved: {unresolved:?}");
+    }
+
+    #[test]
     fn lineage_names_every_route_that_answers_with_a_querys_rows() {
         let document = document(&Context {
             assets: vec!["silver".to_owned()],

@@ -270,7 +270,8 @@ enum PipelineCommand {
     Lineage {
         /// A column (DATASET.COLUMN) or a dataset.
         target: Option<String>,
-        /// With a column: which way to walk.
+        /// Which way: what it is made from, what is made from it, or both (for a dataset: the
+        /// edges into its columns, out of them, or both).
         #[arg(long, value_enum, default_value_t = DirectionArg::Both)]
         direction: DirectionArg,
         /// With a column: only edges this many steps away or nearer.
@@ -842,18 +843,17 @@ async fn lineage(
             report::datasets_text(&lineage.datasets, lineage.edges.len())
         });
     };
-    let lineage = service.lineage().await?;
-    if lineage.dataset(&target).is_some() {
-        let (dataset, edges) = service.dataset(&target).await?;
-        return emit(json, &edges, || {
-            report::dataset_edges_text(&dataset, &edges)
-        });
-    }
     let direction = match direction {
         DirectionArg::Upstream => Direction::Upstream,
         DirectionArg::Downstream => Direction::Downstream,
         DirectionArg::Both => Direction::Both,
     };
+    if service.lineage().await?.dataset(&target).is_some() {
+        let (dataset, edges) = service.dataset(&target, direction).await?;
+        return emit(json, &edges, || {
+            report::dataset_edges_text(&dataset, &edges)
+        });
+    }
     let mut walk = service.column(&target, direction).await?;
     if let Some(depth) = depth {
         let depth = depth as usize;

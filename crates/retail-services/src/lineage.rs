@@ -87,8 +87,9 @@ pub trait LineageService: Send + Sync {
     /// the edges walking `direction`, nearest first.
     async fn column(&self, column: &str, direction: Direction) -> Result<ColumnLineage>;
 
-    /// The edges into and out of the columns of one dataset.
-    async fn dataset(&self, dataset: &str) -> Result<(Dataset, Vec<Edge>)>;
+    /// The edges into (`Upstream`), out of (`Downstream`) or into and out of (`Both`) the
+    /// columns of one dataset.
+    async fn dataset(&self, dataset: &str, direction: Direction) -> Result<(Dataset, Vec<Edge>)>;
 }
 
 /// The platform's lineage, built once on first use (planning the warehouse's statements takes
@@ -158,11 +159,9 @@ pub async fn build() -> Result<Lineage> {
     Ok(lineage)
 }
 
+/// Naming nothing the lineage holds is a lookup that found nothing.
 fn lineage_error(error: LineageError) -> Error {
-    match error {
-        LineageError::UnknownDataset(_) => Error::invalid(error.to_string()),
-        LineageError::UnknownColumn { .. } => Error::not_found(error.to_string()),
-    }
+    Error::not_found(error.to_string())
 }
 
 #[async_trait]
@@ -180,7 +179,7 @@ impl LineageService for PlatformLineage {
         Ok(lineage.walk(&column, direction))
     }
 
-    async fn dataset(&self, dataset: &str) -> Result<(Dataset, Vec<Edge>)> {
+    async fn dataset(&self, dataset: &str, direction: Direction) -> Result<(Dataset, Vec<Edge>)> {
         let lineage = self.lineage().await?;
         let found = lineage
             .dataset(dataset)
@@ -189,7 +188,15 @@ impl LineageService for PlatformLineage {
         let edges = lineage
             .edges
             .iter()
-            .filter(|e| e.to.dataset == dataset || e.from.dataset == dataset)
+            .filter(|e| {
+                let into = e.to.dataset == dataset;
+                let out_of = e.from.dataset == dataset;
+                match direction {
+                    Direction::Upstream => into,
+                    Direction::Downstream => out_of,
+                    Direction::Both => into || out_of,
+                }
+            })
             .cloned()
             .collect();
         Ok((found, edges))

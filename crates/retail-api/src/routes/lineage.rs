@@ -21,16 +21,15 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LineageParams {
-    /// A column, `DATASET.COLUMN`: `gold.fact_sales.total_amount`,
-    /// `api/v2/analytics/sales-summary.rows.net_revenue`.
-    #[param(required = false, nullable = false, min_length = 3, max_length = 300)]
-    column: Option<String>,
-    /// A dataset (`gold.fact_sales`): the edges into and out of its columns.
+    /// A dataset (`gold.fact_sales`: the edges into and out of its columns) or a column,
+    /// `DATASET.COLUMN` (`gold.fact_sales.total_amount`,
+    /// `api/v2/analytics/sales-summary.rows.net_revenue`: its lineage); absent: everything.
     #[param(required = false, nullable = false, min_length = 1, max_length = 300)]
-    dataset: Option<String>,
-    /// With `column`: `upstream` (what it is made from), `downstream` (what is made from it)
-    /// or `both` (default).
-    #[param(required = false, nullable = false)]
+    of: Option<String>,
+    /// With `of`: `upstream` (what it is made from; a dataset's edges into it), `downstream`
+    /// (what is made from it; a dataset's edges out of it) or `both` (default). The whole
+    /// graph has no direction.
+    #[param(required = false, nullable = false, inline)]
     direction: Option<Direction>,
 }
 
@@ -48,61 +47,46 @@ pub(crate) struct LineageAnswer {
 
 #[utoipa::path(get, path = "/api/v1/lineage", tag = "pipeline",
     summary = "Column-level lineage from the sources to the API",
-    description = "Without parameters: every dataset (source, bronze, silver, gold, warehouse, \
-        query, api) with its columns, and every edge. `dataset`: that dataset and the edges \
-        into and out of its columns. `column`: the edges met walking from the column, nearest \
-        first, each with its distance (`hops`). An edge is `DIRECT` when the input's values \
-        flow into the output (`IDENTITY`, `TRANSFORMATION`, `AGGREGATION`) and `INDIRECT` when \
-        it decides rows (`FILTER`, `JOIN`, `GROUP_BY`, `SORT`, `WINDOW`, `CONDITIONAL`); an \
-        edge into column `*` decides which rows the whole dataset has.",
+    description = "Without `of`: every dataset (source, bronze, silver, gold, warehouse, \
+        query, api) with its columns, and every edge. `of` a dataset: that dataset and the \
+        edges into and out of its columns. `of` a column: the edges met walking from it, \
+        nearest first, each with its distance (`hops`). An edge is `DIRECT` when the input's \
+        values flow into the output (`IDENTITY`, `TRANSFORMATION`, `AGGREGATION`) and \
+        `INDIRECT` when it decides rows (`FILTER`, `JOIN`, `GROUP_BY`, `SORT`, `WINDOW`, \
+        `CONDITIONAL`); an edge into column `*` decides which rows the whole dataset has.",
     params(LineageParams),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The lineage asked for", body = LineageAnswer),
-        (status = 400, description = "Both column and dataset, a direction without a column, \
-            an unknown parameter, or a name of no dataset", body = ErrorBody),
-        (status = 404, description = "The dataset has no such column", body = ErrorBody)))]
+        (status = 400, description = "An unknown parameter or direction", body = ErrorBody),
+        (status = 404, description = "`of` names no dataset, or the dataset has no such \
+            column (the message lists its columns)", body = ErrorBody)))]
 pub(crate) async fn lineage(
     State(state): State<AppState>,
     TypedQuery(params): TypedQuery<LineageParams>,
 ) -> Result<Json<LineageAnswer>, ApiError> {
     let service = &state.services.lineage;
-    let answer = match (params.column, params.dataset) {
-        (Some(_), Some(_)) => {
-            return Err(retail_services::Error::invalid("give column or dataset, not both").into());
-        }
-        (Some(column), None) => LineageAnswer {
-            datasets: Vec::new(),
-            edges: Vec::new(),
-            column: Some(
-                service
-                    .column(&column, params.direction.unwrap_or(Direction::Both))
-                    .await?,
-            ),
+    let direction = params.direction.unwrap_or(Direction::Both);
+    let lineage = service.lineage().await?;
+    let answer = match params.of {
+        None => LineageAnswer {
+            datasets: lineage.datasets.clone(),
+            edges: lineage.edges.clone(),
+            column: None,
         },
-        (None, dataset) if params.direction.is_some() => {
-            let _ = dataset;
-            return Err(retail_services::Error::invalid(
-                "direction goes with column (which column's lineage to walk)",
-            )
-            .into());
-        }
-        (None, Some(dataset)) => {
-            let (dataset, edges) = service.dataset(&dataset).await?;
+        Some(of) if lineage.dataset(&of).is_some() => {
+            let (dataset, edges) = service.dataset(&of, direction).await?;
             LineageAnswer {
                 datasets: vec![dataset],
                 edges,
                 column: None,
             }
         }
-        (None, None) => {
-            let lineage = service.lineage().await?;
-            LineageAnswer {
-                datasets: lineage.datasets.clone(),
-                edges: lineage.edges.clone(),
-                column: None,
-            }
-        }
+        Some(of) => LineageAnswer {
+            datasets: Vec::new(),
+            edges: Vec::new(),
+            column: Some(service.column(&of, direction).await?),
+        },
     };
     Ok(Json(answer))
 }

@@ -21,7 +21,7 @@ async fn the_lineage_api_walks_a_gold_column_back_to_the_sources_and_on_to_the_a
     let auth = [("authorization", engineer.as_str())];
 
     let (status, _, json) = app
-        .get("/api/v1/lineage?column=gold.fact_sales.total_amount", &auth)
+        .get("/api/v1/lineage?of=gold.fact_sales.total_amount", &auth)
         .await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let column = &json["column"];
@@ -90,7 +90,7 @@ async fn the_lineage_api_walks_a_gold_column_back_to_the_sources_and_on_to_the_a
     );
     let (status, _, json) = app
         .get(
-            "/api/v1/lineage?column=api/v2/analytics/sales-summary.rows.net_revenue&direction=upstream",
+            "/api/v1/lineage?of=api/v2/analytics/sales-summary.rows.net_revenue&direction=upstream",
             &auth,
         )
         .await;
@@ -115,9 +115,7 @@ async fn the_lineage_api_walks_a_gold_column_back_to_the_sources_and_on_to_the_a
     }
     assert!(json["column"]["downstream"].as_array().unwrap().is_empty());
 
-    let (status, _, json) = app
-        .get("/api/v1/lineage?dataset=gold.daily_sales", &auth)
-        .await;
+    let (status, _, json) = app.get("/api/v1/lineage?of=gold.daily_sales", &auth).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["datasets"][0]["name"], "gold.daily_sales");
     assert!(
@@ -151,26 +149,35 @@ async fn the_lineage_api_walks_a_gold_column_back_to_the_sources_and_on_to_the_a
     }
 
     let (status, _, json) = app
-        .get("/api/v1/lineage?column=gold.fact_sales.nope", &auth)
+        .get("/api/v1/lineage?of=gold.fact_sales.nope", &auth)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
     assert_error(&json, "not_found");
     let message = json["error"]["message"].as_str().unwrap();
     assert!(message.contains("total_amount"), "{json}");
-    let (status, _, json) = app.get("/api/v1/lineage?column=nowhere.x", &auth).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    let (status, _, json) = app.get("/api/v1/lineage?of=nowhere.x", &auth).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("unknown dataset"), "{json}");
+    // A dataset's edges one way: only those into it.
     let (status, _, json) = app
         .get(
-            "/api/v1/lineage?column=gold.fact_sales.total_amount&dataset=gold.fact_sales",
+            "/api/v1/lineage?of=gold.daily_sales&direction=upstream",
             &auth,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
-    let (status, _, json) = app.get("/api/v1/lineage?direction=upstream", &auth).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let edges = json["edges"].as_array().unwrap();
+    assert!(!edges.is_empty());
+    assert!(
+        edges
+            .iter()
+            .all(|e| e["to"]["dataset"] == "gold.daily_sales"),
+        "{json}"
+    );
     let (status, _, json) = app
         .get(
-            "/api/v1/lineage?column=gold.fact_sales.total_amount&direction=up",
+            "/api/v1/lineage?of=gold.fact_sales.total_amount&direction=up",
             &auth,
         )
         .await;
