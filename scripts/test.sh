@@ -37,6 +37,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "one build for both commands: the quick start and the tests compile shared crates with the same features"
+scripts/check-features.sh
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
