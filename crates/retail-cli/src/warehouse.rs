@@ -108,11 +108,12 @@ pub(crate) fn load_text(report: &serde_json::Value) -> String {
             .unwrap_or("");
         let detail = match action {
             "slices" => format!(
-                "{} of {} slices rewritten, {} rows deleted, {} copied",
+                "{} of {} slices rewritten, {} rows deleted, {} copied ({} of gold read)",
                 number(table, "slices_rewritten"),
                 number(table, "slices"),
                 number(table, "rows_deleted"),
-                number(table, "rows_copied")
+                number(table, "rows_copied"),
+                number(table, "rows_read")
             ),
             "replaced" => format!("replaced: {} rows", number(table, "rows_copied")),
             other => other.to_owned(),

@@ -92,6 +92,9 @@ pub struct TableLoad {
     pub rows_deleted: u64,
     /// Rows copied in.
     pub rows_copied: u64,
+    /// Rows of gold read to decide what to copy (all of the version, or for a table loaded by
+    /// slice after an earlier load, the data files that meet what changed).
+    pub rows_read: u64,
     /// Rows in the table after the load (equal to gold's).
     pub rows: u64,
     /// Seconds spent in `COPY` and, for new partitions, attaching them (index builds).
@@ -770,6 +773,7 @@ impl PostgresWarehouse {
                     slices_rewritten: 0,
                     rows_deleted: 0,
                     rows_copied: 0,
+                    rows_read: 0,
                     rows: u64::try_from(*rows).unwrap_or(0),
                     copy_seconds: 0.0,
                 });
@@ -780,7 +784,10 @@ impl PostgresWarehouse {
             let table_load = match spec.slice {
                 None => self.replace_table(&tx, lake, spec, version).await?,
                 Some(column) => {
-                    self.load_slices(&tx, lake, spec, column, version, &mut report)
+                    let after = loaded
+                        .get(spec.relation)
+                        .and_then(|(loaded, _)| u64::try_from(*loaded).ok());
+                    self.load_slices(&tx, lake, spec, column, (after, version), &mut report)
                         .await?
                 }
             };
@@ -962,27 +969,45 @@ impl PostgresWarehouse {
             slices_rewritten: 0,
             rows_deleted: deleted,
             rows_copied: copied,
+            rows_read: copied,
             rows: copied,
             copy_seconds,
         })
     }
 
+    /// Loads a table by slice: the slices whose fingerprint changed are deleted and copied
+    /// again. `versions` are the gold version loaded before (if any) and the one to load; when
+    /// the data files that changed between them carry the slice column's range in their
+    /// statistics, only the files meeting those ranges are read and only the slices in them
+    /// compared (a new day reads its month, not the whole history).
     async fn load_slices(
         &self,
         tx: &Transaction<'_>,
         lake: &Lake,
         spec: &LoadSpec,
         column: &'static str,
-        version: u64,
+        (after, version): (Option<u64>, u64),
         report: &mut LoadReport,
     ) -> Result<TableLoad> {
-        let batches = read_version(lake, spec, version).await?;
+        let scope = match after {
+            Some(after) => load_scope(lake, spec, column, after, version).await?,
+            None => None,
+        };
+        let batches = match &scope {
+            Some(scope) => read_files(lake, spec, version, &scope.files).await?,
+            None => read_version(lake, spec, version).await?,
+        };
+        let rows_read = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let covers = |slice: &str| scope.as_ref().is_none_or(|scope| scope.covers(slice));
         let mut prints =
             Fingerprints::new(&spec.table.arrow_schema(), column).map_err(arrow_error(spec))?;
         for batch in &batches {
             prints.add(batch).map_err(arrow_error(spec))?;
         }
-        let stored: BTreeMap<String, SliceStat> = tx
+        // Rows of a file that also holds slices outside the scope: those slices may have rows
+        // in files not read, so they are neither compared nor copied.
+        prints.slices.retain(|slice, _| covers(slice));
+        let (stored, kept): (BTreeMap<String, SliceStat>, BTreeMap<String, SliceStat>) = tx
             .query(
                 "SELECT slice, fingerprint, rows FROM load_slices WHERE table_name = $1",
                 &[&spec.relation],
@@ -999,7 +1024,7 @@ impl PostgresWarehouse {
                     },
                 )
             })
-            .collect();
+            .partition(|(slice, _): &(String, SliceStat)| covers(slice));
         let changed: BTreeSet<String> = prints
             .slices
             .iter()
@@ -1116,11 +1141,16 @@ impl PostgresWarehouse {
             table: spec.relation,
             gold_version: version,
             action: "slices",
-            slices: prints.slices.len(),
+            slices: kept.len() + prints.slices.len(),
             slices_rewritten: rewrite.len(),
             rows_deleted: deleted,
             rows_copied: copied,
-            rows: prints.slices.values().map(|s| s.rows as u64).sum(),
+            rows_read,
+            rows: kept
+                .values()
+                .chain(prints.slices.values())
+                .map(|s| s.rows as u64)
+                .sum(),
             copy_seconds,
         })
     }
@@ -1526,6 +1556,99 @@ async fn read_version(lake: &Lake, spec: &LoadSpec, version: u64) -> Result<Vec<
             operation: format!("reading {} version {version}", spec.table.name),
             source: Box::new(source),
         })
+}
+
+/// The part of a table a load looks at: the slice ranges that changed between two versions
+/// (from the data files added and removed, by their statistics) and the files of the newer
+/// version whose ranges meet them.
+#[derive(Debug)]
+struct Scope {
+    ranges: Vec<(i64, i64)>,
+    files: Vec<String>,
+}
+
+impl Scope {
+    fn covers(&self, slice: &str) -> bool {
+        slice.parse::<i64>().is_ok_and(|key| {
+            self.ranges
+                .iter()
+                .any(|(first, last)| *first <= key && key <= *last)
+        })
+    }
+}
+
+/// What a load of `spec` from version `after` to `version` has to read, or `None` when that
+/// cannot be known from the log (the older version is gone, a changed file has no statistics
+/// of the slice column, or the column is not an integer): then the whole version is read.
+async fn load_scope(
+    lake: &Lake,
+    spec: &LoadSpec,
+    column: &str,
+    after: u64,
+    version: u64,
+) -> Result<Option<Scope>> {
+    if after >= version {
+        return Ok(None);
+    }
+    let before = match lake.open_at(&spec.table, after).await {
+        Ok(before) => before,
+        Err(error) => {
+            debug!(table = spec.relation, after, %error, "loaded version not readable: reading all of gold");
+            return Ok(None);
+        }
+    };
+    let before: HashMap<String, Option<(i64, i64)>> = lake
+        .file_ranges(&before, &spec.table, column)?
+        .into_iter()
+        .collect();
+    let now = lake.open_at(&spec.table, version).await?;
+    let now = lake.file_ranges(&now, &spec.table, column)?;
+    let now_paths: BTreeSet<&str> = now.iter().map(|(path, _)| path.as_str()).collect();
+    let changed = now
+        .iter()
+        .filter(|(path, _)| !before.contains_key(path))
+        .map(|(_, range)| *range)
+        .chain(
+            before
+                .iter()
+                .filter(|(path, _)| !now_paths.contains(path.as_str()))
+                .map(|(_, range)| *range),
+        );
+    let mut ranges = Vec::new();
+    for range in changed {
+        let Some(range) = range else {
+            return Ok(None);
+        };
+        ranges.push(range);
+    }
+    let files = now
+        .into_iter()
+        .filter(|(_, range)| {
+            range.is_none_or(|(first, last)| {
+                ranges
+                    .iter()
+                    .any(|(from, to)| first <= *to && *from <= last)
+            })
+        })
+        .map(|(path, _)| path)
+        .collect();
+    Ok(Some(Scope { ranges, files }))
+}
+
+/// The rows of some data files of a table at a version.
+async fn read_files(
+    lake: &Lake,
+    spec: &LoadSpec,
+    version: u64,
+    files: &[String],
+) -> Result<Vec<RecordBatch>> {
+    let delta = lake.open_at(&spec.table, version).await?;
+    let mut batches = Vec::new();
+    for file in files {
+        let stream = lake.read_file(&spec.table, &delta, file).await?;
+        batches.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok(batches)
 }
 
 fn date_of_key(key: i32) -> Option<NaiveDate> {

@@ -94,6 +94,15 @@ async fn loads_are_incremental_by_day_idempotent_and_show_partitions_indexes_and
     assert_eq!(facts.rows_deleted, 0);
     let added = count(&warehouse, "SELECT count(*) FROM fact_sales").await - new_day_rows;
     assert_eq!(facts.rows_copied as i64, added);
+    // Only the month gold remade is read (January 2011), not December 2010 as well.
+    let january = count(
+        &warehouse,
+        "SELECT count(*) FROM fact_sales WHERE date_key >= 20110101",
+    )
+    .await;
+    assert_eq!(facts.rows_read as i64, january, "{facts:?}");
+    assert!(facts.rows_read < facts.rows, "{facts:?}");
+    assert_eq!(facts.slices, table(&report, "fact_sales").slices + 1);
     assert_facts_match_gold(&warehouse, &lake).await;
 
     // A late day: its slice, and the days of customers whose history it changes, are rewritten;
