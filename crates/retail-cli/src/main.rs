@@ -25,8 +25,8 @@ use retail_telemetry::tracing_setup;
 
 use crate::progress::TerminalProgress;
 
-/// mimalloc, set up by [`retail_alloc::configure`] to hand freed memory back at once (see
-/// ADR 0006).
+/// mimalloc, set up by [`retail_alloc::configure`] for the command's lifetime: long-running
+/// ones hand freed memory back at once (see ADR 0006).
 #[global_allocator]
 static GLOBAL: retail_alloc::Allocator = retail_alloc::Allocator;
 
@@ -467,12 +467,12 @@ enum ConfigCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    retail_alloc::configure();
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    retail_alloc::configure(lifetime(&cli.command));
     let audited = audit::action_of(&matches);
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
@@ -527,6 +527,18 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether a command runs for hours (memory freed goes back to the system at once) or does one
+/// piece of work and exits (ADR 0006).
+fn lifetime(command: &Command) -> retail_alloc::Lifetime {
+    match command {
+        Command::Serve { .. }
+        | Command::Scheduler { command: None }
+        | Command::Demo { .. }
+        | Command::Stream(_) => retail_alloc::Lifetime::LongRunning,
+        _ => retail_alloc::Lifetime::Batch,
     }
 }
 
