@@ -994,7 +994,7 @@ impl PostgresWarehouse {
             None => None,
         };
         let batches = match &scope {
-            Some(scope) => read_files(lake, spec, version, &scope.files).await?,
+            Some(scope) => read_files(lake, spec, scope).await?,
             None => read_version(lake, spec, version).await?,
         };
         let rows_read = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -1560,10 +1560,10 @@ async fn read_version(lake: &Lake, spec: &LoadSpec, version: u64) -> Result<Vec<
 
 /// The part of a table a load looks at: the slice ranges that changed between two versions
 /// (from the data files added and removed, by their statistics) and the files of the newer
-/// version whose ranges meet them.
-#[derive(Debug)]
+/// version, opened, whose ranges meet them.
 struct Scope {
     ranges: Vec<(i64, i64)>,
+    table: deltalake::DeltaTable,
     files: Vec<String>,
 }
 
@@ -1601,10 +1601,10 @@ async fn load_scope(
         .file_ranges(&before, &spec.table, column)?
         .into_iter()
         .collect();
-    let now = lake.open_at(&spec.table, version).await?;
-    let now = lake.file_ranges(&now, &spec.table, column)?;
+    let table = lake.open_at(&spec.table, version).await?;
+    let now = lake.file_ranges(&table, &spec.table, column)?;
     let now_paths: BTreeSet<&str> = now.iter().map(|(path, _)| path.as_str()).collect();
-    let changed = now
+    let changed: Option<Vec<(i64, i64)>> = now
         .iter()
         .filter(|(path, _)| !before.contains_key(path))
         .map(|(_, range)| *range)
@@ -1613,14 +1613,11 @@ async fn load_scope(
                 .iter()
                 .filter(|(path, _)| !now_paths.contains(path.as_str()))
                 .map(|(_, range)| *range),
-        );
-    let mut ranges = Vec::new();
-    for range in changed {
-        let Some(range) = range else {
-            return Ok(None);
-        };
-        ranges.push(range);
-    }
+        )
+        .collect();
+    let Some(ranges) = changed else {
+        return Ok(None);
+    };
     let files = now
         .into_iter()
         .filter(|(_, range)| {
@@ -1632,20 +1629,18 @@ async fn load_scope(
         })
         .map(|(path, _)| path)
         .collect();
-    Ok(Some(Scope { ranges, files }))
+    Ok(Some(Scope {
+        ranges,
+        table,
+        files,
+    }))
 }
 
-/// The rows of some data files of a table at a version.
-async fn read_files(
-    lake: &Lake,
-    spec: &LoadSpec,
-    version: u64,
-    files: &[String],
-) -> Result<Vec<RecordBatch>> {
-    let delta = lake.open_at(&spec.table, version).await?;
+/// The rows of a scope's data files.
+async fn read_files(lake: &Lake, spec: &LoadSpec, scope: &Scope) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
-    for file in files {
-        let stream = lake.read_file(&spec.table, &delta, file).await?;
+    for file in &scope.files {
+        let stream = lake.read_file(&spec.table, &scope.table, file).await?;
         batches.extend(stream.try_collect::<Vec<_>>().await?);
     }
     Ok(batches)
