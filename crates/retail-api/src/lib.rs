@@ -105,10 +105,7 @@ pub fn router(services: Services, config: &ApiConfig) -> Router {
     let client_header = (!config.client_address_header.is_empty())
         .then(|| HeaderName::try_from(config.client_address_header.as_str()).ok())
         .flatten();
-    let state = AppState {
-        services,
-        client_header,
-    };
+    let state = AppState::new(services, client_header);
     with_layers(routes::routes(state), config)
 }
 
