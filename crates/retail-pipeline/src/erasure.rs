@@ -373,14 +373,11 @@ async fn silver_rows_naming(lake: &Lake, customer: &str) -> Result<HashSet<Strin
 ///
 /// [`Error::ErasureInterrupted`], or when a log cannot be read.
 pub async fn check_no_erasure_pending(lake: &Lake) -> Result<()> {
-    let bronze = lake
-        .app_version(&BRONZE_TRANSACTIONS, ERASURES_APP_ID)
-        .await?
-        .unwrap_or(0);
-    let silver = lake
-        .app_version(&SILVER_TRANSACTIONS, ERASURES_APP_ID)
-        .await?
-        .unwrap_or(0);
+    let (bronze, silver) = tokio::try_join!(
+        lake.app_version(&BRONZE_TRANSACTIONS, ERASURES_APP_ID),
+        lake.app_version(&SILVER_TRANSACTIONS, ERASURES_APP_ID),
+    )?;
+    let (bronze, silver) = (bronze.unwrap_or(0), silver.unwrap_or(0));
     if bronze > silver {
         return Err(Error::ErasureInterrupted { bronze, silver });
     }

@@ -18,26 +18,33 @@ use crate::error::Result;
 ///
 /// When a table's log cannot be read.
 pub async fn reconcile(lake: &Lake) -> Result<Reconciliation> {
-    let bronze = match lake
-        .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
-        .await?
-    {
-        Some(mark) => {
-            let version = u64::try_from(mark).expect("a mark is a bronze version");
-            lake.count_rows_at(&BRONZE_TRANSACTIONS, version).await?
+    let bronze = async {
+        match lake
+            .app_version(&SILVER_TRANSACTIONS, SILVER_APP_ID)
+            .await?
+        {
+            Some(mark) => {
+                let version = u64::try_from(mark).expect("a mark is a bronze version");
+                lake.count_rows_at(&BRONZE_TRANSACTIONS, version).await
+            }
+            None => lake.count_rows(&BRONZE_TRANSACTIONS).await,
         }
-        None => lake.count_rows(&BRONZE_TRANSACTIONS).await?,
     };
+    // Each count reads one table's log; they are read at once.
+    let (bronze, silver, quarantine, duplicates, updates, deletes) = tokio::try_join!(
+        bronze,
+        lake.count_rows(&SILVER_TRANSACTIONS),
+        lake.count_rows(&SILVER_QUARANTINE),
+        lake.count_rows(&SILVER_DUPLICATES),
+        lake.count_partition_rows(&SILVER_CHANGES, "change", "update"),
+        lake.count_partition_rows(&SILVER_CHANGES, "change", "delete"),
+    )?;
     Ok(Reconciliation {
         bronze,
-        silver: lake.count_rows(&SILVER_TRANSACTIONS).await?,
-        quarantine: lake.count_rows(&SILVER_QUARANTINE).await?,
-        duplicates: lake.count_rows(&SILVER_DUPLICATES).await?,
-        updates: lake
-            .count_partition_rows(&SILVER_CHANGES, "change", "update")
-            .await?,
-        deletes: lake
-            .count_partition_rows(&SILVER_CHANGES, "change", "delete")
-            .await?,
+        silver,
+        quarantine,
+        duplicates,
+        updates,
+        deletes,
     })
 }

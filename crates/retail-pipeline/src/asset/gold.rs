@@ -98,19 +98,21 @@ impl Asset for GoldAsset {
 impl GoldAsset {
     /// The surrogate keys of the current gold dimensions, so that a rebuild keeps them.
     async fn prior_keys(&self) -> Result<PriorKeys> {
-        let mut dimensions = Vec::new();
-        for table in [
-            tables::GOLD_DIM_COUNTRY,
-            tables::GOLD_DIM_PRODUCT,
-            tables::GOLD_DIM_CUSTOMER,
-        ] {
-            dimensions.push(match self.lake.latest_version(&table).await? {
-                Some(_) => self.lake.read_all(&table).await?,
-                None => Vec::new(),
-            });
-        }
-        PriorKeys::from_dimensions(&dimensions[0], &dimensions[1], &dimensions[2])
+        let (countries, products, customers) = tokio::try_join!(
+            self.read_if_any(&tables::GOLD_DIM_COUNTRY),
+            self.read_if_any(&tables::GOLD_DIM_PRODUCT),
+            self.read_if_any(&tables::GOLD_DIM_CUSTOMER),
+        )?;
+        PriorKeys::from_dimensions(&countries, &products, &customers)
             .map_err(Error::transform("gold"))
+    }
+
+    /// A whole table, or nothing when it was never written.
+    async fn read_if_any(&self, table: &TableSpec) -> Result<Vec<RecordBatch>> {
+        match self.lake.read_all(table).await {
+            Err(retail_lake::Error::MissingTable { .. }) => Ok(Vec::new()),
+            read => Ok(read?),
+        }
     }
 
     /// Brings the gold tables up to date with silver, rebuilding the invoice months
@@ -142,10 +144,13 @@ impl GoldAsset {
             .chain(HISTORY_TABLES.iter())
             .copied()
             .collect();
-        let mut marks = Vec::with_capacity(all_tables.len());
-        for table in &all_tables {
-            marks.push(lake.app_version(table, GOLD_APP_ID).await?);
-        }
+        // Each table's log is read at once with the others' (small reads, mostly waiting).
+        let marks = futures::future::try_join_all(
+            all_tables
+                .iter()
+                .map(|table| lake.app_version(table, GOLD_APP_ID)),
+        )
+        .await?;
         if !force && partitions.is_empty() && marks.iter().all(|mark| *mark == Some(target)) {
             info!(silver_version, "gold is up to date");
             run.detail.assets.extend(
@@ -189,15 +194,15 @@ impl GoldAsset {
         progress.end();
         let read_seconds = started.elapsed().as_secs_f64();
         debug!(rows = silver.len(), seconds = read_seconds, "silver read");
-        let prior = self.prior_keys().await?;
-        let (old_history, old_countries) = if slice {
-            (
-                Some(self.stored_history().await?),
-                self.stored_countries().await?,
-            )
-        } else {
-            (None, CountryAttributesByName::new())
-        };
+        let (prior, (old_history, old_countries)) = tokio::try_join!(self.prior_keys(), async {
+            Ok(if slice {
+                let (history, countries) =
+                    tokio::try_join!(self.stored_history(), self.stored_countries())?;
+                (Some(history), countries)
+            } else {
+                (None, CountryAttributesByName::new())
+            })
+        })?;
         let batch_rows = lake.batch_rows();
         let (silver, built) = tokio::task::spawn_blocking(move || {
             let order = walk_order(&silver);
@@ -253,7 +258,13 @@ impl GoldAsset {
                 .filter_map(|m| crate::calendar::parse_month_label(m))
                 .collect();
             let latest_kept = history.months().difference(&rebuilt).max().copied();
-            if let Some(customer) = self.keys_move_outside(dim_customer, latest_kept).await? {
+            // The kept rows of the monthly aggregates are read while the keys are compared.
+            let (moved, mut daily_kept, mut monthly_kept) = tokio::try_join!(
+                self.keys_move_outside(dim_customer, latest_kept),
+                self.rows_outside_months(&tables::GOLD_DAILY_SALES, &plan.months),
+                self.rows_outside_months(&tables::GOLD_PRODUCT_MONTHLY, &plan.months),
+            )?;
+            if let Some(customer) = moved {
                 info!(
                     customer,
                     "a customer's versions changed before the new months: building gold from all of silver"
@@ -261,15 +272,14 @@ impl GoldAsset {
                 return Box::pin(self.run_gold(run, true, partitions, progress)).await;
             }
             for table in &mut gold_tables {
-                if [
-                    tables::GOLD_DAILY_SALES.name,
-                    tables::GOLD_PRODUCT_MONTHLY.name,
-                ]
-                .contains(&table.table.name)
-                {
-                    let kept = self.rows_outside_months(&table.table, &plan.months).await?;
-                    table.batches.splice(0..0, kept);
-                }
+                let kept = if table.table.name == tables::GOLD_DAILY_SALES.name {
+                    std::mem::take(&mut daily_kept)
+                } else if table.table.name == tables::GOLD_PRODUCT_MONTHLY.name {
+                    std::mem::take(&mut monthly_kept)
+                } else {
+                    continue;
+                };
+                table.batches.splice(0..0, kept);
             }
             fact_files_replaced.clone_from(&plan.fact_files);
         }
@@ -328,23 +338,38 @@ impl GoldAsset {
                 table: *table,
                 batches: vec![batch],
             });
-        for table in gold_tables.into_iter().chain(history_writes) {
-            if table.table.name == tables::GOLD_FACT_SALES.name {
-                continue;
-            }
-            let rows = table.rows();
-            let started = Instant::now();
-            let mut writer = lake.overwriter(&table.table).await?;
-            for batch in table.batches {
-                writer.write(batch).await?;
-            }
-            let version = writer.commit(&marker).await?;
-            metrics::record_commit("gold", started.elapsed().as_secs_f64());
-            metrics::record_rows_written(table.table.name, rows);
-            if !table.table.internal {
+        // The other tables are written each on a worker of its own: most are small, and their
+        // time is the Delta commit's (the log read again, the commit written), mostly waiting.
+        let writes: Vec<_> = gold_tables
+            .into_iter()
+            .chain(history_writes)
+            .filter(|table| table.table.name != tables::GOLD_FACT_SALES.name)
+            .map(|table| {
+                let lake = self.lake.clone();
+                let marker = marker.clone();
+                tokio::spawn(
+                    async move {
+                        let rows = table.rows();
+                        let started = Instant::now();
+                        let mut writer = lake.overwriter(&table.table).await?;
+                        for batch in table.batches {
+                            writer.write(batch).await?;
+                        }
+                        let version = writer.commit(&marker).await?;
+                        metrics::record_commit("gold", started.elapsed().as_secs_f64());
+                        metrics::record_rows_written(table.table.name, rows);
+                        Ok::<_, Error>((table.table, rows, version))
+                    }
+                    .in_current_span(),
+                )
+            })
+            .collect();
+        for write in writes {
+            let (table, rows, version) = write.await.map_err(Error::Task)??;
+            if !table.internal {
                 run.detail
                     .assets
-                    .push(AssetRun::materialized(table.table.name, rows, version));
+                    .push(AssetRun::materialized(table.name, rows, version));
             }
             progress.advance(1);
         }

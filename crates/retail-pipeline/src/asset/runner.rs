@@ -146,18 +146,20 @@ pub struct Runner {
     jobs: tokio::runtime::Handle,
     /// The retention of the vacuum that ends each run that changed something; `None`: none.
     vacuum: Option<std::time::Duration>,
-    /// When this runner last vacuumed (see [`Runner::vacuum_due`]).
-    last_vacuum: std::sync::Mutex<Option<Instant>>,
     /// Told of runs and assets as they start and finish (OpenLineage events).
     listener: Option<Arc<dyn RunListener>>,
 }
 
-/// The longest a runner waits between two vacuums after runs. A file becomes removable only
+/// The longest a lake waits between two vacuums after runs. A file becomes removable only
 /// `retention` (at least an hour) after a commit stopped referencing it, so vacuuming after
-/// every run of a stream-following pipeline (one every second or two) finds nothing new most
-/// times and costs a listing of every table; once per this interval delays a removal by no
-/// more than it.
+/// every run of a stream-following pipeline (one every second or two) or of every one-shot
+/// `retail pipeline run` finds nothing new most times and costs a listing of every table (80
+/// ms on the real data); once per this interval delays a removal by no more than it.
 const VACUUM_EVERY: Duration = Duration::from_secs(600);
+
+/// The metadata store's cursor holding when the lake was last vacuumed after a run (Unix
+/// seconds), shared by every process on the store.
+const VACUUM_CURSOR: &str = "pipeline.last_vacuum";
 
 impl Runner {
     /// A runner over `assets` (in any order). Background runs go to `jobs`.
@@ -183,7 +185,6 @@ impl Runner {
             freshness: std::collections::BTreeMap::new(),
             jobs,
             vacuum: None,
-            last_vacuum: std::sync::Mutex::new(None),
             listener: None,
         })
     }
@@ -197,29 +198,53 @@ impl Runner {
 
     /// Ends runs that changed something with a vacuum of every table that keeps files removed
     /// less than `retention` ago (see [`Lake::vacuum`]): every such run when `retention` is
-    /// under ten minutes, otherwise the first run ten minutes or more after the last vacuum.
-    /// A failed vacuum is logged and does not fail the run.
+    /// under ten minutes, otherwise the first run ten minutes or more after the last vacuum
+    /// by any process on the same metadata store. A failed vacuum is logged and does not fail
+    /// the run.
     #[must_use]
     pub fn with_vacuum(mut self, retention: std::time::Duration) -> Self {
         self.vacuum = Some(retention);
         self
     }
 
-    /// The retention of a vacuum due now, marking it done; `None` when vacuums are off or the
-    /// last one was less than [`VACUUM_EVERY`] ago (and the retention is not shorter).
-    fn vacuum_due(&self) -> Option<Duration> {
+    /// The retention of a vacuum due at `now`, marking it done in the metadata store; `None`
+    /// when vacuums are off or the last one, by any process, was less than [`VACUUM_EVERY`]
+    /// ago (and the retention is not shorter). When the store cannot say, the vacuum is due.
+    async fn vacuum_due(&self, now: std::time::SystemTime) -> Option<Duration> {
         let retention = self.vacuum?;
-        let mut last = self
-            .last_vacuum
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let due = retention < VACUUM_EVERY
-            || last.is_none_or(|at| now.duration_since(at) >= VACUUM_EVERY);
-        if due {
-            *last = Some(now);
+        if retention < VACUUM_EVERY {
+            return Some(retention);
         }
-        due.then_some(retention)
+        let now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let (version, last) = match self.store.cursor(VACUUM_CURSOR).await {
+            Ok(cursor) => cursor,
+            Err(error) => {
+                warn!(%error, "cannot read when the lake was last vacuumed; vacuuming");
+                return Some(retention);
+            }
+        };
+        // A clock set back makes the last vacuum look to be in the future: due then too.
+        let due = last
+            .and_then(|at| at.parse::<u64>().ok())
+            .is_none_or(|at| now < at || now - at >= VACUUM_EVERY.as_secs());
+        if !due {
+            return None;
+        }
+        // Whoever records it first vacuums: two processes finishing runs at once do not both.
+        match self
+            .store
+            .save_cursor(VACUUM_CURSOR, version, &now.to_string())
+            .await
+        {
+            Ok(true) => Some(retention),
+            Ok(false) => None,
+            Err(error) => {
+                warn!(%error, "cannot record the vacuum; vacuuming");
+                Some(retention)
+            }
+        }
     }
 
     /// Every asset, in graph order.
@@ -466,7 +491,12 @@ impl Runner {
                 } else {
                     RunStatus::UpToDate
                 };
-                if changed && let Some(retention) = self.vacuum_due() {
+                let vacuum = if changed {
+                    self.vacuum_due(std::time::SystemTime::now()).await
+                } else {
+                    None
+                };
+                if let Some(retention) = vacuum {
                     // Under the run's claim and before the run is recorded as finished, so
                     // the next run starts after it.
                     match self.lake.vacuum_all(retention, false, false).await {
@@ -632,8 +662,14 @@ impl Runner {
         let reconciliation = reconcile(&self.lake).await?;
         info!(%reconciliation, "reconciliation");
         metrics::set_reconciliation(reconciliation.balances());
-        for table in tables::ALL_TABLES {
-            metrics::set_table_rows(table.name, self.lake.count_rows(&table).await?);
+        let rows = futures::future::try_join_all(
+            tables::ALL_TABLES
+                .iter()
+                .map(|table| self.lake.count_rows(table)),
+        )
+        .await?;
+        for (table, rows) in tables::ALL_TABLES.iter().zip(rows) {
+            metrics::set_table_rows(table.name, rows);
         }
         cx.run.detail.reconciliation = Some(reconciliation);
         if let Some(stats) = &cx.silver {
@@ -902,19 +938,42 @@ mod tests {
             }
         };
         let hour = Duration::from_secs(3600);
-        assert_eq!(runner(None).vacuum_due(), None);
+        let now = std::time::SystemTime::now();
+        let later = |seconds: u64| now + Duration::from_secs(seconds);
+        assert_eq!(runner(None).vacuum_due(now).await, None);
         let hourly = runner(Some(hour));
-        assert_eq!(hourly.vacuum_due(), Some(hour), "the first run vacuums");
         assert_eq!(
-            hourly.vacuum_due(),
+            hourly.vacuum_due(now).await,
+            Some(hour),
+            "the first run vacuums"
+        );
+        assert_eq!(
+            hourly.vacuum_due(later(5)).await,
             None,
             "the next, seconds later, does not"
         );
-        *hourly.last_vacuum.lock().unwrap() = Some(Instant::now() - VACUUM_EVERY);
-        assert_eq!(hourly.vacuum_due(), Some(hour), "ten minutes later it does");
+        assert_eq!(
+            runner(Some(hour)).vacuum_due(later(10)).await,
+            None,
+            "nor does another process's run (another runner on the same store)"
+        );
+        assert_eq!(
+            hourly.vacuum_due(later(600)).await,
+            Some(hour),
+            "ten minutes later it does"
+        );
+        assert_eq!(
+            hourly.vacuum_due(now).await,
+            Some(hour),
+            "after the clock was set back, it does"
+        );
         let zero = runner(Some(Duration::ZERO));
-        assert_eq!(zero.vacuum_due(), Some(Duration::ZERO));
-        assert_eq!(zero.vacuum_due(), Some(Duration::ZERO), "every run");
+        assert_eq!(zero.vacuum_due(now).await, Some(Duration::ZERO));
+        assert_eq!(
+            zero.vacuum_due(now).await,
+            Some(Duration::ZERO),
+            "every run"
+        );
     }
 
     #[tokio::test]

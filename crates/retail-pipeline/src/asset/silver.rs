@@ -170,21 +170,30 @@ impl SilverAsset {
                     .unwrap_or_default(),
             ))
         };
-        let quarantine_mark = lake.app_version(&SILVER_QUARANTINE, SILVER_APP_ID).await?;
-        let duplicates_mark = lake.app_version(&SILVER_DUPLICATES, SILVER_APP_ID).await?;
-        let changes_mark = lake.app_version(&SILVER_CHANGES, SILVER_APP_ID).await?;
-        let quarantine_files = files_for(quarantine_mark).await?;
-        let duplicate_files = files_for(duplicates_mark).await?;
-        let change_files = files_for(changes_mark).await?;
+        // Each of these reads one table's log: they are read at once.
+        let (quarantine_mark, duplicates_mark, changes_mark) = tokio::try_join!(
+            lake.app_version(&SILVER_QUARANTINE, SILVER_APP_ID),
+            lake.app_version(&SILVER_DUPLICATES, SILVER_APP_ID),
+            lake.app_version(&SILVER_CHANGES, SILVER_APP_ID),
+        )?;
+        let (quarantine_files, duplicate_files, change_files) = tokio::try_join!(
+            files_for(quarantine_mark),
+            files_for(duplicates_mark),
+            files_for(changes_mark),
+        )?;
 
         // Known silver ids are loaded month by month as the new rows need them.
-        let silver_now = lake.open(&SILVER_TRANSACTIONS).await?;
+        let (silver_now, silver_out, quarantine_out, duplicates_out, changes_out, bronze) = tokio::try_join!(
+            lake.open(&SILVER_TRANSACTIONS),
+            lake.appender(&SILVER_TRANSACTIONS),
+            lake.appender(&SILVER_QUARANTINE),
+            lake.appender(&SILVER_DUPLICATES),
+            lake.appender(&SILVER_CHANGES),
+            lake.open_at(&BRONZE_TRANSACTIONS, bronze_version),
+        )?;
+        let (mut silver_out, mut quarantine_out, mut duplicates_out, mut changes_out) =
+            (silver_out, quarantine_out, duplicates_out, changes_out);
         info!(files = files.len(), "processing new bronze files");
-        let mut silver_out = lake.appender(&SILVER_TRANSACTIONS).await?;
-        let mut quarantine_out = lake.appender(&SILVER_QUARANTINE).await?;
-        let mut duplicates_out = lake.appender(&SILVER_DUPLICATES).await?;
-        let mut changes_out = lake.appender(&SILVER_CHANGES).await?;
-        let bronze = lake.open_at(&BRONZE_TRANSACTIONS, bronze_version).await?;
         progress.begin(
             "silver",
             lake.rows_in_files(&bronze, &BRONZE_TRANSACTIONS, &files)?,
