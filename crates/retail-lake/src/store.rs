@@ -636,11 +636,13 @@ impl Lake {
         orphans: bool,
         dry_run: bool,
     ) -> Result<Vec<Vacuumed>> {
-        let mut all = Vec::new();
-        for table in &crate::schema::ALL_TABLES {
-            all.push(self.vacuum(table, retention, orphans, dry_run).await?);
-        }
-        Ok(all)
+        // Each table's plan is a read of its log, mostly waiting: all at once, in order.
+        futures::future::try_join_all(
+            crate::schema::ALL_TABLES
+                .iter()
+                .map(|table| self.vacuum(table, retention, orphans, dry_run)),
+        )
+        .await
     }
 
     /// Starts a streaming write that appends to a table when committed.
@@ -1318,6 +1320,31 @@ impl TableAppender {
         Ok(())
     }
 
+    /// Takes in what `other`, a writer of the same table, wrote (its files, rows and files to
+    /// remove), so that this writer's commit holds both: two workers can encode parts of one
+    /// commit at once.
+    ///
+    /// # Errors
+    ///
+    /// When `other` writes another table, or its last file cannot be written.
+    pub async fn join(&mut self, mut other: TableAppender) -> Result<()> {
+        if other.table.name != self.table.name {
+            return Err(table_error(
+                "write",
+                &self.table,
+                DeltaTableError::Generic(format!(
+                    "cannot join a writer of {} to one of {}",
+                    other.table.name, self.table.name
+                )),
+            ));
+        }
+        other.cut().await?;
+        self.adds.append(&mut other.adds);
+        self.removes.extend(other.removes);
+        self.rows += other.rows;
+        Ok(())
+    }
+
     /// Makes the commit of an append also remove these data files (paths as the log lists
     /// them): their rows are replaced by what this appender writes, atomically.
     pub fn remove_files(&mut self, files: impl IntoIterator<Item = String>) {
@@ -1692,6 +1719,44 @@ mod tests {
                 .collect(),
         )
         .expect("batch")
+    }
+
+    #[tokio::test]
+    async fn two_writers_joined_make_one_commit_and_a_writer_of_another_table_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        let mut writer = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+        writer.write(duplicates(&["a1"])).await.unwrap();
+        writer.commit(&[]).await.unwrap();
+
+        // An overwrite encoded by two writers: the old row goes, both new ones come, at once.
+        let mut first = lake.overwriter(&SILVER_DUPLICATES).await.unwrap();
+        let mut second = lake.appender(&SILVER_DUPLICATES).await.unwrap();
+        first.write(duplicates(&["b2"])).await.unwrap();
+        second.write(duplicates(&["c3", "d4"])).await.unwrap();
+        first.join(second).await.unwrap();
+        assert_eq!(first.rows(), 3);
+        let version = first.commit(&[]).await.unwrap();
+        assert_eq!(
+            version,
+            Some(2),
+            "one commit after the table's creation and the first"
+        );
+        assert_eq!(lake.count_rows(&SILVER_DUPLICATES).await.unwrap(), 3);
+
+        let mut other = lake.appender(&BRONZE_TRANSACTIONS).await.unwrap();
+        let error = lake
+            .appender(&SILVER_DUPLICATES)
+            .await
+            .unwrap()
+            .join(lake.appender(&BRONZE_TRANSACTIONS).await.unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{error:?}").contains("cannot join a writer of bronze"),
+            "{error:?}"
+        );
+        other.cut().await.unwrap();
     }
 
     #[tokio::test]

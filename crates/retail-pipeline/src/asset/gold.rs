@@ -299,13 +299,14 @@ impl GoldAsset {
         progress.begin("gold: writing", all_tables.len() as u64);
         let marker = [(GOLD_APP_ID.to_owned(), target)];
         let fact_rows = facts.rows();
-        // The fact table, by far the largest, is encoded on another worker while the
-        // dimensions and aggregates are written here. Its files hold one month each, so a
-        // later run can replace months.
+        // The fact table, by far the largest, is encoded on other workers while the
+        // dimensions and aggregates are written here: two, alternate months each, whose files
+        // go into one commit. Its files hold one month each, so a later run can replace months.
         let fact_task = {
             let lake = self.lake.clone();
             let marker = marker.clone();
             let silver = Arc::new(silver);
+            let facts = Arc::new(facts);
             tokio::spawn(async move {
                 let started = Instant::now();
                 let mut writer = if fact_files_replaced.is_empty() && !slice {
@@ -315,17 +316,23 @@ impl GoldAsset {
                     writer.remove_files(fact_files_replaced);
                     writer
                 };
-                let mut current = None;
-                let mut month_rows = BTreeMap::<i32, u64>::new();
-                for (month, batch) in facts.batches(&silver) {
-                    if current.is_some_and(|m| m != month) {
-                        writer.cut().await?;
-                    }
-                    current = Some(month);
-                    let batch = batch.map_err(Error::transform("gold"))?;
-                    *month_rows.entry(month).or_default() += batch.num_rows() as u64;
-                    writer.write(batch).await?;
-                }
+                // Opened after the first, which creates the table on a first build.
+                let odd_months = {
+                    let (lake, silver, facts) =
+                        (lake.clone(), Arc::clone(&silver), Arc::clone(&facts));
+                    tokio::spawn(
+                        async move {
+                            let mut writer = lake.appender(&tables::GOLD_FACT_SALES).await?;
+                            let rows = write_fact_months(&mut writer, &facts, &silver, 1).await?;
+                            Ok::<_, Error>((writer, rows))
+                        }
+                        .in_current_span(),
+                    )
+                };
+                let mut month_rows = write_fact_months(&mut writer, &facts, &silver, 0).await?;
+                let (odd_writer, odd_rows) = odd_months.await.map_err(Error::Task)??;
+                writer.join(odd_writer).await?;
+                month_rows.extend(odd_rows);
                 let version = writer.commit(&marker).await?;
                 metrics::record_commit("gold", started.elapsed().as_secs_f64());
                 Ok::<_, Error>((version, month_rows))
@@ -628,6 +635,28 @@ fn customer_versions(batches: &[RecordBatch]) -> Result<HashMap<String, Vec<(i64
             )
         })
         .collect())
+}
+
+/// Writes the fact batches of the months (indexes) whose remainder by 2 is `parity`, one file
+/// per month, and returns the rows of each month written.
+async fn write_fact_months(
+    writer: &mut retail_lake::TableAppender,
+    facts: &crate::gold::FactPlan,
+    silver: &SilverSet,
+    parity: i32,
+) -> Result<BTreeMap<i32, u64>> {
+    let mut current = None;
+    let mut month_rows = BTreeMap::<i32, u64>::new();
+    for (month, batch) in facts.batches_of(silver, |month| month.rem_euclid(2) == parity) {
+        if current.is_some_and(|m| m != month) {
+            writer.cut().await?;
+        }
+        current = Some(month);
+        let batch = batch.map_err(Error::transform("gold"))?;
+        *month_rows.entry(month).or_default() += batch.num_rows() as u64;
+        writer.write(batch).await?;
+    }
+    Ok(month_rows)
 }
 
 /// Which months an incremental gold build remakes, and the fact files it replaces.

@@ -41,10 +41,21 @@ impl FactPlan {
         &'a self,
         silver: &'a SilverSet,
     ) -> impl Iterator<Item = (i32, Result<RecordBatch, ArrowError>)> + 'a {
+        self.batches_of(silver, |_| true)
+    }
+
+    /// As [`FactPlan::batches`], for the months (indexes) `wanted` keeps only: the other
+    /// months' batches are not made.
+    pub fn batches_of<'a>(
+        &'a self,
+        silver: &'a SilverSet,
+        wanted: impl Fn(i32) -> bool + 'a,
+    ) -> impl Iterator<Item = (i32, Result<RecordBatch, ArrowError>)> + 'a {
         let schema = tables::GOLD_FACT_SALES.arrow_schema();
         let month_of = |index: &u32| month_index(silver.rows[*index as usize].day());
         self.order
             .chunk_by(move |a, b| month_of(a) == month_of(b))
+            .filter(move |month| wanted(month_of(&month[0])))
             .flat_map(move |month| month.chunks(self.batch_rows.max(1)))
             .map(move |chunk| {
                 (
