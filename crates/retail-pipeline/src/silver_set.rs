@@ -70,6 +70,16 @@ impl Interner {
         id
     }
 
+    fn intern_owned(&mut self, value: String) -> u32 {
+        if let Some(id) = self.ids.get(&value) {
+            return *id;
+        }
+        let id = u32::try_from(self.values.len()).expect("fewer than 4 billion distinct values");
+        self.ids.insert(value.clone(), id);
+        self.values.push(value);
+        id
+    }
+
     pub(crate) fn get(&self, id: u32) -> &str {
         &self.values[id as usize]
     }
@@ -218,6 +228,38 @@ impl SilverSet {
             });
         }
         Ok(())
+    }
+
+    /// Moves the rows of `other` into this set, re-interning its strings: the set then holds
+    /// what pushing `other`'s batches here would have given (gold's walks sort the rows, so
+    /// their order does not matter).
+    pub fn absorb(&mut self, other: SilverSet) {
+        fn remap(into: &mut Interner, from: Interner) -> Vec<u32> {
+            from.values
+                .into_iter()
+                .map(|value| into.intern_owned(value))
+                .collect()
+        }
+        let lookup = |ids: &[u32], id: u32| if id == NONE { NONE } else { ids[id as usize] };
+        let invoices = remap(&mut self.invoices, other.invoices);
+        let stock_codes = remap(&mut self.stock_codes, other.stock_codes);
+        let descriptions = remap(&mut self.descriptions, other.descriptions);
+        let customers = remap(&mut self.customers, other.customers);
+        let countries = remap(&mut self.countries, other.countries);
+        self.rows.reserve(other.rows.len());
+        self.rows.extend(other.rows.into_iter().map(|row| Row {
+            invoice: lookup(&invoices, row.invoice),
+            stock_code: lookup(&stock_codes, row.stock_code),
+            description: lookup(&descriptions, row.description),
+            customer: lookup(&customers, row.customer),
+            country: lookup(&countries, row.country),
+            ..row
+        }));
+        for (id, attributes) in other.country_attributes {
+            self.country_attributes
+                .entry(countries[id as usize])
+                .or_insert(attributes);
+        }
     }
 }
 

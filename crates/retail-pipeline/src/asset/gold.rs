@@ -665,7 +665,9 @@ struct IncrementalPlan {
     fact_files: Vec<String>,
 }
 
-/// Reads silver rows into the compact set gold is built from.
+/// Reads silver rows into the compact set gold is built from. Batches alternate between this
+/// worker and another, each filling a set of its own, and the two are joined at the end: the
+/// scan decodes on both cores, and interning the rows would otherwise be the one busy thread.
 async fn read_silver_set(
     mut stream: futures::stream::BoxStream<
         'static,
@@ -673,15 +675,37 @@ async fn read_silver_set(
     >,
     progress: &dyn Progress,
 ) -> Result<SilverSet> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+    let other = tokio::spawn(
+        async move {
+            let mut silver = SilverSet::default();
+            while let Some(batch) = receiver.recv().await {
+                silver
+                    .push_batch(&batch)
+                    .map_err(Error::transform("gold"))?;
+            }
+            Ok::<_, Error>(silver)
+        }
+        .in_current_span(),
+    );
     let mut silver = SilverSet::default();
+    let mut here = true;
     while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
         table: SILVER_TRANSACTIONS.name,
         source: Box::new(source),
     })? {
-        silver
-            .push_batch(&batch)
-            .map_err(Error::transform("gold"))?;
-        progress.advance(batch.num_rows() as u64);
+        let rows = batch.num_rows() as u64;
+        if here {
+            silver
+                .push_batch(&batch)
+                .map_err(Error::transform("gold"))?;
+        } else if sender.send(batch).await.is_err() {
+            break; // the other worker stopped on an error, returned below
+        }
+        here = !here;
+        progress.advance(rows);
     }
+    drop(sender);
+    silver.absorb(other.await.map_err(Error::Task)??);
     Ok(silver)
 }

@@ -160,8 +160,51 @@ fn history_of(silver: &SilverSet) -> History {
     History::from_silver(silver, &walk_order(silver))
 }
 
+/// Gold built from `silver` with no prior keys: every table's batches, the consistency, and the
+/// fact batches by month.
+fn gold_of(silver: &SilverSet) -> (Vec<Vec<RecordBatch>>, String, Vec<(i32, RecordBatch)>) {
+    let history = history_of(silver);
+    let countries = countries_of(silver);
+    let prior = PriorKeys::default();
+    let gold = build_gold(GoldInput {
+        silver,
+        order: walk_order(silver),
+        history: &history,
+        countries: &countries,
+        prior: &prior,
+        batch_rows: 1024,
+    })
+    .unwrap();
+    let facts = gold
+        .facts
+        .batches(silver)
+        .map(|(month, batch)| (month, batch.unwrap()))
+        .collect();
+    (
+        gold.tables.into_iter().map(|t| t.batches).collect(),
+        format!("{:?}", gold.consistency),
+        facts,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A silver set filled by two workers, each taking some of the batches, and joined is the
+    /// set one worker fills: gold built from it is the same, facts included.
+    #[test]
+    fn two_silver_sets_joined_build_the_gold_of_one(
+        specs in proptest::collection::vec(row(), 1..120),
+        cut in 0..120_usize,
+    ) {
+        let all = silver_batch(&specs);
+        let cut = cut.min(all.num_rows());
+        // The later rows first, so that the joined set interns its strings in another order.
+        let mut joined = silver_of(&all.slice(cut, all.num_rows() - cut));
+        joined.absorb(silver_of(&all.slice(0, cut)));
+        prop_assert_eq!(joined.len(), all.num_rows());
+        prop_assert_eq!(gold_of(&joined), gold_of(&silver_of(&all)));
+    }
 
     /// The stored history of some months, with the parts of the others remade from their rows,
     /// is the history of all rows: so gold's whole-history tables need only the new months.
