@@ -6,8 +6,9 @@
 //! commits that meant a resident size growing with the number of commits while the live heap
 //! stayed under 60 MiB (measured with heaptrack; see ADR 0006). With freed memory returned at
 //! once and no huge pages, the same consumer stays flat at about 110 MiB. A one-shot command
-//! (`ingest`, `pipeline run`) keeps the default delay instead: it exits soon, and returning
-//! memory at once only makes it fault the same pages in again ([`Lifetime`]).
+//! (`ingest`, `pipeline run`) keeps freed memory for a quarter of a second instead: it exits
+//! soon, and returning memory at once only makes it fault the same pages in again
+//! ([`Lifetime`]).
 
 /// The allocator, for `#[global_allocator]`.
 pub use mimalloc::MiMalloc as Allocator;
@@ -15,8 +16,10 @@ pub use mimalloc::MiMalloc as Allocator;
 /// mimalloc 3's `mi_option_purge_delay`: milliseconds before freed memory is returned to the
 /// system (1,000 by default; 0 returns it at once).
 const PURGE_DELAY: i32 = 15;
-/// mimalloc 3's default purge delay, in milliseconds.
-const DEFAULT_PURGE_DELAY: i32 = 1_000;
+/// The purge delay of one-shot commands, in milliseconds: long enough for the next stage to
+/// reuse what the last one freed, short enough that memory a thread freed (and others cannot
+/// reuse) goes back before the 10× run's peak (ADR 0006, second amendment).
+const BATCH_PURGE_DELAY: i32 = 250;
 /// mimalloc 3's `mi_option_allow_thp`: whether arenas may use transparent huge pages (1 by
 /// default).
 const ALLOW_THP: i32 = 43;
@@ -25,9 +28,9 @@ const ALLOW_THP: i32 = 43;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifetime {
     /// A command that does one piece of work and exits (`ingest`, `pipeline run`, `bench`):
-    /// freed memory is kept for mimalloc's default second and reused. Returning it at once
-    /// made the real data's `pipeline run` fault in 450,000 pages again (a third of its time
-    /// in the kernel); keeping it, 145,000 and 12 % less wall time (ADR 0006).
+    /// freed memory is kept for 250 ms and reused. Returning it at once made the real data's
+    /// `pipeline run` fault in 450,000 pages again (a third of its time in the kernel);
+    /// keeping it for mimalloc's default second took the 10× run's peak to 1.7 GiB (ADR 0006).
     Batch,
     /// A process that runs for hours (`serve`, `scheduler`, `stream run`, `demo`): freed
     /// memory goes back at once, so thousands of small commits do not grow the resident size.
@@ -39,7 +42,7 @@ pub enum Lifetime {
 /// `MIMALLOC_ALLOW_THP`) is left as set. Call it before the work starts.
 pub fn configure(lifetime: Lifetime) {
     let delay = match lifetime {
-        Lifetime::Batch => DEFAULT_PURGE_DELAY,
+        Lifetime::Batch => BATCH_PURGE_DELAY,
         Lifetime::LongRunning => 0,
     };
     set_unless_in_environment(PURGE_DELAY, "MIMALLOC_PURGE_DELAY", delay);
@@ -91,6 +94,9 @@ fn get(option: i32) -> libc::c_long {
 mod tests {
     use super::*;
 
+    /// mimalloc 3's default purge delay, in milliseconds.
+    const DEFAULT_PURGE_DELAY: i32 = 1_000;
+
     #[test]
     fn the_option_numbers_are_mimalloc_3s_purge_delay_and_allow_thp() {
         // The test binary does not use mimalloc as its allocator, so nothing has set these:
@@ -105,7 +111,7 @@ mod tests {
         assert_eq!(get(PURGE_DELAY), 0);
         assert_eq!(get(ALLOW_THP), 0);
         configure(Lifetime::Batch);
-        assert_eq!(get(PURGE_DELAY), DEFAULT_PURGE_DELAY.into());
+        assert_eq!(get(PURGE_DELAY), BATCH_PURGE_DELAY.into());
         assert_eq!(get(ALLOW_THP), 0);
     }
 }

@@ -154,6 +154,16 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowE
 }
 
 impl SilverSet {
+    /// An empty set with room for `rows` rows: filling it, and absorbing another set into it
+    /// up to that many rows, then moves no row (a growing vector copies every row it holds
+    /// each time it doubles, and at the end holds up to twice the memory it needs).
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            rows: Vec::with_capacity(rows),
+            ..Self::default()
+        }
+    }
+
     /// Returns the number of silver rows held.
     pub fn len(&self) -> usize {
         self.rows.len()

@@ -178,17 +178,15 @@ impl GoldAsset {
                         Some(&SILVER_COLUMNS),
                     )
                     .await?;
-                (read_silver_set(stream, progress).await?, true)
+                (read_silver_set(stream, None, progress).await?, true)
             }
             None => {
-                progress.begin(
-                    "gold: reading silver",
-                    lake.count_rows(&SILVER_TRANSACTIONS).await?,
-                );
+                let rows = lake.count_rows(&SILVER_TRANSACTIONS).await?;
+                progress.begin("gold: reading silver", rows);
                 let stream = lake
                     .scan(&SILVER_TRANSACTIONS, Some(&SILVER_COLUMNS))
                     .await?;
-                (read_silver_set(stream, progress).await?, false)
+                (read_silver_set(stream, Some(rows), progress).await?, false)
             }
         };
         progress.end();
@@ -668,17 +666,25 @@ struct IncrementalPlan {
 /// Reads silver rows into the compact set gold is built from. Batches alternate between this
 /// worker and another, each filling a set of its own, and the two are joined at the end: the
 /// scan decodes on both cores, and interning the rows would otherwise be the one busy thread.
+///
+/// With the number of rows known (`rows`), both sets are made with room for all of them: the
+/// memory is only reserved, and it is touched as rows arrive, so the join moves no row and
+/// the peak is one copy of the rows, not the two or three a growing vector passes through.
 async fn read_silver_set(
     mut stream: futures::stream::BoxStream<
         'static,
         deltalake::datafusion::error::Result<RecordBatch>,
     >,
+    rows: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<SilverSet> {
+    let capacity = rows
+        .and_then(|rows| usize::try_from(rows).ok())
+        .unwrap_or(0);
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<RecordBatch>(2);
     let other = tokio::spawn(
         async move {
-            let mut silver = SilverSet::default();
+            let mut silver = SilverSet::with_capacity(capacity / 2 + 1);
             while let Some(batch) = receiver.recv().await {
                 silver
                     .push_batch(&batch)
@@ -688,7 +694,7 @@ async fn read_silver_set(
         }
         .in_current_span(),
     );
-    let mut silver = SilverSet::default();
+    let mut silver = SilverSet::with_capacity(capacity);
     let mut here = true;
     while let Some(batch) = stream.try_next().await.map_err(|source| Error::Read {
         table: SILVER_TRANSACTIONS.name,
