@@ -80,6 +80,12 @@ fn strip_colours(line: &str) -> String {
 }
 
 /// Waits until the collector has logged spans of `trace` named `names`; the spans of it.
+/// A transaction sent through the API, so that a pipeline run has new rows to refine.
+const NEW_TRANSACTION: &str = r#"{"InvoiceNo": "990002", "StockCode": "85123A",
+  "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 6,
+  "InvoiceDate": "2011-12-10 09:00:00", "UnitPrice": 2.55, "CustomerID": "17850",
+  "Country": "United Kingdom"}"#;
+
 async fn received(log: &std::path::Path, trace: &str, names: &[&str]) -> Vec<Span> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -194,8 +200,18 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
     assert_ne!(own, trace);
 
     // A pipeline run started by a request runs in its trace: the run's span under the
-    // request's, each asset's under the run's.
+    // request's, each asset's under the run's, and the stages of the assets that had new
+    // rows (a transaction sent first) under theirs.
     let engineer = format!("Bearer {}", app.token("data_engineer").await);
+    let (status, _, created) = app
+        .call(
+            axum::http::Method::POST,
+            "/api/v1/transactions",
+            &[("authorization", &engineer)],
+            Some(NEW_TRANSACTION),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     let trace = unique_hex(32);
     let traceparent = format!("00-{trace}-{}-01", unique_hex(16));
     let (status, headers, json) = app
@@ -211,9 +227,14 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
     let run = app
         .finished_run(json["run_id"].as_str().expect("run id"), &engineer)
         .await;
-    assert_eq!(run["status"], "up_to_date", "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
     guard.flush();
-    let found = received(&log, &trace, &["request", "pipeline_run", "asset"]).await;
+    let found = received(
+        &log,
+        &trace,
+        &["request", "pipeline_run", "asset", "silver", "gold"],
+    )
+    .await;
     let request = found.iter().find(|s| s.name == "request").unwrap();
     let pipeline = found.iter().find(|s| s.name == "pipeline_run").unwrap();
     assert_eq!(pipeline.parent, request.id);
@@ -222,6 +243,13 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
         assets.len() >= 2 && assets.iter().all(|a| a.parent == pipeline.id),
         "every asset under the run: {found:?}"
     );
+    for stage in ["silver", "gold"] {
+        let span = found.iter().find(|s| s.name == stage).unwrap();
+        assert!(
+            assets.iter().any(|a| a.id == span.parent),
+            "the {stage} stage under its asset: {found:?}"
+        );
+    }
     drop(guard);
 }
 
