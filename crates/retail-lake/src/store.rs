@@ -1744,7 +1744,6 @@ mod tests {
         );
         assert_eq!(lake.count_rows(&SILVER_DUPLICATES).await.unwrap(), 3);
 
-        let mut other = lake.appender(&BRONZE_TRANSACTIONS).await.unwrap();
         let error = lake
             .appender(&SILVER_DUPLICATES)
             .await
@@ -1756,7 +1755,6 @@ mod tests {
             format!("{error:?}").contains("cannot join a writer of bronze"),
             "{error:?}"
         );
-        other.cut().await.unwrap();
     }
 
     #[tokio::test]
