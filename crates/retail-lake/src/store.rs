@@ -1495,12 +1495,19 @@ impl TableAppender {
                 .await
                 .map_err(|error| table_error("flush", &table, DeltaTableError::from(error)))?;
         }
-        let finalized = CommitBuilder::from(properties)
+        // The commit without deltalake's post-commit step, which replays the new entry (with
+        // the statistics of every file it adds) into a snapshot nothing here reads, and looks
+        // for a checkpoint or expired logs to write or remove: this appender writes its own
+        // checkpoints (below) and `Lake::vacuum` removes expired logs.
+        let version = CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(snapshot), self.delta.log_store(), operation)
+            .into_prepared_commit_future()
             .await
-            .map_err(|source| table_error("commit", &table, source))?;
-        let version = finalized.version();
+            .map_err(|source| table_error("commit", &table, source))?
+            .await
+            .map_err(|source| table_error("commit", &table, source))?
+            .version;
         if let Some(root) = &local {
             let entry = root.join("_delta_log").join(format!("{version:020}.json"));
             sync_to_disk(vec![entry])
