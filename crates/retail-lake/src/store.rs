@@ -1499,14 +1499,15 @@ impl TableAppender {
         // the statistics of every file it adds) into a snapshot nothing here reads, and looks
         // for a checkpoint or expired logs to write or remove: this appender writes its own
         // checkpoints (below) and `Lake::vacuum` removes expired logs.
+        let commit_error = |source| table_error("commit", &table, source);
         let version = CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(snapshot), self.delta.log_store(), operation)
             .into_prepared_commit_future()
             .await
-            .map_err(|source| table_error("commit", &table, source))?
+            .map_err(commit_error)?
             .await
-            .map_err(|source| table_error("commit", &table, source))?
+            .map_err(commit_error)?
             .version;
         if let Some(root) = &local {
             let entry = root.join("_delta_log").join(format!("{version:020}.json"));

@@ -667,9 +667,11 @@ struct IncrementalPlan {
 /// worker and another, each filling a set of its own, and the two are joined at the end: the
 /// scan decodes on both cores, and interning the rows would otherwise be the one busy thread.
 ///
-/// With the number of rows known (`rows`), both sets are made with room for all of them: the
-/// memory is only reserved, and it is touched as rows arrive, so the join moves no row and
-/// the peak is one copy of the rows, not the two or three a growing vector passes through.
+/// With the number of rows known (`rows`), this worker's set is made with room for all of
+/// them and the other's for half: the memory is only reserved, and touched as rows arrive, so
+/// neither vector grows by copying itself, the join copies the other's rows once into room
+/// already there, and the peak is about one and a half copies of the rows, not the two or
+/// three a growing vector passes through.
 async fn read_silver_set(
     mut stream: futures::stream::BoxStream<
         'static,

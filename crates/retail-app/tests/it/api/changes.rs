@@ -5,12 +5,7 @@ use axum::http::{Method, StatusCode};
 use retail_lake::schema::{BRONZE_TRANSACTIONS, SILVER_CHANGES, SILVER_TRANSACTIONS};
 use retail_services::ApiConfig;
 
-use crate::api::support::{TestApp, assert_error};
-
-const HEART: &str = r#"{"InvoiceNo": "990001", "StockCode": "85123A",
-  "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 6,
-  "InvoiceDate": "2011-12-10 09:00:00", "UnitPrice": 2.55, "CustomerID": "17850",
-  "Country": "United Kingdom"}"#;
+use crate::api::support::{HEART, TestApp, assert_error};
 
 #[tokio::test]
 async fn a_transaction_is_created_updated_and_deleted_through_bronze() {

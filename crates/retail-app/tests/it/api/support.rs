@@ -16,6 +16,12 @@ use tower::ServiceExt as _;
 
 pub(crate) const SECRET: &str = "a test secret of at least thirty-two bytes";
 pub(crate) const PASSWORD: &str = "a long test password";
+/// One raw transaction as `POST /api/v1/transactions` takes it, dated inside the generated
+/// data's range: a pipeline run after it has a new row to refine.
+pub(crate) const HEART: &str = r#"{"InvoiceNo": "990001", "StockCode": "85123A",
+  "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 6,
+  "InvoiceDate": "2011-12-10 09:00:00", "UnitPrice": 2.55, "CustomerID": "17850",
+  "Country": "United Kingdom"}"#;
 
 /// The platform and its temporary directory.
 pub(crate) struct TestApp {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use retail_services::ApiConfig;
 use retail_telemetry::tracing_setup::{self, LogFormat, Options, Otlp, OtlpProtocol};
 
-use super::support::TestApp;
+use super::support::{HEART, TestApp};
 
 /// One span as the collector logged it.
 #[derive(Debug, Clone, Default)]
@@ -80,12 +80,6 @@ fn strip_colours(line: &str) -> String {
 }
 
 /// Waits until the collector has logged spans of `trace` named `names`; the spans of it.
-/// A transaction sent through the API, so that a pipeline run has new rows to refine.
-const NEW_TRANSACTION: &str = r#"{"InvoiceNo": "990002", "StockCode": "85123A",
-  "Description": "WHITE HANGING HEART T-LIGHT HOLDER", "Quantity": 6,
-  "InvoiceDate": "2011-12-10 09:00:00", "UnitPrice": 2.55, "CustomerID": "17850",
-  "Country": "United Kingdom"}"#;
-
 async fn received(log: &std::path::Path, trace: &str, names: &[&str]) -> Vec<Span> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -208,7 +202,7 @@ async fn a_request_continues_the_callers_trace_and_the_collector_receives_its_sp
             axum::http::Method::POST,
             "/api/v1/transactions",
             &[("authorization", &engineer)],
-            Some(NEW_TRANSACTION),
+            Some(HEART),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
