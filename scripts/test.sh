@@ -15,7 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the one before it took, and the end lists them all: the cold-run
+# breakdown in the README comes from that list.
+step_name="" step_started=$SECONDS timings=""
+step() {
+  if [ -n "$step_name" ]; then
+    timings+=$(printf '%6d s  %s' "$((SECONDS - step_started))" "$step_name")$'\n'
+  fi
+  step_name="$*" step_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
 step "toolchain"
 cargo --version
@@ -154,3 +163,4 @@ step "API contract: schemathesis against the OpenAPI document (generated data)"
 scripts/fuzz-api.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail"
 
 step "done"
+printf 'time by step (%d s in all):\n%s' "$SECONDS" "$timings"

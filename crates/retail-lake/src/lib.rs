@@ -32,4 +32,4 @@ pub use deltalake::{DeltaTable, arrow, parquet};
 pub use error::{Error, Result};
 pub use prefix::{ObjectPrefix, ObjectStamp};
 pub use schema::TableSpec;
-pub use store::{AddedFiles, FileRange, Lake, Purged, TableAppender, Vacuumed};
+pub use store::{AddedFiles, FileRange, KeptTables, Lake, Purged, TableAppender, Vacuumed};

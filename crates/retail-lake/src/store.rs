@@ -1,8 +1,8 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use deltalake::arrow::array::RecordBatch;
-use std::sync::Arc;
 
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -78,6 +78,48 @@ pub struct Lake {
     fsync: bool,
     /// The root's object store sealing and opening every object, when the lake is encrypted.
     encrypted: Option<(Arc<EncryptedStore>, Arc<Keyring>)>,
+    /// Tables opened while a [`KeptTables`] scope lasts, shared by every clone.
+    kept: Arc<Mutex<OpenedTables>>,
+}
+
+/// The most versions of one table a [`KeptTables`] scope keeps (the newest).
+const KEPT_VERSIONS: usize = 4;
+
+/// Tables opened during [`KeptTables`] scopes, by name and version.
+#[derive(Default)]
+struct OpenedTables {
+    /// How many scopes are open: the tables are dropped when the last one ends.
+    scopes: usize,
+    tables: HashMap<&'static str, BTreeMap<Version, DeltaTable>>,
+}
+
+impl std::fmt::Debug for OpenedTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedTables")
+            .field("scopes", &self.scopes)
+            .field("tables", &self.tables.len())
+            .finish()
+    }
+}
+
+/// While it lives, a lake and its clones keep the tables they open: opening one again reads
+/// only the commits made since (a listing of its log when there are none) instead of its
+/// checkpoint and log tail, and a version opened before is not read again. See
+/// [`Lake::keep_opened_tables`].
+#[must_use = "the tables are kept only while the scope lives"]
+#[derive(Debug)]
+pub struct KeptTables {
+    kept: Arc<Mutex<OpenedTables>>,
+}
+
+impl Drop for KeptTables {
+    fn drop(&mut self) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.scopes -= 1;
+        if kept.scopes == 0 {
+            kept.tables.clear();
+        }
+    }
 }
 
 impl Lake {
@@ -125,7 +167,51 @@ impl Lake {
             batch_rows: config.batch_rows.max(1024),
             fsync: config.fsync,
             encrypted,
+            kept: Arc::default(),
         })
+    }
+
+    /// Keeps the tables this lake and its clones open until the returned scope is dropped
+    /// (scopes nest; the last one to end drops the tables). Meant for a pipeline run, which
+    /// opens each table a few times: a run's ~45 opens would otherwise each read the table's
+    /// checkpoint and log tail again. Each open still lists the table's log, so it sees every
+    /// commit made since, by this process or another; a table deleted and created again under
+    /// the same name while a scope lasts is not noticed, which no run does.
+    pub fn keep_opened_tables(&self) -> KeptTables {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .scopes += 1;
+        KeptTables {
+            kept: Arc::clone(&self.kept),
+        }
+    }
+
+    /// A kept snapshot of `table`: the newest (`at` `None`), or the newest at or before `at`.
+    fn kept(&self, table: &TableSpec, at: Option<Version>) -> Option<DeltaTable> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.scopes == 0 {
+            return None;
+        }
+        let versions = kept.tables.get(table.name)?;
+        let found = match at {
+            None => versions.last_key_value(),
+            Some(at) => versions.range(..=at).next_back(),
+        };
+        found.map(|(_, delta)| delta.clone())
+    }
+
+    /// Keeps a snapshot of `table` while a scope lasts.
+    fn keep(&self, table: &TableSpec, delta: &DeltaTable) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(version) = delta.version().filter(|_| kept.scopes > 0) else {
+            return;
+        };
+        let versions = kept.tables.entry(table.name).or_default();
+        versions.insert(version, delta.clone());
+        while versions.len() > KEPT_VERSIONS {
+            versions.pop_first();
+        }
     }
 
     /// The keyring of an encrypted lake.
@@ -195,6 +281,14 @@ impl Lake {
     ///
     /// When the table's log cannot be read.
     pub async fn open(&self, table: &TableSpec) -> Result<Option<DeltaTable>> {
+        if let Some(mut delta) = self.kept(table, None) {
+            delta
+                .update_incremental(None)
+                .await
+                .map_err(|source| table_error("open", table, source))?;
+            self.keep(table, &delta);
+            return Ok(Some(delta));
+        }
         let mut delta = self
             .builder(table)?
             .build()
@@ -207,7 +301,10 @@ impl Lake {
             return Ok(None);
         }
         match delta.load().await {
-            Ok(()) => Ok(Some(delta)),
+            Ok(()) => {
+                self.keep(table, &delta);
+                Ok(Some(delta))
+            }
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(source) => Err(table_error("open", table, source)),
         }
@@ -219,11 +316,25 @@ impl Lake {
     ///
     /// When the table or the version does not exist.
     pub async fn open_at(&self, table: &TableSpec, version: Version) -> Result<DeltaTable> {
-        self.builder(table)?
-            .with_version(version)
-            .load()
-            .await
-            .map_err(|source| table_error("open", table, source))
+        let delta = match self.kept(table, Some(version)) {
+            Some(mut delta) => {
+                if delta.version() != Some(version) {
+                    delta
+                        .update_incremental(Some(version))
+                        .await
+                        .map_err(|source| table_error("open", table, source))?;
+                }
+                delta
+            }
+            None => self
+                .builder(table)?
+                .with_version(version)
+                .load()
+                .await
+                .map_err(|source| table_error("open", table, source))?,
+        };
+        self.keep(table, &delta);
+        Ok(delta)
     }
 
     /// Returns the latest version of a table, `None` when it does not exist.
@@ -1763,6 +1874,68 @@ mod tests {
             format!("{error:?}").contains("cannot join a writer of bronze"),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn kept_tables_see_every_commit_and_each_version_as_a_fresh_open_does() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        // Another process: a lake of its own on the same root, keeping nothing.
+        let other = self::lake(&dir);
+        let table = &SILVER_DUPLICATES;
+        let state = |delta: &DeltaTable| {
+            let mut files = lake.data_files(delta, table).unwrap();
+            files.sort();
+            (
+                delta.version(),
+                files,
+                rows_where(delta, table, |_| true).unwrap(),
+            )
+        };
+        let mut scope = lake.keep_opened_tables();
+        assert!(lake.open(table).await.unwrap().is_none(), "no table yet");
+        lake.ensure_table(table).await.unwrap();
+        let mut versions = Vec::new();
+        for (mark, id) in [(1, "a1"), (2, "b2"), (3, "c3")] {
+            // Written alternately by this lake and the other one.
+            let writer = if mark % 2 == 0 { &other } else { &lake };
+            let mut appender = writer.appender(table).await.unwrap();
+            appender.write(duplicates(&[id])).await.unwrap();
+            versions.push(
+                appender
+                    .commit(&[("app".to_owned(), mark)])
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+            let kept = lake.open(table).await.unwrap().unwrap();
+            let fresh = other.open(table).await.unwrap().unwrap();
+            assert_eq!(state(&kept), state(&fresh), "after mark {mark}");
+            assert_eq!(lake.app_version(table, "app").await.unwrap(), Some(mark));
+        }
+        // Each version: kept, then (in a new scope) brought forward from the one before it.
+        let all: Vec<Version> = [0].into_iter().chain(versions).collect();
+        for round in ["kept", "brought forward"] {
+            for &version in &all {
+                let kept = lake.open_at(table, version).await.unwrap();
+                let fresh = other.open_at(table, version).await.unwrap();
+                assert_eq!(state(&kept), state(&fresh), "{round}: version {version}");
+            }
+            if round == "kept" {
+                drop(scope);
+                scope = lake.keep_opened_tables();
+                assert!(lake.kept(table, None).is_none(), "a new scope starts empty");
+            }
+        }
+        let nested = lake.keep_opened_tables();
+        drop(scope);
+        assert!(lake.kept(table, None).is_some(), "a scope still lasts");
+        drop(nested);
+        assert!(
+            lake.kept(table, None).is_none(),
+            "the last scope dropped them"
+        );
+        assert!(lake.open_at(table, 99).await.is_err(), "no such version");
     }
 
     #[tokio::test]
