@@ -6,20 +6,28 @@
 //! commits that meant a resident size growing with the number of commits while the live heap
 //! stayed under 60 MiB (measured with heaptrack; see ADR 0006). With freed memory returned at
 //! once and no huge pages, the same consumer stays flat at about 110 MiB. A one-shot command
-//! (`ingest`, `pipeline run`) keeps freed memory for a quarter of a second instead: it exits
-//! soon, and returning memory at once only makes it fault the same pages in again
-//! ([`Lifetime`]).
+//! (`ingest`, `pipeline run`) keeps freed memory instead, for reuse, while the process holds
+//! less than 1 GiB, and for a quarter of a second once it holds more: it exits soon, and
+//! returning memory only makes it fault the same pages in again ([`Lifetime`]).
 
 /// The allocator, for `#[global_allocator]`.
 pub use mimalloc::MiMalloc as Allocator;
 
 /// mimalloc 3's `mi_option_purge_delay`: milliseconds before freed memory is returned to the
-/// system (1,000 by default; 0 returns it at once).
+/// system (1,000 by default; 0 returns it at once; negative never).
 const PURGE_DELAY: i32 = 15;
-/// The purge delay of one-shot commands, in milliseconds: long enough for the next stage to
-/// reuse what the last one freed, short enough that memory a thread freed (and others cannot
-/// reuse) goes back before the 10× run's peak (ADR 0006, second amendment).
+/// The purge delay of one-shot commands once they hold [`BATCH_KEEP_BELOW`], in milliseconds:
+/// long enough for the next stage to reuse what the last one freed, short enough that memory a
+/// thread freed (and others cannot reuse) goes back before the 10× run's peak (ADR 0006,
+/// second amendment).
 const BATCH_PURGE_DELAY: i32 = 250;
+/// A one-shot command returns nothing it frees while its resident size is under this (ADR
+/// 0006, third amendment): on the real data a `pipeline run` peaks at about 600 MiB so, and
+/// returning memory cost it 7 % of its time in purges and page faults.
+const BATCH_KEEP_BELOW: u64 = 1 << 30;
+/// How often a one-shot command's resident size is looked at until it reaches
+/// [`BATCH_KEEP_BELOW`].
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 /// mimalloc 3's `mi_option_allow_thp`: whether arenas may use transparent huge pages (1 by
 /// default).
 const ALLOW_THP: i32 = 43;
@@ -28,9 +36,10 @@ const ALLOW_THP: i32 = 43;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifetime {
     /// A command that does one piece of work and exits (`ingest`, `pipeline run`, `bench`):
-    /// freed memory is kept for 250 ms and reused. Returning it at once made the real data's
-    /// `pipeline run` fault in 450,000 pages again (a third of its time in the kernel);
-    /// keeping it for mimalloc's default second took the 10× run's peak to 1.7 GiB (ADR 0006).
+    /// freed memory is kept and reused, all of it while the process holds under 1 GiB and for
+    /// 250 ms once it holds more. Returning it at once made the real data's `pipeline run`
+    /// fault in 450,000 pages again (a third of its time in the kernel); keeping all of it
+    /// took the 10× run's peak to 2.2 GiB (ADR 0006).
     Batch,
     /// A process that runs for hours (`serve`, `scheduler`, `stream run`, `demo`): freed
     /// memory goes back at once, so thousands of small commits do not grow the resident size.
@@ -39,17 +48,60 @@ pub enum Lifetime {
 
 /// Sets mimalloc's options for the process's [`Lifetime`], and no transparent huge pages
 /// either way. An option the user set in the environment (`MIMALLOC_PURGE_DELAY`,
-/// `MIMALLOC_ALLOW_THP`) is left as set. Call it before the work starts.
+/// `MIMALLOC_ALLOW_THP`) is left as set. Call it before the work starts: for a one-shot command
+/// it starts a thread that looks at the resident size until it reaches 1 GiB.
 pub fn configure(lifetime: Lifetime) {
-    let delay = match lifetime {
-        Lifetime::Batch => BATCH_PURGE_DELAY,
-        Lifetime::LongRunning => 0,
-    };
-    set_unless_in_environment(PURGE_DELAY, "MIMALLOC_PURGE_DELAY", delay);
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        match lifetime {
+            Lifetime::Batch => match resident_bytes() {
+                Some(_) => {
+                    set(PURGE_DELAY, -1);
+                    purge_once_over(BATCH_KEEP_BELOW, resident_bytes);
+                }
+                None => set(PURGE_DELAY, BATCH_PURGE_DELAY),
+            },
+            Lifetime::LongRunning => set(PURGE_DELAY, 0),
+        }
+    }
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         set(ALLOW_THP, 0);
         disable_transparent_huge_pages();
     }
+}
+
+/// Starts a thread that sets the purge delay to [`BATCH_PURGE_DELAY`] once `resident()` says
+/// the process holds `limit` bytes or more (or can no longer say), then ends. What was freed
+/// before stays with the process, for reuse.
+fn purge_once_over(limit: u64, resident: fn() -> Option<u64>) {
+    let watch = move || {
+        while resident().is_some_and(|bytes| bytes < limit) {
+            std::thread::sleep(WATCH_EVERY);
+        }
+        set(PURGE_DELAY, BATCH_PURGE_DELAY);
+    };
+    if std::thread::Builder::new()
+        .name("retail-alloc".to_owned())
+        .spawn(watch)
+        .is_err()
+    {
+        set(PURGE_DELAY, BATCH_PURGE_DELAY);
+    }
+}
+
+/// The process's resident size (`/proc/self/statm`), `None` where it cannot be read.
+#[cfg(target_os = "linux")]
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf has no precondition.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident_bytes() -> Option<u64> {
+    None
 }
 
 /// Turns transparent huge pages off for the whole process, including the arena mimalloc
@@ -63,12 +115,6 @@ fn disable_transparent_huge_pages() {
 
 #[cfg(not(target_os = "linux"))]
 fn disable_transparent_huge_pages() {}
-
-fn set_unless_in_environment(option: i32, variable: &str, value: i32) {
-    if std::env::var_os(variable).is_none() {
-        set(option, value);
-    }
-}
 
 fn set(option: i32, value: i32) {
     #[allow(unsafe_code)]
@@ -111,7 +157,26 @@ mod tests {
         assert_eq!(get(PURGE_DELAY), 0);
         assert_eq!(get(ALLOW_THP), 0);
         configure(Lifetime::Batch);
-        assert_eq!(get(PURGE_DELAY), BATCH_PURGE_DELAY.into());
+        assert_eq!(get(PURGE_DELAY), -1, "a test process holds far less than 1 GiB");
         assert_eq!(get(ALLOW_THP), 0);
+    }
+
+    #[test]
+    fn a_one_shot_command_starts_returning_memory_once_it_holds_the_limit() {
+        let resident = resident_bytes().expect("/proc/self/statm");
+        assert!(resident > 1 << 20, "{resident} bytes resident");
+        set(PURGE_DELAY, -1);
+        // Over the limit already: the watcher sets the delay and ends.
+        purge_once_over(resident / 2, resident_bytes);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while get(PURGE_DELAY) != BATCH_PURGE_DELAY.into() {
+            assert!(std::time::Instant::now() < deadline, "the delay was not set");
+            std::thread::sleep(WATCH_EVERY);
+        }
+        // Under it: the watcher keeps watching and leaves the delay alone.
+        set(PURGE_DELAY, -1);
+        purge_once_over(u64::MAX, resident_bytes);
+        std::thread::sleep(WATCH_EVERY * 10);
+        assert_eq!(get(PURGE_DELAY), -1);
     }
 }
