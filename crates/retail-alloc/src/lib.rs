@@ -157,7 +157,11 @@ mod tests {
         assert_eq!(get(PURGE_DELAY), 0);
         assert_eq!(get(ALLOW_THP), 0);
         configure(Lifetime::Batch);
-        assert_eq!(get(PURGE_DELAY), -1, "a test process holds far less than 1 GiB");
+        assert_eq!(
+            get(PURGE_DELAY),
+            -1,
+            "a test process holds far less than 1 GiB"
+        );
         assert_eq!(get(ALLOW_THP), 0);
     }
 
@@ -170,7 +174,10 @@ mod tests {
         purge_once_over(resident / 2, resident_bytes);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while get(PURGE_DELAY) != BATCH_PURGE_DELAY.into() {
-            assert!(std::time::Instant::now() < deadline, "the delay was not set");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the delay was not set"
+            );
             std::thread::sleep(WATCH_EVERY);
         }
         // Under it: the watcher keeps watching and leaves the delay alone.
