@@ -480,13 +480,13 @@ impl Runner {
         if let Some(listener) = &self.listener {
             listener.run_started(&run).await;
         }
-        // A run opens each table several times (marks, plans, writers, counts): keep them.
-        let kept = self.lake.keep_opened_tables();
+        // A run opens each table several times (marks, plans, writers, counts, the vacuum):
+        // keep them until it ends.
+        let _kept = self.lake.keep_opened_tables();
         let outcome = self
             .walk(&selected, request, &mut run, progress)
             .instrument(span)
             .await;
-        drop(kept);
         match outcome {
             Ok(changed) => {
                 let status = if changed {
