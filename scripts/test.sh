@@ -150,8 +150,14 @@ step "streams: a Kafka topic (confluent-kafka), a RabbitMQ stream and queue (pik
 stream_data=$(mktemp -d)
 "${CARGO_TARGET_DIR:-$root/target}/debug/retail" generate --rows 20000 --days 30 --out "$stream_data" >/dev/null
 if [ -n "${RETAIL_TEST_DATA:-}" ]; then
+  # The whole real dataset through Kafka; its first 100 days (148,117 rows, 75 commits) through
+  # a RabbitMQ stream, which commits every 2,000 messages (ADR 0005): all of it (271 commits)
+  # took two minutes of the test command, this takes one.
   scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$RETAIL_TEST_DATA/spark-guide-by-day" kafka
-  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$RETAIL_TEST_DATA/spark-guide-by-day" rabbitmq-stream
+  first_days=$(mktemp -d)
+  ls "$RETAIL_TEST_DATA/spark-guide-by-day"/*.csv | head -100 | xargs -I{} ln -s {} "$first_days/"
+  scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$first_days" rabbitmq-stream
+  rm -rf "$first_days"
 else
   scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$stream_data" kafka
   scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$stream_data" rabbitmq-stream
