@@ -155,7 +155,8 @@ if [ -n "${RETAIL_TEST_DATA:-}" ]; then
   # took two minutes of the test command, this takes one.
   scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$RETAIL_TEST_DATA/spark-guide-by-day" kafka
   first_days=$(mktemp -d)
-  ls "$RETAIL_TEST_DATA/spark-guide-by-day"/*.csv | head -100 | xargs -I{} ln -s {} "$first_days/"
+  days=("$RETAIL_TEST_DATA/spark-guide-by-day"/*.csv)
+  ln -s "${days[@]:0:100}" "$first_days/"
   scripts/stream-check.sh "${CARGO_TARGET_DIR:-$root/target}/debug/retail" "$first_days" rabbitmq-stream
   rm -rf "$first_days"
 else
