@@ -53,13 +53,10 @@ pub enum Lifetime {
 pub fn configure(lifetime: Lifetime) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         match lifetime {
-            Lifetime::Batch => match resident_bytes() {
-                Some(_) => {
-                    set(PURGE_DELAY, -1);
-                    purge_once_over(BATCH_KEEP_BELOW, resident_bytes);
-                }
-                None => set(PURGE_DELAY, BATCH_PURGE_DELAY),
-            },
+            Lifetime::Batch => {
+                set(PURGE_DELAY, -1);
+                purge_once_over(BATCH_KEEP_BELOW, resident_bytes);
+            }
             Lifetime::LongRunning => set(PURGE_DELAY, 0),
         }
     }
@@ -70,8 +67,8 @@ pub fn configure(lifetime: Lifetime) {
 }
 
 /// Starts a thread that sets the purge delay to [`BATCH_PURGE_DELAY`] once `resident()` says
-/// the process holds `limit` bytes or more (or can no longer say), then ends. What was freed
-/// before stays with the process, for reuse.
+/// the process holds `limit` bytes or more, or cannot say (at once where `/proc` cannot be
+/// read), then ends. What was freed before stays with the process, for reuse.
 fn purge_once_over(limit: u64, resident: fn() -> Option<u64>) {
     let watch = move || {
         while resident().is_some_and(|bytes| bytes < limit) {
