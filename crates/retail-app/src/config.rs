@@ -52,6 +52,11 @@ pub struct PipelineConfig {
     /// With streams (`retail serve` with `[[streams]]`, `retail stream run --follow`): the
     /// shortest time between two pipeline runs that follow bronze, in milliseconds.
     pub follow_interval_ms: u64,
+    /// A pipeline run whose silver stage writes all of silver (a first load) from at most
+    /// this many bronze rows hands those rows over to gold in memory, interned as gold reads
+    /// them (about 70 bytes a row), instead of gold reading them back from the lake; above it,
+    /// or 0, gold always reads silver back (slower; less memory held at once).
+    pub silver_handover_max_rows: u64,
     /// Retry policies of single assets (`[pipeline.retries."warehouse/postgres"]`), in place of
     /// `max_attempts` and `retry_backoff_ms` for them.
     pub retries: std::collections::BTreeMap<String, AssetRetry>,
@@ -88,6 +93,7 @@ impl Default for PipelineConfig {
             retry_backoff_ms: 500,
             earliest_invoice_date: retail_domain::record::DateWindow::default_earliest().date(),
             follow_interval_ms: 1_000,
+            silver_handover_max_rows: retail_pipeline::DEFAULT_HANDOVER_MAX_ROWS,
             retries: std::collections::BTreeMap::new(),
             freshness: std::collections::BTreeMap::new(),
         }

@@ -369,7 +369,11 @@ impl App {
                 retail_search::Location::new(search_dir, lake.keyring().cloned()),
             )),
         };
-        let mut assets: Vec<Arc<dyn Asset>> = default_assets(&lake, config.pipeline.silver_rules());
+        let mut assets: Vec<Arc<dyn Asset>> = default_assets(
+            &lake,
+            config.pipeline.silver_rules(),
+            config.pipeline.silver_handover_max_rows,
+        );
         let gold_followers = followers.clone();
         // Consent per customer and purpose: what profiling and marketing may use.
         let consent = Arc::new(retail_services::Consents::new(

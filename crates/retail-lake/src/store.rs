@@ -1472,6 +1472,26 @@ impl TableAppender {
         self.rows
     }
 
+    /// Returns the version at which the table will hold exactly the rows this appender writes,
+    /// if there is one: the version after the snapshot the write is built on, when that
+    /// snapshot holds no data file (a new table) or the write replaces them all. A commit
+    /// that returns another version came after someone else's, whose rows it then holds too.
+    ///
+    /// # Errors
+    ///
+    /// When the table's snapshot cannot be read.
+    pub fn holds_only_this_write_at(&self) -> Result<Option<Version>> {
+        let snapshot = self
+            .delta
+            .snapshot()
+            .map_err(|source| table_error("read", &self.table, source))?;
+        let empty = snapshot.log_data().into_iter().next().is_none();
+        Ok(
+            (self.removes.is_empty() && (empty || self.mode == SaveMode::Overwrite))
+                .then(|| snapshot.version() + 1),
+        )
+    }
+
     /// Returns the last version an application recorded in the table as this appender sees it:
     /// the snapshot its commit is built on. A marker checked here and committed by
     /// [`TableAppender::commit`] is one atomic step: a concurrent commit of the same marker
@@ -1900,6 +1920,37 @@ mod tests {
             format!("{error:?}").contains("cannot join a writer of bronze"),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_append_to_an_empty_table_or_an_overwrite_holds_only_its_rows_at_the_next_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lake = lake(&dir);
+        let other = self::lake(&dir);
+        let table = &SILVER_DUPLICATES;
+        // A new table (created at version 0): the append is the whole table at version 1.
+        let mut first = lake.appender(table).await.unwrap();
+        assert_eq!(first.holds_only_this_write_at().unwrap(), Some(1));
+        first.write(duplicates(&["a1"])).await.unwrap();
+        // Another writer committed first: the append lands later and holds its rows too.
+        let mut theirs = other.appender(table).await.unwrap();
+        theirs.write(duplicates(&["b2"])).await.unwrap();
+        assert_eq!(theirs.commit(&[]).await.unwrap(), Some(1));
+        assert_eq!(first.commit(&[]).await.unwrap(), Some(2));
+        assert_eq!(lake.count_rows(table).await.unwrap(), 2);
+
+        // A table with rows: an append adds to them, an overwrite replaces them.
+        let appender = lake.appender(table).await.unwrap();
+        assert_eq!(appender.holds_only_this_write_at().unwrap(), None);
+        let mut overwriter = lake.overwriter(table).await.unwrap();
+        assert_eq!(overwriter.holds_only_this_write_at().unwrap(), Some(3));
+        overwriter.write(duplicates(&["c3"])).await.unwrap();
+        assert_eq!(overwriter.commit(&[]).await.unwrap(), Some(3));
+        assert_eq!(lake.count_rows(table).await.unwrap(), 1);
+        // An append that replaces some files keeps the others.
+        let mut replacing = lake.appender(table).await.unwrap();
+        replacing.remove_files(["part-0.parquet".to_owned()]);
+        assert_eq!(replacing.holds_only_this_write_at().unwrap(), None);
     }
 
     #[tokio::test]

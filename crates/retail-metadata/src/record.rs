@@ -350,6 +350,11 @@ pub struct RunDetail {
     /// How gold was built: `full` (from all of silver) or `incremental`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gold_build: Option<String>,
+    /// Where a gold build took its silver rows from: `silver_stage` (the rows this run's
+    /// silver stage wrote, when they are the whole of silver at the version gold builds from)
+    /// or `lake` (read back from the silver table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_silver_from: Option<String>,
     /// The invoice months (`YYYY-MM`) an incremental gold build recomputed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gold_months: Vec<String>,

@@ -18,14 +18,16 @@
 //! use retail_domain::progress::NoProgress;
 //! use retail_lake::{Lake, LakeConfig};
 //! use retail_metadata::SqliteStore;
-//! use retail_pipeline::{RetryPolicy, RunRequest, Runner, SilverRules, default_assets};
+//! use retail_pipeline::{
+//!     DEFAULT_HANDOVER_MAX_ROWS, RetryPolicy, RunRequest, Runner, SilverRules, default_assets,
+//! };
 //!
 //! let lake = Lake::new(&LakeConfig::default())?;
 //! let store = Arc::new(SqliteStore::open(std::path::Path::new("./data/retail.db"))?);
 //! let runner = Runner::new(
 //!     lake.clone(),
 //!     store,
-//!     default_assets(&lake, SilverRules::default()),
+//!     default_assets(&lake, SilverRules::default(), DEFAULT_HANDOVER_MAX_ROWS),
 //!     RetryPolicy::default(),
 //!     tokio::runtime::Handle::current(),
 //! )?;
@@ -54,10 +56,10 @@ pub mod subject;
 use std::sync::Arc;
 
 pub use asset::{
-    Asset, AssetStatus, BackfillRequest, FollowerAsset, Freshness, FreshnessPolicy, GoldAsset,
-    PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunContext, RunListener, RunRequest, Runner,
-    SilverAsset, Staleness, TableStatus, gold_to_follow, gold_version, invoice_month,
-    months_between, staleness_by_mark,
+    Asset, AssetStatus, BackfillRequest, DEFAULT_HANDOVER_MAX_ROWS, FollowerAsset, Freshness,
+    FreshnessPolicy, GoldAsset, PARTITIONED_ASSET, PipelineStatus, RetryPolicy, RunContext,
+    RunListener, RunRequest, Runner, SilverAsset, Staleness, TableStatus, gold_to_follow,
+    gold_version, invoice_month, months_between, staleness_by_mark,
 };
 pub use checks::{Check, CheckConfig, CheckKind, Severity};
 pub use error::{Error, Result};
@@ -74,11 +76,16 @@ pub const CHANGES_APP_ID: &str = "retail.pipeline.silver.changes";
 /// Application id of the gold stage's progress (value: the silver version built from).
 pub const GOLD_APP_ID: &str = retail_lake::schema::GOLD_MARK;
 
-/// The assets every deployment has: silver (applying the contract with `rules`) and gold.
-/// Followers of gold are added by the composition root, as configured.
-pub fn default_assets(lake: &retail_lake::Lake, rules: SilverRules) -> Vec<Arc<dyn Asset>> {
+/// The assets every deployment has: silver (applying the contract with `rules`, handing over
+/// to gold in memory up to `handover_max_rows` rows: [`SilverAsset::with_handover_max_rows`])
+/// and gold. Followers of gold are added by the composition root, as configured.
+pub fn default_assets(
+    lake: &retail_lake::Lake,
+    rules: SilverRules,
+    handover_max_rows: u64,
+) -> Vec<Arc<dyn Asset>> {
     vec![
-        Arc::new(SilverAsset::new(lake.clone(), rules)),
+        Arc::new(SilverAsset::new(lake.clone(), rules).with_handover_max_rows(handover_max_rows)),
         Arc::new(GoldAsset::new(lake.clone())),
     ]
 }

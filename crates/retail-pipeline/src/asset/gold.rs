@@ -17,7 +17,7 @@ use retail_metadata::{AssetRun, Consistency, RunRecord};
 use retail_telemetry::metrics;
 use tracing::{Instrument as _, debug, info, info_span};
 
-use super::{Asset, RunContext, Staleness};
+use super::{Asset, RunContext, SilverRows, Staleness};
 use crate::GOLD_APP_ID;
 use crate::error::{Error, Result};
 use crate::gold::{
@@ -83,7 +83,13 @@ impl Asset for GoldAsset {
 
     async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
         let built = self
-            .run_gold(cx.run, cx.force, cx.partitions, cx.progress)
+            .run_gold(
+                cx.run,
+                cx.force,
+                cx.partitions,
+                cx.silver_rows.take(),
+                cx.progress,
+            )
             .instrument(info_span!("gold"))
             .await?;
         let Some((consistency, months)) = built else {
@@ -125,12 +131,15 @@ impl GoldAsset {
     /// aggregates are remade, and the whole-history tables come from the stored per-month
     /// history with those months' parts remade. Otherwise (first build, `force`, tables at
     /// different versions, fact files not one month each, a customer's versions changing before
-    /// a kept month) gold is built from all of silver. Both give the same tables.
+    /// a kept month) gold is built from all of silver. Both give the same tables. All of
+    /// silver is taken from `silver_rows`, the rows this run's silver stage wrote, when silver
+    /// is still at their version, and read from the lake otherwise.
     async fn run_gold(
         &self,
         run: &mut RunRecord,
         force: bool,
         partitions: &[String],
+        silver_rows: Option<SilverRows>,
         progress: &dyn Progress,
     ) -> Result<Option<(Consistency, Vec<(String, u64)>)>> {
         let lake = &self.lake;
@@ -167,6 +176,7 @@ impl GoldAsset {
             }
             _ => None,
         };
+        let mut silver_from = "lake";
         let (silver, slice) = match &plan {
             Some(plan) => {
                 progress.begin("gold: reading the new months of silver", 0);
@@ -180,14 +190,24 @@ impl GoldAsset {
                     .await?;
                 (read_silver_set(stream, None, progress).await?, true)
             }
-            None => {
-                let rows = lake.count_rows(&SILVER_TRANSACTIONS).await?;
-                progress.begin("gold: reading silver", rows);
-                let stream = lake
-                    .scan(&SILVER_TRANSACTIONS, Some(&SILVER_COLUMNS))
-                    .await?;
-                (read_silver_set(stream, Some(rows), progress).await?, false)
-            }
+            None => match silver_rows.filter(|rows| rows.version == silver_version) {
+                Some(rows) => {
+                    debug!(
+                        silver_version,
+                        "gold builds from the rows the silver stage just wrote"
+                    );
+                    silver_from = "silver_stage";
+                    (rows.set, false)
+                }
+                None => {
+                    let rows = lake.count_rows(&SILVER_TRANSACTIONS).await?;
+                    progress.begin("gold: reading silver", rows);
+                    let stream = lake
+                        .scan(&SILVER_TRANSACTIONS, Some(&SILVER_COLUMNS))
+                        .await?;
+                    (read_silver_set(stream, Some(rows), progress).await?, false)
+                }
+            },
         };
         progress.end();
         let read_seconds = started.elapsed().as_secs_f64();
@@ -267,7 +287,7 @@ impl GoldAsset {
                     customer,
                     "a customer's versions changed before the new months: building gold from all of silver"
                 );
-                return Box::pin(self.run_gold(run, true, partitions, progress)).await;
+                return Box::pin(self.run_gold(run, true, partitions, None, progress)).await;
             }
             for table in &mut gold_tables {
                 let kept = if table.table.name == tables::GOLD_DAILY_SALES.name {
@@ -289,6 +309,7 @@ impl GoldAsset {
             }
             .to_owned(),
         );
+        run.detail.gold_silver_from = Some(silver_from.to_owned());
         run.detail.gold_months = plan
             .as_ref()
             .map(|plan| plan.months.iter().cloned().collect())

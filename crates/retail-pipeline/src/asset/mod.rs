@@ -26,9 +26,10 @@ pub use runner::{
     AssetStatus, BackfillRequest, Freshness, FreshnessPolicy, PARTITIONED_ASSET, PipelineStatus,
     RetryPolicy, RunRequest, Runner, TableStatus, invoice_month, months_between,
 };
-pub use silver::SilverAsset;
+pub use silver::{DEFAULT_HANDOVER_MAX_ROWS, SilverAsset};
 
 use crate::error::Result;
+use crate::gold::SilverSet;
 use crate::silver::SilverStats;
 
 /// The key of bronze in upstream lists: a source, written by ingestion, not by the runner.
@@ -64,6 +65,9 @@ pub struct RunContext<'a> {
     pub force: bool,
     /// What the silver stage counted in this run, for the quality report.
     pub silver: Option<SilverStats>,
+    /// The rows the silver stage committed in this run, when they are the whole of silver
+    /// at the version it committed: gold then builds from them instead of reading silver back.
+    pub silver_rows: Option<SilverRows>,
     /// The consistency the gold stage measured in this run.
     pub consistency: Option<Consistency>,
     /// Partitions to rebuild even when up to date (a backfill's invoice months, `2011-03`),
@@ -72,6 +76,15 @@ pub struct RunContext<'a> {
     /// The partitions the asset (re)built and the rows each holds now: the runner records them
     /// as the asset's partitions.
     pub built: Vec<(String, u64)>,
+    /// The keys of the assets this run materialises, in order.
+    pub selected: &'a [&'static str],
+}
+
+impl RunContext<'_> {
+    /// Whether this run materialises the asset `key`.
+    pub fn runs(&self, key: &str) -> bool {
+        self.selected.contains(&key)
+    }
 }
 
 impl std::fmt::Debug for RunContext<'_> {
@@ -82,6 +95,19 @@ impl std::fmt::Debug for RunContext<'_> {
             .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
+}
+
+/// The rows silver holds at `version`, all written by this run's silver stage, interned as
+/// gold reads them. The stage keeps them only when silver held no row before its append and
+/// its commit came right after the snapshot it was built on (a first load, a rebuilt lake);
+/// gold takes them only while silver is still at `version`. Either way gold gets the rows a
+/// scan of silver at that version gives, without decoding the Parquet it just wrote.
+#[derive(Debug)]
+pub struct SilverRows {
+    /// The silver version that holds exactly these rows.
+    pub version: u64,
+    /// The rows.
+    pub set: SilverSet,
 }
 
 /// A thing the platform keeps up to date from its upstream assets.

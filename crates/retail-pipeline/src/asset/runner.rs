@@ -542,14 +542,17 @@ impl Runner {
         run: &mut RunRecord,
         progress: &dyn Progress,
     ) -> Result<bool> {
+        let keys: Vec<&'static str> = selected.iter().map(|asset| asset.key()).collect();
         let mut cx = RunContext {
             run,
             progress,
             force: request.force,
             silver: None,
+            silver_rows: None,
             consistency: None,
             partitions: &request.partitions,
             built: Vec::new(),
+            selected: &keys,
         };
         let mut changed = false;
         // Assets held back by failed `error` checks, with the checks that hold them.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use deltalake::arrow::array::{Array as _, AsArray as _};
+use deltalake::arrow::array::{Array as _, AsArray as _, RecordBatch};
 use deltalake::arrow::datatypes::Int64Type;
 use futures::TryStreamExt as _;
 use retail_domain::progress::Progress;
@@ -23,8 +23,9 @@ use retail_metadata::{AssetRun, RunRecord};
 use retail_telemetry::metrics;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::{Asset, BRONZE, RunContext, Staleness};
+use super::{Asset, BRONZE, RunContext, SilverRows, Staleness};
 use crate::error::{Error, Result};
+use crate::gold::SilverSet;
 use crate::silver::{SilverOutput, SilverRules, SilverStats, SilverTransform};
 use crate::{CHANGES_APP_ID, SILVER_APP_ID};
 
@@ -33,12 +34,30 @@ use crate::{CHANGES_APP_ID, SILVER_APP_ID};
 pub struct SilverAsset {
     lake: Lake,
     rules: SilverRules,
+    handover_max_rows: u64,
 }
+
+/// The most bronze rows a stage hands over to gold in memory by default ([`SilverRows`]):
+/// about 140 MB of interned rows.
+pub const DEFAULT_HANDOVER_MAX_ROWS: u64 = 2_000_000;
 
 impl SilverAsset {
     /// The silver asset of `lake`, applying the contract with `rules`.
     pub fn new(lake: Lake, rules: SilverRules) -> Self {
-        Self { lake, rules }
+        Self {
+            lake,
+            rules,
+            handover_max_rows: DEFAULT_HANDOVER_MAX_ROWS,
+        }
+    }
+
+    /// Hands silver's rows over to gold in memory ([`SilverRows`]) only when the stage
+    /// processes at most `rows` bronze rows (0: never): above it, gold reads them back from
+    /// silver, which takes longer and holds less memory at once.
+    #[must_use]
+    pub fn with_handover_max_rows(mut self, rows: u64) -> Self {
+        self.handover_max_rows = rows;
+        self
     }
 
     /// Processes the bronze rows added after silver's mark up to bronze version `version`
@@ -54,9 +73,11 @@ impl SilverAsset {
         progress: &dyn Progress,
         version: u64,
     ) -> Result<bool> {
-        Ok(Box::pin(self.run_silver(run, progress, Some(version)))
-            .await?
-            .is_some())
+        Ok(
+            Box::pin(self.run_silver(run, progress, Some(version), false))
+                .await?
+                .is_some(),
+        )
     }
 }
 
@@ -100,26 +121,32 @@ impl Asset for SilverAsset {
 
     async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
         // Boxed: the stage's future holds the delete's state and is large.
-        let stats = Box::pin(
-            self.run_silver(cx.run, cx.progress, None)
+        let outcome = Box::pin(
+            self.run_silver(cx.run, cx.progress, None, cx.runs("gold"))
                 .instrument(info_span!("silver")),
         )
         .await?;
-        let changed = stats.is_some();
-        cx.silver = stats;
-        Ok(changed)
+        let Some((stats, rows)) = outcome else {
+            return Ok(false);
+        };
+        cx.silver = Some(stats);
+        cx.silver_rows = rows;
+        Ok(true)
     }
 }
 
 impl SilverAsset {
     /// Processes bronze rows added since silver's mark, up to bronze version `upto` (`None`:
-    /// the latest). Returns `None` when there were none.
+    /// the latest). Returns `None` when there were none. With `keep_rows` (gold runs next),
+    /// also returns the rows silver holds after the stage when they are all this stage's and
+    /// at most the handover's limit ([`SilverRows`]).
     async fn run_silver(
         &self,
         run: &mut RunRecord,
         progress: &dyn Progress,
         upto: Option<u64>,
-    ) -> Result<Option<SilverStats>> {
+        keep_rows: bool,
+    ) -> Result<Option<(SilverStats, Option<SilverRows>)>> {
         let lake = &self.lake;
         if upto.is_none() {
             crate::erasure::check_no_erasure_pending(lake).await?;
@@ -194,10 +221,28 @@ impl SilverAsset {
         let (mut silver_out, mut quarantine_out, mut duplicates_out, mut changes_out) =
             (silver_out, quarantine_out, duplicates_out, changes_out);
         info!(files = files.len(), "processing new bronze files");
-        progress.begin(
-            "silver",
-            lake.rows_in_files(&bronze, &BRONZE_TRANSACTIONS, &files)?,
-        );
+        let bronze_rows = lake.rows_in_files(&bronze, &BRONZE_TRANSACTIONS, &files)?;
+        progress.begin("silver", bronze_rows);
+        // When silver will hold only this stage's rows, they are also interned for gold on a
+        // worker of their own, as gold would intern them after reading them back.
+        let whole_at = if keep_rows && bronze_rows <= self.handover_max_rows {
+            silver_out.holds_only_this_write_at()?
+        } else {
+            None
+        };
+        let (keeper, kept) = match whole_at {
+            Some(_) => {
+                let (sender, receiver) = tokio::sync::mpsc::channel(4);
+                let capacity = usize::try_from(bronze_rows).unwrap_or(0);
+                (
+                    Some(sender),
+                    Some(tokio::spawn(
+                        keep_rows_for_gold(receiver, capacity).in_current_span(),
+                    )),
+                )
+            }
+            None => (None, None),
+        };
         // Bronze is read and transformed on one worker while this one encodes the output:
         // the two halves of the stage run on both cores.
         let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
@@ -262,6 +307,10 @@ impl SilverAsset {
             rows,
         }) = receiver.recv().await
         {
+            if let Some(keeper) = &keeper {
+                // An error of the keeper's own is reported when it is joined below.
+                let _ = keeper.send(output.silver.clone()).await;
+            }
             silver_out.write(output.silver).await?;
             if keep_quarantine {
                 quarantine_out.write(output.quarantine).await?;
@@ -274,6 +323,7 @@ impl SilverAsset {
             }
             progress.advance(rows);
         }
+        drop(keeper);
         let transform = reader.await.map_err(Error::Task)??;
         progress.end();
         let removed = transform.removed();
@@ -291,6 +341,7 @@ impl SilverAsset {
             });
         }
         let marker = [(SILVER_APP_ID.to_owned(), target)];
+        let mut silver_version = None;
         // Without changes, silver's append also says that every change is applied; with
         // changes, the delete that applies them says so (see `finish_pending_changes`).
         let silver_marker = if removed.is_empty() {
@@ -329,6 +380,9 @@ impl SilverAsset {
         ] {
             let started = Instant::now();
             let version = appender.commit(marker).await?;
+            if table.name == SILVER_TRANSACTIONS.name {
+                silver_version = version;
+            }
             metrics::record_commit("silver", started.elapsed().as_secs_f64());
             metrics::record_rows_written(table.name, rows);
             run.detail
@@ -357,6 +411,25 @@ impl SilverAsset {
                 version,
             ));
         }
+        // The kept rows are silver's at the version committed only when that version came
+        // right after the snapshot the append was built on and no change removed a row.
+        let rows = match (kept, whole_at) {
+            (Some(kept), Some(at)) if removed.is_empty() && silver_version == Some(at) => {
+                match kept.await.map_err(Error::Task)? {
+                    Ok(set) => Some(SilverRows { version: at, set }),
+                    Err(error) => {
+                        warn!(%error, "the rows kept for gold are incomplete: gold reads silver back");
+                        None
+                    }
+                }
+            }
+            (kept, _) => {
+                if let Some(kept) = kept {
+                    kept.abort();
+                }
+                None
+            }
+        };
         run.rows_in += stats.bronze_rows;
         run.rows_out += stats.silver_rows;
         run.quarantined += stats.quarantined_rows;
@@ -368,7 +441,7 @@ impl SilverAsset {
             duplicates = stats.duplicate_rows,
             "silver stage finished"
         );
-        Ok(Some(stats))
+        Ok(Some((stats, rows)))
     }
 
     /// Deletes the silver rows that updates and deletes replaced or removed, in one commit
@@ -495,4 +568,17 @@ async fn silver_ids(
 
 pub(crate) fn mark_version(mark: Option<i64>) -> Option<u64> {
     mark.and_then(|v| u64::try_from(v).ok())
+}
+
+/// Interns the silver batches the stage writes, as gold's read of silver would
+/// ([`SilverSet::push_batch`]), into a set with room for `capacity` rows.
+async fn keep_rows_for_gold(
+    mut batches: tokio::sync::mpsc::Receiver<RecordBatch>,
+    capacity: usize,
+) -> Result<SilverSet> {
+    let mut set = SilverSet::with_capacity(capacity);
+    while let Some(batch) = batches.recv().await {
+        set.push_batch(&batch).map_err(Error::transform("silver"))?;
+    }
+    Ok(set)
 }

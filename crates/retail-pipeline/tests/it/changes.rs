@@ -208,3 +208,31 @@ async fn changes_within_one_run_see_the_rows_inserted_before_them() {
     assert!(reconciliation.balances(), "{reconciliation}");
     assert_eq!((reconciliation.updates, reconciliation.deletes), (1, 1));
 }
+
+#[tokio::test]
+async fn a_first_load_whose_changes_delete_rows_builds_gold_from_silver_as_committed() {
+    // Rows and their changes in one first run: silver's append holds rows its next commit
+    // deletes, so gold must not take the append's rows from the silver stage.
+    let lake = TestLake::new();
+    let (a, b) = (
+        record("536365", "85123A", "6"),
+        record("536365", "71053", "6"),
+    );
+    lake.ingest_records(&[a.clone(), b.clone()], None).await;
+    let a_fixed = record("536365", "85123A", "12");
+    lake.ingest_records(
+        std::slice::from_ref(&a_fixed),
+        change(Operation::Update, &id_of(&a)),
+    )
+    .await;
+    lake.ingest_records(&[NO_FIELDS], change(Operation::Delete, &id_of(&b)))
+        .await;
+    let run = lake.run().await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.detail.gold_build.as_deref(), Some("full"));
+    assert_eq!(run.detail.gold_silver_from.as_deref(), Some("lake"));
+    assert_eq!(sorted_ids(&lake, &SILVER_TRANSACTIONS).await, [id_of(&a_fixed)]);
+    let facts = lake.read(&GOLD_FACT_SALES).await;
+    assert_eq!(rows(&facts), 1, "only the corrected line is a fact");
+    assert_eq!(sum_int(&facts, "quantity"), 12);
+}

@@ -381,3 +381,46 @@ async fn the_reconciliation_counts_the_bronze_silver_has_processed_not_what_arri
     assert_eq!(reconciliation.bronze, arrived);
     assert!(reconciliation.balances(), "{reconciliation}");
 }
+
+#[tokio::test]
+async fn a_first_gold_build_takes_silvers_rows_from_the_run_and_equals_one_read_from_the_lake() {
+    let data = Generated::new(8_000, 12);
+    let (earlier, later) = data.files.split_at(6);
+
+    // A first load: silver holds only this run's rows, which gold takes from the silver stage.
+    let lake = TestLake::new();
+    lake.ingest(&data.files).await;
+    let first = lake.run().await;
+    assert_eq!(first.detail.gold_build.as_deref(), Some("full"));
+    assert_eq!(
+        first.detail.gold_silver_from.as_deref(),
+        Some("silver_stage")
+    );
+    let from_the_run = gold_rows(&lake).await;
+    // A forced rebuild processes no new bronze row, so reads silver back.
+    let rebuilt = lake
+        .run_request(RunRequest {
+            force: true,
+            ..RunRequest::default()
+        })
+        .await
+        .expect("a full rebuild");
+    assert_eq!(rebuilt.detail.gold_silver_from.as_deref(), Some("lake"));
+    assert_eq!(gold_rows(&lake).await, from_the_run);
+
+    // Silver already holds rows: a full build after an append reads it back, and agrees.
+    let in_two = TestLake::new();
+    in_two.ingest(earlier).await;
+    in_two.run().await;
+    in_two.ingest(later).await;
+    let second = in_two
+        .run_request(RunRequest {
+            force: true,
+            ..RunRequest::default()
+        })
+        .await
+        .expect("a full build after an append");
+    assert_eq!(second.detail.gold_build.as_deref(), Some("full"));
+    assert_eq!(second.detail.gold_silver_from.as_deref(), Some("lake"));
+    assert_eq!(gold_rows(&in_two).await, from_the_run);
+}

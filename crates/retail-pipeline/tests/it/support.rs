@@ -48,7 +48,11 @@ impl TestLake {
         let runner = Runner::new(
             lake.clone(),
             Arc::clone(&store),
-            default_assets(&lake, retail_pipeline::SilverRules::default()),
+            default_assets(
+                &lake,
+                retail_pipeline::SilverRules::default(),
+                retail_pipeline::DEFAULT_HANDOVER_MAX_ROWS,
+            ),
             // Transient failures are retried once, quickly.
             RetryPolicy {
                 max_attempts: 2,

@@ -37,7 +37,11 @@ impl TestLake {
         let store: Arc<dyn MetadataStore> = Arc::new(SqliteStore::in_memory().expect("store"));
         let ingestion =
             IngestionService::new(lake.clone(), Arc::clone(&store), IngestOptions::default());
-        let mut assets = default_assets(&lake, retail_pipeline::SilverRules::default());
+        let mut assets = default_assets(
+            &lake,
+            retail_pipeline::SilverRules::default(),
+            retail_pipeline::DEFAULT_HANDOVER_MAX_ROWS,
+        );
         for follower in followers(&lake) {
             assets.push(Arc::new(FollowerAsset::new(lake.clone(), follower)));
         }
