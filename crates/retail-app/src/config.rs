@@ -54,7 +54,7 @@ pub struct PipelineConfig {
     pub follow_interval_ms: u64,
     /// A pipeline run whose silver stage writes all of silver (a first load) from at most
     /// this many bronze rows hands those rows over to gold in memory, interned as gold reads
-    /// them (about 70 bytes a row), instead of gold reading them back from the lake; above it,
+    /// them (about 80 bytes a row), instead of gold reading them back from the lake; above it,
     /// or 0, gold always reads silver back (slower; less memory held at once).
     pub silver_handover_max_rows: u64,
     /// Retry policies of single assets (`[pipeline.retries."warehouse/postgres"]`), in place of

@@ -177,6 +177,9 @@ impl GoldAsset {
             _ => None,
         };
         let mut silver_from = "lake";
+        // Only a full build takes the silver stage's rows; otherwise they go now.
+        let silver_rows =
+            silver_rows.filter(|rows| plan.is_none() && rows.version == silver_version);
         let (silver, slice) = match &plan {
             Some(plan) => {
                 progress.begin("gold: reading the new months of silver", 0);
@@ -190,7 +193,7 @@ impl GoldAsset {
                     .await?;
                 (read_silver_set(stream, None, progress).await?, true)
             }
-            None => match silver_rows.filter(|rows| rows.version == silver_version) {
+            None => match silver_rows {
                 Some(rows) => {
                     debug!(
                         silver_version,

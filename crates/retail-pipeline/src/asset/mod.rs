@@ -67,6 +67,8 @@ pub struct RunContext<'a> {
     pub silver: Option<SilverStats>,
     /// The rows the silver stage committed in this run, when they are the whole of silver
     /// at the version it committed: gold then builds from them instead of reading silver back.
+    /// The runner offers them only to the asset right after silver, if it is computed from
+    /// silver.
     pub silver_rows: Option<SilverRows>,
     /// The consistency the gold stage measured in this run.
     pub consistency: Option<Consistency>,

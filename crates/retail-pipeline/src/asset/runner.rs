@@ -559,6 +559,9 @@ impl Runner {
         let mut held_back: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut failed_checks: Vec<String> = Vec::new();
         for asset in selected {
+            // The silver stage's rows are offered to the next asset if it is computed from
+            // silver, and are dropped otherwise.
+            let offered = cx.silver_rows.take();
             if let Some(by) = held_back.get(asset.key()) {
                 warn!(asset = asset.key(), checks = ?by, "asset held back by failed checks");
                 metrics::record_asset(asset.key(), "blocked", 0);
@@ -568,6 +571,9 @@ impl Runner {
                     ..AssetRun::up_to_date(asset.key())
                 });
                 continue;
+            }
+            if asset.upstream().contains(&"silver") {
+                cx.silver_rows = offered;
             }
             let started = Instant::now();
             let recorded = cx.run.detail.assets.len();

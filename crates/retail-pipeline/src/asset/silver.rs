@@ -38,7 +38,7 @@ pub struct SilverAsset {
 }
 
 /// The most bronze rows a stage hands over to gold in memory by default ([`SilverRows`]):
-/// about 140 MB of interned rows.
+/// about 160 MB of interned rows (a `Row` is 80 bytes) and their strings.
 pub const DEFAULT_HANDOVER_MAX_ROWS: u64 = 2_000_000;
 
 impl SilverAsset {
@@ -224,8 +224,10 @@ impl SilverAsset {
         let bronze_rows = lake.rows_in_files(&bronze, &BRONZE_TRANSACTIONS, &files)?;
         progress.begin("silver", bronze_rows);
         // When silver will hold only this stage's rows, they are also interned for gold on a
-        // worker of their own, as gold would intern them after reading them back.
-        let whole_at = if keep_rows && bronze_rows <= self.handover_max_rows {
+        // worker of their own, as gold would intern them after reading them back. (The bronze
+        // count is from the log's statistics; the keeper also stops past the limit itself.)
+        let max_rows = self.handover_max_rows;
+        let whole_at = if keep_rows && max_rows > 0 && bronze_rows <= max_rows {
             silver_out.holds_only_this_write_at()?
         } else {
             None
@@ -237,7 +239,7 @@ impl SilverAsset {
                 (
                     Some(sender),
                     Some(tokio::spawn(
-                        keep_rows_for_gold(receiver, capacity).in_current_span(),
+                        keep_rows_for_gold(receiver, capacity, max_rows).in_current_span(),
                     )),
                 )
             }
@@ -415,10 +417,16 @@ impl SilverAsset {
         // right after the snapshot the append was built on and no change removed a row.
         let rows = match (kept, whole_at) {
             (Some(kept), Some(at)) if removed.is_empty() && silver_version == Some(at) => {
-                match kept.await.map_err(Error::Task)? {
-                    Ok(set) => Some(SilverRows { version: at, set }),
-                    Err(error) => {
+                // Silver is committed: whatever befell the keeper, gold can read silver back.
+                match kept.await {
+                    Ok(Ok(Some(set))) => Some(SilverRows { version: at, set }),
+                    Ok(Ok(None)) => None,
+                    Ok(Err(error)) => {
                         warn!(%error, "the rows kept for gold are incomplete: gold reads silver back");
+                        None
+                    }
+                    Err(error) => {
+                        warn!(%error, "the worker keeping rows for gold failed: gold reads silver back");
                         None
                     }
                 }
@@ -571,14 +579,55 @@ pub(crate) fn mark_version(mark: Option<i64>) -> Option<u64> {
 }
 
 /// Interns the silver batches the stage writes, as gold's read of silver would
-/// ([`SilverSet::push_batch`]), into a set with room for `capacity` rows.
+/// ([`SilverSet::push_batch`]), into a set with room for `capacity` rows. Past `max_rows` rows
+/// it drops what it holds and returns `None` (gold then reads silver back).
 async fn keep_rows_for_gold(
     mut batches: tokio::sync::mpsc::Receiver<RecordBatch>,
     capacity: usize,
-) -> Result<SilverSet> {
+    max_rows: u64,
+) -> Result<Option<SilverSet>> {
     let mut set = SilverSet::with_capacity(capacity);
     while let Some(batch) = batches.recv().await {
+        if (set.len() + batch.num_rows()) as u64 > max_rows {
+            debug!(
+                max_rows,
+                "more silver rows than the handover takes: gold reads silver back"
+            );
+            return Ok(None);
+        }
         set.push_batch(&batch).map_err(Error::transform("silver"))?;
     }
-    Ok(set)
+    Ok(Some(set))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gold::tests::silver_batch;
+
+    async fn kept(batches: usize, max_rows: u64) -> Option<SilverSet> {
+        let batch = silver_batch(&[
+            (Some(1), 0, 1, 10, 100, 2, Some(1), 3, 1_500),
+            (None, 1, 2, 11, 200, 3, None, -1, 2_000),
+            (Some(2), 2, 3, 12, 300, 4, Some(2), 5, 990),
+        ]);
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let keeper = tokio::spawn(keep_rows_for_gold(receiver, 0, max_rows));
+        for _ in 0..batches {
+            // Past the limit the keeper stops listening, as the stage's writer then sees.
+            let _ = sender.send(batch.clone()).await;
+        }
+        drop(sender);
+        keeper.await.expect("no panic").expect("silver rows")
+    }
+
+    #[tokio::test]
+    async fn the_keeper_holds_every_row_up_to_its_limit_and_nothing_past_it() {
+        assert_eq!(kept(2, 6).await.map(|set| set.len()), Some(6));
+        assert!(
+            kept(2, 5).await.is_none(),
+            "six rows are over a limit of five"
+        );
+        assert_eq!(kept(0, 5).await.map(|set| set.len()), Some(0));
+    }
 }

@@ -11,7 +11,7 @@ mod dimensions;
 mod facts;
 mod keys;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 

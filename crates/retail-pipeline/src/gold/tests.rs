@@ -17,7 +17,7 @@ use crate::silver_set::{SilverSet, countries_of, walk_order};
 
 /// One random silver row: (customer, country, invoice, day, minute, stock code, description,
 /// quantity, price in thousandths).
-type Spec = (Option<u8>, u8, u8, u16, u16, u8, Option<u8>, i64, i64);
+pub(crate) type Spec = (Option<u8>, u8, u8, u16, u16, u8, Option<u8>, i64, i64);
 
 const COUNTRIES: [(&str, Option<&str>, &str); 3] = [
     ("United Kingdom", Some("GB"), "Europe"),
@@ -41,7 +41,7 @@ fn row() -> impl Strategy<Value = Spec> {
 
 /// Silver rows from specs, as `SilverSet::push_batch` reads them. An invoice keeps one day and
 /// one party, as in real data; every 7th invoice is a cancellation.
-fn silver_batch(specs: &[Spec]) -> RecordBatch {
+pub(crate) fn silver_batch(specs: &[Spec]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("transaction_id", DataType::Utf8, false),
         Field::new("invoice", DataType::Utf8, false),

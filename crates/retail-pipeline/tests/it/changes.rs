@@ -7,7 +7,6 @@ use retail_lake::schema::{
     SILVER_QUARANTINE, SILVER_TRANSACTIONS,
 };
 use retail_metadata::RunStatus;
-use retail_pipeline::RunRequest;
 
 use crate::support::{TestLake, rows, strings, sum_int};
 
@@ -94,13 +93,7 @@ async fn updates_and_deletes_replace_and_remove_silver_rows_and_flow_to_gold() {
     for table in GOLD_TABLES {
         month_by_month.push(lake.sorted_rows(&table, &[]).await);
     }
-    let rebuilt = lake
-        .run_request(RunRequest {
-            force: true,
-            ..RunRequest::default()
-        })
-        .await
-        .expect("a full rebuild");
+    let rebuilt = lake.run_forced().await;
     assert_eq!(rebuilt.detail.gold_build.as_deref(), Some("full"));
     for (table, rows) in GOLD_TABLES.iter().zip(&month_by_month) {
         assert_eq!(&lake.sorted_rows(table, &[]).await, rows, "{table}");
@@ -231,7 +224,10 @@ async fn a_first_load_whose_changes_delete_rows_builds_gold_from_silver_as_commi
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.detail.gold_build.as_deref(), Some("full"));
     assert_eq!(run.detail.gold_silver_from.as_deref(), Some("lake"));
-    assert_eq!(sorted_ids(&lake, &SILVER_TRANSACTIONS).await, [id_of(&a_fixed)]);
+    assert_eq!(
+        sorted_ids(&lake, &SILVER_TRANSACTIONS).await,
+        [id_of(&a_fixed)]
+    );
     let facts = lake.read(&GOLD_FACT_SALES).await;
     assert_eq!(rows(&facts), 1, "only the corrected line is a fact");
     assert_eq!(sum_int(&facts, "quantity"), 12);

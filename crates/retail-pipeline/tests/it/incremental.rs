@@ -398,13 +398,7 @@ async fn a_first_gold_build_takes_silvers_rows_from_the_run_and_equals_one_read_
     );
     let from_the_run = gold_rows(&lake).await;
     // A forced rebuild processes no new bronze row, so reads silver back.
-    let rebuilt = lake
-        .run_request(RunRequest {
-            force: true,
-            ..RunRequest::default()
-        })
-        .await
-        .expect("a full rebuild");
+    let rebuilt = lake.run_forced().await;
     assert_eq!(rebuilt.detail.gold_silver_from.as_deref(), Some("lake"));
     assert_eq!(gold_rows(&lake).await, from_the_run);
 
@@ -413,13 +407,7 @@ async fn a_first_gold_build_takes_silvers_rows_from_the_run_and_equals_one_read_
     in_two.ingest(earlier).await;
     in_two.run().await;
     in_two.ingest(later).await;
-    let second = in_two
-        .run_request(RunRequest {
-            force: true,
-            ..RunRequest::default()
-        })
-        .await
-        .expect("a full build after an append");
+    let second = in_two.run_forced().await;
     assert_eq!(second.detail.gold_build.as_deref(), Some("full"));
     assert_eq!(second.detail.gold_silver_from.as_deref(), Some("lake"));
     assert_eq!(gold_rows(&in_two).await, from_the_run);

@@ -128,6 +128,16 @@ impl TestLake {
             .expect("pipeline run succeeds")
     }
 
+    /// A run with `force`: gold is built from all of silver even when up to date.
+    pub(crate) async fn run_forced(&self) -> RunRecord {
+        self.run_request(RunRequest {
+            force: true,
+            ..RunRequest::default()
+        })
+        .await
+        .expect("a forced run succeeds")
+    }
+
     pub(crate) async fn run_request(
         &self,
         request: RunRequest,
