@@ -176,10 +176,14 @@ impl GoldAsset {
             }
             _ => None,
         };
-        let mut silver_from = "lake";
         // Only a full build takes the silver stage's rows; otherwise they go now.
         let silver_rows =
             silver_rows.filter(|rows| plan.is_none() && rows.version == silver_version);
+        let silver_from = if silver_rows.is_some() {
+            "silver_stage"
+        } else {
+            "lake"
+        };
         let (silver, slice) = match &plan {
             Some(plan) => {
                 progress.begin("gold: reading the new months of silver", 0);
@@ -199,7 +203,6 @@ impl GoldAsset {
                         silver_version,
                         "gold builds from the rows the silver stage just wrote"
                     );
-                    silver_from = "silver_stage";
                     (rows.set, false)
                 }
                 None => {

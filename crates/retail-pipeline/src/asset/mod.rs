@@ -70,6 +70,9 @@ pub struct RunContext<'a> {
     /// The runner offers them only to the asset right after silver, if it is computed from
     /// silver.
     pub silver_rows: Option<SilverRows>,
+    /// Whether the asset after the one materialising is computed from silver, so would take
+    /// [`RunContext::silver_rows`]: set by the runner before each asset.
+    pub next_takes_silver: bool,
     /// The consistency the gold stage measured in this run.
     pub consistency: Option<Consistency>,
     /// Partitions to rebuild even when up to date (a backfill's invoice months, `2011-03`),
@@ -78,15 +81,6 @@ pub struct RunContext<'a> {
     /// The partitions the asset (re)built and the rows each holds now: the runner records them
     /// as the asset's partitions.
     pub built: Vec<(String, u64)>,
-    /// The keys of the assets this run materialises, in order.
-    pub selected: &'a [&'static str],
-}
-
-impl RunContext<'_> {
-    /// Whether this run materialises the asset `key`.
-    pub fn runs(&self, key: &str) -> bool {
-        self.selected.contains(&key)
-    }
 }
 
 impl std::fmt::Debug for RunContext<'_> {

@@ -542,26 +542,27 @@ impl Runner {
         run: &mut RunRecord,
         progress: &dyn Progress,
     ) -> Result<bool> {
-        let keys: Vec<&'static str> = selected.iter().map(|asset| asset.key()).collect();
         let mut cx = RunContext {
             run,
             progress,
             force: request.force,
             silver: None,
             silver_rows: None,
+            next_takes_silver: false,
             consistency: None,
             partitions: &request.partitions,
             built: Vec::new(),
-            selected: &keys,
         };
         let mut changed = false;
         // Assets held back by failed `error` checks, with the checks that hold them.
         let mut held_back: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut failed_checks: Vec<String> = Vec::new();
-        for asset in selected {
+        let computed_from_silver = |asset: &Arc<dyn Asset>| asset.upstream().contains(&"silver");
+        for (position, asset) in selected.iter().enumerate() {
             // The silver stage's rows are offered to the next asset if it is computed from
             // silver, and are dropped otherwise.
             let offered = cx.silver_rows.take();
+            cx.next_takes_silver = selected.get(position + 1).is_some_and(computed_from_silver);
             if let Some(by) = held_back.get(asset.key()) {
                 warn!(asset = asset.key(), checks = ?by, "asset held back by failed checks");
                 metrics::record_asset(asset.key(), "blocked", 0);
@@ -572,7 +573,7 @@ impl Runner {
                 });
                 continue;
             }
-            if asset.upstream().contains(&"silver") {
+            if computed_from_silver(asset) {
                 cx.silver_rows = offered;
             }
             let started = Instant::now();

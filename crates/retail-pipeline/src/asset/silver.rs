@@ -122,7 +122,7 @@ impl Asset for SilverAsset {
     async fn materialize(&self, cx: &mut RunContext<'_>) -> Result<bool> {
         // Boxed: the stage's future holds the delete's state and is large.
         let outcome = Box::pin(
-            self.run_silver(cx.run, cx.progress, None, cx.runs("gold"))
+            self.run_silver(cx.run, cx.progress, None, cx.next_takes_silver)
                 .instrument(info_span!("silver")),
         )
         .await?;
@@ -137,7 +137,7 @@ impl Asset for SilverAsset {
 
 impl SilverAsset {
     /// Processes bronze rows added since silver's mark, up to bronze version `upto` (`None`:
-    /// the latest). Returns `None` when there were none. With `keep_rows` (gold runs next),
+    /// the latest). Returns `None` when there were none. With `keep_rows` (gold is next),
     /// also returns the rows silver holds after the stage when they are all this stage's and
     /// at most the handover's limit ([`SilverRows`]).
     async fn run_silver(
@@ -232,16 +232,13 @@ impl SilverAsset {
         } else {
             None
         };
+        // The keeper's sender, and its task with the version its rows would be silver's at.
         let (keeper, kept) = match whole_at {
-            Some(_) => {
+            Some(at) => {
                 let (sender, receiver) = tokio::sync::mpsc::channel(4);
                 let capacity = usize::try_from(bronze_rows).unwrap_or(0);
-                (
-                    Some(sender),
-                    Some(tokio::spawn(
-                        keep_rows_for_gold(receiver, capacity, max_rows).in_current_span(),
-                    )),
-                )
+                let task = keep_rows_for_gold(receiver, capacity, max_rows).in_current_span();
+                (Some(sender), Some((at, tokio::spawn(task))))
             }
             None => (None, None),
         };
@@ -415,8 +412,8 @@ impl SilverAsset {
         }
         // The kept rows are silver's at the version committed only when that version came
         // right after the snapshot the append was built on and no change removed a row.
-        let rows = match (kept, whole_at) {
-            (Some(kept), Some(at)) if removed.is_empty() && silver_version == Some(at) => {
+        let rows = match kept {
+            Some((at, kept)) if removed.is_empty() && silver_version == Some(at) => {
                 // Silver is committed: whatever befell the keeper, gold can read silver back.
                 match kept.await {
                     Ok(Ok(Some(set))) => Some(SilverRows { version: at, set }),
@@ -431,12 +428,11 @@ impl SilverAsset {
                     }
                 }
             }
-            (kept, _) => {
-                if let Some(kept) = kept {
-                    kept.abort();
-                }
+            Some((_, kept)) => {
+                kept.abort();
                 None
             }
+            None => None,
         };
         run.rows_in += stats.bronze_rows;
         run.rows_out += stats.silver_rows;
