@@ -17,14 +17,7 @@ shift || true
 examples="${RETAIL_FUZZ_EXAMPLES:-25}"
 seed="${RETAIL_FUZZ_SEED:-1}"
 
-venv="${RETAIL_FUZZ_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-fuzz-venv}"
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$(sed -n 's/^schemathesis==//p' scripts/requirements-fuzz.txt)"; then
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    apt-get install -y -q python3-venv >/dev/null
-    python3 -m venv "$venv"
-  fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-fuzz.txt
-fi
+schemathesis="$(dirname "$(scripts/python-tools.sh python fuzz)")/schemathesis"
 
 work=$(mktemp -d)
 server=""
@@ -54,7 +47,7 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 
-"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml \
+"$schemathesis" --config-file scripts/schemathesis.toml \
   run "http://127.0.0.1:$port/openapi.json" \
   --checks all --max-examples "$examples" --seed "$seed" \
   --header "X-API-Key: $key" --no-color "$@"

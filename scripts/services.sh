@@ -7,6 +7,7 @@
 #        RETAIL_TEST_TYPESENSE_URL, RETAIL_TEST_TYPESENSE_KEY, RETAIL_TEST_OTLP_*,
 #        RETAIL_TEST_MOTO_URL)
 #   scripts/services.sh stop                             # stops everything this script started
+#   scripts/services.sh install postgres redis ... prometheus   # installs them, starts nothing
 #
 # PostgreSQL, Redis and RabbitMQ are installed from the distribution's packages when missing
 # (apt-get, needs root); PostgreSQL runs as the unprivileged `postgres` user, Redis without persistence. State lives under $RETAIL_SERVICES_DIR
@@ -47,16 +48,22 @@ pg_bin() {
   return 1
 }
 
-# Installs a distribution package (NAME for messages, PACKAGE for apt-get); needs root.
+# Installs distribution packages (NAME for messages, then the PACKAGEs for apt-get); needs root.
+# APT_OPTIONS may add options (--no-install-recommends).
 install_package() {
-  local name=$1 package=$2
+  local name=$1
+  shift
   log "installing $name from the distribution's packages"
   if [ "$(id -u)" -ne 0 ]; then
-    log "$name is missing and installing it needs root (apt-get install $package)"
+    log "$name is missing and installing it needs root (apt-get install $*)"
     exit 1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >&2
+  if [ -z "${apt_updated:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    apt_updated=1
+  fi
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${APT_OPTIONS:-} "$@" >&2
 }
 
 # Stops the process whose pid is in FILE (waiting up to 5 s), then removes DIR.
@@ -398,6 +405,16 @@ stop_rotel() {
 # here for Secrets Manager. It accepts any credentials, so it proves the requests and answers,
 # not AWS's checks of them.
 moto_version=5.2.1
+moto_venv() {
+  local venv="${RETAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-tools}/moto-$moto_version"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto[server]==$moto_version (PyPI)"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-compile "moto[server]==$moto_version" >&2
+  fi
+  printf '%s\n' "$venv"
+}
+
 start_moto() {
   local dir="$state/moto" port venv
   mkdir -p "$dir"
@@ -405,12 +422,7 @@ start_moto() {
     port=$(cat "$dir/port")
     log "moto already running on 127.0.0.1:$port"
   else
-    venv="${RETAIL_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/retail-tools}/moto-$moto_version"
-    if [ ! -x "$venv/bin/moto_server" ]; then
-      log "installing moto[server]==$moto_version (PyPI)"
-      python3 -m venv "$venv" >&2
-      "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version" >&2
-    fi
+    venv=$(moto_venv)
     port=$(free_port "${RETAIL_TEST_MOTO_PORT:-55000}")
     "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$dir/moto.log" 2>&1 &
     printf '%s\n' "$!" > "$dir/pid"
@@ -448,11 +460,15 @@ rabbitmq_env() {
     RABBITMQ_PID_FILE="$dir/pid" ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$(cat "$dir/epmd_port")"
 }
 
+# The package starts a system node on the default ports: this script runs its own.
+stop_system_rabbitmq() {
+  systemctl stop rabbitmq-server >/dev/null 2>&1 || service rabbitmq-server stop >/dev/null 2>&1 || true
+}
+
 start_rabbitmq() {
   if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     install_package RabbitMQ rabbitmq-server
-    # The package starts a system node on the default ports: this script runs its own.
-    systemctl stop rabbitmq-server >/dev/null 2>&1 || service rabbitmq-server stop >/dev/null 2>&1 || true
+    stop_system_rabbitmq
   fi
   local dir="$state/rabbitmq" port
   mkdir -p "$dir"
@@ -495,7 +511,45 @@ stop_rabbitmq() {
   rm -rf "$dir"
 }
 
+# Installs what `start` needs for each service named, and starts nothing: the distribution's
+# packages in one apt-get run (with `prometheus` for promtool, which is not started here), the
+# pinned broker, search and collector binaries into the tools cache, moto's environment. The
+# test command runs this in the background while it compiles.
+install_services() {
+  local packages=() service
+  for service in "$@"; do
+    case "$service" in
+      postgres) pg_bin >/dev/null || packages+=(postgresql) ;;
+      redis) command -v redis-server >/dev/null 2>&1 || packages+=(redis-server) ;;
+      rabbitmq) [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || packages+=(rabbitmq-server) ;;
+      prometheus | kafka | typesense | rotel | moto) ;;
+      *) log "unknown service $service"; exit 2 ;;
+    esac
+  done
+  if [ "${#packages[@]}" -gt 0 ]; then
+    install_package "${packages[*]}" "${packages[@]}"
+    case " ${packages[*]} " in *" rabbitmq-server "*) stop_system_rabbitmq ;; esac
+  fi
+  for service in "$@"; do
+    case "$service" in
+      prometheus)
+        if ! command -v promtool >/dev/null 2>&1; then
+          APT_OPTIONS=--no-install-recommends install_package Prometheus prometheus
+        fi
+        ;;
+      kafka) tansu_binary >/dev/null ;;
+      typesense) typesense_binary >/dev/null ;;
+      rotel) rotel_binary >/dev/null ;;
+      moto) moto_venv >/dev/null ;;
+    esac
+  done
+}
+
 case "${1:-}" in
+  install)
+    shift
+    install_services "$@"
+    ;;
   start)
     shift
     mkdir -p "$state"
@@ -524,6 +578,7 @@ case "${1:-}" in
     ;;
   *)
     log "usage: $0 start [postgres] [redis] [kafka] [rabbitmq] [typesense] [rotel] [moto] | stop"
+    log "       $0 install [the same names] [prometheus]   (installs, starts nothing)"
     exit 2
     ;;
 esac

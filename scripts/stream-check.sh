@@ -21,11 +21,7 @@ case "$kind" in
   *) echo "unknown source $kind (kafka, rabbitmq-stream, rabbitmq-queue)" >&2; exit 2 ;;
 esac
 
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/retail-stream-venv"
-if ! "$venv/bin/python" -c 'import confluent_kafka, pika' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-stream.txt
-fi
+python=$(scripts/python-tools.sh python stream)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -36,13 +32,13 @@ unset RETAIL_CONFIG
 SECONDS=0
 case "$kind" in
   kafka)
-    sent=$("$venv/bin/python" scripts/stream_produce.py "$brokers" "$topic" 3 "$data"/*.csv)
+    sent=$("$python" scripts/stream_produce.py "$brokers" "$topic" 3 "$data"/*.csv)
     source=(--brokers "$brokers" --topic "$topic") ;;
   rabbitmq-stream)
-    sent=$("$venv/bin/python" scripts/stream_publish_amqp.py "$url" stream "$topic" "$data"/*.csv)
+    sent=$("$python" scripts/stream_publish_amqp.py "$url" stream "$topic" "$data"/*.csv)
     source=(--source rabbitmq --url "$url" --stream "$topic" --stream-port "${RETAIL_TEST_RABBITMQ_STREAM_PORT:-5552}") ;;
   rabbitmq-queue)
-    sent=$("$venv/bin/python" scripts/stream_publish_amqp.py "$url" queue "$topic" "$data"/*.csv)
+    sent=$("$python" scripts/stream_publish_amqp.py "$url" queue "$topic" "$data"/*.csv)
     source=(--source rabbitmq --url "$url" --queue "$topic") ;;
 esac
 echo "produced $sent messages to $kind $topic in ${SECONDS}s"
@@ -68,7 +64,7 @@ fi
 as_stream stream status "${source[@]}"
 if [ "$kind" = kafka ]; then
   # The consumer group's offsets on the broker (for lag tools), read by a client we did not write.
-  committed=$("$venv/bin/python" - "$brokers" "$topic" <<'PY'
+  committed=$("$python" - "$brokers" "$topic" <<'PY'
 import sys
 from confluent_kafka import Consumer, TopicPartition
 consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "retail", "enable.auto.commit": False})
