@@ -80,15 +80,8 @@ stop_pid_file() {
   rm -rf "$dir"
 }
 
-install_postgres() {
-  if pg_bin >/dev/null; then
-    return 0
-  fi
-  install_package PostgreSQL postgresql
-}
-
 start_postgres() {
-  install_postgres
+  install_services postgres
   local bin dir
   bin=$(pg_bin)
   dir="$state/postgres"
@@ -158,9 +151,7 @@ free_port() {
 }
 
 start_redis() {
-  if ! command -v redis-server >/dev/null 2>&1; then
-    install_package Redis redis-server
-  fi
+  install_services redis
   local dir="$state/redis" port tls_port
   mkdir -p "$dir"
   if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
@@ -460,16 +451,8 @@ rabbitmq_env() {
     RABBITMQ_PID_FILE="$dir/pid" ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$(cat "$dir/epmd_port")"
 }
 
-# The package starts a system node on the default ports: this script runs its own.
-stop_system_rabbitmq() {
-  systemctl stop rabbitmq-server >/dev/null 2>&1 || service rabbitmq-server stop >/dev/null 2>&1 || true
-}
-
 start_rabbitmq() {
-  if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-    install_package RabbitMQ rabbitmq-server
-    stop_system_rabbitmq
-  fi
+  install_services rabbitmq
   local dir="$state/rabbitmq" port
   mkdir -p "$dir"
   if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
@@ -511,10 +494,11 @@ stop_rabbitmq() {
   rm -rf "$dir"
 }
 
-# Installs what `start` needs for each service named, and starts nothing: the distribution's
-# packages in one apt-get run (with `prometheus` for promtool, which is not started here), the
-# pinned broker, search and collector binaries into the tools cache, moto's environment. The
-# test command runs this in the background while it compiles.
+# Installs what `start` needs for each service named that is missing, and starts nothing: the
+# distribution's packages in one apt-get run (with `prometheus` for promtool, which is not
+# started here), the pinned broker, search and collector binaries into the tools cache, moto's
+# environment. Each `start_*` calls it for its own service; the test command runs it for all of
+# them in the background while it compiles.
 install_services() {
   local packages=() service
   for service in "$@"; do
@@ -528,7 +512,12 @@ install_services() {
   done
   if [ "${#packages[@]}" -gt 0 ]; then
     install_package "${packages[*]}" "${packages[@]}"
-    case " ${packages[*]} " in *" rabbitmq-server "*) stop_system_rabbitmq ;; esac
+    case " ${packages[*]} " in
+      *" rabbitmq-server "*)
+        # The package starts a system node on the default ports: this script runs its own.
+        systemctl stop rabbitmq-server >/dev/null 2>&1 || service rabbitmq-server stop >/dev/null 2>&1 || true
+        ;;
+    esac
   fi
   for service in "$@"; do
     case "$service" in

@@ -108,7 +108,7 @@ export RETAIL_REQUIRE_OPENLINEAGE_SPEC=1
 step "cargo nextest run"
 # One and a half tests a core: many tests wait on a server part of the time. On 2 cores, 2 tests
 # at a time kept the machine 77 % busy (288 s), 3 at a time 91 % (249 s); 2026-12-04.
-cargo nextest run --workspace --profile ci --test-threads "$((cores * 3 / 2 > 1 ? cores * 3 / 2 : 1))"
+cargo nextest run --workspace --profile ci --test-threads "$((cores * 3 / 2))"
 
 # The checks after the tests need the built binary and the servers, not each other, and each
 # kept about one core of two busy when they ran one after another (49-63 %, 2026-12-04): they
@@ -141,7 +141,6 @@ lane_a() {
   if [ -z "${RETAIL_TEST_DATA:-}" ]; then
     echo "skipped: needs the real data"
   else
-    scripts/python-tools.sh install verify
     local work
     work=$(mktemp -d "$lane_dir/demo.XXXXXX")
     (cd "$work" && RETAIL__TELEMETRY__LOG_LEVEL=warn "$retail" demo --no-serve --data "$RETAIL_TEST_DATA/spark-guide-by-day" > demo.txt)
@@ -155,10 +154,11 @@ lane_a() {
     "$models_python" scripts/rules_crosscheck.py --lake "$work/data/lake"
 
     check "warehouse: the demo lake loaded into PostgreSQL, seen through psql"
+    # From here on (this lane only) `retail` runs with the demo lake's warehouse in PostgreSQL.
+    export RETAIL__WAREHOUSE__BACKEND=postgres RETAIL__WAREHOUSE__POSTGRES_URL="$RETAIL_TEST_POSTGRES_URL"
+    export RETAIL__WAREHOUSE__POSTGRES_SCHEMA=demo RETAIL__TELEMETRY__LOG_LEVEL=warn
     (
       cd "$work"
-      export RETAIL__WAREHOUSE__BACKEND=postgres RETAIL__WAREHOUSE__POSTGRES_URL="$RETAIL_TEST_POSTGRES_URL"
-      export RETAIL__WAREHOUSE__POSTGRES_SCHEMA=demo RETAIL__TELEMETRY__LOG_LEVEL=warn
       "$retail" warehouse load
       "$retail" warehouse query sales_summary
       psql "$RETAIL_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -c '\d+ demo.fact_sales' -c '\dm demo.*' \
@@ -168,8 +168,6 @@ lane_a() {
     check "GDPR: customer 17850 erased from the demo lake and the warehouse; deltalake and psql find no trace"
     (
       cd "$work"
-      export RETAIL__WAREHOUSE__BACKEND=postgres RETAIL__WAREHOUSE__POSTGRES_URL="$RETAIL_TEST_POSTGRES_URL"
-      export RETAIL__WAREHOUSE__POSTGRES_SCHEMA=demo RETAIL__TELEMETRY__LOG_LEVEL=warn
       "$retail" gdpr forget --customer 17850
       psql "$RETAIL_TEST_POSTGRES_URL" -v ON_ERROR_STOP=1 -q -c "
         DO \$\$ DECLARE r record; n bigint; BEGIN
@@ -217,7 +215,6 @@ lane_c() {
   if [ -z "${RETAIL_TEST_DATA:-}" ]; then
     echo "skipped: needs the real data"
   else
-    scripts/python-tools.sh install s3
     scripts/s3-check.sh "$retail" "$RETAIL_TEST_DATA/spark-guide-by-day"
   fi
 }
